@@ -1,0 +1,117 @@
+"""The ``ckpt.pt`` file: weights plus everything needed to rebuild the model without the backbone directory.
+
+A dict of tensors and plain values, loadable with ``torch.load(..., weights_only=True)``: format tag and version,
+method and hyper-parameters, backbone shape, label names, tokenizer JSON, max length, training figures.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from geep_deploy.atomic import atomic_path
+from geep_deploy.config import BertShape
+from geep_deploy.errors import CheckpointError, GeepError
+from geep_deploy.model import ExitBert
+
+FORMAT = "geep-deploy-checkpoint"
+FORMAT_VERSION = 1
+METHODS = ("geep", "fastbert", "pabee", "full")
+
+
+@dataclass
+class Checkpoint:
+    """A trained model and its metadata."""
+
+    model: ExitBert
+    method: str
+    label_names: list[str]
+    tokenizer_json: str
+    max_len: int
+    exit_mode: str = "student"
+    hparams: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> BertShape:
+        return self.model.shape
+
+    @property
+    def trained_depths(self) -> list[int]:
+        """Depths whose classifier was trained: only L for ``full``, every depth otherwise."""
+        L = self.model.num_layers
+        return [L] if self.method == "full" else list(range(1, L + 1))
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
+    """Write ``ckpt`` to ``path`` atomically (temporary file, then rename)."""
+    if ckpt.method not in METHODS:
+        raise CheckpointError(f"checkpoint | unknown method {ckpt.method!r}. Expected one of {METHODS}.")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "method": ckpt.method,
+        "shape": ckpt.shape.to_dict(),
+        "num_labels": ckpt.model.num_labels,
+        "shared_head": ckpt.model.shared_head,
+        "label_names": list(ckpt.label_names),
+        "tokenizer_json": ckpt.tokenizer_json,
+        "max_len": int(ckpt.max_len),
+        "exit_mode": ckpt.exit_mode,
+        "hparams": ckpt.hparams,
+        "metrics": ckpt.metrics,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.model.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def _read_payload(p: Path) -> dict[str, Any]:
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint | {p} does not exist. Train one with `geep-deploy train --out {p}`.")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(
+            f"checkpoint | {p} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            "The file is truncated, corrupted or not a geep-deploy checkpoint."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint | {p} is not a geep-deploy checkpoint (no '{FORMAT}' format tag).")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint | {p} has format version {version!r}; this geep-deploy reads up to {FORMAT_VERSION}. "
+            "Upgrade geep-deploy."
+        )
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and rebuild a checkpoint; every failure names the file and what is wrong."""
+    p = Path(path)
+    payload = _read_payload(p)
+    try:
+        shape = BertShape.from_dict(payload["shape"])
+        model = ExitBert(shape, int(payload["num_labels"]), shared_head=bool(payload["shared_head"]))
+        model.load_state_dict(payload["state_dict"], strict=True)
+        ckpt = Checkpoint(
+            model=model,
+            method=str(payload["method"]),
+            label_names=list(payload["label_names"]),
+            tokenizer_json=str(payload["tokenizer_json"]),
+            max_len=int(payload["max_len"]),
+            exit_mode=str(payload.get("exit_mode", "student")),
+            hparams=dict(payload.get("hparams", {})),
+            metrics=dict(payload.get("metrics", {})),
+        )
+    except (KeyError, RuntimeError, TypeError, GeepError) as e:
+        raise CheckpointError(f"checkpoint | {p} is inconsistent: {type(e).__name__}: {e}"[:500]) from None
+    model.eval()
+    return ckpt

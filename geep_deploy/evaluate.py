@@ -1,0 +1,55 @@
+"""Running a trained model over a dataset: per-depth logits from one pass, with length-sorted batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from geep_deploy.encoding import Encoded, length_sorted_batches, pad_batch
+from geep_deploy.model import ExitBert
+
+
+def torch_batch(enc: Encoded, idx: np.ndarray, device: str | torch.device, pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Pad rows ``idx`` of ``enc`` to their longest and move them to ``device``."""
+    arrays = pad_batch(enc.take(idx), pad_id=pad_id)
+    return {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+
+
+def iter_sorted_batches(
+    enc: Encoded, batch_size: int, device: str | torch.device, desc: str | None = None
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Yield (row indices, padded batch) in length-sorted order, with a progress bar when ``desc`` is given."""
+    batches = length_sorted_batches(enc.lengths, batch_size)
+    for idx in tqdm(batches, desc=desc, disable=desc is None, leave=False):
+        yield idx, torch_batch(enc, idx, device)
+
+
+@torch.inference_mode()
+def collect_depth_logits(
+    model: ExitBert, enc: Encoded, batch_size: int = 64, device: str = "cpu", desc: str | None = None
+) -> np.ndarray:
+    """(N, L, C) float32 logits of every row at every depth, from one pass through all layers per batch."""
+    model.eval().to(device)
+    out = np.zeros((len(enc), model.num_layers, model.num_labels), dtype=np.float32)
+    for idx, batch in iter_sorted_batches(enc, batch_size, device, desc):
+        res = model.forward_all(**batch)
+        out[idx] = torch.stack(res.logits, dim=1).float().cpu().numpy()
+    return out
+
+
+@torch.inference_mode()
+def collect_skip_logits(
+    model: ExitBert, enc: Encoded, batch_size: int = 64, device: str = "cpu", desc: str | None = None
+) -> np.ndarray:
+    """(N, L, C) logits of the skip exit ``T(layer_L(h_k))`` at every depth (depth L: the ordinary teacher)."""
+    model.eval().to(device)
+    L = model.num_layers
+    out = np.zeros((len(enc), L, model.num_labels), dtype=np.float32)
+    for idx, batch in iter_sorted_batches(enc, batch_size, device, desc):
+        res = model.forward_all(**batch)
+        skips = [model.teacher_from(h, res.mask_bias) for h in res.hidden[:-1]] + [res.logits[-1]]
+        out[idx] = torch.stack(skips, dim=1).float().cpu().numpy()
+    return out

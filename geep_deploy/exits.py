@@ -1,0 +1,82 @@
+"""Exit rules on per-depth logits: pure NumPy functions shared by evaluation, calibration and the runtime.
+
+``logits`` is an (N, L, C) array: row i's logits at every depth 1..L. Depths returned are 1-based.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geep_deploy.errors import ConfigError
+
+EXIT_RULES = ("entropy", "consistency")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def normalized_entropy(logits: np.ndarray) -> np.ndarray:
+    """H(p) / log(C) in [0, 1], FastBERT's uncertainty ("speed" threshold compares against it)."""
+    p = softmax(np.asarray(logits, dtype=np.float64))
+    h = -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=-1)
+    return h / np.log(p.shape[-1])
+
+
+def _first_true(flags: np.ndarray) -> np.ndarray:
+    """1-based index of the first True along axis 1, L where none is True (the last depth always exits)."""
+    flags = flags.copy()
+    flags[:, -1] = True
+    return flags.argmax(axis=1) + 1
+
+
+def entropy_exit_depths(logits: np.ndarray, tau: float) -> np.ndarray:
+    """First depth whose normalised entropy is below ``tau`` (FastBERT's exit; depth L otherwise)."""
+    if not 0.0 <= tau <= 1.0:
+        raise ConfigError(f"exit | entropy threshold must be in [0, 1], got {tau}.")
+    return _first_true(normalized_entropy(logits) < tau)
+
+
+def consistency_exit_depths(logits: np.ndarray) -> np.ndarray:
+    """First depth from which the prediction equals depth L's at every deeper depth."""
+    pred = logits.argmax(axis=-1)
+    agree = pred == pred[:, -1:]
+    # suffix-AND: agree from k to L
+    suffix = np.flip(np.logical_and.accumulate(np.flip(agree, axis=1), axis=1), axis=1)
+    return _first_true(suffix)
+
+
+def patience_exit_depths(logits: np.ndarray, patience: int) -> np.ndarray:
+    """PABEE: exit once ``patience`` consecutive depths after the first agree (depth L otherwise)."""
+    if patience < 1:
+        raise ConfigError(f"exit | patience must be >= 1, got {patience}.")
+    pred = logits.argmax(axis=-1)
+    n, L = pred.shape
+    run = np.zeros(n, dtype=np.int64)
+    out = np.full(n, L, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    for k in range(1, L):
+        same = pred[:, k] == pred[:, k - 1]
+        run = np.where(same, run + 1, 0)
+        hit = (run >= patience) & ~done
+        out[hit] = k + 1
+        done |= hit
+    return out
+
+
+def exit_depths(logits: np.ndarray, rule: str, tau: float | None = None) -> np.ndarray:
+    """Exit labels for calibration by rule name (``entropy`` needs ``tau``)."""
+    if rule == "entropy":
+        if tau is None:
+            raise ConfigError("exit | the entropy rule needs a threshold tau.")
+        return entropy_exit_depths(logits, tau)
+    if rule == "consistency":
+        return consistency_exit_depths(logits)
+    raise ConfigError(f"exit | unknown rule {rule!r}. Expected one of {EXIT_RULES}.")
+
+
+def predictions_at(logits: np.ndarray, depths: np.ndarray) -> np.ndarray:
+    """Predicted class of each row at its own depth."""
+    return logits[np.arange(len(depths)), np.asarray(depths) - 1].argmax(axis=-1)
