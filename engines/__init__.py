@@ -1,0 +1,1 @@
+"""Inference backends behind one protocol: ONNX Runtime, torch and TensorRT (each imports its library lazily)."""

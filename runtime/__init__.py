@@ -1,0 +1,1 @@
+"""Runtime: exit table, exit predictor, exit-sorted dispatch and ``GeepEngine``."""
