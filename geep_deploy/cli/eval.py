@@ -1,0 +1,47 @@
+"""Evaluate a checkpoint: accuracy and FLOPs speed-up per depth, and per exit threshold.
+
+For geep/fastbert checkpoints the table also sweeps FastBERT's entropy exit ("speed" threshold) and PABEE's
+patience exit on the students; for pabee checkpoints the patience exit.
+
+Example:
+  geep-deploy eval --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --split dev --json eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="dataset directory (labels.txt, <split>.tsv)")
+    p.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the figures as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from geep_deploy.atomic import atomic_write_text
+    from geep_deploy.checkpoint import load_checkpoint
+    from geep_deploy.data import load_split
+    from geep_deploy.errors import DataError
+    from geep_deploy.report import evaluate_checkpoint, format_per_depth, format_sweeps
+
+    ckpt = load_checkpoint(args.checkpoint)
+    ds = load_split(args.data, args.split)
+    if ds.label_names != ckpt.label_names:
+        raise DataError(
+            f"eval | {args.data} names labels {ds.label_names}, the checkpoint was trained on {ckpt.label_names}."
+        )
+    res = evaluate_checkpoint(ckpt, ds, args.batch_size, args.device)
+    print(f"{ckpt.method} on {args.split} ({res['rows']} rows)")
+    print(format_per_depth({ckpt.method: res}))
+    if res["exit_sweeps"]:
+        print()
+        print(format_sweeps(res))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(res, indent=2))
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,62 @@
+"""Train BERT with exits on a TSV dataset directory (train.tsv, dev.tsv, labels.txt).
+
+Methods: geep (shared exit loss + distillation in one step), fastbert (teacher, then distilled students),
+pabee (depth-weighted CE at every layer), full (plain fine-tuning). The checkpoint holds weights, tokenizer,
+labels and the training history.
+
+Example:
+  geep-deploy train --data geep_deploy/datasets/sst2_demo --method geep --out runs/geep.pt --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from geep_deploy.errors import ConfigError
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset directory with train.tsv, labels.txt and optionally dev.tsv")
+    p.add_argument("--method", required=True, choices=["geep", "fastbert", "pabee", "full"])
+    p.add_argument("--out", required=True, help="checkpoint file to write (written atomically)")
+    p.add_argument("--backbone", default=None, help="Hugging Face BERT directory (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--max-train", type=int, default=None, help="use only the first N training rows")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per stage (default 2)")
+    p.add_argument("--distill-epochs", type=int, default=None, help="epochs of FastBERT's distillation stage")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-len", type=int, default=128, help="truncate inputs to N tokens (default 128)")
+    p.add_argument("--lr", type=float, default=5e-5, help="backbone learning rate (default 5e-5)")
+    p.add_argument("--head-lr", type=float, default=5e-4, help="exit heads' learning rate (default 5e-4)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (geep, fastbert)")
+    p.add_argument("--exit-set", default=None, help="GEEP's K, e.g. 1,3,5 (default: 1..L-1)")
+    p.add_argument("--no-dev", action="store_true", help="skip per-epoch evaluation on dev.tsv")
+
+
+def run(args: argparse.Namespace) -> int:
+    from geep_deploy.backbone import load_backbone_dir
+    from geep_deploy.checkpoint import save_checkpoint
+    from geep_deploy.data import available_splits, load_split
+    from geep_deploy.methods import GeepLossConfig
+    from geep_deploy.trainer import TrainConfig, train
+
+    try:
+        exit_set = tuple(int(x) for x in args.exit_set.split(",")) if args.exit_set else None
+    except ValueError:
+        raise ConfigError(f"train | --exit-set {args.exit_set!r} is not a comma-separated list of depths.") from None
+    cfg = TrainConfig(
+        method=args.method, epochs=args.epochs, distill_epochs=args.distill_epochs, batch_size=args.batch_size,
+        lr=args.lr, head_lr=args.head_lr, max_len=args.max_len, seed=args.seed, device=args.device,
+        geep=GeepLossConfig(exit_set=exit_set, temperature=args.temperature),
+    )
+    cfg.validate()
+    backbone = load_backbone_dir(args.backbone)
+    train_ds = load_split(args.data, "train").subset(args.max_train)
+    dev_ds = load_split(args.data, "dev") if "dev" in available_splits(args.data) and not args.no_dev else None
+    print(f"train | {args.method} on {len(train_ds)} rows of {args.data} ({backbone.path.name}, "
+          f"{backbone.shape.num_hidden_layers} layers), device {args.device}")
+    ckpt = train(backbone, train_ds, dev_ds, cfg)
+    save_checkpoint(ckpt, args.out)
+    print(f"train | wrote {args.out} in {ckpt.metrics['train_seconds']}s")
+    return 0

@@ -1,0 +1,135 @@
+"""Training objectives of GEEP and the baselines, as stages the shared training loop runs in order.
+
+All methods share ``ExitBert``, the data path and the loop in ``trainer.py``; they differ only in which parameters
+a stage trains and what loss it computes on a batch:
+
+- ``geep`` (one stage): shared exit loss ``sum_{k in K} CE(T(layer_L(h_k)), y)`` plus distillation
+  ``sum_{k<L} KL(stopgrad(p_T) || p_{S_k})`` in the same step (GEEP.md, "Training").
+- ``fastbert`` (two stages): fine-tune backbone + teacher with CE; then freeze them and distil every student.
+- ``pabee`` (one stage): CE at every depth weighted by depth (Zhou et al. 2020).
+- ``full`` (one stage): plain fine-tuning of the teacher on the last layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geep_deploy.errors import ConfigError
+from geep_deploy.model import ExitBert
+
+LossFn = Callable[[ExitBert, dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class GeepLossConfig:
+    """Options of GEEP's loss; defaults follow the reference (EasyNLP) behaviour."""
+
+    exit_set: tuple[int, ...] | None = None  # K; None = 1..L-1
+    temperature: float = 1.0
+    shared_weight: float = 1.0
+    distill_weight: float = 1.0
+
+
+@dataclass
+class Stage:
+    """One training stage: a name, the parameters it updates, and its loss on a batch."""
+
+    name: str
+    params: Callable[[ExitBert], Iterator[tuple[str, nn.Parameter]]]
+    loss: LossFn
+    frozen_eval: bool = False  # run frozen modules in eval mode (FastBERT's distillation stage)
+    info: dict[str, object] = field(default_factory=dict)
+
+
+def _all_params(m: ExitBert) -> Iterator[tuple[str, nn.Parameter]]:
+    return m.named_parameters()
+
+
+def _backbone_and_teacher(m: ExitBert) -> Iterator[tuple[str, nn.Parameter]]:
+    teacher = "heads.0." if m.shared_head else f"heads.{m.num_layers - 1}."
+    return ((n, p) for n, p in m.named_parameters() if not n.startswith("heads.") or n.startswith(teacher))
+
+
+def _students(m: ExitBert) -> Iterator[tuple[str, nn.Parameter]]:
+    if m.shared_head:
+        raise ConfigError("fastbert | needs one head per depth; a shared head cannot be distilled into itself.")
+    return ((f"heads.{i}.{n}", p) for i, h in enumerate(m.heads[:-1]) for n, p in h.named_parameters())
+
+
+def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) on temperature-softened distributions, scaled by T^2 as usual."""
+    t = temperature
+    log_s = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_p = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)
+    return F.kl_div(log_s, log_p, log_target=True, reduction="batchmean") * (t * t)
+
+
+def geep_loss(cfg: GeepLossConfig) -> LossFn:
+    def loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        L = model.num_layers
+        ks = tuple(range(1, L)) if cfg.exit_set is None else cfg.exit_set
+        if any(not 1 <= k < L for k in ks) or not ks:
+            raise ConfigError(f"geep | exit set must be a non-empty subset of 1..{L - 1}, got {ks}.")
+        out = model.forward_all(**batch)
+        teacher_full = out.logits[-1]
+        # Every k < L-1 goes through the last layer as one stacked batch; k = L-1 is the ordinary full path.
+        extra = [k for k in ks if k != L - 1]
+        shared = F.cross_entropy(teacher_full, y) if (L - 1) in ks else teacher_full.new_zeros(())
+        if extra:
+            b = y.shape[0]
+            h = torch.cat([out.hidden[k - 1] for k in extra], dim=0)
+            bias = out.mask_bias.repeat(len(extra), 1, 1, 1)
+            skip_logits = model.teacher_from(h, bias)
+            shared = shared + F.cross_entropy(skip_logits, y.repeat(len(extra)), reduction="sum") / b
+        distill = sum(distill_kl(out.logits[k - 1], teacher_full, cfg.temperature) for k in range(1, L))
+        return cfg.shared_weight * shared + cfg.distill_weight * distill
+
+    return loss
+
+
+def _teacher_ce(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(**batch), y)
+
+
+def fastbert_distill_loss(temperature: float) -> LossFn:
+    def loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        L = model.num_layers
+        with torch.no_grad():
+            h, bias = model._prepare(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            cls_states = []
+            for layer in model.encoder.layer:
+                h = layer(h, bias)
+                cls_states.append(h[:, 0])
+            teacher = model.head(L)(cls_states[-1])
+        return sum(distill_kl(model.head(k)(cls_states[k - 1]), teacher, temperature) for k in range(1, L))
+
+    return loss
+
+
+def _pabee_loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    out = model.forward_all(**batch)
+    weights = torch.arange(1, model.num_layers + 1, dtype=torch.float32)
+    losses = torch.stack([F.cross_entropy(lg, y) for lg in out.logits])
+    return (losses * weights.to(losses.device)).sum() / weights.sum()
+
+
+def stages_for(method: str, geep: GeepLossConfig | None = None) -> list[Stage]:
+    """The stages of ``method``, run in order by the training loop."""
+    geep = geep or GeepLossConfig()
+    if method == "geep":
+        return [Stage("geep", _all_params, geep_loss(geep))]
+    if method == "fastbert":
+        return [
+            Stage("fastbert-1-teacher", _backbone_and_teacher, _teacher_ce),
+            Stage("fastbert-2-distill", _students, fastbert_distill_loss(geep.temperature), frozen_eval=True),
+        ]
+    if method == "pabee":
+        return [Stage("pabee", _all_params, _pabee_loss)]
+    if method == "full":
+        return [Stage("full", _backbone_and_teacher, _teacher_ce)]
+    raise ConfigError(f"train | unknown method {method!r}. Expected one of geep, fastbert, pabee, full.")

@@ -1,0 +1,83 @@
+"""Evaluation figures of a checkpoint on a split: per-depth accuracy and the exit-rule sweeps, with FLOPs speed-ups.
+
+Everything is computed from one (N, L, C) logits array, so sweeping thresholds costs no extra model passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from geep_deploy.checkpoint import Checkpoint
+from geep_deploy.data import TextDataset
+from geep_deploy.encoding import TextEncoder
+from geep_deploy.evaluate import collect_depth_logits
+from geep_deploy.exits import entropy_exit_depths, patience_exit_depths, predictions_at
+from geep_deploy.flops import flops_speedup
+
+ENTROPY_SPEEDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+PATIENCES = (1, 2, 3, 4)
+
+
+def evaluate_checkpoint(
+    ckpt: Checkpoint, ds: TextDataset, batch_size: int = 64, device: str = "cpu", progress: bool = True
+) -> dict[str, Any]:
+    """Accuracy and FLOPs speed-up per depth, and per exit threshold for methods that have students."""
+    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len).encode(ds.texts_a, ds.texts_b)
+    logits = collect_depth_logits(ckpt.model, enc, batch_size, device, desc="eval" if progress else None)
+    y = np.asarray(ds.labels)
+    lengths = enc.lengths
+    shape, C, L = ckpt.shape, ckpt.model.num_labels, ckpt.model.num_layers
+    per_depth = [
+        {"depth": k, "accuracy": float((logits[:, k - 1].argmax(-1) == y).mean()),
+         "flops_speedup": flops_speedup(shape, C, lengths, np.full(len(y), k))}
+        for k in ckpt.trained_depths
+    ]
+    sweeps: list[dict[str, Any]] = []
+    if ckpt.method in ("geep", "fastbert"):
+        for s in ENTROPY_SPEEDS:
+            d = entropy_exit_depths(logits, s)
+            sweeps.append({"rule": "entropy", "threshold": s, **_exit_figures(ckpt, logits, y, lengths, d, heads=d)})
+    if ckpt.method in ("pabee", "geep", "fastbert"):
+        for p in PATIENCES:
+            if p < L:
+                d = patience_exit_depths(logits, p)
+                sweeps.append({"rule": "patience", "threshold": p, **_exit_figures(ckpt, logits, y, lengths, d, heads=d)})
+    return {
+        "method": ckpt.method, "rows": len(y), "num_layers": L, "source": ds.source,
+        "per_depth": per_depth, "exit_sweeps": sweeps,
+    }
+
+
+def _exit_figures(ckpt: Checkpoint, logits: np.ndarray, y: np.ndarray, lengths: np.ndarray, d: np.ndarray,
+                  heads: np.ndarray) -> dict[str, float]:
+    return {
+        "accuracy": float((predictions_at(logits, d) == y).mean()),
+        "flops_speedup": flops_speedup(ckpt.shape, ckpt.model.num_labels, lengths, d, heads),
+        "mean_depth": float(d.mean()),
+    }
+
+
+def format_per_depth(results: dict[str, dict[str, Any]]) -> str:
+    """Side-by-side per-depth accuracy table for several methods (keyed by a display name)."""
+    names = list(results)
+    L = max(r["num_layers"] for r in results.values())
+    head = f"{'depth':>5} {'FLOPs x':>8} " + " ".join(f"{n:>12}" for n in names)
+    lines = [head, "-" * len(head)]
+    for k in range(1, L + 1):
+        row, fx = [], ""
+        for n in names:
+            rec = next((r for r in results[n]["per_depth"] if r["depth"] == k), None)
+            row.append(f"{rec['accuracy'] * 100:>11.2f}%" if rec else f"{'-':>12}")
+            fx = fx or (f"{rec['flops_speedup']:.2f}" if rec else "")
+        lines.append(f"{k:>5} {fx:>8} " + " ".join(row))
+    return "\n".join(lines)
+
+
+def format_sweeps(result: dict[str, Any]) -> str:
+    lines = [f"{'rule':>9} {'thresh':>7} {'acc %':>7} {'FLOPs x':>8} {'mean depth':>10}"]
+    for s in result["exit_sweeps"]:
+        lines.append(f"{s['rule']:>9} {s['threshold']:>7} {s['accuracy'] * 100:>7.2f} {s['flops_speedup']:>8.2f} "
+                     f"{s['mean_depth']:>10.2f}")
+    return "\n".join(lines)
