@@ -1,0 +1,177 @@
+"""TensorRT engine: one execution context per depth plan, CuPy device buffers and one CUDA stream.
+
+Each call sets the input shapes (``set_input_shape``), binds device addresses (``set_tensor_address``) and runs
+``execute_async_v3`` on the stream. Contexts of one export share a single scratch ("device memory") block: they
+are created with ``ExecutionContextAllocationStrategy.USER_MANAGED`` (``create_execution_context_without_device_
+memory`` on older TensorRT) and handed the shared block with ``set_device_memory``; sharing scratch means two
+contexts may not run at once, so `TrtScratch` also owns the lock that serialises them.
+
+Written against the TensorRT 10/11 Python API documentation; it has not run in this project (TensorRT cannot be
+installed here), and its tests are marked ``trt``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.base import BaseEngine, TensorMeta
+from geep_deploy.errors import BackendUnavailable, EngineBuildError
+
+_TRT_HINT = "Try `pip install geep-deploy[tensorrt]` (TensorRT needs an NVIDIA GPU and driver)."
+
+
+def import_trt() -> tuple[Any, Any]:
+    """Import ``tensorrt`` and ``cupy`` lazily, naming the extra to install when either is missing."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise BackendUnavailable(f"tensorrt | the tensorrt package is not installed. {_TRT_HINT}") from None
+    try:
+        import cupy as cp
+    except ImportError:
+        raise BackendUnavailable(
+            "tensorrt | CuPy is needed for device buffers. Try `pip install geep-deploy[gpu,tensorrt]`."
+        ) from None
+    return trt, cp
+
+
+class TrtScratch:
+    """One scratch block, one stream and one lock shared by the contexts of several plans."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._buf: Any = None
+        self.stream: Any = None
+        self.size = 0
+
+    def ensure(self, cp: Any, nbytes: int) -> tuple[int, int]:
+        """Grow the block to at least ``nbytes``; returns (pointer, size). Callers re-bind after growth."""
+        if self.stream is None:
+            self.stream = cp.cuda.Stream(non_blocking=True)
+        if nbytes > self.size:
+            self.stream.synchronize()
+            self._buf = cp.cuda.alloc(max(nbytes, 256))
+            self.size = max(nbytes, 256)
+        return int(self._buf.ptr), self.size
+
+    def release(self) -> None:
+        self._buf, self.stream, self.size = None, None, 0
+
+
+class TrtEngine(BaseEngine):
+    """One serialized TensorRT plan.
+
+    Args:
+        path: the ``.plan`` file built by ``geep-deploy export --backends tensorrt``.
+        precision: the precision the plan was built in (recorded; TensorRT fixed it at build time).
+        scratch: share device scratch memory, the stream and the execution lock with other engines.
+            Defaults to a private one.
+    """
+
+    backend = "tensorrt"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        precision: str = "fp32",
+        scratch: TrtScratch | None = None,
+        check_inputs: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name or f"tensorrt {Path(path).name}", precision, "cuda", check_inputs)
+        self.path = Path(path)
+        self.scratch = scratch or TrtScratch()
+        self._engine: Any = None
+        self._context: Any = None
+        self._bound: tuple[int, int] | None = None
+
+    def _load(self) -> None:
+        trt, cp = import_trt()
+        if not self.path.is_file():
+            raise EngineBuildError(f"{self.name} | {self.path} does not exist.")
+        self._trt, self._cp = trt, cp
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self._engine is None:
+            raise EngineBuildError(
+                f"{self.name} | TensorRT could not deserialize {self.path}: it was built by another TensorRT "
+                "version or for another GPU. Rebuild it with `geep-deploy export` on this machine."
+            )
+        strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
+        if strategy is not None:
+            self._context = self._engine.create_execution_context(strategy.USER_MANAGED)
+        else:
+            self._context = self._engine.create_execution_context_without_device_memory()
+        if self._context is None:
+            raise EngineBuildError(f"{self.name} | could not create an execution context (out of GPU memory?).")
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
+
+    def _scratch_bytes(self) -> int:
+        ctx = self._context
+        if hasattr(ctx, "update_device_memory_size_for_shapes"):
+            return int(ctx.update_device_memory_size_for_shapes())
+        return int(getattr(self._engine, "device_memory_size_v2", self._engine.device_memory_size))
+
+    def _bind_scratch(self) -> None:
+        ptr, size = self.scratch.ensure(self._cp, self._scratch_bytes())
+        if self._bound != (ptr, size):
+            if hasattr(self._context, "set_device_memory"):
+                self._context.set_device_memory(ptr, size)
+            else:
+                self._context.device_memory = ptr
+            self._bound = (ptr, size)
+
+    def _infer(self, feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        cp, ctx = self._cp, self._context
+        with self.scratch.lock:
+            self.scratch.ensure(cp, 0)
+            stream = self.scratch.stream
+            keep = []
+            with stream:
+                for name in self._inputs:
+                    x = cp.asarray(feed[name], dtype=self._dtypes[name])
+                    x = cp.ascontiguousarray(x)
+                    keep.append(x)
+                    if not ctx.set_input_shape(name, tuple(x.shape)):
+                        raise EngineBuildError(
+                            f"{self.name} | input {name!r} shape {tuple(x.shape)} is outside the plan's "
+                            "optimization profile. Rebuild with a larger max shape or use shorter inputs."
+                        )
+                    ctx.set_tensor_address(name, int(x.data.ptr))
+                outs = {}
+                for name in self._outputs:
+                    y = cp.empty(tuple(ctx.get_tensor_shape(name)), dtype=self._dtypes[name])
+                    ctx.set_tensor_address(name, int(y.data.ptr))
+                    outs[name] = y
+                self._bind_scratch()
+                if not ctx.execute_async_v3(stream.ptr):
+                    raise EngineBuildError(f"{self.name} | execute_async_v3 failed; see TensorRT's log above.")
+                host = {n: cp.asnumpy(y, stream=stream) for n, y in outs.items()}
+            stream.synchronize()
+            del keep
+            return host
+
+    def _input_metadata(self) -> dict[str, TensorMeta]:
+        meta = {}
+        for n in self._inputs:
+            shape = tuple(None if d < 0 else int(d) for d in self._engine.get_tensor_shape(n))
+            meta[n] = TensorMeta(self._dtypes[n], shape)
+        return meta
+
+    def _close(self) -> None:
+        if self.scratch.stream is not None:
+            self.scratch.stream.synchronize()
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        self._bound = None
