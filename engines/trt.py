@@ -60,7 +60,10 @@ class TrtScratch:
         return int(self._buf.ptr), self.size
 
     def release(self) -> None:
+        """Free the block and the stream (after every context using them is closed)."""
         self._buf, self.stream, self.size = None, None, 0
+
+    close = release
 
 
 class TrtEngine(BaseEngine):

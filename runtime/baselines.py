@@ -1,0 +1,215 @@
+"""The compared methods, run by the same runtime and backends and timed the same way.
+
+- ``full``: depth L, one batch padded to its longest row.
+- ``static:k``: depth k for every row.
+- ``geep``: predicted depths, rows grouped by (depth, length), one dense group per depth (`GeepEngine`).
+- ``fastbert:<speed>``: layer by layer with a shrinking batch: after layer k its head classifies the rows still
+  in the batch, and rows whose normalised entropy is below ``speed`` leave (FastBERT's batch inference).
+- ``pabee:<patience>``: layer by layer; a row leaves once its prediction stayed the same for ``patience``
+  consecutive layers.
+
+Every method is handed the same batches (rows sorted by length, then cut), so none gains from bucketing alone.
+The layer-by-layer methods run the export's segment graphs (``embed``, ``layer{k}``) on ONNX Runtime/TensorRT,
+and the `ExitBert` modules directly on torch. When rows leave, the padded width shrinks to the longest row still
+in the batch (``trim``), which helps the baselines, never GEEP.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from geep_deploy.encoding import Encoded, pad_batch
+from geep_deploy.errors import ConfigError
+from geep_deploy.exits import normalized_entropy
+from runtime.timing import StageTimes
+
+FAMILIES = ("full", "static", "geep", "fastbert", "pabee")
+DEFAULT_SWEEPS = {"fastbert": (0.1, 0.2, 0.3, 0.5), "pabee": (1, 2, 3)}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method name with its parameter: ``fastbert:0.3`` -> ("fastbert", 0.3)."""
+
+    family: str
+    param: float | int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.family if self.param is None else f"{self.family}:{self.param:g}"
+
+    @property
+    def layerwise(self) -> bool:
+        return self.family in ("fastbert", "pabee")
+
+
+def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
+    """Parse ``full,geep,fastbert:0.3,pabee,static:2``; a bare fastbert/pabee/static expands to a sweep.
+
+    Raises:
+        ConfigError: unknown family or bad parameter, naming the expected form.
+    """
+    out: list[MethodSpec] = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        family, _, arg = item.partition(":")
+        if family not in FAMILIES:
+            raise ConfigError(f"bench | unknown method {family!r}. Expected one of {FAMILIES} "
+                              "(with :speed for fastbert, :patience for pabee, :k for static).")
+        try:
+            if family in ("full", "geep"):
+                if arg:
+                    raise ValueError
+                out.append(MethodSpec(family))
+            elif family == "static":
+                ks = [int(arg)] if arg else list(range(1, num_layers))
+                if any(not 1 <= k <= num_layers for k in ks):
+                    raise ValueError
+                out += [MethodSpec("static", k) for k in ks]
+            elif family == "fastbert":
+                speeds = [float(arg)] if arg else list(DEFAULT_SWEEPS["fastbert"])
+                if any(not 0.0 <= s <= 1.0 for s in speeds):
+                    raise ValueError
+                out += [MethodSpec("fastbert", s) for s in speeds]
+            else:
+                ps = [int(arg)] if arg else list(DEFAULT_SWEEPS["pabee"])
+                if any(p < 1 for p in ps):
+                    raise ValueError
+                out += [MethodSpec("pabee", p) for p in ps]
+        except ValueError:
+            raise ConfigError(f"bench | bad method {item!r}: static:k needs 1 <= k <= {num_layers}, fastbert:s "
+                              "needs 0 <= s <= 1, pabee:p needs p >= 1.") from None
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class BatchOut:
+    """One batch's result: logits, depth per row, exit heads applied per row, and the seconds spent."""
+
+    logits: np.ndarray
+    depths: np.ndarray
+    heads: np.ndarray
+    model_s: float
+    exit_s: float = 0.0
+
+
+class Segments(Protocol):
+    """Embedding then one layer at a time, on any backend (the baselines' view of an engine)."""
+
+    def embed(self, feed: dict[str, np.ndarray]) -> Any: ...
+    def layer(self, k: int, state: Any) -> np.ndarray: ...
+    def keep(self, state: Any, rows: np.ndarray, width: int) -> Any: ...
+
+
+class EngineSegments:
+    """Segments over `BaseEngine` objects (ONNX Runtime, TensorRT, or torch engines of kind embed/layer)."""
+
+    def __init__(self, embed: Any, layers: list[Any]) -> None:
+        self.embed_engine, self.layers = embed, layers
+
+    def embed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        h = self.embed_engine.infer({"input_ids": feed["input_ids"], "token_type_ids": feed["token_type_ids"]},
+                                    check_inputs=False)["hidden"]
+        return {"hidden": h, "attention_mask": feed["attention_mask"]}
+
+    def layer(self, k: int, state: dict[str, np.ndarray]) -> np.ndarray:
+        out = self.layers[k - 1].infer(state, check_inputs=False)
+        state["hidden"] = next(v for n, v in out.items() if n != "logits")
+        return out["logits"]
+
+    def keep(self, state: dict[str, np.ndarray], rows: np.ndarray, width: int) -> dict[str, np.ndarray]:
+        return {"hidden": np.ascontiguousarray(state["hidden"][rows, :width]),
+                "attention_mask": np.ascontiguousarray(state["attention_mask"][rows, :width])}
+
+
+class TorchSegments:
+    """Segments straight on a loaded `ExitBert` (tensors stay on the device between layers)."""
+
+    def __init__(self, model: Any, device: str = "cpu") -> None:
+        import torch
+
+        self.torch, self.model, self.device = torch, model, device
+
+    def embed(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        from geep_deploy.model import mask_to_bias
+
+        t = {k: self.torch.from_numpy(v).to(self.device) for k, v in feed.items()}
+        with self.torch.inference_mode():
+            h = self.model.embeddings(t["input_ids"], t["token_type_ids"])
+            return {"hidden": h, "mask": t["attention_mask"], "bias": mask_to_bias(t["attention_mask"], h.dtype)}
+
+    def layer(self, k: int, state: dict[str, Any]) -> np.ndarray:
+        with self.torch.inference_mode():
+            h = self.model.run_layers(state["hidden"], state["bias"], k - 1, k)
+            state["hidden"] = h
+            return self.model.head(k)(h[:, 0]).float().cpu().numpy()
+
+    def keep(self, state: dict[str, Any], rows: np.ndarray, width: int) -> dict[str, Any]:
+        idx = self.torch.from_numpy(rows).to(self.device)
+        return {k: v.index_select(0, idx)[..., :width] if k == "bias" else v.index_select(0, idx)[:, :width]
+                for k, v in state.items()}
+
+
+def run_layerwise(segments: Segments, feed: dict[str, np.ndarray], num_layers: int, spec: MethodSpec,
+                  trim: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """FastBERT/PABEE batch inference with a shrinking batch; returns (logits, exit depth) per row."""
+    n = feed["input_ids"].shape[0]
+    lengths = feed["attention_mask"].sum(axis=1)
+    alive = np.arange(n)
+    logits_out: np.ndarray | None = None
+    depth = np.full(n, num_layers, dtype=np.int64)
+    prev = np.full(n, -1, dtype=np.int64)
+    run = np.zeros(n, dtype=np.int64)
+    state = segments.embed(feed)
+    for k in range(1, num_layers + 1):
+        lg = segments.layer(k, state)
+        if logits_out is None:
+            logits_out = np.empty((n, lg.shape[1]), dtype=np.float32)
+        if k == num_layers:
+            leave = np.ones(len(alive), dtype=bool)
+        elif spec.family == "fastbert":
+            leave = normalized_entropy(lg) < float(spec.param)
+        else:
+            pred = lg.argmax(axis=1)
+            run = np.where(pred == prev, run + 1, 0)
+            prev = pred
+            leave = run >= int(spec.param)
+        logits_out[alive[leave]] = lg[leave]
+        depth[alive[leave]] = k
+        if leave.all():
+            break
+        stay = np.flatnonzero(~leave)
+        alive, prev, run = alive[stay], prev[stay], run[stay]
+        width = int(lengths[alive].max()) if trim else feed["input_ids"].shape[1]
+        state = segments.keep(state, stay, width)
+    assert logits_out is not None
+    return logits_out, depth
+
+
+class MethodRunner:
+    """Runs one method on a batch of tokenized rows and times the model part (and GEEP's exit prediction)."""
+
+    def __init__(self, spec: MethodSpec, engine: Any, segments: Segments | None = None) -> None:
+        if spec.layerwise and segments is None:
+            raise ConfigError(f"bench | {spec.name} needs segment engines (embed, layer1..L).")
+        self.spec, self.engine, self.segments = spec, engine, segments
+        self.num_layers = engine.num_layers
+
+    def run_batch(self, enc: Encoded) -> BatchOut:
+        s, eng = self.spec, self.engine
+        if s.family == "geep":
+            t = StageTimes()
+            logits, d = eng.run_encoded(enc, batch_size=len(enc), times=t)
+            return BatchOut(logits, d, np.ones_like(d), t.seconds["model"], t.seconds["predict_exits"])
+        t0 = time.perf_counter()
+        if s.family in ("full", "static"):
+            k = self.num_layers if s.family == "full" else int(s.param)
+            logits = eng.run_depth(enc, k)
+            d = np.full(len(enc), k, dtype=np.int64)
+            return BatchOut(logits, d, np.ones_like(d), time.perf_counter() - t0)
+        feed = pad_batch(enc, pad_id=eng.encoder.pad_id)
+        logits, d = run_layerwise(self.segments, feed, self.num_layers, s)
+        return BatchOut(logits, d, d.copy(), time.perf_counter() - t0)

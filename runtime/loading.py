@@ -1,0 +1,169 @@
+"""From an export directory to the parts of a `GeepEngine` (and the baselines' segment engines).
+
+Kept apart from `runtime.engine` so that the engine itself knows nothing of manifests: it takes an encoder, a
+predictor and engines, whoever built them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.base import BaseEngine
+from geep_deploy.encoding import TextEncoder
+from geep_deploy.errors import ArtifactError, ConfigError
+
+_ARTIFACT_BACKEND = {"onnxruntime": "onnx", "tensorrt": "tensorrt"}
+
+
+@dataclass
+class Parts:
+    encoder: TextEncoder
+    predictor: Any
+    engines: dict[int, BaseEngine]
+    label_names: list[str]
+    info: dict[str, Any]
+    bundle: Any
+    owned: list[Any] = field(default_factory=list)
+    model: Any = None  # the shared ExitBert (torch backend)
+    shared: Any = None  # OrtWeightPool or TrtScratch, reused for segment engines
+
+
+def torch_model_from_bundle(bundle: Any) -> Any:
+    """An `ExitBert` with the export's weights (one copy, shared by every torch engine)."""
+    return bundle.torch_model()
+
+
+def _precision_for_artifacts(backend: str, precision: str) -> str:
+    # torch's tf32 runs fp32 weights; the other backends load what the export built
+    return "fp32" if precision == "tf32" else precision
+
+
+def make_engine(bundle: Any, parts: Parts, backend: str, device: str, precision: str, *, kind: str,
+                depth: int | None, threads: int | None) -> BaseEngine:
+    """One engine of ``kind`` (depth/embed/layer) on ``backend``, sharing weights through ``parts``."""
+    if backend == "torch":
+        from engines.torch_engine import TorchEngine
+
+        return TorchEngine(parts.model, kind=kind, depth=depth, exit_mode=bundle.exit_mode, device=device,
+                           precision=precision, max_len=bundle.max_len, check_inputs=False).load()
+    art = bundle.find(kind=kind, depth=depth, backend=_ARTIFACT_BACKEND[backend],
+                      precision=_precision_for_artifacts(backend, precision))
+    if backend == "onnxruntime":
+        from engines.ort import OrtEngine
+
+        return OrtEngine(art.path, device=device, precision=precision, pool=parts.shared, threads=threads,
+                         check_inputs=False, name=f"onnxruntime {kind} {depth or ''}".strip()).load()
+    from engines.trt import TrtEngine
+
+    if device != "cuda":
+        raise ConfigError("runtime | the tensorrt backend runs on CUDA only; use device='cuda'.")
+    return TrtEngine(art.path, precision=precision, scratch=parts.shared, check_inputs=False).load()
+
+
+def build_parts(
+    export_dir: Path,
+    backend: str,
+    device: str,
+    precision: str,
+    *,
+    depths: Sequence[int] | None = None,
+    fixed_depth: int | None = None,
+    threads: int | None = None,
+    share_weights: bool = True,
+    verify: bool = True,
+) -> Parts:
+    """Load manifest, tokenizer, exit predictor and the depth engines of one export."""
+    from export.bundle import load_export
+    from runtime.engine import FixedDepth, resolve_backend
+
+    bundle = load_export(export_dir, verify=verify)
+    arts = list(bundle.artifacts)
+    backend = resolve_backend(backend, device,
+                              has_plans=any(a.backend == "tensorrt" for a in arts),
+                              has_onnx=any(a.backend == "onnx" for a in arts))
+    L = bundle.shape.num_hidden_layers
+    want = sorted(set(depths)) if depths else sorted(bundle.depths)
+    if fixed_depth is not None:
+        want = sorted({*want, fixed_depth}) if depths else [fixed_depth]
+    if fixed_depth is not None:
+        predictor = FixedDepth(fixed_depth, L)
+    elif bundle.exit_table is None:
+        raise ArtifactError(
+            f"runtime | {export_dir} has no exit table, so exits cannot be predicted. Export with "
+            "`--exit-table`, or load with fixed_depth=k to run one depth."
+        )
+    else:
+        predictor = _load_predictor(bundle.exit_table, device)
+    parts = Parts(TextEncoder(bundle.tokenizer_json, bundle.max_len), predictor, {}, list(bundle.label_names),
+                  {}, bundle)
+    if backend == "torch":
+        parts.model = torch_model_from_bundle(bundle)
+    elif backend == "onnxruntime" and share_weights:
+        from engines.ort import OrtWeightPool
+
+        parts.shared = OrtWeightPool()
+    elif backend == "tensorrt":
+        from engines.trt import TrtScratch
+
+        parts.shared = TrtScratch()
+        parts.owned.append(parts.shared)
+    for k in want:
+        parts.engines[k] = make_engine(bundle, parts, backend, device, precision, kind="depth", depth=k,
+                                       threads=threads)
+    e = parts.engines[want[-1]]
+    parts.info = {
+        "export": str(export_dir), "backend": backend, "device": device, "precision": precision,
+        "provider": getattr(e, "provider", None), "depths": want, "method": bundle.method,
+        "exit_mode": bundle.exit_mode, "predictor": type(predictor).__name__,
+        "num_layers": L,
+    }
+    return parts
+
+
+def _load_predictor(path: Path, device: str) -> Any:
+    from runtime.predictor import ExitPredictor
+
+    pred = ExitPredictor.load(path)
+    if device == "cuda" and importlib.util.find_spec("cupy") is not None:
+        return _DevicePredictor(pred)
+    return pred
+
+
+class _DevicePredictor:
+    """Runs the predictor's GPU lookup on padded device arrays; same results as the NumPy twin."""
+
+    def __init__(self, pred: Any) -> None:
+        self.pred, self.num_layers = pred, pred.num_layers
+
+    def predict(self, ids: list[Any]) -> Any:
+        import cupy as cp
+        import numpy as np
+
+        width = max(len(x) for x in ids)
+        padded = np.zeros((len(ids), width), dtype=np.int64)
+        mask = np.zeros_like(padded)
+        for i, x in enumerate(ids):
+            padded[i, : len(x)], mask[i, : len(x)] = x, 1
+        out = self.pred.predict_padded(cp.asarray(padded), cp.asarray(mask))
+        return cp.asnumpy(out)
+
+
+def segment_engines(parts: Parts, backend: str, device: str, precision: str,
+                    threads: int | None = None) -> tuple[BaseEngine, list[BaseEngine]]:
+    """The ``embed`` and ``layer1..L`` engines of the export (for FastBERT/PABEE layer by layer)."""
+    L = parts.bundle.shape.num_hidden_layers
+    try:
+        embed = make_engine(parts.bundle, parts, backend, device, precision, kind="embed", depth=None,
+                            threads=threads)
+        layers = [make_engine(parts.bundle, parts, backend, device, precision, kind="layer", depth=k,
+                              threads=threads) for k in range(1, L + 1)]
+    except (ArtifactError, KeyError, LookupError) as e:
+        raise ArtifactError(
+            f"runtime | the export has no segment graphs (embed, layer1..{L}) for {backend}/{precision}, "
+            f"which the layer-by-layer baselines need: {e}. Re-export with segment graphs."
+        ) from None
+    return embed, layers

@@ -1,0 +1,21 @@
+"""Resident memory (RSS) of this process, for comparing engines that load one depth or all of them.
+
+Measure in a fresh process per configuration (``bench/runtime_memory.py`` does): allocators keep freed memory,
+so a second load in the same process reads low.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MiB (needs psutil, part of the ``dev`` extra)."""
+    try:
+        import psutil
+    except ImportError:
+        from geep_deploy.errors import BackendUnavailable
+
+        raise BackendUnavailable("memory | psutil is not installed. Try `pip install geep-deploy[dev]`.") from None
+    gc.collect()
+    return psutil.Process().memory_info().rss / 2**20
