@@ -1,0 +1,175 @@
+"""Per-depth and per-layer ("segment") ONNX graphs of an ``ExitBert``, as in-memory ``ModelProto`` stages.
+
+Depth graphs (``DepthModel``) are what GEEP's dispatch runs; segment graphs (``embed``, ``layer{k}``) let the
+runtime run the FastBERT/PABEE baselines layer by layer with a shrinking batch. All use standard ONNX ops only.
+
+The default exporter is the TorchScript one (0.3 s per graph against 6-10 s for dynamo on the 2-core dev box, and
+a stable op set); ``exporter="dynamo"`` selects ``torch.export``. Either way initializer names are meaningless
+across graphs (dynamo's ``val_N``, TorchScript's ``onnx::MatMul_N``), which is why ``weights.py`` shares by content.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from export.spec import DEFAULT_OPSET, EXPORTERS, BaseLoader, invoke_if_callable
+from geep_deploy.errors import ConfigError, ExportError
+from geep_deploy.model import DepthModel, ExitBert, mask_to_bias
+
+BS = ["batch", "seq"]
+
+
+def io_spec(kind: str, hidden: int, num_labels: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Input and output names of a graph kind, with dtype and symbolic shape (the manifest records these)."""
+
+    def t(dtype: str, shape: list[Any]) -> dict[str, Any]:
+        return {"dtype": dtype, "shape": shape}
+
+    ids = t("int64", BS)
+    if kind == "depth":
+        return (
+            {"input_ids": ids, "attention_mask": ids, "token_type_ids": ids},
+            {"logits": t("float32", ["batch", num_labels])},
+        )
+    if kind == "embed":
+        return {"input_ids": ids, "token_type_ids": ids}, {"hidden": t("float32", [*BS, hidden])}
+    if kind == "layer":
+        return (
+            {"hidden": t("float32", [*BS, hidden]), "attention_mask": ids},
+            {"hidden_out": t("float32", [*BS, hidden]), "logits": t("float32", ["batch", num_labels])},
+        )
+    raise ConfigError(f"export | unknown graph kind {kind!r}. Expected depth, embed or layer.")
+
+
+class EmbedModule(nn.Module):
+    """``embed`` segment: token and segment ids to the hidden states entering layer 1."""
+
+    def __init__(self, model: ExitBert) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.embeddings(input_ids, token_type_ids)
+
+
+class LayerModule(nn.Module):
+    """``layer{k}`` segment: layer k on the hidden states, plus the logits of layer k's own (student) head."""
+
+    def __init__(self, model: ExitBert, k: int) -> None:
+        super().__init__()
+        model._check_depth(k)
+        self.model, self.k = model, k
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bias = mask_to_bias(attention_mask, hidden.dtype)
+        h = self.model.run_layers(hidden, bias, self.k - 1, self.k)
+        return h, self.model.head(self.k)(h[:, 0])
+
+
+def graph_name(kind: str, depth: int | None) -> str:
+    """File stem of a graph: ``depth3``, ``embed``, ``layer2``."""
+    return "embed" if kind == "embed" else f"{kind}{depth}"
+
+
+def _module_and_inputs(model: ExitBert, kind: str, depth: int | None, exit_mode: str) -> tuple[nn.Module, tuple]:
+    g = torch.Generator().manual_seed(0)
+    b, s = 2, 8
+    ids = torch.randint(1000, 2000, (b, s), generator=g)
+    mask = torch.ones(b, s, dtype=torch.int64)
+    mask[1, 5:] = 0
+    types = torch.zeros(b, s, dtype=torch.int64)
+    if kind == "depth":
+        return DepthModel(model, int(depth), exit_mode).eval(), (ids, mask, types)
+    if kind == "embed":
+        return EmbedModule(model).eval(), (ids, types)
+    hidden = torch.randn(b, s, model.shape.hidden_size, generator=g)
+    return LayerModule(model, int(depth)).eval(), (hidden, mask)
+
+
+def _set_symbolic_dims(proto: onnx.ModelProto, inputs: dict, outputs: dict) -> None:
+    """Give every graph input/output the symbolic names of ``io_spec`` (exporters invent their own, e.g. ``s0``)."""
+    for values, spec in ((proto.graph.input, inputs), (proto.graph.output, outputs)):
+        for v in values:
+            shape = spec[v.name]["shape"]
+            dims = v.type.tensor_type.shape.dim
+            for d, want in zip(dims, shape):
+                if isinstance(want, str):
+                    d.ClearField("dim_value")
+                    d.dim_param = want
+                else:
+                    d.dim_value = int(want)
+
+
+def export_graph(
+    model: ExitBert, kind: str, depth: int | None, *, exit_mode: str = "student", opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+) -> onnx.ModelProto:
+    """Trace one graph of ``model`` to an in-memory ``ModelProto`` (weights embedded; ``weights.py`` moves them).
+
+    Raises:
+        ExportError: if the exporter fails, with its message.
+    """
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"export | exporter {exporter!r} is unknown. Expected one of {EXPORTERS}.")
+    module, args = _module_and_inputs(model, kind, depth, exit_mode)
+    inputs, outputs = io_spec(kind, model.shape.hidden_size, model.num_labels)
+    in_names, out_names = list(inputs), list(outputs)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if exporter == "torchscript":
+                buf = io.BytesIO()
+                axes = {n: {i: a for i, a in enumerate(spec["shape"]) if isinstance(a, str)}
+                        for n, spec in {**inputs, **outputs}.items()}
+                torch.onnx.export(
+                    module, args, buf, input_names=in_names, output_names=out_names, dynamic_axes=axes,
+                    opset_version=opset, do_constant_folding=True, dynamo=False,
+                )
+                proto = onnx.load_from_string(buf.getvalue())
+            else:
+                batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=1, max=4096)
+                dyn = {n: {i: {"batch": batch, "seq": seq}[a] for i, a in enumerate(inputs[n]["shape"])
+                           if isinstance(a, str)} for n in in_names}
+                prog = torch.onnx.export(
+                    module, args, None, input_names=in_names, output_names=out_names, dynamic_shapes=dyn,
+                    opset_version=max(opset, 18), dynamo=True, verbose=False, optimize=True,
+                )
+                proto = prog.model_proto
+    except Exception as e:  # noqa: BLE001 - any exporter failure becomes one actionable error
+        raise ExportError(
+            f"onnx | exporting {graph_name(kind, depth)} with the {exporter} exporter failed: "
+            f"{type(e).__name__}: {str(e)[:400]}. Try --exporter {'dynamo' if exporter == 'torchscript' else 'torchscript'}."
+        ) from e
+    _set_symbolic_dims(proto, inputs, outputs)
+    proto.producer_name = "geep-deploy"
+    del proto.metadata_props[:]
+    proto.graph.name = graph_name(kind, depth)
+    return proto
+
+
+class OnnxFromCheckpoint(BaseLoader):
+    """Stage: a checkpoint (or ``ExitBert``) to the in-memory ONNX graph of one depth or segment.
+
+    Example:
+        >>> proto = OnnxFromCheckpoint(ckpt, depth=3)()  # doctest: +SKIP
+    """
+
+    def __init__(self, ckpt: Any, depth: int | None = None, *, kind: str = "depth", exit_mode: str | None = None,
+                 opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> None:
+        self.ckpt, self.depth, self.kind = ckpt, depth, kind
+        self.exit_mode, self.opset, self.exporter = exit_mode, opset, exporter
+
+    def call_impl(self) -> onnx.ModelProto:
+        ckpt, _ = invoke_if_callable(self.ckpt)
+        model = ckpt if isinstance(ckpt, ExitBert) else ckpt.model
+        mode = self.exit_mode or getattr(ckpt, "exit_mode", "student")
+        if self.kind != "embed" and self.depth is None:
+            raise ConfigError(f"export | a {self.kind} graph needs depth=1..{model.num_layers}.")
+        return export_graph(model.eval(), self.kind, self.depth, exit_mode=mode, opset=self.opset,
+                            exporter=self.exporter)

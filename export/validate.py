@@ -1,0 +1,187 @@
+"""An export is not done until validated: run each graph with ONNX Runtime on real tokenised inputs at several
+shapes and compare with PyTorch. Running (``run_reference``/``run_onnx``) is kept apart from judging (``compare``).
+
+fp32 graphs must match within ``atol`` with identical argmax, else ``ToleranceExceeded``/``ShapeMismatch`` is
+raised (recorded instead only with ``allow_mismatch``). Reduced-precision graphs are approximations by design:
+their figures are recorded, and only a shape mismatch is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.spec import BaseLoader, invoke_if_callable
+from geep_deploy.errors import BackendUnavailable, EngineBuildError, ShapeMismatch, ToleranceExceeded
+
+# Rows of the bundled SST-2 dev slice used as validation inputs: one short, a mixed batch, a long batch.
+FEED_PLAN = ((1, "short"), (4, "mixed"), (3, "long"))
+
+
+@dataclass
+class OutputDiff:
+    """How one output of the export differs from the reference."""
+
+    name: str
+    max_abs: float
+    max_rel: float
+    argmax_agree: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_abs": self.max_abs, "max_rel": self.max_rel, "argmax_agree": self.argmax_agree}
+
+
+@dataclass
+class Comparison:
+    """Result of comparing outputs over several feeds; truthy when every output is within tolerance."""
+
+    atol: float
+    diffs: dict[str, OutputDiff] = field(default_factory=dict)
+    shapes: list[list[int]] = field(default_factory=list)
+    passed: bool = True
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def table(self) -> str:
+        rows = [f"{'output':<12} {'max_abs':>10} {'max_rel':>10} {'argmax':>7}"]
+        for d in self.diffs.values():
+            agree = "-" if d.argmax_agree is None else f"{d.argmax_agree:.3f}"
+            rows.append(f"{d.name:<12} {d.max_abs:>10.3g} {d.max_rel:>10.3g} {agree:>7}")
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"atol": self.atol, "passed": self.passed, "shapes": self.shapes,
+                "outputs": {k: v.to_dict() for k, v in self.diffs.items()}}
+
+
+def compare(refs: Sequence[dict[str, np.ndarray]], outs: Sequence[dict[str, np.ndarray]], atol: float,
+            *, what: str = "graph") -> Comparison:
+    """Compare export outputs with reference outputs, feed by feed.
+
+    Raises:
+        ShapeMismatch: if an output is missing or has another shape (never a tolerance question).
+    """
+    cmp = Comparison(atol=atol)
+    agree: dict[str, list[float]] = {}
+    for ref, out in zip(refs, outs):
+        for name, r in ref.items():
+            if name not in out:
+                raise ShapeMismatch(f"validate | {what} has no output {name!r}; it has {sorted(out)}.")
+            o = np.asarray(out[name], dtype=np.float64)
+            r = np.asarray(r, dtype=np.float64)
+            if o.shape != r.shape:
+                raise ShapeMismatch(
+                    f"validate | {what} output {name!r} has shape {o.shape}, the reference {r.shape}. "
+                    "The graph's dynamic axes are wrong; re-export."
+                )
+            ad = float(np.max(np.abs(o - r))) if o.size else 0.0
+            rd = float(np.max(np.abs(o - r) / (np.abs(r) + 1e-6))) if o.size else 0.0
+            d = cmp.diffs.setdefault(name, OutputDiff(name, 0.0, 0.0))
+            d.max_abs, d.max_rel = max(d.max_abs, ad), max(d.max_rel, rd)
+            if name == "logits":
+                agree.setdefault(name, []).extend((o.argmax(-1) == r.argmax(-1)).astype(float).tolist())
+        cmp.shapes.append(list(next(iter(ref.values())).shape))
+    for name, a in agree.items():
+        cmp.diffs[name].argmax_agree = float(np.mean(a))
+    cmp.passed = all(d.max_abs <= atol and d.argmax_agree in (None, 1.0) for d in cmp.diffs.values())
+    return cmp
+
+
+def judge(cmp: Comparison, what: str, allow_mismatch: bool) -> Comparison:
+    """Raise ``ToleranceExceeded`` for a failed comparison unless the user allowed mismatches."""
+    if not cmp and not allow_mismatch:
+        raise ToleranceExceeded(
+            f"validate | {what} differs from PyTorch beyond atol={cmp.atol} or in argmax:\n{cmp.table()}\n"
+            "Re-export with --exporter dynamo, or pass --allow-mismatch to keep it anyway (recorded in the manifest)."
+        )
+    return cmp
+
+
+def validation_feeds(tokenizer_json: str, max_len: int, texts: Sequence[str] | None = None) -> list[dict[str, np.ndarray]]:
+    """Real tokenised batches at different (batch, seq) shapes, from the bundled SST-2 dev slice."""
+    from geep_deploy.data import bundled_data_dir, load_split
+    from geep_deploy.encoding import TextEncoder, pad_batch
+
+    enc = TextEncoder(tokenizer_json, max_len)
+    if texts is None:
+        texts = load_split(bundled_data_dir(), "dev").texts_a[:64]
+    e = enc.encode(list(texts))
+    order = np.argsort(e.lengths, kind="stable")
+    picks = {"short": order[:1], "mixed": order[:: max(1, len(order) // 4)][:4], "long": order[-3:]}
+    return [pad_batch(e.take(picks[name][:n]), pad_id=enc.pad_id) for n, name in FEED_PLAN]
+
+
+def _torch_feeds(feed: dict[str, np.ndarray]) -> dict[str, Any]:
+    import torch
+
+    return {k: torch.from_numpy(v) for k, v in feed.items()}
+
+
+def run_reference(model: Any, kind: str, depth: int | None, exit_mode: str,
+                  feeds: Sequence[dict[str, np.ndarray]]) -> tuple[list[dict], list[dict]]:
+    """PyTorch outputs of one graph kind, and the ONNX feeds for it (segments get real hidden states)."""
+    import torch
+
+    from geep_deploy.model import mask_to_bias
+
+    refs, graph_feeds = [], []
+    with torch.inference_mode():
+        for f in feeds:
+            t = _torch_feeds(f)
+            if kind == "depth":
+                logits = model(t["input_ids"], t["attention_mask"], t["token_type_ids"], depth=depth,
+                               exit_mode=exit_mode)
+                refs.append({"logits": logits.float().numpy()})
+                graph_feeds.append(dict(f))
+                continue
+            h = model.embeddings(t["input_ids"], t["token_type_ids"])
+            if kind == "embed":
+                refs.append({"hidden": h.numpy()})
+                graph_feeds.append({"input_ids": f["input_ids"], "token_type_ids": f["token_type_ids"]})
+                continue
+            bias = mask_to_bias(t["attention_mask"], h.dtype)
+            h_in = model.run_layers(h, bias, 0, depth - 1)
+            h_out = model.run_layers(h_in, bias, depth - 1, depth)
+            refs.append({"hidden_out": h_out.numpy(), "logits": model.head(depth)(h_out[:, 0]).numpy()})
+            graph_feeds.append({"hidden": h_in.numpy().copy(), "attention_mask": f["attention_mask"]})
+    return refs, graph_feeds
+
+
+class SessionFromOnnx(BaseLoader):
+    """Stage: an ONNX file to a CPU ``onnxruntime.InferenceSession`` (the caller owns and closes it)."""
+
+    def __init__(self, path: Any, *, threads: int | None = None) -> None:
+        self.path, self.threads = path, threads
+
+    def call_impl(self) -> Any:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendUnavailable(
+                "onnxruntime | not installed. Try: pip install geep-deploy[cpu]"
+            ) from None
+        path, _ = invoke_if_callable(self.path)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        try:
+            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT raises its own untyped errors
+            raise EngineBuildError(f"onnxruntime | cannot load {Path(str(path)).name}: {str(e)[:400]}") from e
+
+
+def run_onnx(session: Any, feeds: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Run an ORT session on every feed; outputs by name, as float32."""
+    names = [o.name for o in session.get_outputs()]
+    wanted = {i.name for i in session.get_inputs()}
+    res = []
+    for f in feeds:
+        out = session.run(names, {k: v for k, v in f.items() if k in wanted})
+        res.append({n: np.asarray(v, dtype=np.float32) for n, v in zip(names, out)})
+    return res

@@ -1,0 +1,61 @@
+"""Compile a checkpoint into per-depth ONNX/TensorRT engines, exit table and manifest.
+
+Writes DIR/manifest.json, DIR/onnx/<precision>/{depthK,embed,layerK}.onnx sharing DIR/onnx/<precision>/weights.bin,
+DIR/model.safetensors, DIR/tokenizer.json, the exit table and (where TensorRT imports) DIR/tensorrt/*.plan.
+Every graph is validated against PyTorch with ONNX Runtime; a mismatch fails the export unless --allow-mismatch.
+The export is built next to DIR and renamed into place, so a failed run leaves a previous export intact.
+
+Example:
+  geep-deploy export --checkpoint runs/geep.pt --out exports/geep --exit-table runs/exit_table.npz \\
+      --precision fp32,int8
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from export.spec import BACKENDS, EXPORTERS, PRECISIONS, parse_list
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (ckpt.pt) to export")
+    parser.add_argument("--out", required=True, metavar="DIR", help="export directory to write")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--exit-table", metavar="TABLE", help="exit-table file to copy into the export")
+    src.add_argument("--calib-data", metavar="DIR",
+                     help="data directory to build the exit table from (train.tsv calibrates, dev.tsv tunes)")
+    parser.add_argument("--depths", default="all", help="'all' or a list like 1,3,6 (default: all)")
+    parser.add_argument("--precision", default="fp32", help=f"comma list of {','.join(PRECISIONS)} (default: fp32)")
+    parser.add_argument("--backend", default="onnx", help=f"comma list of {','.join(BACKENDS)} (default: onnx)")
+    parser.add_argument("--max-batch", type=int, default=128, help="largest batch of TensorRT profiles (default 128)")
+    parser.add_argument("--max-len", type=int, default=None, help="longest sequence (default: the checkpoint's)")
+    parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
+                        help="torch ONNX exporter (default: torchscript, 20x faster here; dynamo is the new one)")
+    parser.add_argument("--no-segments", action="store_true",
+                        help="skip the embed/layerK graphs that the FastBERT/PABEE baselines run on")
+    parser.add_argument("--allow-mismatch", action="store_true",
+                        help="record validation failures in the manifest instead of failing")
+    parser.add_argument("--force", action="store_true", help="replace an existing DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.bundle import export_checkpoint
+
+    bundle = export_checkpoint(
+        args.checkpoint, args.out, exit_table=args.exit_table, calib_data=args.calib_data,
+        depths=args.depths, precisions=parse_list(args.precision, PRECISIONS, "precision") or ("fp32",),
+        backends=parse_list(args.backend, BACKENDS, "backend") or ("onnx",), max_batch=args.max_batch,
+        max_len=args.max_len, force=args.force, allow_mismatch=args.allow_mismatch, progress=not args.quiet,
+        exporter=args.exporter, segments=False if args.no_segments else None,
+    )
+    m = bundle.manifest
+    size = sum(w["bytes"] for w in m["weights"]) + sum(a["bytes"] for a in m["artifacts"] if a["backend"] != "torch")
+    print(f"wrote {bundle.root}: {len(bundle.artifacts)} artifacts, depths {bundle.depths}, "
+          f"precisions {bundle.precisions()}, {size / 1e6:.1f} MB, {m['export']['seconds']} s")
+    for nv in m.get("not_validated", []):
+        print(f"  not validated here: {nv['file']}: {nv['reason'][:120]}")
+    if m.get("exit_table"):
+        p = m["exit_table"]["predictor"]
+        print(f"  exit table {m['exit_table']['file']}: quantile={p['quantile']} margin={p['margin']}")
+    return 0

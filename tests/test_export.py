@@ -1,0 +1,218 @@
+"""Export compiler, fp32 path: graphs, dynamic axes, parity, shared weights, segments, manifest, atomicity, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export import export_checkpoint, load_export
+from export.manifest import sha256_file
+from export.onnx_export import export_graph
+from export.validate import SessionFromOnnx, compare, judge
+from export.weights import external_locations
+from geep_deploy.checkpoint import load_checkpoint
+from geep_deploy.cli import main
+from geep_deploy.encoding import TextEncoder, pad_batch
+from geep_deploy.errors import (
+    ArtifactError,
+    BackendUnavailable,
+    ConfigError,
+    ExportError,
+    ShapeMismatch,
+    ToleranceExceeded,
+)
+
+SENTENCES = [
+    "a gripping , beautifully acted film",
+    "it is a dull and lifeless mess from start to finish , with nothing to recommend it at all",
+    "fine",
+    "the cast is superb but the script lets them down again and again",
+    "an utterly charming little movie",
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_ckpt_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("exp") / "tiny"
+    export_checkpoint(tiny_ckpt_path, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ckpt(tiny_ckpt_path: Path):
+    return load_checkpoint(tiny_ckpt_path)
+
+
+def _feed(ckpt, n: int, max_len: int) -> dict[str, np.ndarray]:
+    enc = TextEncoder(ckpt.tokenizer_json, max_len)
+    texts = [SENTENCES[i % len(SENTENCES)] for i in range(n)]
+    return pad_batch(enc.encode(texts), pad_id=enc.pad_id)
+
+
+def test_graphs_have_dynamic_axes_and_standard_ops(exported: Path) -> None:
+    for k in (1, 2, 3):
+        proto = onnx.load(str(exported / "onnx" / "fp32" / f"depth{k}.onnx"), load_external_data=False)
+        dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+                for v in [*proto.graph.input, *proto.graph.output]}
+        assert dims == {"input_ids": ["batch", "seq"], "attention_mask": ["batch", "seq"],
+                        "token_type_ids": ["batch", "seq"], "logits": ["batch", 2]}
+        assert all(n.domain in ("", "ai.onnx") for n in proto.graph.node)  # no ORT contrib ops
+        assert all(i.type.tensor_type.elem_type == onnx.TensorProto.INT64 for i in proto.graph.input)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("batch,max_len", [(1, 64), (5, 64), (3, 8)])
+def test_depth_graph_matches_torch(exported: Path, ckpt, depth: int, batch: int, max_len: int) -> None:
+    feed = _feed(ckpt, batch, max_len)
+    sess = SessionFromOnnx(exported / "onnx" / "fp32" / f"depth{depth}.onnx")()
+    got = sess.run(["logits"], feed)[0]
+    with torch.no_grad():
+        ref = ckpt.model(*(torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids")),
+                         depth=depth).numpy()
+    assert got.shape == (batch, 2)
+    assert np.abs(got - ref).max() <= 1e-4
+    assert (got.argmax(-1) == ref.argmax(-1)).all()
+
+
+def test_one_shared_weights_file_and_size(exported: Path, ckpt) -> None:
+    d = exported / "onnx" / "fp32"
+    graphs = sorted(d.glob("*.onnx"))
+    assert {g.stem for g in graphs} == {"depth1", "depth2", "depth3", "embed", "layer1", "layer2", "layer3"}
+    for g in graphs:
+        assert external_locations(g) == {"weights.bin"}, g.name
+    one_model = len(export_graph(ckpt.model, "depth", 3).SerializeToString())
+    total = sum(p.stat().st_size for p in d.iterdir())
+    assert total <= 1.1 * one_model, (total, one_model)
+
+
+def test_segments_chained_equal_depth_graph(exported: Path, ckpt) -> None:
+    d = exported / "onnx" / "fp32"
+    feed = _feed(ckpt, 4, 64)
+    h = SessionFromOnnx(d / "embed.onnx")().run(["hidden"], {k: feed[k] for k in ("input_ids", "token_type_ids")})[0]
+    for k in (1, 2, 3):
+        h, seg_logits = SessionFromOnnx(d / f"layer{k}.onnx")().run(
+            ["hidden_out", "logits"], {"hidden": h, "attention_mask": feed["attention_mask"]})
+        depth_logits = SessionFromOnnx(d / f"depth{k}.onnx")().run(["logits"], feed)[0]
+        assert np.abs(seg_logits - depth_logits).max() <= 1e-4
+
+
+def test_manifest_lists_every_file_with_checksums(exported: Path, ckpt) -> None:
+    bundle = load_export(exported)
+    m = json.loads((exported / "manifest.json").read_text())
+    assert m["format"] == "geep-deploy-export" and m["format_version"] == 1
+    assert bundle.depths == [1, 2, 3] and bundle.method == "geep" and bundle.num_labels == 2
+    for a in m["artifacts"] + m["weights"] + [m["tokenizer"]]:
+        assert sha256_file(exported / a["file"]) == a["sha256"]
+    kinds = {(a.kind, a.depth) for a in bundle.artifacts if a.backend == "onnx"}
+    assert kinds == {("depth", 1), ("depth", 2), ("depth", 3), ("embed", None), ("layer", 1), ("layer", 2),
+                     ("layer", 3)}
+    art = bundle.find(kind="layer", depth=2)
+    assert list(art.inputs) == ["hidden", "attention_mask"] and list(art.outputs) == ["hidden_out", "logits"]
+    assert all(a["validation"]["passed"] for a in m["artifacts"] if a["validation"])
+    sd = bundle.torch_state_dict()
+    for k, v in ckpt.model.state_dict().items():
+        assert torch.equal(sd[k], v), k
+    assert bundle.torch_model().num_layers == 3
+    assert bundle.tokenizer_json == (exported / "tokenizer.json").read_text()
+    with pytest.raises(ArtifactError, match="depth=7.*It has: depth1/onnx/fp32"):
+        bundle.find(depth=7)
+
+
+def test_corrupted_and_missing_files_are_named(exported: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(exported, bad)
+    w = bad / "onnx" / "fp32" / "weights.bin"
+    data = bytearray(w.read_bytes())
+    data[100] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"weights\.bin is corrupted"):
+        load_export(bad)
+    load_export(bad, verify=False)  # existence only
+    (bad / "onnx" / "fp32" / "depth2.onnx").unlink()
+    with pytest.raises(ArtifactError, match=r"depth2\.onnx is missing"):
+        load_export(bad, verify=False)
+    (bad / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="manifest.json is not valid JSON"):
+        load_export(bad)
+    with pytest.raises(ArtifactError, match="not a directory"):
+        load_export(tmp_path / "nowhere")
+
+
+def test_existing_dir_needs_force_and_failed_export_keeps_old(exported: Path, tiny_ckpt_path: Path,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    shutil.copytree(exported, out)
+    before = (out / "manifest.json").read_text()
+    with pytest.raises(ExportError, match="already exists. Pass --force"):
+        export_checkpoint(tiny_ckpt_path, out, progress=False)
+
+    def failing_table() -> Path:
+        raise RuntimeError("injected failure after the graphs were written")
+
+    with pytest.raises(RuntimeError, match="injected"):
+        export_checkpoint(tiny_ckpt_path, out, exit_table=failing_table, depths="1", segments=False, force=True,
+                          progress=False)
+    assert (out / "manifest.json").read_text() == before
+    load_export(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]  # no temporary directories left behind
+
+    bundle = export_checkpoint(tiny_ckpt_path, out, depths="2", segments=False, force=True, progress=False)
+    assert bundle.depths == [2] and not (out / "onnx" / "fp32" / "depth1.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+def test_tensorrt_backend_unavailable_names_pip_extra(tiny_ckpt_path: Path, tmp_path: Path) -> None:
+    pytest.importorskip("export.trt_build")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt imports here; the unavailable path cannot be exercised")
+    except ImportError:
+        pass
+    with pytest.raises(BackendUnavailable, match=r"pip install geep-deploy\[tensorrt\]"):
+        export_checkpoint(tiny_ckpt_path, tmp_path / "x", backends=("onnx", "tensorrt"), progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_full_method_exports_depth_L_only(tmp_path: Path) -> None:
+    from models import tiny_checkpoint
+
+    tiny_checkpoint(tmp_path / "full.pt", method="full")
+    with pytest.raises(ConfigError, match="no exit table"):
+        export_checkpoint(tmp_path / "full.pt", tmp_path / "e", exit_table=tmp_path / "t.npz", progress=False)
+    b = export_checkpoint(tmp_path / "full.pt", tmp_path / "e", progress=False)
+    assert b.depths == [3] and {a.kind for a in b.artifacts} == {"depth", "model"} and b.exit_table is None
+
+
+def test_compare_and_judge_raise_distinct_errors() -> None:
+    ref = [{"logits": np.array([[0.0, 1.0], [2.0, 0.0]], dtype=np.float32)}]
+    ok = compare(ref, [{"logits": ref[0]["logits"] + 1e-6}], atol=1e-4)
+    assert ok and ok.diffs["logits"].argmax_agree == 1.0
+    off = compare(ref, [{"logits": np.array([[1.0, 0.0], [2.0, 0.0]], dtype=np.float32)}], atol=1e-4)
+    assert not off and off.diffs["logits"].argmax_agree == 0.5
+    with pytest.raises(ToleranceExceeded, match="allow-mismatch"):
+        judge(off, "depth1", allow_mismatch=False)
+    assert not judge(off, "depth1", allow_mismatch=True)
+    with pytest.raises(ShapeMismatch, match="shape"):
+        compare(ref, [{"logits": np.zeros((2, 3), dtype=np.float32)}], atol=1e-4)
+
+
+def test_cli_help_and_run(tiny_ckpt_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--help"])
+    assert e.value.code == 0
+    assert "--exit-table" in capsys.readouterr().out
+    out = tmp_path / "cli"
+    rc = main(["export", "--checkpoint", str(tiny_ckpt_path), "--out", str(out), "--depths", "1,3", "--no-segments",
+               "--quiet"])
+    assert rc == 0 and "wrote" in capsys.readouterr().out
+    assert load_export(out).depths == [1, 3]
+    assert main(["export", "--checkpoint", str(tiny_ckpt_path), "--out", str(out), "--quiet"]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tiny_ckpt_path), "--out", str(tmp_path / "y"), "--depths", "9"]) == 1
+    assert "outside 1..3" in capsys.readouterr().err
