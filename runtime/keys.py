@@ -21,6 +21,7 @@ Specification (the CUDA twin in ``runtime/kernels/source.py`` is generated from 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,6 +58,7 @@ def ngram_key_int(tokens: Sequence[int], seed: int = DEFAULT_SEED) -> int:
     return h if h != EMPTY_KEY else EMPTY_KEY - 1
 
 
+@functools.lru_cache(maxsize=64)
 def initial_state(order: int, seed: int) -> int:
     """``mix64(seed + order * GOLDEN)``: the hash state before the first token of an ``order``-gram."""
     return mix64_int(seed + order * GOLDEN)

@@ -1,0 +1,260 @@
+"""Exit prediction: a sample's exit layer from its tokens, before the model runs.
+
+For each input, every key (n-gram, see ``runtime/keys.py``) found in the table contributes its normalised
+exit histogram with weight ``w(count)``; an unseen key contributes the global prior (the calibration samples'
+exit distribution) with weight ``w(1)``, as if seen once; each input also gets the prior once with weight ``w(1)``
+(so an input without keys predicts from the prior). ``w`` is the ``weighting``: ``log`` (``log1p(count)``,
+default: frequent keys count more, but stop words seen thousands of times do not drown the rare, telling ones),
+``count`` (raw counts: the sum of histograms) or ``uniform``. The depth is the smallest k whose cumulative mass
+reaches ``quantile`` of the total, plus ``margin``, clamped to 1..L.
+
+Vectorised across the batch: the per-slot weighted histograms are precomputed once per table as a
+``(capacity + 2, L)`` matrix (row ``capacity``: unseen key, row ``capacity + 1``: no key), so a batch costs one
+key hash, one table lookup, one gather and one sum. CuPy inputs run the same steps on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geep_deploy.errors import ConfigError, TableError
+from runtime.exit_table import ExitHashTable, load_table, save_table
+from runtime.kernels import is_cupy_array
+from runtime.keys import EMPTY_KEY, pad_rows, padded_keys
+
+WEIGHTINGS = ("log", "count", "uniform")
+_EMPTY = np.uint64(EMPTY_KEY)
+
+
+def _weight(counts: np.ndarray, weighting: str) -> np.ndarray:
+    if weighting == "log":
+        return np.log1p(counts)
+    if weighting == "count":
+        return counts.astype(np.float64)
+    return (counts > 0).astype(np.float64)
+
+
+def depths_from_mass(mass: Any, quantile: float, margin: int, num_layers: int) -> Any:
+    """Smallest depth whose cumulative mass reaches ``quantile`` of the total, plus ``margin``, in 1..L.
+
+    Args:
+        mass: (B, L) non-negative exit mass per input (NumPy or CuPy).
+        quantile: q in [0, 1].
+        margin: layers added after the quantile (may be negative).
+        num_layers: L.
+
+    Returns:
+        (B,) int64 depths, same array library as ``mass``.
+    """
+    cdf = mass.cumsum(axis=1)
+    reached = cdf >= quantile * cdf[:, -1:]
+    depth = reached.argmax(axis=1) + (1 + margin)
+    if margin > 0:
+        depth = np.minimum(depth, num_layers)
+    elif margin < 0:
+        depth = np.maximum(depth, 1)
+    return depth.astype(np.int64, copy=False)
+
+
+class ExitPredictor:
+    """Predicts each input's exit depth from the exit table (the contract the runtime and export code use).
+
+    Example:
+        >>> p = ExitPredictor.load("runs/exit_table.npz")  # doctest: +SKIP
+        >>> p.with_params(0.5, 1).predict([np.array([101, 2307, 3185, 102])])  # doctest: +SKIP
+        array([3])
+    """
+
+    def __init__(
+        self,
+        table: ExitHashTable,
+        special_ids: Sequence[int],
+        prior: Sequence[float] | np.ndarray,
+        quantile: float = 0.5,
+        margin: int = 0,
+        weighting: str = "log",
+        calibration: dict[str, Any] | None = None,
+    ) -> None:
+        L = table.num_layers
+        prior_arr = np.asarray(prior, dtype=np.float64)
+        if prior_arr.shape != (L,) or (prior_arr < 0).any() or prior_arr.sum() <= 0:
+            raise ConfigError(
+                f"predictor | prior must be {L} non-negative numbers with a positive sum, got {prior_arr.tolist()}."
+            )
+        if weighting not in WEIGHTINGS:
+            raise ConfigError(f"predictor | weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
+        self.table, self.weighting = table, weighting
+        self.special_ids = tuple(sorted(int(s) for s in special_ids))
+        self.prior = prior_arr / prior_arr.sum()
+        self.calibration = dict(calibration or {})
+        self.quantile, self.margin = self._check_params(quantile, margin)
+        self._weighted: np.ndarray | None = None
+        self._device: dict[str, Any] | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.table.num_layers
+
+    def _check_params(self, quantile: float, margin: int) -> tuple[float, int]:
+        L = self.num_layers
+        if not 0.0 <= float(quantile) <= 1.0:
+            raise ConfigError(f"predictor | quantile must be in [0, 1], got {quantile}. Try 0.5.")
+        if int(margin) != margin or not -L < int(margin) < L:
+            raise ConfigError(f"predictor | margin must be an integer in {1 - L}..{L - 1}, got {margin}.")
+        return float(quantile), int(margin)
+
+    def with_params(self, quantile: float, margin: int) -> ExitPredictor:
+        """The same table with another quantile and margin (shares the table and its caches)."""
+        q, m = self._check_params(quantile, margin)
+        other = object.__new__(ExitPredictor)
+        other.__dict__.update(self.__dict__)
+        other.quantile, other.margin = q, m
+        return other
+
+    # -- persistence ---------------------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table with the predictor's parameters and calibration figures, atomically."""
+        meta = {
+            "predictor": {
+                "quantile": self.quantile, "margin": self.margin, "weighting": self.weighting,
+                "prior": self.prior.tolist(), "special_ids": list(self.special_ids),
+            },
+            "calibration": self.calibration,
+        }
+        return save_table(self.table, path, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExitPredictor:
+        """Read a table file written by ``save`` (or ``geep-deploy calibrate``).
+
+        Raises:
+            TableError: unreadable file, or no predictor parameters in it.
+        """
+        table, meta = load_table(path)
+        params = meta.get("predictor")
+        try:
+            return cls(
+                table, params["special_ids"], params["prior"], quantile=params["quantile"],
+                margin=params["margin"], weighting=params.get("weighting", "log"),
+                calibration=meta.get("calibration", {}),
+            )
+        except (TypeError, KeyError, ConfigError) as e:
+            raise TableError(
+                f"predictor | {path} holds a table but no valid predictor parameters ({type(e).__name__}: {e}). "
+                "Re-run `geep-deploy calibrate`."
+            ) from None
+
+    # -- prediction ----------------------------------------------------------------------------------------------
+
+    def weighted_histograms(self) -> np.ndarray:
+        """(capacity + 2, L) float64: each slot's weighted normalised histogram, then unseen-key and no-key rows."""
+        if self._weighted is None:
+            t = self.table
+            total = t.counts.sum(axis=1, dtype=np.float64)
+            scale = _weight(total, self.weighting) / np.maximum(total, 1.0)
+            w = np.zeros((t.capacity + 2, t.num_layers), dtype=np.float64)
+            w[: t.capacity] = t.counts * scale[:, None]
+            w[t.capacity] = _weight(np.ones(1), self.weighting)[0] * self.prior
+            self._weighted = w
+        return self._weighted
+
+    def exit_mass(self, input_ids: np.ndarray, attention_mask: np.ndarray | None) -> np.ndarray:
+        """(B, L) combined exit mass of a padded NumPy batch (before the quantile)."""
+        t = self.table
+        keys = padded_keys(input_ids, attention_mask, self.special_ids, t.orders, t.seed)
+        b = keys.shape[0]
+        flat = keys.reshape(b, -1)
+        present = flat != _EMPTY
+        slots = t.lookup(flat[present])
+        idx = np.full(flat.shape, t.capacity + 1, dtype=np.int64)
+        idx[present] = np.where(slots >= 0, slots, t.capacity)
+        w = self.weighted_histograms()
+        return w[idx].sum(axis=1) + w[t.capacity]
+
+    def predict(self, ids: Sequence[np.ndarray]) -> np.ndarray:
+        """Depths for unpadded rows of token ids (with [CLS]/[SEP]).
+
+        Args:
+            ids: one int array per input.
+
+        Returns:
+            (B,) int64 depths in 1..L.
+        """
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        input_ids, mask = pad_rows(ids)
+        return self.predict_padded(input_ids, mask)
+
+    def predict_padded(self, input_ids: Any, attention_mask: Any) -> Any:
+        """Depths for a padded (B, S) batch; NumPy in -> NumPy out, CuPy in -> CuPy out (stays on the device)."""
+        if is_cupy_array(input_ids):
+            return self._predict_device(input_ids, attention_mask)
+        ids = np.asarray(input_ids)
+        if ids.ndim != 2 or ids.dtype.kind not in "iu":
+            raise ConfigError(f"predictor | input_ids must be a (batch, seq) integer array, got {ids.dtype}{ids.shape}.")
+        if attention_mask is not None and np.shape(attention_mask) != ids.shape:
+            raise ConfigError(
+                f"predictor | attention_mask shape {np.shape(attention_mask)} differs from input_ids {ids.shape}."
+            )
+        mass = self.exit_mass(ids, attention_mask)
+        return depths_from_mass(mass, self.quantile, self.margin, self.num_layers)
+
+    def _predict_device(self, input_ids: Any, attention_mask: Any) -> Any:
+        from runtime.kernels.cupy_table import cupy, device_padded_keys
+
+        if self._device is None:
+            self._device = {"table": self.table.to_device(), "w": cupy.asarray(self.weighted_histograms())}
+        dev, t = self._device, self.table
+        keys = device_padded_keys(input_ids, attention_mask, self.special_ids, t.orders, t.seed)
+        flat = keys.reshape(keys.shape[0], -1)
+        slots = dev["table"].lookup(flat.ravel()).reshape(flat.shape)
+        idx = cupy.where(slots >= 0, slots, t.capacity)
+        idx = cupy.where(flat == cupy.uint64(EMPTY_KEY), t.capacity + 1, idx)
+        mass = dev["w"][idx].sum(axis=1) + dev["w"][t.capacity]
+        return depths_from_mass(mass, self.quantile, self.margin, self.num_layers)
+
+
+def build_predictor(
+    rows: Sequence[np.ndarray],
+    exits: np.ndarray,
+    num_layers: int,
+    special_ids: Sequence[int],
+    *,
+    orders: tuple[int, ...] | None = None,
+    seed: int | None = None,
+    load_factor: float = 0.5,
+    weighting: str = "log",
+) -> ExitPredictor:
+    """Build the table from labelled rows (each row's keys get its exit layer) and wrap it in a predictor.
+
+    Args:
+        rows: unpadded token-id rows of the calibration data.
+        exits: (N,) exit layer of each row, in 1..L.
+        num_layers: L.
+        special_ids: ids that never form keys.
+        orders: n-gram orders. Defaults to (1, 2).
+        seed: hash seed. Defaults to ``runtime.keys.DEFAULT_SEED``.
+        load_factor: table load after the build (capacity = next_pow2(distinct keys / load_factor)).
+        weighting: key weighting of the predictor.
+
+    Returns:
+        An ``ExitPredictor`` with quantile 0.5 and margin 0 (tune them with ``runtime.calibration``).
+    """
+    from runtime.keys import DEFAULT_ORDERS, DEFAULT_SEED, row_keys
+
+    orders = DEFAULT_ORDERS if orders is None else orders
+    seed = DEFAULT_SEED if seed is None else seed
+    exits = np.asarray(exits, dtype=np.int64)
+    if exits.shape != (len(rows),):
+        raise ConfigError(f"predictor | got {len(rows)} rows but {exits.shape} exit labels.")
+    keys, row = row_keys(rows, special_ids, orders, seed)
+    table = ExitHashTable.for_keys(np.unique(keys).size, num_layers, load_factor=load_factor, seed=seed,
+                                   orders=orders)
+    table.insert(keys, exits[row])
+    prior = np.bincount(exits, minlength=num_layers + 1)[1:].astype(np.float64) + 1e-3
+    return ExitPredictor(table, special_ids, prior, weighting=weighting)

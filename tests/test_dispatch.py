@@ -1,0 +1,64 @@
+"""plan_groups / restore_order: permutation, ordering, chunking and round-trip properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from geep_deploy.errors import ConfigError
+from runtime.dispatch import Group, plan_groups, restore_order
+
+batches = st.integers(0, 40).flatmap(
+    lambda n: st.tuples(st.lists(st.integers(1, 6), min_size=n, max_size=n),
+                        st.lists(st.integers(2, 64), min_size=n, max_size=n))
+)
+
+
+@given(batches, st.one_of(st.none(), st.integers(1, 7)))
+def test_groups_partition_and_order(batch: tuple[list[int], list[int]], max_group: int | None) -> None:
+    depths, lengths = np.array(batch[0], dtype=np.int64), np.array(batch[1], dtype=np.int64)
+    groups = plan_groups(depths, lengths, max_group)
+    flat = np.concatenate([g.indices for g in groups]) if groups else np.zeros(0, dtype=np.int64)
+    assert sorted(flat.tolist()) == list(range(len(depths)))  # a permutation
+    assert [g.depth for g in groups] == sorted(g.depth for g in groups)
+    for g in groups:
+        assert (depths[g.indices] == g.depth).all()
+        assert np.all(np.diff(lengths[g.indices]) >= 0)  # sorted by length inside a group
+        assert g.indices.size >= 1 and (max_group is None or g.indices.size <= max_group)
+    if max_group is None:
+        assert len(groups) == len(set(depths.tolist()))
+
+
+@given(batches.filter(lambda b: len(b[0]) > 0))
+def test_restore_order_is_identity_of_per_row_results(batch: tuple[list[int], list[int]]) -> None:
+    depths, lengths = np.array(batch[0]), np.array(batch[1])
+    groups = plan_groups(depths, lengths, max_group=3)
+    # each "engine" returns (row id, depth) for its rows: restore must put every row back in place
+    outputs = [np.stack([g.indices, np.full(g.indices.size, g.depth)], axis=1) for g in groups]
+    restored = restore_order(groups, outputs)
+    assert restored[:, 0].tolist() == list(range(len(depths)))
+    assert restored[:, 1].tolist() == depths.tolist()
+
+
+def test_ties_keep_input_order() -> None:
+    groups = plan_groups(np.array([2, 2, 1, 2]), np.array([5, 5, 9, 3]))
+    assert [(g.depth, g.indices.tolist()) for g in groups] == [(1, [2]), (2, [3, 0, 1])]
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ConfigError, match="equal length"):
+        plan_groups(np.array([1, 2]), np.array([3]))
+    with pytest.raises(ConfigError, match="integers >= 1"):
+        plan_groups(np.array([0, 1]), np.array([3, 4]))
+    with pytest.raises(ConfigError, match="max_group"):
+        plan_groups(np.array([1]), np.array([3]), max_group=0)
+    g = [Group(1, np.array([0, 1]))]
+    with pytest.raises(ConfigError, match="expected"):
+        restore_order(g, [np.zeros((3, 2))])
+    with pytest.raises(ConfigError, match="repeat"):
+        restore_order([Group(1, np.array([0, 0]))], [np.zeros((2, 2))])
+    with pytest.raises(ConfigError, match="1 groups but 0 outputs"):
+        restore_order(g, [])
+    assert plan_groups(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)) == []
