@@ -112,6 +112,7 @@ class GeepEngine:
         self.info = dict(info or {})
         self.stats = StageTimes()
         self._owned = list(owned)
+        self.parts: Any = None  # what `load` built (bundle, shared weights), for the baselines' segment engines
         avail = np.array(sorted(self.engines))
         # depth d -> the smallest loaded depth >= d (never a shallower, less accurate one)
         self._depth_map = np.array([avail[min(np.searchsorted(avail, d), len(avail) - 1)]
@@ -130,6 +131,7 @@ class GeepEngine:
         fixed_depth: int | None = None,
         threads: int | None = None,
         share_weights: bool = True,
+        disable_prepacking: bool = False,
         max_group: int | None = None,
         verify: bool = True,
     ) -> GeepEngine:
@@ -146,6 +148,7 @@ class GeepEngine:
                 without an exit table needs).
             threads: intra-op CPU threads. Defaults to the backend's choice.
             share_weights: ONNX Runtime only; one copy of the weights and one arena for all depths.
+            disable_prepacking: ONNX Runtime only; no per-session packed weight copies (slower at small batches).
             max_group: cap on rows per engine call. Defaults to no cap.
             verify: check the artifacts' checksums on load.
 
@@ -160,9 +163,12 @@ class GeepEngine:
         from runtime.loading import build_parts
 
         parts = build_parts(Path(export_dir), backend, device, precision, depths=depths, fixed_depth=fixed_depth,
-                            threads=threads, share_weights=share_weights, verify=verify)
-        return cls(parts.encoder, parts.predictor, parts.engines, parts.label_names, max_group=max_group,
-                   info=parts.info, owned=parts.owned)
+                            threads=threads, share_weights=share_weights, verify=verify,
+                            disable_prepacking=disable_prepacking)
+        eng = cls(parts.encoder, parts.predictor, parts.engines, parts.label_names, max_group=max_group,
+                  info=parts.info, owned=parts.owned)
+        eng.parts = parts
+        return eng
 
     # -- inference ------------------------------------------------------------------------------------------
     def predict(

@@ -30,6 +30,7 @@ class Parts:
     owned: list[Any] = field(default_factory=list)
     model: Any = None  # the shared ExitBert (torch backend)
     shared: Any = None  # OrtWeightPool or TrtScratch, reused for segment engines
+    ort_options: dict[str, Any] = field(default_factory=dict)
 
 
 def torch_model_from_bundle(bundle: Any) -> Any:
@@ -56,7 +57,8 @@ def make_engine(bundle: Any, parts: Parts, backend: str, device: str, precision:
         from engines.ort import OrtEngine
 
         return OrtEngine(art.path, device=device, precision=precision, pool=parts.shared, threads=threads,
-                         check_inputs=False, name=f"onnxruntime {kind} {depth or ''}".strip()).load()
+                         check_inputs=False, name=f"onnxruntime {kind} {depth or ''}".strip(),
+                         **parts.ort_options).load()
     from engines.trt import TrtEngine
 
     if device != "cuda":
@@ -75,6 +77,7 @@ def build_parts(
     threads: int | None = None,
     share_weights: bool = True,
     verify: bool = True,
+    disable_prepacking: bool = False,
 ) -> Parts:
     """Load manifest, tokenizer, exit predictor and the depth engines of one export."""
     from export.bundle import load_export
@@ -99,7 +102,7 @@ def build_parts(
     else:
         predictor = _load_predictor(bundle.exit_table, device)
     parts = Parts(TextEncoder(bundle.tokenizer_json, bundle.max_len), predictor, {}, list(bundle.label_names),
-                  {}, bundle)
+                  {}, bundle, ort_options={"disable_prepacking": disable_prepacking})
     if backend == "torch":
         parts.model = torch_model_from_bundle(bundle)
     elif backend == "onnxruntime" and share_weights:

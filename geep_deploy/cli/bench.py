@@ -1,0 +1,91 @@
+"""Compare accuracy and latency of GEEP and the baselines across backends and precisions.
+
+Every method runs in the same runtime on the same length-sorted batches of one split; repeats are interleaved
+and times are medians. Speed-ups are against `full` with the same backend, precision and batch size; "model"
+time covers the engines only, "e2e" adds tokenisation and exit prediction. Bare `fastbert`, `pabee` and `static`
+expand to a sweep (speeds 0.1,0.2,0.3,0.5; patience 1,2,3; depths 1..L-1); give `fastbert:0.3` for one.
+
+Example:
+  geep-deploy bench --export runs/export --data geep_deploy/datasets/sst2_demo --batch-sizes 64 \\
+      --methods full,geep,fastbert,pabee --baseline-export fastbert=runs/export_fastbert --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from geep_deploy.errors import ConfigError
+
+BACKENDS = ("onnxruntime", "torch", "tensorrt", "auto")
+
+
+def _csv(kind: type, what: str):  # noqa: ANN202 - argparse type factory
+    def parse(text: str) -> list:
+        try:
+            vals = [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a comma-separated list, got {text!r}") from None
+        if not vals:
+            raise argparse.ArgumentTypeError(f"{what} is empty")
+        return vals
+
+    return parse
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--export", required=True, type=Path, help="export directory (geep-deploy export --out)")
+    p.add_argument("--data", required=True, type=Path, help="dataset directory with labels.txt and <split>.tsv")
+    p.add_argument("--split", default="dev", help="split to run (default dev)")
+    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--precision", default=["fp32"], type=_csv(str, "--precision"),
+                   help="comma list of fp32,tf32,fp16,bf16,int8 (what the export has; default fp32)")
+    p.add_argument("--batch-sizes", default=[1, 32, 128], type=_csv(int, "--batch-sizes"),
+                   help="comma list (default 1,32,128)")
+    p.add_argument("--methods", default="full,geep,fastbert,pabee,static",
+                   help="comma list of full, geep, static[:k], fastbert[:speed], pabee[:patience]")
+    p.add_argument("--baseline-export", action="append", default=[], metavar="METHOD=DIR",
+                   help="run a baseline on its own export, e.g. fastbert=runs/export_fastbert (repeatable); "
+                        "default: the same export's heads")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported (default 3)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op CPU threads (default: backend's choice)")
+    p.add_argument("--max-rows", type=int, default=None, help="use only the first N rows of the split")
+    p.add_argument("--json", type=Path, default=None, help="write the records and machine info here")
+    p.add_argument("--plot", type=Path, default=None, help="draw accuracy vs wall-clock speed-up (PNG)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from geep_deploy.atomic import atomic_path
+    from runtime.benchmark import BenchConfig, format_table, plot, run_bench
+
+    if args.repeats < 1:
+        raise ConfigError(f"bench | --repeats must be >= 1, got {args.repeats}.")
+    if any(b < 1 for b in args.batch_sizes):
+        raise ConfigError(f"bench | batch sizes must be >= 1, got {args.batch_sizes}.")
+    baseline: dict[str, Path] = {}
+    for item in args.baseline_export:
+        method, sep, d = item.partition("=")
+        if not sep or method not in ("fastbert", "pabee", "static", "full") or not d:
+            raise ConfigError(f"bench | --baseline-export expects METHOD=DIR with METHOD one of fastbert, pabee, "
+                              f"static, full; got {item!r}.")
+        baseline[method] = Path(d)
+    cfg = BenchConfig(export=args.export, data=args.data, split=args.split, backend=args.backend,
+                      device=args.device, precisions=args.precision, batch_sizes=args.batch_sizes,
+                      methods=args.methods, baseline_exports=baseline, repeats=args.repeats, threads=args.threads,
+                      max_rows=args.max_rows, progress=not args.no_progress)
+    result = run_bench(cfg)
+    m = result["machine"]
+    print(f"# {m.get('gpu') or m['cpu']} ({m['cpu_count']} cores); {result['records'][0]['backend']} "
+          f"{args.device}; {result['records'][0]['rows']} rows of {args.split}; medians of {args.repeats} repeats")
+    print(format_table(result["records"]))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {plot(result['records'], args.plot)}")
+    return 0

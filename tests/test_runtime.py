@@ -1,0 +1,230 @@
+"""GeepEngine dispatch, input handling, concurrency, and the layer-by-layer baselines, against torch."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from models import real_tokenizer_json, tiny_model
+from runtime_helpers import export_depth_graphs, export_segment_graphs
+
+from engines.ort import OrtEngine, OrtWeightPool
+from engines.torch_engine import TorchEngine
+from geep_deploy.encoding import TextEncoder, pad_batch
+from geep_deploy.errors import ConfigError, DataError
+from geep_deploy.exits import entropy_exit_depths, patience_exit_depths
+from runtime.baselines import (
+    EngineSegments,
+    MethodRunner,
+    MethodSpec,
+    TorchSegments,
+    parse_methods,
+    run_layerwise,
+)
+from runtime.engine import FixedDepth, GeepEngine
+
+L = 3
+TEXTS = [
+    "it 's a charming and often affecting journey .",
+    "unflinchingly bleak and desperate",
+    "a gorgeous , witty , seductive movie .",
+    "the movie is n't worth the price of the ticket , let alone two hours of your life .",
+    "good",
+    "an utterly incompetent conclusion to a film that had promise",
+    "funny",
+    "it never fails to engage us .",
+    "the acting , costumes , music , cinematography and sound are all astounding given the production 's "
+    "austere locales .",
+    "bad bad bad",
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder(real_tokenizer_json(), 64)
+
+
+@pytest.fixture(scope="module")
+def graph_dir(model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("rt")
+    return export_depth_graphs(model, d), export_segment_graphs(model, d / "seg")
+
+
+def ort_engine(graph_dir, encoder, predictor=None) -> GeepEngine:
+    pool = OrtWeightPool()
+    engines = {k: OrtEngine(p, pool=pool, threads=1, check_inputs=False).load() for k, p in graph_dir[0].items()}
+    return GeepEngine(encoder, predictor or FixedDepth(L, L), engines, ["neg", "pos"])
+
+
+def torch_engine(model, encoder, predictor=None) -> GeepEngine:
+    engines = {k: TorchEngine(model, depth=k).load() for k in range(1, L + 1)}
+    return GeepEngine(encoder, predictor or FixedDepth(L, L), engines, ["neg", "pos"])
+
+
+@pytest.fixture(scope="module")
+def per_row_reference(model, encoder):
+    """(N, L, C): each row alone, unpadded, at every depth (no batching, no sorting)."""
+    enc = encoder.encode(TEXTS)
+    out = []
+    with torch.no_grad():
+        for ids, types in zip(enc.ids, enc.type_ids):
+            t = torch.from_numpy(ids)[None]
+            out.append([model(t, torch.ones_like(t), torch.from_numpy(types)[None], depth=k)[0].numpy()
+                        for k in range(1, L + 1)])
+    return np.asarray(out)
+
+
+@pytest.fixture(scope="module")
+def engines(graph_dir, model, encoder):
+    return {"onnxruntime": ort_engine(graph_dir, encoder), "torch": torch_engine(model, encoder)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_dispatch_returns_input_order(engines, per_row_reference, data):
+    idx = data.draw(st.lists(st.integers(0, len(TEXTS) - 1), min_size=1, max_size=14))
+    depths = data.draw(st.lists(st.integers(1, L), min_size=len(idx), max_size=len(idx)))
+    batch = data.draw(st.integers(1, 8))
+    backend = data.draw(st.sampled_from(sorted(engines)))
+    res = engines[backend].predict([TEXTS[i] for i in idx], batch_size=batch, depths=depths)
+    want = per_row_reference[idx, np.asarray(depths) - 1]
+    np.testing.assert_allclose(res.logits, want, atol=1e-4)
+    assert res.depths.tolist() == depths
+
+
+def test_predict_result_fields(engines):
+    res = engines["onnxruntime"].predict(TEXTS[:4])
+    assert len(res) == 4 and res.depths.tolist() == [L] * 4
+    preds = res.predictions
+    assert {p.label for p in preds} <= {"neg", "pos"}
+    assert all(abs(sum(p.probabilities) - 1) < 1e-6 and p.label == ["neg", "pos"][p.label_id] for p in preds)
+    t = res.timings.as_dict()
+    assert t["rows"] == 4 and t["total_s"] >= t["model_s"] > 0 and t["tokenize_s"] > 0
+    assert res.to_records()[0].keys() == {"label", "label_id", "probabilities", "depth"}
+
+
+def test_missing_depth_engine_runs_deeper(graph_dir, encoder, per_row_reference):
+    eng = GeepEngine(encoder, FixedDepth(1, L), {3: OrtEngine(graph_dir[0][3]).load()}, ["neg", "pos"])
+    res = eng.predict(TEXTS[:3])
+    assert res.depths.tolist() == [3, 3, 3]
+    np.testing.assert_allclose(res.logits, per_row_reference[:3, 2], atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_threads_equal_serial(engines, backend):
+    eng = engines[backend]
+    rng = np.random.default_rng(0)
+    jobs = [(list(rng.choice(len(TEXTS), 6)), list(rng.integers(1, L + 1, 6))) for _ in range(16)]
+    serial = [eng.predict([TEXTS[i] for i in ix], depths=d, batch_size=3).logits for ix, d in jobs]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(j: int) -> None:
+        try:
+            ix, d = jobs[j]
+            results[j] = eng.predict([TEXTS[i] for i in ix], depths=d, batch_size=3).logits
+        except BaseException as e:  # noqa: BLE001 - re-raised below in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for j, want in enumerate(serial):
+        np.testing.assert_allclose(results[j], want, atol=1e-5)
+
+
+def test_bad_inputs(engines):
+    eng = engines["onnxruntime"]
+    cases = [
+        (([],), "empty list"),
+        ((["fine", ""],), "text #1 is empty"),
+        ((["   "],), "empty or whitespace"),
+        (("a single string",), "Wrap one text as \\[text\\]"),
+        (([None],), "text #0 is a NoneType"),
+        (([3.5],), "is a float"),
+        ((None,), "must be a list of strings"),
+        ((["a", "b"], ["only one"]), "2 first texts but 1 second"),
+        ((["a"], [""]), "text_b #0 is empty"),
+        ((["a"], "b"), "texts_b must be a list"),
+    ]
+    for args, msg in cases:
+        with pytest.raises(DataError, match=msg):
+            eng.predict(*args)
+    with pytest.raises(ConfigError, match="depths must be"):
+        eng.predict(["a"], depths=[L + 1])
+
+
+def test_long_text_is_truncated_and_pairs_work(engines, encoder):
+    eng = engines["torch"]
+    long = " ".join(["wonderful"] * 5000)
+    res = eng.predict([long, "short"])
+    assert len(res) == 2 and np.isfinite(res.logits).all()
+    assert len(encoder.encode([long]).ids[0]) == 64
+    pair = eng.predict(["the premise", "a dull film"], texts_b=["is good", "it is not"])
+    assert len(pair) == 2
+
+
+def reference_all_depths(model, feed):
+    with torch.no_grad():
+        t = {k: torch.from_numpy(v) for k, v in feed.items()}
+        out = model.forward_all(t["input_ids"], t["attention_mask"], t["token_type_ids"]).logits
+    return np.stack([x.numpy() for x in out], axis=1)
+
+
+@pytest.mark.parametrize("segments_kind", ["onnxruntime", "torch-engines", "torch-modules"])
+@pytest.mark.parametrize("spec", [MethodSpec("fastbert", 0.0), MethodSpec("fastbert", 0.69),
+                                  MethodSpec("fastbert", 1.0), MethodSpec("pabee", 1), MethodSpec("pabee", 2)])
+def test_layerwise_baselines_match_exit_rules(model, encoder, graph_dir, segments_kind, spec):
+    seg = graph_dir[1]
+    if segments_kind == "onnxruntime":
+        segments = EngineSegments(OrtEngine(seg["embed"]).load(),
+                                  [OrtEngine(seg[f"layer{k}"]).load() for k in range(1, L + 1)])
+    elif segments_kind == "torch-engines":
+        segments = EngineSegments(TorchEngine(model, kind="embed").load(),
+                                  [TorchEngine(model, kind="layer", depth=k).load() for k in range(1, L + 1)])
+    else:
+        segments = TorchSegments(model)
+    feed = pad_batch(encoder.encode(TEXTS))
+    all_logits = reference_all_depths(model, feed)
+    if spec.family == "fastbert":
+        want_depth = entropy_exit_depths(all_logits, spec.param)
+    else:
+        want_depth = patience_exit_depths(all_logits, spec.param)
+    logits, depth = run_layerwise(segments, feed, L, spec)
+    np.testing.assert_array_equal(depth, want_depth)
+    np.testing.assert_allclose(logits, all_logits[np.arange(len(TEXTS)), want_depth - 1], atol=1e-4)
+
+
+def test_method_runner_static_full_geep(engines, encoder, per_row_reference):
+    eng = engines["onnxruntime"]
+    enc = encoder.encode(TEXTS)
+    for spec, k in ((MethodSpec("full"), L), (MethodSpec("static", 1), 1)):
+        out = MethodRunner(spec, eng).run_batch(enc)
+        assert out.depths.tolist() == [k] * len(TEXTS) and out.model_s > 0
+        np.testing.assert_allclose(out.logits, per_row_reference[:, k - 1], atol=1e-4)
+    geep = MethodRunner(MethodSpec("geep"), eng).run_batch(enc)
+    assert geep.heads.tolist() == [1] * len(TEXTS)
+    with pytest.raises(ConfigError, match="needs segment engines"):
+        MethodRunner(MethodSpec("pabee", 2), eng)
+
+
+def test_parse_methods():
+    specs = parse_methods("full,geep,fastbert:0.3,pabee,static", 6)
+    names = [s.name for s in specs]
+    assert names[:3] == ["full", "geep", "fastbert:0.3"]
+    assert "pabee:1" in names and "static:5" in names and "static:6" not in names
+    for bad in ("fastbert:2", "static:9", "pabee:0", "medusa", "full:3"):
+        with pytest.raises(ConfigError):
+            parse_methods(bad, 6)
