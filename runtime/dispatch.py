@@ -91,4 +91,6 @@ def restore_order(groups: list[Group], outputs: list[np.ndarray]) -> np.ndarray:
             raise ConfigError(f"dispatch | group {i} indices repeat or fall outside 0..{total - 1}.")
         seen[g.indices] = True
         out[g.indices] = o
+    if not seen.all():
+        raise ConfigError(f"dispatch | group indices repeat: {int((~seen).sum())} of 0..{total - 1} are not covered.")
     return out
