@@ -1,0 +1,131 @@
+"""The real loader end to end on a tiny export: GeepEngine.load per backend, and the bench/predict commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from models import tiny_checkpoint
+
+from export.bundle import export_checkpoint
+from geep_deploy.cli import main
+from geep_deploy.data import bundled_data_dir, load_split
+from geep_deploy.encoding import TextEncoder
+from geep_deploy.errors import ArtifactError
+from runtime.engine import GeepEngine
+from runtime.predictor import ExitPredictor, build_predictor
+
+REQUIRED = {"method", "backend", "device", "precision", "batch_size", "accuracy", "flops_speedup", "wall_speedup",
+            "samples_per_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """A 40-row dev / 60-row train slice of the bundled SST-2 data, copied into tmp."""
+    src, d = bundled_data_dir(), tmp_path_factory.mktemp("data")
+    (d / "labels.txt").write_text((src / "labels.txt").read_text())
+    for split, n in (("train", 60), ("dev", 40)):
+        lines = (src / f"{split}.tsv").read_text().splitlines()[: n + 1]
+        (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory, tiny_data) -> Path:
+    tmp = tmp_path_factory.mktemp("export")
+    ckpt = tiny_checkpoint(tmp / "tiny.pt")
+    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
+    rows = enc.encode(load_split(tiny_data, "train").texts_a).ids
+    exits = np.random.default_rng(0).integers(1, 4, len(rows))
+    table = build_predictor(rows, exits, 3, sorted(enc.special_ids)).save(tmp / "table.npz")
+    return export_checkpoint(tmp / "tiny.pt", tmp / "export", exit_table=table, progress=False).root
+
+
+def test_load_backends_agree_and_use_the_table(tiny_export):
+    texts = ["a gorgeous , witty , seductive movie .", "bad", "it never fails to engage us ."]
+    results = {}
+    for backend in ("onnxruntime", "torch"):
+        with GeepEngine.load(tiny_export, backend=backend) as eng:
+            assert eng.info["backend"] == backend and sorted(eng.engines) == [1, 2, 3]
+            results[backend] = eng.predict(texts)
+            table = ExitPredictor.load(eng.parts.bundle.exit_table)
+            assert results[backend].depths.tolist() == table.predict(eng.encoder.encode(texts).ids).tolist()
+    np.testing.assert_allclose(results["onnxruntime"].logits, results["torch"].logits, atol=1e-4)
+    with GeepEngine.load(tiny_export, backend="auto") as eng:
+        assert eng.info["backend"] == "onnxruntime" and eng.info["provider"] == "CPUExecutionProvider"
+
+
+def test_load_errors(tmp_path, tiny_export):
+    with pytest.raises(ArtifactError):
+        GeepEngine.load(tmp_path)
+    with pytest.raises(ArtifactError, match="no depth artifact.*precision=int8"):
+        GeepEngine.load(tiny_export, backend="onnxruntime", precision="int8")
+
+
+@pytest.mark.parametrize("cmd", ["bench", "predict"])
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--export" in out and "Example:" in out
+
+
+def test_bench_cli_writes_records_and_plot(tiny_export, tiny_data, tmp_path, capsys):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    rc = main(["bench", "--export", str(tiny_export), "--data", str(tiny_data), "--batch-sizes", "4,16",
+               "--methods", "geep,fastbert:0.3,pabee:2,static:1", "--repeats", "2", "--threads", "1",
+               "--json", str(out), "--plot", str(png), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "fastbert:0.3" in text and "wall x" in text
+    result = json.loads(out.read_text())
+    assert result["machine"]["cpu_count"] >= 1 and "onnxruntime" in result["machine"]
+    recs = result["records"]
+    assert len(recs) == 2 * 5  # full added automatically
+    for r in recs:
+        assert REQUIRED <= r.keys() and 0 <= r["accuracy"] <= 1 and r["repeats"] == 2
+        assert r["heads_from"] == "same-export"
+    fulls = [r for r in recs if r["method"] == "full"]
+    assert all(r["wall_speedup"] == 1.0 and r["flops_speedup"] == 1.0 for r in fulls)
+    static1 = next(r for r in recs if r["method"] == "static:1")
+    assert static1["flops_speedup"] > 2 and static1["mean_depth"] == 1
+    assert png.stat().st_size > 1000
+
+
+def test_bench_baseline_export_and_bad_args(tiny_export, tiny_data, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    rc = main(["bench", "--export", str(tiny_export), "--data", str(tiny_data), "--batch-sizes", "8",
+               "--methods", "full,fastbert:0.5", "--baseline-export", f"fastbert={tiny_export}", "--repeats", "1",
+               "--json", str(out), "--no-progress"])
+    assert rc == 0
+    fb = next(r for r in json.loads(out.read_text())["records"] if r["family"] == "fastbert")
+    assert fb["heads_from"] == str(tiny_export)
+    assert main(["bench", "--export", str(tiny_export), "--data", str(tiny_data), "--methods", "medusa"]) == 1
+    assert "unknown method 'medusa'" in capsys.readouterr().err
+    assert main(["bench", "--export", str(tiny_export), "--data", str(tiny_data),
+                 "--baseline-export", "fastbert"]) == 1
+    assert "METHOD=DIR" in capsys.readouterr().err
+
+
+def test_predict_cli(tiny_export, tmp_path, capsys):
+    assert main(["predict", "--export", str(tiny_export), "--text", "a charming journey", "--text", "dull",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["predictions"]) == 2 and out["engine"]["backend"] == "onnxruntime"
+    assert set(out["predictions"][0]) == {"label", "label_id", "probabilities", "depth"}
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text("label\ttext\n1\tgood fun\n0\tawful\n")
+    assert main(["predict", "--export", str(tiny_export), "--input", str(tsv), "--backend", "torch"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and "depth" in lines[0] and lines[-1].startswith("# torch cpu fp32")
+    assert main(["predict", "--export", str(tiny_export), "--text", "a", "--text-b", "b", "--text-b", "c"]) == 1
+    assert "give one each" in capsys.readouterr().err
+    assert main(["predict", "--export", str(tiny_export), "--text", "  "]) == 1
+    assert "empty" in capsys.readouterr().err
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("label\tsentence\n1\tx\n")
+    assert main(["predict", "--export", str(tiny_export), "--input", str(bad)]) == 1
+    assert "names no `text`" in capsys.readouterr().err
