@@ -1,10 +1,228 @@
-"""placeholder"""
-from geep_deploy.errors import BackendUnavailable
+"""TensorRT plans per depth and precision: profiles over (batch, seq), one shared timing cache, TF32 off for fp32.
+
+TensorRT 10 and 11 differ in how precision is chosen (GEEP.md, "Precision"): 10 builds a weakly typed network and
+enables reduced-precision kernels with builder flags; 11 removed those flags and only builds strongly typed
+networks, so the precision must already be in the ONNX (the fp16/bf16 cast graphs of ``precision.py`` and the Q/DQ
+graph of ``quantize.py``). ``plan_for`` decides this as plain data (tested without TensorRT); ``tensorrt`` is
+imported lazily and only here. Nothing in this module is exercised on a machine without TensorRT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from export.spec import BaseLoader, BuildSpec, invoke_if_callable, profiles_from_flags
+from geep_deploy.errors import BackendUnavailable, EngineBuildError
+
+PIP_HINT = "pip install geep-deploy[tensorrt]"
+# Which ONNX graph each TensorRT precision is built from.
+SOURCE_GRAPH = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8_qdq"}
+_FLAGS_TRT10 = {"fp32": [], "fp16": ["FP16"], "bf16": ["BF16"], "int8": ["INT8", "FP16"]}
 
 
-def require_tensorrt():
+def require_tensorrt() -> Any:
+    """Import ``tensorrt`` or raise ``BackendUnavailable`` naming the pip extra."""
     try:
         import tensorrt as trt
-    except ImportError:
-        raise BackendUnavailable("tensorrt | not installed. Try: pip install geep-deploy[tensorrt]") from None
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"tensorrt | `import tensorrt` fails here ({e}). Try: {PIP_HINT} (needs an NVIDIA GPU and driver), "
+            "or export with --backend onnx."
+        ) from None
     return trt
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build does for one precision on one TensorRT version (plain data)."""
+
+    strongly_typed: bool
+    set_flags: tuple[str, ...]
+    clear_flags: tuple[str, ...]
+    source_graph: str
+
+
+def trt_major(version: str) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        raise EngineBuildError(f"tensorrt | cannot read the TensorRT version {version!r}.") from None
+
+
+def plan_for(precision: str, trt_version: str, *, has_strongly_typed: bool = True, has_tf32_flag: bool = True,
+             tf32: bool = False, strongly_typed: bool | None = None) -> BuildPlan:
+    """Precision -> network typing and builder flags for a TensorRT version.
+
+    Args:
+        precision: fp32, fp16, bf16 or int8.
+        trt_version: ``tensorrt.__version__``.
+        has_strongly_typed: whether ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` exists.
+        has_tf32_flag: whether ``BuilderFlag.TF32`` exists.
+        tf32: allow TF32 for fp32 (TensorRT's default; off here for a true fp32 build).
+        strongly_typed: force typing on 10.x. Defaults to weak typing on 10.x, strong on 11+.
+
+    Raises:
+        EngineBuildError: a precision the version cannot build (e.g. strongly typed without the flag).
+    """
+    major = trt_major(trt_version)
+    if major < 10:
+        raise EngineBuildError(f"tensorrt | version {trt_version} is too old; geep-deploy needs 10 or 11. "
+                               f"Try: {PIP_HINT}.")
+    strong = major >= 11 if strongly_typed is None else strongly_typed
+    if strong and not has_strongly_typed and major < 11:
+        raise EngineBuildError(f"tensorrt | {trt_version} has no STRONGLY_TYPED networks; drop strongly_typed.")
+    clear = ("TF32",) if (precision == "fp32" and not tf32 and has_tf32_flag) else ()
+    flags = () if strong else tuple(_FLAGS_TRT10[precision])
+    return BuildPlan(strongly_typed=strong, set_flags=flags, clear_flags=clear, source_graph=SOURCE_GRAPH[precision])
+
+
+class _Lock:
+    """A lock file beside the timing cache, so concurrent builds merge into it one at a time."""
+
+    def __init__(self, path: Path) -> None:
+        from filelock import FileLock
+
+        self._lock = FileLock(str(path) + ".lock", timeout=600)
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class EngineBytesFromOnnx(BaseLoader):
+    """Stage: an ONNX file (external weights next to it) to serialized plan bytes, per ``BuildSpec``."""
+
+    def __init__(self, onnx_path: Any, spec: Any, *, timing_cache: Path | None = None) -> None:
+        self.onnx_path, self.spec, self.timing_cache = onnx_path, spec, timing_cache
+
+    def call_impl(self) -> bytes:
+        trt = require_tensorrt()
+        path, _ = invoke_if_callable(self.onnx_path)
+        spec: BuildSpec = invoke_if_callable(self.spec)[0]
+        flags = trt.NetworkDefinitionCreationFlag
+        plan = plan_for(spec.precision, trt.__version__, has_strongly_typed=hasattr(flags, "STRONGLY_TYPED"),
+                        has_tf32_flag=hasattr(trt.BuilderFlag, "TF32"), tf32=spec.tf32)
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        network = builder.create_network((1 << int(flags.STRONGLY_TYPED)) if plan.strongly_typed else 0)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(path)):
+            errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise EngineBuildError(f"tensorrt | cannot parse {Path(path).name}: {errs[:500]}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mb << 20)
+        if spec.builder_optimization_level is not None:
+            config.builder_optimization_level = spec.builder_optimization_level
+        for f in plan.set_flags:
+            config.set_flag(getattr(trt.BuilderFlag, f))
+        for f in plan.clear_flags:
+            config.clear_flag(getattr(trt.BuilderFlag, f))
+        for prof in spec.profiles:
+            p = builder.create_optimization_profile()
+            for name, r in prof.shapes.items():
+                p.set_shape(name, r.min, r.opt, r.max)
+            config.add_optimization_profile(p)
+        cache_bytes = b""
+        if self.timing_cache is not None and self.timing_cache.is_file():
+            with _Lock(self.timing_cache):
+                cache_bytes = self.timing_cache.read_bytes()
+        cache = config.create_timing_cache(cache_bytes)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        blob = builder.build_serialized_network(network, config)
+        if blob is None:
+            raise EngineBuildError(f"tensorrt | building {Path(path).name} ({spec.precision}) failed; see the "
+                                   "TensorRT log above. Try a larger workspace or a smaller --max-batch/--max-len.")
+        if self.timing_cache is not None:
+            with _Lock(self.timing_cache):
+                if self.timing_cache.is_file():  # merge with what other builds added meanwhile
+                    cache.combine(config.create_timing_cache(self.timing_cache.read_bytes()), ignore_mismatch=True)
+                self.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+        return bytes(blob)
+
+
+class SaveEngine(BaseLoader):
+    """Stage: write plan bytes to ``path`` and return the path."""
+
+    def __init__(self, engine: Any, path: Path) -> None:
+        self.engine, self.path = engine, path
+
+    def call_impl(self) -> Path:
+        data, _ = invoke_if_callable(self.engine)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(data)
+        return self.path
+
+
+def _run_plan(plan_path: Path, feeds: list[dict]) -> list[dict]:
+    """Run a plan on CUDA via torch tensors (only where torch has CUDA), for validation."""
+    import numpy as np
+    import torch
+
+    trt = require_tensorrt()
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())
+    ctx = engine.create_execution_context()
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    outs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    stream = torch.cuda.Stream()
+    results = []
+    for f in feeds:
+        bufs = {}
+        for n in names:
+            if n in outs:
+                continue
+            bufs[n] = torch.from_numpy(f[n]).cuda().contiguous()
+            ctx.set_input_shape(n, tuple(bufs[n].shape))
+        for n in outs:
+            dt = {trt.float32: torch.float32, trt.float16: torch.float16}.get(engine.get_tensor_dtype(n), torch.float32)
+            bufs[n] = torch.empty(tuple(ctx.get_tensor_shape(n)), dtype=dt, device="cuda")
+        for n, b in bufs.items():
+            ctx.set_tensor_address(n, b.data_ptr())
+        ctx.execute_async_v3(stream.cuda_stream)
+        stream.synchronize()
+        results.append({n: bufs[n].float().cpu().numpy().astype(np.float32) for n in outs})
+    return results
+
+
+def build_all(ctx: Any, root: Path) -> dict[str, Any]:
+    """Build a plan per depth and precision of the export in ``root``; validate each where CUDA torch runs it."""
+    import torch
+
+    from export.manifest import file_entry
+    from export.pipeline import _record
+    from export.validate import compare, judge
+
+    trt = require_tensorrt()
+    spec = ctx.spec
+    cache = root / "tensorrt" / "timing.cache"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    profiles = tuple(profiles_from_flags(["input_ids", "attention_mask", "token_type_ids"], spec.max_batch,
+                                         spec.max_len))
+    builds = []
+    for precision in spec.precisions:
+        bspec = BuildSpec(precision=precision, profiles=profiles)
+        src_dir = root / "onnx" / SOURCE_GRAPH[precision]
+        for k in spec.depths:
+            plan_path = root / "tensorrt" / precision / f"depth{k}.plan"
+            SaveEngine(EngineBytesFromOnnx(src_dir / f"depth{k}.onnx", bspec, timing_cache=cache), plan_path)()
+            validation = None
+            if torch.cuda.is_available():
+                refs, feeds = ctx.refs[("depth", k)]
+                cmp = compare(refs, _run_plan(plan_path, feeds), spec.atol * 10, what=f"tensorrt/{plan_path.name}")
+                if precision == "fp32":
+                    judge(cmp, f"tensorrt {precision}/{plan_path.name}", spec.allow_mismatch)
+                validation = {**cmp.to_dict(), "runner": "tensorrt"}
+            else:
+                ctx.not_validated.append({"file": plan_path.relative_to(root).as_posix(),
+                                          "reason": "torch has no CUDA here to run the plan"})
+            _record(ctx, plan_path, "depth", k, "tensorrt", precision, validation)
+            plan = plan_for(precision, trt.__version__,
+                            has_strongly_typed=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"))
+            builds.append({"precision": precision, "depth": k, **asdict(plan)})
+            ctx.step(f"tensorrt {precision} depth{k}")
+    return {"version": trt.__version__, "profiles": [p.to_dict() for p in profiles],
+            "timing_cache": file_entry(root, cache), "builds": builds}

@@ -133,6 +133,8 @@ class SharedWeightsFile:
         del graph.initializer[:]
         graph.initializer.extend(keep)
         _rename_inputs(graph, mapping)
+        if self._f is not None:
+            self._f.flush()  # the graph may be loaded (validated) before this file is closed
         return proto
 
 
