@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geep_deploy.errors import ConfigError
@@ -16,6 +16,7 @@ batches = st.integers(0, 40).flatmap(
 )
 
 
+@settings(max_examples=50, deadline=None)
 @given(batches, st.one_of(st.none(), st.integers(1, 7)))
 def test_groups_partition_and_order(batch: tuple[list[int], list[int]], max_group: int | None) -> None:
     depths, lengths = np.array(batch[0], dtype=np.int64), np.array(batch[1], dtype=np.int64)
@@ -31,6 +32,7 @@ def test_groups_partition_and_order(batch: tuple[list[int], list[int]], max_grou
         assert len(groups) == len(set(depths.tolist()))
 
 
+@settings(max_examples=50, deadline=None)
 @given(batches.filter(lambda b: len(b[0]) > 0))
 def test_restore_order_is_identity_of_per_row_results(batch: tuple[list[int], list[int]]) -> None:
     depths, lengths = np.array(batch[0]), np.array(batch[1])

@@ -1,0 +1,187 @@
+"""Calibration: label exit layers on calibration data, build the exit table, tune quantile and margin on dev.
+
+Default rule: ``consistency`` (a sample's exit layer is the first depth from which every deeper classifier agrees
+with depth L). It needs no threshold, it does not depend on how well the students' probabilities are calibrated,
+and a sample run to its labelled depth gives exactly the full model's answer, so the labels encode "how deep
+must this sample go to keep the full model's prediction" -- the quantity an accuracy budget is about. ``entropy``
+(FastBERT's rule, first depth with normalised entropy below ``tau``; default ``tau = 0.3``) is offered for
+comparison with FastBERT's exit. Labels on the training split are optimistic (the model fits it), which is why
+``q`` and ``m`` are tuned on dev, not on the calibration data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from geep_deploy.checkpoint import Checkpoint
+from geep_deploy.data import TextDataset
+from geep_deploy.encoding import TextEncoder
+from geep_deploy.errors import ConfigError
+from geep_deploy.evaluate import collect_depth_logits
+from geep_deploy.exits import EXIT_RULES, exit_depths, predictions_at
+from geep_deploy.flops import flops_speedup
+from runtime.keys import pad_rows
+from runtime.predictor import ExitPredictor, build_predictor, depths_from_mass
+
+DEFAULT_RULE = "consistency"
+DEFAULT_ENTROPY_TAU = 0.3
+DEFAULT_QUANTILES = tuple(round(q, 2) for q in np.arange(0.05, 1.0001, 0.05))
+_MASS_CHUNK = 1024
+
+
+@dataclass
+class CalibrationResult:
+    """The tuned predictor, the dev curve over every tried (quantile, margin), the chosen point and figures."""
+
+    predictor: ExitPredictor
+    curve: list[dict[str, float]]
+    chosen: dict[str, float]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def batch_mass(predictor: ExitPredictor, rows: list[np.ndarray]) -> np.ndarray:
+    """(N, L) exit mass of unpadded rows, in chunks (each padded to its own longest row)."""
+    parts = [predictor.exit_mass(*pad_rows(rows[i : i + _MASS_CHUNK])) for i in range(0, len(rows), _MASS_CHUNK)]
+    return np.concatenate(parts, axis=0)
+
+
+def dev_curve(
+    mass: np.ndarray, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, ckpt: Checkpoint,
+    quantiles: tuple[float, ...], margins: tuple[int, ...],
+) -> list[dict[str, float]]:
+    """Accuracy, FLOPs speed-up (one head per sample) and mean depth for every (quantile, margin)."""
+    L, C = logits.shape[1], logits.shape[2]
+    curve = []
+    for m in margins:
+        for q in quantiles:
+            d = depths_from_mass(mass, q, m, L)
+            curve.append({
+                "quantile": float(q), "margin": int(m),
+                "accuracy": float((predictions_at(logits, d) == labels).mean()),
+                "flops_speedup": flops_speedup(ckpt.shape, C, lengths, d, heads=1),
+                "mean_depth": float(d.mean()),
+            })
+    return curve
+
+
+def choose(curve: list[dict[str, float]], full_accuracy: float, max_drop: float,
+           target_speedup: float | None) -> dict[str, Any]:
+    """Fastest point within the accuracy budget, or the most accurate point reaching the target speed-up."""
+    if target_speedup is not None:
+        ok = [c for c in curve if c["flops_speedup"] >= target_speedup]
+        if ok:
+            best = max(ok, key=lambda c: (c["accuracy"], c["flops_speedup"]))
+            return {**best, "target_met": True}
+        return {**max(curve, key=lambda c: (c["flops_speedup"], c["accuracy"])), "target_met": False}
+    ok = [c for c in curve if c["accuracy"] >= full_accuracy - max_drop / 100.0 - 1e-12]
+    if not ok:  # cannot happen while q = 1.0 (always depth L) is on the grid, but never fail silently
+        return {**max(curve, key=lambda c: (c["accuracy"], c["flops_speedup"])), "target_met": False}
+    return {**max(ok, key=lambda c: (c["flops_speedup"], c["accuracy"])), "target_met": True}
+
+
+def calibrate_checkpoint(
+    ckpt: Checkpoint,
+    calib: TextDataset,
+    dev: TextDataset,
+    *,
+    rule: str = DEFAULT_RULE,
+    tau: float | None = None,
+    max_drop: float = 0.5,
+    target_speedup: float | None = None,
+    device: str = "cpu",
+    batch_size: int = 64,
+    progress: bool = True,
+    quantiles: tuple[float, ...] | None = None,
+    margins: tuple[int, ...] | None = None,
+    weighting: str = "log",
+    orders: tuple[int, ...] | None = None,
+    load_factor: float = 0.5,
+) -> CalibrationResult:
+    """Build and tune an exit predictor for ``ckpt``.
+
+    Args:
+        ckpt: a trained checkpoint whose every depth has a trained classifier (not ``full``).
+        calib: calibration rows (their exit labels fill the table).
+        dev: rows on which quantile and margin are tuned.
+        rule: ``consistency`` (default) or ``entropy``.
+        tau: entropy threshold. Defaults to 0.3 for ``entropy``; ignored by ``consistency``.
+        max_drop: accuracy budget in points below depth L's dev accuracy (used unless ``target_speedup``).
+        target_speedup: FLOPs speed-up to reach; then the most accurate such setting is chosen.
+        device: torch device for the per-depth pass.
+        batch_size: rows per forward pass.
+        progress: show progress bars.
+        quantiles: grid of q. Defaults to 0.05, 0.10, ..., 1.0 (1.0 always gives depth L).
+        margins: grid of m. Defaults to 0, 1, 2 (capped at L - 1).
+        weighting: key weighting (see ``runtime.predictor``).
+        orders: n-gram orders. Defaults to (1, 2).
+        load_factor: exit-table load after the build.
+
+    Returns:
+        A ``CalibrationResult`` whose predictor carries the chosen q, m and the figures.
+
+    Raises:
+        ConfigError: ``full`` checkpoint, unknown rule, bad budget, or mismatched labels.
+    """
+    L = ckpt.model.num_layers
+    if ckpt.method == "full":
+        raise ConfigError(
+            "calibrate | this checkpoint was trained with method 'full': only depth L has a trained classifier, "
+            "so there is no exit to predict. Train with --method geep (or fastbert/pabee) and calibrate that."
+        )
+    if rule not in EXIT_RULES:
+        raise ConfigError(f"calibrate | unknown rule {rule!r}. Expected one of {EXIT_RULES}.")
+    if rule == "entropy" and tau is None:
+        tau = DEFAULT_ENTROPY_TAU
+    if target_speedup is not None and target_speedup < 1.0:
+        raise ConfigError(f"calibrate | target speed-up must be >= 1.0, got {target_speedup}.")
+    if max_drop < 0:
+        raise ConfigError(f"calibrate | max_drop must be >= 0 points, got {max_drop}.")
+    if len(dev.label_names) != len(ckpt.label_names):
+        raise ConfigError(
+            f"calibrate | dev data has {len(dev.label_names)} labels, the checkpoint {len(ckpt.label_names)}."
+        )
+    quantiles = DEFAULT_QUANTILES if quantiles is None else tuple(quantiles)
+    margins = tuple(range(min(2, L - 1) + 1)) if margins is None else tuple(margins)
+
+    encoder = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
+    enc_c = encoder.encode(calib.texts_a, calib.texts_b)
+    logits_c = collect_depth_logits(ckpt.model, enc_c, batch_size, device, "calibration pass" if progress else None)
+    exits_c = exit_depths(logits_c, rule, tau)
+    predictor = build_predictor(enc_c.ids, exits_c, L, sorted(encoder.special_ids), orders=orders,
+                                load_factor=load_factor, weighting=weighting)
+
+    enc_d = encoder.encode(dev.texts_a, dev.texts_b)
+    logits_d = collect_depth_logits(ckpt.model, enc_d, batch_size, device, "dev pass" if progress else None)
+    labels = np.asarray(dev.labels)
+    lengths = enc_d.lengths
+    full_acc = float((logits_d[:, -1].argmax(-1) == labels).mean())
+    mass = batch_mass(predictor, enc_d.ids)
+    curve = dev_curve(mass, logits_d, labels, lengths, ckpt, quantiles, margins)
+    chosen = choose(curve, full_acc, max_drop, target_speedup)
+
+    exits_d = exit_depths(logits_d, rule, tau)
+    pred_d = depths_from_mass(mass, chosen["quantile"], chosen["margin"], L)
+    C = logits_d.shape[2]
+    figures = {
+        "rule": rule, "tau": tau, "mode": "target_speedup" if target_speedup is not None else "max_drop",
+        "max_drop_points": max_drop, "target_speedup": target_speedup,
+        "calib_rows": len(calib), "dev_rows": len(dev),
+        "table_keys": predictor.table.size, "table_capacity": predictor.table.capacity,
+        "table_load": round(predictor.table.load, 4), "orders": list(predictor.table.orders),
+        "weighting": weighting,
+        "full_accuracy": full_acc,
+        "accuracy": chosen["accuracy"], "flops_speedup": chosen["flops_speedup"], "mean_depth": chosen["mean_depth"],
+        "calib_exit_hist": np.bincount(exits_c, minlength=L + 1)[1:].tolist(),
+        "dev_exit_hist": np.bincount(exits_d, minlength=L + 1)[1:].tolist(),
+        "dev_predicted_hist": np.bincount(pred_d, minlength=L + 1)[1:].tolist(),
+        "dev_mae_layers": float(np.abs(pred_d - exits_d).mean()),
+        "dev_within_one_layer": float((np.abs(pred_d - exits_d) <= 1).mean()),
+        "oracle_accuracy": float((predictions_at(logits_d, exits_d) == labels).mean()),
+        "oracle_flops_speedup": flops_speedup(ckpt.shape, C, lengths, exits_d, heads=1),
+    }
+    tuned = predictor.with_params(chosen["quantile"], chosen["margin"])
+    tuned.calibration = {**figures, "chosen": chosen, "curve": curve}
+    return CalibrationResult(predictor=tuned, curve=curve, chosen=chosen, figures=figures)
