@@ -7,7 +7,7 @@ Usage:
 Per configuration a child process records RSS before loading, after loading, and after running the dev split
 at batch 64 through every loaded depth (arenas grow on first use). Configurations: ONNX Runtime with the full
 depth only; all depths as naive independent sessions; all depths sharing weights and one arena; the same with
-pre-packing disabled; torch with one shared ExitBert.
+pre-packing disabled; shared but copied instead of memory-mapped; torch with one shared ExitBert.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ CONFIGS = {
     "ort_full_depth_only": {"backend": "onnxruntime", "all_depths": False, "share": True},
     "ort_all_depths_naive": {"backend": "onnxruntime", "all_depths": True, "share": False},
     "ort_all_depths_shared": {"backend": "onnxruntime", "all_depths": True, "share": True},
+    "ort_all_depths_shared_copy": {"backend": "onnxruntime", "all_depths": True, "share": True, "mmap": False},
     "ort_all_depths_shared_noprepack": {"backend": "onnxruntime", "all_depths": True, "share": True,
                                         "no_prepack": True},
     "torch_full_depth_only": {"backend": "torch", "all_depths": False, "share": True},
@@ -33,10 +34,10 @@ CONFIGS = {
 def child(export: str, data: str, name: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from geep_deploy.data import load_split
-    from runtime.memory import rss_mb
+    from runtime.memory import rss_mb, uss_mb
 
     cfg = CONFIGS[name]
-    base = rss_mb()
+    base, base_u = rss_mb(), uss_mb()
     from export.bundle import load_export
     from runtime.engine import GeepEngine
 
@@ -44,14 +45,15 @@ def child(export: str, data: str, name: str) -> dict:
     depths = list(range(1, L + 1)) if cfg["all_depths"] else [L]
     eng = GeepEngine.load(export, cfg["backend"], "cpu", "fp32", depths=depths, fixed_depth=L,
                           share_weights=cfg["share"], verify=False,
-                          disable_prepacking=bool(cfg.get("no_prepack")))
-    after_load = rss_mb()
+                          disable_prepacking=bool(cfg.get("no_prepack")), mmap_weights=cfg.get("mmap", True))
+    after_load, after_load_u = rss_mb(), uss_mb()
     ds = load_split(data, "dev")
     for k in depths:
         eng.predict(ds.texts_a, batch_size=64, depths=[k] * len(ds))
-    after_run = rss_mb()
+    after_run, after_run_u = rss_mb(), uss_mb()
     return {"config": name, **cfg, "depths_loaded": len(depths), "rss_base_mb": round(base, 1),
-            "load_mb": round(after_load - base, 1), "after_runs_mb": round(after_run - base, 1)}
+            "load_mb": round(after_load - base, 1), "after_runs_mb": round(after_run - base, 1),
+            "uss_load_mb": round(after_load_u - base_u, 1), "uss_after_runs_mb": round(after_run_u - base_u, 1)}
 
 
 def main() -> int:
@@ -70,7 +72,9 @@ def main() -> int:
         out = subprocess.run([sys.executable, __file__, "--export", a.export, "--data", a.data, "--child", name],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"{name:<34} load +{rows[-1]['load_mb']:>7.1f} MB   after batch-64 runs +{rows[-1]['after_runs_mb']:>7.1f} MB")
+        r = rows[-1]
+        print(f"{name:<34} RSS load +{r['load_mb']:>7.1f} MB, after batch-64 runs +{r['after_runs_mb']:>7.1f} MB; "
+              f"USS +{r['uss_load_mb']:>7.1f} / +{r['uss_after_runs_mb']:>7.1f} MB")
     if a.json:
         sys.path.insert(0, str(ROOT))
         from runtime.benchmark import machine_info

@@ -59,9 +59,14 @@ class OrtWeightPool:
     """Initializers loaded once and shared by every session built with this pool.
 
     Thread-safe; keep the pool alive as long as any session that used it (each `OrtEngine` holds a reference).
+
+    Args:
+        mmap: map external-data tensors read-only from their file instead of copying them (the export writes
+            them page-aligned), so the weights live once in the page cache, shared even across processes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mmap: bool = True) -> None:
+        self.mmap = mmap
         self._values: dict[tuple, tuple[np.ndarray, Any]] = {}
         self._lock = threading.Lock()
         self.bytes_loaded = 0
@@ -79,11 +84,13 @@ class OrtWeightPool:
         out: dict[str, Any] = {}
         with self._lock:
             for t in model.graph.initializer:
-                key, reader = self._locate(t, path.parent, numpy_helper)
+                key, reader = self._locate(t, path.parent, numpy_helper, self.mmap)
                 if key is None:
                     continue
                 if key not in self._values:
-                    arr = np.ascontiguousarray(reader())
+                    arr = reader()
+                    if not isinstance(arr, np.memmap):
+                        arr = np.ascontiguousarray(arr)
                     if arr.dtype not in (np.float32, np.float16, np.int64, np.int32, np.int8, np.uint8):
                         continue  # e.g. bfloat16: let the session load it itself
                     self._values[key] = (arr, ort.OrtValue.ortvalue_from_numpy(arr))
@@ -92,7 +99,7 @@ class OrtWeightPool:
         return out
 
     @staticmethod
-    def _locate(t: Any, base: Path, numpy_helper: Any) -> tuple[tuple | None, Any]:
+    def _locate(t: Any, base: Path, numpy_helper: Any, mmap: bool) -> tuple[tuple | None, Any]:
         import onnx
 
         dims = tuple(int(d) for d in t.dims)
@@ -104,6 +111,9 @@ class OrtWeightPool:
 
             def read() -> np.ndarray:
                 count = length // np.dtype(dtype).itemsize if length >= 0 else -1
+                if mmap and offset % np.dtype(dtype).itemsize == 0 and count > 0:
+                    # read-only file mapping: pages are shared with every other process mapping the file
+                    return np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=dims)
                 return np.fromfile(file, dtype=dtype, count=count, offset=offset).reshape(dims)
 
             return ("ext", str(file), offset, length, t.data_type, dims), read

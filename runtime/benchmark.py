@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import numpy as np
 
 from geep_deploy.data import load_split
 from geep_deploy.encoding import length_sorted_batches
-from geep_deploy.errors import ConfigError
+from geep_deploy.errors import ArtifactError, ConfigError
 from geep_deploy.flops import flops_speedup
 from runtime.baselines import EngineSegments, MethodRunner, MethodSpec, TorchSegments
 from runtime.engine import GeepEngine
@@ -137,6 +138,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     if "full" not in [s.family for s in specs]:
         specs.insert(0, MethodSpec("full"))
     wants_geep = any(s.family == "geep" for s in specs)
+    skipped: list[dict[str, Any]] = []
     for precision in cfg.precisions:
         main = GeepEngine.load(cfg.export, cfg.backend, cfg.device, precision, threads=cfg.threads,
                                depths=bundle.depths, fixed_depth=None if wants_geep else L, verify=False)
@@ -151,7 +153,15 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                                                   threads=cfg.threads)
             eng = engines[source]
             if spec.layerwise and source not in segments:
-                segments[source] = _segments(eng, backend, cfg.device, precision, cfg.threads)
+                try:
+                    segments[source] = _segments(eng, backend, cfg.device, precision, cfg.threads)
+                except ArtifactError as e:
+                    segments[source] = None
+                    skipped.append({"precision": precision, "source": source, "reason": str(e)})
+                    print(f"bench | skipping layer-by-layer methods on {source} at {precision}: {e}",
+                          file=sys.stderr)
+            if spec.layerwise and segments[source] is None:
+                continue
             contenders.append(_Contender(spec, MethodRunner(spec, eng, segments.get(source)), source))
         lengths = main.encoder.encode(ds.texts_a, ds.texts_b).lengths
         for bs in cfg.batch_sizes:
@@ -170,7 +180,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             records += _summarise(contenders, labels, lengths, main, backend, cfg.device, precision, bs)
         for e in engines.values():
             e.close()
-    return {"machine": machine_info(cfg.device), "config": _config_dict(cfg), "records": records}
+    return {"machine": machine_info(cfg.device), "config": _config_dict(cfg), "records": records,
+            "skipped": skipped}
 
 
 def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.ndarray, main: GeepEngine,

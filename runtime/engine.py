@@ -132,6 +132,7 @@ class GeepEngine:
         threads: int | None = None,
         share_weights: bool = True,
         disable_prepacking: bool = False,
+        mmap_weights: bool = True,
         max_group: int | None = None,
         verify: bool = True,
     ) -> GeepEngine:
@@ -149,6 +150,7 @@ class GeepEngine:
             threads: intra-op CPU threads. Defaults to the backend's choice.
             share_weights: ONNX Runtime only; one copy of the weights and one arena for all depths.
             disable_prepacking: ONNX Runtime only; no per-session packed weight copies (slower at small batches).
+            mmap_weights: ONNX Runtime with ``share_weights``; map the weights file read-only instead of copying.
             max_group: cap on rows per engine call. Defaults to no cap.
             verify: check the artifacts' checksums on load.
 
@@ -164,7 +166,7 @@ class GeepEngine:
 
         parts = build_parts(Path(export_dir), backend, device, precision, depths=depths, fixed_depth=fixed_depth,
                             threads=threads, share_weights=share_weights, verify=verify,
-                            disable_prepacking=disable_prepacking)
+                            disable_prepacking=disable_prepacking, mmap_weights=mmap_weights)
         eng = cls(parts.encoder, parts.predictor, parts.engines, parts.label_names, max_group=max_group,
                   info=parts.info, owned=parts.owned)
         eng.parts = parts

@@ -78,6 +78,7 @@ def build_parts(
     share_weights: bool = True,
     verify: bool = True,
     disable_prepacking: bool = False,
+    mmap_weights: bool = True,
 ) -> Parts:
     """Load manifest, tokenizer, exit predictor and the depth engines of one export."""
     from export.bundle import load_export
@@ -108,7 +109,7 @@ def build_parts(
     elif backend == "onnxruntime" and share_weights:
         from engines.ort import OrtWeightPool
 
-        parts.shared = OrtWeightPool()
+        parts.shared = OrtWeightPool(mmap=mmap_weights)
     elif backend == "tensorrt":
         from engines.trt import TrtScratch
 

@@ -19,3 +19,11 @@ def rss_mb() -> float:
         raise BackendUnavailable("memory | psutil is not installed. Try `pip install geep-deploy[dev]`.") from None
     gc.collect()
     return psutil.Process().memory_info().rss / 2**20
+
+
+def uss_mb() -> float:
+    """Unique set size in MiB: memory only this process holds (excludes file pages shared with others)."""
+    import psutil
+
+    gc.collect()
+    return psutil.Process().memory_full_info().uss / 2**20
