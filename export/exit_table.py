@@ -57,11 +57,11 @@ def _entry(root: Path, path: Path, predictor: Any, calibration: Any) -> dict[str
     return {**file_entry(root, path), "predictor": params, "calibration": _jsonable(calibration or {})}
 
 
-def table_from_file(root: Path, table: str | Path, num_layers: int) -> dict[str, Any]:
-    """Copy ``table`` into the export after checking it loads and was built for ``num_layers`` layers.
+def check_table_file(table: str | Path, num_layers: int) -> Any:
+    """Load ``table`` and check it was built for ``num_layers`` layers; returns the predictor.
 
     Raises:
-        ExportError: if it does not load or its ``num_layers`` differs from the model's.
+        ExportError: if it is missing, does not load, or its ``num_layers`` differs from the model's.
     """
     src = Path(table)
     if not src.is_file():
@@ -76,6 +76,13 @@ def table_from_file(root: Path, table: str | Path, num_layers: int) -> dict[str,
             f"export | exit table {src} was built for {predictor.num_layers} layers; the checkpoint has "
             f"{num_layers}. Re-run `geep-deploy calibrate` on this checkpoint."
         )
+    return predictor
+
+
+def table_from_file(root: Path, table: str | Path, num_layers: int) -> dict[str, Any]:
+    """Copy ``table`` into the export after ``check_table_file``."""
+    src = Path(table)
+    predictor = check_table_file(src, num_layers)
     dst = root / f"{TABLE_STEM}{''.join(src.suffixes) or '.npz'}"
     shutil.copyfile(src, dst)
     return _entry(root, dst, predictor, getattr(predictor, "calibration", {}))
@@ -95,6 +102,6 @@ def table_from_calibration(root: Path, ckpt: Any, data_dir: str | Path, progress
     calib, dev = load_split(data_dir, "train"), load_split(data_dir, "dev")
     result = calibrate_checkpoint(ckpt, calib, dev, device="cpu", progress=progress)
     dst = result.predictor.save(root / f"{TABLE_STEM}.npz")
-    figures = {"chosen": _jsonable(getattr(result, "chosen", None)),
+    figures = {"chosen": _jsonable(getattr(result, "chosen", None)), "curve": _jsonable(getattr(result, "curve", None)),
                "figures": _jsonable(getattr(result, "figures", None)), "data": str(Path(data_dir))}
     return _entry(root, Path(dst), result.predictor, figures)

@@ -251,8 +251,10 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
         from export.trt_build import require_tensorrt
 
         require_tensorrt()
-    if exit_table is not None and not callable(exit_table) and not Path(exit_table).is_file():
-        raise ExportError(f"export | exit table {exit_table} does not exist. Build one with `geep-deploy calibrate`.")
+    if exit_table is not None and not callable(exit_table):  # fail before the long work, not after it
+        from export.exit_table import check_table_file
+
+        check_table_file(exit_table, L)
     if calib_data is not None and not callable(calib_data) and not Path(calib_data).is_dir():
         raise ExportError(f"export | --calib-data {calib_data} is not a directory with train.tsv and dev.tsv.")
     graphs: list[tuple[str, int | None]] = [("depth", k) for k in dlist]
