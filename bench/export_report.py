@@ -1,0 +1,155 @@
+"""Export report for all-MiniLM-L6-v2: export time, size against one model, validation errors per depth, and
+agreement/accuracy of every precision variant on the bundled SST-2 dev slice (ONNX Runtime, CPU).
+
+Uses ``runs/geep.pt`` when it exists (a trained checkpoint); otherwise an ``ExitBert`` with the pretrained MiniLM
+encoder and random heads, so accuracies are then near chance and only the agreement figures are meaningful.
+
+    .venv/bin/python bench/export_report.py --out bench/results/export_minilm.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def machine() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "gpu": "none (torch.cuda.is_available() is False)" if not torch.cuda.is_available() else
+            torch.cuda.get_device_name(0)}
+
+
+def load_source(ckpt_path: Path | None):
+    from geep_deploy.checkpoint import Checkpoint, load_checkpoint
+
+    if ckpt_path is not None and ckpt_path.is_file():
+        return load_checkpoint(ckpt_path), f"trained checkpoint {ckpt_path}"
+    import torch
+
+    from geep_deploy.backbone import load_backbone_dir
+    from geep_deploy.model import ExitBert
+
+    bb = load_backbone_dir()
+    torch.manual_seed(0)
+    model = ExitBert(bb.shape, 2)
+    model.load_backbone(bb.weights)
+    labels = (Path(__file__).resolve().parents[1] / "geep_deploy/datasets/sst2_demo/labels.txt").read_text().split()
+    return (Checkpoint(model=model.eval(), method="geep", label_names=labels, tokenizer_json=bb.tokenizer_json,
+                       max_len=128), "pretrained all-MiniLM-L6-v2 encoder with random exit heads (no runs/geep.pt)")
+
+
+def dev_logits(path: Path, enc, batches, threads: int) -> tuple[np.ndarray, float]:
+    from export.validate import SessionFromOnnx
+    from geep_deploy.encoding import pad_batch
+
+    sess = SessionFromOnnx(path, threads=threads)()
+    out = np.zeros((len(enc), 2), dtype=np.float32)
+    t0 = time.perf_counter()
+    for idx in batches:
+        feed = pad_batch(enc.take(idx))
+        out[idx] = sess.run(["logits"], feed)[0]
+    return out, time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "geep.pt")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export_minilm.json")
+    ap.add_argument("--precision", default="fp32,fp16,bf16,int8")
+    ap.add_argument("--eval-depths", default="all")
+    ap.add_argument("--dev-rows", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", type=Path, default=None, help="also keep the export here")
+    args = ap.parse_args()
+
+    from export import export_checkpoint
+    from export.onnx_export import export_graph
+    from geep_deploy.data import bundled_data_dir, load_split
+    from geep_deploy.encoding import TextEncoder, length_sorted_batches
+
+    ckpt, source = load_source(args.checkpoint)
+    L = ckpt.model.num_layers
+    precisions = tuple(args.precision.split(","))
+    report: dict = {"command": " ".join([".venv/bin/python", *sys.argv]), "machine": machine(), "model": source,
+                    "layers": L}
+    with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp:
+        out = args.keep or Path(tmp) / "minilm"
+        t0 = time.perf_counter()
+        b = export_checkpoint(ckpt, out, precisions=precisions, force=args.keep is not None, progress=True)
+        report["export_seconds"] = round(time.perf_counter() - t0, 1)
+        m = b.manifest
+        one = len(export_graph(ckpt.model, "depth", L).SerializeToString())
+        sizes = {}
+        for p in b.precisions():
+            d = b.root / "onnx" / p
+            depth_files = [d / f"depth{k}.onnx" for k in b.depths]
+            total = sum(f.stat().st_size for f in d.iterdir())
+            depth_only = sum(f.stat().st_size for f in depth_files) + (d / "weights.bin").stat().st_size
+            sizes[p] = {"dir_bytes": total, "depth_graphs_plus_weights_bytes": depth_only,
+                        "ratio_dir_to_one_fp32_model": round(total / one, 3),
+                        "ratio_depths_to_one_fp32_model": round(depth_only / one, 3)}
+        report["one_fp32_model_bytes"] = one
+        report["sizes"] = sizes
+        report["validation"] = {a["file"]: a["validation"] for a in m["artifacts"] if a.get("validation")}
+        report["not_validated"] = m["not_validated"]
+
+        dev = load_split(bundled_data_dir(), "dev")
+        texts, labels = dev.texts_a[: args.dev_rows], np.asarray(dev.labels[: args.dev_rows])
+        enc_ = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
+        enc = enc_.encode(texts)
+        batches = length_sorted_batches(enc.lengths, 64)
+        depths = b.depths if args.eval_depths == "all" else [int(x) for x in args.eval_depths.split(",")]
+        agree: dict = {}
+        fp32_pred: dict[int, np.ndarray] = {}
+        for p in ["fp32"] + [p for p in b.precisions() if p != "fp32"]:
+            agree[p] = {}
+            for k in depths:
+                path = b.find(depth=k, precision=p).path
+                try:
+                    logits, secs = dev_logits(path, enc, batches, args.threads)
+                except Exception as e:  # noqa: BLE001 - record what ORT cannot run
+                    agree[p][k] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+                    print(f"{p} depth{k}: not runnable on ORT CPU", flush=True)
+                    continue
+                pred = logits.argmax(-1)
+                if p == "fp32":
+                    fp32_pred[k] = pred
+                agree[p][k] = {"accuracy": float((pred == labels).mean()),
+                               "argmax_agree_fp32": float((pred == fp32_pred[k]).mean()),
+                               "ort_seconds": round(secs, 2)}
+                print(p, k, agree[p][k], flush=True)
+        report["dev"] = {"rows": len(texts), "batch": 64, "threads": args.threads,
+                         "note": "ONNX Runtime CPU, length-sorted batches; bf16 has no ORT CPU kernels",
+                         "per_precision_depth": agree}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: report[k] for k in ("export_seconds", "sizes")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
