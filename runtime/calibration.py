@@ -125,7 +125,6 @@ def calibrate_checkpoint(
     Raises:
         ConfigError: ``full`` checkpoint, unknown rule, bad budget, or mismatched labels.
     """
-    L = ckpt.model.num_layers
     if ckpt.method == "full":
         raise ConfigError(
             "calibrate | this checkpoint was trained with method 'full': only depth L has a trained classifier, "
@@ -143,32 +142,75 @@ def calibrate_checkpoint(
         raise ConfigError(
             f"calibrate | dev data has {len(dev.label_names)} labels, the checkpoint {len(ckpt.label_names)}."
         )
-    quantiles = DEFAULT_QUANTILES if quantiles is None else tuple(quantiles)
-    margins = tuple(range(min(2, L - 1) + 1)) if margins is None else tuple(margins)
-
     encoder = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
     enc_c = encoder.encode(calib.texts_a, calib.texts_b)
     logits_c = collect_depth_logits(ckpt.model, enc_c, batch_size, device, "calibration pass" if progress else None)
-    exits_c = exit_depths(logits_c, rule, tau)
-    predictor = build_predictor(enc_c.ids, exits_c, L, sorted(encoder.special_ids), orders=orders,
-                                load_factor=load_factor, weighting=weighting)
-
     enc_d = encoder.encode(dev.texts_a, dev.texts_b)
     logits_d = collect_depth_logits(ckpt.model, enc_d, batch_size, device, "dev pass" if progress else None)
-    labels = np.asarray(dev.labels)
-    lengths = enc_d.lengths
+    return calibrate_from_logits(
+        ckpt, enc_c.ids, logits_c, enc_d.ids, logits_d, np.asarray(dev.labels), sorted(encoder.special_ids),
+        rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup, quantiles=quantiles,
+        margins=margins, weighting=weighting, orders=orders, load_factor=load_factor,
+    )
+
+
+def calibrate_from_logits(
+    ckpt: Checkpoint,
+    calib_ids: list[np.ndarray],
+    calib_logits: np.ndarray,
+    dev_ids: list[np.ndarray],
+    dev_logits: np.ndarray,
+    dev_labels: np.ndarray,
+    special_ids: list[int],
+    *,
+    rule: str = DEFAULT_RULE,
+    tau: float | None = None,
+    max_drop: float = 0.5,
+    target_speedup: float | None = None,
+    quantiles: tuple[float, ...] | None = None,
+    margins: tuple[int, ...] | None = None,
+    weighting: str = "log",
+    orders: tuple[int, ...] | None = None,
+    load_factor: float = 0.5,
+) -> CalibrationResult:
+    """The model-free part of ``calibrate_checkpoint``, from per-depth logits (reused by benchmarks).
+
+    Args:
+        ckpt: the checkpoint (its shape and label count give the FLOPs).
+        calib_ids / calib_logits: calibration rows and their (N, L, C) logits.
+        dev_ids / dev_logits / dev_labels: dev rows, logits and gold labels.
+        special_ids: token ids that never form keys.
+        rule, tau, max_drop, target_speedup, quantiles, margins, weighting, orders, load_factor: as in
+            ``calibrate_checkpoint`` (already validated there when called through it).
+
+    Returns:
+        A ``CalibrationResult``.
+    """
+    L = ckpt.model.num_layers
+    if rule == "entropy" and tau is None:
+        tau = DEFAULT_ENTROPY_TAU
+    quantiles = DEFAULT_QUANTILES if quantiles is None else tuple(quantiles)
+    margins = tuple(range(min(2, L - 1) + 1)) if margins is None else tuple(margins)
+
+    logits_c, logits_d, labels = calib_logits, dev_logits, np.asarray(dev_labels)
+    exits_c = exit_depths(logits_c, rule, tau)
+    predictor = build_predictor(calib_ids, exits_c, L, special_ids, orders=orders, load_factor=load_factor,
+                                weighting=weighting)
+    lengths = np.fromiter((len(r) for r in dev_ids), dtype=np.int64, count=len(dev_ids))
     full_acc = float((logits_d[:, -1].argmax(-1) == labels).mean())
-    mass = batch_mass(predictor, enc_d.ids)
+    mass = batch_mass(predictor, dev_ids)
     curve = dev_curve(mass, logits_d, labels, lengths, ckpt, quantiles, margins)
     chosen = choose(curve, full_acc, max_drop, target_speedup)
 
     exits_d = exit_depths(logits_d, rule, tau)
     pred_d = depths_from_mass(mass, chosen["quantile"], chosen["margin"], L)
+    pred_q50 = depths_from_mass(mass, 0.5, 0, L)
+    const = int(np.median(exits_c))
     C = logits_d.shape[2]
     figures = {
         "rule": rule, "tau": tau, "mode": "target_speedup" if target_speedup is not None else "max_drop",
         "max_drop_points": max_drop, "target_speedup": target_speedup,
-        "calib_rows": len(calib), "dev_rows": len(dev),
+        "calib_rows": len(calib_ids), "dev_rows": len(dev_ids),
         "table_keys": predictor.table.size, "table_capacity": predictor.table.capacity,
         "table_load": round(predictor.table.load, 4), "orders": list(predictor.table.orders),
         "weighting": weighting,
@@ -179,6 +221,9 @@ def calibrate_checkpoint(
         "dev_predicted_hist": np.bincount(pred_d, minlength=L + 1)[1:].tolist(),
         "dev_mae_layers": float(np.abs(pred_d - exits_d).mean()),
         "dev_within_one_layer": float((np.abs(pred_d - exits_d) <= 1).mean()),
+        "dev_mae_layers_q50_m0": float(np.abs(pred_q50 - exits_d).mean()),
+        "dev_within_one_layer_q50_m0": float((np.abs(pred_q50 - exits_d) <= 1).mean()),
+        "dev_mae_layers_constant_median": float(np.abs(const - exits_d).mean()),
         "oracle_accuracy": float((predictions_at(logits_d, exits_d) == labels).mean()),
         "oracle_flops_speedup": flops_speedup(ckpt.shape, C, lengths, exits_d, heads=1),
     }

@@ -1,0 +1,221 @@
+"""Exit-table and exit-prediction cost: a benchmark script (not a test); writes bench/results/exit_table_bench.json.
+
+1. Table throughput: NumPy twin, tables of 1e4 .. 1e7 distinct random keys at load 0.5 (L = 6): inserts/s (one
+   bulk insert into an empty table) and lookups/s (all keys present, shuffled; and all absent). CuPy twin: the
+   same where a GPU is visible, otherwise recorded as skipped.
+2. Prediction overhead: exit prediction (hash + lookup + quantile) plus ``plan_groups`` as a share of the full
+   model's batch time (torch CPU, ``ExitBert`` with the packaged all-MiniLM-L6-v2, depth L), on SST-2 dev rows of
+   the bundled slice in length-sorted batches of 1, 32 and 128 (the fair baseline of GEEP.md). Timings of the two
+   are interleaved batch by batch, so machine noise hits both; medians over repeats.
+
+Usage:  .venv/bin/python bench/exit_table_bench.py [--sizes 1e4,1e5,1e6,1e7] [--repeats 3] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from geep_deploy.atomic import atomic_write_text  # noqa: E402
+from runtime.exit_table import ExitHashTable  # noqa: E402
+from runtime.keys import EMPTY_KEY  # noqa: E402
+
+L = 6
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, load and library versions: printed with every number this script writes."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu_model": cpu, "cpu_cores": os.cpu_count(), "platform": platform.platform(),
+        "python": platform.python_version(), "numpy": np.__version__,
+        "load_average_at_start": list(os.getloadavg()),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        info["cupy"] = cupy.__version__
+    except ImportError:
+        info["cupy"] = None
+    return info
+
+
+def _random_keys(rng: np.random.Generator, n: int) -> np.ndarray:
+    keys = np.unique(rng.integers(0, EMPTY_KEY, size=int(n * 1.01) + 16, dtype=np.uint64, endpoint=False))
+    return rng.permutation(keys)[:n]
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def bench_numpy_table(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        keys = _random_keys(rng, n)
+        exits = rng.integers(1, L + 1, n)
+        absent = _random_keys(np.random.default_rng(n), n)
+        reps = 1 if n >= 10**7 else repeats
+
+        def build(n: int = n, keys: np.ndarray = keys, exits: np.ndarray = exits) -> ExitHashTable:
+            t = ExitHashTable.for_keys(n, L, load_factor=0.5)
+            t.insert(keys, exits)
+            return t
+
+        t_insert = _best(build, reps)
+        table = build()
+        query = rng.permutation(keys)
+        assert (table.lookup(query[:1000]) >= 0).all()
+        t_hit = _best(lambda q=query, t=table: t.lookup(q), max(reps, 3))
+        t_miss = _best(lambda q=absent, t=table: t.lookup(q), max(reps, 3))
+        row = {"keys": n, "capacity": table.capacity, "load": round(table.load, 3),
+               "table_mb": round((table.keys.nbytes + table.counts.nbytes) / 2**20, 1),
+               "inserts_per_s": n / t_insert, "lookups_per_s_hit": n / t_hit, "lookups_per_s_miss": n / t_miss}
+        print(f"numpy  n={n:>9,}  insert {row['inserts_per_s']:.3g}/s  lookup hit {row['lookups_per_s_hit']:.3g}/s"
+              f"  miss {row['lookups_per_s_miss']:.3g}/s  ({row['table_mb']} MB)", flush=True)
+        rows.append(row)
+        del table
+    return rows
+
+
+def bench_cupy_table(sizes: list[int], repeats: int) -> dict[str, Any]:
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return {"skipped": "no CUDA device visible to CuPy"}
+    except Exception as e:  # noqa: BLE001 - ImportError or any CUDA driver failure means "skipped"
+        return {"skipped": f"CuPy unavailable here ({type(e).__name__}: {str(e)[:120]})"}
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        keys = cupy.asarray(_random_keys(rng, n))
+        exits = cupy.asarray(rng.integers(1, L + 1, n))
+
+        def build(n: int = n, keys: Any = keys, exits: Any = exits) -> Any:
+            t = ExitHashTable.for_keys(n, L).to_device()
+            t.insert(keys, exits)
+            cupy.cuda.Device().synchronize()
+            return t
+
+        t_insert = _best(build, repeats)
+        table = build()
+
+        def look(t: Any = table, keys: Any = keys) -> None:
+            t.lookup(keys)
+            cupy.cuda.Device().synchronize()
+
+        t_look = _best(look, repeats)
+        rows.append({"keys": n, "inserts_per_s": n / t_insert, "lookups_per_s_hit": n / t_look})
+        print(f"cupy   n={n:>9,}  insert {n / t_insert:.3g}/s  lookup {n / t_look:.3g}/s", flush=True)
+    return {"device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "rows": rows}
+
+
+def bench_prediction_share(batch_sizes: list[int], repeats: int) -> dict[str, Any]:
+    import torch
+
+    from geep_deploy.backbone import load_backbone_dir
+    from geep_deploy.data import bundled_data_dir, load_split
+    from geep_deploy.encoding import TextEncoder, length_sorted_batches, pad_batch
+    from geep_deploy.model import ExitBert
+    from runtime.dispatch import plan_groups
+    from runtime.predictor import build_predictor
+
+    bb = load_backbone_dir()
+    model = ExitBert(bb.shape, 2)
+    model.load_backbone(bb.weights)
+    model.eval()
+    encoder = TextEncoder(bb.tokenizer_json, 128)
+    train = encoder.encode(load_split(bundled_data_dir(), "train").texts_a)
+    dev = encoder.encode(load_split(bundled_data_dir(), "dev").texts_a)
+    # Table of the real size (2,000 training rows); exit labels are random here: speed does not depend on them.
+    labels = np.random.default_rng(0).integers(1, L + 1, len(train))
+    predictor = build_predictor(train.ids, labels, L, sorted(encoder.special_ids)).with_params(0.5, 0)
+    predictor.weighted_histograms()  # built once at load time in a service
+    out: dict[str, Any] = {"table_keys": predictor.table.size, "table_capacity": predictor.table.capacity,
+                           "dev_rows": len(dev), "rows": []}
+    for b in batch_sizes:
+        batches = length_sorted_batches(dev.lengths, b)
+        pick = np.linspace(0, len(batches) - 1, {1: 40, 32: 8}.get(b, 4)).round().astype(int)
+        chosen = [batches[i] for i in sorted(set(pick.tolist()))]
+        feeds = [{k: torch.from_numpy(v) for k, v in pad_batch(dev.take(idx)).items()} for idx in chosen]
+        rows = [[dev.ids[i] for i in idx] for idx in chosen]
+        lengths = [dev.lengths[idx] for idx in chosen]
+        with torch.inference_mode():
+            model(**feeds[0])
+        model_t, pred_t = np.zeros((repeats, len(chosen))), np.zeros((repeats, len(chosen)))
+        for r in range(repeats):
+            for j in range(len(chosen)):
+                t0 = time.perf_counter()
+                d = predictor.predict(rows[j])
+                plan_groups(d, lengths[j])
+                t1 = time.perf_counter()
+                with torch.inference_mode():
+                    model(**feeds[j])
+                t2 = time.perf_counter()
+                pred_t[r, j], model_t[r, j] = t1 - t0, t2 - t1
+        m, p = np.median(model_t, axis=0).sum(), np.median(pred_t, axis=0).sum()
+        row = {"batch_size": b, "batches_timed": len(chosen), "repeats": repeats,
+               "model_ms_per_batch": 1e3 * m / len(chosen), "predict_plus_plan_ms_per_batch": 1e3 * p / len(chosen),
+               "share_percent": 100 * p / m}
+        print(f"batch {b:>3}: model {row['model_ms_per_batch']:.2f} ms, predictor+plan "
+              f"{row['predict_plus_plan_ms_per_batch']:.3f} ms -> {row['share_percent']:.2f}% of the model", flush=True)
+        out["rows"].append(row)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
+    ap.add_argument("--batch-sizes", default="1,32,128")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(RESULTS / "exit_table_bench.json"))
+    ap.add_argument("--skip-model", action="store_true", help="only the table throughput")
+    args = ap.parse_args()
+    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    result: dict[str, Any] = {"machine": machine_info(), "num_layers": L, "load_factor": 0.5,
+                              "command": "python " + " ".join(sys.argv)}
+    result["numpy_table"] = bench_numpy_table(sizes, args.repeats)
+    result["cupy_table"] = bench_cupy_table(sizes, args.repeats)
+    if not args.skip_model:
+        result["prediction_share"] = bench_prediction_share([int(b) for b in args.batch_sizes.split(",")],
+                                                            args.repeats)
+    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
