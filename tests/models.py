@@ -45,3 +45,40 @@ def tiny_checkpoint(
     )
     save_checkpoint(ckpt, path)
     return ckpt
+
+
+def tiny_backbone_dir(path: Path, seed: int = 0) -> Path:
+    """A Hugging Face-style BERT directory (config.json, model.safetensors, tokenizer.json) with tiny random weights."""
+    import json
+
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    model = tiny_model(seed=seed)
+    enc = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("heads.")}
+    save_file(enc, str(path / "model.safetensors"))
+    (path / "config.json").write_text(json.dumps(TINY_SHAPE.to_dict()))
+    (path / "tokenizer.json").write_text(real_tokenizer_json())
+    return path
+
+
+POSITIVE = ["good", "great", "fine", "lovely", "excellent", "nice", "wonderful", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "terrible", "horrible", "dull", "boring", "weak"]
+
+
+def write_toy_dataset(path: Path, rows: int = 64, seed: int = 0, pair: bool = False) -> Path:
+    """A learnable two-class TSV dataset: the label is carried by one sentiment word."""
+    import random
+
+    rng = random.Random(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "labels.txt").write_text("negative\npositive\n")
+    for split, n in (("train", rows), ("dev", max(16, rows // 4))):
+        lines = ["label\ttext_a\ttext_b" if pair else "label\ttext"]
+        for _ in range(n):
+            y = rng.randrange(2)
+            word = rng.choice(POSITIVE if y else NEGATIVE)
+            text = f"the film was {word} and the cast {rng.choice(['acted', 'played', 'sang'])}"
+            lines.append(f"{y}\t{text}\tand so it goes" if pair else f"{y}\t{text}")
+        (path / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return path
