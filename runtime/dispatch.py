@@ -49,6 +49,10 @@ def plan_groups(depths: np.ndarray, lengths: np.ndarray, max_group: int | None =
         raise ConfigError(f"dispatch | max_group must be >= 1, got {max_group}.")
     if d.size == 0:
         return []
+    if d.size == 1 or (d == d[0]).all():  # common fast path: one depth (always at batch 1)
+        order = np.argsort(n, kind="stable")
+        step = order.size if max_group is None else max_group
+        return [Group(int(d[0]), order[i : i + step]) for i in range(0, order.size, step)]
     order = np.lexsort((n, d))  # stable: equal (depth, length) keep input order
     sd = d[order]
     cuts = np.flatnonzero(sd[1:] != sd[:-1]) + 1

@@ -85,12 +85,26 @@ def check_orders(orders: Sequence[int]) -> tuple[int, ...]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _special_lut(special_ids: tuple[int, ...]) -> np.ndarray:
+    """Bool lookup table over ids 0..max(special)+1; the last entry (every larger id) is False."""
+    lut = np.zeros(max(special_ids, default=-1) + 2, dtype=bool)
+    lut[list(special_ids)] = True
+    return lut
+
+
 def real_token_mask(input_ids: np.ndarray, attention_mask: np.ndarray | None, special_ids: Sequence[int]) -> np.ndarray:
     """(B, S) bool: positions holding a real, non-special token."""
-    valid = np.ones(input_ids.shape, dtype=bool) if attention_mask is None else attention_mask != 0
-    for s in special_ids:
-        valid &= input_ids != s
-    return valid
+    lut = _special_lut(tuple(sorted(int(i) for i in special_ids)))
+    special = lut[np.minimum(input_ids, len(lut) - 1)]
+    if attention_mask is None:
+        return ~special
+    return (attention_mask != 0) & ~special
+
+
+@functools.lru_cache(maxsize=64)
+def _initial_states(orders: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.array([initial_state(n, seed) for n in orders], dtype=np.uint64)[:, None, None]
 
 
 def padded_keys(
@@ -103,7 +117,7 @@ def padded_keys(
     """Keys of every n-gram of a padded batch.
 
     Args:
-        input_ids: (B, S) integer token ids.
+        input_ids: (B, S) non-negative integer token ids.
         attention_mask: (B, S) 0/1 mask of real tokens, or None when every position is real.
         special_ids: token ids that never form keys.
         orders: n-gram orders, e.g. (1, 2).
@@ -116,22 +130,23 @@ def padded_keys(
     if ids.ndim != 2:
         raise ConfigError(f"exit table | input_ids must be a (batch, seq) array, got shape {ids.shape}.")
     valid = real_token_mask(ids, None if attention_mask is None else np.asarray(attention_mask), special_ids)
-    tok = ids.astype(np.uint64) + _GOLDEN  # (t + GOLDEN) mod 2**64, shared by every order
+    tok = ids.astype(np.uint64)
+    tok += _GOLDEN  # (t + GOLDEN) mod 2**64, shared by every order
     b, s = ids.shape
-    out = np.full((b, s, len(orders)), _EMPTY, dtype=np.uint64)
+    orders = tuple(orders)
+    first = mix64(_initial_states(orders, int(seed)) ^ tok[None])  # first token of every order, in one pass
+    out = np.empty((b, s, len(orders)), dtype=np.uint64)
     for j, n in enumerate(orders):
-        width = s - n + 1
-        if width <= 0:
-            continue
-        ok = valid[:, :width].copy()
-        h = np.full((b, width), np.uint64(initial_state(n, seed)), dtype=np.uint64)
-        for off in range(n):
-            if off:
+        width = max(s - n + 1, 0)
+        h, ok = first[j, :, :width], valid[:, :width]
+        if n > 1 and width:
+            ok = ok.copy()
+            for off in range(1, n):
                 ok &= valid[:, off : off + width]
-            h ^= tok[:, off : off + width]
-            h = mix64(h)
-        h[h == _EMPTY] = _EMPTY - np.uint64(1)
-        out[:, :width, j] = np.where(ok, h, _EMPTY)
+                h = mix64(h ^ tok[:, off : off + width])
+        # np.minimum folds EMPTY_KEY (the largest uint64) onto EMPTY_KEY - 1 and leaves every other value alone
+        out[:, :width, j] = np.where(ok, np.minimum(h, _EMPTY - np.uint64(1)), _EMPTY)
+        out[:, width:, j] = _EMPTY
     return out
 
 
