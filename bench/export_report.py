@@ -57,9 +57,40 @@ def load_source(ckpt_path: Path | None):
     torch.manual_seed(0)
     model = ExitBert(bb.shape, 2)
     model.load_backbone(bb.weights)
-    labels = (Path(__file__).resolve().parents[1] / "geep_deploy/datasets/sst2_demo/labels.txt").read_text().split()
-    return (Checkpoint(model=model.eval(), method="geep", label_names=labels, tokenizer_json=bb.tokenizer_json,
-                       max_len=128), "pretrained all-MiniLM-L6-v2 encoder with random exit heads (no runs/geep.pt)")
+    labels = (ROOT / "geep_deploy/datasets/sst2_demo/labels.txt").read_text().split()
+    ckpt = Checkpoint(model=model.eval(), method="geep", label_names=labels, tokenizer_json=bb.tokenizer_json,
+                      max_len=128)
+    fit_probe_heads(ckpt)
+    return ckpt, ("pretrained all-MiniLM-L6-v2 encoder (frozen) with exit heads fitted as linear probes on the "
+                  "bundled 2,000 train rows (no runs/geep.pt yet)")
+
+
+def fit_probe_heads(ckpt, rows: int = 2000, steps: int = 300) -> None:
+    """Fit each exit head on frozen [CLS] states, so the report's accuracies are not those of a constant."""
+    import torch
+
+    from geep_deploy.data import bundled_data_dir, load_split
+    from geep_deploy.encoding import TextEncoder
+    from geep_deploy.evaluate import iter_sorted_batches
+
+    train = load_split(bundled_data_dir(), "train").subset(rows)
+    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len).encode(train.texts_a)
+    model, L = ckpt.model, ckpt.model.num_layers
+    feats = torch.zeros(len(enc), L, model.shape.hidden_size)
+    with torch.inference_mode():
+        for idx, batch in iter_sorted_batches(enc, 64, "cpu", desc="probe features"):
+            res = model.forward_all(**batch)
+            feats[torch.from_numpy(idx)] = torch.stack([h[:, 0] for h in res.hidden], dim=1)
+    y = torch.tensor(train.labels)
+    for k in range(L):
+        head = model.head(k + 1).train()
+        opt = torch.optim.Adam(head.parameters(), lr=3e-3, weight_decay=1e-4)
+        x = feats[:, k].clone()
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(head(x), y).backward()
+            opt.step()
+        head.eval()
 
 
 def dev_logits(path: Path, enc, batches, threads: int) -> tuple[np.ndarray, float]:
@@ -124,7 +155,7 @@ def main() -> int:
         batches = length_sorted_batches(enc.lengths, 64)
         depths = b.depths if args.eval_depths == "all" else [int(x) for x in args.eval_depths.split(",")]
         agree: dict = {}
-        fp32_pred: dict[int, np.ndarray] = {}
+        fp32_logits: dict[int, np.ndarray] = {}
         for p in ["fp32"] + [p for p in b.precisions() if p != "fp32"]:
             agree[p] = {}
             for k in depths:
@@ -137,9 +168,13 @@ def main() -> int:
                     continue
                 pred = logits.argmax(-1)
                 if p == "fp32":
-                    fp32_pred[k] = pred
+                    fp32_logits[k] = logits
+                diff = np.abs(logits - fp32_logits[k])
                 agree[p][k] = {"accuracy": float((pred == labels).mean()),
-                               "argmax_agree_fp32": float((pred == fp32_pred[k]).mean()),
+                               "argmax_agree_fp32": float((pred == fp32_logits[k].argmax(-1)).mean()),
+                               "max_abs_logit_diff_fp32": float(diff.max()),
+                               "mean_abs_logit_diff_fp32": float(diff.mean()),
+                               "predicted_positive_rate": float(pred.mean()),
                                "ort_seconds": round(secs, 2)}
                 print(p, k, agree[p][k], flush=True)
         report["dev"] = {"rows": len(texts), "batch": 64, "threads": args.threads,

@@ -216,3 +216,34 @@ def test_cli_help_and_run(tiny_ckpt_path: Path, tmp_path: Path, capsys: pytest.C
     assert "--force" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(tiny_ckpt_path), "--out", str(tmp_path / "y"), "--depths", "9"]) == 1
     assert "outside 1..3" in capsys.readouterr().err
+
+
+def test_import_export_is_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = "import export, sys; print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_dynamo_graphs_share_weights_by_content(ckpt, tmp_path: Path) -> None:
+    """dynamo names weights val_N, meaning different tensors in different graphs: sharing must go by content."""
+    from export.weights import SharedWeightsFile, save_graph
+
+    protos = {k: export_graph(ckpt.model, "depth", k, exporter="dynamo") for k in (1, 2)}
+    one = len(protos[2].SerializeToString())  # the deepest graph alone, weights embedded
+    with SharedWeightsFile(tmp_path / "weights.bin") as w:
+        for k, p in protos.items():
+            w.add(p)
+            save_graph(p, tmp_path / f"depth{k}.onnx")
+    feed = _feed(ckpt, 3, 64)
+    for k in (1, 2):
+        got = SessionFromOnnx(tmp_path / f"depth{k}.onnx")().run(["logits"], feed)[0]
+        with torch.no_grad():
+            ref = ckpt.model(*(torch.from_numpy(feed[n]) for n in ("input_ids", "attention_mask", "token_type_ids")),
+                             depth=k).numpy()
+        assert np.abs(got - ref).max() <= 1e-4
+    # depth 1's tensors are a subset of depth 2's by content, so the shared file holds about one graph's weights
+    assert (tmp_path / "weights.bin").stat().st_size <= 1.1 * one
