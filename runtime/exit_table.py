@@ -163,7 +163,7 @@ class ExitHashTable:
         occ = cand != _EMPTY
         hit = (cand == k) & occ
         slots = np.where(hit, pos, MISS)
-        idx = np.flatnonzero(occ & ~hit)
+        idx = np.flatnonzero(occ & ~hit & (k != _EMPTY))  # EMPTY_KEY queries stop here: a miss
         if idx.size:
             pos, k = pos[idx], k[idx]
             for _ in range(self.capacity):

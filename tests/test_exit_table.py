@@ -94,6 +94,9 @@ def test_sentinel_and_bad_inputs_rejected() -> None:
     with pytest.raises(TableError, match="one per key"):
         t.insert(np.array([1, 2], dtype=np.uint64), np.array([1]))
     assert t.size == 0 and t.lookup(np.array([EMPTY_KEY], dtype=np.uint64)).tolist() == [-1]
+    # EMPTY_KEY is a miss even when its home slot is occupied (found by the emulated CUDA lookup)
+    t.insert(np.arange(7, dtype=np.uint64), np.ones(7, dtype=np.int64))
+    assert t.lookup(np.array([EMPTY_KEY], dtype=np.uint64)).tolist() == [-1]
     with pytest.raises(ConfigError, match="power of two"):
         ExitHashTable(12, 2)
 
