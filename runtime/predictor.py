@@ -53,10 +53,12 @@ def depths_from_mass(mass: Any, quantile: float, margin: int, num_layers: int) -
     cdf = mass.cumsum(axis=1)
     reached = cdf >= quantile * cdf[:, -1:]
     depth = reached.argmax(axis=1) + (1 + margin)
-    if margin > 0:
-        depth = np.minimum(depth, num_layers)
-    elif margin < 0:
-        depth = np.maximum(depth, 1)
+    if margin != 0:
+        # np.minimum/np.maximum are cheaper than ndarray.clip in NumPy; CuPy arrays use their own clip
+        if isinstance(depth, np.ndarray):
+            depth = np.minimum(depth, num_layers) if margin > 0 else np.maximum(depth, 1)
+        else:
+            depth = depth.clip(1, num_layers)
     return depth.astype(np.int64, copy=False)
 
 
