@@ -36,11 +36,13 @@ class MethodSpec:
     """A method name with its parameter: ``fastbert:0.3`` -> ("fastbert", 0.3)."""
 
     family: str
-    param: float | int | None = None
+    param: float | int | str | None = None
 
     @property
     def name(self) -> str:
-        return self.family if self.param is None else f"{self.family}:{self.param:g}"
+        if self.param is None:
+            return self.family
+        return f"{self.family}:{self.param}" if isinstance(self.param, str) else f"{self.family}:{self.param:g}"
 
     @property
     def layerwise(self) -> bool:
@@ -49,6 +51,8 @@ class MethodSpec:
 
 def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
     """Parse ``full,geep,fastbert:0.3,pabee,static:2``; a bare fastbert/pabee/static expands to a sweep.
+
+    ``geep`` uses the export's tuned predictor; ``geep:Q+M`` overrides its quantile Q and margin M.
 
     Raises:
         ConfigError: unknown family or bad parameter, naming the expected form.
@@ -60,10 +64,18 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
             raise ConfigError(f"bench | unknown method {family!r}. Expected one of {FAMILIES} "
                               "(with :speed for fastbert, :patience for pabee, :k for static).")
         try:
-            if family in ("full", "geep"):
+            if family == "full":
                 if arg:
                     raise ValueError
                 out.append(MethodSpec(family))
+            elif family == "geep":
+                if arg:
+                    q, _, m = arg.partition("+")
+                    if not 0.0 <= float(q) <= 1.0 or int(m or 0) < 0:
+                        raise ValueError
+                    out.append(MethodSpec("geep", f"{float(q):g}+{int(m or 0)}"))
+                else:
+                    out.append(MethodSpec("geep"))
             elif family == "static":
                 ks = [int(arg)] if arg else list(range(1, num_layers))
                 if any(not 1 <= k <= num_layers for k in ks):
@@ -81,7 +93,8 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
                 out += [MethodSpec("pabee", p) for p in ps]
         except ValueError:
             raise ConfigError(f"bench | bad method {item!r}: static:k needs 1 <= k <= {num_layers}, fastbert:s "
-                              "needs 0 <= s <= 1, pabee:p needs p >= 1.") from None
+                              "needs 0 <= s <= 1, pabee:p needs p >= 1, geep:Q+M needs quantile 0 <= Q <= 1 and "
+                              "margin M >= 0 (e.g. geep:0.5+1).") from None
     return list(dict.fromkeys(out))
 
 
@@ -195,6 +208,9 @@ class MethodRunner:
     def __init__(self, spec: MethodSpec, engine: Any, segments: Segments | None = None) -> None:
         if spec.layerwise and segments is None:
             raise ConfigError(f"bench | {spec.name} needs segment engines (embed, layer1..L).")
+        if spec.family == "geep" and isinstance(spec.param, str):
+            q, m = spec.param.split("+")
+            engine = engine.with_predictor(engine.predictor.with_params(float(q), int(m)))
         self.spec, self.engine, self.segments = spec, engine, segments
         self.num_layers = engine.num_layers
 

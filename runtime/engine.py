@@ -172,6 +172,18 @@ class GeepEngine:
         eng.parts = parts
         return eng
 
+    def with_predictor(self, predictor: Any) -> GeepEngine:
+        """A view sharing this engine's depth engines but predicting exits with ``predictor``.
+
+        Example: ``eng.with_predictor(eng.predictor.with_params(quantile=0.5, margin=1))`` trades accuracy for
+        speed without reloading. Close only the original engine.
+        """
+        view = GeepEngine(self.encoder, predictor, self.engines, self.label_names, max_group=self.max_group,
+                          info={**self.info, "predictor_params": (getattr(predictor, "quantile", None),
+                                                                  getattr(predictor, "margin", None))})
+        view.parts = self.parts
+        return view
+
     # -- inference ------------------------------------------------------------------------------------------
     def predict(
         self,

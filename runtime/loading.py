@@ -142,6 +142,10 @@ class _DevicePredictor:
 
     def __init__(self, pred: Any) -> None:
         self.pred, self.num_layers = pred, pred.num_layers
+        self.quantile, self.margin = getattr(pred, "quantile", None), getattr(pred, "margin", None)
+
+    def with_params(self, quantile: float, margin: int) -> _DevicePredictor:
+        return _DevicePredictor(self.pred.with_params(quantile, margin))
 
     def predict(self, ids: list[Any]) -> Any:
         import cupy as cp

@@ -225,6 +225,7 @@ def test_parse_methods():
     names = [s.name for s in specs]
     assert names[:3] == ["full", "geep", "fastbert:0.3"]
     assert "pabee:1" in names and "static:5" in names and "static:6" not in names
-    for bad in ("fastbert:2", "static:9", "pabee:0", "medusa", "full:3"):
+    assert [s.name for s in parse_methods("geep:0.5+1,geep:0.25", 6)] == ["geep:0.5+1", "geep:0.25+0"]
+    for bad in ("fastbert:2", "static:9", "pabee:0", "medusa", "full:3", "geep:2", "geep:0.5+x"):
         with pytest.raises(ConfigError):
             parse_methods(bad, 6)
