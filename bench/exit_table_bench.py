@@ -142,8 +142,10 @@ def bench_cupy_table(sizes: list[int], repeats: int) -> dict[str, Any]:
     return {"device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "rows": rows}
 
 
-def bench_prediction_share(batch_sizes: list[int], repeats: int) -> dict[str, Any]:
+def bench_prediction_share(batch_sizes: list[int], repeats: int, threads: int) -> dict[str, Any]:
     import torch
+
+    torch.set_num_threads(threads)  # on a shared, loaded machine more threads than free cores stall torch badly
 
     from geep_deploy.backbone import load_backbone_dir
     from geep_deploy.data import bundled_data_dir, load_split
@@ -163,7 +165,7 @@ def bench_prediction_share(batch_sizes: list[int], repeats: int) -> dict[str, An
     labels = np.random.default_rng(0).integers(1, L + 1, len(train))
     predictor = build_predictor(train.ids, labels, L, sorted(encoder.special_ids)).with_params(0.5, 0)
     predictor.weighted_histograms()  # built once at load time in a service
-    out: dict[str, Any] = {"table_keys": predictor.table.size, "table_capacity": predictor.table.capacity,
+    out: dict[str, Any] = {"torch_threads": threads, "table_keys": predictor.table.size, "table_capacity": predictor.table.capacity,
                            "dev_rows": len(dev), "rows": []}
     for b in batch_sizes:
         batches = length_sorted_batches(dev.lengths, b)
@@ -202,15 +204,18 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(RESULTS / "exit_table_bench.json"))
     ap.add_argument("--skip-model", action="store_true", help="only the table throughput")
+    ap.add_argument("--skip-table", action="store_true", help="only the prediction overhead")
+    ap.add_argument("--torch-threads", type=int, default=1, help="torch CPU threads for the model (default 1)")
     args = ap.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     result: dict[str, Any] = {"machine": machine_info(), "num_layers": L, "load_factor": 0.5,
                               "command": "python " + " ".join(sys.argv)}
-    result["numpy_table"] = bench_numpy_table(sizes, args.repeats)
-    result["cupy_table"] = bench_cupy_table(sizes, args.repeats)
+    if not args.skip_table:
+        result["numpy_table"] = bench_numpy_table(sizes, args.repeats)
+        result["cupy_table"] = bench_cupy_table(sizes, args.repeats)
     if not args.skip_model:
         result["prediction_share"] = bench_prediction_share([int(b) for b in args.batch_sizes.split(",")],
-                                                            args.repeats)
+                                                            args.repeats, args.torch_threads)
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -189,6 +189,10 @@ class ExitPredictor:
         """
         if len(ids) == 0:
             return np.zeros(0, dtype=np.int64)
+        if len(ids) == 1:  # batch 1: no padding, no mask (the latency-critical case)
+            row = np.asarray(ids[0])
+            if row.ndim == 1 and row.size and row.dtype.kind in "iu":
+                return self.predict_padded(row[None], None)
         input_ids, mask = pad_rows(ids)
         return self.predict_padded(input_ids, mask)
 

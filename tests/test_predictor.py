@@ -120,3 +120,9 @@ def test_cupy_in_cupy_out_equals_numpy() -> None:
     got = p.predict_padded(cupy.asarray(ids), cupy.asarray(mask))
     assert isinstance(got, cupy.ndarray)
     assert cupy.asnumpy(got).tolist() == p.predict_padded(ids, mask).tolist()
+
+
+def test_batch_of_one_fast_path_equals_batched_rows() -> None:
+    p = _predictor("log").with_params(0.6, 0)
+    rows = _rows([7, 9], [8], [9, 9, 7], [], [500, 7])
+    assert [int(p.predict([r])[0]) for r in rows] == p.predict(rows).tolist()
