@@ -6,7 +6,11 @@
 2. Prediction overhead: exit prediction (hash + lookup + quantile) plus ``plan_groups`` as a share of the full
    model's batch time (torch CPU, ``ExitBert`` with the packaged all-MiniLM-L6-v2, depth L), on SST-2 dev rows of
    the bundled slice in length-sorted batches of 1, 32 and 128 (the fair baseline of GEEP.md). Timings of the two
-   are interleaved batch by batch, so machine noise hits both; medians over repeats.
+   are interleaved batch by batch, so machine noise hits both; medians over repeats. torch runs one thread by
+   default (``--torch-threads``) so that both sides are single-threaded.
+
+Every figure is given as wall-clock and as process CPU time: on a shared machine (the one these numbers come
+from ran other jobs at a load average near 10 on 2 cores) CPU time is the better estimate of an idle core.
 
 Usage:  .venv/bin/python bench/exit_table_bench.py [--sizes 1e4,1e5,1e6,1e7] [--repeats 3] [--out PATH]
 """
@@ -70,13 +74,15 @@ def _random_keys(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.permutation(keys)[:n]
 
 
-def _best(fn, repeats: int) -> float:
-    times = []
+def _best(fn, repeats: int) -> tuple[float, float]:
+    """Median wall-clock and median process CPU time of ``fn`` (CPU time is what an idle core would take)."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu))
 
 
 def bench_numpy_table(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
@@ -101,9 +107,13 @@ def bench_numpy_table(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
         t_miss = _best(lambda q=absent, t=table: t.lookup(q), max(reps, 3))
         row = {"keys": n, "capacity": table.capacity, "load": round(table.load, 3),
                "table_mb": round((table.keys.nbytes + table.counts.nbytes) / 2**20, 1),
-               "inserts_per_s": n / t_insert, "lookups_per_s_hit": n / t_hit, "lookups_per_s_miss": n / t_miss}
+               "inserts_per_s": n / t_insert[0], "lookups_per_s_hit": n / t_hit[0],
+               "lookups_per_s_miss": n / t_miss[0], "inserts_per_cpu_s": n / t_insert[1],
+               "lookups_per_cpu_s_hit": n / t_hit[1], "lookups_per_cpu_s_miss": n / t_miss[1]}
         print(f"numpy  n={n:>9,}  insert {row['inserts_per_s']:.3g}/s  lookup hit {row['lookups_per_s_hit']:.3g}/s"
-              f"  miss {row['lookups_per_s_miss']:.3g}/s  ({row['table_mb']} MB)", flush=True)
+              f"  miss {row['lookups_per_s_miss']:.3g}/s  (per CPU-second: insert {row['inserts_per_cpu_s']:.3g},"
+              f" hit {row['lookups_per_cpu_s_hit']:.3g}, miss {row['lookups_per_cpu_s_miss']:.3g}; "
+              f"{row['table_mb']} MB)", flush=True)
         rows.append(row)
         del table
     return rows
@@ -136,9 +146,9 @@ def bench_cupy_table(sizes: list[int], repeats: int) -> dict[str, Any]:
             t.lookup(keys)
             cupy.cuda.Device().synchronize()
 
-        t_look = _best(look, repeats)
-        rows.append({"keys": n, "inserts_per_s": n / t_insert, "lookups_per_s_hit": n / t_look})
-        print(f"cupy   n={n:>9,}  insert {n / t_insert:.3g}/s  lookup {n / t_look:.3g}/s", flush=True)
+        t_look = _best(look, repeats)[0]
+        rows.append({"keys": n, "inserts_per_s": n / t_insert[0], "lookups_per_s_hit": n / t_look})
+        print(f"cupy   n={n:>9,}  insert {n / t_insert[0]:.3g}/s  lookup {n / t_look:.3g}/s", flush=True)
     return {"device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "rows": rows}
 
 
@@ -176,23 +186,28 @@ def bench_prediction_share(batch_sizes: list[int], repeats: int, threads: int) -
         lengths = [dev.lengths[idx] for idx in chosen]
         with torch.inference_mode():
             model(**feeds[0])
-        model_t, pred_t = np.zeros((repeats, len(chosen))), np.zeros((repeats, len(chosen)))
+        shape = (2, repeats, len(chosen))  # [wall, cpu]
+        model_t, pred_t = np.zeros(shape), np.zeros(shape)
         for r in range(repeats):
             for j in range(len(chosen)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 d = predictor.predict(rows[j])
                 plan_groups(d, lengths[j])
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 with torch.inference_mode():
                     model(**feeds[j])
-                t2 = time.perf_counter()
-                pred_t[r, j], model_t[r, j] = t1 - t0, t2 - t1
-        m, p = np.median(model_t, axis=0).sum(), np.median(pred_t, axis=0).sum()
+                t2, c2 = time.perf_counter(), time.process_time()
+                pred_t[:, r, j], model_t[:, r, j] = (t1 - t0, c1 - c0), (t2 - t1, c2 - c1)
+        m, p = np.median(model_t, axis=1).sum(axis=1), np.median(pred_t, axis=1).sum(axis=1)
         row = {"batch_size": b, "batches_timed": len(chosen), "repeats": repeats,
-               "model_ms_per_batch": 1e3 * m / len(chosen), "predict_plus_plan_ms_per_batch": 1e3 * p / len(chosen),
-               "share_percent": 100 * p / m}
+               "model_ms_per_batch": 1e3 * m[0] / len(chosen),
+               "predict_plus_plan_ms_per_batch": 1e3 * p[0] / len(chosen), "share_percent": 100 * p[0] / m[0],
+               "model_cpu_ms_per_batch": 1e3 * m[1] / len(chosen),
+               "predict_plus_plan_cpu_ms_per_batch": 1e3 * p[1] / len(chosen), "share_percent_cpu": 100 * p[1] / m[1]}
         print(f"batch {b:>3}: model {row['model_ms_per_batch']:.2f} ms, predictor+plan "
-              f"{row['predict_plus_plan_ms_per_batch']:.3f} ms -> {row['share_percent']:.2f}% of the model", flush=True)
+              f"{row['predict_plus_plan_ms_per_batch']:.3f} ms -> {row['share_percent']:.2f}% of the model "
+              f"(CPU time: {row['model_cpu_ms_per_batch']:.2f} vs {row['predict_plus_plan_cpu_ms_per_batch']:.3f} ms"
+              f" -> {row['share_percent_cpu']:.2f}%)", flush=True)
         out["rows"].append(row)
     return out
 
