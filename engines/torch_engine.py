@@ -124,7 +124,7 @@ class TorchEngine(BaseEngine):
 
         h = t["hidden"]
         h = m.run_layers(h, mask_to_bias(t["attention_mask"], h.dtype), self.depth - 1, self.depth)
-        return {"hidden_out": h, "logits": m.head(self.depth)(h[:, 0])}
+        return {"hidden_out": h, "logits": m.classify(self.depth, h, t["attention_mask"])}
 
     def run_tensors(self, tensors: dict[str, Any]) -> dict[str, Any]:
         """Run on device tensors and return device tensors (the baselines chain layers without host copies)."""

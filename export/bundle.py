@@ -79,7 +79,8 @@ class ExportBundle:
         """An ``ExitBert`` in eval mode rebuilt from the manifest and ``model.safetensors``."""
         from geep_deploy.model import ExitBert
 
-        model = ExitBert(self.shape, self.num_labels, shared_head=bool(self.manifest.get("shared_head", False)))
+        model = ExitBert(self.shape, self.num_labels, shared_head=bool(self.manifest.get("shared_head", False)),
+                         pooling=str(self.manifest.get("pooling", "mean")))
         model.load_state_dict(self.torch_state_dict(), strict=True)
         return model.eval()
 

@@ -69,7 +69,7 @@ class LayerModule(nn.Module):
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         bias = mask_to_bias(attention_mask, hidden.dtype)
         h = self.model.run_layers(hidden, bias, self.k - 1, self.k)
-        return h, self.model.head(self.k)(h[:, 0])
+        return h, self.model.classify(self.k, h, attention_mask)
 
 
 def graph_name(kind: str, depth: int | None) -> str:

@@ -147,7 +147,7 @@ def run_reference(model: Any, kind: str, depth: int | None, exit_mode: str,
             bias = mask_to_bias(t["attention_mask"], h.dtype)
             h_in = model.run_layers(h, bias, 0, depth - 1)
             h_out = model.run_layers(h_in, bias, depth - 1, depth)
-            refs.append({"hidden_out": h_out.numpy(), "logits": model.head(depth)(h_out[:, 0]).numpy()})
+            refs.append({"hidden_out": h_out.numpy(), "logits": model.classify(depth, h_out, t["attention_mask"]).numpy()})
             graph_feeds.append({"hidden": h_in.numpy().copy(), "attention_mask": f["attention_mask"]})
     return refs, graph_feeds
 

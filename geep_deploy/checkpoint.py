@@ -59,6 +59,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
         "shape": ckpt.shape.to_dict(),
         "num_labels": ckpt.model.num_labels,
         "shared_head": ckpt.model.shared_head,
+        "pooling": ckpt.model.pooling,
         "label_names": list(ckpt.label_names),
         "tokenizer_json": ckpt.tokenizer_json,
         "max_len": int(ckpt.max_len),
@@ -99,7 +100,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     payload = _read_payload(p)
     try:
         shape = BertShape.from_dict(payload["shape"])
-        model = ExitBert(shape, int(payload["num_labels"]), shared_head=bool(payload["shared_head"]))
+        model = ExitBert(shape, int(payload["num_labels"]), shared_head=bool(payload["shared_head"]),
+                        pooling=str(payload.get("pooling", "mean")))
         model.load_state_dict(payload["state_dict"], strict=True)
         ckpt = Checkpoint(
             model=model,

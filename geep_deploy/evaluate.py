@@ -50,6 +50,6 @@ def collect_skip_logits(
     out = np.zeros((len(enc), L, model.num_labels), dtype=np.float32)
     for idx, batch in iter_sorted_batches(enc, batch_size, device, desc):
         res = model.forward_all(**batch)
-        skips = [model.teacher_from(h, res.mask_bias) for h in res.hidden[:-1]] + [res.logits[-1]]
+        skips = [model.teacher_from(h, res.mask_bias, res.attention_mask) for h in res.hidden[:-1]] + [res.logits[-1]]
         out[idx] = torch.stack(skips, dim=1).float().cpu().numpy()
     return out

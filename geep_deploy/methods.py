@@ -84,7 +84,7 @@ def geep_loss(cfg: GeepLossConfig) -> LossFn:
             b = y.shape[0]
             h = torch.cat([out.hidden[k - 1] for k in extra], dim=0)
             bias = out.mask_bias.repeat(len(extra), 1, 1, 1)
-            skip_logits = model.teacher_from(h, bias)
+            skip_logits = model.teacher_from(h, bias, out.attention_mask.repeat(len(extra), 1))
             shared = shared + F.cross_entropy(skip_logits, y.repeat(len(extra)), reduction="sum") / b
         distill = sum(distill_kl(out.logits[k - 1], teacher_full, cfg.temperature) for k in range(1, L))
         return cfg.shared_weight * shared + cfg.distill_weight * distill
@@ -99,14 +99,15 @@ def _teacher_ce(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor
 def fastbert_distill_loss(temperature: float) -> LossFn:
     def loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         L = model.num_layers
+        mask = batch["attention_mask"]
         with torch.no_grad():
-            h, bias = model._prepare(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-            cls_states = []
+            h, bias = model._prepare(batch["input_ids"], mask, batch.get("token_type_ids"))
+            pooled = []
             for layer in model.encoder.layer:
                 h = layer(h, bias)
-                cls_states.append(h[:, 0])
-            teacher = model.head(L)(cls_states[-1])
-        return sum(distill_kl(model.head(k)(cls_states[k - 1]), teacher, temperature) for k in range(1, L))
+                pooled.append(model.pool(h, mask))
+            teacher = model.head(L)(pooled[-1])
+        return sum(distill_kl(model.head(k)(pooled[k - 1]), teacher, temperature) for k in range(1, L))
 
     return loss
 

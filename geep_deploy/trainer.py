@@ -43,6 +43,7 @@ class TrainConfig:
     max_len: int = 128
     seed: int = 42
     device: str = "cpu"
+    pooling: str = "mean"  # "mean" or "cls": what the exit heads classify
     geep: GeepLossConfig = field(default_factory=GeepLossConfig)
 
     def validate(self) -> None:
@@ -146,7 +147,7 @@ def train(
     cfg.validate()
     stages = stages_for(cfg.method, cfg.geep)
     set_seed(cfg.seed)
-    model = ExitBert(backbone.shape, len(train_ds.label_names))
+    model = ExitBert(backbone.shape, len(train_ds.label_names), pooling=cfg.pooling)
     model.load_backbone(backbone.weights)
     model.to(cfg.device)
     encoder = TextEncoder(backbone.tokenizer_json, cfg.max_len)

@@ -158,7 +158,7 @@ class TorchSegments:
         with self.torch.inference_mode():
             h = self.model.run_layers(state["hidden"], state["bias"], k - 1, k)
             state["hidden"] = h
-            return self.model.head(k)(h[:, 0]).float().cpu().numpy()
+            return self.model.classify(k, h, state["mask"]).float().cpu().numpy()
 
     def keep(self, state: dict[str, Any], rows: np.ndarray, width: int) -> dict[str, Any]:
         idx = self.torch.from_numpy(rows).to(self.device)

@@ -37,7 +37,7 @@ class LayerSegment(nn.Module):
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.model.run_layers(hidden, mask_to_bias(attention_mask, hidden.dtype), self.k - 1, self.k)
-        return h, self.model.head(self.k)(h[:, 0])
+        return h, self.model.classify(self.k, h, attention_mask)
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dyn: dict) -> None:

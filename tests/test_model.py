@@ -39,8 +39,8 @@ def test_depth_forward_matches_hf_truncated(depth: int) -> None:
     model = tiny_model(num_labels=3)
     ids, mask, types = _inputs()
     with torch.no_grad():
-        ref = model.head(depth)(_hf_truncated(model, depth)(input_ids=ids, attention_mask=mask,
-                                                             token_type_ids=types).last_hidden_state[:, 0])
+        h = _hf_truncated(model, depth)(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+        ref = model.head(depth)((h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
         out = model(ids, mask, types, depth=depth)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
@@ -64,7 +64,7 @@ def test_skip_exit_runs_last_layer_and_teacher() -> None:
     with torch.no_grad():
         res = model.forward_all(ids, mask, types)
         skip = model(ids, mask, types, depth=1, exit_mode="skip")
-        torch.testing.assert_close(skip, model.teacher_from(res.hidden[0], res.mask_bias))
+        torch.testing.assert_close(skip, model.teacher_from(res.hidden[0], res.mask_bias, mask))
         assert not torch.allclose(skip, res.logits[0])
         torch.testing.assert_close(DepthModel(model, 2)(ids, mask, types), res.logits[1])
 
@@ -106,7 +106,23 @@ def test_packaged_minilm_loads_and_gives_real_embeddings() -> None:
     enc = TextEncoder(bb.tokenizer_json, 32).encode(["a great movie", "a terrible movie", "a great film"])
     batch = {k: torch.from_numpy(v) for k, v in pad_batch(enc).items()}
     with torch.no_grad():
-        h = model.forward_all(**batch).hidden[-1][:, 0]
+        res = model.forward_all(**batch)
+        h = model.pool(res.hidden[-1], batch["attention_mask"])
     sim = torch.nn.functional.cosine_similarity
     # pretrained weights: paraphrases are closer than opposites
     assert sim(h[0], h[2], dim=0) > sim(h[0], h[1], dim=0)
+
+
+def test_cls_pooling_option() -> None:
+    import torch as t
+
+    from geep_deploy.model import ExitBert
+
+    t.manual_seed(0)
+    m = ExitBert(TINY_SHAPE, 2, pooling="cls").eval()
+    ids, mask, types = _inputs()
+    with t.no_grad():
+        res = m.forward_all(ids, mask, types)
+        t.testing.assert_close(m(ids, mask, types, depth=2), m.head(2)(res.hidden[1][:, 0]))
+    with pytest.raises(ConfigError, match="pooling"):
+        ExitBert(TINY_SHAPE, 2, pooling="max")
