@@ -31,6 +31,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (geep, fastbert)")
     p.add_argument("--exit-set", default=None, help="GEEP's K, e.g. 1,3,5 (default: 1..L-1)")
+    p.add_argument("--pooling", default="mean", choices=["mean", "cls"],
+                   help="what exit heads classify: masked mean of the states (default) or the [CLS] state")
     p.add_argument("--no-dev", action="store_true", help="skip per-epoch evaluation on dev.tsv")
 
 
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         method=args.method, epochs=args.epochs, distill_epochs=args.distill_epochs, batch_size=args.batch_size,
         lr=args.lr, head_lr=args.head_lr, max_len=args.max_len, seed=args.seed, device=args.device,
+        pooling=args.pooling,
         geep=GeepLossConfig(exit_set=exit_set, temperature=args.temperature),
     )
     cfg.validate()
