@@ -16,7 +16,7 @@ import numpy as np
 
 from geep_deploy.errors import DataError, GeepError
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "int8_qdq")
 DEVICES = ("cpu", "cuda")
 
 
