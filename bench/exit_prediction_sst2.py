@@ -34,8 +34,22 @@ from geep_deploy.exits import entropy_exit_depths, predictions_at  # noqa: E402
 from geep_deploy.flops import flops_speedup  # noqa: E402
 from runtime.calibration import calibrate_from_logits  # noqa: E402
 
-TARGETS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+TARGETS = (1.05, 1.1, 1.15, 1.2, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 TAUS = tuple(round(t, 2) for t in np.arange(0.0, 1.0001, 0.05))
+
+
+def load_with_pooling(path: str) -> Checkpoint:
+    """Load a checkpoint; one written before exit heads had a ``pooling`` field was trained on [CLS].
+
+    ``load_checkpoint`` defaults a missing field to ``mean`` (the current default), which would evaluate such a
+    checkpoint with heads fed inputs they were never trained on.
+    """
+    import torch
+
+    ckpt = load_checkpoint(path)
+    if "pooling" not in torch.load(path, map_location="cpu", weights_only=True):
+        ckpt.model.pooling = "cls"
+    return ckpt
 
 
 def logits_for(ckpt: Checkpoint, texts: list[str], desc: str) -> tuple[list[np.ndarray], np.ndarray]:
@@ -64,19 +78,21 @@ def main() -> int:
     ap.add_argument("--geep", default="runs/geep.pt")
     ap.add_argument("--fastbert", default="runs/fastbert.pt")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "exit_prediction_sst2.json"))
+    ap.add_argument("--max-calib", type=int, default=None, help="first N training rows only")
     args = ap.parse_args()
     data = bundled_data_dir()
-    train, dev = load_split(data, "train"), load_split(data, "dev")
+    train, dev = load_split(data, "train").subset(args.max_calib), load_split(data, "dev")
     labels = np.asarray(dev.labels)
     result: dict[str, Any] = {"machine": machine_info(), "data": str(data.name), "calib_rows": len(train),
                               "dev_rows": len(dev), "command": "python " + " ".join(sys.argv)}
 
-    geep = load_checkpoint(args.geep)
+    geep = load_with_pooling(args.geep)
     calib_ids, calib_logits = logits_for(geep, train.texts_a, "geep train pass")
     dev_ids, dev_logits = logits_for(geep, dev.texts_a, "geep dev pass")
     lengths = np.fromiter((len(r) for r in dev_ids), dtype=np.int64, count=len(dev_ids))
     specials = sorted(TextEncoder(geep.tokenizer_json, geep.max_len).special_ids)
-    result["geep_checkpoint"] = {"path": args.geep, "metrics": geep.metrics, "hparams": geep.hparams}
+    result["geep_checkpoint"] = {"path": args.geep, "pooling": geep.model.pooling, "metrics": geep.metrics,
+                                 "hparams": geep.hparams}
     result["geep_dev_accuracy_per_depth"] = [float((dev_logits[:, k].argmax(-1) == labels).mean())
                                              for k in range(dev_logits.shape[1])]
     runs = {}
@@ -93,9 +109,9 @@ def main() -> int:
 
     fb_path = Path(args.fastbert)
     if fb_path.is_file():
-        fast = load_checkpoint(fb_path)
+        fast = load_with_pooling(str(fb_path))
         _, fb_logits = logits_for(fast, dev.texts_a, "fastbert dev pass")
-        result["fastbert_checkpoint"] = {"path": str(fb_path), "metrics": fast.metrics}
+        result["fastbert_checkpoint"] = {"path": str(fb_path), "pooling": fast.model.pooling, "metrics": fast.metrics}
         result["fastbert_dev_accuracy_per_depth"] = [float((fb_logits[:, k].argmax(-1) == labels).mean())
                                                      for k in range(fb_logits.shape[1])]
         result["fastbert_entropy"] = entropy_curve(fast, fb_logits, labels, lengths)
@@ -105,8 +121,9 @@ def main() -> int:
     table = []
     for t in TARGETS:
         row: dict[str, Any] = {"target_flops_speedup": t}
-        for name, curve in (("geep_predicted", runs["log"]["curve"]), ("geep_entropy_dynamic",
-                                                                       result["geep_entropy_dynamic"]),
+        for name, curve in (("geep_predicted", runs["log"]["curve"]),
+                            ("geep_predicted_uniform_weighting", runs["uniform"]["curve"]),
+                            ("geep_entropy_dynamic", result["geep_entropy_dynamic"]),
                             ("fastbert_entropy", result["fastbert_entropy"] or [])):
             b = best_at(curve, t)
             row[name] = None if b is None else {k: b[k] for k in b if k != "target_met"}
