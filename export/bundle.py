@@ -80,7 +80,7 @@ class ExportBundle:
         from geep_deploy.model import ExitBert
 
         model = ExitBert(self.shape, self.num_labels, shared_head=bool(self.manifest.get("shared_head", False)),
-                         pooling=str(self.manifest.get("pooling", "mean")))
+                         pooling=str(self.manifest.get("pooling", "cls")))
         model.load_state_dict(self.torch_state_dict(), strict=True)
         return model.eval()
 

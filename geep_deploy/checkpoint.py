@@ -101,7 +101,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         shape = BertShape.from_dict(payload["shape"])
         model = ExitBert(shape, int(payload["num_labels"]), shared_head=bool(payload["shared_head"]),
-                        pooling=str(payload.get("pooling", "mean")))
+                        pooling=str(payload.get("pooling", "cls")))  # files without the field predate mean pooling
         model.load_state_dict(payload["state_dict"], strict=True)
         ckpt = Checkpoint(
             model=model,
