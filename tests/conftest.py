@@ -39,10 +39,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     has_gpu = _has_cuda() or _has_cupy_gpu()
     has_trt = importlib.util.find_spec("tensorrt") is not None
     for item in items:
+        if "trt" in item.keywords and not has_trt:  # first, so TensorRT's reason is the one reported
+            item.add_marker(no_trt)
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(no_gpu)
-        if "trt" in item.keywords and not has_trt:
-            item.add_marker(no_trt)
 
 
 @pytest.fixture(scope="session")
