@@ -16,7 +16,7 @@ from geep_deploy.evaluate import collect_depth_logits
 from geep_deploy.exits import entropy_exit_depths, patience_exit_depths, predictions_at
 from geep_deploy.flops import flops_speedup
 
-ENTROPY_SPEEDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+ENTROPY_SPEEDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 PATIENCES = (1, 2, 3, 4)
 
 

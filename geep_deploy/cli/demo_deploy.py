@@ -29,16 +29,23 @@ def _export(ckpt: Path, out: Path, calib_data: Path | None, fresh: bool, precisi
 
 
 def describe_export(path: Path) -> str:
-    """A short listing of what an export holds: files, sizes, predictor parameters."""
+    """A short listing of what an export holds: files per folder with sizes, and the predictor's parameters."""
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     files = sorted(p for p in path.rglob("*") if p.is_file())
     total = sum(p.stat().st_size for p in files)
     lines = [f"{path}: {len(files)} files, {total / 2**20:.1f} MiB"]
+    folders: dict[str, list[Path]] = {}
     for p in files:
-        lines.append(f"  {p.relative_to(path)!s:<40} {p.stat().st_size / 2**20:>8.2f} MiB")
-    pred = manifest.get("predictor") or manifest.get("exit_table")
-    if pred:
-        lines.append(f"  exit predictor: {json.dumps(pred)[:300]}")
+        folders.setdefault(str(p.parent.relative_to(path)), []).append(p)
+    for folder, ps in folders.items():
+        size = sum(p.stat().st_size for p in ps)
+        names = ", ".join(p.name for p in ps[:4]) + (f", ... ({len(ps)} files)" if len(ps) > 4 else "")
+        lines.append(f"  {folder + '/':<16} {size / 2**20:>8.2f} MiB  {names}")
+    table = manifest.get("exit_table") or {}
+    if table.get("predictor"):
+        chosen = (table.get("calibration") or {}).get("chosen", {})
+        lines.append(f"  exit predictor: {json.dumps(table['predictor'])}; tuned on dev: "
+                     + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in chosen.items()))
     return "\n".join(lines)
 
 
