@@ -27,7 +27,8 @@ from geep_deploy.errors import ConfigError
 from geep_deploy.exits import normalized_entropy
 from runtime.timing import StageTimes
 
-FAMILIES = ("full", "static", "geep", "fastbert", "pabee")
+FAMILIES = ("full", "static", "geep", "geep-pool", "fastbert", "pabee")
+GEEP_FAMILIES = ("geep", "geep-pool")
 DEFAULT_SWEEPS = {"fastbert": (0.1, 0.2, 0.3, 0.5), "pabee": (1, 2, 3)}
 
 
@@ -53,6 +54,8 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
     """Parse ``full,geep,fastbert:0.3,pabee,static:2``; a bare fastbert/pabee/static expands to a sweep.
 
     ``geep`` uses the export's tuned predictor; ``geep:Q+M`` overrides its quantile Q and margin M.
+    ``geep-pool`` (same parameters) pools the whole split per predicted depth before batching, as a service
+    that collects requests does: batches are cut from rows sorted by (depth, length), not from length order.
 
     Raises:
         ConfigError: unknown family or bad parameter, naming the expected form.
@@ -68,14 +71,14 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
                 if arg:
                     raise ValueError
                 out.append(MethodSpec(family))
-            elif family == "geep":
+            elif family in GEEP_FAMILIES:
                 if arg:
                     q, _, m = arg.partition("+")
                     if not 0.0 <= float(q) <= 1.0 or int(m or 0) < 0:
                         raise ValueError
-                    out.append(MethodSpec("geep", f"{float(q):g}+{int(m or 0)}"))
+                    out.append(MethodSpec(family, f"{float(q):g}+{int(m or 0)}"))
                 else:
-                    out.append(MethodSpec("geep"))
+                    out.append(MethodSpec(family))
             elif family == "static":
                 ks = [int(arg)] if arg else list(range(1, num_layers))
                 if any(not 1 <= k <= num_layers for k in ks):
@@ -208,7 +211,7 @@ class MethodRunner:
     def __init__(self, spec: MethodSpec, engine: Any, segments: Segments | None = None) -> None:
         if spec.layerwise and segments is None:
             raise ConfigError(f"bench | {spec.name} needs segment engines (embed, layer1..L).")
-        if spec.family == "geep" and isinstance(spec.param, str):
+        if spec.family in GEEP_FAMILIES and isinstance(spec.param, str):
             q, m = spec.param.split("+")
             engine = engine.with_predictor(engine.predictor.with_params(float(q), int(m)))
         self.spec, self.engine, self.segments = spec, engine, segments
@@ -216,7 +219,7 @@ class MethodRunner:
 
     def run_batch(self, enc: Encoded) -> BatchOut:
         s, eng = self.spec, self.engine
-        if s.family == "geep":
+        if s.family in GEEP_FAMILIES:
             t = StageTimes()
             logits, d = eng.run_encoded(enc, batch_size=len(enc), times=t)
             return BatchOut(logits, d, np.ones_like(d), t.seconds["model"], t.seconds["predict_exits"])

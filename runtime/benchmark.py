@@ -24,7 +24,8 @@ from geep_deploy.data import load_split
 from geep_deploy.encoding import length_sorted_batches
 from geep_deploy.errors import ArtifactError, ConfigError
 from geep_deploy.flops import flops_speedup
-from runtime.baselines import EngineSegments, MethodRunner, MethodSpec, TorchSegments
+from runtime.baselines import GEEP_FAMILIES, EngineSegments, MethodRunner, MethodSpec, TorchSegments
+from runtime.dispatch import plan_groups
 from runtime.engine import GeepEngine
 from runtime.timing import median, percentiles
 
@@ -122,6 +123,13 @@ class _Contender:
             self.e2e_s.append(e2e_t)
 
 
+def _batches_for(c: _Contender, enc_all: Any, batches: list[np.ndarray], bs: int) -> list[np.ndarray]:
+    """Length-sorted batches for every method; ``geep-pool`` cuts its batches from rows sorted by (depth, length)."""
+    if c.spec.family != "geep-pool":
+        return batches
+    return [g.indices for g in plan_groups(c.runner.engine.predict_depths(enc_all), enc_all.lengths, max_group=bs)]
+
+
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every (precision, batch size, method) and return ``{"machine", "config", "records"}``."""
     from tqdm.auto import tqdm
@@ -137,7 +145,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     specs = parse_methods(cfg.methods, L)
     if "full" not in [s.family for s in specs]:
         specs.insert(0, MethodSpec("full"))
-    wants_geep = any(s.family == "geep" for s in specs)
+    wants_geep = any(s.family in GEEP_FAMILIES for s in specs)
     skipped: list[dict[str, Any]] = []
     for precision in cfg.precisions:
         main = GeepEngine.load(cfg.export, cfg.backend, cfg.device, precision, threads=cfg.threads,
@@ -163,18 +171,20 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             if spec.layerwise and segments[source] is None:
                 continue
             contenders.append(_Contender(spec, MethodRunner(spec, eng, segments.get(source)), source))
-        lengths = main.encoder.encode(ds.texts_a, ds.texts_b).lengths
+        enc_all = main.encoder.encode(ds.texts_a, ds.texts_b)
+        lengths = enc_all.lengths
         for bs in cfg.batch_sizes:
             batches = length_sorted_batches(lengths, bs)
+            own = {id(c): _batches_for(c, enc_all, batches, bs) for c in contenders}
             for c in contenders:  # warm-up: first-run allocations and lazy init stay out of the timings
                 c.model_s, c.e2e_s, c.batch_ms = [], [], []
-                c.run(ds.texts_a, ds.texts_b, batches[: cfg.warmup_batches], record=False, timed=False)
+                c.run(ds.texts_a, ds.texts_b, own[id(c)][: cfg.warmup_batches], record=False, timed=False)
             bar = tqdm(total=cfg.repeats * len(contenders), disable=not cfg.progress,
                        desc=f"{backend} {precision} batch {bs}", unit="run")
             for r in range(cfg.repeats):
                 shift = r % len(contenders)
                 for c in contenders[shift:] + contenders[:shift]:
-                    c.run(ds.texts_a, ds.texts_b, batches, record=(r == 0))
+                    c.run(ds.texts_a, ds.texts_b, own[id(c)], record=(r == 0))
                     bar.update(1)
             bar.close()
             records += _summarise(contenders, labels, lengths, main, backend, cfg.device, precision, bs)
@@ -194,7 +204,7 @@ def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.nda
     out = []
     for c in contenders:
         d = c.depths
-        layers = d + ((d < L) & skip) if c.spec.family in ("geep", "static") else d
+        layers = d + ((d < L) & skip) if c.spec.family in (*GEEP_FAMILIES, "static") else d
         acc = float((c.logits.argmax(axis=1) == labels).mean())
         m_model, m_e2e = median(c.model_s), median(c.e2e_s)
         out.append({
@@ -250,7 +260,7 @@ def plot(records: list[dict[str, Any]], out: Path) -> Path:
     series: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
         series.setdefault((r["family"], r["precision"], r["batch_size"]), []).append(r)
-    markers = {"full": "*", "static": "s", "geep": "o", "fastbert": "^", "pabee": "v"}
+    markers = {"full": "*", "static": "s", "geep": "o", "geep-pool": "D", "fastbert": "^", "pabee": "v"}
     for (fam, prec, bs), rs in sorted(series.items()):
         rs = sorted(rs, key=lambda r: r["wall_speedup"])
         ax.plot([r["wall_speedup"] for r in rs], [r["accuracy"] for r in rs], marker=markers.get(fam, "x"),

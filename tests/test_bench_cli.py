@@ -76,7 +76,7 @@ def test_help(cmd, capsys):
 def test_bench_cli_writes_records_and_plot(tiny_export, tiny_data, tmp_path, capsys):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     rc = main(["bench", "--export", str(tiny_export), "--data", str(tiny_data), "--batch-sizes", "4,16",
-               "--methods", "geep,geep:0+0,fastbert:0.3,pabee:2,static:1", "--repeats", "2", "--threads", "1",
+               "--methods", "geep,geep-pool,geep:0+0,fastbert:0.3,pabee:2,static:1", "--repeats", "2", "--threads", "1",
                "--json", str(out), "--plot", str(png), "--no-progress"])
     assert rc == 0
     text = capsys.readouterr().out
@@ -84,7 +84,10 @@ def test_bench_cli_writes_records_and_plot(tiny_export, tiny_data, tmp_path, cap
     result = json.loads(out.read_text())
     assert result["machine"]["cpu_count"] >= 1 and "onnxruntime" in result["machine"]
     recs = result["records"]
-    assert len(recs) == 2 * 6  # full added automatically
+    assert len(recs) == 2 * 7  # full added automatically
+    for bs in (4, 16):  # pooling changes the batches, not the answers: same predicted depths and accuracy
+        g, gp = (next(r for r in recs if r["method"] == m and r["batch_size"] == bs) for m in ("geep", "geep-pool"))
+        assert g["accuracy"] == gp["accuracy"] and g["mean_depth"] == gp["mean_depth"]
     geep0 = [r for r in recs if r["method"] == "geep:0+0"]
     assert all(r["mean_depth"] == 1 for r in geep0)  # quantile 0: the smallest depth, every row
     for r in recs:

@@ -45,7 +45,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", default=[1, 32, 128], type=_csv(int, "--batch-sizes"),
                    help="comma list (default 1,32,128)")
     p.add_argument("--methods", default="full,geep,fastbert,pabee,static",
-                   help="comma list of full, geep, static[:k], fastbert[:speed], pabee[:patience]")
+                   help="comma list of full, geep[:Q+M], geep-pool[:Q+M] (rows pooled per predicted depth across the split), static[:k], fastbert[:speed], pabee[:patience]")
     p.add_argument("--baseline-export", action="append", default=[], metavar="METHOD=DIR",
                    help="run a baseline on its own export, e.g. fastbert=runs/export_fastbert (repeatable); "
                         "default: the same export's heads")
