@@ -38,7 +38,9 @@ def test_calibrate_api_end_to_end(tiny_ckpt_path: Path, data_dir: Path, tmp_path
     calib, dev = load_split(data_dir, "train"), load_split(data_dir, "dev")
     res = calibrate_checkpoint(ckpt, calib, dev, progress=False, batch_size=4)
     L = ckpt.model.num_layers
-    assert len(res.curve) == 20 * 3 and res.figures["calib_rows"] == 12 and res.figures["dev_rows"] == 8
+    from runtime.calibration import DEFAULT_QUANTILES
+
+    assert len(res.curve) == len(DEFAULT_QUANTILES) * 3 and res.figures["calib_rows"] == 12 and res.figures["dev_rows"] == 8
     full = res.figures["full_accuracy"]
     assert res.chosen["target_met"] and res.chosen["accuracy"] >= full - 0.005
     # q = 1.0 always runs depth L (the prior has mass at every depth), so it reproduces depth L's accuracy
