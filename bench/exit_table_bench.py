@@ -40,16 +40,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, load and library versions: printed with every number this script writes."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from geep_deploy.machine import cpu_model
+
     info: dict[str, Any] = {
-        "cpu_model": cpu, "cpu_cores": os.cpu_count(), "platform": platform.platform(),
+        "cpu_model": cpu_model(), "cpu_cores": os.cpu_count(), "platform": platform.platform(),
         "python": platform.python_version(), "numpy": np.__version__,
         "load_average_at_start": list(os.getloadavg()),
     }

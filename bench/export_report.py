@@ -29,15 +29,9 @@ def machine() -> dict:
     import onnxruntime
     import torch
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+    from geep_deploy.machine import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
             "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
             "gpu": "none (torch.cuda.is_available() is False)" if not torch.cuda.is_available() else
             torch.cuda.get_device_name(0)}

@@ -24,6 +24,7 @@ from geep_deploy.data import load_split
 from geep_deploy.encoding import length_sorted_batches
 from geep_deploy.errors import ArtifactError, ConfigError
 from geep_deploy.flops import flops_speedup
+from geep_deploy.machine import cpu_model
 from runtime.baselines import GEEP_FAMILIES, EngineSegments, MethodRunner, MethodSpec, TorchSegments
 from runtime.dispatch import plan_groups
 from runtime.engine import GeepEngine
@@ -51,14 +52,7 @@ class BenchConfig:
 def machine_info(device: str) -> dict[str, Any]:
     """CPU model, cores, library versions, and the GPU name when running on CUDA."""
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_count": os.cpu_count(), "cpu": platform.processor() or "unknown"}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+                            "cpu_count": os.cpu_count(), "cpu": cpu_model()}
     for mod in ("torch", "onnxruntime", "tensorrt", "numpy"):
         try:
             info[mod] = __import__(mod).__version__
