@@ -1,0 +1,38 @@
+"""The CLI contract: --version, --help on every subcommand, and clear errors instead of tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from geep_deploy import __version__
+from geep_deploy.cli import SUBCOMMANDS, main
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cmd", sorted(SUBCOMMANDS))
+def test_every_command_has_help_with_an_example(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "Example" in out and f"geep-deploy {cmd}" in out
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2 and "train" in capsys.readouterr().out
+
+
+def test_user_errors_are_one_line_not_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: checkpoint |") and "does not exist" in err and "Traceback" not in err
+    assert main(["train", "--data", str(tmp_path), "--method", "geep", "--out", str(tmp_path / "x.pt"),
+                 "--exit-set", "a,b"]) == 1
+    assert "--exit-set" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
