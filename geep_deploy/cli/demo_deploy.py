@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-BENCH_METHODS = "full,geep,fastbert:0.2,fastbert:0.4,pabee:2,static:3"
+BENCH_METHODS = "full,geep,fastbert:0.6,fastbert:0.8,pabee:2,static:3"
 BENCH_BATCH_SIZES = (1, 64)
 
 
