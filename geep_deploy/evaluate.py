@@ -38,18 +38,3 @@ def collect_depth_logits(
         res = model.forward_all(**batch)
         out[idx] = torch.stack(res.logits, dim=1).float().cpu().numpy()
     return out
-
-
-@torch.inference_mode()
-def collect_skip_logits(
-    model: ExitBert, enc: Encoded, batch_size: int = 64, device: str = "cpu", desc: str | None = None
-) -> np.ndarray:
-    """(N, L, C) logits of the skip exit ``T(layer_L(h_k))`` at every depth (depth L: the ordinary teacher)."""
-    model.eval().to(device)
-    L = model.num_layers
-    out = np.zeros((len(enc), L, model.num_labels), dtype=np.float32)
-    for idx, batch in iter_sorted_batches(enc, batch_size, device, desc):
-        res = model.forward_all(**batch)
-        skips = [model.teacher_from(h, res.mask_bias, res.attention_mask) for h in res.hidden[:-1]] + [res.logits[-1]]
-        out[idx] = torch.stack(skips, dim=1).float().cpu().numpy()
-    return out

@@ -99,15 +99,10 @@ def _teacher_ce(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor
 def fastbert_distill_loss(temperature: float) -> LossFn:
     def loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         L = model.num_layers
-        mask = batch["attention_mask"]
-        with torch.no_grad():
-            h, bias = model._prepare(batch["input_ids"], mask, batch.get("token_type_ids"))
-            pooled = []
-            for layer in model.encoder.layer:
-                h = layer(h, bias)
-                pooled.append(model.pool(h, mask))
-            teacher = model.head(L)(pooled[-1])
-        return sum(distill_kl(model.head(k)(pooled[k - 1]), teacher, temperature) for k in range(1, L))
+        with torch.no_grad():  # backbone and teacher are frozen: only the students' heads take gradients
+            out = model.forward_all(**batch)
+            pooled = [model.pool(h, out.attention_mask) for h in out.hidden[:-1]]
+        return sum(distill_kl(model.head(k)(pooled[k - 1]), out.logits[-1], temperature) for k in range(1, L))
 
     return loss
 

@@ -93,7 +93,6 @@ def build_parts(
     want = sorted(set(depths)) if depths else sorted(bundle.depths)
     if fixed_depth is not None:
         want = sorted({*want, fixed_depth}) if depths else [fixed_depth]
-    if fixed_depth is not None:
         predictor = FixedDepth(fixed_depth, L)
     elif bundle.exit_table is None:
         raise ArtifactError(

@@ -16,13 +16,14 @@ BENCH_BATCH_SIZES = (1, 64)
 
 def _export(ckpt: Path, out: Path, calib_data: Path | None, fresh: bool, precisions: tuple[str, ...]) -> Path:
     from export.bundle import export_checkpoint, load_export
+    from geep_deploy.errors import GeepError
 
     if out.is_dir() and not fresh:
         try:
             load_export(out)
             print(f"reusing {out} (pass --fresh to re-export)")
             return out
-        except Exception as e:  # noqa: BLE001 - any invalid previous export is simply rebuilt
+        except GeepError as e:  # a missing, stale or corrupted previous export is simply rebuilt
             print(f"rebuilding {out}: {e}")
     export_checkpoint(ckpt, out, calib_data=calib_data, precisions=precisions, force=True)
     return out
