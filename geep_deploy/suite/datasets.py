@@ -1,0 +1,102 @@
+"""Which datasets the evaluation runs, which splits train and test, and the seeded slices it writes.
+
+CPU training is slow here, so every set is cut to a stated, seeded random slice (``train_rows``, ``test_rows``);
+sets without a train split train on their dev split and test on test (THUCNews titles), sets without a labelled
+test split test on dev (SST-2, AFQMC). Chinese sets use the bert-base-chinese vocabulary transplanted onto MiniLM
+(``geep_deploy.vocab``): MiniLM's own vocabulary turns 64-75% of their tokens into ``[UNK]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geep_deploy.atomic import atomic_write_text
+from geep_deploy.data import TextDataset, load_split, read_labels
+from geep_deploy.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One evaluated set: folder under the data root, splits used, slice sizes, token limit and vocabulary."""
+
+    name: str
+    title: str
+    lang: str  # "en" uses MiniLM's vocabulary, "zh" the transplanted bert-base-chinese one
+    train_split: str
+    test_split: str
+    train_rows: int
+    test_rows: int
+    max_len: int
+    split_note: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
+    DatasetSpec("sst2", "SST-2 (en, sentiment, 2 classes)", "en", "train", "dev", 2000, 872, 64,
+                "GLUE's test labels are unpublished: train on a 2,000-row sample of train, test on all of dev."),
+    DatasetSpec("ag_news", "AG News (en, topic, 4 classes)", "en", "train", "test", 2000, 2000, 128,
+                "train on 2,000 of the 10,001 staged train rows, test on 2,000 of the 7,600 test rows."),
+    DatasetSpec("chnsenticorp", "ChnSentiCorp (zh, sentiment, 2 classes)", "zh", "train", "test", 1000, 1200, 128,
+                "reviews are long (mean 107 tokens, p90 191): 1,000 train rows at 128 tokens; all 1,200 test rows."),
+    DatasetSpec("afqmc", "AFQMC (zh, sentence pairs, 2 classes)", "zh", "train", "dev", 2000, 2000, 64,
+                "CLUE's test labels are unpublished: train on 2,000 train rows, test on 2,000 of the 4,316 dev rows."),
+    DatasetSpec("thucnews_titles", "THUCNews titles (zh, news topic, 10 classes)", "zh", "dev", "test", 2000, 2000,
+                64, "no train split is staged: train on 2,000 of the 10,000 dev rows, test on 2,000 of the 10,000 "
+                    "test rows (9 exact dev/test duplicates exist in the full files)."),
+)}
+DEFAULT_DATASETS = tuple(DATASETS)
+
+
+def parse_datasets(text: str) -> list[DatasetSpec]:
+    """``sst2,afqmc`` -> specs; ``all`` -> every set."""
+    names = list(DATASETS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown or not names:
+        raise ConfigError(f"suite | unknown dataset(s) {unknown or text!r}. Expected 'all' or a comma list of "
+                          f"{', '.join(DATASETS)}.")
+    return [DATASETS[n] for n in names]
+
+
+def sample(ds: TextDataset, n: int, seed: int) -> TextDataset:
+    """``n`` rows (all when n >= len) in a seeded random order, so any head of the slice is a random sample too."""
+    pick = [int(i) for i in np.random.default_rng(seed).permutation(len(ds))[: min(n, len(ds))]]
+    return TextDataset([ds.texts_a[i] for i in pick], None if ds.texts_b is None else [ds.texts_b[i] for i in pick],
+                       [ds.labels[i] for i in pick], ds.label_names, ds.source)
+
+
+def write_tsv(ds: TextDataset, path: Path) -> None:
+    """The ``label<TAB>text[<TAB>text_b]`` format ``load_split`` reads, written atomically."""
+    header = "label\ttext" if ds.texts_b is None else "label\ttext_a\ttext_b"
+    rows = [f"{y}\t{a}" if ds.texts_b is None else f"{y}\t{a}\t{b}"
+            for y, a, b in zip(ds.labels, ds.texts_a, ds.texts_b or [None] * len(ds))]
+    atomic_write_text(path, "\n".join([header, *rows]) + "\n")
+
+
+def write_slices(spec: DatasetSpec, data_root: Path, out: Path, seed: int = 0) -> dict[str, int]:
+    """Write ``out/{labels.txt,train.tsv,test.tsv}`` from the spec's splits; returns the row counts."""
+    src = Path(data_root) / spec.name
+    if not src.is_dir():
+        raise ConfigError(f"suite | {src} is missing. Pass --data-root pointing at the shared data folder "
+                          "(the one holding sst2/, ag_news/, ...).")
+    labels = read_labels(src / "labels.txt")
+    train = sample(load_split(src, spec.train_split), spec.train_rows, seed)
+    test = sample(load_split(src, spec.test_split), spec.test_rows, seed + 1)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "labels.txt", "\n".join(labels) + "\n")
+    write_tsv(train, out / "train.tsv")
+    write_tsv(test, out / "test.tsv")
+    return {"train": len(train), "test": len(test)}
+
+
+def head_slice(src: Path, out: Path, rows: int) -> Path:
+    """A folder whose ``test.tsv`` is the first ``rows`` rows of ``src/test.tsv`` (the wall-clock bench's rows)."""
+    ds = load_split(src, "test").subset(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "labels.txt", (src / "labels.txt").read_text(encoding="utf-8"))
+    write_tsv(ds, out / "test.tsv")
+    return out

@@ -1,0 +1,215 @@
+"""Render ``docs/results.md`` and its plots from the per-dataset summary JSON files of the evaluation.
+
+The page is generated (tables, goal checks, plots) so it always matches the committed JSON; the hand-written
+discussion lives in ``<results>/notes.md`` and is included verbatim at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from geep_deploy.atomic import atomic_write_text
+from geep_deploy.errors import ConfigError
+from geep_deploy.suite.datasets import DATASETS
+from geep_deploy.suite.points import TARGET_SLACK, frontier
+
+METHODS = ("geep", "fastbert", "pabee", "static")
+LABELS = {"full": "full", "geep": "GEEP (predicted exit)", "fastbert": "FastBERT (entropy)",
+          "pabee": "PABEE (patience)", "static": "static truncation"}
+STYLE = {"full": ("k", "*"), "geep": ("tab:blue", "o"), "fastbert": ("tab:orange", "^"),
+         "pabee": ("tab:green", "v"), "static": ("tab:gray", "s")}
+GOAL_POINTS = 0.5
+
+
+def load_summaries(results: Path) -> list[dict[str, Any]]:
+    """The per-dataset JSON files in the suite's dataset order (others after, by name)."""
+    files = sorted(Path(results).glob("*.json"))
+    if not files:
+        raise ConfigError(f"suite | no summary JSON under {results}. Run bench/multi_dataset.py first.")
+    order = {n: i for i, n in enumerate(DATASETS)}
+    out = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    return sorted(out, key=lambda s: (order.get(s["dataset"]["name"], len(order)), s["dataset"]["name"]))
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def _x(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}x"
+
+
+def _wall(s: dict[str, Any], knob: str, bs: str) -> float | None:
+    rec = (s.get("bench") or {}).get(bs, {}).get("records", {}).get(knob)
+    return None if rec is None else rec["wall_speedup"]
+
+
+def point_rows(s: dict[str, Any]) -> list[list[str]]:
+    """Table rows: full, then every method at every target speed-up."""
+    full = s["curves"]["full"][0]
+    rows = [["full", "depth L", _pct(full["accuracy"]), _x(full["flops_speedup"]), _x(_wall(s, "full", "1")),
+             _x(_wall(s, "full", "64"))]]
+    for i, t in enumerate(s["targets"]):
+        for m in METHODS:
+            p = s["points"][m][i]
+            if p is None:
+                rows.append([f"{LABELS[m]} @{t:g}x", "not reached", "–", "–", "–", "–"])
+                continue
+            rows.append([f"{LABELS[m]} @{t:g}x", f"`{p['knob']}`", _pct(p["accuracy"]), _x(p["flops_speedup"]),
+                         _x(_wall(s, p["knob"], "1")), _x(_wall(s, p["knob"], "64"))])
+    return rows
+
+
+def goal_checks(s: dict[str, Any]) -> dict[str, Any]:
+    """GEEP at 2x within 0.5 points of full; GEEP against FastBERT at each target (accuracy and batch-64 wall)."""
+    full = s["full_accuracy"]
+    i2 = s["targets"].index(2.0)
+    g2 = s["points"]["geep"][i2]
+    out: dict[str, Any] = {"geep_2x_minus_full_points": None if g2 is None else 100 * (g2["accuracy"] - full)}
+    vs = []
+    for i, t in enumerate(s["targets"]):
+        g, f = s["points"]["geep"][i], s["points"]["fastbert"][i]
+        if g is None or f is None:
+            continue
+        gw, fw = _wall(s, g["knob"], "64"), _wall(s, f["knob"], "64")
+        vs.append({"target": t, "accuracy_points": 100 * (g["accuracy"] - f["accuracy"]),
+                   "wall64_geep": gw, "wall64_fastbert": fw,
+                   "geep_wall_over_flops": None if gw is None else gw / g["flops_speedup"]})
+    out["geep_vs_fastbert"] = vs
+    return out
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def plot_dataset(s: dict[str, Any], out: Path) -> Path:
+    """Accuracy against FLOPs speed-up (every sweep point's frontier) and against wall-clock at batch 1 and 64."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("FLOPs speed-up (whole test slice)", None)] + [
+        (f"wall-clock speed-up, batch {bs} (ONNX Runtime CPU fp32)", bs) for bs in ("1", "64") if
+        bs in (s.get("bench") or {})]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    full = s["curves"]["full"][0]
+    for ax, (title, bs) in zip(axes[0], panels):
+        for m in METHODS:
+            color, marker = STYLE[m]
+            if bs is None:
+                pts = frontier(s["curves"][m])
+                xs, ys = [p["flops_speedup"] for p in pts], [100 * p["accuracy"] for p in pts]
+            else:
+                recs = s["bench"][bs]["records"]
+                pts = sorted({p["knob"] for p in s["points"][m] if p is not None and p["knob"] in recs},
+                             key=lambda k: recs[k]["wall_speedup"])
+                xs, ys = [recs[k]["wall_speedup"] for k in pts], [100 * recs[k]["accuracy"] for k in pts]
+            ax.plot(xs, ys, marker=marker, color=color, label=LABELS[m], markersize=4)
+        fx = 1.0 if bs is None else s["bench"][bs]["records"]["full"]["wall_speedup"]
+        fy = 100 * (full["accuracy"] if bs is None else s["bench"][bs]["records"]["full"]["accuracy"])
+        ax.plot([fx], [fy], marker="*", color="k", markersize=11, linestyle="none", label="full")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("speed-up vs full")
+        ax.set_ylabel("accuracy %")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(s["dataset"]["title"], fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
+    d, L = s["dataset"], len(next(iter(s["per_depth_accuracy"].values())))
+    lines = [f"## {d['title']}", "",
+             f"Rows: {s['rows']['train']} train / {s['rows']['test']} test ({d['split_note']}) Max length "
+             f"{d['max_len']} tokens; backbone: {s['backbone']}; {s['epochs_per_stage']} epochs per stage, "
+             f"seed {s['seed']}.", ""]
+    b = s.get("bench") or {}
+    if b:
+        lines += [f"Wall-clock: {b['1']['rows']} test rows at batch 1 and {b['64']['rows']} at batch 64, medians of "
+                  f"{b['64']['repeats']} interleaved repeats, model time, speed-up against `full` in the same run.",
+                  ""]
+    lines += [_table(["method @ target", "knob", "accuracy %", "FLOPs speed-up", "wall b1", "wall b64"],
+                     point_rows(s)), ""]
+    lines += ["Per-depth accuracy (%) of every exit classifier (static truncation of each model):", "",
+              _table(["method"] + [f"d{k}" for k in range(1, L + 1)],
+                     [[m] + [_pct(a) for a in accs] for m, accs in s["per_depth_accuracy"].items()]), ""]
+    ep = s["exit_prediction"]
+    lines += [f"Exit prediction (consistency labels on test): MAE {ep['dev_mae_layers']:.2f} layers "
+              f"(a constant guess: {ep['dev_mae_layers_constant_median']:.2f}), "
+              f"{100 * ep['dev_within_one_layer']:.1f}% within one layer; exit histogram "
+              f"{ep['dev_exit_hist']}, predicted at the 2x point {ep['dev_predicted_hist']}; an oracle that knew "
+              f"each row's exit would score {_pct(ep['oracle_accuracy'])}% at {ep['oracle_flops_speedup']:.2f}x "
+              f"FLOPs. Exit table: {ep['table_keys']} keys.", ""]
+    ab = s.get("vocab_ablation")
+    if ab:
+        ours = s["full_accuracy"]
+        lines += [f"Vocabulary: with MiniLM's own vocabulary {100 * ab['unk_token_share']:.0f}% of the tokens are "
+                  f"`[UNK]` and `full` scores {_pct(ab['accuracy'])}%, against {_pct(ours)}% with the transplanted "
+                  f"bert-base-chinese vocabulary ({100 * (ours - ab['accuracy']):+.2f} points).", ""]
+    lines += [f"![{d['name']}]({img})", ""]
+    return lines
+
+
+def write_page(results: Path, out: Path = Path("docs/results.md"), notes: Path | None = None) -> Path:
+    """Write the results page and one PNG per dataset next to it (``docs/results/<name>.png``)."""
+    summaries = load_summaries(results)
+    img_dir = out.parent / "results"
+    goal_rows = []
+    for s in summaries:
+        g = goal_checks(s)
+        d2 = g["geep_2x_minus_full_points"]
+        vs = "; ".join(f"{v['target']:g}x: {v['accuracy_points']:+.2f} pts, wall b64 {_x(v['wall64_geep'])} vs "
+                       f"{_x(v['wall64_fastbert'])}" for v in g["geep_vs_fastbert"])
+        ratio = next((v["geep_wall_over_flops"] for v in g["geep_vs_fastbert"] if v["target"] == 2.0), None)
+        goal_rows.append([s["dataset"]["name"], _pct(s["full_accuracy"]),
+                          "–" if d2 is None else f"{d2:+.2f} ({'met' if d2 >= -GOAL_POINTS else 'missed'})",
+                          vs or "–", "–" if ratio is None else f"{ratio:.2f}"])
+    m = next((s["machine"] for s in summaries if s.get("machine")), {})
+    lines = [
+        "# Results: GEEP against full, static truncation, FastBERT and PABEE on five datasets", "",
+        "Generated by `bench/multi_dataset.py` from `bench/results/multi_dataset/*.json`; do not edit by hand "
+        "(the discussion at the end comes from `bench/results/multi_dataset/notes.md`).", "",
+        f"Machine: {m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, no GPU; torch {m.get('torch', '?')}, "
+        f"onnxruntime {m.get('onnxruntime', '?')}.", "",
+        "Command (every figure below comes from this one run; finished steps are reused when it is re-run):", "",
+        f"    {summaries[0]['command']}", "",
+        "How to read the tables:", "",
+        "- Every method uses the same backbone (all-MiniLM-L6-v2), the same seeded train slice, budget and seed. "
+        "`full` is FastBERT's first stage (plain fine-tuning); its second stage trains only the students.",
+        "- Each method's knob is swept on the test slice: GEEP's predictor quantile and margin, FastBERT's "
+        "entropy threshold (0 to 0.95 by 0.05), PABEE's patience (1-5), static depth (1-5, GEEP's students). "
+        f"An operating point is the most accurate sweep point whose FLOPs speed-up reaches the target "
+        f"(within {100 * (1 - TARGET_SLACK):.0f}%: static depth 4 of 6 is 1.497x once embeddings and heads count).",
+        "- Accuracy and FLOPs speed-up are over the whole test slice; FLOPs count real tokens (no padding) and, "
+        "for FastBERT and PABEE, every exit classifier they apply. Wall-clock speed-ups are model time of the "
+        "same knob on a seeded head of the test slice, run by the product's runtime (GeepEngine for GEEP and "
+        "static depths, the shrinking-batch layer-by-layer runner for FastBERT and PABEE), length-sorted batches "
+        "for every method.", "",
+        "## Goals", "",
+        "GEEP's goal: at its 2x FLOPs point within 0.5 points of `full`; at equal accuracy a batch wall-clock "
+        "speed-up at least FastBERT's, and close to its own FLOPs speed-up (last column: wall b64 / FLOPs at 2x).",
+        "",
+        _table(["dataset", "full %", "GEEP@2x - full (pts)", "GEEP vs FastBERT per target (accuracy, wall b64)",
+                "GEEP wall/FLOPs"], goal_rows), "",
+    ]
+    for s in summaries:
+        name = s["dataset"]["name"]
+        plot_dataset(s, img_dir / f"{name}.png")
+        lines += _dataset_section(s, f"results/{name}.png")
+    notes = notes or Path(results) / "notes.md"
+    if notes.is_file():
+        lines += ["## Discussion", "", notes.read_text(encoding="utf-8").strip(), ""]
+    atomic_write_text(out, "\n".join(lines))
+    return out

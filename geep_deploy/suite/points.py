@@ -1,0 +1,95 @@
+"""Accuracy / FLOPs curves of every method from per-depth logits, and the operating points picked from them.
+
+Pure NumPy. Every curve point carries ``knob``: the method string the runtime bench accepts (``static:3``,
+``fastbert:0.3``, ``pabee:2``, ``geep:0.9+1``), so the wall-clock bench runs exactly the point the table shows.
+FastBERT and PABEE apply every passed layer's classifier (``heads = depth``); GEEP and static truncation one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from geep_deploy.config import BertShape
+from geep_deploy.exits import entropy_exit_depths, patience_exit_depths, predictions_at
+from geep_deploy.flops import flops_speedup
+
+FASTBERT_SPEEDS = tuple(round(s, 2) for s in np.arange(0.0, 0.951, 0.05))
+PABEE_PATIENCES = (1, 2, 3, 4, 5)
+TARGET_SPEEDUPS = (1.5, 2.0, 3.0)
+# A point "reaches" a target at 97% of it: static depth 4 of 6 is 1.497x, not 1.5x, once embeddings and the
+# head are counted, and a 3% slack treats every method alike.
+TARGET_SLACK = 0.97
+
+Point = dict[str, Any]
+
+
+def _point(knob: str, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape,
+           depths: np.ndarray, heads: np.ndarray | int) -> Point:
+    return {
+        "knob": knob,
+        "accuracy": float((predictions_at(logits, depths) == labels).mean()),
+        "flops_speedup": flops_speedup(shape, logits.shape[2], lengths, depths, heads),
+        "mean_depth": float(np.mean(depths)),
+    }
+
+
+def static_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape) -> list[Point]:
+    """Every row at depth k, for k = 1..L (``static:L`` is the model's own full depth)."""
+    n, L = logits.shape[:2]
+    return [_point(f"static:{k}", logits, labels, lengths, shape, np.full(n, k), 1) for k in range(1, L + 1)]
+
+
+def entropy_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape,
+                  speeds: Sequence[float] = FASTBERT_SPEEDS) -> list[Point]:
+    """FastBERT's exit: the first depth whose normalised entropy is below the speed threshold."""
+    out = []
+    for s in speeds:
+        d = entropy_exit_depths(logits, s)
+        out.append(_point(f"fastbert:{s:g}", logits, labels, lengths, shape, d, d))
+    return out
+
+
+def patience_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape,
+                   patiences: Sequence[int] = PABEE_PATIENCES) -> list[Point]:
+    """PABEE's exit: once the prediction stayed the same for ``patience`` consecutive layers."""
+    out = []
+    for p in patiences:
+        if p < logits.shape[1]:
+            d = patience_exit_depths(logits, p)
+            out.append(_point(f"pabee:{p}", logits, labels, lengths, shape, d, d))
+    return out
+
+
+def geep_curve(calibration_curve: list[dict[str, Any]]) -> list[Point]:
+    """The predictor's (quantile, margin) grid as curve points (from ``runtime.calibration.dev_curve``)."""
+    return [{"knob": f"geep:{c['quantile']:g}+{c['margin']}", "accuracy": c["accuracy"],
+             "flops_speedup": c["flops_speedup"], "mean_depth": c["mean_depth"]} for c in calibration_curve]
+
+
+def pick(curve: list[Point], target: float) -> Point | None:
+    """The most accurate point reaching ``target`` (within ``TARGET_SLACK``; the faster on ties), else None."""
+    ok = [c for c in curve if c["flops_speedup"] >= target * TARGET_SLACK]
+    if not ok:
+        return None
+    return max(ok, key=lambda c: (c["accuracy"], c["flops_speedup"]))
+
+
+def operating_points(curve: list[Point], targets: Sequence[float] = TARGET_SPEEDUPS) -> list[Point | None]:
+    """One point per target speed-up (see ``pick``), tagged with the target."""
+    out: list[Point | None] = []
+    for t in targets:
+        p = pick(curve, t)
+        out.append(None if p is None else {**p, "target": t})
+    return out
+
+
+def frontier(curve: list[Point]) -> list[Point]:
+    """The points no other point beats in both accuracy and speed-up, by increasing speed-up (for plots)."""
+    best: list[Point] = []
+    for c in sorted(curve, key=lambda c: (-c["flops_speedup"], -c["accuracy"])):
+        if not best or c["accuracy"] > best[-1]["accuracy"]:
+            best.append(c)
+    return best[::-1]

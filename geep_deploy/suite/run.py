@@ -1,0 +1,262 @@
+"""The resumable multi-dataset evaluation: slices, backbone, training, logits, calibration, export, bench, summary.
+
+Every step writes its output atomically under ``work/<dataset>/`` and is skipped when that output exists, so an
+interrupted run continues where it stopped (``--fresh`` redoes a dataset). ``full`` is not trained separately:
+FastBERT's first stage *is* full fine-tuning with the same seed, data and budget, and its second stage trains only
+the students, so the FastBERT checkpoint's depth-L classifier is the ``full`` model (``tests/test_suite.py``
+checks the logits are identical).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geep_deploy.atomic import atomic_write_text
+from geep_deploy.suite.datasets import DatasetSpec, head_slice, write_slices
+from geep_deploy.suite.points import (
+    TARGET_SPEEDUPS,
+    entropy_curve,
+    geep_curve,
+    operating_points,
+    patience_curve,
+    static_curve,
+)
+
+TRAINED = ("geep", "fastbert", "pabee")
+VOCAB_ABLATION = "full-minilm-vocab"
+BENCH_BATCHES = (1, 64)
+ZH_BACKBONE = "minilm-bert-base-chinese-vocab"
+
+
+@dataclass
+class SuiteConfig:
+    """What to run and where; defaults are the committed run's settings."""
+
+    datasets: list[DatasetSpec]
+    data_root: Path
+    work: Path = Path("runs/multi_dataset")
+    results: Path = Path("bench/results/multi_dataset")
+    zh_vocab: Path | None = None  # defaults to <data_root>/../models/vocab/bert-base-chinese/vocab.txt
+    backbone: Path | None = None  # defaults to the packaged MiniLM
+    epochs: int = 2
+    seed: int = 42
+    bench_rows: dict[int, int] = field(default_factory=lambda: {1: 300, 64: 1024})
+    repeats: int = 3
+    threads: int | None = None
+    bench: bool = True
+    vocab_ablation: tuple[str, ...] = ("afqmc", "thucnews_titles")
+    fresh: bool = False
+    command: str = ""
+
+
+class _Log:
+    """Step headers with the elapsed time, so a long run shows where it is."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def step(self, ds: str, what: str) -> None:
+        print(f"\n[{time.perf_counter() - self.t0:7.0f}s] {ds}: {what}", flush=True)
+
+
+def _backbone(cfg: SuiteConfig, lang: str, log: _Log) -> Any:
+    from geep_deploy.backbone import load_backbone_dir
+    from geep_deploy.errors import GeepError
+
+    base = load_backbone_dir(cfg.backbone)
+    if lang == "en":
+        return base
+    out = cfg.work / "backbones" / ZH_BACKBONE
+    if out.is_dir():
+        try:
+            return load_backbone_dir(out)
+        except GeepError as e:
+            print(f"rebuilding {out}: {e}")
+    from geep_deploy.vocab import transplant_vocab
+
+    vocab = cfg.zh_vocab or cfg.data_root.parent / "models" / "vocab" / "bert-base-chinese" / "vocab.txt"
+    log.step("backbone", f"MiniLM with the vocabulary {vocab}")
+    bb, report = transplant_vocab(base, vocab, out, lowercase=True, seed=cfg.seed)
+    print(f"{report.copied} embedding rows kept, {report.drawn} drawn -> {out}")
+    return bb
+
+
+def _train(cfg: SuiteConfig, spec: DatasetSpec, method: str, backbone: Any, train_ds: Any, path: Path,
+           log: _Log) -> Any:
+    from geep_deploy.checkpoint import load_checkpoint, save_checkpoint
+    from geep_deploy.trainer import TrainConfig, train
+
+    if path.is_file():
+        return load_checkpoint(path)
+    log.step(spec.name, f"train {method} on {len(train_ds)} rows ({cfg.epochs} epochs per stage)")
+    ckpt = train(backbone, train_ds, None, TrainConfig(method=method.split("-")[0], epochs=cfg.epochs,
+                                                       max_len=spec.max_len, seed=cfg.seed))
+    save_checkpoint(ckpt, path)
+    return ckpt
+
+
+def _logits(ckpt: Any, ds: Any) -> tuple[list[np.ndarray], np.ndarray]:
+    from geep_deploy.encoding import TextEncoder
+    from geep_deploy.evaluate import collect_depth_logits
+
+    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len).encode(ds.texts_a, ds.texts_b)
+    return enc.ids, collect_depth_logits(ckpt.model, enc, 64, "cpu", desc="per-depth logits")
+
+
+def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: str) -> Path:
+    from export.bundle import export_checkpoint, load_export
+    from geep_deploy.errors import GeepError
+
+    if out.is_dir():
+        try:
+            load_export(out, verify=False)
+            return out
+        except GeepError as e:
+            print(f"rebuilding {out}: {e}")
+    log.step(ds, f"export {ckpt_path.name} -> {out}")
+    export_checkpoint(ckpt_path, out, exit_table=exit_table, precisions=("fp32",), force=True)
+    return out
+
+
+def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], log: _Log,
+           ds: str) -> dict[int, dict[str, Any]]:
+    from runtime.benchmark import BenchConfig, run_bench
+
+    out: dict[int, dict[str, Any]] = {}
+    for bs in BENCH_BATCHES:
+        path = work / f"bench_b{bs}.json"
+        if path.is_file():
+            out[bs] = json.loads(path.read_text(encoding="utf-8"))
+            if sorted(r["method"] for r in out[bs]["records"]) == sorted(knobs):
+                continue
+        rows = cfg.bench_rows[bs]
+        log.step(ds, f"wall-clock bench, ONNX Runtime CPU fp32, batch {bs}, {rows} test rows, {len(knobs)} methods")
+        data = head_slice(work / "data", work / f"bench_rows_b{bs}", rows)
+        res = run_bench(BenchConfig(
+            export=exports["geep"], data=data, split="test", batch_sizes=(bs,), methods=",".join(knobs),
+            baseline_exports={"full": exports["fastbert"], "fastbert": exports["fastbert"],
+                              "pabee": exports["pabee"]}, repeats=cfg.repeats, threads=cfg.threads))
+        atomic_write_text(path, json.dumps(res, indent=1) + "\n")
+        out[bs] = res
+    return out
+
+
+def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any]:
+    """All steps for one dataset; returns (and writes) its summary."""
+    from geep_deploy.data import load_split
+    from runtime.calibration import calibrate_from_logits
+
+    work = cfg.work / spec.name
+    if cfg.fresh and work.is_dir():
+        shutil.rmtree(work)
+    data = work / "data"
+    if not (data / "test.tsv").is_file():
+        log.step(spec.name, "write the seeded train/test slices")
+        write_slices(spec, cfg.data_root, data, seed=cfg.seed)
+    train_ds, test_ds = load_split(data, "train"), load_split(data, "test")
+    backbone = _backbone(cfg, spec.lang, log)
+    ckpts = {m: _train(cfg, spec, m, backbone, train_ds, work / "ckpt" / f"{m}.pt", log) for m in TRAINED}
+    ablation = None
+    if spec.lang == "zh" and spec.name in cfg.vocab_ablation:
+        ck = _train(cfg, spec, VOCAB_ABLATION, _backbone(cfg, "en", log), train_ds,
+                    work / "ckpt" / f"{VOCAB_ABLATION}.pt", log)
+        ablation = _ablation_figures(ck, test_ds)
+
+    logits_path = work / "logits.npz"
+    if not logits_path.is_file():
+        log.step(spec.name, "per-depth logits on train (GEEP, for its exit table) and on test (all methods)")
+        arrays = {}
+        train_ids, arrays["train_geep"] = _logits(ckpts["geep"], train_ds)
+        for m, ck in ckpts.items():
+            _, arrays[f"test_{m}"] = _logits(ck, test_ds)
+        np.savez(logits_path.with_suffix(".tmp.npz"), **arrays)
+        logits_path.with_suffix(".tmp.npz").replace(logits_path)
+    arrays = dict(np.load(logits_path))
+    geep = ckpts["geep"]
+    from geep_deploy.encoding import TextEncoder
+
+    encoder = TextEncoder(geep.tokenizer_json, geep.max_len)
+    train_ids = encoder.encode(train_ds.texts_a, train_ds.texts_b).ids
+    test_ids = encoder.encode(test_ds.texts_a, test_ds.texts_b).ids
+    labels = np.asarray(test_ds.labels)
+    lengths = np.fromiter((len(r) for r in test_ids), dtype=np.int64, count=len(test_ids))
+
+    table = work / "exit_table.geep"
+    calib = calibrate_from_logits(geep, train_ids, arrays["train_geep"], test_ids, arrays["test_geep"], labels,
+                                  sorted(encoder.special_ids), target_speedup=2.0)
+    if not table.is_file():
+        calib.predictor.save(table)
+    shape = geep.shape
+    curves = {
+        "full": [{**static_curve(arrays["test_fastbert"], labels, lengths, shape)[-1], "knob": "full"}],
+        "geep": geep_curve(calib.curve),
+        "fastbert": entropy_curve(arrays["test_fastbert"], labels, lengths, shape),
+        "pabee": patience_curve(arrays["test_pabee"], labels, lengths, shape),
+        "static": static_curve(arrays["test_geep"], labels, lengths, shape)[:-1],
+    }
+    points = {m: operating_points(c) for m, c in curves.items() if m != "full"}
+    per_depth = {m: [float((arrays[f"test_{m}"][:, k].argmax(-1) == labels).mean())
+                     for k in range(shape.num_hidden_layers)] for m in TRAINED}
+    summary: dict[str, Any] = {
+        "dataset": spec.to_dict(), "rows": {"train": len(train_ds), "test": len(test_ds)},
+        "command": cfg.command, "epochs_per_stage": cfg.epochs, "seed": cfg.seed,
+        "backbone": str(backbone.path.name if spec.lang == "zh" else "all-MiniLM-L6-v2 (packaged)"),
+        "train_seconds": {m: ck.metrics.get("train_seconds") for m, ck in ckpts.items()},
+        "full_accuracy": curves["full"][0]["accuracy"], "per_depth_accuracy": per_depth,
+        "targets": list(TARGET_SPEEDUPS), "curves": curves, "points": points,
+        "exit_prediction": {k: calib.figures[k] for k in (
+            "dev_mae_layers", "dev_within_one_layer", "dev_mae_layers_constant_median", "oracle_accuracy",
+            "oracle_flops_speedup", "table_keys", "dev_exit_hist", "dev_predicted_hist")},
+        "vocab_ablation": ablation,
+    }
+    if cfg.bench:
+        exports = {"geep": _export(work / "ckpt" / "geep.pt", work / "export" / "geep", table, log, spec.name)}
+        for m in ("fastbert", "pabee"):
+            exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
+        knobs = ["full"] + sorted({p["knob"] for ps in points.values() for p in ps if p is not None})
+        benches = _bench(cfg, work, exports, knobs, log, spec.name)
+        summary["machine"] = benches[BENCH_BATCHES[0]]["machine"]
+        summary["bench"] = {str(bs): {"rows": b["records"][0]["rows"], "repeats": cfg.repeats,
+                                      "records": {r["method"]: _bench_fields(r) for r in b["records"]}}
+                            for bs, b in benches.items()}
+    out = cfg.results / f"{spec.name}.json"
+    atomic_write_text(out, json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {out}")
+    return summary
+
+
+def _bench_fields(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: r[k] for k in ("accuracy", "flops_speedup", "wall_speedup", "wall_speedup_e2e", "model_s",
+                              "mean_depth", "batch_latency_ms")}
+
+
+def _ablation_figures(ck: Any, test_ds: Any) -> dict[str, Any]:
+    from geep_deploy.encoding import TextEncoder
+
+    ids, logits = _logits(ck, test_ds)
+    tok = TextEncoder(ck.tokenizer_json, ck.max_len)
+    unk = tok._tok.token_to_id("[UNK]")
+    body = np.concatenate([r[1:-1] for r in ids])
+    return {"method": "full", "vocab": "all-MiniLM-L6-v2 (bert-base-uncased)",
+            "accuracy": float((logits[:, -1].argmax(-1) == np.asarray(test_ds.labels)).mean()),
+            "unk_token_share": float((body == unk).mean()), "train_seconds": ck.metrics.get("train_seconds")}
+
+
+def run_suite(cfg: SuiteConfig) -> list[dict[str, Any]]:
+    """Every dataset in turn, then the results page."""
+    from geep_deploy.suite.page import write_page
+
+    cfg.command = cfg.command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    log = _Log()
+    out = [run_dataset(cfg, spec, log) for spec in cfg.datasets]
+    write_page(cfg.results)
+    return out

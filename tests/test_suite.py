@@ -1,0 +1,151 @@
+"""The multi-dataset evaluation: slices, vocabulary transplant, curves and operating points, and one tiny run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from models import TINY_SHAPE, tiny_backbone_dir, write_toy_dataset
+
+from geep_deploy.data import TextDataset, load_split
+from geep_deploy.errors import ConfigError
+from geep_deploy.suite.datasets import DatasetSpec, parse_datasets, sample, write_tsv
+from geep_deploy.suite.points import (
+    TARGET_SLACK,
+    entropy_curve,
+    frontier,
+    operating_points,
+    patience_curve,
+    pick,
+    static_curve,
+)
+from geep_deploy.vocab import read_vocab, transplanted_embeddings
+
+points_st = st.lists(st.fixed_dictionaries({
+    "knob": st.text(min_size=1, max_size=4),
+    "accuracy": st.floats(0, 1),
+    "flops_speedup": st.floats(1, 6),
+}), max_size=30)
+
+
+@given(points_st, st.floats(1, 6))
+def test_pick_is_the_most_accurate_point_reaching_the_target(curve, target) -> None:
+    p = pick(curve, target)
+    ok = [c for c in curve if c["flops_speedup"] >= target * TARGET_SLACK]
+    if not ok:
+        assert p is None
+    else:
+        assert p["flops_speedup"] >= target * TARGET_SLACK
+        assert p["accuracy"] == max(c["accuracy"] for c in ok)
+
+
+@given(points_st)
+def test_frontier_is_monotone_and_undominated(curve) -> None:
+    f = frontier(curve)
+    for a, b in zip(f, f[1:]):
+        assert a["flops_speedup"] <= b["flops_speedup"] and a["accuracy"] > b["accuracy"]
+    for c in curve:  # every point is matched or beaten by a frontier point that is at least as fast
+        assert any(p["flops_speedup"] >= c["flops_speedup"] and p["accuracy"] >= c["accuracy"] for p in f)
+
+
+def test_curves_on_logits_with_known_answers() -> None:
+    # 4 rows, 3 depths, 2 classes; row i is right from depth i+1 on (row 3 never), and confident when right.
+    right = np.array([[1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=bool)
+    logits = np.where(right[..., None], [[-5.0, 5.0]], [[0.1, -0.1]]).astype(np.float32)
+    labels, lengths = np.ones(4, np.int64), np.full(4, 10)
+    static = static_curve(logits, labels, lengths, TINY_SHAPE)
+    assert [p["accuracy"] for p in static] == [0.25, 0.5, 0.75]
+    assert [p["knob"] for p in static] == ["static:1", "static:2", "static:3"]
+    fast = {p["knob"]: p for p in entropy_curve(logits, labels, lengths, TINY_SHAPE, speeds=(0.0, 0.5))}
+    assert fast["fastbert:0.5"]["accuracy"] == 0.75 and fast["fastbert:0.5"]["mean_depth"] == 2.25
+    assert fast["fastbert:0"]["mean_depth"] == 3.0
+    assert [p["knob"] for p in patience_curve(logits, labels, lengths, TINY_SHAPE)] == ["pabee:1", "pabee:2"]
+    pts = operating_points(static, targets=(1.4, 2.9, 10.0))
+    assert pts[0]["knob"] == "static:2" and pts[1]["knob"] == "static:1" and pts[2] is None
+
+
+def test_sample_is_seeded_and_write_tsv_round_trips(tmp_path: Path) -> None:
+    ds = TextDataset([f"text {i}" for i in range(50)], [f"b {i}" for i in range(50)], [i % 3 for i in range(50)],
+                     ["a", "b", "c"])
+    s1, s2 = sample(ds, 20, seed=1), sample(ds, 20, seed=1)
+    assert s1 == s2 and len(set(s1.texts_a)) == 20 and sample(ds, 20, seed=2) != s1
+    assert sorted(sample(ds, 99, seed=0).texts_a) == sorted(ds.texts_a)
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    write_tsv(s1, tmp_path / "test.tsv")
+    back = load_split(tmp_path, "test")
+    assert (back.texts_a, back.texts_b, back.labels) == (s1.texts_a, s1.texts_b, s1.labels)
+
+
+def test_parse_datasets() -> None:
+    assert [s.name for s in parse_datasets("sst2, afqmc")] == ["sst2", "afqmc"]
+    assert len(parse_datasets("all")) == 5
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        parse_datasets("sst2,imdb")
+
+
+def test_transplanted_embeddings_keep_shared_rows(tmp_path: Path) -> None:
+    old_vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "good"]
+    new_vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "好", "the", "电", "影"]
+    old = np.random.default_rng(0).normal(0.1, 0.05, size=(6, 16)).astype(np.float32)
+    new, report = transplanted_embeddings(old, old_vocab, new_vocab, seed=3)
+    assert new.shape == (8, 16) and (report.copied, report.drawn) == (5, 3)
+    np.testing.assert_array_equal(new[5], old[4])
+    np.testing.assert_array_equal(new[:4], old[:4])
+    drawn = new[[4, 6, 7]]
+    assert abs(drawn.mean() - 0.1) < 0.05 and not np.allclose(drawn[0], drawn[1])
+    with pytest.raises(ConfigError, match="rows"):
+        transplanted_embeddings(old[:5], old_vocab, new_vocab)
+    (tmp_path / "v.txt").write_text("hello\nworld\n")
+    with pytest.raises(ConfigError, match="special tokens"):
+        read_vocab(tmp_path / "v.txt")
+
+
+def test_full_is_fastbert_first_stage(tmp_path: Path) -> None:
+    """The suite reads `full` off FastBERT's depth L: both must come out of identical training."""
+    from geep_deploy.backbone import load_backbone_dir
+    from geep_deploy.encoding import TextEncoder
+    from geep_deploy.evaluate import collect_depth_logits
+    from geep_deploy.trainer import TrainConfig, train
+
+    data = write_toy_dataset(tmp_path / "toy", rows=48)
+    bb = load_backbone_dir(tiny_backbone_dir(tmp_path / "bb"))
+    ds = load_split(data, "train")
+    out = {}
+    for m in ("full", "fastbert"):
+        ck = train(bb, ds, None, TrainConfig(method=m, epochs=1, batch_size=8, max_len=32))
+        enc = TextEncoder(ck.tokenizer_json, 32).encode(ds.texts_a)
+        out[m] = collect_depth_logits(ck.model, enc)[:, -1]
+    np.testing.assert_array_equal(out["full"], out["fastbert"])
+
+
+def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
+    """The whole pipeline on a random-weight 3-layer backbone: JSON, page, plots; a re-run reuses every step."""
+    from geep_deploy.suite import run as suite_run
+    from geep_deploy.suite.page import write_page
+    from geep_deploy.suite.run import SuiteConfig, run_dataset
+
+    root = tmp_path / "data"
+    write_toy_dataset(root / "toy", rows=48)
+    spec = DatasetSpec("toy", "Toy (en, 2 classes)", "en", "train", "dev", 40, 16, 32, "toy split.")
+    cfg = SuiteConfig(datasets=[spec], data_root=root, work=tmp_path / "work", results=tmp_path / "results",
+                      backbone=tiny_backbone_dir(tmp_path / "bb"), epochs=1, bench_rows={1: 4, 64: 16}, repeats=1,
+                      command="test")
+    s = run_dataset(cfg, spec, suite_run._Log())
+    assert s["rows"] == {"train": 40, "test": 16}
+    assert set(s["curves"]) == {"full", "geep", "fastbert", "pabee", "static"}
+    knobs = {p["knob"] for ps in s["points"].values() for p in ps if p is not None}
+    assert knobs <= set(s["bench"]["64"]["records"]) and "full" in s["bench"]["1"]["records"]
+    full_bench = s["bench"]["64"]["records"]["full"]
+    assert full_bench["wall_speedup"] == 1.0 and full_bench["accuracy"] == pytest.approx(s["full_accuracy"])
+    stamp = {p: p.stat().st_mtime_ns for p in (cfg.work / "toy").rglob("*.pt")}
+    again = run_dataset(cfg, spec, suite_run._Log())
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp and again["points"] == s["points"]
+    page = write_page(cfg.results, out=tmp_path / "docs" / "results.md")
+    text = page.read_text()
+    assert "## Toy (en, 2 classes)" in text and "GEEP (predicted exit) @2x" in text
+    assert (tmp_path / "docs" / "results" / "toy.png").stat().st_size > 1000
+    assert json.loads((cfg.results / "toy.json").read_text())["command"] == "test"
