@@ -49,6 +49,19 @@ def read_vocab(path: Path) -> list[str]:
     return tokens
 
 
+def tokenizer_vocab(tokenizer_json: str) -> list[str]:
+    """Tokens of a WordPiece ``tokenizers`` JSON in id order (what the backbone's embedding rows mean)."""
+    try:
+        vocab = json.loads(tokenizer_json)["model"]["vocab"]
+        tokens = [""] * len(vocab)
+        for t, i in vocab.items():
+            tokens[i] = t
+    except (KeyError, TypeError, IndexError, json.JSONDecodeError):
+        raise ConfigError("vocab | the backbone's tokenizer is not a WordPiece vocabulary; cannot map its "
+                          "embedding rows to tokens.") from None
+    return tokens
+
+
 def transplanted_embeddings(old: np.ndarray, old_vocab: list[str], new_vocab: list[str],
                             seed: int = 0) -> tuple[np.ndarray, TransplantReport]:
     """Embedding matrix for ``new_vocab``: shared tokens keep their row, new ones are drawn (pure function)."""
@@ -76,7 +89,7 @@ def transplant_vocab(backbone: Backbone, vocab_txt: Path, out_dir: Path, lowerca
     from tokenizers import BertWordPieceTokenizer
 
     new_vocab = read_vocab(Path(vocab_txt))
-    old_vocab = read_vocab(backbone.path / "vocab.txt")
+    old_vocab = tokenizer_vocab(backbone.tokenizer_json)
     weights = load_file(str(backbone.weights))
     key = next((k for k in weights if k.removeprefix("bert.") == WORD_EMBEDDINGS), None)
     if key is None:

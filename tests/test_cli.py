@@ -36,3 +36,24 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path: Path, capsys: pytest.
                  "--exit-set", "a,b"]) == 1
     assert "--exit-set" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_train_with_another_vocabulary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from models import tiny_backbone_dir, write_toy_dataset
+
+    from geep_deploy.checkpoint import load_checkpoint
+
+    data = write_toy_dataset(tmp_path / "toy", rows=16)
+    words = "the movie film was and cast acted played sang so it goes good bad great awful".split()
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "好", "电", *[f"zz{i}" for i in range(100)]]) + "\n")
+    args = ["train", "--data", str(data), "--method", "geep", "--out", str(tmp_path / "x.pt"), "--epochs", "1",
+            "--max-len", "32", "--no-dev", "--backbone", str(tiny_backbone_dir(tmp_path / "bb"))]
+    assert main([*args, "--vocab", str(vocab)]) == 0
+    n = len(words) + 107
+    assert f"{len(words) + 5} of {n} tokens keep a pretrained embedding" in capsys.readouterr().out
+    ck = load_checkpoint(tmp_path / "x.pt")
+    assert ck.model.embeddings.word_embeddings.weight.shape[0] == n
+    vocab.write_text("hello\nworld\n")
+    assert main([*args, "--vocab", str(vocab)]) == 1
+    assert "special tokens" in capsys.readouterr().err
