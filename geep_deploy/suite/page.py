@@ -94,9 +94,10 @@ def plot_dataset(s: dict[str, Any], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("FLOPs speed-up (whole test slice)", None)] + [
-        (f"wall-clock speed-up, batch {bs} (ONNX Runtime CPU fp32)", bs) for bs in ("1", "64") if
-        bs in (s.get("bench") or {})]
+    bench = s.get("bench") or {}
+    panels = [(f"FLOPs, all {s['rows']['test']} test rows", None)] + [
+        (f"wall-clock, batch {bs}, ORT CPU fp32: {bench[bs]['rows']} timed rows", bs) for bs in ("1", "64")
+        if bs in bench]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
     full = s["curves"]["full"][0]
     for ax, (title, bs) in zip(axes[0], panels):
