@@ -152,7 +152,12 @@ def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
               f"{100 * ep['dev_within_one_layer']:.1f}% within one layer; exit histogram "
               f"{ep['dev_exit_hist']}, predicted at the 2x point {ep['dev_predicted_hist']}; an oracle that knew "
               f"each row's exit would score {_pct(ep['oracle_accuracy'])}% at {ep['oracle_flops_speedup']:.2f}x "
-              f"FLOPs. Exit table: {ep['table_keys']} keys.", ""]
+              f"FLOPs. Exit table: {ep['table_keys']} keys."]
+    ge = s.get("geep_students_entropy_points")
+    if ge:
+        lines[-1] += (" GEEP's own students with FastBERT's entropy exit instead of the predictor (FLOPs only): "
+                      + ", ".join(f"{_pct(p['accuracy'])}% at {p['flops_speedup']:.2f}x" for p in ge if p) + ".")
+    lines.append("")
     ab = s.get("vocab_ablation")
     if ab:
         ours = s["full_accuracy"]

@@ -217,6 +217,9 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
             "dev_mae_layers", "dev_within_one_layer", "dev_mae_layers_constant_median", "oracle_accuracy",
             "oracle_flops_speedup", "table_keys", "dev_exit_hist", "dev_predicted_hist")},
         "vocab_ablation": ablation,
+        # GEEP's own students under FastBERT's entropy exit (FLOPs only): separates the training from the predictor
+        "geep_students_entropy_points": operating_points(
+            entropy_curve(arrays["test_geep"], labels, lengths, shape)),
     }
     if cfg.bench:
         exports = {"geep": _export(work / "ckpt" / "geep.pt", work / "export" / "geep", table, log, spec.name)}
