@@ -16,6 +16,7 @@ from geep_deploy.errors import ConfigError
 from geep_deploy.suite.datasets import DatasetSpec, parse_datasets, sample, write_tsv
 from geep_deploy.suite.points import (
     TARGET_SLACK,
+    auc,
     entropy_curve,
     frontier,
     operating_points,
@@ -66,6 +67,13 @@ def test_curves_on_logits_with_known_answers() -> None:
     assert [p["knob"] for p in patience_curve(logits, labels, lengths, TINY_SHAPE)] == ["pabee:1", "pabee:2"]
     pts = operating_points(static, targets=(1.4, 2.9, 10.0))
     assert pts[0]["knob"] == "static:2" and pts[1]["knob"] == "static:1" and pts[2] is None
+
+
+def test_auc_counts_ordered_pairs_and_ties() -> None:
+    pos = np.array([False, False, True, True])
+    assert auc(np.array([1, 2, 3, 4]), pos) == 1.0 and auc(np.array([4, 3, 2, 1]), pos) == 0.0
+    assert auc(np.array([1, 1, 1, 1]), pos) == 0.5 and auc(np.array([1, 3, 2, 4]), pos) == 0.75
+    assert auc(np.array([1, 2]), np.array([True, True])) is None
 
 
 def test_sample_is_seeded_and_write_tsv_round_trips(tmp_path: Path) -> None:
@@ -137,6 +145,7 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     s = run_dataset(cfg, spec, suite_run._Log())
     assert s["rows"] == {"train": 40, "test": 16}
     assert set(s["curves"]) == {"full", "geep", "fastbert", "pabee", "static"}
+    assert set(s["hard_row_auc"]) == {"hard_share", "predictor_expected_depth", "length", "depth1_entropy"}
     knobs = {p["knob"] for ps in s["points"].values() for p in ps if p is not None}
     assert knobs <= set(s["bench"]["64"]["records"]) and "full" in s["bench"]["1"]["records"]
     full_bench = s["bench"]["64"]["records"]["full"]

@@ -42,6 +42,10 @@ def _x(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}x"
 
 
+def _auc(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
 def _wall(s: dict[str, Any], knob: str, bs: str) -> float | None:
     rec = (s.get("bench") or {}).get(bs, {}).get("records", {}).get(knob)
     return None if rec is None else rec["wall_speedup"]
@@ -157,6 +161,12 @@ def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
     if ge:
         lines[-1] += (" GEEP's own students with FastBERT's entropy exit instead of the predictor (FLOPs only): "
                       + ", ".join(f"{_pct(p['accuracy'])}% at {p['flops_speedup']:.2f}x" for p in ge if p) + ".")
+    h = s.get("hard_row_auc")
+    if h:
+        lines[-1] += (f" Finding the {100 * h['hard_share']:.0f}% of rows that need more than depth 1 (ROC AUC; 0.5 "
+                      f"is chance): the predictor's expected depth {_auc(h['predictor_expected_depth'])}, the row's "
+                      f"length {_auc(h['length'])}, depth 1's entropy (needs layer 1 run) "
+                      f"{_auc(h['depth1_entropy'])}.")
     lines.append("")
     ab = s.get("vocab_ablation")
     if ab:

@@ -93,3 +93,16 @@ def frontier(curve: list[Point]) -> list[Point]:
         if not best or c["accuracy"] > best[-1]["accuracy"]:
             best.append(c)
     return best[::-1]
+
+
+def auc(score: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``score`` for the boolean ``positive`` (ties share their mean rank)."""
+    score, positive = np.asarray(score, dtype=np.float64), np.asarray(positive, dtype=bool)
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    if n1 == 0 or n0 == 0:
+        return None
+    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    ranks = (upper - (counts - 1) / 2.0)[inverse]
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))

@@ -24,6 +24,7 @@ from geep_deploy.atomic import atomic_write_text
 from geep_deploy.suite.datasets import DatasetSpec, head_slice, write_slices
 from geep_deploy.suite.points import (
     TARGET_SPEEDUPS,
+    auc,
     entropy_curve,
     geep_curve,
     operating_points,
@@ -217,6 +218,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
             "dev_mae_layers", "dev_within_one_layer", "dev_mae_layers_constant_median", "oracle_accuracy",
             "oracle_flops_speedup", "table_keys", "dev_exit_hist", "dev_predicted_hist")},
         "vocab_ablation": ablation,
+        "hard_row_auc": _hard_row_auc(calib.predictor, test_ids, arrays["test_geep"], lengths),
         # GEEP's own students under FastBERT's entropy exit (FLOPs only): separates the training from the predictor
         "geep_students_entropy_points": operating_points(
             entropy_curve(arrays["test_geep"], labels, lengths, shape)),
@@ -235,6 +237,19 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     atomic_write_text(out, json.dumps(summary, indent=1) + "\n")
     print(f"wrote {out}")
     return summary
+
+
+def _hard_row_auc(predictor: Any, ids: list[np.ndarray], logits: np.ndarray,
+                  lengths: np.ndarray) -> dict[str, Any]:
+    """How well each signal finds the rows that need more than depth 1 (consistency label > 1), as ROC AUC."""
+    from geep_deploy.exits import consistency_exit_depths, normalized_entropy
+    from runtime.calibration import batch_mass
+
+    hard = consistency_exit_depths(logits) > 1
+    mass = batch_mass(predictor, ids)
+    expected = (mass * np.arange(1, mass.shape[1] + 1)).sum(axis=1)
+    return {"hard_share": float(hard.mean()), "predictor_expected_depth": auc(expected, hard),
+            "length": auc(lengths, hard), "depth1_entropy": auc(normalized_entropy(logits[:, 0]), hard)}
 
 
 def _bench_fields(r: dict[str, Any]) -> dict[str, Any]:
