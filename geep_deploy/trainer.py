@@ -25,6 +25,8 @@ from geep_deploy.evaluate import collect_depth_logits, torch_batch
 from geep_deploy.methods import GeepLossConfig, stages_for
 from geep_deploy.model import ExitBert
 
+WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
+
 
 @dataclass
 class TrainConfig:
@@ -37,6 +39,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     lr: float = 5e-5
     head_lr: float = 5e-4
+    embed_lr: float | None = None  # word embeddings' rate; None = lr. Raised for a transplanted vocabulary
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -50,7 +53,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "max_len"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train | --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
-        if self.lr <= 0 or self.head_lr <= 0:
+        if self.lr <= 0 or self.head_lr <= 0 or (self.embed_lr is not None and self.embed_lr <= 0):
             raise ConfigError("train | learning rates must be > 0.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("train | --device cuda was asked but torch sees no CUDA GPU. Use --device cpu.")
@@ -85,15 +88,17 @@ def _run_stage(
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
     no_decay = ("bias", "LayerNorm.weight")
-    groups = []
-    for is_head in (False, True):
-        for decay in (True, False):
-            ps = [p for n, p in named if n.startswith("heads.") == is_head and (not any(s in n for s in no_decay)) == decay]
-            if ps:
-                groups.append({
-                    "params": ps, "lr": cfg.head_lr if is_head else cfg.lr,
-                    "weight_decay": cfg.weight_decay if decay else 0.0,
-                })
+    by_rate: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for n, p in named:
+        if n.startswith("heads."):
+            lr = cfg.head_lr
+        elif n == WORD_EMBEDDINGS and cfg.embed_lr is not None:
+            lr = cfg.embed_lr
+        else:
+            lr = cfg.lr
+        wd = 0.0 if any(s in n for s in no_decay) else cfg.weight_decay
+        by_rate.setdefault((lr, wd), []).append(p)
+    groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in by_rate.items()]
     opt = torch.optim.AdamW(groups)
     rng = np.random.default_rng(cfg.seed)
     steps_per_epoch = -(-len(enc) // cfg.batch_size)

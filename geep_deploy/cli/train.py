@@ -30,6 +30,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-len", type=int, default=128, help="truncate inputs to N tokens (default 128)")
     p.add_argument("--lr", type=float, default=5e-5, help="backbone learning rate (default 5e-5)")
     p.add_argument("--head-lr", type=float, default=5e-4, help="exit heads' learning rate (default 5e-4)")
+    p.add_argument("--embed-lr", type=float, default=None,
+                   help="word embeddings' learning rate (default: --lr); raise it with --vocab, whose new rows "
+                        "start random")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (geep, fastbert)")
@@ -55,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"train | --exit-set {args.exit_set!r} is not a comma-separated list of depths.") from None
     cfg = TrainConfig(
         method=args.method, epochs=args.epochs, distill_epochs=args.distill_epochs, batch_size=args.batch_size,
-        lr=args.lr, head_lr=args.head_lr, max_len=args.max_len, seed=args.seed, device=args.device,
-        pooling=args.pooling,
+        lr=args.lr, head_lr=args.head_lr, embed_lr=args.embed_lr, max_len=args.max_len, seed=args.seed,
+        device=args.device, pooling=args.pooling,
         geep=GeepLossConfig(exit_set=exit_set, temperature=args.temperature),
     )
     cfg.validate()
