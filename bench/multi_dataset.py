@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="per-dataset summary JSON (default bench/results/multi_dataset)")
     p.add_argument("--zh-vocab", type=Path, default=None,
                    help="vocab.txt for Chinese sets (default <data-root>/../models/vocab/bert-base-chinese)")
+    p.add_argument("--zh-embed-lr", type=float, default=5e-4,
+                   help="word-embedding learning rate on Chinese sets, whose vocabulary rows start random "
+                        "(default 5e-4; 0 = the backbone's 5e-5)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per training stage (default 2)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeats", type=int, default=3, help="interleaved bench repeats; medians reported")
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SuiteConfig(datasets=parse_datasets(args.datasets), data_root=args.data_root, work=args.work,
                           results=args.results, zh_vocab=args.zh_vocab, epochs=args.epochs, seed=args.seed,
                           bench_rows={1: args.bench_rows[0], 64: args.bench_rows[1]}, repeats=args.repeats,
-                          bench=not args.no_bench, fresh=args.fresh)
+                          bench=not args.no_bench, fresh=args.fresh, zh_embed_lr=args.zh_embed_lr or None)
         run_suite(cfg)
     except GeepError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -153,6 +153,9 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     stamp = {p: p.stat().st_mtime_ns for p in (cfg.work / "toy").rglob("*.pt")}
     again = run_dataset(cfg, spec, suite_run._Log())
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp and again["points"] == s["points"]
+    cfg.seed = 7  # another recipe: the cached checkpoints are stale and everything after them is redone
+    other = run_dataset(cfg, spec, suite_run._Log())
+    assert all(p.stat().st_mtime_ns != t for p, t in stamp.items()) and other["seed"] == 7
     page = write_page(cfg.results, out=tmp_path / "docs" / "results.md")
     text = page.read_text()
     assert "## Toy (en, 2 classes)" in text and "GEEP (predicted exit) @2x" in text

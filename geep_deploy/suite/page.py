@@ -139,7 +139,8 @@ def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
     lines = [f"## {d['title']}", "",
              f"Rows: {s['rows']['train']} train / {s['rows']['test']} test ({d['split_note']}) Max length "
              f"{d['max_len']} tokens; backbone: {s['backbone']}; {s['epochs_per_stage']} epochs per stage, "
-             f"seed {s['seed']}.", ""]
+             f"seed {s['seed']}" + (f"; word embeddings at learning rate {s['embed_lr']:g}" if s.get("embed_lr")
+                                    else "") + ".", ""]
     b = s.get("bench") or {}
     if b:
         lines += [f"Wall-clock: {b['1']['rows']} test rows at batch 1 and {b['64']['rows']} at batch 64, medians of "

@@ -55,6 +55,7 @@ class SuiteConfig:
     threads: int | None = None
     bench: bool = True
     vocab_ablation: tuple[str, ...] = ("afqmc", "thucnews_titles")
+    zh_embed_lr: float | None = 5e-4  # new vocabulary rows start random: they learn at the heads' rate
     fresh: bool = False
     command: str = ""
 
@@ -91,18 +92,31 @@ def _backbone(cfg: SuiteConfig, lang: str, log: _Log) -> Any:
     return bb
 
 
+def _recipe(cfg: SuiteConfig, spec: DatasetSpec, rows: int) -> dict[str, Any]:
+    """The hyper-parameters a cached checkpoint must match to be reused."""
+    return {"epochs": cfg.epochs, "max_len": spec.max_len, "seed": cfg.seed, "train_rows": rows,
+            "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None}
+
+
 def _train(cfg: SuiteConfig, spec: DatasetSpec, method: str, backbone: Any, train_ds: Any, path: Path,
-           log: _Log) -> Any:
+           log: _Log) -> tuple[Any, bool]:
+    """A checkpoint trained by ``cfg``'s recipe: reused when one is cached, else trained. Returns (ckpt, trained)."""
     from geep_deploy.checkpoint import load_checkpoint, save_checkpoint
     from geep_deploy.trainer import TrainConfig, train
 
+    recipe = _recipe(cfg, spec, len(train_ds))
     if path.is_file():
-        return load_checkpoint(path)
+        ckpt = load_checkpoint(path)
+        cached = {k: ckpt.hparams.get(k) for k in recipe}
+        if cached == recipe:
+            return ckpt, False
+        print(f"retraining {path}: it was trained with {cached}, the run asks for {recipe}")
     log.step(spec.name, f"train {method} on {len(train_ds)} rows ({cfg.epochs} epochs per stage)")
     ckpt = train(backbone, train_ds, None, TrainConfig(method=method.split("-")[0], epochs=cfg.epochs,
-                                                       max_len=spec.max_len, seed=cfg.seed))
+                                                       max_len=spec.max_len, seed=cfg.seed,
+                                                       embed_lr=recipe["embed_lr"]))
     save_checkpoint(ckpt, path)
-    return ckpt
+    return ckpt, True
 
 
 def _logits(ckpt: Any, ds: Any) -> tuple[list[np.ndarray], np.ndarray]:
@@ -165,11 +179,16 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         write_slices(spec, cfg.data_root, data, seed=cfg.seed)
     train_ds, test_ds = load_split(data, "train"), load_split(data, "test")
     backbone = _backbone(cfg, spec.lang, log)
-    ckpts = {m: _train(cfg, spec, m, backbone, train_ds, work / "ckpt" / f"{m}.pt", log) for m in TRAINED}
+    trained = {m: _train(cfg, spec, m, backbone, train_ds, work / "ckpt" / f"{m}.pt", log) for m in TRAINED}
+    ckpts = {m: ck for m, (ck, _) in trained.items()}
+    if any(new for _, new in trained.values()):  # everything derived from older checkpoints is stale
+        for stale in (work / "logits.npz", work / "exit_table.geep", *work.glob("bench_b*.json")):
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(work / "export", ignore_errors=True)
     ablation = None
     if spec.lang == "zh" and spec.name in cfg.vocab_ablation:
-        ck = _train(cfg, spec, VOCAB_ABLATION, _backbone(cfg, "en", log), train_ds,
-                    work / "ckpt" / f"{VOCAB_ABLATION}.pt", log)
+        ck, _ = _train(cfg, spec, VOCAB_ABLATION, _backbone(cfg, "en", log), train_ds,
+                       work / "ckpt" / f"{VOCAB_ABLATION}.pt", log)
         ablation = _ablation_figures(ck, test_ds)
 
     logits_path = work / "logits.npz"
@@ -210,6 +229,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     summary: dict[str, Any] = {
         "dataset": spec.to_dict(), "rows": {"train": len(train_ds), "test": len(test_ds)},
         "command": cfg.command, "epochs_per_stage": cfg.epochs, "seed": cfg.seed,
+        "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None,
         "backbone": str(backbone.path.name if spec.lang == "zh" else "all-MiniLM-L6-v2 (packaged)"),
         "train_seconds": {m: ck.metrics.get("train_seconds") for m, ck in ckpts.items()},
         "full_accuracy": curves["full"][0]["accuracy"], "per_depth_accuracy": per_depth,
