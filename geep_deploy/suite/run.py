@@ -174,9 +174,13 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     if cfg.fresh and work.is_dir():
         shutil.rmtree(work)
     data = work / "data"
-    if not (data / "test.tsv").is_file():
+    slicing = {"seed": cfg.seed, "train_rows": spec.train_rows, "test_rows": spec.test_rows,
+               "train_split": spec.train_split, "test_split": spec.test_split}
+    marker = data / "slices.json"
+    if not marker.is_file() or json.loads(marker.read_text(encoding="utf-8")) != slicing:
         log.step(spec.name, "write the seeded train/test slices")
         write_slices(spec, cfg.data_root, data, seed=cfg.seed)
+        atomic_write_text(marker, json.dumps(slicing))
     train_ds, test_ds = load_split(data, "train"), load_split(data, "test")
     backbone = _backbone(cfg, spec.lang, log)
     trained = {m: _train(cfg, spec, m, backbone, train_ds, work / "ckpt" / f"{m}.pt", log) for m in TRAINED}
