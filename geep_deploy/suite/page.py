@@ -67,6 +67,12 @@ def point_rows(s: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def degenerate(s: dict[str, Any]) -> bool:
+    """Every classifier of every method scores exactly the majority-class share: nothing was learned."""
+    share = s.get("majority_share")
+    return share is not None and all(a == share for accs in s["per_depth_accuracy"].values() for a in accs)
+
+
 def goal_checks(s: dict[str, Any]) -> dict[str, Any]:
     """GEEP at 2x within 0.5 points of full; GEEP against FastBERT at each target (accuracy and batch-64 wall)."""
     full = s["full_accuracy"]
@@ -190,6 +196,10 @@ def write_page(results: Path, out: Path = Path("docs/results.md"), notes: Path |
         vs = "; ".join(f"{v['target']:g}x: {v['accuracy_points']:+.2f} pts, wall b64 {_x(v['wall64_geep'])} vs "
                        f"{_x(v['wall64_fastbert'])}" for v in g["geep_vs_fastbert"])
         ratio = next((v["geep_wall_over_flops"] for v in g["geep_vs_fastbert"] if v["target"] == 2.0), None)
+        if degenerate(s):
+            goal_rows.append([s["dataset"]["name"], _pct(s["full_accuracy"]), "n/a: every classifier predicts the "
+                              "majority class", "–", "–"])
+            continue
         goal_rows.append([s["dataset"]["name"], _pct(s["full_accuracy"]),
                           "–" if d2 is None else f"{d2:+.2f} ({'met' if d2 >= -GOAL_POINTS else 'missed'})",
                           vs or "–", "–" if ratio is None else f"{ratio:.2f}"])

@@ -237,6 +237,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         "backbone": str(backbone.path.name if spec.lang == "zh" else "all-MiniLM-L6-v2 (packaged)"),
         "train_seconds": {m: ck.metrics.get("train_seconds") for m, ck in ckpts.items()},
         "full_accuracy": curves["full"][0]["accuracy"], "per_depth_accuracy": per_depth,
+        "majority_share": float(np.bincount(labels).max() / len(labels)),
         "targets": list(TARGET_SPEEDUPS), "curves": curves, "points": points,
         "exit_prediction": {k: calib.figures[k] for k in (
             "dev_mae_layers", "dev_within_one_layer", "dev_mae_layers_constant_median", "oracle_accuracy",
