@@ -166,8 +166,9 @@ def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
               f"FLOPs. Exit table: {ep['table_keys']} keys."]
     ge = s.get("geep_students_entropy_points")
     if ge:
+        reached = [f"{_pct(p['accuracy'])}% at {p['flops_speedup']:.2f}x" for p in ge if p]
         lines[-1] += (" GEEP's own students with FastBERT's entropy exit instead of the predictor (FLOPs only): "
-                      + ", ".join(f"{_pct(p['accuracy'])}% at {p['flops_speedup']:.2f}x" for p in ge if p) + ".")
+                      + (", ".join(reached) if reached else f"no threshold reaches {s['targets'][0]:g}x") + ".")
     h = s.get("hard_row_auc")
     if h:
         lines[-1] += (f" Finding the {100 * h['hard_share']:.0f}% of rows that need more than depth 1 (ROC AUC; 0.5 "
