@@ -211,7 +211,8 @@ def write_page(results: Path, out: Path = Path("docs/results.md"), notes: Path |
         "(the discussion at the end comes from `bench/results/multi_dataset/notes.md`).", "",
         f"Machine: {m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, no GPU; torch {m.get('torch', '?')}, "
         f"onnxruntime {m.get('onnxruntime', '?')}.", "",
-        "Command (every figure below comes from this one run; finished steps are reused when it is re-run):", "",
+        "Command that produces every figure below (finished steps are reused, so the committed run was resumed "
+        "across invocations; wall-clock ratios of one dataset and batch size always come from one bench run):", "",
         f"    {summaries[0]['command']}", "",
         "How to read the tables:", "",
         "- Every method uses the same backbone (all-MiniLM-L6-v2), the same seeded train slice, budget and seed. "
