@@ -298,7 +298,7 @@ def run_suite(cfg: SuiteConfig) -> list[dict[str, Any]]:
     """Every dataset in turn, then the results page."""
     from geep_deploy.suite.page import write_page
 
-    cfg.command = cfg.command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    cfg.command = cfg.command or shlex.join([".venv/bin/python", sys.argv[0], *sys.argv[1:]])
     log = _Log()
     out = [run_dataset(cfg, spec, log) for spec in cfg.datasets]
     write_page(cfg.results)
