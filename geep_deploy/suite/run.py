@@ -142,18 +142,20 @@ def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: 
     return out
 
 
-def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], log: _Log,
+def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], test_rows: int, log: _Log,
            ds: str) -> dict[int, dict[str, Any]]:
     from runtime.benchmark import BenchConfig, run_bench
 
     out: dict[int, dict[str, Any]] = {}
     for bs in BENCH_BATCHES:
         path = work / f"bench_b{bs}.json"
-        if path.is_file():
-            out[bs] = json.loads(path.read_text(encoding="utf-8"))
-            if sorted(r["method"] for r in out[bs]["records"]) == sorted(knobs):
-                continue
         rows = cfg.bench_rows[bs]
+        if path.is_file():  # reused only when it ran the same methods on as many rows as often
+            out[bs] = json.loads(path.read_text(encoding="utf-8"))
+            recs = out[bs]["records"]
+            if (sorted(r["method"] for r in recs) == sorted(knobs)
+                    and all(r["rows"] == min(rows, test_rows) and r["repeats"] == cfg.repeats for r in recs)):
+                continue
         log.step(ds, f"wall-clock bench, ONNX Runtime CPU fp32, batch {bs}, {rows} test rows, {len(knobs)} methods")
         data = head_slice(work / "data", work / f"bench_rows_b{bs}", rows)
         res = run_bench(BenchConfig(
@@ -179,6 +181,8 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     marker = data / "slices.json"
     if not marker.is_file() or json.loads(marker.read_text(encoding="utf-8")) != slicing:
         log.step(spec.name, "write the seeded train/test slices")
+        for derived in (p for p in work.glob("*") if p.name != "data"):  # trained or measured on other rows
+            shutil.rmtree(derived) if derived.is_dir() else derived.unlink()
         write_slices(spec, cfg.data_root, data, seed=cfg.seed)
         atomic_write_text(marker, json.dumps(slicing))
     train_ds, test_ds = load_split(data, "train"), load_split(data, "test")
@@ -253,7 +257,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         for m in ("fastbert", "pabee"):
             exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
         knobs = ["full"] + sorted({p["knob"] for ps in points.values() for p in ps if p is not None})
-        benches = _bench(cfg, work, exports, knobs, log, spec.name)
+        benches = _bench(cfg, work, exports, knobs, len(test_ds), log, spec.name)
         summary["machine"] = benches[BENCH_BATCHES[0]]["machine"]
         summary["bench"] = {str(bs): {"rows": b["records"][0]["rows"], "repeats": cfg.repeats,
                                       "records": {r["method"]: _bench_fields(r) for r in b["records"]}}
