@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from geep_deploy.config import BertShape
 from geep_deploy.errors import ConfigError
+from geep_deploy.flops import flops_speedup
 
 EXIT_RULES = ("entropy", "consistency")
 
@@ -80,3 +82,13 @@ def exit_depths(logits: np.ndarray, rule: str, tau: float | None = None) -> np.n
 def predictions_at(logits: np.ndarray, depths: np.ndarray) -> np.ndarray:
     """Predicted class of each row at its own depth."""
     return logits[np.arange(len(depths)), np.asarray(depths) - 1].argmax(axis=-1)
+
+
+def exit_figures(shape: BertShape, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, depths: np.ndarray,
+                 heads: np.ndarray | int = 1) -> dict[str, float]:
+    """Accuracy, FLOPs speed-up and mean depth of rows exiting at ``depths`` (``heads`` classifiers applied each)."""
+    return {
+        "accuracy": float((predictions_at(logits, depths) == labels).mean()),
+        "flops_speedup": flops_speedup(shape, logits.shape[2], lengths, depths, heads),
+        "mean_depth": float(np.mean(depths)),
+    }

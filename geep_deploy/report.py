@@ -13,7 +13,7 @@ from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.evaluate import collect_depth_logits
-from geep_deploy.exits import entropy_exit_depths, patience_exit_depths, predictions_at
+from geep_deploy.exits import entropy_exit_depths, exit_figures, patience_exit_depths
 from geep_deploy.flops import flops_speedup
 
 ENTROPY_SPEEDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -38,24 +38,15 @@ def evaluate_checkpoint(
     if ckpt.method in ("geep", "fastbert"):
         for s in ENTROPY_SPEEDS:
             d = entropy_exit_depths(logits, s)
-            sweeps.append({"rule": "entropy", "threshold": s, **_exit_figures(ckpt, logits, y, lengths, d, heads=d)})
+            sweeps.append({"rule": "entropy", "threshold": s, **exit_figures(shape, logits, y, lengths, d, heads=d)})
     if ckpt.method in ("pabee", "geep", "fastbert"):
         for p in PATIENCES:
             if p < L:
                 d = patience_exit_depths(logits, p)
-                sweeps.append({"rule": "patience", "threshold": p, **_exit_figures(ckpt, logits, y, lengths, d, heads=d)})
+                sweeps.append({"rule": "patience", "threshold": p, **exit_figures(shape, logits, y, lengths, d, heads=d)})
     return {
         "method": ckpt.method, "rows": len(y), "num_layers": L, "source": ds.source,
         "per_depth": per_depth, "exit_sweeps": sweeps,
-    }
-
-
-def _exit_figures(ckpt: Checkpoint, logits: np.ndarray, y: np.ndarray, lengths: np.ndarray, d: np.ndarray,
-                  heads: np.ndarray) -> dict[str, float]:
-    return {
-        "accuracy": float((predictions_at(logits, d) == y).mean()),
-        "flops_speedup": flops_speedup(ckpt.shape, ckpt.model.num_labels, lengths, d, heads),
-        "mean_depth": float(d.mean()),
     }
 
 

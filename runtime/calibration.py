@@ -21,7 +21,7 @@ from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ConfigError
 from geep_deploy.evaluate import collect_depth_logits
-from geep_deploy.exits import EXIT_RULES, exit_depths, predictions_at
+from geep_deploy.exits import EXIT_RULES, exit_depths, exit_figures, predictions_at
 from geep_deploy.flops import flops_speedup
 from runtime.keys import pad_rows
 from runtime.predictor import ExitPredictor, build_predictor, depths_from_mass
@@ -55,17 +55,13 @@ def dev_curve(
     quantiles: tuple[float, ...], margins: tuple[int, ...],
 ) -> list[dict[str, float]]:
     """Accuracy, FLOPs speed-up (one head per sample) and mean depth for every (quantile, margin)."""
-    L, C = logits.shape[1], logits.shape[2]
+    L = logits.shape[1]
     curve = []
     for m in margins:
         for q in quantiles:
             d = depths_from_mass(mass, q, m, L)
-            curve.append({
-                "quantile": float(q), "margin": int(m),
-                "accuracy": float((predictions_at(logits, d) == labels).mean()),
-                "flops_speedup": flops_speedup(ckpt.shape, C, lengths, d, heads=1),
-                "mean_depth": float(d.mean()),
-            })
+            curve.append({"quantile": float(q), "margin": int(m),
+                          **exit_figures(ckpt.shape, logits, labels, lengths, d, heads=1)})
     return curve
 
 

@@ -153,6 +153,10 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     stamp = {p: p.stat().st_mtime_ns for p in (cfg.work / "toy").rglob("*.pt")}
     again = run_dataset(cfg, spec, suite_run._Log())
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp and again["points"] == s["points"]
+    (cfg.work / "toy" / "logits.npz").write_bytes(b"PK\x03\x04 truncated")  # interrupted writes are redone
+    (cfg.work / "toy" / "bench_b64.json").write_text('{"records": [')
+    healed = run_dataset(cfg, spec, suite_run._Log())
+    assert healed["points"] == s["points"] and set(healed["bench"]["64"]["records"]) == set(s["bench"]["64"]["records"])
     cfg.seed = 7  # another recipe: the cached checkpoints are stale and everything after them is redone
     other = run_dataset(cfg, spec, suite_run._Log())
     assert all(p.stat().st_mtime_ns != t for p, t in stamp.items()) and other["seed"] == 7

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.config import BertShape
-from geep_deploy.exits import entropy_exit_depths, patience_exit_depths, predictions_at
-from geep_deploy.flops import flops_speedup
+from geep_deploy.exits import entropy_exit_depths, exit_figures, patience_exit_depths
 
 FASTBERT_SPEEDS = tuple(round(s, 2) for s in np.arange(0.0, 0.951, 0.05))
 PABEE_PATIENCES = (1, 2, 3, 4, 5)
@@ -28,12 +27,7 @@ Point = dict[str, Any]
 
 def _point(knob: str, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape,
            depths: np.ndarray, heads: np.ndarray | int) -> Point:
-    return {
-        "knob": knob,
-        "accuracy": float((predictions_at(logits, depths) == labels).mean()),
-        "flops_speedup": flops_speedup(shape, logits.shape[2], lengths, depths, heads),
-        "mean_depth": float(np.mean(depths)),
-    }
+    return {"knob": knob, **exit_figures(shape, logits, labels, lengths, depths, heads)}
 
 
 def static_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape) -> list[Point]:

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,12 +120,27 @@ def _train(cfg: SuiteConfig, spec: DatasetSpec, method: str, backbone: Any, trai
     return ckpt, True
 
 
-def _logits(ckpt: Any, ds: Any) -> tuple[list[np.ndarray], np.ndarray]:
+def _encode(ckpt: Any, ds: Any) -> Any:
     from geep_deploy.encoding import TextEncoder
+
+    return TextEncoder(ckpt.tokenizer_json, ckpt.max_len).encode(ds.texts_a, ds.texts_b)
+
+
+def _logits(ckpt: Any, enc: Any) -> np.ndarray:
     from geep_deploy.evaluate import collect_depth_logits
 
-    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len).encode(ds.texts_a, ds.texts_b)
-    return enc.ids, collect_depth_logits(ckpt.model, enc, 64, "cpu", desc="per-depth logits")
+    return collect_depth_logits(ckpt.model, enc, 64, "cpu", desc="per-depth logits")
+
+
+def _read_cached(path: Path, read: Any) -> Any:
+    """A cached step's output, or None when it is missing or unreadable (then the step runs again)."""
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # truncated or foreign file
+        print(f"recomputing {path}: {type(e).__name__}: {e}")
+        return None
 
 
 def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: str) -> Path:
@@ -150,11 +166,12 @@ def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[s
     for bs in BENCH_BATCHES:
         path = work / f"bench_b{bs}.json"
         rows = cfg.bench_rows[bs]
-        if path.is_file():  # reused only when it ran the same methods on as many rows as often
-            out[bs] = json.loads(path.read_text(encoding="utf-8"))
-            recs = out[bs]["records"]
+        cached = _read_cached(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+        if cached is not None:  # reused only when it ran the same methods on as many rows as often
+            recs = cached["records"]
             if (sorted(r["method"] for r in recs) == sorted(knobs)
                     and all(r["rows"] == min(rows, test_rows) and r["repeats"] == cfg.repeats for r in recs)):
+                out[bs] = cached
                 continue
         log.step(ds, f"wall-clock bench, ONNX Runtime CPU fp32, batch {bs}, {rows} test rows, {len(knobs)} methods")
         data = head_slice(work / "data", work / f"bench_rows_b{bs}", rows)
@@ -199,24 +216,22 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
                        work / "ckpt" / f"{VOCAB_ABLATION}.pt", log)
         ablation = _ablation_figures(ck, test_ds)
 
-    logits_path = work / "logits.npz"
-    if not logits_path.is_file():
-        log.step(spec.name, "per-depth logits on train (GEEP, for its exit table) and on test (all methods)")
-        arrays = {}
-        train_ids, arrays["train_geep"] = _logits(ckpts["geep"], train_ds)
-        for m, ck in ckpts.items():
-            _, arrays[f"test_{m}"] = _logits(ck, test_ds)
-        np.savez(logits_path.with_suffix(".tmp.npz"), **arrays)
-        logits_path.with_suffix(".tmp.npz").replace(logits_path)
-    arrays = dict(np.load(logits_path))
-    geep = ckpts["geep"]
     from geep_deploy.encoding import TextEncoder
 
+    geep = ckpts["geep"]  # every trained method shares the dataset's backbone, hence its tokenizer
     encoder = TextEncoder(geep.tokenizer_json, geep.max_len)
-    train_ids = encoder.encode(train_ds.texts_a, train_ds.texts_b).ids
-    test_ids = encoder.encode(test_ds.texts_a, test_ds.texts_b).ids
+    enc_train, enc_test = (encoder.encode(d.texts_a, d.texts_b) for d in (train_ds, test_ds))
+    train_ids, test_ids = enc_train.ids, enc_test.ids
+    logits_path = work / "logits.npz"
+    arrays = _read_cached(logits_path, lambda p: dict(np.load(p)))
+    if arrays is None:
+        log.step(spec.name, "per-depth logits on train (GEEP, for its exit table) and on test (all methods)")
+        arrays = {"train_geep": _logits(geep, enc_train)}
+        arrays.update({f"test_{m}": _logits(ck, enc_test) for m, ck in ckpts.items()})
+        np.savez(logits_path.with_suffix(".tmp.npz"), **arrays)
+        logits_path.with_suffix(".tmp.npz").replace(logits_path)
     labels = np.asarray(test_ds.labels)
-    lengths = np.fromiter((len(r) for r in test_ids), dtype=np.int64, count=len(test_ids))
+    lengths = enc_test.lengths
 
     table = work / "exit_table.geep"
     calib = calibrate_from_logits(geep, train_ids, arrays["train_geep"], test_ids, arrays["test_geep"], labels,
@@ -287,14 +302,13 @@ def _bench_fields(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ablation_figures(ck: Any, test_ds: Any) -> dict[str, Any]:
-    from geep_deploy.encoding import TextEncoder
+    from geep_deploy.vocab import tokenizer_vocab
 
-    ids, logits = _logits(ck, test_ds)
-    tok = TextEncoder(ck.tokenizer_json, ck.max_len)
-    unk = tok._tok.token_to_id("[UNK]")
-    body = np.concatenate([r[1:-1] for r in ids])
+    enc = _encode(ck, test_ds)
+    unk = tokenizer_vocab(ck.tokenizer_json).index("[UNK]")
+    body = np.concatenate([r[1:-1] for r in enc.ids])
     return {"method": "full", "vocab": "all-MiniLM-L6-v2 (bert-base-uncased)",
-            "accuracy": float((logits[:, -1].argmax(-1) == np.asarray(test_ds.labels)).mean()),
+            "accuracy": float((_logits(ck, enc)[:, -1].argmax(-1) == np.asarray(test_ds.labels)).mean()),
             "unk_token_share": float((body == unk).mean()), "train_seconds": ck.metrics.get("train_seconds")}
 
 
