@@ -165,3 +165,7 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     assert "## Toy (en, 2 classes)" in text and "GEEP (predicted exit) @2x" in text
     assert (tmp_path / "docs" / "results" / "toy.png").stat().st_size > 1000
     assert json.loads((cfg.results / "toy.json").read_text())["command"] == "test"
+    (cfg.results / "broken.json").write_text("{")
+    with pytest.raises(ConfigError, match="broken.json is not a readable summary"):
+        write_page(cfg.results, out=tmp_path / "docs" / "results.md")
+    assert "## Toy" in page.read_text()  # the page already written is left as it was

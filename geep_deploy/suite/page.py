@@ -30,7 +30,13 @@ def load_summaries(results: Path) -> list[dict[str, Any]]:
     if not files:
         raise ConfigError(f"suite | no summary JSON under {results}. Run bench/multi_dataset.py first.")
     order = {n: i for i, n in enumerate(DATASETS)}
-    out = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    out = []
+    for f in files:
+        try:
+            out.append(json.loads(f.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"suite | {f} is not a readable summary ({e}). Re-run bench/multi_dataset.py for "
+                              "that dataset (finished steps are reused).") from None
     return sorted(out, key=lambda s: (order.get(s["dataset"]["name"], len(order)), s["dataset"]["name"]))
 
 
