@@ -123,7 +123,10 @@ class TrtEngine(BaseEngine):
         ctx = self._context
         if hasattr(ctx, "update_device_memory_size_for_shapes"):
             return int(ctx.update_device_memory_size_for_shapes())
-        return int(getattr(self._engine, "device_memory_size_v2", self._engine.device_memory_size))
+        eng = self._engine
+        # lazily: TensorRT 11 removed device_memory_size, and getattr's default would be evaluated first
+        size = eng.device_memory_size_v2 if hasattr(eng, "device_memory_size_v2") else eng.device_memory_size
+        return int(size)
 
     def _bind_scratch(self) -> None:
         ptr, size = self.scratch.ensure(self._cp, self._scratch_bytes())

@@ -179,11 +179,11 @@ def _export_variant(ctx: _Ctx, precision: str) -> None:
 
 def _export_qdq(ctx: _Ctx) -> None:
     """Static Q/DQ int8 depth graphs (calibrated on real tokenised text): the int8 input of TensorRT."""
-    from export.quantize import quantize_qdq_graph
+    from export.quantize import calibration_feeds, quantize_qdq_graph
 
     src, d = ctx.tmp / "onnx" / "fp32", ctx.tmp / "onnx" / "int8_qdq"
     d.mkdir(parents=True)
-    calib = validation_feeds(ctx.ckpt.tokenizer_json, ctx.spec.max_len)
+    calib = calibration_feeds(ctx.ckpt.tokenizer_json, ctx.spec.max_len)
     with SharedWeightsFile(d / "weights.bin") as w:
         for kind, k in ctx.graphs:
             if kind != "depth":

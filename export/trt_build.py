@@ -176,13 +176,17 @@ def _run_plan(plan_path: Path, feeds: list[dict]) -> list[dict]:
             if n in outs:
                 continue
             bufs[n] = torch.from_numpy(f[n]).cuda().contiguous()
-            ctx.set_input_shape(n, tuple(bufs[n].shape))
+            if not ctx.set_input_shape(n, tuple(bufs[n].shape)):
+                raise EngineBuildError(f"tensorrt | {plan_path.name}: validation input {n!r} shape "
+                                       f"{tuple(bufs[n].shape)} is outside the plan's optimization profile.")
         for n in outs:
             dt = {trt.float32: torch.float32, trt.float16: torch.float16}.get(engine.get_tensor_dtype(n), torch.float32)
             bufs[n] = torch.empty(tuple(ctx.get_tensor_shape(n)), dtype=dt, device="cuda")
         for n, b in bufs.items():
             ctx.set_tensor_address(n, b.data_ptr())
-        ctx.execute_async_v3(stream.cuda_stream)
+        if not ctx.execute_async_v3(stream.cuda_stream):
+            raise EngineBuildError(f"tensorrt | {plan_path.name}: execute_async_v3 failed during validation; "
+                                   "see the TensorRT log above.")
         stream.synchronize()
         results.append({n: bufs[n].float().cpu().numpy().astype(np.float32) for n in outs})
     return results

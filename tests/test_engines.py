@@ -170,3 +170,11 @@ def test_cuda_requests_fail_clearly_without_gpu(graphs, model):
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailable, match="torch sees no GPU"):
             TorchEngine(tiny_model(), device="cuda").load()
+
+
+def test_ort_cuda_options_turn_tf32_off_for_fp32():
+    from engines.ort import cuda_provider_options
+
+    assert cuda_provider_options("fp32") == {"use_tf32": "0"}
+    assert cuda_provider_options("tf32") == {"use_tf32": "1"}
+    assert cuda_provider_options("fp16") == {}

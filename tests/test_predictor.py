@@ -111,7 +111,7 @@ def test_invalid_parameters() -> None:
         p.predict_padded(np.zeros((2, 3), dtype=np.float32), None)
 
 
-@pytest.mark.gpu
+@pytest.mark.cupy
 def test_cupy_in_cupy_out_equals_numpy() -> None:
     import cupy
 
