@@ -9,7 +9,6 @@ from runtime_helpers import export_depth_graphs
 from test_engines import make_feed, reference
 
 
-
 @pytest.mark.cuda
 @pytest.mark.parametrize("precision,atol", [("fp32", 1e-4), ("tf32", 5e-3), ("fp16", 5e-2), ("bf16", 1e-1)])
 def test_torch_cuda_graphs_agree_with_cpu(precision, atol):
