@@ -126,3 +126,31 @@ def test_batch_of_one_fast_path_equals_batched_rows() -> None:
     p = _predictor("log").with_params(0.6, 0)
     rows = _rows([7, 9], [8], [9, 9, 7], [], [500, 7])
     assert [int(p.predict([r])[0]) for r in rows] == p.predict(rows).tolist()
+
+
+def test_fixed_point_mass_is_order_independent() -> None:
+    # Float sums depend on the order of the terms (CuPy's reduction order is not NumPy's); integer sums do not.
+    p = _predictor("log").with_params(0.6, 0)
+    rng = np.random.default_rng(3)
+    rows = [rng.choice([7, 8, 9, 500, 501], size=int(rng.integers(1, 40))) for _ in range(50)]
+    ids, mask = pad_rows(_rows(*[r.tolist() for r in rows]))
+    mass = p.exit_mass(ids, mask)
+    assert mass.dtype == np.int64
+    flipped = p.exit_mass(ids[:, ::-1].copy(), mask[:, ::-1].copy())  # same keys (unigrams), opposite order
+    assert np.array_equal(mass, flipped)
+    w = p.fixed_histograms()
+    assert w.dtype == np.int64 and np.allclose(w / w[p.table.capacity].sum(), p.weighted_histograms()
+                                               / p.weighted_histograms()[p.table.capacity].sum(), rtol=1e-9)
+
+
+def test_fixed_point_quantile_is_exact_at_the_boundary_and_never_overflows() -> None:
+    mass = np.array([[1, 1, 2, 0], [0, 0, 0, 4]], dtype=np.int64)
+    assert depths_from_mass(mass, 0.5, 0, L).tolist() == [2, 4]  # cdf 2 of 4 reaches exactly half
+    assert depths_from_mass(mass, 0.50001, 0, L).tolist() == [3, 4]
+    assert depths_from_mass(mass, 0.0, 0, L).tolist() == [1, 1]
+    big = np.array([[2**61, 2**61 - 1, 0, 0]], dtype=np.int64)  # float(total) rounds up past the total
+    assert depths_from_mass(big, 1.0, 0, L).tolist() == [2]
+    from runtime.predictor import fixed_point
+
+    w = fixed_point(np.array([[4e9, 1.0], [0.0, 1e-3]]))  # "count" weighting: raw counts up to 2**32
+    assert int(w.max()) * 2**20 < 2**62 and w[1, 1] > 0
