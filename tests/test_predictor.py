@@ -154,3 +154,15 @@ def test_fixed_point_quantile_is_exact_at_the_boundary_and_never_overflows() -> 
 
     w = fixed_point(np.array([[4e9, 1.0], [0.0, 1e-3]]))  # "count" weighting: raw counts up to 2**32
     assert int(w.max()) * 2**20 < 2**62 and w[1, 1] > 0
+
+
+def test_device_predictor_threshold_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.loading import DEVICE_PREDICTOR_MIN_BATCH, MIN_BATCH_ENV, device_predictor_min_batch
+
+    monkeypatch.delenv(MIN_BATCH_ENV, raising=False)
+    assert device_predictor_min_batch() == DEVICE_PREDICTOR_MIN_BATCH
+    monkeypatch.setenv(MIN_BATCH_ENV, "0")
+    assert device_predictor_min_batch() == 0 and device_predictor_min_batch(16) == 16
+    monkeypatch.setenv(MIN_BATCH_ENV, "many")
+    with pytest.raises(ConfigError, match=MIN_BATCH_ENV):
+        device_predictor_min_batch()
