@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from engines.base import BaseEngine
 from geep_deploy.encoding import TextEncoder
-from geep_deploy.errors import ArtifactError, ConfigError
+from geep_deploy.errors import ArtifactError, BackendUnavailable, ConfigError
 
 _ARTIFACT_BACKEND = {"onnxruntime": "onnx", "tensorrt": "tensorrt"}
 
@@ -133,7 +134,10 @@ def _load_predictor(path: Path, device: str) -> Any:
 
     pred = ExitPredictor.load(path)
     if device == "cuda" and importlib.util.find_spec("cupy") is not None:
-        return _DevicePredictor(pred)
+        try:
+            return _DevicePredictor(pred)
+        except BackendUnavailable as e:  # e.g. CuPy without NVRTC headers: the host predictor gives the same depths
+            warnings.warn(f"{e} Predicting exits on the host instead.", RuntimeWarning, stacklevel=2)
     return pred
 
 
