@@ -274,14 +274,14 @@ def graphs(export: str, device: str) -> dict[str, Any]:
     engs = [TorchEngine(model, depth=k, device="cuda", capture="lazy",
                         graph_buckets=GraphBuckets(max_batch=8, max_len=32)).load() for k in range(1, L + 1)]
     errors: list[str] = []
-    outs: dict[int, np.ndarray] = {}
+    outs: dict[tuple[int, int], np.ndarray] = {}
 
-    def work(k: int) -> None:
+    def work(k: int, j: int) -> None:
         try:
             for _ in range(5):
-                outs[k] = engs[k - 1].infer(feed)["logits"]
+                outs[(k, j)] = engs[k - 1].infer(feed)["logits"]
         except Exception as e:  # noqa: BLE001 - collected and reported
-            errors.append(f"depth {k}: {type(e).__name__}: {e}")
+            errors.append(f"depth {k} thread {j}: {type(e).__name__}: {e}")
 
     def cupy_work() -> None:
         try:
@@ -294,13 +294,15 @@ def graphs(export: str, device: str) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001
             errors.append(f"cupy: {type(e).__name__}: {e}")
 
-    ts = [threading.Thread(target=work, args=(k,)) for k in range(1, L + 1)] + [threading.Thread(target=cupy_work)]
+    # two threads per depth engine (same bucket: one captures, one waits) and CuPy work alongside
+    ts = [threading.Thread(target=work, args=(k, j)) for k in range(1, L + 1) for j in range(2)]
+    ts.append(threading.Thread(target=cupy_work))
     for t in ts:
         t.start()
     for t in ts:
         t.join()
     serial = {k: engs[k - 1].infer(feed)["logits"] for k in range(1, L + 1)}
-    same = all(np.array_equal(outs.get(k), serial[k]) for k in serial)
+    same = all(np.array_equal(outs.get((k, j)), serial[k]) for k in serial for j in range(2))
     res["concurrent_first_use"] = {"ok": not errors and same, "errors": errors[:5], "same_as_serial": same}
     for e in engs:
         e.close()
