@@ -128,7 +128,9 @@ def bench_cupy_table(sizes: list[int], repeats: int) -> dict[str, Any]:
         exits = cupy.asarray(rng.integers(1, L + 1, n))
 
         def build(n: int = n, keys: Any = keys, exits: Any = exits) -> Any:
-            t = ExitHashTable.for_keys(n, L).to_device()
+            from runtime.kernels.cupy_table import CupyExitHashTable
+
+            t = CupyExitHashTable.from_host(ExitHashTable.for_keys(n, L))
             t.insert(keys, exits)
             cupy.cuda.Device().synchronize()
             return t

@@ -368,7 +368,9 @@ def table(device: str) -> dict[str, Any]:
         cupy = _cupy(device)
     except Skip as e:
         return {**res, "cupy": f"skipped: {e}"}
-    dev = ExitHashTable.for_keys(n, 6).to_device()
+    from runtime.kernels.cupy_table import CupyExitHashTable
+
+    dev = CupyExitHashTable.from_host(ExitHashTable.for_keys(n, 6))
     dk, de, dq = cupy.asarray(keys), cupy.asarray(exits), cupy.asarray(query)
     sync = cupy.cuda.get_current_stream().synchronize
     dev.lookup(dq[:8])  # compile outside the timings

@@ -3,9 +3,7 @@
 Both quantise the MatMul/Gemm weights only (per-tensor symmetric int8), leaving LayerNorm, Softmax and GELU in
 float. The dynamic graph (``DynamicQuantizeLinear`` + ``MatMulInteger``) is what ONNX Runtime on CPU runs fast;
 TensorRT wants explicit ``QuantizeLinear``/``DequantizeLinear`` pairs with symmetric scales, calibrated here with
-MinMax on real tokenised text: a few hundred rows of a train split (`calibration_feeds`), not the handful of
-validation sentences, whose activation ranges are too narrow for unseen inputs. ``onnxruntime.quantization`` is
-imported lazily.
+MinMax on real tokenised text. ``onnxruntime.quantization`` is imported lazily.
 """
 
 from __future__ import annotations
@@ -20,10 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from geep_deploy.errors import BackendUnavailable, DataError, ExportError
-
-CALIBRATION_ROWS = 256
-CALIBRATION_BATCH = 32
+from geep_deploy.errors import BackendUnavailable, ExportError
 
 
 @contextlib.contextmanager
@@ -63,37 +58,6 @@ def quantize_dynamic_graph(fp32_path: str | Path) -> onnx.ModelProto:
         except Exception as e:  # noqa: BLE001 - the quantiser raises untyped errors
             raise ExportError(f"int8 | dynamic quantisation of {Path(fp32_path).name} failed: {str(e)[:300]}") from e
         return onnx.load(str(out))
-
-
-def calibration_feeds(tokenizer_json: str, max_len: int, *, data_dir: str | Path | None = None,
-                      rows: int | None = None, batch: int | None = None) -> list[dict[str, np.ndarray]]:
-    """Tokenised calibration batches for static int8: ``rows`` train rows, length-sorted, in padded batches.
-
-    Args:
-        tokenizer_json: the checkpoint's tokenizer.
-        max_len: truncation length (the export's).
-        data_dir: a dataset folder with ``train.tsv``. Defaults to the bundled SST-2 slice.
-        rows: how many rows (spread evenly over the split). Defaults to ``CALIBRATION_ROWS`` (256).
-        batch: rows per batch. Defaults to ``CALIBRATION_BATCH`` (32).
-
-    Raises:
-        DataError: an empty split.
-    """
-    from geep_deploy.data import bundled_data_dir, load_split
-    from geep_deploy.encoding import TextEncoder, pad_batch
-
-    rows = CALIBRATION_ROWS if rows is None else int(rows)
-    batch = CALIBRATION_BATCH if batch is None else int(batch)
-    data = load_split(data_dir or bundled_data_dir(), "train")
-    if len(data) == 0 or rows < 1:
-        raise DataError(f"int8 | no calibration rows (split has {len(data)}, asked for {rows}).")
-    pick = np.linspace(0, len(data) - 1, num=min(rows, len(data))).round().astype(np.int64)
-    pick = np.unique(pick)
-    texts_b = None if data.texts_b is None else [data.texts_b[i] for i in pick]
-    enc = TextEncoder(tokenizer_json, max_len)
-    e = enc.encode([data.texts_a[i] for i in pick], texts_b)
-    order = np.argsort(e.lengths, kind="stable")
-    return [pad_batch(e.take(order[i : i + batch]), pad_id=enc.pad_id) for i in range(0, len(order), batch)]
 
 
 class _Reader:

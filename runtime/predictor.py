@@ -255,11 +255,12 @@ class ExitPredictor:
 
     def to_device(self) -> ExitPredictor:
         """Upload the table and the fixed-point histograms and compile the kernels now (not on a request)."""
-        from runtime.kernels.cupy_table import compile_kernels, cupy
+        from runtime.kernels.cupy_table import CupyExitHashTable, compile_kernels, cupy
 
         if self._device is None:
             compile_kernels()
-            self._device = {"table": self.table.to_device(), "w": cupy.asarray(self.fixed_histograms())}
+            self._device = {"table": CupyExitHashTable.from_host(self.table),
+                            "w": cupy.asarray(self.fixed_histograms())}
         return self
 
     def _predict_device(self, input_ids: Any, attention_mask: Any) -> Any:
@@ -299,7 +300,7 @@ def build_predictor(
         weighting: key weighting of the predictor.
 
     Returns:
-        An ``ExitPredictor`` with quantile 0.5 and margin 0 (tune them with ``runtime.calibration``).
+        An ``ExitPredictor`` with quantile 0.5 and margin 0 (tune them with ``export.calibration``).
     """
     from runtime.keys import DEFAULT_ORDERS, DEFAULT_SEED, row_keys
 
@@ -314,3 +315,15 @@ def build_predictor(
     table.insert(keys, exits[row])
     prior = np.bincount(exits, minlength=num_layers + 1)[1:].astype(np.float64) + 1e-3
     return ExitPredictor(table, special_ids, prior, weighting=weighting)
+
+
+class FixedDepth:
+    """An exit predictor that sends every row to one depth (static truncation, or no exit table)."""
+
+    def __init__(self, depth: int, num_layers: int) -> None:
+        if not 1 <= depth <= num_layers:
+            raise ConfigError(f"runtime | fixed depth must be in 1..{num_layers}, got {depth}.")
+        self.depth, self.num_layers = depth, num_layers
+
+    def predict(self, ids: list[np.ndarray]) -> np.ndarray:
+        return np.full(len(ids), self.depth, dtype=np.int64)

@@ -79,7 +79,7 @@ def test_real_plan_build_validates(tiny_ckpt_path: Path, tmp_path: Path, precisi
         art = b.find(depth=k, backend="tensorrt", precision=precision)
         assert art.path.stat().st_size > 0
     entry = next(a for a in b.manifest["artifacts"] if a["file"] == f"tensorrt/{precision}/depth3.plan")
-    if entry["validation"] is None:  # TensorRT without CUDA torch: the plan is built but cannot be run here
+    if entry["validation"] is None:  # TensorRT without CuPy: the plan is built but cannot be run here
         assert any(n["file"] == entry["file"] for n in b.manifest["not_validated"])
     elif precision == "fp32":
         assert entry["validation"]["outputs"]["logits"]["argmax_agree"] == 1.0
