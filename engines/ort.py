@@ -22,6 +22,7 @@ import numpy as np
 
 from engines.base import BaseEngine, TensorMeta
 from geep_deploy.errors import BackendUnavailable, EngineBuildError
+from geep_deploy.optional import require
 
 _ORT_TYPES = {
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
@@ -33,14 +34,7 @@ _MIN_SHARED_BYTES = 1024  # smaller inline tensors (shapes, scalars) are not wor
 
 
 def import_ort() -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise BackendUnavailable(
-            "onnxruntime | onnxruntime is not installed. Try `pip install geep-deploy[cpu]` "
-            "(or `geep-deploy[ort-gpu]` for the CUDA execution provider)."
-        ) from None
-    return ort
+    return require("onnxruntime", "onnxruntime")
 
 
 def register_shared_arena() -> None:

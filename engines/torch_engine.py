@@ -19,14 +19,11 @@ from engines.base import BaseEngine, TensorMeta
 from geep_deploy.errors import BackendUnavailable, ConfigError
 from geep_deploy.graphs import graph_module, io_spec, run_graph_module
 from geep_deploy.names import GRAPH_KINDS as KINDS
+from geep_deploy.optional import require
 
 
 def import_torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise BackendUnavailable("torch | torch is not installed. Try `pip install geep-deploy`.") from None
-    return torch
+    return require("torch", "torch")
 
 
 def torch_dtype(precision: str) -> Any:
