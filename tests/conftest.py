@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_trt)
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(no_gpu)
-        if "serve" in item.keywords and no_ray is not None:
+        if item.get_closest_marker("serve") is not None and no_ray is not None:  # not `keywords`: ids match
             item.add_marker(no_ray)
 
 

@@ -24,6 +24,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"  # let the head's proxy reach the other node
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# a loaded shared machine: Ray's 5 s proxy ready check fails and Serve kills the proxy it is waiting for
+os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
+os.environ.setdefault("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "30")
 
 
 def _ray_pids() -> set[int]:

@@ -45,6 +45,16 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return 0, ""
 
 
+def _children(pid: int) -> list[int]:
+    """PIDs of a process's descendants (empty without psutil)."""
+    try:
+        import psutil
+
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except Exception:  # noqa: BLE001 - no psutil, or the process is gone: nothing to clean up
+        return []
+
+
 class ServerProcess:
     """``geep-deploy serve`` in a subprocess on 127.0.0.1, ready when ``/readyz`` answers 200.
 
@@ -93,6 +103,7 @@ class ServerProcess:
         """SIGTERM, wait, then SIGKILL; returns the exit code."""
         if self.proc is None:
             return None
+        children = _children(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -100,6 +111,11 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        for pid in children:  # what the server started (Ray's processes with --ray) and left behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
         return self.proc.returncode

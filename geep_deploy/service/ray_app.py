@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,10 @@ def run_on_ray(opts: RayOptions) -> int:
     init: dict[str, Any] = {"address": opts.address, "include_dashboard": False}
     if opts.address == "local":  # a private single-node Ray that advertises loopback only
         init["_node_ip_address"] = "127.0.0.1"
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # SIGTERM shuts Serve and Ray down like Ctrl-C
     ray.init(**init)
     try:
         serve.start(http_options={"host": opts.host, "port": opts.port})
