@@ -158,8 +158,11 @@ def plot(records: list[dict], path: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
+    fig, grid = plt.subplots(2, 2, figsize=(13, 9))
+    axes = grid.ravel()
+    levels = sorted({r["concurrency"] for r in records})
     names = list(dict.fromkeys(r["config"] for r in records))
     for name in names:
         rs = sorted((r for r in records if r["config"] == name), key=lambda r: r["concurrency"])
@@ -170,11 +173,13 @@ def plot(records: list[dict], path: Path, title: str) -> Path:
     for ax, label in zip(axes, ("throughput (texts/s)", "p50 latency (ms)", "p95 latency (ms)",
                                 "p99 latency (ms)")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(levels, [str(x) for x in levels])
         ax.set_xlabel("concurrent clients")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if "latency" in label:
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ScalarFormatter())
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
