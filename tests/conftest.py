@@ -1,8 +1,9 @@
-"""Shared fixtures and the gpu/trt skip markers."""
+"""Shared fixtures and the gpu/trt/serve skip markers."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     no_trt = pytest.mark.skip(
         reason="needs TensorRT; `import tensorrt` fails here (TensorRT cannot be installed in this workplace)"
     )
+    if importlib.util.find_spec("ray") is None:
+        no_ray = pytest.mark.skip(
+            reason="needs Ray Serve; `import ray` fails here (pip install 'geep-deploy[serve]' to run it)"
+        )
+    elif os.environ.get("GEEP_RAY_TESTS") != "1":  # Ray takes ~1 min to start twice: opt in
+        no_ray = pytest.mark.skip(reason="starts Ray clusters (~1-2 min); run with GEEP_RAY_TESTS=1 pytest -m serve")
+    else:
+        no_ray = None
     has_gpu = _has_cuda() or _has_cupy_gpu()
     has_trt = importlib.util.find_spec("tensorrt") is not None
     for item in items:
@@ -43,6 +52,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_trt)
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(no_gpu)
+        if item.get_closest_marker("serve") is not None and no_ray is not None:  # not `keywords`: ids match
+            item.add_marker(no_ray)
 
 
 @pytest.fixture(scope="session")
