@@ -272,12 +272,14 @@ def block_exit_table(r: Results) -> list[str]:
 
 def value_table_lookups(r: Results) -> str:
     rows = r(TABLE)["numpy_table"]
-    return ", ".join(f"{sci(x['lookups_per_s_hit'])}/s at {x['keys']:,} keys" for x in rows)
+    return ", ".join(f"{sci(x['lookups_per_s_hit'])}/s ({sci(x['lookups_per_cpu_s_hit'])} per CPU-second) at "
+                     f"{x['keys']:,} keys" for x in rows)
 
 
 def value_prediction_share(r: Results) -> str:
     rows = r(TABLE)["prediction_share"]["rows"]
-    return ", ".join(f"{x['share_percent']:.2f}% at batch {x['batch_size']}" for x in rows)
+    return ", ".join(f"{x['share_percent']:.2f}% ({x['share_percent_cpu']:.2f}% of CPU time) at batch {x['batch_size']}"
+                     for x in rows)
 
 
 # ---- padding and pre-packing (bench/padding_bench.py) -----------------------------------------------------------
@@ -288,22 +290,29 @@ PAD = "padding_bench.json"
 def block_padding(r: Results) -> list[str]:
     d = r(PAD)
     p, q = d["padding"], d["prepacking"]
-    rows = [[f"batch {p['batch_size']}, dataset order", f"{p['dataset_order']['median_s']:.2f}",
-             f"{p['ratios']['dataset_order_over_sorted']:.2f}", pct(p["real_token_fraction"]["dataset_order"])],
-            [f"batch {p['batch_size']}, length-sorted", f"{p['length_sorted']['median_s']:.2f}", "1.00",
-             pct(p["real_token_fraction"]["length_sorted"])],
-            [f"batch {p['batch_size']}, length-sorted again (noise)", f"{p['length_sorted_again']['median_s']:.2f}",
-             f"{p['ratios']['noise_sorted_again_over_sorted']:.2f}", ""],
-            [f"batch 1 ({q['rows']} rows), pre-packing on", f"{q['prepacking']['median_s']:.2f}", "1.00", ""],
-            ["batch 1, pre-packing on again (noise)", f"{q['prepacking_again']['median_s']:.2f}",
-             f"{q['ratios']['noise_again_over_prepacking']:.2f}", ""],
-            ["batch 1, `disable_prepacking`", f"{q['prepacking_disabled']['median_s']:.2f}",
-             f"{q['ratios']['disabled_over_prepacking']:.2f}", ""]]
+    bs = p["batch_size"]
+
+    def row(label: str, part: dict[str, Any], key: str, ref: str, real: float | None = None) -> list[str]:
+        x, base = part[key], part[ref]
+        return [label, f"{x['median_s']:.2f}", f"{x['median_s'] / base['median_s']:.2f}",
+                f"{x['median_cpu_s'] / base['median_cpu_s']:.2f}", "" if real is None else pct(real)]
+
+    rows = [row(f"batch {bs}, dataset order", p, "dataset_order", "length_sorted",
+                p["real_token_fraction"]["dataset_order"]),
+            row(f"batch {bs}, length-sorted (reference)", p, "length_sorted", "length_sorted",
+                p["real_token_fraction"]["length_sorted"]),
+            row(f"batch {bs}, length-sorted again (noise)", p, "length_sorted_again", "length_sorted"),
+            row(f"batch 1 ({q['rows']} rows), pre-packing on (reference)", q, "prepacking", "prepacking"),
+            row("batch 1, pre-packing on again (noise)", q, "prepacking_again", "prepacking"),
+            row("batch 1, `disable_prepacking`", q, "prepacking_disabled", "prepacking")]
     c = d["config"]
     return [r.source(PAD), "",
             f"Full model (depth {c['depth']}, {c['precision']}) on ONNX Runtime CPU, {c['rows']} SST-2 {c['split']} "
-            f"rows, max length {c['max_len']}, medians of {c['repeats']} interleaved repeats; {_machine(d['machine'])}.",
-            "", *table(["configuration", "seconds per pass", "time vs reference", "real tokens"], rows)]
+            f"rows, max length {c['max_len']}, medians of {c['repeats']} interleaved repeats; {_machine(d['machine'])} "
+            f"(load average {d['machine']['load_average_at_end'][0]:.1f} at end). Each configuration has its own "
+            "session; the repeated ones measure the noise:", "",
+            *table(["configuration", "seconds per pass", "wall time vs reference", "CPU time vs reference",
+                    "real tokens"], rows)]
 
 
 def value_padding_ratio(r: Results) -> str:
