@@ -6,8 +6,12 @@ trains only geep and fastbert, so the other columns need their own committed com
 no per-epoch dev evaluation); every checkpoint is then evaluated per depth on the 872-row dev split.
 
 Resumable: a method whose checkpoint exists under --work is loaded, not retrained (its training time is read from
-the checkpoint). --work defaults to the demo's own directory, so `geep-deploy demo` reuses geep.pt and fastbert.pt
+the checkpoint, the load averages around its training from ``<method>.train.json`` next to it), so methods can
+also be trained by parallel invocations (``--methods pabee --out /tmp/x.json``) and collected by a last full run. --work defaults to the demo's own directory, so `geep-deploy demo` reuses geep.pt and fastbert.pt
 from here and vice versa.
+
+On a loaded machine, train with OMP_NUM_THREADS=1 (several invocations in parallel): torch's default of one thread
+per core oversubscribes a busy 2-core box badly. Each method's thread count is recorded next to its training time.
 
 Usage:  .venv/bin/python bench/demo_accuracy.py [--work runs/demo] [--out bench/results/demo_accuracy.json]
 """
@@ -39,21 +43,30 @@ def train_or_load(method: str, work: Path, epochs: int, max_len: int) -> tuple[A
     from geep_deploy.trainer import TrainConfig, train
 
     path = work / f"{method}.pt"
+    sidecar = path.with_suffix(".train.json")  # how the training went, kept for resumed runs
     if path.is_file():
         ckpt = load_checkpoint(path)
         hp = ckpt.hparams
         if hp.get("epochs") != epochs or hp.get("max_len") != max_len:
             raise SystemExit(f"{path} was trained with epochs {hp.get('epochs')}, max_len {hp.get('max_len')}, "
                              f"not the demo's {epochs} / {max_len}: move it away or pass another --work")
+        how = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {
+            "load_average_before": None, "load_average_after": None, "torch_threads": None,
+            "note": "trained by an earlier run that kept no load figures (e.g. `geep-deploy demo`)"}
         return ckpt, {"checkpoint": str(path), "trained_now": False,
-                      "train_seconds": ckpt.metrics.get("train_seconds")}
+                      "train_seconds": ckpt.metrics.get("train_seconds"), **how}
     train_ds = load_split(bundled_data_dir(), "train")
     cfg = TrainConfig(method=method, epochs=epochs, max_len=max_len)
     load_before = list(os.getloadavg())
     ckpt = train(load_backbone_dir(), train_ds, None, cfg)
     save_checkpoint(ckpt, path)
+    import torch
+
+    how = {"load_average_before": load_before, "load_average_after": list(os.getloadavg()),
+           "torch_threads": torch.get_num_threads()}
+    atomic_write_text(sidecar, json.dumps(how) + "\n")
     return ckpt, {"checkpoint": str(path), "trained_now": True, "train_seconds": ckpt.metrics["train_seconds"],
-                  "load_average_before": load_before, "load_average_after": list(os.getloadavg())}
+                  **how}
 
 
 def main() -> int:

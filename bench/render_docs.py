@@ -113,13 +113,22 @@ def block_demo_accuracy(r: Results) -> list[str]:
     for k in range(1, L + 1):
         fx = next(x["flops_speedup"] for x in geep if x["depth"] == k)
         rows.append([str(k), f"{fx:.2f}"] + ["" if (a := _acc(d, m, k)) is None else pct(a) for m in methods])
-    secs = ", ".join(f"`{m}` {d['methods'][m]['train_seconds']:.0f} s" for m in methods)
+    def trained(m: str) -> str:
+        x = d["methods"][m]
+        how = []
+        if x.get("torch_threads"):
+            how.append(f"{x['torch_threads']} torch thread{'s' if x['torch_threads'] > 1 else ''}")
+        if x.get("load_average_before") and x.get("load_average_after"):
+            how.append(f"load average {x['load_average_before'][0]:.1f} -> {x['load_average_after'][0]:.1f}")
+        return f"`{m}` {x['train_seconds']:.0f} s" + (f" ({', '.join(how)})" if how else "")
+
     s = d["settings"]
     return [r.source("demo_accuracy.json"), "",
             *table(["depth", "FLOPs x"] + methods, rows), "",
             f"SST-2 dev ({d['rows']} rows); each column is one checkpoint evaluated at every depth it trained "
-            f"(`full` trains depth {L} only). Training ({s['epochs']} epochs per stage, max length {s['max_len']}, "
-            f"on {_machine(d['machine'])}): {secs}."]
+            f"(`full` trains depth {L} only). Training wall-clock ({s['epochs']} epochs per stage, max length "
+            f"{s['max_len']}, on {_machine(d['machine'])}; the machine was shared, so these are upper bounds): "
+            + ", ".join(trained(m) for m in methods) + "."]
 
 
 def value_demo_geep_minus_full(r: Results) -> str:
