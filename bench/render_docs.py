@@ -281,14 +281,14 @@ def block_exit_table(r: Results) -> list[str]:
 
 def value_table_lookups(r: Results) -> str:
     rows = r(TABLE)["numpy_table"]
-    return ", ".join(f"{sci(x['lookups_per_s_hit'])}/s ({sci(x['lookups_per_cpu_s_hit'])} per CPU-second) at "
+    return ", ".join(f"{sci(x['lookups_per_cpu_s_hit'])} per CPU-second ({sci(x['lookups_per_s_hit'])}/s wall) at "
                      f"{x['keys']:,} keys" for x in rows)
 
 
 def value_prediction_share(r: Results) -> str:
     rows = r(TABLE)["prediction_share"]["rows"]
-    return ", ".join(f"{x['share_percent']:.2f}% ({x['share_percent_cpu']:.2f}% of CPU time) at batch {x['batch_size']}"
-                     for x in rows)
+    return ", ".join(f"{x['share_percent_cpu']:.2f}% of CPU time ({x['share_percent']:.2f}% wall) at batch "
+                     f"{x['batch_size']}" for x in rows)
 
 
 # ---- padding and pre-packing (bench/padding_bench.py) -----------------------------------------------------------
@@ -317,7 +317,8 @@ def block_padding(r: Results) -> list[str]:
     c = d["config"]
     return [r.source(PAD), "",
             f"Full model (depth {c['depth']}, {c['precision']}) on ONNX Runtime CPU, {c['rows']} SST-2 {c['split']} "
-            f"rows, max length {c['max_len']}, medians of {c['repeats']} interleaved repeats; {_machine(d['machine'])} "
+            f"rows, max length {c['max_len']}, {c['threads'] or 'default'} intra-op thread(s), medians of {c['repeats']} "
+            f"interleaved repeats; {_machine(d['machine'])} "
             f"(load average {d['machine']['load_average_at_end'][0]:.1f} at end). Each configuration has its own "
             "session; the repeated ones measure the noise:", "",
             *table(["configuration", "seconds per pass", "wall time vs reference", "CPU time vs reference",
