@@ -1,8 +1,8 @@
 """CuPy twin of the exit table: same layout, slots and results as ``runtime.exit_table.ExitHashTable``.
 
-Imports CuPy at module level; import this module only where the ``gpu`` extra is installed (the NumPy table's
-``CupyExitHashTable.from_host`` callers and the predictor import it lazily). Kernels come from one ``RawModule`` compiled once per device
-(``cupy.memoize(for_each_device=True)``); `compile_kernels()` compiles them ahead of the first request (a
+Imports CuPy at module level; import this module only where the ``gpu`` extra is installed (callers of
+``CupyExitHashTable.from_host`` and the predictor import it lazily). Kernels come from one ``RawModule`` compiled
+once per device (``cupy.memoize(for_each_device=True)``); `compile_kernels()` compiles them ahead of the first request (a
 service calls it at load). Compiling needs NVRTC and the CUDA headers: the ``gpu`` extra installs them with
 ``cupy-cuda13x[ctk]``; a failed compile raises ``BackendUnavailable`` saying so.
 
