@@ -98,11 +98,6 @@ class CupyExitHashTable:
         host.size, host.total = self.size, self.total
         return host
 
-    def view(self) -> dict[str, Any]:
-        """Non-owning handle for other kernels: raw device pointers, capacity and home-slot shift."""
-        return {"keys_ptr": self.keys.data.ptr, "counts_ptr": self.counts.data.ptr,
-                "capacity": self.capacity, "num_layers": self.num_layers, "shift": self.shift}
-
     def lookup(self, keys: object) -> Any:
         """Device int64 slots, -1 where absent; asynchronous on the current stream."""
         q = _device_keys(keys)
