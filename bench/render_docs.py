@@ -85,12 +85,12 @@ def table(head: list[str], rows: list[list[str]], align: str | None = None) -> l
     return ["| " + " | ".join(head) + " |", "|" + "|".join(sep) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _machine(m: dict[str, Any]) -> str:
+def _machine(m: dict[str, Any], load: bool = True) -> str:
     cpu = m.get("cpu") or m.get("cpu_model", "?")
     cores = m.get("cpu_count") or m.get("cpu_cores", "?")
     libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "onnxruntime", "numpy") if m.get(k))
-    load = m.get("load_average_at_start")
-    return f"{cpu}, {cores} cores; {libs}" + (f"; load average {load[0]:.1f} at start" if load else "")
+    start = m.get("load_average_at_start") if load else None
+    return f"{cpu}, {cores} cores; {libs}" + (f"; load average {start[0]:.1f} at start" if start else "")
 
 
 # ---- demo accuracy (bench/demo_accuracy.py) ---------------------------------------------------------------------
@@ -127,7 +127,8 @@ def block_demo_accuracy(r: Results) -> list[str]:
             *table(["depth", "FLOPs x"] + methods, rows), "",
             f"SST-2 dev ({d['rows']} rows); each column is one checkpoint evaluated at every depth it trained "
             f"(`full` trains depth {L} only). Training wall-clock ({s['epochs']} epochs per stage, max length "
-            f"{s['max_len']}, on {_machine(d['machine'])}; the machine was shared, so these are upper bounds): "
+            f"{s['max_len']}, on {_machine(d['machine'], load=False)}; the machine was shared, so these are upper "
+            "bounds; load figures where the training run recorded them): "
             + ", ".join(trained(m) for m in methods) + "."]
 
 
@@ -325,17 +326,26 @@ def block_padding(r: Results) -> list[str]:
                     "real tokens"], rows)]
 
 
+def _noise_pct(ratio: float) -> str:
+    return f"{100 * abs(ratio - 1):.0f}%"
+
+
 def value_padding_ratio(r: Results) -> str:
     p = r(PAD)["padding"]
-    return (f"{p['ratios']['dataset_order_over_sorted']:.2f}x the time of length-sorted batches at batch "
-            f"{p['batch_size']} ({pct(p['real_token_fraction']['dataset_order'])} real tokens; noise "
-            f"{100 * abs(p['ratios']['noise_sorted_again_over_sorted'] - 1):.0f}%)")
+    q = p["ratios"]
+    return (f"{q['cpu_dataset_order_over_sorted']:.2f}x the CPU time ({q['dataset_order_over_sorted']:.2f}x the "
+            f"wall-clock) of length-sorted batches at batch {p['batch_size']}, with "
+            f"{pct(p['real_token_fraction']['dataset_order'])} real tokens against "
+            f"{pct(p['real_token_fraction']['length_sorted'])} (noise: {_noise_pct(q['cpu_noise_sorted_again_over_sorted'])}"
+            f" in CPU time, {_noise_pct(q['noise_sorted_again_over_sorted'])} in wall-clock)")
 
 
 def value_prepacking_cost(r: Results) -> str:
     q = r(PAD)["prepacking"]["ratios"]
-    return (f"{100 * (q['disabled_over_prepacking'] - 1):+.0f}% at batch 1 (noise "
-            f"{100 * abs(q['noise_again_over_prepacking'] - 1):.0f}%)")
+    return (f"{100 * (q['cpu_disabled_over_prepacking'] - 1):+.0f}% CPU time "
+            f"({100 * (q['disabled_over_prepacking'] - 1):+.0f}% wall-clock) at batch 1 (noise: "
+            f"{_noise_pct(q['cpu_noise_again_over_prepacking'])} in CPU time, "
+            f"{_noise_pct(q['noise_again_over_prepacking'])} in wall-clock)")
 
 
 # ---- memory, export, exit-prediction quality ---------------------------------------------------------------------
