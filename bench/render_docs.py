@@ -440,7 +440,7 @@ def block_exit_prediction(r: Results) -> list[str]:
             "not reached" if c is None else f"{pct(c['accuracy'])} ({c['flops_speedup']:.2f}x)" for c in cells])
     return [r.source(PRED), "",
             f"Consistency labels on SST-2 dev ({d['dev_rows']} rows): predicting the median depth for every row "
-            f"has an MAE of {f['dev_mae_layers_constant_median']:.2f} layers, the predictor at q 0.5 "
+            f"has an MAE of {f['dev_mae_layers_constant_median']:.2f} layers, the predictor at q 0.5 has "
             f"{f['dev_mae_layers_q50_m0']:.2f}; the tuned predictor has an MAE of {f['dev_mae_layers']:.2f} layers "
             f"with {100 * f['dev_within_one_layer']:.1f}% within one layer (tuned for accuracy, so it errs deep).",
             "", "Best accuracy reaching each FLOPs speed-up (the speed-up reached in brackets):", "",
