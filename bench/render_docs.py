@@ -390,8 +390,10 @@ EXPORT = "export_minilm.json"
 def block_export(r: Results) -> list[str]:
     d = r(EXPORT)
     s, dev = d["sizes"], d["dev"]["per_precision_depth"]
-    fp32_max = max(o["max_abs"] for k, v in d["validation"].items() if k.startswith("onnx/fp32/")
-                   for o in v["outputs"].values())
+    fp32 = [(name, o["max_abs"]) for k, v in d["validation"].items() if k.startswith("onnx/fp32/")
+            for name, o in v["outputs"].items()]
+    fp32_logits = max(x for name, x in fp32 if name == "logits")
+    fp32_hidden = max((x for name, x in fp32 if name != "logits"), default=None)
     L = d["layers"]
 
     def accs(p: str) -> list[float]:
@@ -410,7 +412,8 @@ def block_export(r: Results) -> list[str]:
             f"- the ONNX fp32 directory (graphs + shared weights file) is {s['fp32']['ratio_dir_to_one_fp32_model']:.2f}x "
             f"the size of one fp32 model ({d['one_fp32_model_bytes'] / 1e6:.1f} MB); this counts `onnx/fp32/` only, "
             "not the export's `model.safetensors` for the torch backend;",
-            f"- fp32 graphs match PyTorch to {fp32_max:.1e} in the logits on the validation inputs;",
+            f"- fp32 graphs match PyTorch to {fp32_logits:.1e} in the logits on the validation inputs"
+            + ("" if fp32_hidden is None else f" (segment graphs' hidden states to {fp32_hidden:.1e})") + ";",
             f"- on SST-2 dev ({d['dev']['rows']} rows): fp16 "
             + ("gives the same accuracy as fp32 at every depth" if same16 else
                f"loses up to {drop('fp16'):.2f} points") +
