@@ -410,8 +410,10 @@ def block_export(r: Results) -> list[str]:
             f"- exporting {d['model']} in {', '.join(s)} ({L} depth graphs and {L + 1} segment graphs each) took "
             f"{d['export_seconds']} s with validation;",
             f"- the ONNX fp32 directory (graphs + shared weights file) is {s['fp32']['ratio_dir_to_one_fp32_model']:.2f}x "
-            f"the size of one fp32 model ({d['one_fp32_model_bytes'] / 1e6:.1f} MB); this counts `onnx/fp32/` only, "
-            "not the export's `model.safetensors` for the torch backend;",
+            f"the size of one fp32 model ({d['one_fp32_model_bytes'] / 1e6:.1f} MB); since export format 2 the torch "
+            f"backend reads the same weights file, and a whole fp32 export (every graph, tokenizer, exit table, "
+            f"manifest) is {value_export_size_ratio(r)} the checkpoint's weights (`bench/results/{SIZE}`, "
+            f"written by `{r(SIZE)['command']}`);",
             f"- fp32 graphs match PyTorch to {fp32_logits:.1e} in the logits on the validation inputs"
             + ("" if fp32_hidden is None else f" (segment graphs' hidden states to {fp32_hidden:.1e})") + ";",
             f"- on SST-2 dev ({d['dev']['rows']} rows): fp16 "
@@ -422,6 +424,13 @@ def block_export(r: Results) -> list[str]:
             f"({pct(accs('int8')[-1])} vs {pct(accs('fp32')[-1])} at depth {L}); the Q/DQ int8 graph for TensorRT "
             f"loses up to {drop('int8_qdq'):.2f} points on ONNX Runtime;",
             "- bf16 has no ONNX Runtime CPU kernels: checked with `onnx.reference` on the validation inputs only."]
+
+
+SIZE = "export_size.json"
+
+
+def value_export_size_ratio(r: Results) -> str:
+    return f"{r(SIZE)['ratio_export_to_weights']:.3f}x"
 
 
 def value_export_fp32_onnx_ratio(r: Results) -> str:
@@ -529,7 +538,7 @@ VALUES: dict[str, Callable[[Results], str]] = {
     "ort.geep_wall_over_flops_b64": value_geep_wall_over_flops_b64, "table.lookups": value_table_lookups,
     "table.prediction_share": value_prediction_share, "padding.ratio": value_padding_ratio,
     "padding.prepacking": value_prepacking_cost, "memory.pool": value_memory_pool, "pred.at_2x": value_pred_at_2x,
-    "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "md.auc": value_md_auc,
+    "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "export_size.ratio": value_export_size_ratio, "md.auc": value_md_auc,
 }
 
 
