@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from export.context import ExportContext
 from export.manifest import file_entry, write_manifest
 from export.onnx_export import OnnxFromCheckpoint, graph_name
@@ -146,6 +148,21 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
+def _make_temp_dir(out: Path) -> Path:
+    """``.DIR.tmp-*`` with our pid inside, made with SIGTERM held back so that no signal lands between its
+    creation and the caller's cleanup handler."""
+    blocked = hasattr(signal, "pthread_sigmask")
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        (tmp / _PID_FILE).write_text(str(os.getpid()))
+        return tmp
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 @contextlib.contextmanager
 def _sigterm_as_exit() -> Iterator[None]:
     """Turn SIGTERM into ``SystemExit(143)`` while exporting, so the temporary folder is removed (main thread)."""
@@ -216,7 +233,11 @@ def _export_fp32(ctx: ExportContext) -> None:
 
     def make(kind: str, k: int | None) -> Any:
         proto = OnnxFromCheckpoint(ctx.ckpt, k, kind=kind, opset=ctx.spec.opset, exporter=ctx.spec.exporter)()
-        ctx.refs[(kind, k)] = run_reference(model, kind, k, ctx.ckpt.exit_mode, feeds)
+        ctx.refs[(kind, k)] = refs = run_reference(model, kind, k, ctx.ckpt.exit_mode, feeds)
+        if not all(np.isfinite(v).all() for out in refs[0] for v in out.values()):
+            raise ExportError(f"export | the checkpoint's model itself gives NaN/inf outputs for the {kind} graph "
+                              f"{'' if k is None else k}: its weights are damaged or training diverged. Retrain "
+                              "or use another checkpoint; no export would give correct answers.")
         return proto
 
     _write_graphs(ctx, "fp32", make)
@@ -329,10 +350,10 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     total += len(dlist) * len(precisions) * ("tensorrt" in backends)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _sigterm_as_exit():
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         bar = tqdm(total=total, desc=f"export {out.name}", disable=not progress, unit="step")
+        tmp: Path | None = None
         try:
-            (tmp / _PID_FILE).write_text(str(os.getpid()))
+            tmp = _make_temp_dir(out)
             manifest = _build(tmp, ckpt, spec, graphs, bar, exit_table=exit_table, calib_data=calib_data,
                               progress=progress, t0=t0)
             write_manifest(tmp, manifest)
@@ -341,7 +362,8 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
             bar.set_postfix_str("done", refresh=False)
             bar.update(1)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
             bar.close()
