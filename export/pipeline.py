@@ -28,7 +28,7 @@ from export.onnx_export import OnnxFromCheckpoint, graph_name
 from export.spec import ExportSpec, invoke_if_callable, parse_depths
 from export.validate import calibration_feeds, compare, judge, run_graph, run_reference, validation_feeds
 from export.weights import SharedWeightsFile, save_graph
-from geep_deploy.atomic import apply_umask, exchange_paths
+from geep_deploy.atomic import apply_umask, check_parents, exchange_paths
 from geep_deploy.errors import ConfigError, EngineBuildError, ExportError
 from geep_deploy.limits import check_count, check_max_len
 from geep_deploy.names import (
@@ -72,8 +72,7 @@ def _check_target(out: Path, force: bool) -> None:
     that is not a geep-deploy export. An empty folder is used as is."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"export | {out} exists and is not a directory. Choose another --out.")
-    if out.is_symlink():
-        raise ExportError(f"export | {out} is a symbolic link; give the real folder or another --out.")
+    check_parents(out, "export --out")
     if not out.exists() or not any(out.iterdir()):
         return
     cwd = Path.cwd().resolve()
@@ -232,13 +231,13 @@ def _export_fp32(ctx: ExportContext) -> None:
     model = ctx.ckpt.model.eval()
 
     def make(kind: str, k: int | None) -> Any:
-        proto = OnnxFromCheckpoint(ctx.ckpt, k, kind=kind, opset=ctx.spec.opset, exporter=ctx.spec.exporter)()
+        # the reference first: a model giving NaN/inf must fail as such, not as a graph that "does not match"
         ctx.refs[(kind, k)] = refs = run_reference(model, kind, k, ctx.ckpt.exit_mode, feeds)
         if not all(np.isfinite(v).all() for out in refs[0] for v in out.values()):
             raise ExportError(f"export | the checkpoint's model itself gives NaN/inf outputs for the {kind} graph "
                               f"{'' if k is None else k}: its weights are damaged or training diverged. Retrain "
                               "or use another checkpoint; no export would give correct answers.")
-        return proto
+        return OnnxFromCheckpoint(ctx.ckpt, k, kind=kind, opset=ctx.spec.opset, exporter=ctx.spec.exporter)()
 
     _write_graphs(ctx, "fp32", make)
 

@@ -23,7 +23,13 @@ _UMASK_LOCK = threading.Lock()
 
 
 def current_umask() -> int:
-    """The process umask (read by setting it back at once; serialised so threads never see the probe value)."""
+    """The process umask: from /proc on Linux (no side effect); elsewhere set and restored at once, under a lock."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     with _UMASK_LOCK:
         mask = os.umask(0o022)
         os.umask(mask)
@@ -81,6 +87,16 @@ def check_output_file(target: str | Path, what: str) -> Path:
     p = Path(target)
     if p.is_dir():
         raise ConfigError(f"{what} | {p} is a directory; give a file path inside it, e.g. {p / 'out'}.")
+    check_parents(p, what)
+    return p
+
+
+def check_parents(p: Path, what: str) -> None:
+    """The nearest existing folder above ``p`` must be a writable directory (so ``mkdir -p`` and the write work).
+
+    Raises:
+        ConfigError: a parent is a file, or the nearest existing folder is not writable.
+    """
     for parent in p.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
@@ -88,7 +104,6 @@ def check_output_file(target: str | Path, what: str) -> Path:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise ConfigError(f"{what} | cannot write {p}: {parent} is not writable.")
             break
-    return p
 
 
 # -- exchanging two folders atomically ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Every malformed row is reported with file, line number and what is wrong.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,11 @@ class TextDataset:
 
     def subset(self, n: int | None) -> TextDataset:
         """The first ``n`` rows (all rows when ``n`` is None); ``n`` < 1 is an error, never a slice from the end."""
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
             raise DataError(f"data | a row limit must be an integer >= 1 (or none), got {n!r}.")
         if n is None or n >= len(self):
             return self
+        n = int(n)
         return TextDataset(
             self.texts_a[:n], None if self.texts_b is None else self.texts_b[:n], self.labels[:n],
             self.label_names, self.source,

@@ -2,9 +2,11 @@
 
 The compiler writes it (``export.manifest``); the runtime reads it here, so serving needs neither torch nor onnx.
 
-Layout (version 2; version 1 also had ``model.safetensors`` and int8 Q/DQ graphs as precision ``int8_qdq``)::
+Layout (version 3; version 2 had no ``manifest_sha256``; version 1 also had ``model.safetensors`` and int8 Q/DQ
+graphs as precision ``int8_qdq``)::
 
-    {"format": "geep-deploy-export", "format_version": 1, "geep_deploy_version": "...", "created": "...",
+    {"format": "geep-deploy-export", "format_version": 3, "manifest_sha256": "<sha256 of the canonical JSON of
+     everything else: sorted keys, no spaces, UTF-8>", "geep_deploy_version": "...", "created": "...",
      "backbone": {...BertShape...}, "num_labels": 2, "shared_head": false, "label_names": [...],
      "method": "geep", "exit_mode": "student", "max_len": 128, "depths": [1, ..., L],
      "tokenizer": {"file": "tokenizer.json", "sha256": "..."},

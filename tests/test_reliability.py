@@ -498,3 +498,12 @@ def test_large_predict_shows_progress_and_gives_the_same_answers(ws, monkeypatch
     np.testing.assert_allclose(chunked.logits, whole.logits, atol=1e-5)
     assert chunked.depths.tolist() == whole.depths.tolist()
     assert "predict" in capsys.readouterr().err
+
+
+def test_export_of_a_model_giving_nan_names_the_cause(ws, tmp_path) -> None:
+    ckpt = load_checkpoint(ws["ckpt"])
+    with torch.no_grad():
+        ckpt.model.heads[0].dense.weight.fill_(float("nan"))
+    with pytest.raises(ExportError, match="gives NaN/inf outputs"):
+        export_checkpoint(ckpt, tmp_path / "e", segments=False, progress=False)
+    assert not list(tmp_path.iterdir())
