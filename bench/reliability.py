@@ -661,6 +661,7 @@ def run_all(ws: dict[str, Path], tmp: Path, only: set[str] | None = None) -> dic
         cases = []
         for name, case in build():
             outcome, detail = case()
+            detail = detail.replace(str(tmp), "<tmp>")
             counts[outcome] += 1
             cases.append({"case": name, "outcome": outcome, "detail": detail})
         result["categories"][cat] = {"description": CATEGORIES[cat], "tried": len(cases), **counts,

@@ -448,6 +448,11 @@ def test_texts_without_content_are_data_errors(ws, text, msg) -> None:
             eng.predict(["good"], [text])
 
 
+# any code point, with lone surrogates and invisible characters drawn often (the plain strategy almost never does)
+CHARS = st.one_of(st.characters(codec=None, categories=None), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+                  st.sampled_from(["\u200b", "\u200d", "\ufeff", "\x00", "\x01", " ", "\n"]))
+
+
 @pytest.fixture(scope="module")
 def ort_engine(ws):
     eng = GeepEngine.load(ws["export"], "onnxruntime", threads=1)
@@ -455,8 +460,8 @@ def ort_engine(ws):
     eng.close()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(texts=st.lists(st.text(st.characters(codec=None, categories=None), max_size=40), min_size=1, max_size=4))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(CHARS, max_size=40), min_size=1, max_size=4))
 def test_fuzz_predict_over_any_unicode(ort_engine, texts) -> None:
     """Any list of strings, lone surrogates included: a clean DataError or a finite answer for every row."""
     try:
@@ -507,3 +512,29 @@ def test_export_of_a_model_giving_nan_names_the_cause(ws, tmp_path) -> None:
     with pytest.raises(ExportError, match="gives NaN/inf outputs"):
         export_checkpoint(ckpt, tmp_path / "e", segments=False, progress=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_format_1_safetensors_with_a_corrupted_header_is_named(ws, tmp_path) -> None:
+    """Format-1 exports kept a second copy of the weights as model.safetensors; with verify=False a damaged
+    header used to raise safetensors' own error."""
+    from safetensors.torch import save_file
+
+    out = _copy(ws, tmp_path)
+    ckpt = load_checkpoint(ws["ckpt"])
+    st = out / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in ckpt.model.state_dict().items()}, str(st))
+
+    def to_v1(m: dict) -> None:
+        m["format_version"] = 1
+        m.pop(SELF_HASH, None)
+        for a in m["artifacts"]:
+            if a["kind"] == "model":
+                a.pop("tensors")
+                a.update(file="model.safetensors", sha256=sha256_file(st))
+
+    _edit_manifest(out, to_v1, rehash=False)
+    with GeepEngine.load(out, "torch", verify=False) as eng:
+        eng.predict(["good"])
+    st.write_bytes(b"\xff" * 8 + st.read_bytes()[8:])
+    with pytest.raises(ArtifactError, match=r"model\.safetensors cannot be read"):
+        GeepEngine.load(out, "torch", verify=False)
