@@ -587,7 +587,8 @@ def interrupt_cases(ws: dict[str, Path], tmp: Path, ref: tuple[list[str], list[i
         loads, errors = 0, []
         for _ in range(2):
             proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=tmp,
-                                    env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
             while proc.poll() is None:
                 try:
                     load_export(out)
