@@ -3,8 +3,8 @@
 Depth graphs (``DepthModel``) are what GEEP's dispatch runs; segment graphs (``embed``, ``layer{k}``) let the
 runtime run the FastBERT/PABEE baselines layer by layer with a shrinking batch. All use standard ONNX ops only.
 
-The default exporter is the TorchScript one (0.3 s per graph against 6-10 s for dynamo on the 2-core dev box, and
-a stable op set); ``exporter="dynamo"`` selects ``torch.export``. Either way initializer names are meaningless
+The default exporter is the TorchScript one (much faster than dynamo on a small CPU box, though no committed bench
+measures by how much, and a stable op set); ``exporter="dynamo"`` selects ``torch.export``. Either way initializer names are meaningless
 across graphs (dynamo's ``val_N``, TorchScript's ``onnx::MatMul_N``), which is why ``weights.py`` shares by content.
 """
 

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "export": "Compile a checkpoint into per-depth ONNX/TensorRT engines, exit table and manifest.",
     "bench": "Compare accuracy and latency of GEEP and the baselines across backends and precisions.",
     "predict": "Classify texts with an exported model.",
+    "serve": "Serve an export over HTTP with request pooling (FastAPI; Ray Serve with --ray).",
     "demo": "Run the end-to-end demo on the bundled SST-2 slice.",
 }
 

@@ -1,0 +1,114 @@
+"""Serve an export over HTTP: POST /v1/classify, GET /healthz, /readyz, /metrics (Prometheus), /docs (OpenAPI).
+
+Concurrent requests are pooled into one predict call of up to --max-batch rows, waiting at most --max-wait-ms for
+the pool to fill (GEEP's dispatch gets denser depth groups from bigger pools). More than --max-queue waiting rows
+answer 503 with Retry-After; too many rows or too long a text answer 413, malformed input 400/415/422. SIGTERM or
+Ctrl-C stops intake and finishes every request already accepted. Binds to 127.0.0.1 unless --host says otherwise;
+there is no authentication, so put a gateway in front before exposing it. --ray runs the same app on Ray Serve
+(needs the `serve` extra); for a cluster, `serve deploy` the config in geep_deploy/service/ray_serve.yaml.
+
+Example:
+  geep-deploy serve --export runs/demo/export_geep --port 8000
+  curl -s localhost:8000/v1/classify -H 'content-type: application/json' \\
+      -d '{"text": ["a charming and often affecting journey", "bleak and desperate"]}'
+  geep-deploy serve --export runs/demo/export_geep --depth 6      # the full model, served the same way
+  geep-deploy serve --export runs/demo/export_geep --ray --replicas 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from pathlib import Path
+
+from geep_deploy.errors import BackendUnavailable, ConfigError
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--export", required=True, type=Path, help="export directory (geep-deploy export --out)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-batch", type=int, default=64, help="most rows per pooled predict call (default 64)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="longest a request waits for its pool to fill (default 5); --max-batch 1 --max-wait-ms 0 "
+                        "turns pooling off")
+    p.add_argument("--max-queue", type=int, default=2048, help="most rows waiting before 503 (default 2048)")
+    p.add_argument("--workers", type=int, default=1, help="pools classified at once (default 1)")
+    p.add_argument("--engine-batch", type=int, default=64, help="most rows per engine call in a pool (default 64)")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--precision", default="fp32", help="fp32, tf32 (torch), fp16, bf16 or int8 (default fp32)")
+    p.add_argument("--depth", type=int, default=None,
+                   help="run every row at this depth (no exit prediction; the export's L = the full model)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op CPU threads (default: backend's choice)")
+    p.add_argument("--max-rows", type=int, default=256, help="most texts per request (default 256; 413 above)")
+    p.add_argument("--max-chars", type=int, default=4096, help="most characters per text (default 4096; 413 above)")
+    p.add_argument("--max-body-kb", type=int, default=1024, help="most KiB per request body (default 1024; 413)")
+    p.add_argument("--graceful-timeout", type=float, default=30.0,
+                   help="seconds to finish accepted requests on shutdown (default 30)")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--ray", action="store_true", help="run on Ray Serve (local Ray, or --ray-address)")
+    p.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (with --ray; default 1)")
+    p.add_argument("--ray-address", default="local",
+                   help="Ray cluster to join with --ray (default: start a private local one)")
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("max_batch", "max_queue", "workers", "engine_batch", "max_rows", "max_chars", "max_body_kb",
+                 "replicas"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"serve | --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    if args.max_wait_ms < 0:
+        raise ConfigError(f"serve | --max-wait-ms must be >= 0, got {args.max_wait_ms}.")
+    if not (args.export / "manifest.json").is_file():
+        raise ConfigError(f"serve | {args.export} has no manifest.json; give an export directory written by "
+                          f"`geep-deploy export --out`.")
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"warning: binding {args.host}: the service has no authentication; put a gateway in front.",
+              file=sys.stderr)
+
+
+def _import_service() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise BackendUnavailable(f"serve | needs FastAPI and uvicorn ({e}); install them with "
+                                 f"`pip install 'geep-deploy[service]'`.") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    _import_service()
+    if args.ray:
+        from geep_deploy.service.ray_app import RayOptions, run_on_ray
+
+        return run_on_ray(RayOptions.from_args(args))
+    import uvicorn
+
+    from geep_deploy.service.app import LocalService, create_app
+    from geep_deploy.service.batcher import BatcherConfig
+    from geep_deploy.service.limits import RequestLimits
+    from runtime import GeepEngine
+
+    engine = GeepEngine.load(args.export, args.backend, args.device, args.precision, fixed_depth=args.depth,
+                             threads=args.threads)
+    service = LocalService(
+        engine,
+        BatcherConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1e3, max_queue_rows=args.max_queue,
+                      workers=args.workers),
+        RequestLimits(max_rows=args.max_rows, max_chars=args.max_chars, max_body_bytes=args.max_body_kb * 1024),
+        engine_batch=args.engine_batch)
+    config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
+                            access_log=False, timeout_graceful_shutdown=args.graceful_timeout)
+    print(f"serving {args.export} ({engine!r}) on http://{args.host}:{args.port} "
+          f"(max batch {args.max_batch}, max wait {args.max_wait_ms} ms); Ctrl-C stops", file=sys.stderr,
+          flush=True)
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
