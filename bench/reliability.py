@@ -291,6 +291,9 @@ def manifest_cases(ws: dict[str, Path], tmp: Path, ref: tuple[list[str], list[in
         "swap depth 2/3 graphs": lambda m: [a.update(depth={2: 3, 3: 2}[a["depth"]]) for a in m["artifacts"]
                                             if a["depth"] in (2, 3)],
         "num_labels 3": lambda m: m.update(num_labels=3),
+        "3 labels everywhere": lambda m: (m.update(num_labels=3, label_names=["a", "b", "c"]),
+                                          [a["outputs"]["logits"].update(shape=["batch", 3])
+                                           for a in m["artifacts"] if a["kind"] == "depth"]),
         "depths [1]": lambda m: m.update(depths=[1]),
         "depths ['x']": lambda m: m.update(depths=["x"]),
         "drop tokenizer": lambda m: m.pop("tokenizer"),

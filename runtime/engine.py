@@ -20,8 +20,8 @@ import numpy as np
 
 from engines.base import BaseEngine
 from geep_deploy.encoding import Encoded, TextEncoder, pad_batch
-from geep_deploy.errors import ArtifactError, ConfigError, EngineRunError
-from geep_deploy.exits import softmax
+from geep_deploy.errors import ConfigError
+from geep_deploy.exits import check_logits, softmax
 from geep_deploy.limits import check_count
 from runtime.predictor import FixedDepth  # noqa: F401 - re-exported: `from runtime.engine import FixedDepth`
 from runtime.timing import StageTimes
@@ -80,21 +80,6 @@ def _explicit_depths(depths: Any, n: int, num_layers: int) -> np.ndarray:
     if arr.shape != (n,) or arr.dtype.kind not in "iu" or (n and (arr.min() < 1 or arr.max() > num_layers)):
         raise ConfigError(f"runtime | depths must be {n} integers in 1..{num_layers}, got {depths!r}"[:300])
     return arr.astype(np.int64)
-
-
-def check_logits(logits: np.ndarray, rows: int, num_labels: int, what: str) -> np.ndarray:
-    """Refuse logits that would become a wrong answer: a width other than the label count, or NaN/inf values
-    (an argmax over NaN is label 0 with probabilities ``[nan, nan]``)."""
-    if logits.ndim != 2 or logits.shape != (rows, num_labels):
-        raise ArtifactError(f"runtime | the {what} graph gives logits of shape {tuple(logits.shape)} for {rows} "
-                            f"rows, but the export names {num_labels} labels. The export is inconsistent; "
-                            "re-export it.")
-    if not np.isfinite(logits).all():
-        bad = int((~np.isfinite(logits)).any(axis=1).sum())
-        raise EngineRunError(f"runtime | the {what} graph gave non-finite logits (NaN/inf) for {bad} of {rows} "
-                             "rows; no label is returned for them. The weights are damaged or overflow at this "
-                             "precision: try --precision fp32 or re-export.")
-    return logits
 
 
 class GeepEngine:

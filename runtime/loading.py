@@ -105,6 +105,7 @@ def build_parts(
         parts.owned.append(parts.shared)
     for k in want:
         parts.engines[k] = _open_checked(bundle, parts, backend, device, precision, depth=k, threads=threads)
+    _probe(parts)
     e = parts.engines[want[-1]]
     parts.info = {
         "export": str(export_dir), "backend": backend, "device": device, "precision": precision,
@@ -129,6 +130,24 @@ def _wanted_depths(exported: list[int], depths: Sequence[int] | None, fixed_dept
                           "predicted deeper than every loaded depth would run shallower than predicted. Include "
                           f"{max(exported)} (rows are raised to the next loaded depth), or pass fixed_depth=k.")
     return want
+
+
+def _probe(parts: Parts) -> None:
+    """Run one short row through every loaded depth engine: a graph whose logits are not as wide as the label list
+    (or not finite) fails here, at load, instead of answering with the wrong labels."""
+    from geep_deploy.encoding import pad_batch
+    from geep_deploy.exits import check_logits
+
+    feed = pad_batch(parts.encoder.encode(["the movie"]), pad_id=parts.encoder.pad_id)
+    for k, engine in parts.engines.items():
+        try:
+            logits = engine.infer(feed, check_inputs=False)["logits"]
+        except GeepError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a graph that loads but cannot run is a damaged export
+            raise ArtifactError(f"export | the depth-{k} graph of {parts.bundle.root} fails on a one-row probe "
+                                f"({type(e).__name__}: {str(e).strip()[:300]}). Re-export with --force.") from None
+        check_logits(logits, 1, len(parts.label_names), f"depth {k} ({parts.bundle.root})")
 
 
 def _encoder(bundle: Any) -> TextEncoder:

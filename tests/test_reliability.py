@@ -149,6 +149,23 @@ def test_inconsistent_manifest_is_refused(ws, tmp_path, edit, msg) -> None:
         load_export(out)
 
 
+def test_a_consistent_label_count_forgery_fails_at_load(ws, tmp_path) -> None:
+    """Three labels everywhere in the manifest (checksum recomputed): the graphs still give two logits."""
+    out = _copy(ws, tmp_path)
+
+    def three(m: dict) -> None:
+        m.update(num_labels=3, label_names=["a", "b", "c"])
+        for a in m["artifacts"]:
+            if a["kind"] == "depth":
+                a["outputs"]["logits"]["shape"] = ["batch", 3]
+
+    _edit_manifest(out, three)
+    load_export(out)
+    for backend in ("onnxruntime", "torch"):
+        with pytest.raises(ArtifactError, match="(names 3 labels|do not fit the model)"):
+            GeepEngine.load(out, backend)
+
+
 def test_logits_width_must_match_the_labels(ws) -> None:
     with GeepEngine.load(ws["export"], "torch") as eng:
         three = GeepEngine(eng.encoder, eng.predictor, eng.engines, ["a", "b", "c"])
