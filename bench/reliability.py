@@ -546,9 +546,9 @@ def interrupt_cases(ws: dict[str, Path], tmp: Path, ref: tuple[list[str], list[i
         code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
                 "from geep_deploy.cli import main; sys.exit(main(sys.argv[1:]))")
         argv = ["export", "--checkpoint", str(ws["ckpt"]), "--out", str(out), "--force", "--quiet",
-                "--precision", "fp32,fp16,int8", "--exit-table", str(ws["table"])]
+                "--precision", "fp32,fp16,bf16,int8", "--exit-table", str(ws["table"])]
         proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=tmp, stderr=subprocess.PIPE,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
         t0 = time.monotonic()
         while not list(tmp.glob(f".{out.name}.tmp-*")) and proc.poll() is None and time.monotonic() - t0 < 300:
             time.sleep(0.02)
@@ -574,8 +574,8 @@ def interrupt_cases(ws: dict[str, Path], tmp: Path, ref: tuple[list[str], list[i
         what = "finished before the signal" if rc == 0 else f"exit {rc}"
         return ("correct" if rc == 0 else "clean"), f"{what}; left {len(left)} temp folder(s), cleaned next run"
 
-    for sig, delay in ((signal.SIGTERM, 0.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 0.5), (signal.SIGKILL, 3.0),
-                       (signal.SIGINT, 1.0)):
+    for sig, delay in ((signal.SIGTERM, 0.0), (signal.SIGTERM, 1.0), (signal.SIGKILL, 0.3), (signal.SIGKILL, 1.5),
+                       (signal.SIGINT, 0.7)):
         cases.append((f"{signal.Signals(sig).name} after {delay}s", lambda s=sig, d=delay: go(s, d)))
 
     def reader_during_force() -> tuple[str, str]:
