@@ -734,6 +734,10 @@ def render_doc(result: dict[str, Any]) -> str:
         "- A manifest edit whose `manifest_sha256` is recomputed *and* that stays consistent (reversing the label "
         "order, `max_len` 8) is indistinguishable from a genuine export: only a signature with a secret key "
         "could tell. Those two edits are tried with a stale checksum only; every other edit is tried both ways.",
+        "- Exports of formats 1 and 2 predate `manifest_sha256` and still load, so a hand edit that also sets "
+        "`format_version` to 2 and drops the field is caught only by the schema check.",
+        "- The load-time probe runs one short row through every loaded depth engine (a few milliseconds per depth "
+        "on the CPU); it is what catches a consistent label-count forgery and NaN-producing weights at load.",
         "- `verify=False` skips hashing by design: a flipped bit inside `weights.bin` then changes answers "
         "silently, so bit flips are tried with `verify=True` only (truncation, emptying, garbage and deletion "
         "are tried both ways).",
