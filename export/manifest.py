@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.manifest import MANIFEST, sha256_file
+from runtime.manifest import MANIFEST, SELF_HASH, manifest_digest, sha256_file
 
 
 def file_entry(root: Path, path: Path, **extra: Any) -> dict[str, Any]:
@@ -16,6 +16,8 @@ def file_entry(root: Path, path: Path, **extra: Any) -> dict[str, Any]:
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` with its own checksum (``manifest_sha256``), so a hand edit fails at load."""
     p = root / MANIFEST
-    p.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    body = {**manifest, SELF_HASH: manifest_digest(manifest)}
+    p.write_text(json.dumps(body, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
     return p

@@ -7,14 +7,20 @@ interrupted or failed export leaves any previous export untouched; an existing `
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from export.context import ExportContext
 from export.manifest import file_entry, write_manifest
@@ -22,7 +28,9 @@ from export.onnx_export import OnnxFromCheckpoint, graph_name
 from export.spec import ExportSpec, invoke_if_callable, parse_depths
 from export.validate import calibration_feeds, compare, judge, run_graph, run_reference, validation_feeds
 from export.weights import SharedWeightsFile, save_graph
+from geep_deploy.atomic import apply_umask, check_parents, exchange_paths
 from geep_deploy.errors import ConfigError, EngineBuildError, ExportError
+from geep_deploy.limits import check_count, check_max_len
 from geep_deploy.names import (
     DEPTH,
     LOW_PRECISIONS,
@@ -34,7 +42,7 @@ from geep_deploy.names import (
     WEIGHTS,
     variant_dir,
 )
-from runtime.manifest import FORMAT, FORMAT_VERSION
+from runtime.manifest import FORMAT, FORMAT_VERSION, MANIFEST
 
 
 def _resolve_checkpoint(checkpoint: Any) -> Any:
@@ -48,17 +56,86 @@ def _resolve_checkpoint(checkpoint: Any) -> Any:
     return obj
 
 
+def _is_our_export(d: Path) -> bool:
+    """True if ``d`` holds a manifest with our format tag (what ``--force`` may replace)."""
+    try:
+        import json
+
+        m = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("format") == FORMAT
+
+
 def _check_target(out: Path, force: bool) -> None:
+    """Refuse what ``--force`` must never replace: a file, the current folder (or one above it), or a folder
+    that is not a geep-deploy export. An empty folder is used as is."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"export | {out} exists and is not a directory. Choose another --out.")
-    if out.exists() and not force:
+    check_parents(out, "export --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    cwd = Path.cwd().resolve()
+    if out.resolve() == cwd or out.resolve() in cwd.parents:
+        raise ExportError(f"export | {out} is the current directory (or contains it); an export never replaces "
+                          "it. Choose a new folder for --out, e.g. --out exports/model.")
+    if not force:
         raise ExportError(f"export | {out} already exists. Pass --force to replace it, or choose another --out.")
+    if not _is_our_export(out):
+        raise ExportError(f"export | {out} is not a geep-deploy export (no {MANIFEST} of ours), so --force will "
+                          "not replace it: it may hold your files. Choose a new folder for --out, or remove it "
+                          "yourself.")
+
+
+_PID_FILE = ".export-pid"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(out: Path) -> list[Path]:
+    """Remove ``.DIR.tmp-*`` folders of exports that were killed (their process is gone), and put back an old
+    export that a crash left only as ``.DIR.old-*``. Returns what was removed."""
+    removed: list[Path] = []
+    if not out.parent.is_dir():
+        return removed
+    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
+        if not out.exists() and _is_our_export(old):
+            os.rename(old, out)  # the crash fell between the two renames of the fallback swap
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            pid = int((tmp / _PID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            pid = -1
+        if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+            continue  # another export of the same folder is running
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and restored if the rename fails."""
+    """Put ``tmp`` at ``out`` so that a reader sees either the old or the new export, never none.
+
+    Linux: one ``renameat2(RENAME_EXCHANGE)``, then the old export (now at ``tmp``) is removed. Elsewhere: two
+    renames; a crash between them leaves ``.DIR.old-*``, which the next export of DIR renames back.
+    """
+    (tmp / _PID_FILE).unlink(missing_ok=True)
     if not out.exists():
         os.rename(tmp, out)
+        return
+    if exchange_paths(tmp, out):
+        shutil.rmtree(tmp, ignore_errors=True)
         return
     backup = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
     os.rename(out, backup)
@@ -68,6 +145,38 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         os.rename(backup, out)
         raise
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def _make_temp_dir(out: Path) -> Path:
+    """``.DIR.tmp-*`` with our pid inside, made with SIGTERM held back so that no signal lands between its
+    creation and the caller's cleanup handler."""
+    blocked = hasattr(signal, "pthread_sigmask")
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        (tmp / _PID_FILE).write_text(str(os.getpid()))
+        return tmp
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into ``SystemExit(143)`` while exporting, so the temporary folder is removed (main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _validate(ctx: ExportContext, path: Path, kind: str, depth: int | None, precision: str) -> dict | None:
@@ -122,9 +231,13 @@ def _export_fp32(ctx: ExportContext) -> None:
     model = ctx.ckpt.model.eval()
 
     def make(kind: str, k: int | None) -> Any:
-        proto = OnnxFromCheckpoint(ctx.ckpt, k, kind=kind, opset=ctx.spec.opset, exporter=ctx.spec.exporter)()
-        ctx.refs[(kind, k)] = run_reference(model, kind, k, ctx.ckpt.exit_mode, feeds)
-        return proto
+        # the reference first: a model giving NaN/inf must fail as such, not as a graph that "does not match"
+        ctx.refs[(kind, k)] = refs = run_reference(model, kind, k, ctx.ckpt.exit_mode, feeds)
+        if not all(np.isfinite(v).all() for out in refs[0] for v in out.values()):
+            raise ExportError(f"export | the checkpoint's model itself gives NaN/inf outputs for the {kind} graph "
+                              f"{'' if k is None else k}: its weights are damaged or training diverged. Retrain "
+                              "or use another checkpoint; no export would give correct answers.")
+        return OnnxFromCheckpoint(ctx.ckpt, k, kind=kind, opset=ctx.spec.opset, exporter=ctx.spec.exporter)()
 
     _write_graphs(ctx, "fp32", make)
 
@@ -198,13 +311,15 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     """Build the export in a temporary directory and rename it into place; see ``export_checkpoint``."""
     from tqdm.auto import tqdm
 
-    from geep_deploy import __version__
-
     t0 = time.perf_counter()
     out = Path(out_dir).absolute()
+    clean_stale_temps(out)
     _check_target(out, force)
+    check_count("export | --max-batch", max_batch)
     ckpt = _resolve_checkpoint(checkpoint)
     L = ckpt.model.num_layers
+    max_len = check_max_len("export | --max-len", ckpt.max_len if max_len is None else max_len,
+                            ckpt.shape.max_position_embeddings)
     if ckpt.method == "full":
         if depths is not None and parse_depths(depths, L) != (L,):
             raise ConfigError(f"export | a 'full' checkpoint has only the depth-{L} classifier; drop --depths.")
@@ -215,7 +330,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     precisions = tuple(dict.fromkeys(("fp32", *precisions)))
     spec = ExportSpec(depths=dlist, precisions=precisions, backends=backends, exporter=exporter,
                       segments=(ckpt.method != "full") if segments is None else segments,
-                      max_batch=max_batch, max_len=max_len or ckpt.max_len, allow_mismatch=allow_mismatch)
+                      max_batch=max_batch, max_len=max_len, allow_mismatch=allow_mismatch)
     if "tensorrt" in backends:
         from export.trt_build import require_tensorrt
 
@@ -233,45 +348,60 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     total = len(graphs) * (1 + n_var) + ("int8" in precisions) * len(dlist) + 3
     total += len(dlist) * len(precisions) * ("tensorrt" in backends)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    bar = tqdm(total=total, desc=f"export {out.name}", disable=not progress, unit="step")
-    try:
-        ctx = ExportContext(tmp=tmp, ckpt=ckpt, spec=spec, graphs=graphs, bar=bar)
-        (tmp / "tokenizer.json").write_text(ckpt.tokenizer_json, encoding="utf-8")
-        _export_fp32(ctx)
-        for p in precisions:
-            if p != "fp32":
-                _export_variant(ctx, p)
-        if "int8" in precisions:
-            _export_qdq(ctx, calibration_texts(calib_data))
-        trt = None
-        if "tensorrt" in backends:
-            from export.trt_build import build_all
-
-            trt = build_all(ctx, tmp)
-        table = _exit_table_stage(ctx, exit_table, calib_data, progress)
-        ctx.step("exit table")
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "geep_deploy_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "backbone": ckpt.shape.to_dict(),
-            "num_labels": ckpt.model.num_labels, "shared_head": bool(ckpt.model.shared_head),
-            "pooling": ckpt.model.pooling,
-            "label_names": list(ckpt.label_names), "method": ckpt.method, "exit_mode": ckpt.exit_mode,
-            "max_len": spec.max_len, "depths": list(dlist),
-            "tokenizer": file_entry(tmp, tmp / "tokenizer.json"),
-            "weights": ctx.weights, "artifacts": ctx.artifacts, "exit_table": table,
-            "not_validated": ctx.not_validated, "tensorrt": trt,
-            "export": {"opset": spec.opset, "exporter": spec.exporter, "precisions": list(precisions),
-                       "backends": list(backends), "max_batch": max_batch, "atol_fp32": spec.atol,
-                       "allow_mismatch": allow_mismatch, "segments": spec.segments,
-                       "seconds": round(time.perf_counter() - t0, 2), "versions": _versions()},
-        }
-        write_manifest(tmp, manifest)
-        _swap_into_place(tmp, out)
-        ctx.step("done")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        bar.close()
+    with _sigterm_as_exit():
+        bar = tqdm(total=total, desc=f"export {out.name}", disable=not progress, unit="step")
+        tmp: Path | None = None
+        try:
+            tmp = _make_temp_dir(out)
+            manifest = _build(tmp, ckpt, spec, graphs, bar, exit_table=exit_table, calib_data=calib_data,
+                              progress=progress, t0=t0)
+            write_manifest(tmp, manifest)
+            apply_umask(tmp)
+            _swap_into_place(tmp, out)
+            bar.set_postfix_str("done", refresh=False)
+            bar.update(1)
+        except BaseException:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            bar.close()
     return out
+
+
+def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int | None]], bar: Any, *,
+           exit_table: Any, calib_data: Any, progress: bool, t0: float) -> dict[str, Any]:
+    """Write every graph, weight file and table into ``tmp``; return the manifest describing them."""
+    from geep_deploy import __version__
+
+    precisions, backends = spec.precisions, spec.backends
+    ctx = ExportContext(tmp=tmp, ckpt=ckpt, spec=spec, graphs=graphs, bar=bar)
+    (tmp / "tokenizer.json").write_text(ckpt.tokenizer_json, encoding="utf-8")
+    _export_fp32(ctx)
+    for p in precisions:
+        if p != "fp32":
+            _export_variant(ctx, p)
+    if "int8" in precisions:
+        _export_qdq(ctx, calibration_texts(calib_data))
+    trt = None
+    if "tensorrt" in backends:
+        from export.trt_build import build_all
+
+        trt = build_all(ctx, tmp)
+    table = _exit_table_stage(ctx, exit_table, calib_data, progress)
+    ctx.step("exit table")
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "geep_deploy_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "backbone": ckpt.shape.to_dict(),
+        "num_labels": ckpt.model.num_labels, "shared_head": bool(ckpt.model.shared_head),
+        "pooling": ckpt.model.pooling,
+        "label_names": list(ckpt.label_names), "method": ckpt.method, "exit_mode": ckpt.exit_mode,
+        "max_len": spec.max_len, "depths": list(spec.depths),
+        "tokenizer": file_entry(tmp, tmp / "tokenizer.json"),
+        "weights": ctx.weights, "artifacts": ctx.artifacts, "exit_table": table,
+        "not_validated": ctx.not_validated, "tensorrt": trt,
+        "export": {"opset": spec.opset, "exporter": spec.exporter, "precisions": list(precisions),
+                   "backends": list(backends), "max_batch": spec.max_batch, "atol_fp32": spec.atol,
+                   "allow_mismatch": spec.allow_mismatch, "segments": spec.segments,
+                   "seconds": round(time.perf_counter() - t0, 2), "versions": _versions()},
+    }

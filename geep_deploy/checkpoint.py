@@ -6,6 +6,8 @@ method and hyper-parameters, backbone shape, label names, tokenizer JSON, max le
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from geep_deploy.errors import CheckpointError, GeepError
 from geep_deploy.model import ExitBert
 
 FORMAT = "geep-deploy-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: "sha256" over the content, verified on load
 METHODS = ("geep", "fastbert", "pabee", "full")
 
 
@@ -68,19 +70,44 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
         "metrics": ckpt.metrics,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.model.state_dict().items()},
     }
+    payload["sha256"] = content_digest(payload)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
 
 
+def content_digest(payload: dict[str, Any]) -> str:
+    """sha256 over every field but ``sha256`` and ``metrics`` (canonical JSON) and every tensor's name, dtype,
+    shape and bytes: a flipped bit in the weights, tokenizer or labels changes it."""
+    h = hashlib.sha256()
+    meta = {k: v for k, v in payload.items() if k not in ("sha256", "state_dict", "metrics")}
+    h.update(json.dumps(meta, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8"))
+    for name in sorted(payload["state_dict"]):
+        t = payload["state_dict"][name].detach().cpu().contiguous()
+        h.update(f"\n{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else "no message"
+
+
 def _read_payload(p: Path) -> dict[str, Any]:
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint | {p} is a directory; give the checkpoint file (e.g. {p / 'geep.pt'}).")
     if not p.is_file():
         raise CheckpointError(f"checkpoint | {p} does not exist. Train one with `geep-deploy train --out {p}`.")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint | {p} is empty (0 bytes): an interrupted copy or download. Copy it "
+                              "again or retrain.")
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError,
+            IndexError, KeyError, AttributeError, TypeError) as e:
         raise CheckpointError(
-            f"checkpoint | {p} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            f"checkpoint | {p} cannot be read ({type(e).__name__}: {_first_line(e)}). "
             "The file is truncated, corrupted or not a geep-deploy checkpoint."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -91,6 +118,15 @@ def _read_payload(p: Path) -> dict[str, Any]:
             f"checkpoint | {p} has format version {version!r}; this geep-deploy reads up to {FORMAT_VERSION}. "
             "Upgrade geep-deploy."
         )
+    if version >= 2:
+        try:
+            ok = payload.get("sha256") == content_digest(payload)
+        except (KeyError, TypeError, AttributeError, RuntimeError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"checkpoint | {p} is corrupted: its content does not match the sha256 stored "
+                                  "at save time (flipped bits in the weights, tokenizer or labels). Copy it again "
+                                  "or retrain.")
     return payload
 
 
@@ -115,5 +151,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     except (KeyError, RuntimeError, TypeError, GeepError) as e:
         raise CheckpointError(f"checkpoint | {p} is inconsistent: {type(e).__name__}: {e}"[:500]) from None
+    bad = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"checkpoint | {p} holds NaN/inf weights in {len(bad)} tensors (first {bad[0]}); "
+                              "every prediction would be garbage. Training diverged or the file is damaged.")
     model.eval()
     return ckpt

@@ -7,6 +7,7 @@ Every malformed row is reported with file, line number and what is wrong.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,12 @@ class TextDataset:
         return self.texts_b is not None
 
     def subset(self, n: int | None) -> TextDataset:
-        """The first ``n`` rows (all rows when ``n`` is None)."""
+        """The first ``n`` rows (all rows when ``n`` is None); ``n`` < 1 is an error, never a slice from the end."""
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
+            raise DataError(f"data | a row limit must be an integer >= 1 (or none), got {n!r}.")
         if n is None or n >= len(self):
             return self
+        n = int(n)
         return TextDataset(
             self.texts_a[:n], None if self.texts_b is None else self.texts_b[:n], self.labels[:n],
             self.label_names, self.source,
@@ -48,10 +52,32 @@ def bundled_data_dir(name: str = DEMO_DATASET) -> Path:
     return Path(__file__).resolve().parent / "datasets" / name
 
 
-def read_labels(path: Path) -> list[str]:
+def read_text_file(path: Path, what: str = "data") -> str:
+    """A UTF-8 text file's content; a leading BOM (Excel, Notepad) is dropped, bad bytes are named by line.
+
+    Raises:
+        DataError: the path is a folder, missing, unreadable or not UTF-8 (file, line and byte offset named).
+    """
+    if path.is_dir():
+        raise DataError(f"{what} | {path} is a directory; give a file.")
     if not path.is_file():
+        raise DataError(f"{what} | {path} is missing.")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{what} | {path} cannot be read ({e.strerror}).") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{what} | {path}:{line} is not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}). "
+                        "Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
+
+
+def read_labels(path: Path) -> list[str]:
+    if not path.is_file() and not path.is_dir():
         raise DataError(f"data | {path} is missing. Expected labels.txt with one label name per line.")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
     if len(names) < 2:
         raise DataError(f"data | {path} names {len(names)} label(s); a classifier needs at least 2.")
     if len(set(names)) != len(names):
@@ -62,12 +88,7 @@ def read_labels(path: Path) -> list[str]:
 def read_tsv(path: str | Path, label_names: list[str]) -> TextDataset:
     """Read one split; rows must all have the same number of columns (2 single, 3 pair)."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data | {p} is missing.")
-    try:
-        lines = p.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError as e:
-        raise DataError(f"data | {p} is not UTF-8 ({e}).") from None
+    lines = read_text_file(p).split("\n")
     if not lines or not lines[0].strip():
         raise DataError(f"data | {p} is empty. Expected a header line such as 'label<TAB>text'.")
     header = lines[0].rstrip("\r").split("\t")

@@ -54,6 +54,23 @@ def check_texts(texts_a: object, texts_b: object = None) -> None:
                 raise DataError(f"input | {name} #{i} is a {type(t).__name__}, expected str.")
             if not t.strip():
                 raise DataError(f"input | {name} #{i} is empty or whitespace only.")
+        _check_encodable(name, texts)
+
+
+def _check_encodable(name: str, texts: Sequence[str]) -> None:
+    """Reject lone surrogates (``"\\ud800"``: not text, and a tokenizer ``TypeError`` otherwise); one pass
+    over the joined texts, the per-row search only when one is there."""
+    try:
+        "".join(texts).encode("utf-8")
+    except UnicodeEncodeError:
+        for i, t in enumerate(texts):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise DataError(
+                    f"input | {name} #{i} holds a lone surrogate U+{ord(t[e.start]):04X} at character {e.start}, "
+                    "which is not valid Unicode text. Decode the input with errors='replace' or fix its source."
+                ) from None
 
 
 class TextEncoder:
@@ -84,10 +101,28 @@ class TextEncoder:
         check_texts(texts_a, texts_b)
         inputs = list(texts_a) if texts_b is None else list(zip(texts_a, texts_b))
         out = self._tok.encode_batch(inputs)
-        return Encoded(
+        enc = Encoded(
             [np.asarray(e.ids, dtype=np.int64) for e in out],
             [np.asarray(e.type_ids, dtype=np.int64) for e in out],
         )
+        self._check_not_empty(enc, texts_b is not None, texts_a, texts_b)
+        return enc
+
+    def _check_not_empty(self, enc: Encoded, pair: bool, texts_a: Sequence[str],
+                         texts_b: Sequence[str] | None) -> None:
+        """A text of only invisible characters (zero-width space, NUL, control codes) tokenizes to nothing; a
+        prediction for it would be a guess from [CLS][SEP], so it is an error naming the row."""
+        for i, (ids, types) in enumerate(zip(enc.ids, enc.type_ids)):
+            if not pair:
+                if len(ids) > 2:  # [CLS] text [SEP]
+                    continue
+                n_a, n_b = 0, 1
+            else:
+                n_a, n_b = int((types == 0).sum()) - 2, int((types == 1).sum()) - 1
+            if n_a < 1 or n_b < 1:
+                name, text = ("text", texts_a[i]) if n_a < 1 else ("text_b", texts_b[i] if texts_b else "")
+                raise DataError(f"input | {name} #{i} {text[:40]!r} has no visible characters the tokenizer "
+                                "keeps (only zero-width, control or NUL characters); nothing to classify.")
 
 
 def pad_batch(enc: Encoded, pad_id: int = 0, pad_to: int | None = None) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from geep_deploy.encoding import Encoded, length_sorted_batches, pad_batch
+from geep_deploy.errors import CheckpointError
 from geep_deploy.model import ExitBert
 
 
@@ -37,4 +38,10 @@ def collect_depth_logits(
     for idx, batch in iter_sorted_batches(enc, batch_size, device, desc):
         res = model.forward_all(**batch)
         out[idx] = torch.stack(res.logits, dim=1).float().cpu().numpy()
+    if not np.isfinite(out).all():
+        rows, depths = np.nonzero(~np.isfinite(out).all(axis=2))
+        raise CheckpointError(f"model | the model gives NaN/inf logits for {len(set(rows.tolist()))} of {len(enc)} "
+                              f"rows (first at depth {int(depths.min()) + 1}); an accuracy over them would be "
+                              "meaningless. The weights are damaged or training diverged: retrain or use another "
+                              "checkpoint.")
     return out

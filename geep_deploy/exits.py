@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from geep_deploy.config import BertShape
-from geep_deploy.errors import ConfigError
+from geep_deploy.errors import ArtifactError, ConfigError, EngineRunError
 from geep_deploy.flops import flops_speedup
 
 EXIT_RULES = ("entropy", "consistency")
@@ -21,6 +21,21 @@ QUANTILE_GRID = tuple(round(q, 2) for q in np.arange(0.05, 0.8501, 0.05)) + tupl
     round(q, 2) for q in np.arange(0.86, 1.0001, 0.01))
 # The bench times every point it runs, so its default sweeps are short subsets of the grids above.
 BENCH_SWEEPS = {"fastbert": (0.1, 0.2, 0.3, 0.5), "pabee": (1, 2, 3)}
+
+
+def check_logits(logits: np.ndarray, rows: int, num_labels: int, what: str) -> np.ndarray:
+    """Refuse logits that would become a wrong answer: a width other than the label count, or NaN/inf values
+    (an argmax over NaN is label 0 with probabilities ``[nan, nan]``)."""
+    if logits.ndim != 2 or logits.shape != (rows, num_labels):
+        raise ArtifactError(f"runtime | the {what} graph gives logits of shape {tuple(logits.shape)} for {rows} "
+                            f"rows, but the export names {num_labels} labels. The export is inconsistent; "
+                            "re-export it.")
+    if not np.isfinite(logits).all():
+        bad = int((~np.isfinite(logits)).any(axis=1).sum())
+        raise EngineRunError(f"runtime | the {what} graph gave non-finite logits (NaN/inf) for {bad} of {rows} "
+                             "rows; no label is returned for them. The weights are damaged or overflow at this "
+                             "precision: try --precision fp32 or re-export.")
+    return logits
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from geep_deploy.data import TextDataset
 from geep_deploy.encoding import Encoded, TextEncoder, shuffled_bucket_batches
 from geep_deploy.errors import ConfigError
 from geep_deploy.evaluate import collect_depth_logits, torch_batch
+from geep_deploy.limits import check_max_len
 from geep_deploy.methods import GeepLossConfig, stages_for
 from geep_deploy.model import ExitBert
 
@@ -150,6 +151,7 @@ def train(
         The trained ``Checkpoint`` (not yet saved), with hyper-parameters and the training history as metrics.
     """
     cfg.validate()
+    check_max_len("train | max_len", cfg.max_len, backbone.shape.max_position_embeddings)
     stages = stages_for(cfg.method, cfg.geep)
     set_seed(cfg.seed)
     model = ExitBert(backbone.shape, len(train_ds.label_names), pooling=cfg.pooling)

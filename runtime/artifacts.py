@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.config import BertShape
-from geep_deploy.errors import ArtifactError
+from geep_deploy.errors import ArtifactError, GeepError
 from geep_deploy.names import ONNX, QDQ, WEIGHTS
-from runtime.manifest import read_manifest, verify_files
+from runtime.manifest import MANIFEST, read_manifest, verify_files
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,11 @@ class ExportBundle:
         if art.path.suffix == ".safetensors":  # format 1 stored a second copy of the weights
             from safetensors.torch import load_file
 
-            return load_file(str(art.path))
+            try:
+                return load_file(str(art.path))
+            except Exception as e:  # noqa: BLE001 - SafetensorError, OSError: a damaged file, named
+                raise ArtifactError(f"export | {art.path} cannot be read ({type(e).__name__}: {e}). "
+                                    "Re-export with --force.") from None
         return {name: torch.from_numpy(read_tensor(art.path, entry)) for name, entry in art.tensors.items()}
 
     def torch_model(self) -> Any:
@@ -154,17 +158,25 @@ def load_export(path: str | Path, verify: bool = True) -> ExportBundle:
     """
     root = Path(path).resolve()
     m = read_manifest(root)
-    verify_files(root, m, check_hash=verify)
+    mpath = root / MANIFEST
     try:
+        verify_files(root, m, check_hash=verify)
         artifacts = [_artifact(root, a) for a in m["artifacts"]]
         table = m.get("exit_table")
-        return ExportBundle(
-            root=root, manifest=m, shape=BertShape.from_dict(m["backbone"]), num_labels=int(m["num_labels"]),
-            label_names=list(m["label_names"]),
-            tokenizer_json=(root / m["tokenizer"]["file"]).read_text(encoding="utf-8"),
-            max_len=int(m["max_len"]), method=str(m["method"]), exit_mode=str(m["exit_mode"]),
-            depths=[int(d) for d in m["depths"]], artifacts=artifacts,
-            exit_table=(root / table["file"]) if table else None,
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"export | {root / 'manifest.json'} is incomplete: {type(e).__name__}: {e}.") from None
+        shape = BertShape.from_dict(m["backbone"])
+    except ArtifactError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, GeepError) as e:
+        raise ArtifactError(f"export | {mpath} is incomplete: {type(e).__name__}: {e}. Re-export with --force.") \
+            from None
+    tok_path = root / m["tokenizer"]["file"]
+    try:
+        tokenizer_json = tok_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"export | {tok_path} cannot be read as UTF-8 text ({e}). Re-export with --force.") \
+            from None
+    return ExportBundle(
+        root=root, manifest=m, shape=shape, num_labels=m["num_labels"], label_names=list(m["label_names"]),
+        tokenizer_json=tokenizer_json, max_len=m["max_len"], method=m["method"], exit_mode=m["exit_mode"],
+        depths=list(m["depths"]), artifacts=artifacts, exit_table=(root / table["file"]) if table else None,
+    )

@@ -98,6 +98,8 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
             raise ConfigError(f"bench | bad method {item!r}: static:k needs 1 <= k <= {num_layers}, fastbert:s "
                               "needs 0 <= s <= 1, pabee:p needs p >= 1, geep:Q+M needs quantile 0 <= Q <= 1 and "
                               "margin M >= 0 (e.g. geep:0.5+1).") from None
+    if not out:
+        raise ConfigError(f"bench | --methods {text!r} names no method. Give a comma list such as full,geep.")
     return list(dict.fromkeys(out))
 
 

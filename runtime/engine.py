@@ -21,7 +21,8 @@ import numpy as np
 from engines.base import BaseEngine
 from geep_deploy.encoding import Encoded, TextEncoder, pad_batch
 from geep_deploy.errors import ConfigError
-from geep_deploy.exits import softmax
+from geep_deploy.exits import check_logits, softmax
+from geep_deploy.limits import check_count
 from runtime.predictor import FixedDepth  # noqa: F401 - re-exported: `from runtime.engine import FixedDepth`
 from runtime.timing import StageTimes
 
@@ -66,6 +67,21 @@ class PredictResult:
         return [p.__dict__.copy() for p in self.predictions]
 
 
+def depth_map(loaded: Sequence[int], num_layers: int) -> np.ndarray:
+    """``map[d]`` = the smallest loaded depth >= d (never a shallower, less accurate one); 0 where none is."""
+    avail = np.array(sorted(loaded), dtype=np.int64)
+    idx = np.searchsorted(avail, np.arange(num_layers + 1))
+    return np.where(idx < len(avail), avail[np.minimum(idx, len(avail) - 1)], 0).astype(np.int64)
+
+
+def _explicit_depths(depths: Any, n: int, num_layers: int) -> np.ndarray:
+    """A caller's per-row depths as int64, rejecting floats (2.7 would silently become 2), None and strings."""
+    arr = np.asarray(depths)
+    if arr.shape != (n,) or arr.dtype.kind not in "iu" or (n and (arr.min() < 1 or arr.max() > num_layers)):
+        raise ConfigError(f"runtime | depths must be {n} integers in 1..{num_layers}, got {depths!r}"[:300])
+    return arr.astype(np.int64)
+
+
 class GeepEngine:
     """Tokenizer + exit predictor + one engine per depth, behind ``predict(texts)``.
 
@@ -100,10 +116,7 @@ class GeepEngine:
         self.info = dict(info or {})
         self._owned = list(owned)
         self.parts: Any = None  # what `load` built (bundle, shared weights), for the baselines' segment engines
-        avail = np.array(sorted(self.engines))
-        # depth d -> the smallest loaded depth >= d (never a shallower, less accurate one)
-        self._depth_map = np.array([avail[min(np.searchsorted(avail, d), len(avail) - 1)]
-                                    for d in range(self.num_layers + 1)], dtype=np.int64)
+        self._depth_map = depth_map(sorted(self.engines), self.num_layers)
 
     # -- construction from an export ------------------------------------------------------------------------
     @classmethod
@@ -204,7 +217,17 @@ class GeepEngine:
     def predict_depths(self, enc: Encoded) -> np.ndarray:
         """Exit depths of tokenized rows, mapped onto the loaded depths."""
         d = np.asarray(self.predictor.predict(enc.ids), dtype=np.int64)
-        return self._depth_map[np.clip(d, 1, self.num_layers)]
+        return self._map_depths(np.clip(d, 1, self.num_layers))
+
+    def _map_depths(self, d: np.ndarray) -> np.ndarray:
+        """Raise each depth to the next loaded one; a row needing a depth above every loaded one is an error."""
+        used = self._depth_map[d]
+        if (used == 0).any():
+            need = int(d[used == 0].max())
+            raise ConfigError(f"runtime | a row needs depth {need}, but the deepest loaded depth is "
+                              f"{max(self.engines)}; running it shallower would give a worse answer than "
+                              f"predicted. Load depth {need} or deeper.")
+        return used
 
     def run_encoded(
         self,
@@ -221,11 +244,9 @@ class GeepEngine:
             if depths is None:
                 d = self.predict_depths(enc)
             else:
-                d = np.asarray(depths, dtype=np.int64)
-                if d.shape != (len(enc),) or d.min() < 1 or d.max() > self.num_layers:
-                    raise ConfigError(f"runtime | depths must be {len(enc)} ints in 1..{self.num_layers}.")
-                d = self._depth_map[d]
-        cap = batch_size or self.max_group or 64
+                d = _explicit_depths(depths, len(enc), self.num_layers)
+                d = self._map_depths(d)
+        cap = check_count("runtime | batch_size", batch_size, allow_none=True) or self.max_group or 64
         with times.stage("model"):
             groups = plan_groups(d, enc.lengths, max_group=cap)
             outs = [self._run_group(enc.take(g.indices), g.depth) for g in groups]
@@ -234,11 +255,12 @@ class GeepEngine:
 
     def _run_group(self, sub: Encoded, depth: int) -> np.ndarray:
         feed = pad_batch(sub, pad_id=self.encoder.pad_id)
-        return self.engines[int(depth)].infer(feed, check_inputs=False)["logits"]
+        logits = self.engines[int(depth)].infer(feed, check_inputs=False)["logits"]
+        return check_logits(logits, len(sub), len(self.label_names), f"depth {depth}")
 
     def run_depth(self, enc: Encoded, depth: int) -> np.ndarray:
         """All rows at one depth as one batch padded to its longest row (``full`` and ``static:k``)."""
-        return self._run_group(enc, int(self._depth_map[depth]))
+        return self._run_group(enc, int(self._map_depths(np.array([depth], dtype=np.int64))[0]))
 
     # -- lifetime -------------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 from engines.base import BaseEngine
 from engines.registry import open_engine, resolve_backend
 from geep_deploy.encoding import TextEncoder
-from geep_deploy.errors import ArtifactError, BackendUnavailable, ConfigError
+from geep_deploy.errors import ArtifactError, BackendUnavailable, ConfigError, GeepError
+from geep_deploy.limits import check_count, check_depths
 from geep_deploy.names import FORMAT_OF_BACKEND, ONNX, ONNXRUNTIME, PLAN, TENSORRT, TORCH, weights_precision
 from runtime.artifacts import load_export
 from runtime.predictor import ExitPredictor, FixedDepth
@@ -69,15 +70,18 @@ def build_parts(
     mmap_weights: bool = True,
 ) -> Parts:
     """Load manifest, tokenizer, exit predictor and the depth engines of one export."""
+    check_count("runtime | threads", threads, allow_none=True)
     bundle = load_export(export_dir, verify=verify)
     arts = list(bundle.artifacts)
     backend = resolve_backend(backend, device,
                               has_plans=any(a.backend == PLAN for a in arts),
                               has_onnx=any(a.backend == ONNX for a in arts))
+    if precision == "tf32" and backend != TORCH:
+        raise ConfigError(f"runtime | precision tf32 (TF32 matmuls) runs on the torch backend only; {backend} "
+                          "would run fp32. Use --backend torch, or --precision fp32.")
     L = bundle.shape.num_hidden_layers
-    want = sorted(set(depths)) if depths else sorted(bundle.depths)
+    want = _wanted_depths(bundle.depths, depths, fixed_depth)
     if fixed_depth is not None:
-        want = sorted({*want, fixed_depth}) if depths else [fixed_depth]
         predictor = FixedDepth(fixed_depth, L)
     elif bundle.exit_table is None:
         raise ArtifactError(
@@ -86,7 +90,7 @@ def build_parts(
         )
     else:
         predictor = _load_predictor(bundle.exit_table, device)
-    parts = Parts(TextEncoder(bundle.tokenizer_json, bundle.max_len), predictor, {}, list(bundle.label_names),
+    parts = Parts(_encoder(bundle), predictor, {}, list(bundle.label_names),
                   {}, bundle, ort_options={"disable_prepacking": disable_prepacking})
     if backend == TORCH:
         parts.model = bundle.torch_model()
@@ -100,8 +104,8 @@ def build_parts(
         parts.shared = TrtScratch()
         parts.owned.append(parts.shared)
     for k in want:
-        parts.engines[k] = make_engine(bundle, parts, backend, device, precision, kind="depth", depth=k,
-                                       threads=threads)
+        parts.engines[k] = _open_checked(bundle, parts, backend, device, precision, depth=k, threads=threads)
+    _probe(parts)
     e = parts.engines[want[-1]]
     parts.info = {
         "export": str(export_dir), "backend": backend, "device": device, "precision": precision,
@@ -110,6 +114,68 @@ def build_parts(
         "num_layers": L,
     }
     return parts
+
+
+def _wanted_depths(exported: list[int], depths: Sequence[int] | None, fixed_depth: int | None) -> list[int]:
+    """The depth engines to open. With an exit predictor the deepest exported depth is required: a row predicted
+    deeper than every loaded depth would otherwise run shallower than predicted (a silently worse answer)."""
+    if fixed_depth is not None:
+        fixed = check_depths("runtime | fixed_depth", [fixed_depth], exported)
+        return sorted({*check_depths("runtime | depths", depths, exported), *fixed}) if depths is not None else fixed
+    if depths is None:
+        return sorted(exported)
+    want = check_depths("runtime | depths", depths, exported)
+    if want[-1] != max(exported):
+        raise ConfigError(f"runtime | depths {want} leave out the deepest exported depth {max(exported)}: rows "
+                          "predicted deeper than every loaded depth would run shallower than predicted. Include "
+                          f"{max(exported)} (rows are raised to the next loaded depth), or pass fixed_depth=k.")
+    return want
+
+
+def _probe(parts: Parts) -> None:
+    """Run one short row through every loaded depth engine: a graph whose logits are not as wide as the label list
+    (or not finite) fails here, at load, instead of answering with the wrong labels."""
+    from geep_deploy.encoding import pad_batch
+    from geep_deploy.exits import check_logits
+
+    feed = pad_batch(parts.encoder.encode(["the movie"]), pad_id=parts.encoder.pad_id)
+    for k, engine in parts.engines.items():
+        try:
+            logits = engine.infer(feed, check_inputs=False)["logits"]
+        except GeepError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a graph that loads but cannot run is a damaged export
+            raise ArtifactError(f"export | the depth-{k} graph of {parts.bundle.root} fails on a one-row probe "
+                                f"({type(e).__name__}: {str(e).strip()[:300]}). Re-export with --force.") from None
+        check_logits(logits, 1, len(parts.label_names), f"depth {k} ({parts.bundle.root})")
+
+
+def _encoder(bundle: Any) -> TextEncoder:
+    try:
+        return TextEncoder(bundle.tokenizer_json, bundle.max_len)
+    except GeepError as e:
+        raise ArtifactError(f"export | {bundle.root / bundle.manifest['tokenizer']['file']}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for a malformed file
+        raise ArtifactError(f"export | {bundle.root / bundle.manifest['tokenizer']['file']} is not a valid "
+                            f"tokenizer ({type(e).__name__}: {str(e)[:200]}). Re-export with --force.") from None
+
+
+def _open_checked(bundle: Any, parts: Parts, backend: str, device: str, precision: str, *, depth: int,
+                  threads: int | None) -> BaseEngine:
+    """``make_engine`` for a depth graph; a graph or weights file that does not load names its file."""
+    try:
+        return make_engine(bundle, parts, backend, device, precision, kind="depth", depth=depth, threads=threads)
+    except (GeepError, ImportError):
+        raise
+    except Exception as e:  # noqa: BLE001 - onnx DecodeError, ORT Fail, truncated data: all a damaged export
+        try:
+            where = bundle.find(kind="depth", depth=depth, backend=FORMAT_OF_BACKEND[backend],
+                                precision=weights_precision(precision)).path
+        except (GeepError, KeyError):
+            where = bundle.root
+        raise ArtifactError(f"export | {where} cannot be loaded by {backend} ({type(e).__name__}: "
+                            f"{str(e).strip()[:300]}). The file is damaged or not from this export; re-export "
+                            "with --force.") from None
 
 
 def _load_predictor(path: Path, device: str) -> Any:

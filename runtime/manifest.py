@@ -2,9 +2,11 @@
 
 The compiler writes it (``export.manifest``); the runtime reads it here, so serving needs neither torch nor onnx.
 
-Layout (version 2; version 1 also had ``model.safetensors`` and int8 Q/DQ graphs as precision ``int8_qdq``)::
+Layout (version 3; version 2 had no ``manifest_sha256``; version 1 also had ``model.safetensors`` and int8 Q/DQ
+graphs as precision ``int8_qdq``)::
 
-    {"format": "geep-deploy-export", "format_version": 1, "geep_deploy_version": "...", "created": "...",
+    {"format": "geep-deploy-export", "format_version": 3, "manifest_sha256": "<sha256 of the canonical JSON of
+     everything else: sorted keys, no spaces, UTF-8>", "geep_deploy_version": "...", "created": "...",
      "backbone": {...BertShape...}, "num_labels": 2, "shared_head": false, "label_names": [...],
      "method": "geep", "exit_mode": "student", "max_len": 128, "depths": [1, ..., L],
      "tokenizer": {"file": "tokenizer.json", "sha256": "..."},
@@ -29,8 +31,10 @@ from typing import Any
 from geep_deploy.errors import ArtifactError
 
 FORMAT = "geep-deploy-export"
-FORMAT_VERSION = 2  # 2: torch weights read from onnx/fp32/weights.bin; graph variants
+FORMAT_VERSION = 3  # 2: torch weights read from onnx/fp32/weights.bin; graph variants; 3: manifest_sha256
 MANIFEST = "manifest.json"
+SELF_HASH = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field (format 3 on)
+KINDS = ("depth", "embed", "layer", "model")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -41,12 +45,23 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def manifest_digest(m: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``m`` without its own ``manifest_sha256`` (key order and spacing free)."""
+    body = {k: v for k, v in m.items() if k != SELF_HASH}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
-    """Read and version-check ``root/manifest.json``.
+    """Read, version-check, checksum-check and schema-check ``root/manifest.json``.
 
     Raises:
-        ArtifactError: naming the directory or file when it is missing, not JSON, foreign or too new.
+        ArtifactError: naming the directory or file when it is missing, not JSON, foreign, too new, edited
+            (its ``manifest_sha256`` differs) or malformed.
     """
+    if root.is_file():
+        raise ArtifactError(f"export | {root} is a file; give the export folder that `geep-deploy export --out` "
+                            f"wrote (the one holding {MANIFEST}).")
     if not root.is_dir():
         raise ArtifactError(f"export | {root} is not a directory. Create one with `geep-deploy export --out {root}`.")
     p = root / MANIFEST
@@ -54,7 +69,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise ArtifactError(f"export | {p} is missing: {root} is not a geep-deploy export (or an interrupted one).")
     try:
         m = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, OSError) as e:
         raise ArtifactError(f"export | {p} is not valid JSON ({e}). Re-export with --force.") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ArtifactError(f"export | {p} is not a geep-deploy export manifest (format tag {FORMAT!r} missing).")
@@ -64,7 +79,117 @@ def read_manifest(root: Path) -> dict[str, Any]:
             f"export | {p} has format version {v!r}; this geep-deploy reads 1..{FORMAT_VERSION}. "
             "Upgrade geep-deploy or re-export with this version."
         )
+    if v >= 3:
+        try:
+            digest = manifest_digest(m)
+        except ValueError as e:
+            raise ArtifactError(f"export | {p} holds a value JSON does not allow ({e}). Re-export with --force.") \
+                from None
+        if m.get(SELF_HASH) != digest:
+            raise ArtifactError(f"export | {p} was changed after export: its content does not match its "
+                                f"{SELF_HASH}. Re-export with --force rather than editing the manifest.")
+    problems = schema_problems(m)
+    if problems:
+        raise ArtifactError(f"export | {p} is malformed: {'; '.join(problems[:5])}. Re-export with --force.")
     return m
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _file_problems(where: str, e: Any) -> list[str]:
+    if not isinstance(e, dict):
+        return [f"{where} must be an object, got {type(e).__name__}"]
+    if not isinstance(e.get("file"), str) or not e["file"]:
+        return [f"{where}.file must be a relative path"]
+    if not isinstance(e.get("sha256"), str):
+        return [f"{where}.sha256 must be a string"]
+    return []
+
+
+def _artifact_problems(i: int, a: Any, depths: list[int], num_labels: int) -> list[str]:
+    where = f"artifacts[{i}]"
+    out = _file_problems(where, a)
+    if out:
+        return out
+    if a.get("kind") not in KINDS:
+        out.append(f"{where}.kind must be one of {list(KINDS)}, got {a.get('kind')!r}")
+    for key in ("backend", "precision"):
+        if not isinstance(a.get(key), str):
+            out.append(f"{where}.{key} must be a string")
+    depth = a.get("depth")
+    if a.get("kind") in ("depth", "layer") and not _is_int(depth):
+        out.append(f"{where}.depth must be an integer, got {depth!r}")
+    if a.get("kind") == "depth" and _is_int(depth):
+        if depth not in depths:
+            out.append(f"{where}.depth {depth} is not in depths {depths}")
+        stem = Path(a["file"]).stem
+        if a.get("backend") == "onnx" and stem != f"depth{depth}":
+            out.append(f"{where} says depth {depth} but its file is {a['file']}")
+    for key in ("inputs", "outputs", "tensors"):
+        if a.get(key) is not None and not isinstance(a[key], dict):
+            out.append(f"{where}.{key} must be an object")
+    logits = (a.get("outputs") or {}).get("logits") if isinstance(a.get("outputs"), dict) else None
+    if isinstance(logits, dict) and isinstance(logits.get("shape"), list) and logits["shape"]:
+        width = logits["shape"][-1]
+        if _is_int(width) and width != num_labels:
+            out.append(f"{where} outputs {width} logits but the manifest names {num_labels} labels")
+    return out
+
+
+def schema_problems(m: dict[str, Any]) -> list[str]:
+    """What is wrong with a manifest's structure (empty: nothing). Pure: checks types, ranges and agreement
+    (label count vs the graphs' logits, depths vs the backbone, graph file vs its depth)."""
+    out: list[str] = []
+    bb = m.get("backbone")
+    if not isinstance(bb, dict):
+        return ["backbone must be an object"]
+    L, pos = bb.get("num_hidden_layers"), bb.get("max_position_embeddings", 512)
+    if not _is_int(L) or L < 1:
+        return [f"backbone.num_hidden_layers must be a positive integer, got {L!r}"]
+    n, names = m.get("num_labels"), m.get("label_names")
+    if not _is_int(n) or n < 2:
+        out.append(f"num_labels must be an integer >= 2, got {n!r}")
+        n = -1
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        out.append("label_names must be a list of strings")
+    elif len(names) != n:
+        out.append(f"label_names has {len(names)} names but num_labels is {n}")
+    elif len(set(names)) != len(names):
+        out.append("label_names repeats a name")
+    ml = m.get("max_len")
+    if not _is_int(ml) or not 8 <= ml <= (pos if _is_int(pos) else 512):
+        out.append(f"max_len must be an integer in 8..{pos}, got {ml!r}")
+    depths = m.get("depths")
+    if (not isinstance(depths, list) or not depths or not all(_is_int(d) and 1 <= d <= L for d in depths)
+            or sorted(set(depths)) != depths):
+        out.append(f"depths must be a sorted list of distinct integers in 1..{L}, got {depths!r}")
+        depths = []
+    for key in ("method", "exit_mode"):
+        if not isinstance(m.get(key), str):
+            out.append(f"{key} must be a string")
+    out += _file_problems("tokenizer", m.get("tokenizer"))
+    if m.get("exit_table") is not None:
+        out += _file_problems("exit_table", m["exit_table"])
+    weights = m.get("weights", [])
+    if not isinstance(weights, list):
+        out.append("weights must be a list")
+    else:
+        for i, w in enumerate(weights):
+            out += _file_problems(f"weights[{i}]", w)
+    arts = m.get("artifacts")
+    if not isinstance(arts, list) or not arts:
+        out.append("artifacts must be a non-empty list")
+    else:
+        for i, a in enumerate(arts):
+            out += _artifact_problems(i, a, depths, n)
+    trt = m.get("tensorrt")
+    if trt is not None and not isinstance(trt, dict):
+        out.append("tensorrt must be an object or null")
+    elif trt and trt.get("timing_cache") is not None:
+        out += _file_problems("tensorrt.timing_cache", trt["timing_cache"])
+    return out
 
 
 def listed_files(m: dict[str, Any]) -> list[dict[str, Any]]:

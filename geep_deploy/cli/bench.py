@@ -57,13 +57,24 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geep_deploy.atomic import atomic_path
+    from geep_deploy.atomic import atomic_path, check_output_file
+    from geep_deploy.limits import check_count
     from runtime.benchmark import BenchConfig, format_table, plot, run_bench
 
     if args.repeats < 1:
         raise ConfigError(f"bench | --repeats must be >= 1, got {args.repeats}.")
     if any(b < 1 for b in args.batch_sizes):
         raise ConfigError(f"bench | batch sizes must be >= 1, got {args.batch_sizes}.")
+    check_count("bench | --threads", args.threads, allow_none=True)
+    check_count("bench | --max-rows", args.max_rows, allow_none=True)
+    if not args.methods.strip(" ,"):
+        raise ConfigError(f"bench | --methods {args.methods!r} names no method. Give e.g. full,geep.")
+    if args.json:  # fail now, not after the benchmark ran
+        check_output_file(args.json, "bench --json")
+    plot_path = None
+    if args.plot:
+        plot_path = args.plot if args.plot.suffix else args.plot.with_suffix(".png")
+        check_output_file(plot_path, "bench --plot")
     baseline: dict[str, Path] = {}
     for item in args.baseline_export:
         method, sep, d = item.partition("=")
@@ -85,6 +96,6 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
-    if args.plot:
-        print(f"wrote {plot(result['records'], args.plot)}")
+    if plot_path is not None:
+        print(f"wrote {plot(result['records'], plot_path)}")
     return 0

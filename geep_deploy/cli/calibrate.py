@@ -53,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"calibrate | --max-calib must be >= 1, got {args.max_calib}.")
     if args.batch_size < 1:
         raise ConfigError(f"calibrate | --batch-size must be >= 1, got {args.batch_size}.")
+    if args.tau is not None and args.rule != "entropy":
+        raise ConfigError(f"calibrate | --tau sets the entropy threshold of --rule entropy; the {args.rule} rule "
+                          "has no threshold, so it would be ignored. Drop --tau, or add --rule entropy.")
+    from geep_deploy.atomic import check_output_file
+
+    check_output_file(args.out, "calibrate --out")
     ckpt = load_checkpoint(args.checkpoint)
     calib = load_split(args.data, args.calib_split).subset(args.max_calib)
     dev = load_split(args.data, "dev")

@@ -23,12 +23,16 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geep_deploy.atomic import atomic_write_text
+    from geep_deploy.atomic import atomic_write_text, check_output_file
     from geep_deploy.checkpoint import load_checkpoint
     from geep_deploy.data import load_split
     from geep_deploy.errors import DataError
+    from geep_deploy.limits import check_count
     from geep_deploy.report import evaluate_checkpoint, format_per_depth, format_sweeps
 
+    check_count("eval | --batch-size", args.batch_size)
+    if args.json:  # fail now, not after the evaluation ran
+        check_output_file(args.json, "eval --json")
     ckpt = load_checkpoint(args.checkpoint)
     ds = load_split(args.data, args.split)
     if ds.label_names != ckpt.label_names:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from geep_deploy.errors import DataError
 from geep_deploy.names import AUTO, BACKENDS, DEVICES, PRECISIONS
@@ -30,13 +31,41 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="most rows per engine call (default 64)")
     p.add_argument("--depth", type=int, default=None, help="run every input at this depth (no exit prediction)")
     p.add_argument("--json", action="store_true", help="print JSON (one record per input, plus timings)")
+    p.add_argument("--no-progress", action="store_true", help=f"no progress bar (shown above {CHUNK} rows)")
+
+
+CHUNK = 4096  # rows per predict call when showing progress: large enough for full depth groups
+
+
+def predict_with_progress(eng: Any, texts_a: list[str], texts_b: list[str] | None, batch_size: int,
+                          progress: bool) -> Any:
+    """``eng.predict`` in chunks of CHUNK rows with a progress bar on stderr (a 100k-row file takes minutes);
+    the same results as one call, since rows never interact."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from runtime.engine import PredictResult
+    from runtime.timing import StageTimes
+
+    if not progress or len(texts_a) <= CHUNK:
+        return eng.predict(texts_a, texts_b, batch_size=batch_size)
+    parts, times = [], StageTimes()
+    with tqdm(total=len(texts_a), desc="predict", unit="row") as bar:
+        for s in range(0, len(texts_a), CHUNK):
+            r = eng.predict(texts_a[s:s + CHUNK], None if texts_b is None else texts_b[s:s + CHUNK],
+                            batch_size=batch_size)
+            parts.append(r)
+            times.merge(r.timings)
+            bar.update(len(r))
+    return PredictResult(np.concatenate([r.logits for r in parts]), np.concatenate([r.depths for r in parts]),
+                         parts[0].label_names, times)
 
 
 def read_inputs(path: Path) -> tuple[list[str], list[str] | None]:
     """Texts (and second texts) of a TSV file whose header names text, or text_a and text_b."""
-    if not path.is_file():
-        raise DataError(f"predict | {path} does not exist.")
-    lines = [ln.rstrip("\r") for ln in path.read_text(encoding="utf-8").split("\n")]
+    from geep_deploy.data import read_text_file
+
+    lines = [ln.rstrip("\r") for ln in read_text_file(path, "predict").split("\n")]
     header = lines[0].split("\t") if lines and lines[0] else []
     names = {n: i for i, n in enumerate(header)}
     a_col = names.get("text", names.get("text_a"))
@@ -73,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DataError(f"predict | --batch-size must be >= 1, got {args.batch_size}.")
     with GeepEngine.load(args.export, args.backend, args.device, args.precision, fixed_depth=args.depth) as eng:
-        res = eng.predict(texts_a, texts_b, batch_size=args.batch_size)
+        res = predict_with_progress(eng, list(texts_a), None if texts_b is None else list(texts_b),
+                                    args.batch_size, not args.no_progress)
         info = eng.info
     if args.json:
         out = {"engine": info, "timings": res.timings.as_dict(), "predictions": res.to_records()}

@@ -63,7 +63,13 @@ def run(args: argparse.Namespace) -> int:
         geep=GeepLossConfig(exit_set=exit_set, temperature=args.temperature),
     )
     cfg.validate()
+    from geep_deploy.atomic import check_output_file
+    from geep_deploy.limits import check_count, check_max_len
+
+    check_output_file(args.out, "train --out")  # fail now, not after hours of training
+    check_count("train | --max-train", args.max_train, allow_none=True)
     backbone = load_backbone_dir(args.backbone)
+    check_max_len("train | --max-len", args.max_len, backbone.shape.max_position_embeddings)
     if args.vocab:
         import tempfile
         from pathlib import Path
