@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             reason="needs Ray Serve; `import ray` fails here (pip install 'geep-deploy[serve]' to run it)"
         )
     elif os.environ.get("GEEP_RAY_TESTS") != "1":  # Ray takes ~1 min to start twice: opt in
-        no_ray = pytest.mark.skip(reason="starts Ray clusters (~1-2 min); run with GEEP_RAY_TESTS=1 pytest -m serve")
+        no_ray = pytest.mark.skip(reason="starts Ray clusters (~3 min per test here); run with GEEP_RAY_TESTS=1 pytest -m serve")
     else:
         no_ray = None
     has_gpu = _has_cuda() or _has_cupy_gpu()
