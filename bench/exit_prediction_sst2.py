@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from exit_table_bench import machine_info  # noqa: E402
 
+from export.calibration import calibrate_from_logits  # noqa: E402
 from geep_deploy.atomic import atomic_write_text  # noqa: E402
 from geep_deploy.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
 from geep_deploy.data import bundled_data_dir, load_split  # noqa: E402
@@ -32,7 +33,6 @@ from geep_deploy.encoding import TextEncoder  # noqa: E402
 from geep_deploy.evaluate import collect_depth_logits  # noqa: E402
 from geep_deploy.exits import entropy_exit_depths, predictions_at  # noqa: E402
 from geep_deploy.flops import flops_speedup  # noqa: E402
-from runtime.calibration import calibrate_from_logits  # noqa: E402
 
 TARGETS = (1.05, 1.1, 1.15, 1.2, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 TAUS = tuple(round(t, 2) for t in np.arange(0.0, 1.0001, 0.05))

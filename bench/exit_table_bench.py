@@ -1,6 +1,7 @@
 """Exit-table and exit-prediction cost: a benchmark script (not a test); writes bench/results/exit_table_bench.json.
 
-1. Table throughput: NumPy twin, tables of 1e4 .. 1e7 distinct random keys at load 0.5 (L = 6): inserts/s (one
+1. Table throughput: NumPy twin, tables of 2^14 .. 2^23 distinct random keys at load exactly 0.5 (L = 6; powers of
+   two, because ``capacity_for`` rounds the capacity up to one): inserts/s (one
    bulk insert into an empty table) and lookups/s (all keys present, shuffled; and all absent). CuPy twin: the
    same where a GPU is visible, otherwise recorded as skipped.
 2. Prediction overhead: exit prediction (hash + lookup + quantile) plus ``plan_groups`` as a share of the full
@@ -12,7 +13,7 @@
 Every figure is given as wall-clock and as process CPU time: on a shared machine (the one these numbers come
 from ran other jobs at a load average near 10 on 2 cores) CPU time is the better estimate of an idle core.
 
-Usage:  .venv/bin/python bench/exit_table_bench.py [--sizes 1e4,1e5,1e6,1e7] [--repeats 3] [--out PATH]
+Usage:  .venv/bin/python bench/exit_table_bench.py [--sizes 16384,131072,1048576,8388608] [--repeats 3] [--out PATH]
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def bench_numpy_table(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
         keys = _random_keys(rng, n)
         exits = rng.integers(1, L + 1, n)
         absent = _random_keys(np.random.default_rng(n), n)
-        reps = 1 if n >= 10**7 else repeats
+        reps = 1 if n >= 2**23 else repeats  # one bulk insert of 8M keys takes seconds
 
         def build(n: int = n, keys: np.ndarray = keys, exits: np.ndarray = exits) -> ExitHashTable:
             t = ExitHashTable.for_keys(n, L, load_factor=0.5)
@@ -128,7 +129,9 @@ def bench_cupy_table(sizes: list[int], repeats: int) -> dict[str, Any]:
         exits = cupy.asarray(rng.integers(1, L + 1, n))
 
         def build(n: int = n, keys: Any = keys, exits: Any = exits) -> Any:
-            t = ExitHashTable.for_keys(n, L).to_device()
+            from runtime.kernels.cupy_table import CupyExitHashTable
+
+            t = CupyExitHashTable.from_host(ExitHashTable.for_keys(n, L))
             t.insert(keys, exits)
             cupy.cuda.Device().synchronize()
             return t
@@ -208,7 +211,7 @@ def bench_prediction_share(batch_sizes: list[int], repeats: int, threads: int) -
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
+    ap.add_argument("--sizes", default="16384,131072,1048576,8388608", help="distinct keys per table")
     ap.add_argument("--batch-sizes", default="1,32,128")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(RESULTS / "exit_table_bench.json"))
@@ -218,7 +221,7 @@ def main() -> int:
     args = ap.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     result: dict[str, Any] = {"machine": machine_info(), "num_layers": L, "load_factor": 0.5,
-                              "command": "python " + " ".join(sys.argv)}
+                              "command": " ".join([".venv/bin/python", *sys.argv])}
     if not args.skip_table:
         result["numpy_table"] = bench_numpy_table(sizes, args.repeats)
         result["cupy_table"] = bench_cupy_table(sizes, args.repeats)

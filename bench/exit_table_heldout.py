@@ -17,13 +17,13 @@ import numpy as np
 
 
 def main(name: str, split: str, n: int, data_root: str = "../shared/data", work: str = "runs/multi_dataset") -> None:
+    from export.calibration import batch_mass
     from geep_deploy.checkpoint import load_checkpoint
     from geep_deploy.data import load_split
     from geep_deploy.encoding import TextEncoder
     from geep_deploy.evaluate import collect_depth_logits
     from geep_deploy.exits import consistency_exit_depths
     from geep_deploy.suite.points import auc
-    from runtime.calibration import batch_mass
     from runtime.predictor import build_predictor
 
     w = f"{work}/{name}/"

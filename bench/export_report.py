@@ -88,15 +88,15 @@ def fit_probe_heads(ckpt, rows: int = 2000, steps: int = 300) -> None:
 
 
 def dev_logits(path: Path, enc, batches, threads: int) -> tuple[np.ndarray, float]:
-    from export.validate import SessionFromOnnx
+    from engines.registry import open_engine
     from geep_deploy.encoding import pad_batch
 
-    sess = SessionFromOnnx(path, threads=threads)()
+    eng = open_engine("onnxruntime", path, threads=threads, check_inputs=False)
     out = np.zeros((len(enc), 2), dtype=np.float32)
     t0 = time.perf_counter()
     for idx in batches:
         feed = pad_batch(enc.take(idx))
-        out[idx] = sess.run(["logits"], feed)[0]
+        out[idx] = eng.infer(feed)["logits"]
     return out, time.perf_counter() - t0
 
 

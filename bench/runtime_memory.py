@@ -38,7 +38,7 @@ def child(export: str, data: str, name: str) -> dict:
 
     cfg = CONFIGS[name]
     base, base_u = rss_mb(), uss_mb()
-    from export.bundle import load_export
+    from runtime.artifacts import load_export
     from runtime.engine import GeepEngine
 
     L = load_export(export, verify=False).shape.num_hidden_layers
@@ -77,7 +77,7 @@ def main() -> int:
               f"USS +{r['uss_load_mb']:>7.1f} / +{r['uss_after_runs_mb']:>7.1f} MB")
     if a.json:
         sys.path.insert(0, str(ROOT))
-        from runtime.benchmark import machine_info
+        from geep_deploy.machine import machine_info
 
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"machine": machine_info("cpu"), "export": a.export, "rows": rows}, indent=1))

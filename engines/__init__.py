@@ -1,7 +1,8 @@
-"""Inference backends behind one protocol: ONNX Runtime, torch and TensorRT (each imports its library lazily)."""
+"""Inference backends behind one protocol: ONNX Runtime, torch, TensorRT and ONNX's reference evaluator (each
+imports its library lazily)."""
 
 from engines.base import BaseEngine, EngineStateError, TensorMeta
-from engines.registry import BACKENDS, available_backends, canonical_backend, engine_class
+from engines.registry import BACKENDS, available_backends, canonical_backend, engine_class, open_engine
 
 __all__ = ["BACKENDS", "BaseEngine", "EngineStateError", "TensorMeta", "available_backends", "canonical_backend",
-           "engine_class"]
+           "engine_class", "open_engine"]

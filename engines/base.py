@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.errors import DataError, GeepError
-
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "int8_qdq")
-DEVICES = ("cpu", "cuda")
+from geep_deploy.names import DEVICES, PRECISIONS
 
 
 class EngineStateError(GeepError):

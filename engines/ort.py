@@ -1,12 +1,13 @@
 """ONNX Runtime engine: CPU, or the CUDA execution provider when ``onnxruntime-gpu`` is installed.
 
-Loading all L depth graphs naively holds L copies of the weights and L memory arenas (measured: +1.2 GB for six
-MiniLM sessions vs +0.26 GB for one). `OrtWeightPool` fixes both: every initializer is read once into an
+Loading all L depth graphs naively holds L copies of the weights and L memory arenas (``bench/runtime_memory.py``
+measures it; figures in docs/runtime.md). `OrtWeightPool` fixes both: every initializer is read once into an
 ``OrtValue`` keyed by *where its bytes live* (external-data file, offset, length; or the hash of inline bytes,
 never the exported name, which the dynamo exporter reuses for different tensors), handed to every session with
 ``SessionOptions.add_initializer``, and all sessions allocate from one arena registered on the environment
 (``session.use_env_allocators``). ORT's MatMul pre-packing still makes a per-session packed copy of each weight;
-``disable_prepacking=True`` removes it at a latency cost at small batches (about +40-50% at batch 1 on CPU).
+``disable_prepacking=True`` removes it at a latency cost at small batches (``bench/padding_bench.py`` measures it;
+figures in docs/runtime.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from engines.base import BaseEngine, TensorMeta
 from geep_deploy.errors import BackendUnavailable, EngineBuildError
+from geep_deploy.optional import require
 
 _ORT_TYPES = {
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
@@ -33,14 +35,7 @@ _MIN_SHARED_BYTES = 1024  # smaller inline tensors (shapes, scalars) are not wor
 
 
 def import_ort() -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise BackendUnavailable(
-            "onnxruntime | onnxruntime is not installed. Try `pip install geep-deploy[cpu]` "
-            "(or `geep-deploy[ort-gpu]` for the CUDA execution provider)."
-        ) from None
-    return ort
+    return require("onnxruntime", "onnxruntime")
 
 
 def register_shared_arena() -> None:
@@ -168,7 +163,7 @@ class OrtEngine(BaseEngine):
         if self.disable_prepacking:
             so.add_session_config_entry("session.disable_prepacking", "1")
         # Per-depth sessions take turns; each has its own intra-op pool whose threads otherwise spin after a run
-        # and steal the cores the next depth's session needs (measured: per-row dispatch across depths 1.5x slower).
+        # and steal the cores the next depth's session needs (per-row dispatch across depths was measurably slower).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.pool is not None:
             if self.device == "cpu":

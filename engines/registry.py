@@ -1,28 +1,27 @@
-"""Backend name -> engine class, imported only when asked for (so ``import engines`` pulls in no backend)."""
+"""Backend name -> engine class, imported only when asked for (so ``import engines`` pulls in no backend).
+
+Every place that runs a graph (export validation, ``GeepEngine``, the baselines, the benchmarks) opens its engines
+through ``open_engine``, so there is one way to build a runner per backend.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from typing import Any
 
 from engines.base import BaseEngine
-from geep_deploy.errors import ConfigError
+from geep_deploy.names import AUTO, ONNX_REFERENCE, ONNXRUNTIME, TENSORRT, TORCH, canonical_backend
 
 BACKENDS: dict[str, tuple[str, str, str]] = {
     # name: (module, class, the library whose presence makes it available)
-    "onnxruntime": ("engines.ort", "OrtEngine", "onnxruntime"),
-    "torch": ("engines.torch_engine", "TorchEngine", "torch"),
-    "tensorrt": ("engines.trt", "TrtEngine", "tensorrt"),
+    ONNXRUNTIME: ("engines.ort", "OrtEngine", "onnxruntime"),
+    TORCH: ("engines.torch_engine", "TorchEngine", "torch"),
+    TENSORRT: ("engines.trt", "TrtEngine", "tensorrt"),
+    ONNX_REFERENCE: ("engines.onnx_reference", "ReferenceEngine", "onnx"),
 }
-ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 
-
-def canonical_backend(name: str) -> str:
-    """Resolve aliases (``ort``, ``trt``) and reject unknown names with the list of known ones."""
-    key = ALIASES.get(name, name)
-    if key not in BACKENDS:
-        raise ConfigError(f"engines | unknown backend {name!r}. Expected one of {sorted(BACKENDS)}.")
-    return key
+__all__ = ["BACKENDS", "available_backends", "canonical_backend", "engine_class", "open_engine", "resolve_backend"]
 
 
 def engine_class(name: str) -> type[BaseEngine]:
@@ -31,6 +30,26 @@ def engine_class(name: str) -> type[BaseEngine]:
     return getattr(importlib.import_module(module), cls)
 
 
+def open_engine(backend: str, source: Any, **options: Any) -> BaseEngine:
+    """Build and load one engine: ``source`` is a graph/plan path (or, for torch, an ``ExitBert``).
+
+    ``options`` go to the backend's constructor (precision, device, pool, kind/depth for torch, ...).
+    """
+    return engine_class(backend)(source, **options).load()
+
+
 def available_backends() -> list[str]:
     """Backends whose library is importable here (does not import them)."""
     return [b for b, (_, _, lib) in BACKENDS.items() if importlib.util.find_spec(lib) is not None]
+
+
+def resolve_backend(backend: str, device: str, *, has_plans: bool, has_onnx: bool) -> str:
+    """``auto`` -> tensorrt (CUDA, plans, library) > onnxruntime (graphs, library) > torch; else the canonical name."""
+    backend = canonical_backend(backend, allow_auto=True)
+    if backend != AUTO:
+        return backend
+    if device == "cuda" and has_plans and importlib.util.find_spec("tensorrt") is not None:
+        return TENSORRT
+    if has_onnx and importlib.util.find_spec("onnxruntime") is not None:
+        return ONNXRUNTIME
+    return TORCH

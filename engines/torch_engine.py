@@ -17,17 +17,13 @@ import numpy as np
 
 from engines.base import BaseEngine, TensorMeta
 from geep_deploy.errors import BackendUnavailable, ConfigError
-
-KINDS = ("depth", "embed", "layer")
-_I64 = np.dtype(np.int64)
+from geep_deploy.graphs import graph_module, io_spec, run_graph_module
+from geep_deploy.names import GRAPH_KINDS as KINDS
+from geep_deploy.optional import require
 
 
 def import_torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise BackendUnavailable("torch | torch is not installed. Try `pip install geep-deploy`.") from None
-    return torch
+    return require("torch", "torch")
 
 
 def torch_dtype(precision: str) -> Any:
@@ -105,6 +101,7 @@ class TorchEngine(BaseEngine):
     def _load(self) -> None:
         self._torch = import_torch()
         prepare_model(self.model, self.device, self.precision)
+        self._module = graph_module(self.model, self.kind, self.depth, self.exit_mode)
         self._dtype = torch_dtype(self.precision)
 
     def _to_dev(self, x: np.ndarray) -> Any:
@@ -114,23 +111,7 @@ class TorchEngine(BaseEngine):
         return t.to(self.device, non_blocking=True) if self.device != "cpu" else t
 
     def _run(self, t: dict[str, Any]) -> dict[str, Any]:
-        m = self.model
-        if self.kind == "depth":
-            return {"logits": m(t["input_ids"], t["attention_mask"], t["token_type_ids"],
-                                depth=self.depth, exit_mode=self.exit_mode)}
-        if self.kind == "embed":
-            return {"hidden": m.embeddings(t["input_ids"], t["token_type_ids"])}
-        from geep_deploy.model import mask_to_bias
-
-        h = t["hidden"]
-        h = m.run_layers(h, mask_to_bias(t["attention_mask"], h.dtype), self.depth - 1, self.depth)
-        return {"hidden_out": h, "logits": m.classify(self.depth, h, t["attention_mask"])}
-
-    def run_tensors(self, tensors: dict[str, Any]) -> dict[str, Any]:
-        """Run on device tensors and return device tensors (the baselines chain layers without host copies)."""
-        self._require_loaded()
-        with self._torch.inference_mode():
-            return self._run(tensors)
+        return run_graph_module(self._module, self.kind, t)
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
@@ -179,14 +160,9 @@ class TorchEngine(BaseEngine):
         return sorted(self._graphs)
 
     def _input_metadata(self) -> dict[str, TensorMeta]:
-        dyn2 = (None, None)
-        if self.kind == "depth":
-            return {n: TensorMeta(_I64, dyn2) for n in ("input_ids", "attention_mask", "token_type_ids")}
-        if self.kind == "embed":
-            return {"input_ids": TensorMeta(_I64, dyn2), "token_type_ids": TensorMeta(_I64, dyn2)}
-        hid = self.model.shape.hidden_size
-        return {"hidden": TensorMeta(np.dtype(np.float32), (None, None, hid)),
-                "attention_mask": TensorMeta(_I64, dyn2)}
+        inputs, _ = io_spec(self.kind, self.model.shape.hidden_size, self.model.num_labels)
+        return {n: TensorMeta(np.dtype(spec["dtype"]), tuple(d if isinstance(d, int) else None for d in spec["shape"]))
+                for n, spec in inputs.items()}
 
     def _close(self) -> None:
         self._graphs.clear()

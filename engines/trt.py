@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import BaseEngine, TensorMeta
-from geep_deploy.errors import BackendUnavailable, EngineBuildError
+from geep_deploy.errors import BackendUnavailable, EngineBuildError, EngineRunError
 
 _TRT_HINT = "Try `pip install geep-deploy[tensorrt]` (TensorRT needs an NVIDIA GPU and driver)."
 
@@ -146,7 +146,7 @@ class TrtEngine(BaseEngine):
                     x = cp.ascontiguousarray(x)
                     keep.append(x)
                     if not ctx.set_input_shape(name, tuple(x.shape)):
-                        raise EngineBuildError(
+                        raise EngineRunError(
                             f"{self.name} | input {name!r} shape {tuple(x.shape)} is outside the plan's "
                             "optimization profile. Rebuild with a larger max shape or use shorter inputs."
                         )
@@ -158,7 +158,7 @@ class TrtEngine(BaseEngine):
                     outs[name] = y
                 self._bind_scratch()
                 if not ctx.execute_async_v3(stream.ptr):
-                    raise EngineBuildError(f"{self.name} | execute_async_v3 failed; see TensorRT's log above.")
+                    raise EngineRunError(f"{self.name} | execute_async_v3 failed; see TensorRT's log above.")
                 host = {n: cp.asnumpy(y, stream=stream) for n, y in outs.items()}
             stream.synchronize()
             del keep

@@ -3,8 +3,8 @@
 Depth graphs (``DepthModel``) are what GEEP's dispatch runs; segment graphs (``embed``, ``layer{k}``) let the
 runtime run the FastBERT/PABEE baselines layer by layer with a shrinking batch. All use standard ONNX ops only.
 
-The default exporter is the TorchScript one (0.3 s per graph against 6-10 s for dynamo on the 2-core dev box, and
-a stable op set); ``exporter="dynamo"`` selects ``torch.export``. Either way initializer names are meaningless
+The default exporter is the TorchScript one (much faster than dynamo on a small CPU box, though no committed bench
+measures by how much, and a stable op set); ``exporter="dynamo"`` selects ``torch.export``. Either way initializer names are meaningless
 across graphs (dynamo's ``val_N``, TorchScript's ``onnx::MatMul_N``), which is why ``weights.py`` shares by content.
 """
 
@@ -20,56 +20,8 @@ from torch import nn
 
 from export.spec import DEFAULT_OPSET, EXPORTERS, BaseLoader, invoke_if_callable
 from geep_deploy.errors import ConfigError, ExportError
-from geep_deploy.model import DepthModel, ExitBert, mask_to_bias
-
-BS = ["batch", "seq"]
-
-
-def io_spec(kind: str, hidden: int, num_labels: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Input and output names of a graph kind, with dtype and symbolic shape (the manifest records these)."""
-
-    def t(dtype: str, shape: list[Any]) -> dict[str, Any]:
-        return {"dtype": dtype, "shape": shape}
-
-    ids = t("int64", BS)
-    if kind == "depth":
-        return (
-            {"input_ids": ids, "attention_mask": ids, "token_type_ids": ids},
-            {"logits": t("float32", ["batch", num_labels])},
-        )
-    if kind == "embed":
-        return {"input_ids": ids, "token_type_ids": ids}, {"hidden": t("float32", [*BS, hidden])}
-    if kind == "layer":
-        return (
-            {"hidden": t("float32", [*BS, hidden]), "attention_mask": ids},
-            {"hidden_out": t("float32", [*BS, hidden]), "logits": t("float32", ["batch", num_labels])},
-        )
-    raise ConfigError(f"export | unknown graph kind {kind!r}. Expected depth, embed or layer.")
-
-
-class EmbedModule(nn.Module):
-    """``embed`` segment: token and segment ids to the hidden states entering layer 1."""
-
-    def __init__(self, model: ExitBert) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.embeddings(input_ids, token_type_ids)
-
-
-class LayerModule(nn.Module):
-    """``layer{k}`` segment: layer k on the hidden states, plus the logits of layer k's own (student) head."""
-
-    def __init__(self, model: ExitBert, k: int) -> None:
-        super().__init__()
-        model._check_depth(k)
-        self.model, self.k = model, k
-
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        bias = mask_to_bias(attention_mask, hidden.dtype)
-        h = self.model.run_layers(hidden, bias, self.k - 1, self.k)
-        return h, self.model.classify(self.k, h, attention_mask)
+from geep_deploy.graphs import graph_module, io_spec
+from geep_deploy.model import ExitBert
 
 
 def graph_name(kind: str, depth: int | None) -> str:
@@ -78,18 +30,16 @@ def graph_name(kind: str, depth: int | None) -> str:
 
 
 def _module_and_inputs(model: ExitBert, kind: str, depth: int | None, exit_mode: str) -> tuple[nn.Module, tuple]:
+    """The module of a graph kind and example inputs in its input order, for tracing."""
     g = torch.Generator().manual_seed(0)
     b, s = 2, 8
-    ids = torch.randint(1000, 2000, (b, s), generator=g)
     mask = torch.ones(b, s, dtype=torch.int64)
     mask[1, 5:] = 0
-    types = torch.zeros(b, s, dtype=torch.int64)
-    if kind == "depth":
-        return DepthModel(model, int(depth), exit_mode).eval(), (ids, mask, types)
-    if kind == "embed":
-        return EmbedModule(model).eval(), (ids, types)
-    hidden = torch.randn(b, s, model.shape.hidden_size, generator=g)
-    return LayerModule(model, int(depth)).eval(), (hidden, mask)
+    example = {"input_ids": torch.randint(1000, 2000, (b, s), generator=g), "attention_mask": mask,
+               "token_type_ids": torch.zeros(b, s, dtype=torch.int64),
+               "hidden": torch.randn(b, s, model.shape.hidden_size, generator=g)}
+    inputs, _ = io_spec(kind, model.shape.hidden_size, model.num_labels)
+    return graph_module(model, kind, depth, exit_mode).eval(), tuple(example[n] for n in inputs)
 
 
 def _set_symbolic_dims(proto: onnx.ModelProto, inputs: dict, outputs: dict) -> None:

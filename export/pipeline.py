@@ -13,37 +13,28 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export.manifest import FORMAT, FORMAT_VERSION, file_entry, write_manifest
-from export.onnx_export import OnnxFromCheckpoint, graph_name, io_spec
+from export.context import ExportContext
+from export.manifest import file_entry, write_manifest
+from export.onnx_export import OnnxFromCheckpoint, graph_name
 from export.spec import ExportSpec, invoke_if_callable, parse_depths
-from export.validate import SessionFromOnnx, compare, judge, run_onnx, run_reference, validation_feeds
+from export.validate import calibration_feeds, compare, judge, run_graph, run_reference, validation_feeds
 from export.weights import SharedWeightsFile, save_graph
 from geep_deploy.errors import ConfigError, EngineBuildError, ExportError
-
-LOW_PRECISIONS = ("fp16", "bf16")
-
-
-@dataclass
-class _Ctx:
-    """State of one export run (the temporary root, what has been written so far)."""
-
-    tmp: Path
-    ckpt: Any
-    spec: ExportSpec
-    graphs: list[tuple[str, int | None]]
-    bar: Any
-    artifacts: list[dict[str, Any]] = field(default_factory=list)
-    weights: list[dict[str, Any]] = field(default_factory=list)
-    not_validated: list[dict[str, str]] = field(default_factory=list)
-    refs: dict[tuple[str, int | None], tuple[list, list]] = field(default_factory=dict)
-
-    def step(self, what: str) -> None:
-        self.bar.set_postfix_str(what, refresh=False)
-        self.bar.update(1)
+from geep_deploy.names import (
+    DEPTH,
+    LOW_PRECISIONS,
+    MODEL,
+    ONNX,
+    ONNX_REFERENCE,
+    ONNXRUNTIME,
+    QDQ,
+    WEIGHTS,
+    variant_dir,
+)
+from runtime.manifest import FORMAT, FORMAT_VERSION
 
 
 def _resolve_checkpoint(checkpoint: Any) -> Any:
@@ -79,127 +70,105 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def _record(ctx: _Ctx, path: Path, kind: str, depth: int | None, backend: str, precision: str,
-            validation: dict | None) -> None:
-    m = ctx.ckpt.model
-    inputs, outputs = io_spec("depth" if kind == "model" else kind, m.shape.hidden_size, m.num_labels)
-    if kind == "model":
-        inputs, outputs = {}, {}
-    ctx.artifacts.append({"kind": kind, "depth": depth, "backend": backend, "precision": precision,
-                          **file_entry(ctx.tmp, path), "inputs": inputs, "outputs": outputs,
-                          "validation": validation})
-
-
-def _validate(ctx: _Ctx, path: Path, kind: str, depth: int | None, precision: str) -> dict | None:
-    """fp32: compare and judge. Others: compare and record; an ORT that cannot run the graph is recorded."""
+def _validate(ctx: ExportContext, path: Path, kind: str, depth: int | None, precision: str) -> dict | None:
+    """fp32: compare and judge. Others: compare and record. A graph ONNX Runtime cannot run here (bf16 on the CPU)
+    is checked with ONNX's reference evaluator instead, and that is recorded."""
     refs, feeds = ctx.refs[(kind, depth)]
     what = f"{precision}/{path.name}"
-    runner = "onnxruntime"
+    runner = ONNXRUNTIME
     try:
-        sess = SessionFromOnnx(path)()
+        outs = run_graph(ONNXRUNTIME, path, feeds, precision=precision)
     except EngineBuildError as e:
         if precision == "fp32":
             raise
-        # ORT's CPU provider has no bf16 kernels: check the graph's numerics with ONNX's NumPy reference
-        # evaluator instead, and record that ORT itself could not run it here.
-        from onnx.reference import ReferenceEvaluator
-
-        ctx.not_validated.append({"file": path.relative_to(ctx.tmp).as_posix(),
-                                  "reason": f"ONNX Runtime (CPU) cannot run it here: {str(e)[:240]}; "
-                                            "its numerics were checked with onnx.reference instead"})
-        import onnx
-
-        sess, runner = _RefSession(ReferenceEvaluator(onnx.load(str(path)))), "onnx.reference"
-    cmp = compare(refs, run_onnx(sess, feeds), ctx.spec.atol, what=what)
-    del sess
+        ctx.skip_validation(path, f"ONNX Runtime (CPU) cannot run it here: {str(e)[:240]}; its numerics were "
+                                  "checked with onnx.reference instead")
+        runner, outs = ONNX_REFERENCE, run_graph(ONNX_REFERENCE, path, feeds, precision=precision)
+    cmp = compare(refs, outs, ctx.spec.atol, what=what)
     if precision == "fp32":
         judge(cmp, what, ctx.spec.allow_mismatch)
     return {**cmp.to_dict(), "runner": runner}
 
 
-class _RefSession:
-    """``onnx.reference.ReferenceEvaluator`` behind the two ORT session methods ``run_onnx`` uses."""
-
-    def __init__(self, ev: Any) -> None:
-        self.ev = ev
-
-    def get_outputs(self) -> list[Any]:
-        return [type("O", (), {"name": n})() for n in self.ev.output_names]
-
-    def get_inputs(self) -> list[Any]:
-        return [type("I", (), {"name": n})() for n in self.ev.input_names]
-
-    def run(self, names: list[str], feed: dict[str, Any]) -> list[Any]:
-        return self.ev.run(names, feed)
-
-
-def _export_fp32(ctx: _Ctx) -> None:
-    d = ctx.tmp / "onnx" / "fp32"
+def _write_graphs(ctx: ExportContext, precision: str, make: Any, *, variant: str = "",
+                  kinds: tuple[str, ...] | None = None) -> SharedWeightsFile:
+    """One precision (variant): build each graph with ``make(kind, depth)``, move its weights into the shared
+    file, save, validate against PyTorch and record it. Returns the (closed) weights file."""
+    d = ctx.tmp / ONNX / variant_dir(precision, variant)
     d.mkdir(parents=True)
-    feeds = validation_feeds(ctx.ckpt.tokenizer_json, ctx.spec.max_len)
-    model = ctx.ckpt.model.eval()
     with SharedWeightsFile(d / "weights.bin") as w:
         for kind, k in ctx.graphs:
-            proto = OnnxFromCheckpoint(ctx.ckpt, k, kind=kind, opset=ctx.spec.opset, exporter=ctx.spec.exporter)()
+            if kinds is not None and kind not in kinds:
+                continue
+            proto = make(kind, k)
             w.add(proto)
             path = save_graph(proto, d / f"{graph_name(kind, k)}.onnx")
             del proto
-            ctx.refs[(kind, k)] = run_reference(model, kind, k, ctx.ckpt.exit_mode, feeds)
-            _record(ctx, path, kind, k, "onnx", "fp32", _validate(ctx, path, kind, k, "fp32"))
-            ctx.step(f"fp32 {path.stem}")
-    ctx.weights.append(file_entry(ctx.tmp, d / "weights.bin", backend="onnx", precision="fp32",
+            ctx.record(path, kind, k, ONNX, precision, _validate(ctx, path, kind, k, precision), variant=variant)
+            ctx.step(f"{precision}{'-' + variant if variant else ''} {path.stem}")
+        if precision == "fp32" and not variant:
+            # the torch backend reads the same file: the state dict is placed once, reusing the graphs' bytes
+            sd = {n: t.detach().cpu().numpy() for n, t in ctx.ckpt.model.state_dict().items()}
+            tensors = w.add_tensors(sd)
+    ctx.weights.append(file_entry(ctx.tmp, d / "weights.bin", backend=ONNX, precision=precision, variant=variant,
                                   tensors=w.num_tensors))
+    if precision == "fp32" and not variant:
+        ctx.record(d / "weights.bin", MODEL, None, WEIGHTS, "fp32", None, tensors=tensors)
+    return w
 
 
-def _export_variant(ctx: _Ctx, precision: str) -> None:
+def _export_fp32(ctx: ExportContext) -> None:
+    feeds = validation_feeds(ctx.ckpt.tokenizer_json, ctx.spec.max_len)
+    model = ctx.ckpt.model.eval()
+
+    def make(kind: str, k: int | None) -> Any:
+        proto = OnnxFromCheckpoint(ctx.ckpt, k, kind=kind, opset=ctx.spec.opset, exporter=ctx.spec.exporter)()
+        ctx.refs[(kind, k)] = run_reference(model, kind, k, ctx.ckpt.exit_mode, feeds)
+        return proto
+
+    _write_graphs(ctx, "fp32", make)
+
+
+def _export_variant(ctx: ExportContext, precision: str) -> None:
     """fp16/bf16 (casts in the graph) and int8 (ORT dynamic quantisation) from the saved fp32 graphs."""
     import onnx
 
-    src, d = ctx.tmp / "onnx" / "fp32", ctx.tmp / "onnx" / precision
-    d.mkdir(parents=True)
-    with SharedWeightsFile(d / "weights.bin") as w:
-        for kind, k in ctx.graphs:
-            name = graph_name(kind, k)
-            if precision in LOW_PRECISIONS:
-                from export.precision import convert_precision
+    src = ctx.tmp / ONNX / "fp32"
 
-                proto = convert_precision(onnx.load(str(src / f"{name}.onnx")), precision)
-            else:
-                from export.quantize import quantize_dynamic_graph
+    def make(kind: str, k: int | None) -> Any:
+        name = graph_name(kind, k)
+        if precision in LOW_PRECISIONS:
+            from export.precision import convert_precision
 
-                proto = quantize_dynamic_graph(src / f"{name}.onnx")
-            w.add(proto)
-            path = save_graph(proto, d / f"{name}.onnx")
-            del proto
-            _record(ctx, path, kind, k, "onnx", precision, _validate(ctx, path, kind, k, precision))
-            ctx.step(f"{precision} {name}")
-    ctx.weights.append(file_entry(ctx.tmp, d / "weights.bin", backend="onnx", precision=precision,
-                                  tensors=w.num_tensors))
+            return convert_precision(onnx.load(str(src / f"{name}.onnx")), precision)
+        from export.quantize import quantize_dynamic_graph
+
+        return quantize_dynamic_graph(src / f"{name}.onnx")
+
+    _write_graphs(ctx, precision, make)
 
 
-def _export_qdq(ctx: _Ctx) -> None:
-    """Static Q/DQ int8 depth graphs (calibrated on real tokenised text): the int8 input of TensorRT."""
+def _export_qdq(ctx: ExportContext, calib_texts: list[str] | None) -> None:
+    """Static Q/DQ int8 depth graphs, calibrated on real text: the int8 input of TensorRT."""
     from export.quantize import quantize_qdq_graph
 
-    src, d = ctx.tmp / "onnx" / "fp32", ctx.tmp / "onnx" / "int8_qdq"
-    d.mkdir(parents=True)
-    calib = validation_feeds(ctx.ckpt.tokenizer_json, ctx.spec.max_len)
-    with SharedWeightsFile(d / "weights.bin") as w:
-        for kind, k in ctx.graphs:
-            if kind != "depth":
-                continue
-            proto = quantize_qdq_graph(src / f"depth{k}.onnx", calib)
-            w.add(proto)
-            path = save_graph(proto, d / f"depth{k}.onnx")
-            del proto
-            _record(ctx, path, kind, k, "onnx", "int8_qdq", _validate(ctx, path, kind, k, "int8_qdq"))
-            ctx.step(f"int8 Q/DQ depth{k}")
-    ctx.weights.append(file_entry(ctx.tmp, d / "weights.bin", backend="onnx", precision="int8_qdq",
-                                  tensors=w.num_tensors))
+    src = ctx.tmp / ONNX / "fp32"
+    calib = calibration_feeds(ctx.ckpt.tokenizer_json, ctx.spec.max_len, calib_texts)
+    _write_graphs(ctx, "int8", lambda kind, k: quantize_qdq_graph(src / f"depth{k}.onnx", calib), variant=QDQ,
+                  kinds=(DEPTH,))
 
 
-def _exit_table_stage(ctx: _Ctx, exit_table: Any, calib_data: Any, progress: bool) -> dict[str, Any] | None:
-    from export.exit_table import table_from_calibration, table_from_file
+def calibration_texts(calib_data: Any, rows: int = 256) -> list[str] | None:
+    """Up to ``rows`` texts of the calibration data's train split for int8 calibration (None: bundled data)."""
+    if calib_data is None or callable(calib_data):
+        return None
+    from geep_deploy.data import load_split
+
+    return list(load_split(calib_data, "train").texts_a[:rows])
+
+
+def _exit_table_stage(ctx: ExportContext, exit_table: Any, calib_data: Any, progress: bool) -> dict[str, Any] | None:
+    from export.table_stage import table_from_calibration, table_from_file
 
     if exit_table is not None:
         return table_from_file(ctx.tmp, invoke_if_callable(exit_table)[0], ctx.ckpt.model.num_layers)
@@ -252,7 +221,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
 
         require_tensorrt()
     if exit_table is not None and not callable(exit_table):  # fail before the long work, not after it
-        from export.exit_table import check_table_file
+        from export.table_stage import check_table_file
 
         check_table_file(exit_table, L)
     if calib_data is not None and not callable(calib_data) and not Path(calib_data).is_dir():
@@ -267,15 +236,14 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     bar = tqdm(total=total, desc=f"export {out.name}", disable=not progress, unit="step")
     try:
-        ctx = _Ctx(tmp=tmp, ckpt=ckpt, spec=spec, graphs=graphs, bar=bar)
+        ctx = ExportContext(tmp=tmp, ckpt=ckpt, spec=spec, graphs=graphs, bar=bar)
         (tmp / "tokenizer.json").write_text(ckpt.tokenizer_json, encoding="utf-8")
-        _save_torch_weights(ctx)
         _export_fp32(ctx)
         for p in precisions:
             if p != "fp32":
                 _export_variant(ctx, p)
         if "int8" in precisions:
-            _export_qdq(ctx)
+            _export_qdq(ctx, calibration_texts(calib_data))
         trt = None
         if "tensorrt" in backends:
             from export.trt_build import build_all
@@ -307,16 +275,3 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     finally:
         bar.close()
     return out
-
-
-def _save_torch_weights(ctx: _Ctx) -> None:
-    """``model.safetensors``: the ExitBert state dict, so the torch backend needs no checkpoint."""
-    from safetensors.torch import save_file
-
-    sd = {k: v.detach().cpu().contiguous() for k, v in ctx.ckpt.model.state_dict().items()}
-    p = ctx.tmp / "model.safetensors"
-    save_file(sd, str(p), metadata={"format": "pt", "producer": "geep-deploy"})
-    entry = file_entry(ctx.tmp, p, backend="torch", precision="fp32", tensors=len(sd))
-    ctx.weights.append(entry)
-    _record(ctx, p, "model", None, "torch", "fp32", None)
-    ctx.step("model.safetensors")

@@ -158,9 +158,3 @@ def _copy(n: onnx.NodeProto) -> onnx.NodeProto:
     c = onnx.NodeProto()
     c.CopyFrom(n)
     return c
-
-
-def count_casts(proto: onnx.ModelProto) -> dict[str, int]:
-    """How many nodes compute in fp32 islands, and how many casts the pass inserted (for the report)."""
-    return {"casts": sum(n.op_type == "Cast" and n.name.startswith("geep_cast_") for n in proto.graph.node),
-            "fp32_ops": sum(n.op_type in FP32_OPS for n in proto.graph.node)}

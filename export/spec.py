@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from geep_deploy.errors import ConfigError
+from geep_deploy.names import EXPORT_FORMATS as BACKENDS
+from geep_deploy.names import EXPORT_PRECISIONS as PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-BACKENDS = ("onnx", "tensorrt")
 EXPORTERS = ("torchscript", "dynamo")
-KINDS = ("depth", "embed", "layer")
 DEFAULT_OPSET = 17  # LayerNormalization needs 17; TensorRT 10 and 11 parse it.
 
 T = TypeVar("T")

@@ -15,10 +15,11 @@ from typing import Any
 
 from export.spec import BaseLoader, BuildSpec, invoke_if_callable, profiles_from_flags
 from geep_deploy.errors import BackendUnavailable, EngineBuildError
+from geep_deploy.names import EXPORT_PRECISIONS, QDQ, variant_dir
 
 PIP_HINT = "pip install geep-deploy[tensorrt]"
 # Which ONNX graph each TensorRT precision is built from.
-SOURCE_GRAPH = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8_qdq"}
+SOURCE_GRAPH = {p: variant_dir(p, QDQ if p == "int8" else "") for p in EXPORT_PRECISIONS}
 _FLAGS_TRT10 = {"fp32": [], "fp16": ["FP16"], "bf16": ["BF16"], "int8": ["INT8", "FP16"]}
 
 
@@ -157,44 +158,12 @@ class SaveEngine(BaseLoader):
         return self.path
 
 
-def _run_plan(plan_path: Path, feeds: list[dict]) -> list[dict]:
-    """Run a plan on CUDA via torch tensors (only where torch has CUDA), for validation."""
-    import numpy as np
-    import torch
-
-    trt = require_tensorrt()
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())
-    ctx = engine.create_execution_context()
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    outs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-    stream = torch.cuda.Stream()
-    results = []
-    for f in feeds:
-        bufs = {}
-        for n in names:
-            if n in outs:
-                continue
-            bufs[n] = torch.from_numpy(f[n]).cuda().contiguous()
-            ctx.set_input_shape(n, tuple(bufs[n].shape))
-        for n in outs:
-            dt = {trt.float32: torch.float32, trt.float16: torch.float16}.get(engine.get_tensor_dtype(n), torch.float32)
-            bufs[n] = torch.empty(tuple(ctx.get_tensor_shape(n)), dtype=dt, device="cuda")
-        for n, b in bufs.items():
-            ctx.set_tensor_address(n, b.data_ptr())
-        ctx.execute_async_v3(stream.cuda_stream)
-        stream.synchronize()
-        results.append({n: bufs[n].float().cpu().numpy().astype(np.float32) for n in outs})
-    return results
-
-
 def build_all(ctx: Any, root: Path) -> dict[str, Any]:
-    """Build a plan per depth and precision of the export in ``root``; validate each where CUDA torch runs it."""
-    import torch
-
+    """Build a plan per depth and precision of the export in ``root``; validate each through the TensorRT engine
+    where it can run here (CUDA and CuPy), else record why not."""
     from export.manifest import file_entry
-    from export.pipeline import _record
-    from export.validate import compare, judge
+    from export.validate import compare, judge, run_graph
+    from geep_deploy.names import DEPTH, PLAN, TENSORRT
 
     trt = require_tensorrt()
     spec = ctx.spec
@@ -205,23 +174,26 @@ def build_all(ctx: Any, root: Path) -> dict[str, Any]:
     builds = []
     for precision in spec.precisions:
         bspec = BuildSpec(precision=precision, profiles=profiles)
-        src_dir = root / "onnx" / SOURCE_GRAPH[precision]
+        plan = plan_for(precision, trt.__version__,
+                        has_strongly_typed=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
+                        has_tf32_flag=hasattr(trt.BuilderFlag, "TF32"))
+        src_dir = root / "onnx" / plan.source_graph
         for k in spec.depths:
             plan_path = root / "tensorrt" / precision / f"depth{k}.plan"
             SaveEngine(EngineBytesFromOnnx(src_dir / f"depth{k}.onnx", bspec, timing_cache=cache), plan_path)()
             validation = None
-            if torch.cuda.is_available():
-                refs, feeds = ctx.refs[("depth", k)]
-                cmp = compare(refs, _run_plan(plan_path, feeds), spec.atol * 10, what=f"tensorrt/{plan_path.name}")
-                if precision == "fp32":
-                    judge(cmp, f"tensorrt {precision}/{plan_path.name}", spec.allow_mismatch)
-                validation = {**cmp.to_dict(), "runner": "tensorrt"}
+            refs, feeds = ctx.refs[(DEPTH, k)]
+            try:
+                outs = run_graph(TENSORRT, plan_path, feeds, precision=precision)
+            except BackendUnavailable as e:
+                ctx.skip_validation(plan_path, f"the TensorRT engine cannot run here: {e}")
             else:
-                ctx.not_validated.append({"file": plan_path.relative_to(root).as_posix(),
-                                          "reason": "torch has no CUDA here to run the plan"})
-            _record(ctx, plan_path, "depth", k, "tensorrt", precision, validation)
-            plan = plan_for(precision, trt.__version__,
-                            has_strongly_typed=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"))
+                what = f"tensorrt/{precision}/{plan_path.name}"
+                cmp = compare(refs, outs, spec.atol * 10, what=what)
+                if precision == "fp32":
+                    judge(cmp, what, spec.allow_mismatch)
+                validation = {**cmp.to_dict(), "runner": TENSORRT}
+            ctx.record(plan_path, DEPTH, k, PLAN, precision, validation)
             builds.append({"precision": precision, "depth": k, **asdict(plan)})
             ctx.step(f"tensorrt {precision} depth{k}")
     return {"version": trt.__version__, "profiles": [p.to_dict() for p in profiles],

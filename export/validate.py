@@ -1,5 +1,6 @@
-"""An export is not done until validated: run each graph with ONNX Runtime on real tokenised inputs at several
-shapes and compare with PyTorch. Running (``run_reference``/``run_onnx``) is kept apart from judging (``compare``).
+"""An export is not done until validated: run each graph through its engine (``engines/``) on real tokenised
+inputs at several shapes and compare with PyTorch. Running (``run_reference``/``run_graph``) is kept apart from
+judging (``compare``).
 
 fp32 graphs must match within ``atol`` with identical argmax, else ``ToleranceExceeded``/``ShapeMismatch`` is
 raised (recorded instead only with ``allow_mismatch``). Reduced-precision graphs are approximations by design:
@@ -15,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from export.spec import BaseLoader, invoke_if_callable
-from geep_deploy.errors import BackendUnavailable, EngineBuildError, ShapeMismatch, ToleranceExceeded
+from geep_deploy.errors import ShapeMismatch, ToleranceExceeded
 
 # Rows of the bundled SST-2 dev slice used as validation inputs: one short, a mixed batch, a long batch.
 FEED_PLAN = ((1, "short"), (4, "mixed"), (3, "long"))
@@ -116,72 +116,53 @@ def validation_feeds(tokenizer_json: str, max_len: int, texts: Sequence[str] | N
     return [pad_batch(e.take(picks[name][:n]), pad_id=enc.pad_id) for n, name in FEED_PLAN]
 
 
-def _torch_feeds(feed: dict[str, np.ndarray]) -> dict[str, Any]:
-    import torch
+def calibration_feeds(tokenizer_json: str, max_len: int, texts: Sequence[str] | None = None, *,
+                      rows: int = 256, batch: int = 32) -> list[dict[str, np.ndarray]]:
+    """Up to ``rows`` tokenised texts in length-sorted batches, for int8 calibration (the 8 validation rows are
+    too few to set activation ranges). Defaults to the bundled SST-2 train slice."""
+    from geep_deploy.data import bundled_data_dir, load_split
+    from geep_deploy.encoding import TextEncoder, length_sorted_batches, pad_batch
 
-    return {k: torch.from_numpy(v) for k, v in feed.items()}
+    enc = TextEncoder(tokenizer_json, max_len)
+    if texts is None:
+        texts = load_split(bundled_data_dir(), "train").texts_a
+    e = enc.encode(list(texts)[:rows])
+    return [pad_batch(e.take(idx), pad_id=enc.pad_id) for idx in length_sorted_batches(e.lengths, batch)]
 
 
 def run_reference(model: Any, kind: str, depth: int | None, exit_mode: str,
                   feeds: Sequence[dict[str, np.ndarray]]) -> tuple[list[dict], list[dict]]:
-    """PyTorch outputs of one graph kind, and the ONNX feeds for it (segments get real hidden states)."""
-    import torch
+    """PyTorch outputs of one graph kind (through the torch engine), and the feeds for that graph: a ``layer{k}``
+    segment gets the real hidden states that layers 1..k-1 produce."""
+    from engines.registry import open_engine
+    from geep_deploy.names import EMBED, LAYER, TORCH
 
-    from geep_deploy.model import mask_to_bias
+    def engine(kind: str, depth: int | None) -> Any:
+        return open_engine(TORCH, model, kind=kind, depth=depth, exit_mode=exit_mode, check_inputs=False)
 
-    refs, graph_feeds = [], []
-    with torch.inference_mode():
-        for f in feeds:
-            t = _torch_feeds(f)
-            if kind == "depth":
-                logits = model(t["input_ids"], t["attention_mask"], t["token_type_ids"], depth=depth,
-                               exit_mode=exit_mode)
-                refs.append({"logits": logits.float().numpy()})
-                graph_feeds.append(dict(f))
-                continue
-            h = model.embeddings(t["input_ids"], t["token_type_ids"])
-            if kind == "embed":
-                refs.append({"hidden": h.numpy()})
-                graph_feeds.append({"input_ids": f["input_ids"], "token_type_ids": f["token_type_ids"]})
-                continue
-            bias = mask_to_bias(t["attention_mask"], h.dtype)
-            h_in = model.run_layers(h, bias, 0, depth - 1)
-            h_out = model.run_layers(h_in, bias, depth - 1, depth)
-            refs.append({"hidden_out": h_out.numpy(), "logits": model.classify(depth, h_out, t["attention_mask"]).numpy()})
-            graph_feeds.append({"hidden": h_in.numpy().copy(), "attention_mask": f["attention_mask"]})
-    return refs, graph_feeds
+    ref = engine(kind, depth)
+    wanted = set(ref.input_metadata())
+    graph_feeds = [{k: v for k, v in f.items() if k in wanted} for f in feeds]
+    if kind == LAYER:
+        embed, below = engine(EMBED, None), [engine(LAYER, j) for j in range(1, int(depth))]
+        for g, f in zip(graph_feeds, feeds):
+            h = embed.infer(f)["hidden"]
+            for layer in below:
+                h = layer.infer({"hidden": h, "attention_mask": f["attention_mask"]})["hidden_out"]
+            g["hidden"] = h
+    return [ref.infer(g) for g in graph_feeds], graph_feeds
 
 
-class SessionFromOnnx(BaseLoader):
-    """Stage: an ONNX file to a CPU ``onnxruntime.InferenceSession`` (the caller owns and closes it)."""
+def run_graph(backend: str, path: str | Path, feeds: Sequence[dict[str, np.ndarray]], *,
+              precision: str = "fp32", **options: Any) -> list[dict[str, np.ndarray]]:
+    """Run one exported graph or plan on every feed through the engine protocol; outputs by name, as float32.
 
-    def __init__(self, path: Any, *, threads: int | None = None) -> None:
-        self.path, self.threads = path, threads
+    The same engines serve at runtime, so what validation checked is what runs. Feeds may carry more inputs
+    than the graph takes (a segment graph takes fewer); only the graph's own are passed.
+    """
+    from engines.registry import open_engine
 
-    def call_impl(self) -> Any:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise BackendUnavailable(
-                "onnxruntime | not installed. Try: pip install geep-deploy[cpu]"
-            ) from None
-        path, _ = invoke_if_callable(self.path)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
-        try:
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - ORT raises its own untyped errors
-            raise EngineBuildError(f"onnxruntime | cannot load {Path(str(path)).name}: {str(e)[:400]}") from e
-
-
-def run_onnx(session: Any, feeds: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """Run an ORT session on every feed; outputs by name, as float32."""
-    names = [o.name for o in session.get_outputs()]
-    wanted = {i.name for i in session.get_inputs()}
-    res = []
-    for f in feeds:
-        out = session.run(names, {k: v for k, v in f.items() if k in wanted})
-        res.append({n: np.asarray(v, dtype=np.float32) for n, v in zip(names, out)})
-    return res
+    with open_engine(backend, path, precision=precision, check_inputs=False, **options) as eng:
+        wanted = set(eng.input_metadata())
+        outs = [eng.infer({k: v for k, v in f.items() if k in wanted}) for f in feeds]
+    return [{n: np.asarray(v, dtype=np.float32) for n, v in o.items()} for o in outs]

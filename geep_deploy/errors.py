@@ -48,6 +48,10 @@ class EngineBuildError(GeepError):
     """A backend engine (TensorRT plan, ONNX Runtime session) could not be built or loaded."""
 
 
+class EngineRunError(GeepError):
+    """A loaded engine failed while running a batch (shape outside its profile, a failed launch)."""
+
+
 class BackendUnavailable(GeepError, ImportError):
     """An optional backend library is not installed; the message names the pip command."""
 

@@ -13,6 +13,15 @@ from geep_deploy.flops import flops_speedup
 
 EXIT_RULES = ("entropy", "consistency")
 
+# Knob grids, one place: the eval report, the suite's curves, calibration and the bench all sweep these.
+SPEED_GRID = tuple(round(s, 2) for s in np.arange(0.0, 0.951, 0.05))  # FastBERT: normalised-entropy threshold
+PATIENCE_GRID = (1, 2, 3, 4, 5)  # PABEE: equal predictions in a row
+# GEEP's predictor quantile: coarse below 0.85, fine above, where the cumulative exit mass nearly saturates.
+QUANTILE_GRID = tuple(round(q, 2) for q in np.arange(0.05, 0.8501, 0.05)) + tuple(
+    round(q, 2) for q in np.arange(0.86, 1.0001, 0.01))
+# The bench times every point it runs, so its default sweeps are short subsets of the grids above.
+BENCH_SWEEPS = {"fastbert": (0.1, 0.2, 0.3, 0.5), "pabee": (1, 2, 3)}
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import platform
 from pathlib import Path
+from typing import Any
+
+LIBRARIES = ("torch", "onnxruntime", "onnx", "tensorrt", "cupy", "numpy", "transformers")
 
 
 def cpu_model() -> str:
@@ -15,3 +20,25 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """CPU model, cores, platform, versions of the libraries present, and the GPU name on CUDA.
+
+    The one record of "where was this measured" that every benchmark JSON carries.
+    """
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpu_count": os.cpu_count(), "cpu": cpu_model(), "device": device}
+    for mod in LIBRARIES:
+        try:
+            info[mod] = importlib.import_module(mod).__version__
+        except Exception:  # noqa: BLE001 - absent or broken libraries are simply not recorded
+            pass
+    if device == "cuda":
+        try:
+            import torch
+
+            info["gpu"] = torch.cuda.get_device_name(0)
+        except Exception:  # noqa: BLE001 - machine info is best effort; the run itself reports real failures
+            info["gpu"] = "unknown"
+    return info

@@ -10,10 +10,9 @@ Depth ``k < L`` runs layers 1..k and ``heads[k-1]`` (student ``S_k``); with ``ex
 1..k, then layer L, then ``T`` (the path GEEP's shared exit loss trains). With ``shared_head=True`` one head serves
 every depth.
 
-Why mean pooling by default: all-MiniLM-L6-v2 was trained with mean pooling, and its ``[CLS]`` state in layers
-1-3 hardly varies across inputs (spread/mean about 0.01-0.02 on SST-2 after GEEP fine-tuning), so student heads on
-``[CLS]`` collapsed to one class, while the same heads on mean-pooled states reached 77-80% (measured here on the
-bundled SST-2 slice; see README).
+Why mean pooling by default: all-MiniLM-L6-v2 was trained with mean pooling, not with a ``[CLS]`` objective, so its
+``[CLS]`` state in the early layers carries little of the input, and student heads on it learn far less than the
+same heads on mean-pooled states. (That comparison was made with an uncommitted script; no figure is quoted.)
 """
 
 from __future__ import annotations

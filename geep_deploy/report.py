@@ -13,11 +13,16 @@ from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.evaluate import collect_depth_logits
-from geep_deploy.exits import entropy_exit_depths, exit_figures, patience_exit_depths
+from geep_deploy.exits import (
+    PATIENCE_GRID,
+    SPEED_GRID,
+    entropy_exit_depths,
+    exit_figures,
+    patience_exit_depths,
+)
 from geep_deploy.flops import flops_speedup
 
-ENTROPY_SPEEDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-PATIENCES = (1, 2, 3, 4)
+ENTROPY_SPEEDS, PATIENCES = SPEED_GRID, PATIENCE_GRID
 
 
 def evaluate_checkpoint(

@@ -13,11 +13,13 @@ _LAZY = {
     "GeepEngine": "runtime.engine",
     "PredictResult": "runtime.engine",
     "Prediction": "runtime.engine",
-    "FixedDepth": "runtime.engine",
+    "FixedDepth": "runtime.predictor",
     "MethodSpec": "runtime.baselines",
     "parse_methods": "runtime.baselines",
     "run_bench": "runtime.benchmark",
     "BenchConfig": "runtime.benchmark",
+    "load_export": "runtime.artifacts",
+    "ExportBundle": "runtime.artifacts",
 }
 
 __all__ = sorted(_LAZY)

@@ -24,12 +24,12 @@ import numpy as np
 
 from geep_deploy.encoding import Encoded, pad_batch
 from geep_deploy.errors import ConfigError
-from geep_deploy.exits import normalized_entropy
+from geep_deploy.exits import BENCH_SWEEPS, normalized_entropy
 from runtime.timing import StageTimes
 
 FAMILIES = ("full", "static", "geep", "geep-pool", "fastbert", "pabee")
 GEEP_FAMILIES = ("geep", "geep-pool")
-DEFAULT_SWEEPS = {"fastbert": (0.1, 0.2, 0.3, 0.5), "pabee": (1, 2, 3)}
+DEFAULT_SWEEPS = BENCH_SWEEPS
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ prediction.
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -24,7 +22,7 @@ from geep_deploy.data import load_split
 from geep_deploy.encoding import length_sorted_batches
 from geep_deploy.errors import ArtifactError, ConfigError
 from geep_deploy.flops import flops_speedup
-from geep_deploy.machine import cpu_model
+from geep_deploy.machine import machine_info
 from runtime.baselines import GEEP_FAMILIES, EngineSegments, MethodRunner, MethodSpec, TorchSegments
 from runtime.dispatch import plan_groups
 from runtime.engine import GeepEngine
@@ -47,25 +45,6 @@ class BenchConfig:
     max_rows: int | None = None
     warmup_batches: int = 2
     progress: bool = True
-
-
-def machine_info(device: str) -> dict[str, Any]:
-    """CPU model, cores, library versions, and the GPU name when running on CUDA."""
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_count": os.cpu_count(), "cpu": cpu_model()}
-    for mod in ("torch", "onnxruntime", "tensorrt", "numpy"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except ImportError:
-            pass
-    if device == "cuda":
-        try:
-            import torch
-
-            info["gpu"] = torch.cuda.get_device_name(0)
-        except Exception:  # noqa: BLE001 - machine info is best effort; the run itself reports real failures
-            info["gpu"] = "unknown"
-    return info
 
 
 def _segments(eng: GeepEngine, backend: str, device: str, precision: str, threads: int | None) -> Any:
@@ -131,7 +110,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     ds = load_split(cfg.data, cfg.split).subset(cfg.max_rows)
     labels = np.asarray(ds.labels)
     records: list[dict[str, Any]] = []
-    from export.bundle import load_export
+    from runtime.artifacts import load_export
     from runtime.baselines import parse_methods
 
     bundle = load_export(cfg.export, verify=True)

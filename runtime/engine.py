@@ -11,7 +11,6 @@ TensorRT engines share one scratch block and serialise on its lock. The exit pre
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from engines.base import BaseEngine
-from engines.registry import canonical_backend
 from geep_deploy.encoding import Encoded, TextEncoder, pad_batch
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import softmax
+from runtime.predictor import FixedDepth  # noqa: F401 - re-exported: `from runtime.engine import FixedDepth`
 from runtime.timing import StageTimes
 
 
@@ -67,18 +66,6 @@ class PredictResult:
         return [p.__dict__.copy() for p in self.predictions]
 
 
-class FixedDepth:
-    """An exit predictor that sends every row to one depth (static truncation, or no exit table)."""
-
-    def __init__(self, depth: int, num_layers: int) -> None:
-        if not 1 <= depth <= num_layers:
-            raise ConfigError(f"runtime | fixed depth must be in 1..{num_layers}, got {depth}.")
-        self.depth, self.num_layers = depth, num_layers
-
-    def predict(self, ids: list[np.ndarray]) -> np.ndarray:
-        return np.full(len(ids), self.depth, dtype=np.int64)
-
-
 class GeepEngine:
     """Tokenizer + exit predictor + one engine per depth, behind ``predict(texts)``.
 
@@ -90,7 +77,8 @@ class GeepEngine:
         predictor: anything with ``predict(ids: list[np.ndarray]) -> depths`` and ``num_layers``.
         engines: loaded depth engines by depth; depths without one are raised to the next depth that has one.
         label_names: class names, index = label id.
-        max_group: split a depth group into chunks of at most this many rows. Defaults to no limit.
+        max_group: split a depth group into chunks of at most this many rows. Defaults to 64 (a ``predict``
+            call's ``batch_size`` overrides it).
     """
 
     def __init__(
@@ -110,7 +98,6 @@ class GeepEngine:
         self.label_names, self.max_group = list(label_names), max_group
         self.num_layers = int(getattr(predictor, "num_layers", max(self.engines)))
         self.info = dict(info or {})
-        self.stats = StageTimes()
         self._owned = list(owned)
         self.parts: Any = None  # what `load` built (bundle, shared weights), for the baselines' segment engines
         avail = np.array(sorted(self.engines))
@@ -151,7 +138,7 @@ class GeepEngine:
             share_weights: ONNX Runtime only; one copy of the weights and one arena for all depths.
             disable_prepacking: ONNX Runtime only; no per-session packed weight copies (slower at small batches).
             mmap_weights: ONNX Runtime with ``share_weights``; map the weights file read-only instead of copying.
-            max_group: cap on rows per engine call. Defaults to no cap.
+            max_group: cap on rows per engine call. Defaults to 64.
             verify: check the artifacts' checksums on load.
 
         Raises:
@@ -212,7 +199,6 @@ class GeepEngine:
                 enc = self.encoder.encode(texts, texts_b)
             logits, used = self.run_encoded(enc, depths=depths, batch_size=batch_size, times=times)
         times.calls, times.rows = 1, len(enc)
-        self.stats.merge(times)
         return PredictResult(logits, used, self.label_names, times)
 
     def predict_depths(self, enc: Encoded) -> np.ndarray:
@@ -274,14 +260,3 @@ class GeepEngine:
         e = next(iter(self.engines.values()))
         return (f"<GeepEngine {e.backend} {e.device} {e.precision} depths={list(self.engines)} "
                 f"labels={self.label_names}>")
-
-
-def resolve_backend(backend: str, device: str, has_plans: bool, has_onnx: bool) -> str:
-    """``auto`` -> tensorrt (CUDA, plans, library) > onnxruntime (graphs, library) > torch."""
-    if backend != "auto":
-        return canonical_backend(backend)
-    if device == "cuda" and has_plans and importlib.util.find_spec("tensorrt") is not None:
-        return "tensorrt"
-    if has_onnx and importlib.util.find_spec("onnxruntime") is not None:
-        return "onnxruntime"
-    return "torch"

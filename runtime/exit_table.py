@@ -256,12 +256,6 @@ class ExitHashTable:
                 "the file is corrupted or was written with another slot scheme."
             )
 
-    def to_device(self) -> Any:
-        """A CuPy twin holding a copy of this table (needs the ``gpu`` extra)."""
-        from runtime.kernels.cupy_table import CupyExitHashTable
-
-        return CupyExitHashTable.from_host(self)
-
 
 def save_table(table: ExitHashTable, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write ``table`` and ``meta`` (JSON-serialisable) to one ``.npz`` file, atomically.

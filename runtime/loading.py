@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import BaseEngine
+from engines.registry import open_engine, resolve_backend
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ArtifactError, ConfigError
-
-_ARTIFACT_BACKEND = {"onnxruntime": "onnx", "tensorrt": "tensorrt"}
+from geep_deploy.names import FORMAT_OF_BACKEND, ONNX, ONNXRUNTIME, PLAN, TENSORRT, TORCH, weights_precision
+from runtime.artifacts import load_export
+from runtime.predictor import ExitPredictor, FixedDepth
 
 
 @dataclass
@@ -33,37 +35,21 @@ class Parts:
     ort_options: dict[str, Any] = field(default_factory=dict)
 
 
-def torch_model_from_bundle(bundle: Any) -> Any:
-    """An `ExitBert` with the export's weights (one copy, shared by every torch engine)."""
-    return bundle.torch_model()
-
-
-def _precision_for_artifacts(backend: str, precision: str) -> str:
-    # torch's tf32 runs fp32 weights; the other backends load what the export built
-    return "fp32" if precision == "tf32" else precision
-
-
 def make_engine(bundle: Any, parts: Parts, backend: str, device: str, precision: str, *, kind: str,
                 depth: int | None, threads: int | None) -> BaseEngine:
     """One engine of ``kind`` (depth/embed/layer) on ``backend``, sharing weights through ``parts``."""
-    if backend == "torch":
-        from engines.torch_engine import TorchEngine
-
-        return TorchEngine(parts.model, kind=kind, depth=depth, exit_mode=bundle.exit_mode, device=device,
-                           precision=precision, max_len=bundle.max_len, check_inputs=False).load()
-    art = bundle.find(kind=kind, depth=depth, backend=_ARTIFACT_BACKEND[backend],
-                      precision=_precision_for_artifacts(backend, precision))
-    if backend == "onnxruntime":
-        from engines.ort import OrtEngine
-
-        return OrtEngine(art.path, device=device, precision=precision, pool=parts.shared, threads=threads,
-                         check_inputs=False, name=f"onnxruntime {kind} {depth or ''}".strip(),
-                         **parts.ort_options).load()
-    from engines.trt import TrtEngine
-
+    if backend == TORCH:
+        return open_engine(TORCH, parts.model, kind=kind, depth=depth, exit_mode=bundle.exit_mode, device=device,
+                           precision=precision, max_len=bundle.max_len, check_inputs=False)
+    art = bundle.find(kind=kind, depth=depth, backend=FORMAT_OF_BACKEND[backend],
+                      precision=weights_precision(precision))
+    if backend == ONNXRUNTIME:
+        return open_engine(ONNXRUNTIME, art.path, device=device, precision=precision, pool=parts.shared,
+                           threads=threads, check_inputs=False, name=f"onnxruntime {kind} {depth or ''}".strip(),
+                           **parts.ort_options)
     if device != "cuda":
         raise ConfigError("runtime | the tensorrt backend runs on CUDA only; use device='cuda'.")
-    return TrtEngine(art.path, precision=precision, scratch=parts.shared, check_inputs=False).load()
+    return open_engine(TENSORRT, art.path, precision=precision, scratch=parts.shared, check_inputs=False)
 
 
 def build_parts(
@@ -81,14 +67,11 @@ def build_parts(
     mmap_weights: bool = True,
 ) -> Parts:
     """Load manifest, tokenizer, exit predictor and the depth engines of one export."""
-    from export.bundle import load_export
-    from runtime.engine import FixedDepth, resolve_backend
-
     bundle = load_export(export_dir, verify=verify)
     arts = list(bundle.artifacts)
     backend = resolve_backend(backend, device,
-                              has_plans=any(a.backend == "tensorrt" for a in arts),
-                              has_onnx=any(a.backend == "onnx" for a in arts))
+                              has_plans=any(a.backend == PLAN for a in arts),
+                              has_onnx=any(a.backend == ONNX for a in arts))
     L = bundle.shape.num_hidden_layers
     want = sorted(set(depths)) if depths else sorted(bundle.depths)
     if fixed_depth is not None:
@@ -103,13 +86,13 @@ def build_parts(
         predictor = _load_predictor(bundle.exit_table, device)
     parts = Parts(TextEncoder(bundle.tokenizer_json, bundle.max_len), predictor, {}, list(bundle.label_names),
                   {}, bundle, ort_options={"disable_prepacking": disable_prepacking})
-    if backend == "torch":
-        parts.model = torch_model_from_bundle(bundle)
-    elif backend == "onnxruntime" and share_weights:
+    if backend == TORCH:
+        parts.model = bundle.torch_model()
+    elif backend == ONNXRUNTIME and share_weights:
         from engines.ort import OrtWeightPool
 
         parts.shared = OrtWeightPool(mmap=mmap_weights)
-    elif backend == "tensorrt":
+    elif backend == TENSORRT:
         from engines.trt import TrtScratch
 
         parts.shared = TrtScratch()
@@ -128,8 +111,6 @@ def build_parts(
 
 
 def _load_predictor(path: Path, device: str) -> Any:
-    from runtime.predictor import ExitPredictor
-
     pred = ExitPredictor.load(path)
     if device == "cuda" and importlib.util.find_spec("cupy") is not None:
         return _DevicePredictor(pred)

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import gc
 
+from geep_deploy.optional import require
+
 
 def rss_mb() -> float:
     """Resident set size of this process in MiB (needs psutil, part of the ``dev`` extra)."""
-    try:
-        import psutil
-    except ImportError:
-        from geep_deploy.errors import BackendUnavailable
-
-        raise BackendUnavailable("memory | psutil is not installed. Try `pip install geep-deploy[dev]`.") from None
+    psutil = require("psutil", "memory")
     gc.collect()
     return psutil.Process().memory_info().rss / 2**20
 
 
 def uss_mb() -> float:
     """Unique set size in MiB: memory only this process holds (excludes file pages shared with others)."""
-    import psutil
+    psutil = require("psutil", "memory")
 
     gc.collect()
     return psutil.Process().memory_full_info().uss / 2**20

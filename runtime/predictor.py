@@ -211,10 +211,11 @@ class ExitPredictor:
         return depths_from_mass(mass, self.quantile, self.margin, self.num_layers)
 
     def _predict_device(self, input_ids: Any, attention_mask: Any) -> Any:
-        from runtime.kernels.cupy_table import cupy, device_padded_keys
+        from runtime.kernels.cupy_table import CupyExitHashTable, cupy, device_padded_keys
 
         if self._device is None:
-            self._device = {"table": self.table.to_device(), "w": cupy.asarray(self.weighted_histograms())}
+            self._device = {"table": CupyExitHashTable.from_host(self.table),
+                            "w": cupy.asarray(self.weighted_histograms())}
         dev, t = self._device, self.table
         keys = device_padded_keys(input_ids, attention_mask, self.special_ids, t.orders, t.seed)
         flat = keys.reshape(keys.shape[0], -1)
@@ -249,7 +250,7 @@ def build_predictor(
         weighting: key weighting of the predictor.
 
     Returns:
-        An ``ExitPredictor`` with quantile 0.5 and margin 0 (tune them with ``runtime.calibration``).
+        An ``ExitPredictor`` with quantile 0.5 and margin 0 (tune them with ``export.calibration``).
     """
     from runtime.keys import DEFAULT_ORDERS, DEFAULT_SEED, row_keys
 
@@ -264,3 +265,15 @@ def build_predictor(
     table.insert(keys, exits[row])
     prior = np.bincount(exits, minlength=num_layers + 1)[1:].astype(np.float64) + 1e-3
     return ExitPredictor(table, special_ids, prior, weighting=weighting)
+
+
+class FixedDepth:
+    """An exit predictor that sends every row to one depth (static truncation, or no exit table)."""
+
+    def __init__(self, depth: int, num_layers: int) -> None:
+        if not 1 <= depth <= num_layers:
+            raise ConfigError(f"runtime | fixed depth must be in 1..{num_layers}, got {depth}.")
+        self.depth, self.num_layers = depth, num_layers
+
+    def predict(self, ids: list[np.ndarray]) -> np.ndarray:
+        return np.full(len(ids), self.depth, dtype=np.int64)

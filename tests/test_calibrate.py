@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.calibration import calibrate_checkpoint, choose
 from geep_deploy.checkpoint import load_checkpoint
 from geep_deploy.cli import main
 from geep_deploy.data import load_split
 from geep_deploy.errors import ConfigError
-from runtime.calibration import calibrate_checkpoint, choose
 from runtime.predictor import ExitPredictor
 
 TEXTS = [
@@ -38,7 +38,7 @@ def test_calibrate_api_end_to_end(tiny_ckpt_path: Path, data_dir: Path, tmp_path
     calib, dev = load_split(data_dir, "train"), load_split(data_dir, "dev")
     res = calibrate_checkpoint(ckpt, calib, dev, progress=False, batch_size=4)
     L = ckpt.model.num_layers
-    from runtime.calibration import DEFAULT_QUANTILES
+    from export.calibration import DEFAULT_QUANTILES
 
     assert len(res.curve) == len(DEFAULT_QUANTILES) * 3 and res.figures["calib_rows"] == 12 and res.figures["dev_rows"] == 8
     full = res.figures["full_accuracy"]
@@ -59,8 +59,11 @@ def test_target_speedup_and_entropy_rule(tiny_ckpt_path: Path, data_dir: Path) -
     calib, dev = load_split(data_dir, "train"), load_split(data_dir, "dev")
     res = calibrate_checkpoint(ckpt, calib, dev, rule="entropy", target_speedup=1.2, progress=False, batch_size=8)
     assert res.figures["tau"] == 0.3 and res.figures["mode"] == "target_speedup"
-    if res.chosen["target_met"]:
-        assert res.chosen["flops_speedup"] >= 1.2
+    # random heads are near-uniform: no row's entropy gets below 0.3, every label is depth L, 1.2x is unreachable,
+    # and calibration says so instead of pretending
+    assert max(c["flops_speedup"] for c in res.curve) == 1.0
+    assert res.chosen["target_met"] is False and res.chosen["flops_speedup"] == 1.0
+    # (choose() meeting a reachable target is covered by test_choose_logic)
 
 
 def test_choose_logic() -> None:

@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from export import export_checkpoint, load_export
-from export.manifest import sha256_file
 from export.onnx_export import export_graph
-from export.validate import SessionFromOnnx, compare, judge
+from export.validate import compare, judge, run_graph
 from export.weights import external_locations
 from geep_deploy.checkpoint import load_checkpoint
 from geep_deploy.cli import main
@@ -27,6 +26,7 @@ from geep_deploy.errors import (
     ShapeMismatch,
     ToleranceExceeded,
 )
+from runtime.manifest import sha256_file
 
 SENTENCES = [
     "a gripping , beautifully acted film",
@@ -35,6 +35,11 @@ SENTENCES = [
     "the cast is superb but the script lets them down again and again",
     "an utterly charming little movie",
 ]
+
+
+def _ort(path: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One graph run once through the ONNX Runtime engine (the runner serving uses)."""
+    return run_graph("onnxruntime", path, [feed])[0]
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +75,7 @@ def test_graphs_have_dynamic_axes_and_standard_ops(exported: Path) -> None:
 @pytest.mark.parametrize("batch,max_len", [(1, 64), (5, 64), (3, 8)])
 def test_depth_graph_matches_torch(exported: Path, ckpt, depth: int, batch: int, max_len: int) -> None:
     feed = _feed(ckpt, batch, max_len)
-    sess = SessionFromOnnx(exported / "onnx" / "fp32" / f"depth{depth}.onnx")()
-    got = sess.run(["logits"], feed)[0]
+    got = _ort(exported / "onnx" / "fp32" / f"depth{depth}.onnx", feed)["logits"]
     with torch.no_grad():
         ref = ckpt.model(*(torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids")),
                          depth=depth).numpy()
@@ -94,18 +98,18 @@ def test_one_shared_weights_file_and_size(exported: Path, ckpt) -> None:
 def test_segments_chained_equal_depth_graph(exported: Path, ckpt) -> None:
     d = exported / "onnx" / "fp32"
     feed = _feed(ckpt, 4, 64)
-    h = SessionFromOnnx(d / "embed.onnx")().run(["hidden"], {k: feed[k] for k in ("input_ids", "token_type_ids")})[0]
+    h = _ort(d / "embed.onnx", feed)["hidden"]
     for k in (1, 2, 3):
-        h, seg_logits = SessionFromOnnx(d / f"layer{k}.onnx")().run(
-            ["hidden_out", "logits"], {"hidden": h, "attention_mask": feed["attention_mask"]})
-        depth_logits = SessionFromOnnx(d / f"depth{k}.onnx")().run(["logits"], feed)[0]
+        out = _ort(d / f"layer{k}.onnx", {"hidden": h, "attention_mask": feed["attention_mask"]})
+        h, seg_logits = out["hidden_out"], out["logits"]
+        depth_logits = _ort(d / f"depth{k}.onnx", feed)["logits"]
         assert np.abs(seg_logits - depth_logits).max() <= 1e-4
 
 
 def test_manifest_lists_every_file_with_checksums(exported: Path, ckpt) -> None:
     bundle = load_export(exported)
     m = json.loads((exported / "manifest.json").read_text())
-    assert m["format"] == "geep-deploy-export" and m["format_version"] == 1
+    assert m["format"] == "geep-deploy-export" and m["format_version"] == 2
     assert bundle.depths == [1, 2, 3] and bundle.method == "geep" and bundle.num_labels == 2
     for a in m["artifacts"] + m["weights"] + [m["tokenizer"]]:
         assert sha256_file(exported / a["file"]) == a["sha256"]
@@ -122,6 +126,39 @@ def test_manifest_lists_every_file_with_checksums(exported: Path, ckpt) -> None:
     assert bundle.tokenizer_json == (exported / "tokenizer.json").read_text()
     with pytest.raises(ArtifactError, match="depth=7.*It has: depth1/onnx/fp32"):
         bundle.find(depth=7)
+
+
+def test_weights_stored_once_for_onnx_and_torch(exported: Path, ckpt) -> None:
+    bundle = load_export(exported)
+    torch_art = bundle.find(backend="torch")
+    assert torch_art.path == exported / "onnx" / "fp32" / "weights.bin"
+    assert not list(exported.glob("*.safetensors"))
+    assert any(e["transposed"] for e in torch_art.tensors.values())  # MatMul weights are shared transposed
+    sd = {k: v.detach().numpy() for k, v in ckpt.model.state_dict().items()}
+    needed = sum(v.nbytes for v in sd.values())
+    # the file holds each tensor once: the graphs' bytes plus what only torch needs, never a second model
+    assert torch_art.path.stat().st_size <= 1.1 * needed + 4096 * len(sd)
+
+
+def test_format_1_exports_still_load(exported: Path, ckpt, tmp_path: Path) -> None:
+    """Exports written before weights were shared (model.safetensors, precision int8_qdq) load unchanged."""
+    from safetensors.torch import save_file
+
+    old = tmp_path / "v1"
+    shutil.copytree(exported, old)
+    save_file({k: v.contiguous() for k, v in ckpt.model.state_dict().items()}, str(old / "model.safetensors"))
+    m = json.loads((old / "manifest.json").read_text())
+    m["format_version"] = 1
+    for a in m["artifacts"]:
+        a.pop("variant", None)
+        if a["kind"] == "model":
+            a.pop("tensors")
+            a.update(file="model.safetensors", sha256=sha256_file(old / "model.safetensors"))
+    (old / "manifest.json").write_text(json.dumps(m))
+    bundle = load_export(old)
+    assert bundle.find(backend="torch").path.name == "model.safetensors"
+    for k, v in ckpt.model.state_dict().items():
+        assert torch.equal(bundle.torch_state_dict()[k], v), k
 
 
 def test_corrupted_and_missing_files_are_named(exported: Path, tmp_path: Path) -> None:
@@ -168,13 +205,12 @@ def test_existing_dir_needs_force_and_failed_export_keeps_old(exported: Path, ti
 
 
 def test_tensorrt_backend_unavailable_names_pip_extra(tiny_ckpt_path: Path, tmp_path: Path) -> None:
-    pytest.importorskip("export.trt_build")
     try:
         import tensorrt  # noqa: F401
         pytest.skip("tensorrt imports here; the unavailable path cannot be exercised")
     except ImportError:
         pass
-    with pytest.raises(BackendUnavailable, match=r"pip install geep-deploy\[tensorrt\]"):
+    with pytest.raises(BackendUnavailable, match=r"pip install '?geep-deploy\[tensorrt\]"):
         export_checkpoint(tiny_ckpt_path, tmp_path / "x", backends=("onnx", "tensorrt"), progress=False)
     assert not (tmp_path / "x").exists()
 
@@ -240,7 +276,7 @@ def test_dynamo_graphs_share_weights_by_content(ckpt, tmp_path: Path) -> None:
             save_graph(p, tmp_path / f"depth{k}.onnx")
     feed = _feed(ckpt, 3, 64)
     for k in (1, 2):
-        got = SessionFromOnnx(tmp_path / f"depth{k}.onnx")().run(["logits"], feed)[0]
+        got = _ort(tmp_path / f"depth{k}.onnx", feed)["logits"]
         with torch.no_grad():
             ref = ckpt.model(*(torch.from_numpy(feed[n]) for n in ("input_ids", "attention_mask", "token_type_ids")),
                              depth=k).numpy()

@@ -46,6 +46,19 @@ def test_fastbert_stage_two_freezes_backbone_and_teacher(toy) -> None:
     first = {n for n, _ in stages[0].params(m)}
     assert "heads.2.classifier.weight" in first and "heads.0.classifier.weight" not in first
     assert "embeddings.word_embeddings.weight" in first
+    # and training stage 2 really leaves the backbone and the teacher as stage 1 left them
+    from geep_deploy.encoding import TextEncoder
+    from geep_deploy.trainer import _run_stage
+
+    m.load_backbone(backbone.weights)
+    train_ds = load_split(data, "train")
+    enc = TextEncoder(backbone.tokenizer_json, 16).encode(train_ds.texts_a)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    cfg = TrainConfig(method="fastbert", epochs=1, batch_size=16, lr=3e-3, head_lr=3e-3, max_len=16, seed=0)
+    _run_stage(m, stages[1], enc, np.asarray(train_ds.labels, dtype=np.int64), 1, cfg, None, [])
+    changed = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= names, sorted(changed - names)
+    assert all(p.requires_grad for p in m.parameters())  # unfrozen again after the stage
 
 
 def test_geep_loss_terms() -> None:

@@ -17,8 +17,7 @@ import json
 from pathlib import Path
 
 from geep_deploy.errors import ConfigError
-
-BACKENDS = ("onnxruntime", "torch", "tensorrt", "auto")
+from geep_deploy.names import AUTO, BACKENDS, DEVICES, ONNXRUNTIME, PRECISIONS
 
 
 def _csv(kind: type, what: str):  # noqa: ANN202 - argparse type factory
@@ -38,10 +37,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", required=True, type=Path, help="export directory (geep-deploy export --out)")
     p.add_argument("--data", required=True, type=Path, help="dataset directory with labels.txt and <split>.tsv")
     p.add_argument("--split", default="dev", help="split to run (default dev)")
-    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--backend", default=ONNXRUNTIME, choices=(*BACKENDS, AUTO))
+    p.add_argument("--device", default="cpu", choices=DEVICES)
     p.add_argument("--precision", default=["fp32"], type=_csv(str, "--precision"),
-                   help="comma list of fp32,tf32,fp16,bf16,int8 (what the export has; default fp32)")
+                   help=f"comma list of {','.join(PRECISIONS)} (what the export has; default fp32)")
     p.add_argument("--batch-sizes", default=[1, 32, 128], type=_csv(int, "--batch-sizes"),
                    help="comma list (default 1,32,128)")
     p.add_argument("--methods", default="full,geep,fastbert,pabee,static",

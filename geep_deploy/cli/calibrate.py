@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from geep_deploy.data import load_split
+from geep_deploy.names import DEVICES
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--max-drop", type=float, default=0.5,
                         help="accuracy budget in points below depth L's dev accuracy (default 0.5)")
     budget.add_argument("--target-speedup", type=float, default=None, help="FLOPs speed-up to reach instead")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--calib-split", default="train", help="split that fills the table (default train)")
     p.add_argument("--max-calib", type=int, default=None, help="use only the first N calibration rows")
     p.add_argument("--batch-size", type=int, default=64)
@@ -44,9 +45,9 @@ def format_curve(curve: list[dict], chosen: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from export.calibration import calibrate_checkpoint
     from geep_deploy.checkpoint import load_checkpoint
     from geep_deploy.errors import ConfigError
-    from runtime.calibration import calibrate_checkpoint
 
     if args.max_calib is not None and args.max_calib < 1:
         raise ConfigError(f"calibrate | --max-calib must be >= 1, got {args.max_calib}.")

@@ -30,7 +30,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, default=128, help="largest batch of TensorRT profiles (default 128)")
     parser.add_argument("--max-len", type=int, default=None, help="longest sequence (default: the checkpoint's)")
     parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
-                        help="torch ONNX exporter (default: torchscript, 20x faster here; dynamo is the new one)")
+                        help="torch ONNX exporter (default: torchscript, the faster one; dynamo is the new one)")
     parser.add_argument("--no-segments", action="store_true",
                         help="skip the embed/layerK graphs that the FastBERT/PABEE baselines run on")
     parser.add_argument("--allow-mismatch", action="store_true",

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from geep_deploy.errors import DataError
+from geep_deploy.names import AUTO, BACKENDS, DEVICES, PRECISIONS
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -23,9 +24,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
     src.add_argument("--input", type=Path, help="TSV file with a header: text, or text_a<TAB>text_b")
     p.add_argument("--text-b", action="append", help="second text of a pair, one per --text")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--precision", default="fp32", help="fp32, tf32 (torch), fp16, bf16 or int8 (default fp32)")
+    p.add_argument("--backend", default=AUTO, choices=(AUTO, *BACKENDS))
+    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="tf32 is torch-only (default fp32)")
     p.add_argument("--batch-size", type=int, default=64, help="most rows per engine call (default 64)")
     p.add_argument("--depth", type=int, default=None, help="run every input at this depth (no exit prediction)")
     p.add_argument("--json", action="store_true", help="print JSON (one record per input, plus timings)")

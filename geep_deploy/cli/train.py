@@ -6,7 +6,7 @@ labels and the training history.
 
 Example:
   geep-deploy train --data geep_deploy/datasets/sst2_demo --method geep --out runs/geep.pt --epochs 2
-  # Chinese text: MiniLM's vocabulary makes 64-75% of Chinese tokens [UNK]; swap in bert-base-chinese's
+  # Chinese text: MiniLM's vocabulary makes most Chinese tokens [UNK]; swap in bert-base-chinese's
   geep-deploy train --data ../shared/data/chnsenticorp --method geep --out runs/zh.pt \
       --vocab ../shared/models/vocab/bert-base-chinese/vocab.txt
 """

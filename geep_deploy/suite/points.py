@@ -13,10 +13,15 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.config import BertShape
-from geep_deploy.exits import entropy_exit_depths, exit_figures, patience_exit_depths
+from geep_deploy.exits import (
+    PATIENCE_GRID,
+    SPEED_GRID,
+    entropy_exit_depths,
+    exit_figures,
+    patience_exit_depths,
+)
 
-FASTBERT_SPEEDS = tuple(round(s, 2) for s in np.arange(0.0, 0.951, 0.05))
-PABEE_PATIENCES = (1, 2, 3, 4, 5)
+FASTBERT_SPEEDS, PABEE_PATIENCES = SPEED_GRID, PATIENCE_GRID
 TARGET_SPEEDUPS = (1.5, 2.0, 3.0)
 # A point "reaches" a target at 97% of it: static depth 4 of 6 is 1.497x, not 1.5x, once embeddings and the
 # head are counted, and a 3% slack treats every method alike.
@@ -58,7 +63,7 @@ def patience_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, 
 
 
 def geep_curve(calibration_curve: list[dict[str, Any]]) -> list[Point]:
-    """The predictor's (quantile, margin) grid as curve points (from ``runtime.calibration.dev_curve``)."""
+    """The predictor's (quantile, margin) grid as curve points (from ``export.calibration.dev_curve``)."""
     return [{"knob": f"geep:{c['quantile']:g}+{c['margin']}", "accuracy": c["accuracy"],
              "flops_speedup": c["flops_speedup"], "mean_depth": c["mean_depth"]} for c in calibration_curve]
 

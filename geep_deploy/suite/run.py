@@ -186,8 +186,8 @@ def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[s
 
 def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any]:
     """All steps for one dataset; returns (and writes) its summary."""
+    from export.calibration import calibrate_from_logits
     from geep_deploy.data import load_split
-    from runtime.calibration import calibrate_from_logits
 
     work = cfg.work / spec.name
     if cfg.fresh and work.is_dir():
@@ -286,8 +286,8 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
 def _hard_row_auc(predictor: Any, ids: list[np.ndarray], logits: np.ndarray,
                   lengths: np.ndarray) -> dict[str, Any]:
     """How well each signal finds the rows that need more than depth 1 (consistency label > 1), as ROC AUC."""
+    from export.calibration import batch_mass
     from geep_deploy.exits import consistency_exit_depths, normalized_entropy
-    from runtime.calibration import batch_mass
 
     hard = consistency_exit_depths(logits) > 1
     mass = batch_mass(predictor, ids)

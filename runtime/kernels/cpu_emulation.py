@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -65,10 +64,6 @@ extern "C" void run_accumulate_counts(unsigned int* c, int L, const long long* p
 """
 
 _LIB: ctypes.CDLL | None = None
-
-
-def compiler_available() -> bool:
-    return shutil.which("g++") is not None
 
 
 def _lib() -> ctypes.CDLL:

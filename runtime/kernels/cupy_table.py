@@ -1,7 +1,7 @@
 """CuPy twin of the exit table: same layout, slots and results as ``runtime.exit_table.ExitHashTable``.
 
 Imports CuPy at module level; import this module only where the ``gpu`` extra is installed (the NumPy table's
-``to_device()`` and the predictor do so lazily). Kernels come from one ``RawModule`` compiled once per device
+``CupyExitHashTable.from_host`` callers and the predictor import it lazily). Kernels come from one ``RawModule`` compiled once per device
 (``cupy.memoize(for_each_device=True)``). Calls are asynchronous on the current stream except where a host
 decision needs a device value: the sentinel / range checks and the capacity check before an insert, and the
 pending-key count after each insert round (one sync per probe round).

@@ -1,6 +1,7 @@
 """The exit table and tuned predictor inside an export: copied from a file, or built from calibration data.
 
-``runtime.predictor`` and ``runtime.calibration`` are imported lazily, so the rest of the export works without them.
+The predictor is the runtime's (``runtime.predictor``); calibration (``export.calibration``) needs torch and runs
+only when ``--calib-data`` asks for it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from export.manifest import file_entry
 from geep_deploy.errors import ExportError, GeepError
+from runtime.predictor import ExitPredictor
 
 TABLE_STEM = "exit_table"
 
@@ -40,14 +42,6 @@ def _jsonable(obj: Any) -> Any:
         return str(obj)
 
 
-def _predictor_class() -> Any:
-    try:
-        from runtime.predictor import ExitPredictor
-    except ImportError as e:
-        raise ExportError(f"export | the exit predictor (runtime.predictor) cannot be imported: {e}.") from None
-    return ExitPredictor
-
-
 def _entry(root: Path, path: Path, predictor: Any, calibration: Any) -> dict[str, Any]:
     params = {"num_layers": int(predictor.num_layers), "quantile": float(predictor.quantile),
               "margin": int(predictor.margin)}
@@ -66,9 +60,8 @@ def check_table_file(table: str | Path, num_layers: int) -> Any:
     src = Path(table)
     if not src.is_file():
         raise ExportError(f"export | exit table {src} does not exist. Build one with `geep-deploy calibrate`.")
-    cls = _predictor_class()
     try:
-        predictor = cls.load(src)
+        predictor = ExitPredictor.load(src)
     except GeepError as e:
         raise ExportError(f"export | exit table {src} cannot be loaded: {e}") from None
     if predictor.num_layers != num_layers:
@@ -90,15 +83,9 @@ def table_from_file(root: Path, table: str | Path, num_layers: int) -> dict[str,
 
 def table_from_calibration(root: Path, ckpt: Any, data_dir: str | Path, progress: bool) -> dict[str, Any]:
     """Build the table with ``calibrate_checkpoint``: DIR/train.tsv calibrates, DIR/dev.tsv tunes q and m."""
+    from export.calibration import calibrate_checkpoint
     from geep_deploy.data import load_split
 
-    try:
-        from runtime.calibration import calibrate_checkpoint
-    except ImportError as e:
-        raise ExportError(
-            f"export | --calib-data needs runtime.calibration, which cannot be imported here ({e}). "
-            "Build the table with `geep-deploy calibrate` and pass --exit-table."
-        ) from None
     calib, dev = load_split(data_dir, "train"), load_split(data_dir, "dev")
     result = calibrate_checkpoint(ckpt, calib, dev, device="cpu", progress=progress)
     dst = result.predictor.save(root / f"{TABLE_STEM}.npz")

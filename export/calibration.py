@@ -21,16 +21,14 @@ from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ConfigError
 from geep_deploy.evaluate import collect_depth_logits
-from geep_deploy.exits import EXIT_RULES, exit_depths, exit_figures, predictions_at
+from geep_deploy.exits import EXIT_RULES, QUANTILE_GRID, exit_depths, exit_figures, predictions_at
 from geep_deploy.flops import flops_speedup
 from runtime.keys import pad_rows
 from runtime.predictor import ExitPredictor, build_predictor, depths_from_mass
 
 DEFAULT_RULE = "consistency"
 DEFAULT_ENTROPY_TAU = 0.3
-# Coarse below 0.85, fine above: the useful operating points sit where the cumulative exit mass nearly saturates.
-DEFAULT_QUANTILES = tuple(round(q, 2) for q in np.arange(0.05, 0.8501, 0.05)) + tuple(
-    round(q, 2) for q in np.arange(0.86, 1.0001, 0.01))
+DEFAULT_QUANTILES = QUANTILE_GRID
 _MASS_CHUNK = 1024
 
 

@@ -1,0 +1,149 @@
+"""Two costs the docs quote, measured on the full model with ONNX Runtime (CPU, fp32): writes padding_bench.json.
+
+1. Padding at batch 64: the full-depth graph over the dev split in dataset-order batches (each padded to its own
+   longest row) against length-sorted batches (what every method of `geep-deploy bench` gets). This is why the
+   fair baseline for an early-exit speed-up is the length-sorted full model.
+2. ORT's MatMul pre-packing at batch 1: the same graph with ``session.disable_prepacking`` on and off (off saves
+   one packed weight copy per session; see runtime_memory.py for the memory side).
+
+Noise is measured the way every wall-clock table here states it: an identical contender (``length_sorted_again``,
+``prepacking_again``: same graph, same batches, its own session) runs in the same interleaved repeats, and the
+ratio between the identical pair is the noise figure written next to the ratios.
+
+Usage:  .venv/bin/python bench/padding_bench.py --export runs/demo/export_geep [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from geep_deploy.atomic import atomic_write_text  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _time_pass(engine: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[float, float]:
+    """Wall-clock and process CPU time (all ORT threads) of one pass: CPU time is steadier on a loaded machine."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    for f in feeds:
+        engine.infer(f)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def interleaved(contenders: dict[str, tuple[Any, list[dict[str, np.ndarray]]]], repeats: int) -> dict[str, Any]:
+    """Seconds per pass of each contender, repeats interleaved in a rotating order after one warm-up pass each."""
+    names = list(contenders)
+    for eng, feeds in contenders.values():
+        _time_pass(eng, feeds[:2])
+    times: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    for r in range(repeats):
+        for n in names[r % len(names):] + names[: r % len(names)]:
+            eng, feeds = contenders[n]
+            times[n].append(_time_pass(eng, feeds))
+    return {n: {"seconds": [w for w, _ in t], "median_s": float(np.median([w for w, _ in t])),
+                "cpu_seconds": [c for _, c in t], "median_cpu_s": float(np.median([c for _, c in t]))}
+            for n, t in times.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--export", default="runs/demo/export_geep", help="an export directory (the demo's GEEP export)")
+    ap.add_argument("--data", default=None, help="dataset directory (default: the bundled SST-2 slice)")
+    ap.add_argument("--split", default="dev")
+    ap.add_argument("--batch-size", type=int, default=64, help="batch size of the padding comparison")
+    ap.add_argument("--batch1-rows", type=int, default=218, help="rows timed at batch 1 (evenly spread over the split)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: ORT's, one per core)")
+    ap.add_argument("--out", default=str(RESULTS / "padding_bench.json"))
+    a = ap.parse_args()
+
+    from engines.ort import OrtEngine
+    from export.bundle import load_export
+    from geep_deploy.data import bundled_data_dir, load_split
+    from geep_deploy.encoding import TextEncoder, length_sorted_batches, pad_batch
+    from runtime.benchmark import machine_info
+
+    load_start = list(os.getloadavg())
+    bundle = load_export(a.export)
+    L = bundle.shape.num_hidden_layers
+    graph = Path(bundle.find(kind="depth", depth=L, backend="onnx", precision="fp32").path)
+    ds = load_split(a.data or bundled_data_dir(), a.split)
+    encoder = TextEncoder(bundle.tokenizer_json, bundle.max_len)
+    enc = encoder.encode(ds.texts_a, ds.texts_b)
+    n, b = len(enc), a.batch_size
+
+    def engine(**kw: Any) -> OrtEngine:
+        e = OrtEngine(graph, threads=a.threads, check_inputs=False, **kw)
+        e.load()
+        return e
+
+    def batches_of(groups: list[np.ndarray]) -> tuple[list[dict[str, np.ndarray]], float]:
+        feeds = [pad_batch(enc.take(g), encoder.pad_id) for g in groups]
+        real = sum(int(f["attention_mask"].sum()) for f in feeds)
+        return feeds, real / sum(f["attention_mask"].size for f in feeds)
+
+    dataset_order = [np.arange(i, min(i + b, n)) for i in range(0, n, b)]
+    feeds_ds, real_ds = batches_of(dataset_order)
+    feeds_sorted, real_sorted = batches_of(length_sorted_batches(enc.lengths, b))
+    engines = [engine() for _ in range(3)]
+    padding = interleaved({"dataset_order": (engines[0], feeds_ds), "length_sorted": (engines[1], feeds_sorted),
+                           "length_sorted_again": (engines[2], feeds_sorted)}, a.repeats)
+    padding["real_token_fraction"] = {"dataset_order": real_ds, "length_sorted": real_sorted}
+    med = {k: v["median_s"] for k, v in padding.items() if isinstance(v, dict) and "median_s" in v}
+    cpu = {k: padding[k]["median_cpu_s"] for k in med}
+    padding["ratios"] = {"dataset_order_over_sorted": med["dataset_order"] / med["length_sorted"],
+                         "noise_sorted_again_over_sorted": med["length_sorted_again"] / med["length_sorted"],
+                         "cpu_dataset_order_over_sorted": cpu["dataset_order"] / cpu["length_sorted"],
+                         "cpu_noise_sorted_again_over_sorted": cpu["length_sorted_again"] / cpu["length_sorted"]}
+    for e in engines:
+        e.close()
+
+    rows = np.unique(np.linspace(0, n - 1, min(a.batch1_rows, n)).round().astype(int))
+    feeds_1 = [pad_batch(enc.take([i]), encoder.pad_id) for i in rows]
+    engines = [engine(), engine(), engine(disable_prepacking=True)]
+    prepack = interleaved({"prepacking": (engines[0], feeds_1), "prepacking_again": (engines[1], feeds_1),
+                           "prepacking_disabled": (engines[2], feeds_1)}, a.repeats)
+    med = {k: v["median_s"] for k, v in prepack.items()}
+    cpu = {k: v["median_cpu_s"] for k, v in prepack.items()}
+    prepack["rows"] = len(rows)
+    prepack["ratios"] = {"disabled_over_prepacking": med["prepacking_disabled"] / med["prepacking"],
+                         "noise_again_over_prepacking": med["prepacking_again"] / med["prepacking"],
+                         "cpu_disabled_over_prepacking": cpu["prepacking_disabled"] / cpu["prepacking"],
+                         "cpu_noise_again_over_prepacking": cpu["prepacking_again"] / cpu["prepacking"]}
+    for e in engines:
+        e.close()
+
+    result: dict[str, Any] = {
+        "command": " ".join([".venv/bin/python", *sys.argv]),
+        "machine": {**machine_info("cpu"), "load_average_at_start": load_start,
+                    "load_average_at_end": list(os.getloadavg())},
+        "config": {"export": a.export, "graph": graph.name, "depth": L, "precision": "fp32",
+                   "backend": "onnxruntime", "device": "cpu", "threads": a.threads, "max_len": bundle.max_len,
+                   "data": str(a.data or "geep_deploy/datasets/sst2_demo"), "split": a.split, "rows": n,
+                   "repeats": a.repeats, "timing": "model time of one pass over the rows (wall-clock, and process "
+                                                   "CPU time of all ORT threads), median of interleaved repeats"},
+        "padding": {"batch_size": b, **padding},
+        "prepacking": {"batch_size": 1, **prepack},
+    }
+    atomic_write_text(a.out, json.dumps(result, indent=1) + "\n")
+    p, q = result["padding"]["ratios"], result["prepacking"]["ratios"]
+    print(f"batch {b}: dataset order / length-sorted {p['dataset_order_over_sorted']:.2f}x "
+          f"(real tokens {real_ds:.0%} vs {real_sorted:.0%}; noise {p['noise_sorted_again_over_sorted']:.3f}x)")
+    print(f"batch 1: prepacking disabled / enabled {q['disabled_over_prepacking']:.2f}x "
+          f"(noise {q['noise_again_over_prepacking']:.3f}x)")
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

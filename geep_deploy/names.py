@@ -1,0 +1,67 @@
+"""The one module that names backends, artifact formats, precisions, graph kinds and devices.
+
+The CLI, the manifest, the engine registry and the engines all read these, so a backend, precision or graph
+kind is added here once. Two vocabularies meet in an export and are kept apart on purpose:
+
+- a *backend* runs a graph (``onnxruntime``, ``torch``, ``tensorrt``; ``onnx-reference`` is ONNX's NumPy
+  evaluator, used to check graphs ONNX Runtime cannot run);
+- an artifact *format* is what an export holds (``onnx`` graphs, ``tensorrt`` plans, ``torch`` weights).
+
+A precision says what numbers the arithmetic uses; how a graph reaches it is its *variant* (int8 is ONNX Runtime's
+dynamic quantisation for ``onnxruntime`` and a Q/DQ graph for TensorRT).
+"""
+
+from __future__ import annotations
+
+from geep_deploy.errors import ConfigError
+
+# -- backends (what runs a graph) ----------------------------------------------------------------------------
+ONNXRUNTIME, TORCH, TENSORRT, ONNX_REFERENCE = "onnxruntime", "torch", "tensorrt", "onnx-reference"
+BACKENDS = (ONNXRUNTIME, TORCH, TENSORRT)  # what users choose from
+AUTO = "auto"
+BACKEND_ALIASES = {"ort": ONNXRUNTIME, "trt": TENSORRT, "pytorch": TORCH, "onnxref": ONNX_REFERENCE}
+
+# -- artifact formats (what an export holds) -----------------------------------------------------------------
+ONNX, PLAN, WEIGHTS = "onnx", "tensorrt", "torch"
+EXPORT_FORMATS = (ONNX, PLAN)  # what `geep-deploy export --backend` builds (torch weights come with onnx)
+FORMAT_OF_BACKEND = {ONNXRUNTIME: ONNX, ONNX_REFERENCE: ONNX, TENSORRT: PLAN, TORCH: WEIGHTS}
+
+# -- precisions and graph variants ---------------------------------------------------------------------------
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+EXPORT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # tf32 is fp32 weights run with TF32 matmuls
+LOW_PRECISIONS = ("fp16", "bf16")  # casts in the graph; LayerNorm/Softmax stay fp32
+QDQ = "qdq"  # int8 as QuantizeLinear/DequantizeLinear pairs: what TensorRT builds int8 plans from
+VARIANT_DIRS = {("int8", QDQ): "int8_qdq"}  # onnx/<dir>/ of a (precision, variant); default: the precision
+
+# -- graph kinds -----------------------------------------------------------------------------------------------
+DEPTH, EMBED, LAYER, MODEL = "depth", "embed", "layer", "model"
+GRAPH_KINDS = (DEPTH, EMBED, LAYER)  # MODEL is the torch weights, not a graph
+DEVICES = ("cpu", "cuda")
+
+
+def canonical_backend(name: str, *, allow_auto: bool = False) -> str:
+    """Resolve aliases (``ort``, ``trt``) and reject unknown names with the list of known ones."""
+    if allow_auto and name == AUTO:
+        return AUTO
+    key = BACKEND_ALIASES.get(name, name)
+    if key not in (*BACKENDS, ONNX_REFERENCE):
+        known = [*BACKENDS, *([AUTO] if allow_auto else [])]
+        raise ConfigError(f"backend | unknown backend {name!r}. Expected one of {known}.")
+    return key
+
+
+def weights_precision(precision: str) -> str:
+    """The precision of the weights a runtime precision runs on (tf32 runs fp32 weights)."""
+    return "fp32" if precision == "tf32" else precision
+
+
+def variant_dir(precision: str, variant: str = "") -> str:
+    """The ``onnx/<dir>`` folder of a precision's graphs, e.g. ``int8_qdq`` for int8 Q/DQ."""
+    return VARIANT_DIRS.get((precision, variant), precision)
+
+
+def check_choice(what: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is in ``allowed``, else raise ``ConfigError`` listing the choices."""
+    if value not in allowed:
+        raise ConfigError(f"{what} | unknown {what} {value!r}. Expected one of {list(allowed)}.")
+    return value

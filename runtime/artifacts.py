@@ -1,0 +1,170 @@
+"""The export directory as an object: ``load_export`` checks it and returns an ``ExportBundle``.
+
+This is the contract the runtime codes against: ``ExportBundle.find(kind=, depth=, backend=, precision=)`` returns
+an ``Artifact`` whose ``path`` is absolute and whose ``inputs``/``outputs`` give names, dtypes and symbolic shapes.
+It needs neither torch nor onnx (torch is imported only by ``torch_model``); the compiler that writes exports is
+``export.export_checkpoint``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geep_deploy.config import BertShape
+from geep_deploy.errors import ArtifactError
+from geep_deploy.names import ONNX, QDQ, WEIGHTS
+from runtime.manifest import read_manifest, verify_files
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One exported file: a depth graph/plan, a segment graph, or the torch weights (kind ``model``)."""
+
+    kind: str
+    depth: int | None
+    backend: str
+    precision: str
+    path: Path
+    sha256: str
+    inputs: dict
+    outputs: dict
+    variant: str = ""
+    tensors: dict = field(default_factory=dict)  # kind "model": state-dict name -> where it lies in ``path``
+
+
+def _artifact(root: Path, a: dict[str, Any]) -> Artifact:
+    precision, variant = a["precision"], a.get("variant", "")
+    if precision == "int8_qdq":  # format 1 named the Q/DQ graph variant as a precision
+        precision, variant = "int8", QDQ
+    return Artifact(kind=a["kind"], depth=a.get("depth"), backend=a["backend"], precision=precision,
+                    path=root / a["file"], sha256=a["sha256"], inputs=a.get("inputs", {}),
+                    outputs=a.get("outputs", {}), variant=variant, tensors=a.get("tensors") or {})
+
+
+@dataclass
+class ExportBundle:
+    """A loaded export directory: model facts from the manifest plus its artifacts."""
+
+    root: Path
+    manifest: dict
+    shape: BertShape
+    num_labels: int
+    label_names: list[str]
+    tokenizer_json: str
+    max_len: int
+    method: str
+    exit_mode: str
+    depths: list[int]
+    artifacts: list[Artifact]
+    exit_table: Path | None
+
+    def find(self, *, kind: str = "depth", depth: int | None = None, backend: str = ONNX,
+             precision: str = "fp32", variant: str = "") -> Artifact:
+        """The artifact of (kind, depth, format ``backend``, precision, variant).
+
+        ``backend="torch"`` returns the torch weights (kind ``model``), which every depth shares.
+
+        Raises:
+            ArtifactError: listing what the export contains when nothing matches.
+        """
+        for a in self.artifacts:
+            if backend == WEIGHTS and a.backend == WEIGHTS and a.precision == precision:
+                return a
+            if (a.kind, a.depth, a.backend, a.precision, a.variant) == (kind, depth, backend, precision, variant):
+                return a
+        listing = ", ".join(sorted({_describe(a) for a in self.artifacts}))
+        raise ArtifactError(
+            f"export | {self.root} has no {kind} artifact for depth={depth}, backend={backend}, "
+            f"precision={precision}{f', variant={variant}' if variant else ''}. It has: {listing}. "
+            "Re-export with the --depths/--precision/--backend you need."
+        )
+
+    def torch_state_dict(self) -> dict[str, Any]:
+        """The ``ExitBert`` state dict, read from the export's fp32 weights file (no checkpoint needed)."""
+        import torch
+
+        art = self.find(backend=WEIGHTS)
+        if art.path.suffix == ".safetensors":  # format 1 stored a second copy of the weights
+            from safetensors.torch import load_file
+
+            return load_file(str(art.path))
+        return {name: torch.from_numpy(read_tensor(art.path, entry)) for name, entry in art.tensors.items()}
+
+    def torch_model(self) -> Any:
+        """An ``ExitBert`` in eval mode rebuilt from the manifest and the export's fp32 weights."""
+        from geep_deploy.model import ExitBert
+
+        model = ExitBert(self.shape, self.num_labels, shared_head=bool(self.manifest.get("shared_head", False)),
+                         pooling=str(self.manifest.get("pooling", "cls")))
+        try:
+            model.load_state_dict(self.torch_state_dict(), strict=True)
+        except (RuntimeError, ValueError) as e:
+            raise ArtifactError(f"export | the torch weights of {self.root} do not fit the model: {e}") from None
+        return model.eval()
+
+    def precisions(self, backend: str = ONNX) -> list[str]:
+        return sorted({a.precision for a in self.artifacts if a.backend == backend and a.kind == "depth"})
+
+
+def _describe(a: Artifact) -> str:
+    depth = "" if a.depth is None else str(a.depth)
+    return f"{a.kind}{depth}/{a.backend}/{a.precision}{'-' + a.variant if a.variant else ''}"
+
+
+def read_tensor(path: Path, entry: dict[str, Any]) -> np.ndarray:
+    """One state-dict tensor from a weights file: ``entry`` = {offset, dtype, shape, transposed}.
+
+    Matrices the ONNX graphs store transposed (``MatMul`` weights) are read in that layout and transposed back,
+    so the file holds each tensor once for both ONNX Runtime and torch.
+    """
+    try:
+        dtype, shape = np.dtype(entry["dtype"]), tuple(int(d) for d in entry["shape"])
+        stored = shape[::-1] if entry.get("transposed") else shape
+        count = int(np.prod(stored, dtype=np.int64))
+        arr = np.fromfile(path, dtype=dtype, count=count, offset=int(entry["offset"]))
+    except (KeyError, TypeError, ValueError, OSError) as e:
+        raise ArtifactError(f"export | cannot read tensor {entry!r} from {path}: {e}") from None
+    if arr.size != count:
+        raise ArtifactError(f"export | {path} is truncated: a tensor at offset {entry['offset']} needs {count} "
+                            "values. Re-export with --force.")
+    arr = arr.reshape(stored)
+    return np.ascontiguousarray(arr.T) if entry.get("transposed") else arr
+
+
+def load_export(path: str | Path, verify: bool = True) -> ExportBundle:
+    """Open an export directory, checking its format version and (with ``verify``) every file's sha256.
+
+    Args:
+        path: the directory written by ``geep-deploy export --out``.
+        verify: hash every file against the manifest. Defaults to True; False still checks files exist.
+
+    Returns:
+        The bundle, with absolute artifact paths.
+
+    Raises:
+        ArtifactError: naming the missing or corrupted file, or the unsupported version.
+
+    Example:
+        >>> bundle = load_export("exports/sst2")  # doctest: +SKIP
+        >>> bundle.find(depth=3).path  # doctest: +SKIP
+    """
+    root = Path(path).resolve()
+    m = read_manifest(root)
+    verify_files(root, m, check_hash=verify)
+    try:
+        artifacts = [_artifact(root, a) for a in m["artifacts"]]
+        table = m.get("exit_table")
+        return ExportBundle(
+            root=root, manifest=m, shape=BertShape.from_dict(m["backbone"]), num_labels=int(m["num_labels"]),
+            label_names=list(m["label_names"]),
+            tokenizer_json=(root / m["tokenizer"]["file"]).read_text(encoding="utf-8"),
+            max_len=int(m["max_len"]), method=str(m["method"]), exit_mode=str(m["exit_mode"]),
+            depths=[int(d) for d in m["depths"]], artifacts=artifacts,
+            exit_table=(root / table["file"]) if table else None,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ArtifactError(f"export | {root / 'manifest.json'} is incomplete: {type(e).__name__}: {e}.") from None
