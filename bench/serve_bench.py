@@ -191,7 +191,7 @@ def plot(records: list[dict], path: Path, title: str) -> Path:
 
 
 def main() -> int:
-    from runtime.benchmark import machine_info
+    from geep_deploy.machine import machine_info
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--export", type=Path, required=True)
