@@ -1,10 +1,11 @@
 # The two README commands: `make demo` (set up + run the demo) and `make test` (set up + lint + tests).
+# `make gpu-check` is for a GPU machine: it uses the Python already there (never installs or reinstalls torch).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.geep-installed
 
-.PHONY: demo test setup lint clean-venv
+.PHONY: demo test setup lint clean-venv gpu-check
 
 setup: $(STAMP)
 
@@ -25,6 +26,13 @@ lint: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
+
+# One prepared run of every GPU check; writes bench/results/gpu_check_<gpu>.json (DEVICE=cpu: the CI dry run,
+# JSON to a temp dir). BACKBONE=<HF dir> uses a real backbone (e.g. all-MiniLM-L6-v2-fp16) instead of the tiny model.
+GPU_PYTHON ?= python3
+DEVICE ?= cuda
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} DEVICE=$(DEVICE) BACKBONE=$(BACKBONE) $(GPU_PYTHON) bench/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)

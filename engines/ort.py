@@ -8,6 +8,12 @@ never the exported name, which the dynamo exporter reuses for different tensors)
 (``session.use_env_allocators``). ORT's MatMul pre-packing still makes a per-session packed copy of each weight;
 ``disable_prepacking=True`` removes it at a latency cost at small batches (``bench/padding_bench.py`` measures it;
 figures in docs/runtime.md).
+
+On the CUDA execution provider the pool's values are host arrays, so each session copies the weights it uses to
+the GPU: L depth sessions hold up to L device copies (the pool still saves the host copies). ``make gpu-check``
+measures the device memory per session; sharing device-side ``OrtValue``s is the fix to try if it matters.
+The CUDA provider gets ``use_tf32=0`` for fp32 graphs: ONNX Runtime's default is TF32 on, which would make
+"fp32" on ORT-CUDA a TF32 run while the TensorRT fp32 build turns TF32 off.
 """
 
 from __future__ import annotations
@@ -118,6 +124,15 @@ class OrtWeightPool:
         return ("inline", digest, t.data_type, dims), lambda: numpy_helper.to_array(t)
 
 
+def cuda_provider_options(precision: str) -> dict[str, str]:
+    """CUDA execution provider options: TF32 off for fp32 (ORT's default is on), on for tf32."""
+    if precision == "fp32":
+        return {"use_tf32": "0"}
+    if precision == "tf32":
+        return {"use_tf32": "1"}
+    return {}
+
+
 class OrtEngine(BaseEngine):
     """One ONNX graph in one ``InferenceSession``.
 
@@ -150,6 +165,7 @@ class OrtEngine(BaseEngine):
         self.path, self.pool, self.threads = Path(path), pool, threads
         self.disable_prepacking, self.strict_provider = disable_prepacking, strict_provider
         self.provider: str | None = None
+        self.provider_options: dict[str, str] = {}  # what the session reports for its provider (gpu-check reads it)
         self._session: Any = None
 
     def _load(self) -> None:
@@ -171,7 +187,7 @@ class OrtEngine(BaseEngine):
                 so.add_session_config_entry("session.use_env_allocators", "1")
             for name, value in self.pool.initializers_for(self.path).items():
                 so.add_initializer(name, value)
-        providers = ["CPUExecutionProvider"]
+        providers: list[Any] = ["CPUExecutionProvider"]
         if self.device == "cuda":
             available = ort.get_available_providers()
             if "CUDAExecutionProvider" not in available:
@@ -179,12 +195,13 @@ class OrtEngine(BaseEngine):
                     f"{self.name} | device='cuda' needs the CUDA execution provider, but this onnxruntime offers "
                     f"{available}. Try `pip uninstall onnxruntime && pip install geep-deploy[ort-gpu]`."
                 )
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            providers = [("CUDAExecutionProvider", cuda_provider_options(self.precision)), "CPUExecutionProvider"]
         try:
             self._session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types; name the file either way
             raise EngineBuildError(f"{self.name} | ONNX Runtime could not load {self.path}: {e}") from e
         self.provider = self._session.get_providers()[0]
+        self.provider_options = dict(self._session.get_provider_options().get(self.provider, {}))
         if self.device == "cuda" and self.provider != "CUDAExecutionProvider":
             msg = (f"{self.name} | CUDA was asked but the session runs on {self.provider} (silent fallback; "
                    "check the CUDA/cuDNN libraries onnxruntime-gpu needs).")
@@ -215,3 +232,4 @@ class OrtEngine(BaseEngine):
     def _close(self) -> None:
         self._session = None
         self.provider = None
+        self.provider_options = {}

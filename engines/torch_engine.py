@@ -1,14 +1,18 @@
 """torch engine: one `ExitBert` holds the weights once and every depth (and segment) runs through it.
 
-CPU or CUDA; fp32, tf32 (CUDA matmuls in TF32: a process-wide torch switch, set on load), fp16 and bf16 (weights
-cast once). On CUDA with ``cuda_graphs=True`` each depth engine captures one CUDA graph per (batch bucket,
-length bucket) on first use and replays it, so a small per-depth group does not pay kernel-launch overhead;
-inputs are padded up to the bucket (masked positions and all-masked rows do not change the real rows' logits).
-The CUDA path is written against torch's documented API but has not run on a GPU in this project yet.
+CPU or CUDA; fp32, tf32, fp16 and bf16 (weights cast once). TF32 is scoped to each call of a tf32 engine
+(`engines.torch_cuda.fp32_precision_scope`), never left on for the process. On CUDA with ``cuda_graphs=True``
+each depth engine captures one CUDA graph per (batch, length) bucket of a bounded set (`GraphBuckets`), all in
+one memory pool per engine, at load (``capture="load"``, the default: nothing is captured on the request path)
+or on first use (``capture="lazy"``, under a process-wide capture lock); inputs are padded up to the bucket
+(masked positions and all-masked rows do not change the real rows' logits), and batches larger than every
+bucket run eagerly. The CUDA path is written against torch's documented API but has not run on a GPU in this
+project yet; ``make gpu-check`` asserts its behaviour on one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +20,14 @@ from typing import Any
 import numpy as np
 
 from engines.base import BaseEngine, TensorMeta
+from engines.torch_cuda import (
+    CAPTURE_ERROR_MODE,
+    CAPTURE_LOCK,
+    GraphBuckets,
+    fill_static,
+    fp32_precision_scope,
+    static_buffers,
+)
 from geep_deploy.errors import BackendUnavailable, ConfigError
 from geep_deploy.graphs import graph_module, io_spec, run_graph_module
 from geep_deploy.names import GRAPH_KINDS as KINDS
@@ -41,20 +53,7 @@ def prepare_model(model: Any, device: str, precision: str) -> Any:
     if device == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailable("torch | device='cuda' but torch sees no GPU (is this the CPU build of torch?). "
                                  "Install a CUDA build of torch or use device='cpu'.")
-    if precision == "tf32" and device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     return model.to(device=device, dtype=torch_dtype(precision)).eval()
-
-
-def _bucket(n: int, step: int, cap: int) -> int:
-    """Next power of two up to ``step``, then multiples of ``step``, never above ``cap`` (unless ``n`` is)."""
-    b = 1
-    while b < min(n, step):
-        b *= 2
-    if n > step:
-        b = -(-n // step) * step
-    return max(n, min(b, cap))
 
 
 class TorchEngine(BaseEngine):
@@ -68,6 +67,8 @@ class TorchEngine(BaseEngine):
         exit_mode: ``"student"`` or ``"skip"`` (see `ExitBert.forward`).
         cuda_graphs: capture CUDA graphs per shape bucket (depth engines on CUDA only). Defaults to True on CUDA.
         max_len: the longest sequence a CUDA-graph length bucket may pad to. Defaults to the model's positions.
+        graph_buckets: the bucket set. Defaults to ``GraphBuckets(max_batch=128, max_len=max_len)``.
+        capture: ``"load"`` (every bucket at load) or ``"lazy"`` (a bucket on its first use). Defaults to "load".
     """
 
     backend = "torch"
@@ -83,6 +84,8 @@ class TorchEngine(BaseEngine):
         precision: str = "fp32",
         cuda_graphs: bool | None = None,
         max_len: int | None = None,
+        graph_buckets: GraphBuckets | None = None,
+        capture: str = "load",
         check_inputs: bool = True,
     ) -> None:
         if kind not in KINDS:
@@ -95,14 +98,27 @@ class TorchEngine(BaseEngine):
         self.model, self.kind, self.depth, self.exit_mode = model, kind, depth, exit_mode
         self.cuda_graphs = (device == "cuda") if cuda_graphs is None else cuda_graphs
         self.max_len = max_len or model.shape.max_position_embeddings
+        if capture not in ("load", "lazy"):
+            raise ConfigError(f"torch | capture must be 'load' or 'lazy', got {capture!r}.")
+        self.buckets = graph_buckets or GraphBuckets(max_batch=128, max_len=self.max_len)
+        self.capture = capture
         self._graphs: dict[tuple[int, int], tuple[Any, dict[str, Any], Any]] = {}
+        self._pool: Any = None
         self._lock = threading.Lock()
+        self.eager_calls = 0  # CUDA-graph engines: calls larger than every bucket (ran without a graph)
 
     def _load(self) -> None:
         self._torch = import_torch()
         prepare_model(self.model, self.device, self.precision)
         self._module = graph_module(self.model, self.kind, self.depth, self.exit_mode)
         self._dtype = torch_dtype(self.precision)
+        if self._uses_graphs and self.capture == "load":
+            for key in self.buckets.all():
+                self._graph(key)
+
+    @property
+    def _uses_graphs(self) -> bool:
+        return self.cuda_graphs and self.device == "cuda" and self.kind == "depth"
 
     def _to_dev(self, x: np.ndarray) -> Any:
         t = self._torch.from_numpy(np.ascontiguousarray(x))
@@ -113,45 +129,55 @@ class TorchEngine(BaseEngine):
     def _run(self, t: dict[str, Any]) -> dict[str, Any]:
         return run_graph_module(self._module, self.kind, t)
 
+    def _precision(self) -> Any:
+        """The engine's float32 mode for the calls inside (CUDA only; CPU matmuls ignore the TF32 switch)."""
+        if self.device != "cuda":
+            return contextlib.nullcontext()
+        return fp32_precision_scope(self._torch, self.precision)
+
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
-        if self.cuda_graphs and self.device == "cuda" and self.kind == "depth":
-            out = self._replay(feed)
-        else:
-            with torch.inference_mode():
-                out = self._run({k: self._to_dev(v) for k, v in feed.items()})
+        if self._uses_graphs:
+            b, s = feed["input_ids"].shape
+            key = self.buckets.bucket_for(b, s)
+            if key is not None:
+                return self._replay(key, feed)
+            self.eager_calls += 1
+        with torch.inference_mode(), self._precision():
+            out = self._run({k: self._to_dev(v) for k, v in feed.items()})
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
     # -- CUDA graphs ----------------------------------------------------------------------------------------
-    def _replay(self, feed: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        torch = self._torch
-        b, s = feed["input_ids"].shape
-        key = (_bucket(b, 8, 256), _bucket(s, 32, self.max_len))
-        with self._lock:  # static buffers are shared by every call of this bucket
-            if key not in self._graphs:
-                self._graphs[key] = self._capture(*key)
-            graph, static_in, static_out = self._graphs[key]
-            for name, x in feed.items():
-                buf = static_in[name]
-                buf.zero_()
-                buf[:b, :s].copy_(torch.from_numpy(np.ascontiguousarray(x)), non_blocking=True)
+    def _replay(self, key: tuple[int, int], feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        b = feed["input_ids"].shape[0]
+        with self._lock:  # static buffers and the pool are shared by every call of this engine
+            graph, static_in, static_out = self._graph(key)
+            fill_static(self._torch, static_in, {k: np.ascontiguousarray(v) for k, v in feed.items()})
             graph.replay()
-            return {"logits": static_out.clone()[:b]}
+            return {"logits": static_out[:b].float().cpu().numpy()}
+
+    def _graph(self, key: tuple[int, int]) -> tuple[Any, dict[str, Any], Any]:
+        g = self._graphs.get(key)
+        if g is None:
+            g = self._graphs[key] = self._capture(*key)
+        return g
 
     def _capture(self, b: int, s: int) -> tuple[Any, dict[str, Any], Any]:
+        """Warm up once on a side stream, then capture into the engine's one pool (process-wide lock)."""
         torch = self._torch
-        static_in = {n: torch.zeros((b, s), dtype=torch.int64, device="cuda")
-                     for n in ("input_ids", "attention_mask", "token_type_ids")}
-        static_in["attention_mask"][:, 0] = 1
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.inference_mode():
-            for _ in range(3):  # warm up kernels and allocator outside the capture
-                self._run(static_in)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.inference_mode():
-            static_out = self._run(static_in)["logits"]
+        with CAPTURE_LOCK, self._precision():
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            static_in = static_buffers(torch, b, s, "cuda")
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), torch.inference_mode():
+                self._run(static_in)  # kernels, cuBLAS workspaces and allocator blocks exist before capture
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode=CAPTURE_ERROR_MODE), \
+                    torch.inference_mode():
+                static_out = self._run(static_in)["logits"]
         return graph, static_in, static_out
 
     @property
@@ -166,4 +192,5 @@ class TorchEngine(BaseEngine):
 
     def _close(self) -> None:
         self._graphs.clear()
+        self._pool = None
         self._torch = None

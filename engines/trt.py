@@ -20,24 +20,13 @@ from typing import Any
 import numpy as np
 
 from engines.base import BaseEngine, TensorMeta
-from geep_deploy.errors import BackendUnavailable, EngineBuildError, EngineRunError
-
-_TRT_HINT = "Try `pip install geep-deploy[tensorrt]` (TensorRT needs an NVIDIA GPU and driver)."
+from geep_deploy.errors import EngineBuildError, EngineRunError
+from geep_deploy.optional import require
 
 
 def import_trt() -> tuple[Any, Any]:
-    """Import ``tensorrt`` and ``cupy`` lazily, naming the extra to install when either is missing."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise BackendUnavailable(f"tensorrt | the tensorrt package is not installed. {_TRT_HINT}") from None
-    try:
-        import cupy as cp
-    except ImportError:
-        raise BackendUnavailable(
-            "tensorrt | CuPy is needed for device buffers. Try `pip install geep-deploy[gpu,tensorrt]`."
-        ) from None
-    return trt, cp
+    """Import ``tensorrt`` and ``cupy`` (device buffers) lazily, naming the extra to install when either is missing."""
+    return require("tensorrt", "tensorrt"), require("cupy", "tensorrt", "for device buffers")
 
 
 class TrtScratch:
@@ -123,7 +112,10 @@ class TrtEngine(BaseEngine):
         ctx = self._context
         if hasattr(ctx, "update_device_memory_size_for_shapes"):
             return int(ctx.update_device_memory_size_for_shapes())
-        return int(getattr(self._engine, "device_memory_size_v2", self._engine.device_memory_size))
+        eng = self._engine
+        # lazily: TensorRT 11 removed device_memory_size, and getattr's default would be evaluated first
+        size = eng.device_memory_size_v2 if hasattr(eng, "device_memory_size_v2") else eng.device_memory_size
+        return int(size)
 
     def _bind_scratch(self) -> None:
         ptr, size = self.scratch.ensure(self._cp, self._scratch_bytes())

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from geep_deploy.errors import BackendUnavailable, ExportError
+from geep_deploy.errors import ExportError
+from geep_deploy.optional import require
 
 
 @contextlib.contextmanager
@@ -34,11 +35,7 @@ def _quiet_root_logger() -> Iterator[None]:
 
 
 def _quantization() -> Any:
-    try:
-        from onnxruntime import quantization
-    except ImportError:
-        raise BackendUnavailable("int8 | onnxruntime is not installed. Try: pip install geep-deploy[cpu]") from None
-    return quantization
+    return require("onnxruntime.quantization", "int8")
 
 
 def quantize_dynamic_graph(fp32_path: str | Path) -> onnx.ModelProto:

@@ -16,8 +16,8 @@ from typing import Any
 from export.spec import BaseLoader, BuildSpec, invoke_if_callable, profiles_from_flags
 from geep_deploy.errors import BackendUnavailable, EngineBuildError
 from geep_deploy.names import EXPORT_PRECISIONS, QDQ, variant_dir
+from geep_deploy.optional import INSTALL_HINTS, require
 
-PIP_HINT = "pip install geep-deploy[tensorrt]"
 # Which ONNX graph each TensorRT precision is built from.
 SOURCE_GRAPH = {p: variant_dir(p, QDQ if p == "int8" else "") for p in EXPORT_PRECISIONS}
 _FLAGS_TRT10 = {"fp32": [], "fp16": ["FP16"], "bf16": ["BF16"], "int8": ["INT8", "FP16"]}
@@ -25,14 +25,7 @@ _FLAGS_TRT10 = {"fp32": [], "fp16": ["FP16"], "bf16": ["BF16"], "int8": ["INT8",
 
 def require_tensorrt() -> Any:
     """Import ``tensorrt`` or raise ``BackendUnavailable`` naming the pip extra."""
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise BackendUnavailable(
-            f"tensorrt | `import tensorrt` fails here ({e}). Try: {PIP_HINT} (needs an NVIDIA GPU and driver), "
-            "or export with --backend onnx."
-        ) from None
-    return trt
+    return require("tensorrt", "tensorrt", "for --backend tensorrt")
 
 
 @dataclass(frozen=True)
@@ -70,7 +63,7 @@ def plan_for(precision: str, trt_version: str, *, has_strongly_typed: bool = Tru
     major = trt_major(trt_version)
     if major < 10:
         raise EngineBuildError(f"tensorrt | version {trt_version} is too old; geep-deploy needs 10 or 11. "
-                               f"Try: {PIP_HINT}.")
+                               f"Try: {INSTALL_HINTS['tensorrt']}.")
     strong = major >= 11 if strongly_typed is None else strongly_typed
     if strong and not has_strongly_typed and major < 11:
         raise EngineBuildError(f"tensorrt | {trt_version} has no STRONGLY_TYPED networks; drop strongly_typed.")

@@ -7,6 +7,8 @@ predictor and engines, whoever built them.
 from __future__ import annotations
 
 import importlib.util
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 from engines.base import BaseEngine
 from engines.registry import open_engine, resolve_backend
 from geep_deploy.encoding import TextEncoder
-from geep_deploy.errors import ArtifactError, ConfigError
+from geep_deploy.errors import ArtifactError, BackendUnavailable, ConfigError
 from geep_deploy.names import FORMAT_OF_BACKEND, ONNX, ONNXRUNTIME, PLAN, TENSORRT, TORCH, weights_precision
 from runtime.artifacts import load_export
 from runtime.predictor import ExitPredictor, FixedDepth
@@ -113,29 +115,61 @@ def build_parts(
 def _load_predictor(path: Path, device: str) -> Any:
     pred = ExitPredictor.load(path)
     if device == "cuda" and importlib.util.find_spec("cupy") is not None:
-        return _DevicePredictor(pred)
+        try:
+            return _DevicePredictor(pred)
+        except BackendUnavailable as e:  # e.g. CuPy without NVRTC headers: the host predictor gives the same depths
+            warnings.warn(f"{e} Predicting exits on the host instead.", RuntimeWarning, stacklevel=2)
     return pred
 
 
-class _DevicePredictor:
-    """Runs the predictor's GPU lookup on padded device arrays; same results as the NumPy twin."""
+# Batches below this many rows are predicted on the host, where NumPy beats upload + ~7 launches + download.
+# A first guess, to be replaced by the crossover `make gpu-check` measures ("predictor" section of its JSON).
+DEVICE_PREDICTOR_MIN_BATCH = 64
+MIN_BATCH_ENV = "GEEP_DEVICE_PREDICTOR_MIN_BATCH"
 
-    def __init__(self, pred: Any) -> None:
-        self.pred, self.num_layers = pred, pred.num_layers
+
+def device_predictor_min_batch(value: int | str | None = None) -> int:
+    """The host/device crossover: ``value``, else ``$GEEP_DEVICE_PREDICTOR_MIN_BATCH``, else the default.
+
+    Raises:
+        ConfigError: not a non-negative integer.
+    """
+    raw = os.environ.get(MIN_BATCH_ENV) if value is None else value
+    if raw is None or raw == "":
+        return DEVICE_PREDICTOR_MIN_BATCH
+    try:
+        n = int(raw)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0:
+        raise ConfigError(f"runtime | {MIN_BATCH_ENV} must be a non-negative integer (0: always the GPU), "
+                          f"got {raw!r}.")
+    return n
+
+
+class _DevicePredictor:
+    """The exit predictor on CUDA loads: host NumPy for small batches, the GPU lookup for large ones.
+
+    Both give the same depths (fixed-point mass, see ``runtime.predictor``). The kernels are compiled and the
+    table uploaded here, at load, so no request pays for NVRTC.
+    """
+
+    def __init__(self, pred: Any, min_batch: int | None = None) -> None:
+        self.pred, self.num_layers = pred.to_device(), pred.num_layers
         self.quantile, self.margin = getattr(pred, "quantile", None), getattr(pred, "margin", None)
+        self.min_batch = device_predictor_min_batch(min_batch)
 
     def with_params(self, quantile: float, margin: int) -> _DevicePredictor:
-        return _DevicePredictor(self.pred.with_params(quantile, margin))
+        return _DevicePredictor(self.pred.with_params(quantile, margin), self.min_batch)
 
     def predict(self, ids: list[Any]) -> Any:
+        if len(ids) < max(self.min_batch, 1):
+            return self.pred.predict(ids)
         import cupy as cp
-        import numpy as np
 
-        width = max(len(x) for x in ids)
-        padded = np.zeros((len(ids), width), dtype=np.int64)
-        mask = np.zeros_like(padded)
-        for i, x in enumerate(ids):
-            padded[i, : len(x)], mask[i, : len(x)] = x, 1
+        from runtime.keys import pad_rows
+
+        padded, mask = pad_rows(ids)  # vectorised
         out = self.pred.predict_padded(cp.asarray(padded), cp.asarray(mask))
         return cp.asnumpy(out)
 

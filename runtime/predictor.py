@@ -11,10 +11,17 @@ reaches ``quantile`` of the total, plus ``margin``, clamped to 1..L.
 Vectorised across the batch: the per-slot weighted histograms are precomputed once per table as a
 ``(capacity + 2, L)`` matrix (row ``capacity``: unseen key, row ``capacity + 1``: no key), so a batch costs one
 key hash, one table lookup, one gather and one sum. CuPy inputs run the same steps on the device.
+
+The mass is summed in fixed point (int64, a power-of-two scale chosen per table so no sum can overflow), not in
+float64: integer sums do not depend on the order of the terms, so CuPy's parallel reduction and NumPy's
+pairwise one give bit-identical masses, and a near-tie at the quantile cannot move a depth by one between the
+twins. The quantile threshold is ``ceil(q * total)`` in float64 (one correctly rounded multiply, the same on
+both), clamped to the total.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,11 +45,34 @@ def _weight(counts: np.ndarray, weighting: str) -> np.ndarray:
     return (counts > 0).astype(np.float64)
 
 
+_SUM_BITS = 20  # fixed point leaves room for sums of 2**20 histogram rows per input (far above 512 x 3 keys)
+
+
+def fixed_point(w: np.ndarray) -> np.ndarray:
+    """float64 weights -> int64 ``rint(w * 2**shift)``, with ``shift`` as large as keeps any sum of 2**20 rows
+    (each at most ``w.max()``) below 2**62; at most 40 fractional bits."""
+    top = float(w.max()) if w.size else 1.0
+    int_bits = max(0, math.frexp(max(top, 1.0))[1])  # 2**int_bits > top
+    shift = min(40, 62 - _SUM_BITS - int_bits)
+    return np.rint(w * 2.0**shift).astype(np.int64)
+
+
+def _xp(a: Any) -> Any:
+    if is_cupy_array(a):
+        import cupy
+
+        return cupy
+    return np
+
+
 def depths_from_mass(mass: Any, quantile: float, margin: int, num_layers: int) -> Any:
     """Smallest depth whose cumulative mass reaches ``quantile`` of the total, plus ``margin``, in 1..L.
 
+    Integer (fixed-point) mass is compared exactly with ``min(ceil(q * total), total)``; float mass with
+    ``q * total`` (the calibration code's float masses; not order-independent).
+
     Args:
-        mass: (B, L) non-negative exit mass per input (NumPy or CuPy).
+        mass: (B, L) non-negative exit mass per input (NumPy or CuPy; int64 fixed point or float).
         quantile: q in [0, 1].
         margin: layers added after the quantile (may be negative).
         num_layers: L.
@@ -51,7 +81,13 @@ def depths_from_mass(mass: Any, quantile: float, margin: int, num_layers: int) -
         (B,) int64 depths, same array library as ``mass``.
     """
     cdf = mass.cumsum(axis=1)
-    reached = cdf >= quantile * cdf[:, -1:]
+    total = cdf[:, -1:]
+    if cdf.dtype.kind in "iu":
+        xp = _xp(cdf)
+        thr = xp.ceil(total.astype(np.float64) * float(quantile)).astype(np.int64)
+        reached = cdf >= xp.minimum(thr, total)
+    else:
+        reached = cdf >= quantile * total
     depth = reached.argmax(axis=1) + (1 + margin)
     if margin != 0:
         # np.minimum/np.maximum are cheaper than ndarray.clip in NumPy; CuPy arrays use their own clip
@@ -95,6 +131,7 @@ class ExitPredictor:
         self.calibration = dict(calibration or {})
         self.quantile, self.margin = self._check_params(quantile, margin)
         self._weighted: np.ndarray | None = None
+        self._fixed: np.ndarray | None = None
         self._device: dict[str, Any] | None = None
 
     @property
@@ -165,8 +202,14 @@ class ExitPredictor:
             self._weighted = w
         return self._weighted
 
+    def fixed_histograms(self) -> np.ndarray:
+        """``weighted_histograms()`` in int64 fixed point (see the module docstring), computed once per table."""
+        if self._fixed is None:
+            self._fixed = fixed_point(self.weighted_histograms())
+        return self._fixed
+
     def exit_mass(self, input_ids: np.ndarray, attention_mask: np.ndarray | None) -> np.ndarray:
-        """(B, L) combined exit mass of a padded NumPy batch (before the quantile)."""
+        """(B, L) int64 fixed-point exit mass of a padded NumPy batch (before the quantile)."""
         t = self.table
         keys = padded_keys(input_ids, attention_mask, self.special_ids, t.orders, t.seed)
         b = keys.shape[0]
@@ -175,7 +218,7 @@ class ExitPredictor:
         slots = t.lookup(flat[present])
         idx = np.full(flat.shape, t.capacity + 1, dtype=np.int64)
         idx[present] = np.where(slots >= 0, slots, t.capacity)
-        w = self.weighted_histograms()
+        w = self.fixed_histograms()
         return w[idx].sum(axis=1) + w[t.capacity]
 
     def predict(self, ids: Sequence[np.ndarray]) -> np.ndarray:
@@ -210,13 +253,20 @@ class ExitPredictor:
         mass = self.exit_mass(ids, attention_mask)
         return depths_from_mass(mass, self.quantile, self.margin, self.num_layers)
 
-    def _predict_device(self, input_ids: Any, attention_mask: Any) -> Any:
-        from runtime.kernels.cupy_table import CupyExitHashTable, cupy, device_padded_keys
+    def to_device(self) -> ExitPredictor:
+        """Upload the table and the fixed-point histograms and compile the kernels now (not on a request)."""
+        from runtime.kernels.cupy_table import CupyExitHashTable, compile_kernels, cupy
 
         if self._device is None:
+            compile_kernels()
             self._device = {"table": CupyExitHashTable.from_host(self.table),
-                            "w": cupy.asarray(self.weighted_histograms())}
-        dev, t = self._device, self.table
+                            "w": cupy.asarray(self.fixed_histograms())}
+        return self
+
+    def _predict_device(self, input_ids: Any, attention_mask: Any) -> Any:
+        from runtime.kernels.cupy_table import cupy, device_padded_keys
+
+        dev, t = self.to_device()._device, self.table
         keys = device_padded_keys(input_ids, attention_mask, self.special_ids, t.orders, t.seed)
         flat = keys.reshape(keys.shape[0], -1)
         slots = dev["table"].lookup(flat.ravel()).reshape(flat.shape)

@@ -1,7 +1,14 @@
-"""Shared fixtures and the gpu/trt/serve skip markers."""
+"""Shared fixtures and the skip markers, one per thing a test needs.
+
+``cuda``: torch with a visible CUDA GPU. ``cupy``: CuPy with a visible GPU. ``trt``: ``import tensorrt`` works.
+``ort_cuda``: onnxruntime offers the CUDA execution provider. ``gpu`` (older tests): torch CUDA or CuPy.
+``serve``: Ray Serve, opt-in with ``GEEP_RAY_TESTS=1``.
+A partial install (CUDA torch without CuPy, TensorRT without CuPy) skips what it lacks, with the reason.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -12,7 +19,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _has_cuda() -> bool:
+@functools.cache
+def has_torch_cuda() -> bool:
     try:
         import torch
 
@@ -21,7 +29,8 @@ def _has_cuda() -> bool:
         return False
 
 
-def _has_cupy_gpu() -> bool:
+@functools.cache
+def has_cupy_gpu() -> bool:
     if importlib.util.find_spec("cupy") is None:
         return False
     try:
@@ -32,11 +41,31 @@ def _has_cupy_gpu() -> bool:
         return False
 
 
+@functools.cache
+def has_trt() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+@functools.cache
+def has_ort_cuda() -> bool:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+# marker -> (is it available here, why it is skipped); checked in this order, so the first missing need is reported
+NEEDS = {
+    "trt": (has_trt, "needs TensorRT; `import tensorrt` fails here"),
+    "cuda": (has_torch_cuda, "needs torch with a CUDA GPU; torch sees none here"),
+    "cupy": (has_cupy_gpu, "needs CuPy with a CUDA GPU (pip install 'geep-deploy[gpu]'); not usable here"),
+    "ort_cuda": (has_ort_cuda, "needs onnxruntime-gpu's CUDAExecutionProvider; not offered here"),
+    "gpu": (lambda: has_torch_cuda() or has_cupy_gpu(), "needs a CUDA GPU; none is visible to torch/CuPy here"),
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is visible to torch/CuPy on this machine")
-    no_trt = pytest.mark.skip(
-        reason="needs TensorRT; `import tensorrt` fails here (TensorRT cannot be installed in this workplace)"
-    )
     if importlib.util.find_spec("ray") is None:
         no_ray = pytest.mark.skip(
             reason="needs Ray Serve; `import ray` fails here (pip install 'geep-deploy[serve]' to run it)"
@@ -45,13 +74,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         no_ray = pytest.mark.skip(reason="starts Ray clusters (~3 min per test here); run with GEEP_RAY_TESTS=1 pytest -m serve")
     else:
         no_ray = None
-    has_gpu = _has_cuda() or _has_cupy_gpu()
-    has_trt = importlib.util.find_spec("tensorrt") is not None
     for item in items:
-        if "trt" in item.keywords and not has_trt:  # first, so TensorRT's reason is the one reported
-            item.add_marker(no_trt)
-        if "gpu" in item.keywords and not has_gpu:
-            item.add_marker(no_gpu)
+        for marker, (available, reason) in NEEDS.items():
+            if marker in item.keywords and not available():
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break
         if item.get_closest_marker("serve") is not None and no_ray is not None:  # not `keywords`: ids match
             item.add_marker(no_ray)
 

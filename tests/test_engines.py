@@ -12,7 +12,7 @@ from runtime_helpers import export_depth_graphs, export_segment_graphs
 
 from engines import EngineStateError, available_backends, canonical_backend, engine_class
 from engines.ort import OrtEngine, OrtWeightPool
-from engines.torch_engine import TorchEngine, _bucket
+from engines.torch_engine import TorchEngine
 from geep_deploy.errors import BackendUnavailable, ConfigError, DataError, GeepError
 
 L = 3
@@ -172,6 +172,9 @@ def test_cuda_requests_fail_clearly_without_gpu(graphs, model):
             TorchEngine(tiny_model(), device="cuda").load()
 
 
-def test_cuda_graph_buckets():
-    assert [_bucket(n, 8, 256) for n in (1, 3, 8, 9, 17, 300)] == [1, 4, 8, 16, 24, 300]
-    assert [_bucket(n, 32, 128) for n in (5, 32, 33, 127, 128)] == [8, 32, 64, 128, 128]
+def test_ort_cuda_options_turn_tf32_off_for_fp32():
+    from engines.ort import cuda_provider_options
+
+    assert cuda_provider_options("fp32") == {"use_tf32": "0"}
+    assert cuda_provider_options("tf32") == {"use_tf32": "1"}
+    assert cuda_provider_options("fp16") == {}

@@ -160,3 +160,15 @@ def test_truncated_foreign_and_corrupted_files(tmp_path: Path) -> None:
              counts=counts.astype(np.int64))
     with pytest.raises(TableError, match="do not match the header"):
         load_table(wrong)
+
+
+def test_cuda_source_is_generated_from_the_shared_constants() -> None:
+    # The CUDA twin cannot run here; at least its source must carry the NumPy twin's constants and kernels.
+    from runtime.kernels.source import KERNEL_NAMES, SOURCE
+    from runtime.keys import GOLDEN, M1, M2
+
+    for const in (EMPTY_KEY, GOLDEN, M1, M2):
+        assert f"0x{const:016x}ull" in SOURCE
+    for name in KERNEL_NAMES:
+        assert f'extern "C" __global__ void {name}(' in SOURCE
+    assert "atomicMin" in SOURCE and "atomicAdd" in SOURCE and "claim[" not in SOURCE  # no table-sized claim array

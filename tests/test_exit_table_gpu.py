@@ -1,6 +1,6 @@
 """CUDA twin vs NumPy twin: same slots, counts, lookups and keys.
 
-The CuPy tests are marked ``gpu`` (skipped where no GPU is visible). Two checks run without a GPU: the kernel
+The CuPy tests are marked ``cupy`` (skipped where no GPU is visible). Two checks run without a GPU: the kernel
 source compiles with nvcc (where the CUDA toolkit is installed), and the kernels, compiled as C++ and run
 thread by thread in shuffled orders (``runtime/kernels/cpu_emulation.py``), build the NumPy twin's tables.
 """
@@ -33,7 +33,7 @@ key_lists = st.lists(st.one_of(st.integers(0, 30), st.integers(2**63, 2**63 + 5)
                      min_size=1, max_size=60)
 
 
-@pytest.mark.gpu
+@pytest.mark.cupy
 @settings(max_examples=60, deadline=None)
 @given(st.lists(key_lists, min_size=1, max_size=3), st.floats(0.3, 0.95), st.randoms(use_true_random=False))
 def test_twins_build_identical_tables(batches: list[list[int]], load: float, rnd) -> None:
@@ -54,7 +54,7 @@ def test_twins_build_identical_tables(batches: list[list[int]], load: float, rnd
     assert np.array_equal(cupy.asnumpy(dev.lookup(cupy.asarray(probe))), host.lookup(probe))
 
 
-@pytest.mark.gpu
+@pytest.mark.cupy
 def test_large_random_build_and_lookup_agree() -> None:
     import cupy
 
@@ -69,7 +69,7 @@ def test_large_random_build_and_lookup_agree() -> None:
     assert np.array_equal(cupy.asnumpy(dev.histograms(cupy.asarray(keys))), host.histograms(keys))
 
 
-@pytest.mark.gpu
+@pytest.mark.cupy
 def test_device_errors_match_host() -> None:
     import cupy
 
@@ -81,7 +81,7 @@ def test_device_errors_match_host() -> None:
         dev.insert(cupy.asarray(np.array([100], dtype=np.uint64)), cupy.asarray([1]))
 
 
-@pytest.mark.gpu
+@pytest.mark.cupy
 def test_device_keys_equal_numpy_keys() -> None:
     import cupy
 

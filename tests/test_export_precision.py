@@ -94,3 +94,15 @@ def test_convert_precision_rejects_unknown(tiny_ckpt_path: Path) -> None:
     proto = export_graph(load_checkpoint(tiny_ckpt_path).model, "embed", None)
     with pytest.raises(ConfigError, match="not a cast precision"):
         convert_precision(proto, "int8")
+
+
+def test_qdq_calibration_uses_a_few_hundred_train_rows() -> None:
+    from models import real_tokenizer_json
+
+    from export.validate import calibration_feeds
+
+    feeds = calibration_feeds(real_tokenizer_json(), 64)
+    assert sum(f["input_ids"].shape[0] for f in feeds) == 256  # not the 8 validation rows
+    widths = [f["input_ids"].shape[1] for f in feeds]
+    assert widths == sorted(widths) and max(widths) <= 64  # length-sorted batches: little padding
+    assert all(f["attention_mask"][:, 0].all() for f in feeds)

@@ -111,7 +111,7 @@ def test_invalid_parameters() -> None:
         p.predict_padded(np.zeros((2, 3), dtype=np.float32), None)
 
 
-@pytest.mark.gpu
+@pytest.mark.cupy
 def test_cupy_in_cupy_out_equals_numpy() -> None:
     import cupy
 
@@ -126,3 +126,57 @@ def test_batch_of_one_fast_path_equals_batched_rows() -> None:
     p = _predictor("log").with_params(0.6, 0)
     rows = _rows([7, 9], [8], [9, 9, 7], [], [500, 7])
     assert [int(p.predict([r])[0]) for r in rows] == p.predict(rows).tolist()
+
+
+def test_fixed_point_mass_is_order_independent() -> None:
+    # Float sums depend on the order of the terms (CuPy's reduction order is not NumPy's); integer sums do not.
+    p = _predictor("log").with_params(0.6, 0)
+    rng = np.random.default_rng(3)
+    rows = [rng.choice([7, 8, 9, 500, 501], size=int(rng.integers(1, 40))) for _ in range(50)]
+    ids, mask = pad_rows(_rows(*[r.tolist() for r in rows]))
+    mass = p.exit_mass(ids, mask)
+    assert mass.dtype == np.int64
+    flipped = p.exit_mass(ids[:, ::-1].copy(), mask[:, ::-1].copy())  # same keys (unigrams), opposite order
+    assert np.array_equal(mass, flipped)
+    w = p.fixed_histograms()
+    assert w.dtype == np.int64 and np.allclose(w / w[p.table.capacity].sum(), p.weighted_histograms()
+                                               / p.weighted_histograms()[p.table.capacity].sum(), rtol=1e-9)
+
+
+def test_fixed_point_quantile_is_exact_at_the_boundary_and_never_overflows() -> None:
+    mass = np.array([[1, 1, 2, 0], [0, 0, 0, 4]], dtype=np.int64)
+    assert depths_from_mass(mass, 0.5, 0, L).tolist() == [2, 4]  # cdf 2 of 4 reaches exactly half
+    assert depths_from_mass(mass, 0.50001, 0, L).tolist() == [3, 4]
+    assert depths_from_mass(mass, 0.0, 0, L).tolist() == [1, 1]
+    big = np.array([[2**61, 2**61 - 1, 0, 0]], dtype=np.int64)  # float(total) rounds up past the total
+    assert depths_from_mass(big, 1.0, 0, L).tolist() == [2]
+    from runtime.predictor import fixed_point
+
+    w = fixed_point(np.array([[4e9, 1.0], [0.0, 1e-3]]))  # "count" weighting: raw counts up to 2**32
+    assert int(w.max()) * 2**20 < 2**62 and w[1, 1] > 0
+
+
+def test_device_predictor_threshold_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.loading import DEVICE_PREDICTOR_MIN_BATCH, MIN_BATCH_ENV, device_predictor_min_batch
+
+    monkeypatch.delenv(MIN_BATCH_ENV, raising=False)
+    assert device_predictor_min_batch() == DEVICE_PREDICTOR_MIN_BATCH
+    monkeypatch.setenv(MIN_BATCH_ENV, "0")
+    assert device_predictor_min_batch() == 0 and device_predictor_min_batch(16) == 16
+    monkeypatch.setenv(MIN_BATCH_ENV, "many")
+    with pytest.raises(ConfigError, match=MIN_BATCH_ENV):
+        device_predictor_min_batch()
+
+
+@pytest.mark.cupy
+def test_device_predictor_paths_and_quantiles_agree_with_numpy_exactly() -> None:
+    from runtime.loading import _DevicePredictor
+
+    rng = np.random.default_rng(5)
+    rows = _rows(*[rng.choice([7, 8, 9, 500, 501, 502], size=int(rng.integers(0, 30))).tolist() for _ in range(200)])
+    for weighting in ("log", "count", "uniform"):
+        for q in (0.0, 0.25, 0.5, 0.6, 0.9, 1.0):
+            p = _predictor(weighting).with_params(q, 0)
+            want = p.predict(rows).tolist()
+            assert _DevicePredictor(p, min_batch=0).predict(rows).tolist() == want  # always the GPU
+            assert _DevicePredictor(p, min_batch=10**6).predict(rows).tolist() == want  # always the host

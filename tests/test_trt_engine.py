@@ -10,27 +10,21 @@ from models import tiny_model
 from runtime_helpers import export_depth_graphs
 from test_engines import make_feed, reference
 
-pytestmark = [pytest.mark.trt, pytest.mark.gpu]
+pytestmark = [pytest.mark.trt, pytest.mark.cupy]  # TrtEngine keeps its buffers in CuPy
 
 
 def build_plan(onnx_path: Path, out: Path) -> Path:
-    """A minimal fp32 build with one profile (batch 1..32, length 1..64); TF32 off for a true fp32 plan."""
-    import tensorrt as trt
+    """An fp32 plan (TF32 off) with one profile (batch 1..32, length 1..64), built by the export's builder.
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(str(onnx_path)), [parser.get_error(i) for i in range(parser.num_errors)]
-    config = builder.create_builder_config()
-    if hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)
-    profile = builder.create_optimization_profile()
+    The builder types the network as the installed TensorRT needs (TensorRT 11 builds strongly typed only).
+    """
+    from export.spec import BuildSpec, Profile
+    from export.trt_build import EngineBytesFromOnnx, SaveEngine
+
+    prof = Profile()
     for name in ("input_ids", "attention_mask", "token_type_ids"):
-        profile.set_shape(name, (1, 1), (8, 32), (32, 64))
-    config.add_optimization_profile(profile)
-    out.write_bytes(bytes(builder.build_serialized_network(network, config)))
-    return out
+        prof = prof.add(name, (1, 1), (8, 32), (32, 64))
+    return SaveEngine(EngineBytesFromOnnx(onnx_path, BuildSpec(precision="fp32", profiles=(prof,))), out)()
 
 
 def test_trt_depths_agree_with_torch_and_share_scratch(tmp_path):

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from geep_deploy.errors import BackendUnavailable
+from geep_deploy.optional import INSTALL_HINTS, require
 
-GPU_PIP = "pip install 'geep-deploy[gpu]'"
+GPU_PIP = INSTALL_HINTS["cupy"]
 
 
 def require_cupy() -> ModuleType:
     """Import CuPy or raise ``BackendUnavailable`` naming the extra to install."""
-    try:
-        import cupy
-    except ImportError as e:
-        raise BackendUnavailable(
-            f"exit table | the CUDA table needs CuPy, which does not import here ({e}). Try: {GPU_PIP}."
-        ) from None
-    return cupy
+    return require("cupy", "exit table", "for the CUDA table")
 
 
 def is_cupy_array(x: object) -> bool:

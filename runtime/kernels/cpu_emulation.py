@@ -1,7 +1,7 @@
 """Run the CUDA kernel source on the CPU (for tests on machines without a GPU).
 
 The source of ``runtime/kernels/source.py`` is compiled as C++ with a small shim: ``__global__``/``__device__``
-vanish, ``blockIdx``/``threadIdx``/``blockDim`` are globals, and ``atomicMin``/``atomicCAS``/``atomicAdd`` are
+vanish, ``blockIdx``/``threadIdx``/``blockDim`` are globals, and ``atomicMin``/``atomicAdd`` are
 plain read-modify-writes. A launch runs every thread of the grid one after another, **in a shuffled order**
 (seeded), which is one legal schedule of the GPU. The host loop below mirrors ``CupyExitHashTable.insert``; it
 checks the kernels' logic (and that the layout does not depend on thread order), not CuPy or the GPU.
@@ -20,7 +20,7 @@ import numpy as np
 from geep_deploy.errors import GeepInternalError
 from runtime.exit_table import ExitHashTable
 from runtime.kernels.source import SOURCE
-from runtime.keys import EMPTY_KEY, initial_state
+from runtime.keys import initial_state
 
 _SHIM = r"""
 #include <cstdint>
@@ -33,8 +33,6 @@ static dim3_t blockIdx, threadIdx, blockDim;
 #define __device__
 #define __forceinline__ inline
 static unsigned long long atomicMin(unsigned long long* a, unsigned long long v) { auto o = *a; if (v < o) *a = v; return o; }
-static unsigned long long atomicCAS(unsigned long long* a, unsigned long long c, unsigned long long v) {
-    auto o = *a; if (o == c) *a = v; return o; }
 static unsigned int atomicAdd(unsigned int* a, unsigned int v) { auto o = *a; *a = o + v; return o; }
 """
 
@@ -55,10 +53,10 @@ extern "C" void run_table_lookup(const u64* tk, long long cap, int shift, const 
     grid(n, [&] { table_lookup(tk, cap, shift, q, n, out); }); }
 extern "C" void run_insert_init(const u64* k, long long n, int shift, long long* pos, int* st) {
     grid(n, [&] { insert_init(k, n, shift, pos, st); }); }
-extern "C" void run_insert_claim(const u64* tk, u64* claim, long long cap, const u64* k, long long* pos, int* st,
-        long long n) { grid(n, [&] { insert_claim(tk, claim, cap, k, pos, st, n); }); }
-extern "C" void run_insert_commit(u64* tk, const u64* claim, const u64* k, const long long* pos, int* st, long long n,
-        unsigned int* np_, unsigned int* nb) { grid(n, [&] { insert_commit(tk, claim, k, pos, st, n, np_, nb); }); }
+extern "C" void run_insert_probe(const u64* tk, long long cap, const u64* k, long long* pos, int* st, long long n,
+        unsigned int* pend) { grid(n, [&] { insert_probe(tk, cap, k, pos, st, n, pend); }); }
+extern "C" void run_insert_claim(u64* tk, const u64* k, const long long* pos, const int* st, long long n) {
+    grid(n, [&] { insert_claim(tk, k, pos, st, n); }); }
 extern "C" void run_accumulate_counts(unsigned int* c, int L, const long long* pos, const long long* e, long long n) {
     grid(n, [&] { accumulate_counts(c, L, pos, e, n); }); }
 """
@@ -96,18 +94,14 @@ def emulated_insert(table: ExitHashTable, keys: np.ndarray, exits: np.ndarray, s
     n, cap = k.size, table.capacity
     new = np.unique(k[table.lookup(k) < 0]).size
     pos, state = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int32)
-    claim = np.full(cap, EMPTY_KEY, dtype=np.uint64)
-    flags = np.zeros(2, dtype=np.uint32)
+    pending = np.zeros(1, dtype=np.uint32)
     lib.run_insert_init(_p(k), ctypes.c_longlong(n), ctypes.c_int(table.shift), _p(pos), _p(state))
     for _ in range(cap + n + 1):
-        lib.run_insert_claim(_p(table.keys), _p(claim), ctypes.c_longlong(cap), _p(k), _p(pos), _p(state),
-                             ctypes.c_longlong(n))
-        flags[:] = 0
-        lib.run_insert_commit(_p(table.keys), _p(claim), _p(k), _p(pos), _p(state), ctypes.c_longlong(n),
-                              ctypes.c_void_p(flags.ctypes.data), ctypes.c_void_p(flags.ctypes.data + 4))
-        if flags[1]:
-            raise GeepInternalError(f"emulated insert: {int(flags[1])} claims lost a slot")
-        if flags[0] == 0:
+        pending[:] = 0
+        lib.run_insert_probe(_p(table.keys), ctypes.c_longlong(cap), _p(k), _p(pos), _p(state), ctypes.c_longlong(n),
+                             _p(pending))
+        lib.run_insert_claim(_p(table.keys), _p(k), _p(pos), _p(state), ctypes.c_longlong(n))
+        if pending[0] == 0:
             break
     else:
         raise GeepInternalError("emulated insert did not finish")

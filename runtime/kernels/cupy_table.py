@@ -1,10 +1,14 @@
 """CuPy twin of the exit table: same layout, slots and results as ``runtime.exit_table.ExitHashTable``.
 
-Imports CuPy at module level; import this module only where the ``gpu`` extra is installed (the NumPy table's
-``CupyExitHashTable.from_host`` callers and the predictor import it lazily). Kernels come from one ``RawModule`` compiled once per device
-(``cupy.memoize(for_each_device=True)``). Calls are asynchronous on the current stream except where a host
-decision needs a device value: the sentinel / range checks and the capacity check before an insert, and the
-pending-key count after each insert round (one sync per probe round).
+Imports CuPy at module level; import this module only where the ``gpu`` extra is installed (callers of
+``CupyExitHashTable.from_host`` and the predictor import it lazily). Kernels come from one ``RawModule`` compiled
+once per device (``cupy.memoize(for_each_device=True)``); `compile_kernels()` compiles them ahead of the first request (a
+service calls it at load). Compiling needs NVRTC and the CUDA headers: the ``gpu`` extra installs them with
+``cupy-cuda13x[ctk]``; a failed compile raises ``BackendUnavailable`` saying so.
+
+Calls are asynchronous on the current stream except where a host decision needs device values: one sync for the
+input checks and the capacity check before an insert (all read back together), then one per chunk of probe
+rounds (chunks double: 1, 2, 4, ... rounds), so an insert that needs r rounds syncs about log2(r) + 2 times.
 """
 
 from __future__ import annotations
@@ -13,21 +17,44 @@ from typing import Any
 
 import numpy as np
 
-from geep_deploy.errors import GeepInternalError, TableError
+from geep_deploy.errors import BackendUnavailable, GeepInternalError, TableError
 from runtime.exit_table import MISS, ExitHashTable, as_keys, check_insert
-from runtime.kernels import require_cupy
-from runtime.kernels.source import SOURCE
+from runtime.kernels import GPU_PIP, require_cupy
+from runtime.kernels.source import KERNEL_NAMES, SOURCE
 from runtime.keys import EMPTY_KEY, initial_state
 
 cupy = require_cupy()
 
 _BLOCK = 256
+_MAX_CHUNK = 64  # probe rounds between two syncs, at most
+_NVRTC_HINT = (
+    "CuPy compiles the exit-table kernels with NVRTC, which needs the CUDA runtime headers. Install them with "
+    f"{GPU_PIP} (it asks for cupy-cuda13x[ctk]), or `pip install 'cupy-cuda13x[ctk]'`, or point CUDA_PATH at a "
+    "CUDA toolkit."
+)
+
+
+@cupy.memoize(for_each_device=True)
+def _module() -> Any:
+    try:
+        mod = cupy.RawModule(code=SOURCE, options=("--std=c++11",))
+        mod.compile()
+    except Exception as e:  # noqa: BLE001 - NVRTC / header lookup errors come in several types
+        raise BackendUnavailable(f"exit table | compiling the CUDA kernels failed ({type(e).__name__}: "
+                                 f"{str(e)[:300]}). {_NVRTC_HINT}") from e
+    return mod
 
 
 @cupy.memoize(for_each_device=True)
 def _kernel(name: str) -> Any:
     """Compiled kernel ``name`` from the shared module (compiled once per device)."""
-    return cupy.RawModule(code=SOURCE, options=("--std=c++11",)).get_function(name)
+    return _module().get_function(name)
+
+
+def compile_kernels() -> None:
+    """Compile every kernel on the current device now, so no request pays for NVRTC."""
+    for name in KERNEL_NAMES:
+        _kernel(name)
 
 
 def _launch(name: str, n: int, args: tuple[Any, ...]) -> None:
@@ -71,11 +98,6 @@ class CupyExitHashTable:
         host.size, host.total = self.size, self.total
         return host
 
-    def view(self) -> dict[str, Any]:
-        """Non-owning handle for other kernels: raw device pointers, capacity and home-slot shift."""
-        return {"keys_ptr": self.keys.data.ptr, "counts_ptr": self.counts.data.ptr,
-                "capacity": self.capacity, "num_layers": self.num_layers, "shift": self.shift}
-
     def lookup(self, keys: object) -> Any:
         """Device int64 slots, -1 where absent; asynchronous on the current stream."""
         q = _device_keys(keys)
@@ -90,6 +112,14 @@ class CupyExitHashTable:
         hist[slots < 0] = 0
         return hist
 
+    def _insert_stats(self, k: Any, e: Any) -> Any:
+        """[has EMPTY_KEY, min exit, max exit, distinct new keys] on the device, without a sync."""
+        srt = cupy.sort(k)
+        first = cupy.ones(srt.size, dtype=cupy.bool_)
+        first[1:] = srt[1:] != srt[:-1]
+        n_new = (first & (self.lookup(srt) < 0)).sum(dtype=cupy.int64)
+        return cupy.stack([(k == cupy.uint64(EMPTY_KEY)).any().astype(cupy.int64), e.min(), e.max(), n_new])
+
     def insert(self, keys: object, exits: object) -> None:
         """Insert-or-accumulate, same contract and same resulting slots as ``ExitHashTable.insert``."""
         k = _device_keys(keys)
@@ -101,31 +131,29 @@ class CupyExitHashTable:
         if k.size == 0:
             return
         e = e.astype(cupy.int64)
-        if bool((k == cupy.uint64(EMPTY_KEY)).any()):
+        bad_key, lo, hi, n_new = (int(v) for v in self._insert_stats(k, e).get())  # the one pre-insert sync
+        if bad_key:
             raise TableError(f"exit table | key 0x{EMPTY_KEY:016x} is the empty-slot marker and cannot be stored.")
-        lo, hi = int(e.min()), int(e.max())
         if lo < 1 or hi > self.num_layers:
             raise TableError(f"exit table | exit layers must be in 1..{self.num_layers}, got {lo}..{hi}.")
-        missing = k[self.lookup(k) < 0]
-        n_new = int(cupy.unique(missing).size) if missing.size else 0
         check_insert(self.size, self.capacity, n_new, self.total, k.size)
         n = k.size
         pos = cupy.empty(n, dtype=cupy.int64)
         state = cupy.empty(n, dtype=cupy.int32)
-        claim = cupy.full(self.capacity, cupy.uint64(EMPTY_KEY), dtype=cupy.uint64)
-        flags = cupy.zeros(2, dtype=cupy.uint32)  # [pending, bad]
+        pending = cupy.zeros(1, dtype=cupy.uint32)
         _launch("insert_init", n, (k, np.int64(n), np.int32(self.shift), pos, state))
-        for _ in range(self.capacity + n + 1):
-            _launch("insert_claim", n, (self.keys, claim, np.int64(self.capacity), k, pos, state, np.int64(n)))
-            flags.fill(0)
-            _launch("insert_commit", n, (self.keys, claim, k, pos, state, np.int64(n), flags[0:1], flags[1:2]))
-            pending, bad = (int(v) for v in flags.get())
-            if bad:
-                raise GeepInternalError(f"exit table | {bad} CUDA insert claims lost a slot (a bug).")
-            if pending == 0:
+        limit, done, chunk = self.capacity + n + 1, 0, 1
+        while True:
+            for _ in range(chunk):
+                pending.fill(0)  # the flag reflects the chunk's last probe
+                _launch("insert_probe", n, (self.keys, np.int64(self.capacity), k, pos, state, np.int64(n), pending))
+                _launch("insert_claim", n, (self.keys, k, pos, state, np.int64(n)))
+            done += chunk
+            if int(pending.get()[0]) == 0:
                 break
-        else:
-            raise GeepInternalError("exit table | CUDA insert did not finish within capacity + n rounds (a bug).")
+            if done >= limit:
+                raise GeepInternalError("exit table | CUDA insert did not finish within capacity + n rounds (a bug).")
+            chunk = min(2 * chunk, _MAX_CHUNK)
         _launch("accumulate_counts", n, (self.counts, np.int32(self.num_layers), pos, e, np.int64(n)))
         self.size += n_new
         self.total += int(n)
@@ -149,4 +177,4 @@ def device_padded_keys(input_ids: Any, attention_mask: Any, special_ids: tuple[i
     return out
 
 
-__all__ = ["CupyExitHashTable", "MISS", "device_padded_keys"]
+__all__ = ["CupyExitHashTable", "MISS", "compile_kernels", "device_padded_keys"]

@@ -1,7 +1,11 @@
 """CUDA C source of the exit-table kernels, generated from the constants in ``runtime.keys``.
 
 One source for the hash (``mix64``, n-gram keys) and the table (Fibonacci home slot, linear probing,
-round-synchronous insert with ``atomicMin`` claims + ``atomicCAS`` writes, ``atomicAdd`` counts, lookup). The
+round-synchronous insert, ``atomicAdd`` counts, lookup). An insert round is two launches: ``insert_probe`` reads
+the table (no writes to it: a snapshot) and marks keys that found an empty slot; ``insert_claim`` lets each of
+them ``atomicMin`` its key into that slot, which was empty, so the smallest claimant is what the slot holds
+afterwards. No claim array is needed, and unfinished keys raise one "pending" flag with a plain store (every
+writer stores the same value) instead of all bumping one atomic counter. The
 NumPy twin (``runtime/keys.py``, ``runtime/exit_table.py``) implements the same specification; the tests compare
 the two bit for bit where a GPU is present.
 """
@@ -11,7 +15,7 @@ from __future__ import annotations
 from runtime.keys import EMPTY_KEY, GOLDEN, M1, M2
 
 KERNEL_NAMES = (
-    "ngram_keys", "table_lookup", "insert_init", "insert_claim", "insert_commit", "accumulate_counts",
+    "ngram_keys", "table_lookup", "insert_init", "insert_probe", "insert_claim", "accumulate_counts",
 )
 
 _DEFINES = f"""
@@ -80,34 +84,26 @@ extern "C" __global__ void insert_init(const u64* keys, long long n, int shift, 
     state[i] = 0;
 }
 
-/* Round, phase 1: read the (unchanged) table; found -> done; other key -> advance; empty -> claim (min wins). */
-extern "C" __global__ void insert_claim(const u64* tkeys, u64* claim, long long capacity, const u64* keys,
-                                        long long* pos, int* state, long long n) {
+/* Round, phase 1 (reads the table only): own key -> done; other key -> advance; empty -> claim it in phase 2. */
+extern "C" __global__ void insert_probe(const u64* tkeys, long long capacity, const u64* keys, long long* pos,
+                                        int* state, long long n, unsigned int* pending) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n || state[i] == 2) return;
     long long p = pos[i];
     u64 k = tkeys[p];
     if (k == keys[i]) { state[i] = 2; return; }
-    if (k == EMPTY_KEY) { atomicMin(&claim[p], keys[i]); state[i] = 1; }
+    if (k == EMPTY_KEY) state[i] = 1;
     else { pos[i] = (p + 1) & (capacity - 1); state[i] = 0; }
+    *pending = 1u;
 }
 
-/* Round, phase 2: the smallest claimant writes its key; the others stay and see it next round. */
-extern "C" __global__ void insert_commit(u64* tkeys, const u64* claim, const u64* keys, const long long* pos,
-                                         int* state, long long n, unsigned int* n_pending, unsigned int* n_bad) {
+/* Round, phase 2: claimants of a slot that was empty in phase 1 write min(claimants) into it (EMPTY_KEY is the
+   largest u64, so the first atomicMin always takes the slot); losers see the winner in the next probe. */
+extern "C" __global__ void insert_claim(u64* tkeys, const u64* keys, const long long* pos, const int* state,
+                                        long long n) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n || state[i] == 2) return;
-    if (state[i] == 1) {
-        long long p = pos[i];
-        if (claim[p] == keys[i]) {
-            u64 prev = atomicCAS(&tkeys[p], EMPTY_KEY, keys[i]);
-            if (prev != EMPTY_KEY && prev != keys[i]) atomicAdd(n_bad, 1u);
-            state[i] = 2;
-            return;
-        }
-        state[i] = 0;
-    }
-    atomicAdd(n_pending, 1u);
+    if (i >= n || state[i] != 1) return;
+    atomicMin(&tkeys[pos[i]], keys[i]);
 }
 
 extern "C" __global__ void accumulate_counts(unsigned int* counts, int L, const long long* pos,
