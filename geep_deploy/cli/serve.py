@@ -22,7 +22,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from geep_deploy.errors import BackendUnavailable, ConfigError
+from geep_deploy.errors import ConfigError
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -78,12 +78,10 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _import_service() -> None:
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as e:
-        raise BackendUnavailable(f"serve | needs FastAPI and uvicorn ({e}); install them with "
-                                 f"`pip install 'geep-deploy[service]'`.") from None
+    from geep_deploy.optional import require
+
+    require("fastapi", "serve", "for the HTTP service")
+    require("uvicorn", "serve", "for the HTTP service")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,18 +22,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from geep_deploy.errors import BackendUnavailable
-
-try:
-    from ray import serve
-except ImportError as e:  # pragma: no cover - depends on the environment
-    raise BackendUnavailable(f"serve --ray | Ray Serve is not installed ({e}); install it with "
-                             f"`pip install 'geep-deploy[serve]'`.") from None
-
+from geep_deploy.errors import ConfigError
+from geep_deploy.optional import require
 from geep_deploy.service.limits import RequestLimits
 from geep_deploy.service.pooling import Rows
 from geep_deploy.service.runner import PoolRunner, Record
 from geep_deploy.service.telemetry import ServiceMetrics
+
+serve = require("ray.serve", "serve --ray", "for scale-out on Ray Serve")
 
 
 @serve.deployment(name="geep", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=256,
@@ -108,7 +104,7 @@ def app_builder(args: dict[str, Any]) -> Any:
              "max_rows": int, "max_chars": int, "max_body_kb": int}
     kwargs = {k: (typed[k](v) if k in typed and v is not None else v) for k, v in args.items()}
     if "export" not in kwargs:
-        raise BackendUnavailable("serve --ray | app_builder needs `export=<export dir>` (readable on every node).")
+        raise ConfigError("serve --ray | app_builder needs `export=<export dir>` (readable on every node).")
     kwargs["export"] = os.path.abspath(str(kwargs["export"]))
     return GeepDeployment.bind(**kwargs)
 
