@@ -79,8 +79,8 @@ def main() -> int:
     a = ap.parse_args()
 
     from geep_deploy.data import bundled_data_dir, load_split
+    from geep_deploy.machine import machine_info
     from geep_deploy.report import evaluate_checkpoint
-    from runtime.benchmark import machine_info
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,28 +39,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores, load and library versions: printed with every number this script writes."""
-    from geep_deploy.machine import cpu_model
+    """The shared machine record plus the load and torch threads this script's figures depend on."""
+    import torch
 
-    info: dict[str, Any] = {
-        "cpu_model": cpu_model(), "cpu_cores": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "numpy": np.__version__,
-        "load_average_at_start": list(os.getloadavg()),
-    }
-    try:
-        import torch
+    from geep_deploy.machine import machine_info as shared_machine_info
 
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    try:
-        import cupy
-
-        info["cupy"] = cupy.__version__
-    except ImportError:
-        info["cupy"] = None
-    return info
+    return {**shared_machine_info("cpu"), "load_average_at_start": list(os.getloadavg()),
+            "torch_threads": torch.get_num_threads()}
 
 
 def _random_keys(rng: np.random.Generator, n: int) -> np.ndarray:

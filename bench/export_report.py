@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,16 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def machine() -> dict:
-    import onnx
-    import onnxruntime
-    import torch
+    from geep_deploy.machine import machine_info
 
-    from geep_deploy.machine import cpu_model
-
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-            "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-            "gpu": "none (torch.cuda.is_available() is False)" if not torch.cuda.is_available() else
-            torch.cuda.get_device_name(0)}
+    return machine_info("cpu")
 
 
 def load_source(ckpt_path: Path | None):

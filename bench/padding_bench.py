@@ -68,10 +68,10 @@ def main() -> int:
     a = ap.parse_args()
 
     from engines.ort import OrtEngine
-    from export.bundle import load_export
     from geep_deploy.data import bundled_data_dir, load_split
     from geep_deploy.encoding import TextEncoder, length_sorted_batches, pad_batch
-    from runtime.benchmark import machine_info
+    from geep_deploy.machine import machine_info
+    from runtime.artifacts import load_export
 
     load_start = list(os.getloadavg())
     bundle = load_export(a.export)

@@ -85,12 +85,12 @@ def table(head: list[str], rows: list[list[str]], align: str | None = None) -> l
     return ["| " + " | ".join(head) + " |", "|" + "|".join(sep) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _machine(m: dict[str, Any]) -> str:
+def _machine(m: dict[str, Any], load: bool = True) -> str:
     cpu = m.get("cpu") or m.get("cpu_model", "?")
     cores = m.get("cpu_count") or m.get("cpu_cores", "?")
     libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "onnxruntime", "numpy") if m.get(k))
-    load = m.get("load_average_at_start")
-    return f"{cpu}, {cores} cores; {libs}" + (f"; load average {load[0]:.1f} at start" if load else "")
+    start = m.get("load_average_at_start") if load else None
+    return f"{cpu}, {cores} cores; {libs}" + (f"; load average {start[0]:.1f} at start" if start else "")
 
 
 # ---- demo accuracy (bench/demo_accuracy.py) ---------------------------------------------------------------------
@@ -127,7 +127,8 @@ def block_demo_accuracy(r: Results) -> list[str]:
             *table(["depth", "FLOPs x"] + methods, rows), "",
             f"SST-2 dev ({d['rows']} rows); each column is one checkpoint evaluated at every depth it trained "
             f"(`full` trains depth {L} only). Training wall-clock ({s['epochs']} epochs per stage, max length "
-            f"{s['max_len']}, on {_machine(d['machine'])}; the machine was shared, so these are upper bounds): "
+            f"{s['max_len']}, on {_machine(d['machine'], load=False)}; the machine was shared, so these are upper "
+            "bounds; load figures where the training run recorded them): "
             + ", ".join(trained(m) for m in methods) + "."]
 
 
@@ -325,17 +326,26 @@ def block_padding(r: Results) -> list[str]:
                     "real tokens"], rows)]
 
 
+def _noise_pct(ratio: float) -> str:
+    return f"{100 * abs(ratio - 1):.0f}%"
+
+
 def value_padding_ratio(r: Results) -> str:
     p = r(PAD)["padding"]
-    return (f"{p['ratios']['dataset_order_over_sorted']:.2f}x the time of length-sorted batches at batch "
-            f"{p['batch_size']} ({pct(p['real_token_fraction']['dataset_order'])} real tokens; noise "
-            f"{100 * abs(p['ratios']['noise_sorted_again_over_sorted'] - 1):.0f}%)")
+    q = p["ratios"]
+    return (f"{q['cpu_dataset_order_over_sorted']:.2f}x the CPU time ({q['dataset_order_over_sorted']:.2f}x the "
+            f"wall-clock) of length-sorted batches at batch {p['batch_size']}, with "
+            f"{pct(p['real_token_fraction']['dataset_order'])} real tokens against "
+            f"{pct(p['real_token_fraction']['length_sorted'])} (noise: {_noise_pct(q['cpu_noise_sorted_again_over_sorted'])}"
+            f" in CPU time, {_noise_pct(q['noise_sorted_again_over_sorted'])} in wall-clock)")
 
 
 def value_prepacking_cost(r: Results) -> str:
     q = r(PAD)["prepacking"]["ratios"]
-    return (f"{100 * (q['disabled_over_prepacking'] - 1):+.0f}% at batch 1 (noise "
-            f"{100 * abs(q['noise_again_over_prepacking'] - 1):.0f}%)")
+    return (f"{100 * (q['cpu_disabled_over_prepacking'] - 1):+.0f}% CPU time "
+            f"({100 * (q['disabled_over_prepacking'] - 1):+.0f}% wall-clock) at batch 1 (noise: "
+            f"{_noise_pct(q['cpu_noise_again_over_prepacking'])} in CPU time, "
+            f"{_noise_pct(q['noise_again_over_prepacking'])} in wall-clock)")
 
 
 # ---- memory, export, exit-prediction quality ---------------------------------------------------------------------
@@ -380,8 +390,10 @@ EXPORT = "export_minilm.json"
 def block_export(r: Results) -> list[str]:
     d = r(EXPORT)
     s, dev = d["sizes"], d["dev"]["per_precision_depth"]
-    fp32_max = max(o["max_abs"] for k, v in d["validation"].items() if k.startswith("onnx/fp32/")
-                   for o in v["outputs"].values())
+    fp32 = [(name, o["max_abs"]) for k, v in d["validation"].items() if k.startswith("onnx/fp32/")
+            for name, o in v["outputs"].items()]
+    fp32_logits = max(x for name, x in fp32 if name == "logits")
+    fp32_hidden = max((x for name, x in fp32 if name != "logits"), default=None)
     L = d["layers"]
 
     def accs(p: str) -> list[float]:
@@ -398,9 +410,12 @@ def block_export(r: Results) -> list[str]:
             f"- exporting {d['model']} in {', '.join(s)} ({L} depth graphs and {L + 1} segment graphs each) took "
             f"{d['export_seconds']} s with validation;",
             f"- the ONNX fp32 directory (graphs + shared weights file) is {s['fp32']['ratio_dir_to_one_fp32_model']:.2f}x "
-            f"the size of one fp32 model ({d['one_fp32_model_bytes'] / 1e6:.1f} MB); this counts `onnx/fp32/` only, "
-            "not the export's `model.safetensors` for the torch backend;",
-            f"- fp32 graphs match PyTorch to {fp32_max:.1e} in the logits on the validation inputs;",
+            f"the size of one fp32 model ({d['one_fp32_model_bytes'] / 1e6:.1f} MB); since export format 2 the torch "
+            f"backend reads the same weights file, and a whole fp32 export (every graph, tokenizer, exit table, "
+            f"manifest) is {value_export_size_ratio(r)} the checkpoint's weights (`bench/results/{SIZE}`, "
+            f"written by `{r(SIZE)['command']}`);",
+            f"- fp32 graphs match PyTorch to {fp32_logits:.1e} in the logits on the validation inputs"
+            + ("" if fp32_hidden is None else f" (segment graphs' hidden states to {fp32_hidden:.1e})") + ";",
             f"- on SST-2 dev ({d['dev']['rows']} rows): fp16 "
             + ("gives the same accuracy as fp32 at every depth" if same16 else
                f"loses up to {drop('fp16'):.2f} points") +
@@ -409,6 +424,13 @@ def block_export(r: Results) -> list[str]:
             f"({pct(accs('int8')[-1])} vs {pct(accs('fp32')[-1])} at depth {L}); the Q/DQ int8 graph for TensorRT "
             f"loses up to {drop('int8_qdq'):.2f} points on ONNX Runtime;",
             "- bf16 has no ONNX Runtime CPU kernels: checked with `onnx.reference` on the validation inputs only."]
+
+
+SIZE = "export_size.json"
+
+
+def value_export_size_ratio(r: Results) -> str:
+    return f"{r(SIZE)['ratio_export_to_weights']:.3f}x"
 
 
 def value_export_fp32_onnx_ratio(r: Results) -> str:
@@ -430,7 +452,7 @@ def block_exit_prediction(r: Results) -> list[str]:
             "not reached" if c is None else f"{pct(c['accuracy'])} ({c['flops_speedup']:.2f}x)" for c in cells])
     return [r.source(PRED), "",
             f"Consistency labels on SST-2 dev ({d['dev_rows']} rows): predicting the median depth for every row "
-            f"has an MAE of {f['dev_mae_layers_constant_median']:.2f} layers, the predictor at q 0.5 "
+            f"has an MAE of {f['dev_mae_layers_constant_median']:.2f} layers, the predictor at q 0.5 has "
             f"{f['dev_mae_layers_q50_m0']:.2f}; the tuned predictor has an MAE of {f['dev_mae_layers']:.2f} layers "
             f"with {100 * f['dev_within_one_layer']:.1f}% within one layer (tuned for accuracy, so it errs deep).",
             "", "Best accuracy reaching each FLOPs speed-up (the speed-up reached in brackets):", "",
@@ -583,8 +605,8 @@ VALUES: dict[str, Callable[[Results], str]] = {
     "ort.geep_wall_over_flops_b64": value_geep_wall_over_flops_b64, "table.lookups": value_table_lookups,
     "table.prediction_share": value_prediction_share, "padding.ratio": value_padding_ratio,
     "padding.prepacking": value_prepacking_cost, "memory.pool": value_memory_pool, "pred.at_2x": value_pred_at_2x,
-    "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "md.auc": value_md_auc,
-    "serve.engine_batch64": value_serve_eb64,
+    "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "export_size.ratio": value_export_size_ratio,
+    "md.auc": value_md_auc, "serve.engine_batch64": value_serve_eb64,
 }
 
 

@@ -77,10 +77,13 @@ def main() -> int:
               f"USS +{r['uss_load_mb']:>7.1f} / +{r['uss_after_runs_mb']:>7.1f} MB")
     if a.json:
         sys.path.insert(0, str(ROOT))
+        from geep_deploy.atomic import atomic_write_text
         from geep_deploy.machine import machine_info
 
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"machine": machine_info("cpu"), "export": a.export, "rows": rows}, indent=1))
+        # the command goes into the JSON so docs generated from it can name it (bench/render_docs.py)
+        result = {"command": " ".join([".venv/bin/python", *sys.argv]), "machine": machine_info("cpu"),
+                  "export": a.export, "rows": rows}
+        atomic_write_text(a.json, json.dumps(result, indent=1))
     return 0
 
 

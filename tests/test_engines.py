@@ -156,7 +156,7 @@ def test_tensorrt_absent_names_the_extra(tmp_path):
 
     plan = tmp_path / "depth1.plan"
     plan.write_bytes(b"not a plan")
-    with pytest.raises(BackendUnavailable, match=r"pip install geep-deploy\[tensorrt\]"):
+    with pytest.raises(BackendUnavailable, match=r"pip install 'geep-deploy\[tensorrt\]'"):
         TrtEngine(plan).load()
 
 

@@ -141,3 +141,13 @@ def test_checker_catches_a_backward_import() -> None:
     g = {"runtime.loading": {"export.bundle"}, "export.bundle": set()}
     assert backward_imports(g) == ["runtime.loading (runtime) -> export.bundle (export)"]
     assert cycles({"a.x": {"a.y"}, "a.y": {"a.x"}, "a.z": set()}) == [["a.x", "a.y"]]
+
+
+def test_optional_imports_name_one_install_hint() -> None:
+    from geep_deploy.errors import BackendUnavailable
+    from geep_deploy.optional import require
+
+    with pytest.raises(BackendUnavailable, match=r"onnx \| `import no_such_lib_xyz` for tests fails here .*"
+                                                 r"Try: pip install no_such_lib_xyz\."):
+        require("no_such_lib_xyz", "onnx", "for tests")
+    assert require("json", "core").dumps([]) == "[]"

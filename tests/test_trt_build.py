@@ -64,7 +64,7 @@ def test_specs_and_parsers_validate() -> None:
 
 @pytest.mark.skipif(HAS_TRT, reason="tensorrt imports here; the unavailable path cannot be exercised")
 def test_require_tensorrt_names_pip_extra() -> None:
-    with pytest.raises(BackendUnavailable, match=r"pip install geep-deploy\[tensorrt\]"):
+    with pytest.raises(BackendUnavailable, match=r"pip install 'geep-deploy\[tensorrt\]'"):
         require_tensorrt()
 
 
