@@ -526,11 +526,78 @@ def block_multi_dataset(r: Results) -> list[str]:
            for n, g in vocab]
 
 
+# ---- serving (bench/serve_bench.py) ------------------------------------------------------------------------------
+
+SERVE = "serve_cpu.json"
+SERVE_LABELS = {"geep_pool": "GEEP, pooling on", "full_pool": "`full`, pooling on", "geep_nopool": "GEEP, pooling off",
+                "full_nopool": "`full`, pooling off", "geep_pool_repeat": "GEEP, pooling on, run again",
+                "ray_geep_1replica": "Ray Serve, 1 replica", "ray_geep_2replica": "Ray Serve, 2 replicas"}
+
+
+def _serve_rec(d: dict[str, Any], config: str, c: int) -> dict[str, Any] | None:
+    return next((x for x in d["records"] if x["config"] == config and x["concurrency"] == c), None)
+
+
+def _serve_range(d: dict[str, Any], configs: tuple[str, ...], c: int, key: str, fmt: str = "{:.0f}") -> str:
+    vals = sorted(x[key] for k in configs if (x := _serve_rec(d, k, c)) is not None)
+    return fmt.format(vals[0]) if vals[0] == vals[-1] else f"{fmt.format(vals[0])}-{fmt.format(vals[-1])}"
+
+
+def block_serving(r: Results) -> list[str]:
+    d = r(SERVE)
+    levels = d["workload"]["levels"]
+    names = list(dict.fromkeys(x["config"] for x in d["records"]))
+    rows = []
+    for n in names:
+        cells = [SERVE_LABELS.get(n, n)]
+        for c in levels:
+            x = _serve_rec(d, n, c)
+            cells.append(f"{x['rows_per_s']:.0f}, {x['p50_ms']:.0f} / {x['p99_ms']:.0f}" if x else "")
+        x32 = _serve_rec(d, n, 32)
+        cells.append(f"{x32['mean_pool_rows']:.1f}" if x32 and x32.get("mean_pool_rows") else "")
+        rows.append(cells)
+    s = d["summary"]
+    loads = [v for x in d["records"] for v in x["load_average"][:1]]
+    errors = sum(x["errors"] for x in d["records"])
+    pool, nopool = ("geep_pool", "geep_pool_repeat"), ("geep_nopool",)
+    return [r.source(SERVE), "",
+            f"Machine: {_machine(d['machine'])}; 1-minute load average {min(loads):.0f}-{max(loads):.0f} during "
+            f"the levels (shared with other jobs). {d['workload']['data']}; at most "
+            f"{d['workload']['max_requests_per_level']} requests and {d['workload']['time_limit_s_per_level']:g} s "
+            f"per level; {errors} errors in all.", "",
+            *table(["configuration", *[f"c={c}: texts/s, p50 / p99 ms" for c in levels], "mean pool rows, c=32"],
+                   rows, "-" + "r" * (len(levels) + 1)), "",
+            f"- noise: the two identical GEEP runs differ by {min(s['noise_spread_pct_all_levels']):.0f}-"
+            f"{max(s['noise_spread_pct_all_levels']):.0f}% per level ({s['noise_spread_pct']:.0f}% at concurrency "
+            f"{s['concurrency']});",
+            f"- GEEP over `full`, both pooled, at concurrency {s['concurrency']}: "
+            f"{s['geep_over_full_pooled'][0]:.2f}x and {s['geep_over_full_pooled'][1]:.2f}x for the two GEEP runs "
+            f"(goal 1.3x: {'met' if s['goal_geep_over_full_1.3x_met'] else 'missed'});",
+            f"- pooling on over off at concurrency {s['concurrency']}: GEEP {s['pool_on_over_off_geep'][0]:.2f}x and "
+            f"{s['pool_on_over_off_geep'][1]:.2f}x, `full` {s['pool_on_over_off_full']:.2f}x (goal 2x: "
+            f"{'met' if s['goal_pool_on_over_off_2x_met'] else 'missed'}); at concurrency 128 pooled GEEP answers "
+            f"{_serve_range(d, pool, 128, 'rows_per_s')} texts/s against {_serve_range(d, nopool, 128, 'rows_per_s')}"
+            f" unpooled, p99 {_serve_range(d, pool, 128, 'p99_ms')} against "
+            f"{_serve_range(d, nopool, 128, 'p99_ms')} ms;",
+            f"- server CPU per request at concurrency 32: GEEP {_serve_range(d, pool, 32, 'server_cpu_ms_per_request', '{:.1f}')}"
+            f" ms pooled, {_serve_range(d, nopool, 32, 'server_cpu_ms_per_request', '{:.1f}')} ms unpooled; `full` "
+            f"{_serve_range(d, ('full_pool',), 32, 'server_cpu_ms_per_request', '{:.1f}')} and "
+            f"{_serve_range(d, ('full_nopool',), 32, 'server_cpu_ms_per_request', '{:.1f}')} ms; Ray Serve "
+            f"{_serve_range(d, ('ray_geep_1replica', 'ray_geep_2replica'), 32, 'server_cpu_ms_per_request', '{:.1f}')}"
+            " ms (proxy and replicas)."]
+
+
+def value_serve_eb64(r: Results) -> str:
+    d = r("serve_cpu_engine_batch64.json")
+    return (f"GEEP {_serve_range(d, ('geep_pool', 'geep_pool_repeat'), 32, 'rows_per_s')} texts/s pooled against "
+            f"{_serve_range(d, ('geep_nopool',), 32, 'rows_per_s')} unpooled at concurrency 32")
+
+
 BLOCKS: dict[str, Callable[[Results], list[str]]] = {
     "demo_accuracy": block_demo_accuracy, "ort_bench_summary": block_ort_bench_summary, "ort_bench": block_ort_bench,
     "int8_bench": block_int8_bench, "exit_table": block_exit_table, "padding": block_padding,
     "memory": block_memory, "export": block_export, "exit_prediction": block_exit_prediction,
-    "multi_dataset": block_multi_dataset,
+    "multi_dataset": block_multi_dataset, "serving": block_serving,
 }
 VALUES: dict[str, Callable[[Results], str]] = {
     "demo.geep_minus_full": value_demo_geep_minus_full, "demo.geep_vs_fastbert": value_demo_geep_vs_fastbert,
@@ -538,7 +605,8 @@ VALUES: dict[str, Callable[[Results], str]] = {
     "ort.geep_wall_over_flops_b64": value_geep_wall_over_flops_b64, "table.lookups": value_table_lookups,
     "table.prediction_share": value_prediction_share, "padding.ratio": value_padding_ratio,
     "padding.prepacking": value_prepacking_cost, "memory.pool": value_memory_pool, "pred.at_2x": value_pred_at_2x,
-    "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "export_size.ratio": value_export_size_ratio, "md.auc": value_md_auc,
+    "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "export_size.ratio": value_export_size_ratio,
+    "md.auc": value_md_auc, "serve.engine_batch64": value_serve_eb64,
 }
 
 

@@ -38,19 +38,21 @@ RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"
            "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
 
 
-def configs(num_layers: int, with_ray: bool) -> list[dict[str, Any]]:
+def configs(num_layers: int, with_ray: bool, engine_batch: int, threads: int) -> list[dict[str, Any]]:
     full = ["--depth", str(num_layers)]
+    pool_on = [*POOL_ON, "--engine-batch", str(engine_batch), "--threads", str(threads)]
+    pool_off = [*POOL_OFF, "--threads", str(threads)]
     out = [
-        {"name": "geep_pool", "method": "geep", "pooling": True, "args": POOL_ON},
-        {"name": "full_pool", "method": "full", "pooling": True, "args": POOL_ON + full},
-        {"name": "geep_nopool", "method": "geep", "pooling": False, "args": POOL_OFF},
-        {"name": "full_nopool", "method": "full", "pooling": False, "args": POOL_OFF + full},
-        {"name": "geep_pool_repeat", "method": "geep", "pooling": True, "args": POOL_ON},
+        {"name": "geep_pool", "method": "geep", "pooling": True, "args": pool_on},
+        {"name": "full_pool", "method": "full", "pooling": True, "args": pool_on + full},
+        {"name": "geep_nopool", "method": "geep", "pooling": False, "args": pool_off},
+        {"name": "full_nopool", "method": "full", "pooling": False, "args": pool_off + full},
+        {"name": "geep_pool_repeat", "method": "geep", "pooling": True, "args": pool_on},
     ]
     if with_ray:
         for n in (1, 2):
             out.append({"name": f"ray_geep_{n}replica", "method": "geep", "pooling": True, "replicas": n,
-                        "args": POOL_ON + ["--ray", "--replicas", str(n), "--threads", "1"]})
+                        "args": [*pool_on, "--ray", "--replicas", str(n)]})
     return out
 
 
@@ -198,6 +200,10 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,8,32,128")
     ap.add_argument("--max-requests", type=int, default=600, help="most requests per level (default 600)")
     ap.add_argument("--time-limit", type=float, default=6.0, help="seconds per level at most (default 6)")
+    ap.add_argument("--engine-batch", type=int, default=8,
+                    help="rows per engine call inside a pool (serve --engine-batch; default 8)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="intra-op threads of every server and replica (default 1: the machine is shared)")
     ap.add_argument("--ray", action="store_true", help="also Ray Serve with 1 and 2 replicas")
     ap.add_argument("--only", default=None, help="comma list of configuration names to run")
     ap.add_argument("--log-dir", type=Path, default=Path("/tmp/serve_bench_logs"))
@@ -207,7 +213,7 @@ def main() -> int:
     num_layers = int(manifest.get("num_layers") or manifest["backbone"]["num_hidden_layers"])
     texts = load_split(bundled_data_dir(), "dev").texts_a
     levels = [int(x) for x in a.concurrency.split(",")]
-    cfgs = configs(num_layers, a.ray)
+    cfgs = configs(num_layers, a.ray, a.engine_batch, a.threads)
     if a.only:
         keep = set(a.only.split(","))
         cfgs = [c for c in cfgs if c["name"] in keep]
@@ -221,7 +227,8 @@ def main() -> int:
               "machine": machine, "export": str(a.export), "num_layers": num_layers,
               "workload": {"data": "SST-2 dev (bundled), one text per request", "levels": levels,
                            "max_requests_per_level": a.max_requests, "time_limit_s_per_level": a.time_limit,
-                           "pool_on": POOL_ON, "pool_off": POOL_OFF, "client": "aiohttp, same machine"},
+                           "threads": a.threads, "pool_on": [*POOL_ON, "--engine-batch", str(a.engine_batch)],
+                           "pool_off": POOL_OFF, "client": "aiohttp, same machine"},
               "wall_s": round(time.perf_counter() - t0, 1), "summary": summarize(records), "records": records}
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(result, indent=1) + "\n")

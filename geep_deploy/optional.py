@@ -19,6 +19,10 @@ INSTALL_HINTS = {
     "cupy": "pip install 'geep-deploy[gpu]'",
     "psutil": "pip install 'geep-deploy[dev]'",
     "filelock": "pip install 'geep-deploy[tensorrt]'",
+    "fastapi": "pip install 'geep-deploy[service]'",
+    "uvicorn": "pip install 'geep-deploy[service]'",
+    "aiohttp": "pip install 'geep-deploy[dev]'",
+    "ray": "pip install 'geep-deploy[serve]'",
 }
 
 

@@ -71,7 +71,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             reason="needs Ray Serve; `import ray` fails here (pip install 'geep-deploy[serve]' to run it)"
         )
     elif os.environ.get("GEEP_RAY_TESTS") != "1":  # Ray takes ~1 min to start twice: opt in
-        no_ray = pytest.mark.skip(reason="starts Ray clusters (~1-2 min); run with GEEP_RAY_TESTS=1 pytest -m serve")
+        no_ray = pytest.mark.skip(reason="starts Ray clusters (0.5-3.5 min per test here); run with GEEP_RAY_TESTS=1 pytest -m serve")
     else:
         no_ray = None
     for item in items:

@@ -22,7 +22,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from geep_deploy.errors import BackendUnavailable, ConfigError
+from geep_deploy.errors import ConfigError
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "turns pooling off")
     p.add_argument("--max-queue", type=int, default=2048, help="most rows waiting before 503 (default 2048)")
     p.add_argument("--workers", type=int, default=1, help="pools classified at once (default 1)")
-    p.add_argument("--engine-batch", type=int, default=64, help="most rows per engine call in a pool (default 64)")
+    p.add_argument("--engine-batch", type=int, default=None,
+                   help="most rows per engine call inside a pool (default 8 on cpu, 64 on cuda: on CPU, long "
+                        "padded batches cost more per row than short length-sorted ones)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="fp32", help="fp32, tf32 (torch), fp16, bf16 or int8 (default fp32)")
@@ -55,6 +57,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
+    if args.engine_batch is None:
+        args.engine_batch = 64 if args.device == "cuda" else 8
     for name in ("max_batch", "max_queue", "workers", "engine_batch", "max_rows", "max_chars", "max_body_kb",
                  "replicas"):
         if getattr(args, name) < 1:
@@ -74,12 +78,10 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _import_service() -> None:
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as e:
-        raise BackendUnavailable(f"serve | needs FastAPI and uvicorn ({e}); install them with "
-                                 f"`pip install 'geep-deploy[service]'`.") from None
+    from geep_deploy.optional import require
+
+    require("fastapi", "serve", "for the HTTP service")
+    require("uvicorn", "serve", "for the HTTP service")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,18 +22,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from geep_deploy.errors import BackendUnavailable
-
-try:
-    from ray import serve
-except ImportError as e:  # pragma: no cover - depends on the environment
-    raise BackendUnavailable(f"serve --ray | Ray Serve is not installed ({e}); install it with "
-                             f"`pip install 'geep-deploy[serve]'`.") from None
-
+from geep_deploy.errors import ConfigError
+from geep_deploy.optional import require
 from geep_deploy.service.limits import RequestLimits
 from geep_deploy.service.pooling import Rows
 from geep_deploy.service.runner import PoolRunner, Record
 from geep_deploy.service.telemetry import ServiceMetrics
+
+serve = require("ray.serve", "serve --ray", "for scale-out on Ray Serve")
 
 
 @serve.deployment(name="geep", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=256,
@@ -46,20 +42,21 @@ class GeepDeployment:
         export: export directory, readable on every node that runs a replica.
         backend, device, precision, fixed_depth, threads: as ``GeepEngine.load``.
         max_batch: most requests per pool. max_wait_ms: longest wait for a pool to fill.
-        engine_batch: most rows per engine call. max_rows, max_chars, max_body_kb: request limits.
+        engine_batch: most rows per engine call (default 8 on cpu, 64 on cuda).
+        max_rows, max_chars, max_body_kb: request limits.
     """
 
     def __init__(self, export: str, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
                  fixed_depth: int | None = None, threads: int | None = None, max_batch: int = 64,
-                 max_wait_ms: float = 5.0, engine_batch: int = 64, max_rows: int = 256, max_chars: int = 4096,
-                 max_body_kb: int = 1024) -> None:
+                 max_wait_ms: float = 5.0, engine_batch: int | None = None, max_rows: int = 256,
+                 max_chars: int = 4096, max_body_kb: int = 1024) -> None:
         import ray
 
         from runtime import GeepEngine
 
         self.engine = GeepEngine.load(export, backend, device, precision, fixed_depth=fixed_depth,
                                       threads=threads)
-        self.runner = PoolRunner(self.engine, engine_batch)
+        self.runner = PoolRunner(self.engine, engine_batch or (64 if device == "cuda" else 8))
         self.limits = RequestLimits(max_rows=max_rows, max_chars=max_chars, max_body_bytes=max_body_kb * 1024)
         self.metrics = ServiceMetrics(ready=lambda: 1.0)
         ctx = serve.get_replica_context()
@@ -107,7 +104,7 @@ def app_builder(args: dict[str, Any]) -> Any:
              "max_rows": int, "max_chars": int, "max_body_kb": int}
     kwargs = {k: (typed[k](v) if k in typed and v is not None else v) for k, v in args.items()}
     if "export" not in kwargs:
-        raise BackendUnavailable("serve --ray | app_builder needs `export=<export dir>` (readable on every node).")
+        raise ConfigError("serve --ray | app_builder needs `export=<export dir>` (readable on every node).")
     kwargs["export"] = os.path.abspath(str(kwargs["export"]))
     return GeepDeployment.bind(**kwargs)
 
