@@ -106,6 +106,7 @@ def main() -> int:
     from export.onnx_export import export_graph
     from geep_deploy.data import bundled_data_dir, load_split
     from geep_deploy.encoding import TextEncoder, length_sorted_batches
+    from geep_deploy.names import QDQ, variant_dir
 
     ckpt, source = load_source(args.checkpoint)
     L = ckpt.model.num_layers
@@ -120,12 +121,14 @@ def main() -> int:
         m = b.manifest
         one = len(export_graph(ckpt.model, "depth", L).SerializeToString())
         sizes = {}
-        for p in b.precisions():
-            d = b.root / "onnx" / p
+        # every graph variant by its folder name: fp32, fp16, bf16, int8 (ORT dynamic), int8_qdq (for TensorRT)
+        variants = [(p, "") for p in b.precisions()] + ([("int8", QDQ)] if "int8" in b.precisions() else [])
+        for p, v in variants:
+            d = b.root / "onnx" / variant_dir(p, v)
             depth_files = [d / f"depth{k}.onnx" for k in b.depths]
             total = sum(f.stat().st_size for f in d.iterdir())
             depth_only = sum(f.stat().st_size for f in depth_files) + (d / "weights.bin").stat().st_size
-            sizes[p] = {"dir_bytes": total, "depth_graphs_plus_weights_bytes": depth_only,
+            sizes[variant_dir(p, v)] = {"dir_bytes": total, "depth_graphs_plus_weights_bytes": depth_only,
                         "ratio_dir_to_one_fp32_model": round(total / one, 3),
                         "ratio_depths_to_one_fp32_model": round(depth_only / one, 3)}
         report["one_fp32_model_bytes"] = one
@@ -141,32 +144,34 @@ def main() -> int:
         depths = b.depths if args.eval_depths == "all" else [int(x) for x in args.eval_depths.split(",")]
         agree: dict = {}
         fp32_logits: dict[int, np.ndarray] = {}
-        for p in ["fp32"] + [p for p in b.precisions() if p != "fp32"]:
-            agree[p] = {}
+        for p, v in sorted(variants, key=lambda pv: pv != ("fp32", "")):
+            key = variant_dir(p, v)
+            agree[key] = {}
             for k in depths:
-                path = b.find(depth=k, precision=p).path
+                path = b.find(depth=k, precision=p, variant=v).path
                 try:
                     logits, secs = dev_logits(path, enc, batches, args.threads)
                 except Exception as e:  # noqa: BLE001 - record what ORT cannot run
-                    agree[p][k] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
-                    print(f"{p} depth{k}: not runnable on ORT CPU", flush=True)
+                    agree[key][k] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+                    print(f"{key} depth{k}: not runnable on ORT CPU", flush=True)
                     continue
                 pred = logits.argmax(-1)
                 if p == "fp32":
                     fp32_logits[k] = logits
                 diff = np.abs(logits - fp32_logits[k])
-                agree[p][k] = {"accuracy": float((pred == labels).mean()),
+                agree[key][k] = {"accuracy": float((pred == labels).mean()),
                                "argmax_agree_fp32": float((pred == fp32_logits[k].argmax(-1)).mean()),
                                "max_abs_logit_diff_fp32": float(diff.max()),
                                "mean_abs_logit_diff_fp32": float(diff.mean()),
                                "predicted_positive_rate": float(pred.mean()),
                                "ort_seconds": round(secs, 2)}
-                print(p, k, agree[p][k], flush=True)
+                print(key, k, agree[key][k], flush=True)
         report["dev"] = {"rows": len(texts), "batch": 64, "threads": args.threads,
                          "note": "ONNX Runtime CPU, length-sorted batches; bf16 has no ORT CPU kernels",
                          "per_precision_depth": agree}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    from geep_deploy.atomic import atomic_write_text
+
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("export_seconds", "sizes")}, indent=2))
     return 0
 

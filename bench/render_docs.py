@@ -407,7 +407,8 @@ def block_export(r: Results) -> list[str]:
 
     same16 = all(a == b for a, b in zip(accs("fp32"), accs("fp16")))
     return [r.source(EXPORT), "",
-            f"- exporting {d['model']} in {', '.join(s)} ({L} depth graphs and {L + 1} segment graphs each) took "
+            f"- exporting {d['model']} in {', '.join(s)} ({L} depth graphs and {L + 1} segment graphs each; int8_qdq: depth graphs "
+            f"only) took "
             f"{d['export_seconds']} s with validation;",
             f"- the ONNX fp32 directory (graphs + shared weights file) is {s['fp32']['ratio_dir_to_one_fp32_model']:.2f}x "
             f"the size of one fp32 model ({d['one_fp32_model_bytes'] / 1e6:.1f} MB); since export format 2 the torch "

@@ -82,3 +82,19 @@ def write_toy_dataset(path: Path, rows: int = 64, seed: int = 0, pair: bool = Fa
             lines.append(f"{y}\t{text}\tand so it goes" if pair else f"{y}\t{text}")
         (path / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     return path
+
+
+# SST-2-like sentences of mixed lengths, for runtime and service tests.
+TEXTS = [
+    "it 's a charming and often affecting journey .",
+    "unflinchingly bleak and desperate",
+    "a gorgeous , witty , seductive movie .",
+    "the movie is n't worth the price of the ticket , let alone two hours of your life .",
+    "good",
+    "an utterly incompetent conclusion to a film that had promise",
+    "funny",
+    "it never fails to engage us .",
+    "the acting , costumes , music , cinematography and sound are all astounding given the production 's "
+    "austere locales .",
+    "bad bad bad",
+]

@@ -5,21 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from models import tiny_checkpoint
-
-TEXTS = [
-    "it 's a charming and often affecting journey .",
-    "unflinchingly bleak and desperate",
-    "a gorgeous , witty , seductive movie .",
-    "the movie is n't worth the price of the ticket , let alone two hours of your life .",
-    "good",
-    "an utterly incompetent conclusion to a film that had promise",
-    "funny",
-    "it never fails to engage us .",
-    "the acting , costumes , music , cinematography and sound are all astounding given the production 's "
-    "austere locales .",
-    "bad bad bad",
-]
+from models import TEXTS, tiny_checkpoint
 
 
 def tiny_service_export(root: Path) -> Path:

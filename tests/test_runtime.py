@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from models import real_tokenizer_json, tiny_model
+from models import TEXTS, real_tokenizer_json, tiny_model
 from runtime_helpers import export_depth_graphs, export_segment_graphs
 
 from engines.ort import OrtEngine, OrtWeightPool
@@ -28,19 +28,6 @@ from runtime.baselines import (
 from runtime.engine import FixedDepth, GeepEngine
 
 L = 3
-TEXTS = [
-    "it 's a charming and often affecting journey .",
-    "unflinchingly bleak and desperate",
-    "a gorgeous , witty , seductive movie .",
-    "the movie is n't worth the price of the ticket , let alone two hours of your life .",
-    "good",
-    "an utterly incompetent conclusion to a film that had promise",
-    "funny",
-    "it never fails to engage us .",
-    "the acting , costumes , music , cinematography and sound are all astounding given the production 's "
-    "austere locales .",
-    "bad bad bad",
-]
 
 
 @pytest.fixture(scope="module")
