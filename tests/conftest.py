@@ -76,10 +76,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         no_ray = None
     for item in items:
         for marker, (available, reason) in NEEDS.items():
-            if marker in item.keywords and not available():
+            if item.get_closest_marker(marker) is not None and not available():  # not `keywords`: ids match
                 item.add_marker(pytest.mark.skip(reason=reason))
                 break
-        if item.get_closest_marker("serve") is not None and no_ray is not None:  # not `keywords`: ids match
+        if item.get_closest_marker("serve") is not None and no_ray is not None:
             item.add_marker(no_ray)
 
 
