@@ -594,11 +594,31 @@ def value_serve_eb64(r: Results) -> str:
             f"{_serve_range(d, ('geep_nopool',), 32, 'rows_per_s')} unpooled at concurrency 32")
 
 
+MODES = "demo_exit_modes.json"
+
+
+def block_exit_modes(r: Results) -> list[str]:
+    """GEEP's students against its shared exit path, compared at equal FLOPs (skip at k costs k + 1 layers)."""
+    d = r(MODES)
+    students = {x["depth"]: x for x in d["per_depth"]}
+    rows = [[str(x["depth"]), f"{pct(students[x['depth']]['accuracy'])} ({students[x['depth']]['flops_speedup']:.2f}x)",
+             f"{pct(x['accuracy'])} ({x['flops_speedup']:.2f}x)"] for x in d["per_depth_skip"]]
+    same = [(x, students[x["depth"] + 1]) for x in d["per_depth_skip"] if x["depth"] + 1 < d["num_layers"]]
+    wins = sum(s["accuracy"] > x["accuracy"] for x, s in same)
+    verdict = (f"At equal FLOPs (the shared path at depth k against the student at depth k+1, k = 1..{len(same)}) "
+               f"the student is more accurate {wins} time{'s' if wins != 1 else ''} of {len(same)}, by "
+               f"{min(100 * (s['accuracy'] - x['accuracy']) for x, s in same):.2f} to "
+               f"{max(100 * (s['accuracy'] - x['accuracy']) for x, s in same):.2f} points.")
+    return [r.source(MODES), "",
+            *table(["depth k", "student S_k (FLOPs x)", "shared exit path: layers 1..k, layer L, teacher (FLOPs x)"],
+                   rows), "", verdict]
+
+
 BLOCKS: dict[str, Callable[[Results], list[str]]] = {
     "demo_accuracy": block_demo_accuracy, "ort_bench_summary": block_ort_bench_summary, "ort_bench": block_ort_bench,
     "int8_bench": block_int8_bench, "exit_table": block_exit_table, "padding": block_padding,
     "memory": block_memory, "export": block_export, "exit_prediction": block_exit_prediction,
-    "multi_dataset": block_multi_dataset, "serving": block_serving,
+    "multi_dataset": block_multi_dataset, "serving": block_serving, "exit_modes": block_exit_modes,
 }
 VALUES: dict[str, Callable[[Results], str]] = {
     "demo.geep_minus_full": value_demo_geep_minus_full, "demo.geep_vs_fastbert": value_demo_geep_vs_fastbert,

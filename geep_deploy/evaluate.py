@@ -29,6 +29,26 @@ def iter_sorted_batches(
 
 
 @torch.inference_mode()
+def collect_skip_logits(
+    model: ExitBert, enc: Encoded, batch_size: int = 64, device: str = "cpu", desc: str | None = None
+) -> np.ndarray:
+    """(N, L-1, C) logits of the shared exit path at depths 1..L-1: layers 1..k, then layer L and the teacher.
+
+    This is the path GEEP's shared exit loss trains (and EasyNLP's released GEEP exits through); it costs one
+    layer more than the student at depth k.
+    """
+    model.eval().to(device)
+    L = model.num_layers
+    out = np.zeros((len(enc), L - 1, model.num_labels), dtype=np.float32)
+    for idx, batch in iter_sorted_batches(enc, batch_size, device, desc):
+        res = model.forward_all(**batch)
+        skip = [model.teacher_from(h, res.mask_bias, res.attention_mask) for h in res.hidden[: L - 1]]
+        if skip:
+            out[idx] = torch.stack(skip, dim=1).float().cpu().numpy()
+    return out
+
+
+@torch.inference_mode()
 def collect_depth_logits(
     model: ExitBert, enc: Encoded, batch_size: int = 64, device: str = "cpu", desc: str | None = None
 ) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
-from geep_deploy.evaluate import collect_depth_logits
+from geep_deploy.evaluate import collect_depth_logits, collect_skip_logits
 from geep_deploy.exits import (
     PATIENCE_GRID,
     SPEED_GRID,
@@ -39,6 +39,14 @@ def evaluate_checkpoint(
          "flops_speedup": flops_speedup(shape, C, lengths, np.full(len(y), k))}
         for k in ckpt.trained_depths
     ]
+    per_depth_skip = []
+    if ckpt.method == "geep":  # only GEEP's shared exit loss trains the teacher on shallow states
+        skip = collect_skip_logits(ckpt.model, enc, batch_size, device, desc="eval skip" if progress else None)
+        per_depth_skip = [
+            {"depth": k, "accuracy": float((skip[:, k - 1].argmax(-1) == y).mean()),
+             "flops_speedup": flops_speedup(shape, C, lengths, np.full(len(y), k + 1))}
+            for k in range(1, L)
+        ]
     sweeps: list[dict[str, Any]] = []
     if ckpt.method in ("geep", "fastbert"):
         for s in ENTROPY_SPEEDS:
@@ -51,7 +59,7 @@ def evaluate_checkpoint(
                 sweeps.append({"rule": "patience", "threshold": p, **exit_figures(shape, logits, y, lengths, d, heads=d)})
     return {
         "method": ckpt.method, "rows": len(y), "num_layers": L, "source": ds.source,
-        "per_depth": per_depth, "exit_sweeps": sweeps,
+        "per_depth": per_depth, "per_depth_skip": per_depth_skip, "exit_sweeps": sweeps,
     }
 
 
@@ -68,6 +76,17 @@ def format_per_depth(results: dict[str, dict[str, Any]]) -> str:
             row.append(f"{rec['accuracy'] * 100:>11.2f}%" if rec else f"{'-':>12}")
             fx = fx or (f"{rec['flops_speedup']:.2f}" if rec else "")
         lines.append(f"{k:>5} {fx:>8} " + " ".join(row))
+    return "\n".join(lines)
+
+
+def format_skip(result: dict[str, Any]) -> str:
+    """The shared exit path per depth next to the student at the same depth (it costs one layer more)."""
+    students = {r["depth"]: r for r in result["per_depth"]}
+    lines = [f"{'depth':>5} {'student %':>10} {'FLOPs x':>8} {'skip exit %':>12} {'FLOPs x':>8}"]
+    for r in result.get("per_depth_skip", []):
+        s = students.get(r["depth"])
+        acc = f"{s['accuracy'] * 100:>10.2f} {s['flops_speedup']:>8.2f}" if s else f"{'-':>10} {'':>8}"
+        lines.append(f"{r['depth']:>5} {acc} {r['accuracy'] * 100:>12.2f} {r['flops_speedup']:>8.2f}")
     return "\n".join(lines)
 
 

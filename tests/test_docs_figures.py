@@ -28,7 +28,8 @@ R = _renderer()
 
 # Blocks each page must keep: deleting a block's markers would otherwise silently stop checking its figures.
 REQUIRED = {
-    "README.md": {"demo_accuracy", "ort_bench_summary", "multi_dataset", "int8_bench", "export"},
+    "README.md": {"demo_accuracy", "exit_modes", "ort_bench_summary", "multi_dataset", "int8_bench", "export",
+                  "serving"},
     "docs/runtime.md": {"memory", "padding", "ort_bench", "int8_bench"},
     "docs/exit_prediction.md": {"exit_table", "exit_prediction"},
 }

@@ -126,3 +126,22 @@ def test_cls_pooling_option() -> None:
         t.testing.assert_close(m(ids, mask, types, depth=2), m.head(2)(res.hidden[1][:, 0]))
     with pytest.raises(ConfigError, match="pooling"):
         ExitBert(TINY_SHAPE, 2, pooling="max")
+
+
+def test_skip_logits_equal_the_skip_exit_mode_at_every_depth() -> None:
+    """eval's shared-exit-path column is exactly what an export with exit_mode="skip" runs at each depth."""
+    from models import real_tokenizer_json
+
+    from geep_deploy.encoding import TextEncoder, pad_batch
+    from geep_deploy.evaluate import collect_skip_logits
+
+    m = tiny_model().eval()
+    enc = TextEncoder(real_tokenizer_json(), 32).encode(["a charming journey", "bleak", "the acting is all astounding"])
+    skip = collect_skip_logits(m, enc, batch_size=2)
+    assert skip.shape == (3, m.num_layers - 1, m.num_labels)
+    batch = {k: torch.from_numpy(v) for k, v in pad_batch(enc).items()}
+    with torch.inference_mode():
+        for k in range(1, m.num_layers):
+            want = m(**batch, depth=k, exit_mode="skip").numpy()
+            torch.testing.assert_close(torch.from_numpy(skip[:, k - 1]), torch.from_numpy(want), atol=1e-5, rtol=1e-5)
+            assert not torch.allclose(torch.from_numpy(want), m(**batch, depth=k).float())  # not the student

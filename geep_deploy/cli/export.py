@@ -1,7 +1,7 @@
 """Compile a checkpoint into per-depth ONNX/TensorRT engines, exit table and manifest.
 
 Writes DIR/manifest.json, DIR/onnx/<precision>/{depthK,embed,layerK}.onnx sharing DIR/onnx/<precision>/weights.bin,
-DIR/model.safetensors, DIR/tokenizer.json, the exit table and (where TensorRT imports) DIR/tensorrt/*.plan.
+DIR/tokenizer.json, the exit table and (where TensorRT imports) DIR/tensorrt/*.plan.
 Every graph is validated against PyTorch with ONNX Runtime; a mismatch fails the export unless --allow-mismatch.
 The export is built next to DIR and renamed into place, so a failed run leaves a previous export intact.
 
