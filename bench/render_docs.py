@@ -614,11 +614,38 @@ def block_exit_modes(r: Results) -> list[str]:
                    rows), "", verdict]
 
 
+PROBE = "probe_auc_sst2.json"
+
+
+def block_probe_auc(r: Results) -> list[str]:
+    """Which signal finds the rows that need more than depth 1, and what a two-level probe dispatch buys."""
+    d = r(PROBE)
+    rows = [[name, f"{v:.3f}"] for name, v in d["auc"].items()]
+
+    def best(points: list[dict], target: float) -> str:
+        ok = [p for p in points if p["flops_speedup"] >= target]
+        if not ok:
+            return "not reached"
+        p = max(ok, key=lambda p: p["accuracy"])
+        return f"{pct(p['accuracy'])} ({p['flops_speedup']:.2f}x)"
+
+    speed = [[f"{t:g}x", best(d["two_level_probe_curve"], t), best(d["students_entropy_exit"], t)]
+             for t in (1.5, 2.0, 3.0)]
+    return [r.source(PROBE), "",
+            f"SST-2 dev ({d['dev_rows']} rows, not trained on); {pct(d['share_needing_more_than_depth_1'])} of them "
+            "need more than depth 1 (consistency rule). ROC AUC of each signal for those rows:", "",
+            *table(["signal", "ROC AUC"], rows), "",
+            "Best accuracy reaching each FLOPs speed-up (reached in brackets): the probe's two-level dispatch (rows "
+            "under a threshold answer at depth 1, the rest at depth L) against the students' entropy exit:", "",
+            *table(["FLOPs target", "probe, two levels", "students, entropy exit"], speed)]
+
+
 BLOCKS: dict[str, Callable[[Results], list[str]]] = {
     "demo_accuracy": block_demo_accuracy, "ort_bench_summary": block_ort_bench_summary, "ort_bench": block_ort_bench,
     "int8_bench": block_int8_bench, "exit_table": block_exit_table, "padding": block_padding,
     "memory": block_memory, "export": block_export, "exit_prediction": block_exit_prediction,
     "multi_dataset": block_multi_dataset, "serving": block_serving, "exit_modes": block_exit_modes,
+    "probe_auc": block_probe_auc,
 }
 VALUES: dict[str, Callable[[Results], str]] = {
     "demo.geep_minus_full": value_demo_geep_minus_full, "demo.geep_vs_fastbert": value_demo_geep_vs_fastbert,
