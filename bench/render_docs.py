@@ -640,6 +640,14 @@ def block_probe_auc(r: Results) -> list[str]:
             *table(["FLOPs target", "probe, two levels", "students, entropy exit"], speed)]
 
 
+def value_serve_threads2(r: Results) -> str:
+    s = r("serve_cpu_threads2.json")["summary"]
+    return (f"GEEP over `full`, both pooled, {s['geep_over_full_pooled'][0]:.2f}x and "
+            f"{s['geep_over_full_pooled'][1]:.2f}x; pooling on over off {s['pool_on_over_off_geep'][0]:.2f}x and "
+            f"{s['pool_on_over_off_geep'][1]:.2f}x for GEEP, at concurrency {s['concurrency']}; noise "
+            f"{min(s['noise_spread_pct_all_levels']):.0f}-{max(s['noise_spread_pct_all_levels']):.0f}% per level")
+
+
 BLOCKS: dict[str, Callable[[Results], list[str]]] = {
     "demo_accuracy": block_demo_accuracy, "ort_bench_summary": block_ort_bench_summary, "ort_bench": block_ort_bench,
     "int8_bench": block_int8_bench, "exit_table": block_exit_table, "padding": block_padding,
@@ -655,6 +663,7 @@ VALUES: dict[str, Callable[[Results], str]] = {
     "padding.prepacking": value_prepacking_cost, "memory.pool": value_memory_pool, "pred.at_2x": value_pred_at_2x,
     "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "export_size.ratio": value_export_size_ratio,
     "md.auc": value_md_auc, "serve.engine_batch64": value_serve_eb64,
+    "serve.threads2": value_serve_threads2,
 }
 
 
