@@ -407,8 +407,8 @@ def block_export(r: Results) -> list[str]:
 
     same16 = all(a == b for a, b in zip(accs("fp32"), accs("fp16")))
     return [r.source(EXPORT), "",
-            f"- exporting {d['model']} in {', '.join(s)} ({L} depth graphs and {L + 1} segment graphs each; int8_qdq: depth graphs "
-            f"only) took "
+            f"- exporting {d['model']} in {', '.join(_variant_name(v) for v in s)} ({L} depth graphs and {L + 1} "
+            f"segment graphs each; the Q/DQ variant: depth graphs only) took "
             f"{d['export_seconds']} s with validation;",
             f"- the ONNX fp32 directory (graphs + shared weights file) is {s['fp32']['ratio_dir_to_one_fp32_model']:.2f}x "
             f"the size of one fp32 model ({d['one_fp32_model_bytes'] / 1e6:.1f} MB); since export format 2 the torch "
@@ -425,6 +425,11 @@ def block_export(r: Results) -> list[str]:
             f"({pct(accs('int8')[-1])} vs {pct(accs('fp32')[-1])} at depth {L}); the Q/DQ int8 graph for TensorRT "
             f"loses up to {drop('int8_qdq'):.2f} points on ONNX Runtime;",
             "- bf16 has no ONNX Runtime CPU kernels: checked with `onnx.reference` on the validation inputs only."]
+
+
+def _variant_name(folder: str) -> str:
+    """An ``onnx/<folder>`` name as precision and variant (``int8_qdq`` is precision int8, variant qdq)."""
+    return "int8 (Q/DQ variant)" if folder == "int8_qdq" else folder
 
 
 SIZE = "export_size.json"

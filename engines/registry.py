@@ -43,11 +43,14 @@ def available_backends() -> list[str]:
     return [b for b, (_, _, lib) in BACKENDS.items() if importlib.util.find_spec(lib) is not None]
 
 
-def resolve_backend(backend: str, device: str, *, has_plans: bool, has_onnx: bool) -> str:
-    """``auto`` -> tensorrt (CUDA, plans, library) > onnxruntime (graphs, library) > torch; else the canonical name."""
+def resolve_backend(backend: str, device: str, *, has_plans: bool, has_onnx: bool, precision: str = "fp32") -> str:
+    """``auto`` -> tensorrt (CUDA, plans of this precision, library) > onnxruntime (graphs of this precision,
+    library) > torch; tf32 (TF32 matmuls on fp32 weights) is torch's alone. Else the canonical name."""
     backend = canonical_backend(backend, allow_auto=True)
     if backend != AUTO:
         return backend
+    if precision == "tf32":
+        return TORCH
     if device == "cuda" and has_plans and importlib.util.find_spec("tensorrt") is not None:
         return TENSORRT
     if has_onnx and importlib.util.find_spec("onnxruntime") is not None:

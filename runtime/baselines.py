@@ -120,6 +120,7 @@ class Segments(Protocol):
     def embed(self, feed: dict[str, np.ndarray]) -> Any: ...
     def layer(self, k: int, state: Any) -> np.ndarray: ...
     def keep(self, state: Any, rows: np.ndarray, width: int) -> Any: ...
+    def close(self) -> None: ...
 
 
 class EngineSegments:
@@ -142,25 +143,39 @@ class EngineSegments:
         return {"hidden": np.ascontiguousarray(state["hidden"][rows, :width]),
                 "attention_mask": np.ascontiguousarray(state["attention_mask"][rows, :width])}
 
+    def close(self) -> None:
+        for eng in (self.embed_engine, *self.layers):
+            eng.close()
+
 
 class TorchSegments:
     """Segments straight on a loaded `ExitBert` (tensors stay on the device between layers)."""
 
-    def __init__(self, model: Any, device: str = "cpu") -> None:
+    def __init__(self, model: Any, device: str = "cpu", precision: str = "fp32") -> None:
         import torch
 
-        self.torch, self.model, self.device = torch, model, device
+        self.torch, self.model, self.device, self.precision = torch, model, device, precision
+
+    def _scope(self) -> Any:
+        """The engines' TF32/fp32 setting, so the baselines run in the same arithmetic as GEEP and ``full``."""
+        import contextlib
+
+        from engines.torch_cuda import fp32_precision_scope
+
+        if self.device != "cuda":  # the TF32 switch only governs CUDA matmuls
+            return contextlib.nullcontext()
+        return fp32_precision_scope(self.torch, self.precision)
 
     def embed(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
         from geep_deploy.model import mask_to_bias
 
         t = {k: self.torch.from_numpy(v).to(self.device) for k, v in feed.items()}
-        with self.torch.inference_mode():
+        with self.torch.inference_mode(), self._scope():
             h = self.model.embeddings(t["input_ids"], t["token_type_ids"])
             return {"hidden": h, "mask": t["attention_mask"], "bias": mask_to_bias(t["attention_mask"], h.dtype)}
 
     def layer(self, k: int, state: dict[str, Any]) -> np.ndarray:
-        with self.torch.inference_mode():
+        with self.torch.inference_mode(), self._scope():
             h = self.model.run_layers(state["hidden"], state["bias"], k - 1, k)
             state["hidden"] = h
             return self.model.classify(k, h, state["mask"]).float().cpu().numpy()
@@ -169,6 +184,9 @@ class TorchSegments:
         idx = self.torch.from_numpy(rows).to(self.device)
         return {k: v.index_select(0, idx)[..., :width] if k == "bias" else v.index_select(0, idx)[:, :width]
                 for k, v in state.items()}
+
+    def close(self) -> None:  # the model belongs to the engine that loaded it
+        pass
 
 
 def run_layerwise(segments: Segments, feed: dict[str, np.ndarray], num_layers: int, spec: MethodSpec,

@@ -51,7 +51,7 @@ def _segments(eng: GeepEngine, backend: str, device: str, precision: str, thread
     if eng.parts is None:
         raise ConfigError("bench | layer-by-layer baselines need an engine loaded with GeepEngine.load.")
     if eng.parts.model is not None:
-        return TorchSegments(eng.parts.model, device)
+        return TorchSegments(eng.parts.model, device, precision)
     from runtime.loading import segment_engines
 
     embed, layers = segment_engines(eng.parts, backend, device, precision, threads)
@@ -123,46 +123,51 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     for precision in cfg.precisions:
         main = GeepEngine.load(cfg.export, cfg.backend, cfg.device, precision, threads=cfg.threads,
                                depths=bundle.depths, fixed_depth=None if wants_geep else L, verify=False)
-        backend = main.info["backend"]
         engines: dict[str, GeepEngine] = {"same-export": main}
         segments: dict[str, Any] = {}
-        contenders: list[_Contender] = []
-        for spec in specs:
-            source = str(cfg.baseline_exports[spec.family]) if spec.family in cfg.baseline_exports else "same-export"
-            if source not in engines:
-                engines[source] = GeepEngine.load(source, backend, cfg.device, precision, fixed_depth=L,
-                                                  threads=cfg.threads)
-            eng = engines[source]
-            if spec.layerwise and source not in segments:
-                try:
-                    segments[source] = _segments(eng, backend, cfg.device, precision, cfg.threads)
-                except ArtifactError as e:
-                    segments[source] = None
-                    skipped.append({"precision": precision, "source": source, "reason": str(e)})
-                    print(f"bench | skipping layer-by-layer methods on {source} at {precision}: {e}",
-                          file=sys.stderr)
-            if spec.layerwise and segments[source] is None:
-                continue
-            contenders.append(_Contender(spec, MethodRunner(spec, eng, segments.get(source)), source))
-        enc_all = main.encoder.encode(ds.texts_a, ds.texts_b)
-        lengths = enc_all.lengths
-        for bs in cfg.batch_sizes:
-            batches = length_sorted_batches(lengths, bs)
-            own = {id(c): _batches_for(c, enc_all, batches, bs) for c in contenders}
-            for c in contenders:  # warm-up: first-run allocations and lazy init stay out of the timings
-                c.model_s, c.e2e_s, c.batch_ms = [], [], []
-                c.run(ds.texts_a, ds.texts_b, own[id(c)][: cfg.warmup_batches], record=False, timed=False)
-            bar = tqdm(total=cfg.repeats * len(contenders), disable=not cfg.progress,
-                       desc=f"{backend} {precision} batch {bs}", unit="run")
-            for r in range(cfg.repeats):
-                shift = r % len(contenders)
-                for c in contenders[shift:] + contenders[:shift]:
-                    c.run(ds.texts_a, ds.texts_b, own[id(c)], record=(r == 0))
-                    bar.update(1)
-            bar.close()
-            records += _summarise(contenders, labels, lengths, main, backend, cfg.device, precision, bs)
-        for e in engines.values():
-            e.close()
+        try:
+            backend = main.info["backend"]
+            contenders: list[_Contender] = []
+            for spec in specs:
+                source = str(cfg.baseline_exports[spec.family]) if spec.family in cfg.baseline_exports else "same-export"
+                if source not in engines:
+                    engines[source] = GeepEngine.load(source, backend, cfg.device, precision, fixed_depth=L,
+                                                      threads=cfg.threads)
+                eng = engines[source]
+                if spec.layerwise and source not in segments:
+                    try:
+                        segments[source] = _segments(eng, backend, cfg.device, precision, cfg.threads)
+                    except ArtifactError as e:
+                        segments[source] = None
+                        skipped.append({"precision": precision, "source": source, "reason": str(e)})
+                        print(f"bench | skipping layer-by-layer methods on {source} at {precision}: {e}",
+                              file=sys.stderr)
+                if spec.layerwise and segments[source] is None:
+                    continue
+                contenders.append(_Contender(spec, MethodRunner(spec, eng, segments.get(source)), source))
+            enc_all = main.encoder.encode(ds.texts_a, ds.texts_b)
+            lengths = enc_all.lengths
+            for bs in cfg.batch_sizes:
+                batches = length_sorted_batches(lengths, bs)
+                own = {id(c): _batches_for(c, enc_all, batches, bs) for c in contenders}
+                for c in contenders:  # warm-up: first-run allocations and lazy init stay out of the timings
+                    c.model_s, c.e2e_s, c.batch_ms = [], [], []
+                    c.run(ds.texts_a, ds.texts_b, own[id(c)][: cfg.warmup_batches], record=False, timed=False)
+                bar = tqdm(total=cfg.repeats * len(contenders), disable=not cfg.progress,
+                           desc=f"{backend} {precision} batch {bs}", unit="run")
+                for r in range(cfg.repeats):
+                    shift = r % len(contenders)
+                    for c in contenders[shift:] + contenders[:shift]:
+                        c.run(ds.texts_a, ds.texts_b, own[id(c)], record=(r == 0))
+                        bar.update(1)
+                bar.close()
+                records += _summarise(contenders, labels, lengths, main, backend, cfg.device, precision, bs)
+        finally:  # a failed run leaves no session or CUDA context behind
+            for seg in segments.values():
+                if seg is not None:
+                    seg.close()
+            for e in engines.values():
+                e.close()
     return {"machine": machine_info(cfg.device), "config": _config_dict(cfg), "records": records,
             "skipped": skipped}
 

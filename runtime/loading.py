@@ -73,9 +73,10 @@ def build_parts(
     check_count("runtime | threads", threads, allow_none=True)
     bundle = load_export(export_dir, verify=verify)
     arts = list(bundle.artifacts)
-    backend = resolve_backend(backend, device,
-                              has_plans=any(a.backend == PLAN for a in arts),
-                              has_onnx=any(a.backend == ONNX for a in arts))
+    wp = weights_precision(precision)
+    backend = resolve_backend(backend, device, precision=precision,
+                              has_plans=any(a.backend == PLAN and a.precision == wp for a in arts),
+                              has_onnx=any(a.backend == ONNX and a.precision == wp for a in arts))
     if precision == "tf32" and backend != TORCH:
         raise ConfigError(f"runtime | precision tf32 (TF32 matmuls) runs on the torch backend only; {backend} "
                           "would run fp32. Use --backend torch, or --precision fp32.")
@@ -244,14 +245,18 @@ def segment_engines(parts: Parts, backend: str, device: str, precision: str,
                     threads: int | None = None) -> tuple[BaseEngine, list[BaseEngine]]:
     """The ``embed`` and ``layer1..L`` engines of the export (for FastBERT/PABEE layer by layer)."""
     L = parts.bundle.shape.num_hidden_layers
+    opened: list[BaseEngine] = []
     try:
-        embed = make_engine(parts.bundle, parts, backend, device, precision, kind="embed", depth=None,
-                            threads=threads)
-        layers = [make_engine(parts.bundle, parts, backend, device, precision, kind="layer", depth=k,
-                              threads=threads) for k in range(1, L + 1)]
-    except (ArtifactError, KeyError, LookupError) as e:
+        for kind, depth in [("embed", None)] + [("layer", k) for k in range(1, L + 1)]:
+            opened.append(make_engine(parts.bundle, parts, backend, device, precision, kind=kind, depth=depth,
+                                      threads=threads))
+    except BaseException as e:
+        for eng in opened:  # nothing half-built stays open
+            eng.close()
+        if not isinstance(e, (ArtifactError, KeyError, LookupError)):
+            raise
         raise ArtifactError(
             f"runtime | the export has no segment graphs (embed, layer1..{L}) for {backend}/{precision}, "
             f"which the layer-by-layer baselines need: {e}. Re-export with segment graphs."
         ) from None
-    return embed, layers
+    return opened[0], opened[1:]

@@ -58,13 +58,22 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     if args.engine_batch is None:
-        args.engine_batch = 64 if args.device == "cuda" else 8
+        from geep_deploy.service.runner import default_engine_batch
+
+        args.engine_batch = default_engine_batch(args.device)
     for name in ("max_batch", "max_queue", "workers", "engine_batch", "max_rows", "max_chars", "max_body_kb",
                  "replicas"):
         if getattr(args, name) < 1:
             raise ConfigError(f"serve | --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     if args.max_wait_ms < 0:
         raise ConfigError(f"serve | --max-wait-ms must be >= 0, got {args.max_wait_ms}.")
+    if args.ray:  # Ray Serve queues, scales and drains replicas itself
+        ignored = [f"--{n.replace('_', '-')}" for n, default in (("max_queue", 2048), ("workers", 1),
+                                                                   ("graceful_timeout", 30.0))
+                   if getattr(args, n) != default]
+        if ignored:
+            print(f"warning: {', '.join(ignored)} apply to the local service only; --ray ignores them.",
+                  file=sys.stderr)
     if not (args.export / "manifest.json").is_file():
         raise ConfigError(f"serve | {args.export} has no manifest.json; give an export directory written by "
                           f"`geep-deploy export --out`.")

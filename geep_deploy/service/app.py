@@ -18,13 +18,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.requests import Request
 
 from geep_deploy import __version__
-from geep_deploy.errors import GeepError
+from geep_deploy.errors import ConfigError, DataError, GeepError
 from geep_deploy.service.batcher import BatcherConfig, MicroBatcher, QueueFull, ShuttingDown
 from geep_deploy.service.limits import InvalidRequest, RequestLimits, RequestTooLarge, check_request
 from geep_deploy.service.metrics import Registry
 from geep_deploy.service.middleware import RequestGuard
 from geep_deploy.service.pooling import Rows
-from geep_deploy.service.runner import PoolRunner, Record
+from geep_deploy.service.runner import PoolRunner, Record, default_engine_batch
 from geep_deploy.service.schema import ClassifyRequest, ClassifyResponse, ErrorResponse, Health
 from geep_deploy.service.telemetry import ServiceMetrics
 
@@ -58,7 +58,9 @@ class LocalService:
         self.metrics = ServiceMetrics(queue_rows=lambda: self.batcher.queued_rows,
                                       pools_in_flight=lambda: self.batcher.pools_in_flight,
                                       ready=lambda: float(self.ready()))
-        self.batcher = MicroBatcher(PoolRunner(engine, engine_batch or 8), batcher or BatcherConfig(),
+        device = str(getattr(engine, "info", {}).get("device", "cpu"))
+        self.batcher = MicroBatcher(PoolRunner(engine, engine_batch or default_engine_batch(device)),
+                                    batcher or BatcherConfig(),
                                     self.metrics)
         self.info = {**engine.info, "num_layers": engine.num_layers, "labels": list(engine.label_names),
                      "max_batch": self.batcher.config.max_batch, "max_wait_ms": self.batcher.config.max_wait_s * 1e3}
@@ -82,6 +84,7 @@ ERRORS = {413: {"model": ErrorResponse, "description": "too many rows, too long 
           415: {"model": ErrorResponse, "description": "content type is not application/json"},
           400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
           422: {"model": ErrorResponse, "description": "wrong field types, unknown fields, empty list or text"},
+          500: {"model": ErrorResponse, "description": "the engine failed on a valid request (see the server log)"},
           503: {"model": ErrorResponse, "description": "queue full or draining; see the Retry-After header"}}
 
 
@@ -95,6 +98,11 @@ def build_app(service: Callable[[], Service], lifespan: Callable[[FastAPI], Any]
     app = FastAPI(title="geep-deploy", version=__version__, lifespan=lifespan,
                   description="Early-exit BERT classification: each text runs only to its predicted exit depth; "
                               "concurrent requests are pooled into one engine call.")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # anything else (e.g. CUDA out of memory) still answers in the documented JSON error shape
+        return _error(500, f"service | internal error: {type(exc).__name__}: {str(exc)[:300]}")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -116,8 +124,10 @@ def build_app(service: Callable[[], Service], lifespan: Callable[[FastAPI], Any]
             return _error(503, str(e), e.retry_after_s)
         except ShuttingDown as e:
             return _error(503, str(e), 1)
-        except (InvalidRequest, GeepError) as e:
+        except (InvalidRequest, DataError, ConfigError) as e:  # the request's fault: the client can fix it
             return _error(422, str(e))
+        except GeepError as e:  # the engine's or the export's fault (a failed run, a damaged artifact)
+            return _error(500, f"service | the engine failed: {e}")
         return {"predictions": records, "num_layers": svc.info["num_layers"]}
 
     @app.get("/healthz", response_model=Health)

@@ -26,7 +26,7 @@ from geep_deploy.errors import ConfigError
 from geep_deploy.optional import require
 from geep_deploy.service.limits import RequestLimits
 from geep_deploy.service.pooling import Rows
-from geep_deploy.service.runner import PoolRunner, Record
+from geep_deploy.service.runner import PoolRunner, Record, default_engine_batch
 from geep_deploy.service.telemetry import ServiceMetrics
 
 serve = require("ray.serve", "serve --ray", "for scale-out on Ray Serve")
@@ -56,7 +56,7 @@ class GeepDeployment:
 
         self.engine = GeepEngine.load(export, backend, device, precision, fixed_depth=fixed_depth,
                                       threads=threads)
-        self.runner = PoolRunner(self.engine, engine_batch or (64 if device == "cuda" else 8))
+        self.runner = PoolRunner(self.engine, engine_batch or default_engine_batch(device))
         self.limits = RequestLimits(max_rows=max_rows, max_chars=max_chars, max_body_bytes=max_body_kb * 1024)
         self.metrics = ServiceMetrics(ready=lambda: 1.0)
         ctx = serve.get_replica_context()

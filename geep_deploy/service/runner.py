@@ -28,6 +28,12 @@ class PoolOutcome:
     seconds: float = 0.0
 
 
+def default_engine_batch(device: str) -> int:
+    """Rows per engine call inside a pool: 8 on the CPU (long padded 64-row calls were slower than no pooling,
+    `bench/results/serve_cpu_engine_batch64.json`), 64 on CUDA."""
+    return 64 if device == "cuda" else 8
+
+
 class PoolRunner:
     """Classify pools with one engine; ``engine_batch`` caps rows per engine call inside ``predict``."""
 
