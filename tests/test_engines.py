@@ -178,3 +178,13 @@ def test_ort_cuda_options_turn_tf32_off_for_fp32():
     assert cuda_provider_options("fp32") == {"use_tf32": "0"}
     assert cuda_provider_options("tf32") == {"use_tf32": "1"}
     assert cuda_provider_options("fp16") == {}
+
+
+def test_auto_backend_follows_the_precision_asked_for() -> None:
+    from engines.registry import resolve_backend
+
+    assert resolve_backend("auto", "cpu", has_plans=False, has_onnx=True) == "onnxruntime"
+    assert resolve_backend("auto", "cpu", has_plans=False, has_onnx=True, precision="tf32") == "torch"
+    # no ONNX graphs of the precision asked for: torch, which casts the fp32 weights itself
+    assert resolve_backend("auto", "cpu", has_plans=False, has_onnx=False, precision="bf16") == "torch"
+    assert resolve_backend("ort", "cpu", has_plans=False, has_onnx=False) == "onnxruntime"
