@@ -55,6 +55,13 @@ def interleaved(contenders: dict[str, tuple[Any, list[dict[str, np.ndarray]]]], 
             for n, t in times.items()}
 
 
+def ratios(stats: dict[str, Any], base: str, names: dict[str, str]) -> dict[str, float]:
+    """``name -> config's median / base's median``, for wall-clock and (prefixed ``cpu_``) CPU time."""
+    out = {name: stats[cfg]["median_s"] / stats[base]["median_s"] for name, cfg in names.items()}
+    out |= {f"cpu_{name}": stats[cfg]["median_cpu_s"] / stats[base]["median_cpu_s"] for name, cfg in names.items()}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--export", default="runs/demo/export_geep", help="an export directory (the demo's GEEP export)")
@@ -99,12 +106,8 @@ def main() -> int:
     padding = interleaved({"dataset_order": (engines[0], feeds_ds), "length_sorted": (engines[1], feeds_sorted),
                            "length_sorted_again": (engines[2], feeds_sorted)}, a.repeats)
     padding["real_token_fraction"] = {"dataset_order": real_ds, "length_sorted": real_sorted}
-    med = {k: v["median_s"] for k, v in padding.items() if isinstance(v, dict) and "median_s" in v}
-    cpu = {k: padding[k]["median_cpu_s"] for k in med}
-    padding["ratios"] = {"dataset_order_over_sorted": med["dataset_order"] / med["length_sorted"],
-                         "noise_sorted_again_over_sorted": med["length_sorted_again"] / med["length_sorted"],
-                         "cpu_dataset_order_over_sorted": cpu["dataset_order"] / cpu["length_sorted"],
-                         "cpu_noise_sorted_again_over_sorted": cpu["length_sorted_again"] / cpu["length_sorted"]}
+    padding["ratios"] = ratios(padding, "length_sorted", {"dataset_order_over_sorted": "dataset_order",
+                                                          "noise_sorted_again_over_sorted": "length_sorted_again"})
     for e in engines:
         e.close()
 
@@ -113,13 +116,9 @@ def main() -> int:
     engines = [engine(), engine(), engine(disable_prepacking=True)]
     prepack = interleaved({"prepacking": (engines[0], feeds_1), "prepacking_again": (engines[1], feeds_1),
                            "prepacking_disabled": (engines[2], feeds_1)}, a.repeats)
-    med = {k: v["median_s"] for k, v in prepack.items()}
-    cpu = {k: v["median_cpu_s"] for k, v in prepack.items()}
+    prepack["ratios"] = ratios(prepack, "prepacking", {"disabled_over_prepacking": "prepacking_disabled",
+                                                       "noise_again_over_prepacking": "prepacking_again"})
     prepack["rows"] = len(rows)
-    prepack["ratios"] = {"disabled_over_prepacking": med["prepacking_disabled"] / med["prepacking"],
-                         "noise_again_over_prepacking": med["prepacking_again"] / med["prepacking"],
-                         "cpu_disabled_over_prepacking": cpu["prepacking_disabled"] / cpu["prepacking"],
-                         "cpu_noise_again_over_prepacking": cpu["prepacking_again"] / cpu["prepacking"]}
     for e in engines:
         e.close()
 

@@ -18,6 +18,7 @@ def file_entry(root: Path, path: Path, **extra: Any) -> dict[str, Any]:
 def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     """Write ``manifest.json`` with its own checksum (``manifest_sha256``), so a hand edit fails at load."""
     p = root / MANIFEST
-    body = {**manifest, SELF_HASH: manifest_digest(manifest)}
+    loaded = json.loads(json.dumps(manifest, allow_nan=False))  # the digest covers what a reader will load
+    body = {**loaded, SELF_HASH: manifest_digest(loaded)}
     p.write_text(json.dumps(body, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
     return p

@@ -140,17 +140,18 @@ def run_reference(model: Any, kind: str, depth: int | None, exit_mode: str,
     def engine(kind: str, depth: int | None) -> Any:
         return open_engine(TORCH, model, kind=kind, depth=depth, exit_mode=exit_mode, check_inputs=False)
 
-    below = [engine(EMBED, None)] + [engine(LAYER, j) for j in range(1, int(depth))] if kind == LAYER else []
     with engine(kind, depth) as ref:
         wanted = set(ref.input_metadata())
         graph_feeds = [{k: v for k, v in f.items() if k in wanted} for f in feeds]
-        for g, f in zip(graph_feeds, feeds) if below else ():
-            h = below[0].infer(f)["hidden"]
-            for layer in below[1:]:
-                h = layer.infer({"hidden": h, "attention_mask": f["attention_mask"]})["hidden_out"]
-            g["hidden"] = h
-        for eng in below:
-            eng.close()
+        if kind == LAYER:  # layer k's input: the states layers 1..k-1 produce
+            with engine(EMBED, None) as embed:
+                hidden = [embed.infer(f)["hidden"] for f in feeds]
+            for j in range(1, int(depth)):
+                with engine(LAYER, j) as layer:
+                    hidden = [layer.infer({"hidden": h, "attention_mask": f["attention_mask"]})["hidden_out"]
+                              for h, f in zip(hidden, feeds)]
+            for g, h in zip(graph_feeds, hidden):
+                g["hidden"] = h
         return [ref.infer(g) for g in graph_feeds], graph_feeds
 
 

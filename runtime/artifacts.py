@@ -96,7 +96,11 @@ class ExportBundle:
             except Exception as e:  # noqa: BLE001 - SafetensorError, OSError: a damaged file, named
                 raise ArtifactError(f"export | {art.path} cannot be read ({type(e).__name__}: {e}). "
                                     "Re-export with --force.") from None
-        return {name: torch.from_numpy(read_tensor(art.path, entry)) for name, entry in art.tensors.items()}
+        try:
+            raw = np.memmap(art.path, dtype=np.uint8, mode="r")
+        except (OSError, ValueError) as e:
+            raise ArtifactError(f"export | cannot read {art.path}: {e}. Re-export with --force.") from None
+        return {name: torch.from_numpy(read_tensor(raw, entry, art.path)) for name, entry in art.tensors.items()}
 
     def torch_model(self) -> Any:
         """An ``ExitBert`` in eval mode rebuilt from the manifest and the export's fp32 weights."""
@@ -119,8 +123,9 @@ def _describe(a: Artifact) -> str:
     return f"{a.kind}{depth}/{a.backend}/{a.precision}{'-' + a.variant if a.variant else ''}"
 
 
-def read_tensor(path: Path, entry: dict[str, Any]) -> np.ndarray:
-    """One state-dict tensor from a weights file: ``entry`` = {offset, dtype, shape, transposed}.
+def read_tensor(raw: np.ndarray, entry: dict[str, Any], path: Path) -> np.ndarray:
+    """One state-dict tensor (a copy) from the bytes ``raw`` of weights file ``path``: ``entry`` = {offset,
+    dtype, shape, transposed}.
 
     Matrices the ONNX graphs store transposed (``MatMul`` weights) are read in that layout and transposed back,
     so the file holds each tensor once for both ONNX Runtime and torch.
@@ -128,15 +133,14 @@ def read_tensor(path: Path, entry: dict[str, Any]) -> np.ndarray:
     try:
         dtype, shape = np.dtype(entry["dtype"]), tuple(int(d) for d in entry["shape"])
         stored = shape[::-1] if entry.get("transposed") else shape
-        count = int(np.prod(stored, dtype=np.int64))
-        arr = np.fromfile(path, dtype=dtype, count=count, offset=int(entry["offset"]))
-    except (KeyError, TypeError, ValueError, OSError) as e:
+        offset, nbytes = int(entry["offset"]), int(np.prod(stored, dtype=np.int64)) * dtype.itemsize
+    except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"export | cannot read tensor {entry!r} from {path}: {e}") from None
-    if arr.size != count:
-        raise ArtifactError(f"export | {path} is truncated: a tensor at offset {entry['offset']} needs {count} "
-                            "values. Re-export with --force.")
-    arr = arr.reshape(stored)
-    return np.ascontiguousarray(arr.T) if entry.get("transposed") else arr
+    if offset < 0 or offset + nbytes > raw.size:
+        raise ArtifactError(f"export | {path} is truncated: a tensor at offset {offset} needs {nbytes} bytes. "
+                            "Re-export with --force.")
+    arr = np.frombuffer(raw[offset: offset + nbytes], dtype=dtype).reshape(stored)
+    return (arr.T if entry.get("transposed") else arr).copy(order="C")  # writable, detached from the mapping
 
 
 def load_export(path: str | Path, verify: bool = True) -> ExportBundle:

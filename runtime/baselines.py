@@ -16,12 +16,14 @@ in the batch (``trim``), which helps the baselines, never GEEP.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from engines.torch_cuda import fp32_precision_scope
 from geep_deploy.encoding import Encoded, pad_batch
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import BENCH_SWEEPS, normalized_entropy
@@ -158,10 +160,6 @@ class TorchSegments:
 
     def _scope(self) -> Any:
         """The engines' TF32/fp32 setting, so the baselines run in the same arithmetic as GEEP and ``full``."""
-        import contextlib
-
-        from engines.torch_cuda import fp32_precision_scope
-
         if self.device != "cuda":  # the TF32 switch only governs CUDA matmuls
             return contextlib.nullcontext()
         return fp32_precision_scope(self.torch, self.precision)
