@@ -1,7 +1,7 @@
 """Evaluate GEEP against full, static truncation, FastBERT and PABEE on several datasets; write docs/results.md.
 
 For each dataset: seeded train/test slices of ../shared/data, training of geep, fastbert and pabee on the same
-backbone, data, budget and seed (full = FastBERT's first stage), per-depth logits on test, GEEP's exit table from
+backbone, data, epoch budget and seed (full = FastBERT's first stage), per-depth logits on test, GEEP's exit table from
 the training slice, every method's knob swept on test, operating points at 1.5x/2x/3x FLOPs, per-depth ONNX
 exports, and a wall-clock bench of those points on ONNX Runtime (CPU fp32) at batch 1 and 64. Finished steps are
 reused (the run resumes where it stopped); per-dataset JSON goes to --results, the page to docs/results.md.
@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zh-embed-lr", type=float, default=5e-4,
                    help="word-embedding learning rate on Chinese sets, whose vocabulary rows start random "
                         "(default 5e-4; 0 = the backbone's 5e-5)")
-    p.add_argument("--epochs", type=int, default=2, help="epochs per training stage (default 2)")
+    p.add_argument("--epochs", type=int, default=4,
+                   help="training budget per method in epochs over the same rows (default 4: GEEP and PABEE 4, "
+                        "FastBERT 2 teacher + 2 students)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeats", type=int, default=3, help="interleaved bench repeats; medians reported")
     p.add_argument("--bench-rows", type=int, nargs=2, default=(300, 1024), metavar=("B1", "B64"),

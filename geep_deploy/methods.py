@@ -4,7 +4,8 @@ All methods share ``ExitBert``, the data path and the loop in ``trainer.py``; th
 a stage trains and what loss it computes on a batch:
 
 - ``geep`` (one stage): shared exit loss ``sum_{k in K} CE(T(layer_L(h_k)), y)`` plus distillation
-  ``sum_{k<L} KL(stopgrad(p_T) || p_{S_k})`` in the same step (GEEP.md, "Training").
+  ``sum_{k<L} KL(stopgrad(p_T) || p_{S_k})`` in the same step (GEEP.md, "Training"); optionally gold-label CE on
+  the students and a distillation warm-up (``GeepLossConfig``).
 - ``fastbert`` (two stages): fine-tune backbone + teacher with CE; then freeze them and distil every student.
 - ``pabee`` (one stage): CE at every depth weighted by depth (Zhou et al. 2020).
 - ``full`` (one stage): plain fine-tuning of the teacher on the last layer.
@@ -22,17 +23,36 @@ from torch import nn
 from geep_deploy.errors import ConfigError
 from geep_deploy.model import ExitBert
 
-LossFn = Callable[[ExitBert, dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+LossFn = Callable[..., torch.Tensor]
+"""``loss(model, batch, y, progress=1.0)``: ``progress`` is the share of the stage's steps already taken."""
 
 
 @dataclass(frozen=True)
 class GeepLossConfig:
-    """Options of GEEP's loss; defaults follow the reference (EasyNLP) behaviour."""
+    """Options of GEEP's loss. The first four follow the reference (EasyNLP); the last two are additions.
+
+    ``student_ce_weight`` adds gold-label cross-entropy to every student's loss: the students then learn from the
+    labels while the teacher they are distilled from is still near-uniform (``bench/train_diagnostics.py``
+    measures why this matters). ``distill_warmup`` ramps the distillation weight from 0 over that share of the
+    stage's steps. Both keep the one-step shared exit loss as the method's core.
+    """
 
     exit_set: tuple[int, ...] | None = None  # K; None = 1..L-1
     temperature: float = 1.0
     shared_weight: float = 1.0
     distill_weight: float = 1.0
+    student_ce_weight: float = 0.0
+    distill_warmup: float = 0.0
+
+    def validate(self) -> None:
+        for name in ("temperature", "shared_weight", "distill_weight", "student_ce_weight", "distill_warmup"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0 and v == v):
+                raise ConfigError(f"geep | {name} must be a number >= 0, got {v!r}.")
+        if self.temperature <= 0:
+            raise ConfigError(f"geep | temperature must be > 0, got {self.temperature!r}.")
+        if self.distill_warmup > 1:
+            raise ConfigError(f"geep | distill_warmup is a share of the steps (0..1), got {self.distill_warmup!r}.")
 
 
 @dataclass
@@ -69,35 +89,65 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
     return F.kl_div(log_s, log_p, log_target=True, reduction="batchmean") * (t * t)
 
 
+def exit_set(cfg: GeepLossConfig, num_layers: int) -> tuple[int, ...]:
+    """K, checked against the model's depth."""
+    L = num_layers
+    ks = tuple(range(1, L)) if cfg.exit_set is None else cfg.exit_set
+    if any(not 1 <= k < L for k in ks) or not ks:
+        raise ConfigError(f"geep | exit set must be a non-empty subset of 1..{L - 1}, got {ks}.")
+    return ks
+
+
+def geep_terms(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor,
+               cfg: GeepLossConfig) -> dict[str, torch.Tensor]:
+    """GEEP's loss terms on a batch, unweighted (GEEP.md, "Training"):
+
+    - ``shared``: ``sum_{k in K} CE(T(layer_L(h_k)), y)``; k = L-1 is the ordinary full path;
+    - ``distill``: ``sum_{k<L} KL(stopgrad(p_T) || p_{S_k})``;
+    - ``student_ce``: ``sum_{k<L} CE(S_k, y)`` (an option; computed only when its weight is > 0).
+    """
+    L = model.num_layers
+    ks = exit_set(cfg, L)
+    out = model.forward_all(**batch)
+    teacher_full = out.logits[-1]
+    # Every k < L-1 goes through the last layer as one stacked batch; k = L-1 is the ordinary full path.
+    extra = [k for k in ks if k != L - 1]
+    shared = F.cross_entropy(teacher_full, y) if (L - 1) in ks else teacher_full.new_zeros(())
+    if extra:
+        b = y.shape[0]
+        h = torch.cat([out.hidden[k - 1] for k in extra], dim=0)
+        bias = out.mask_bias.repeat(len(extra), 1, 1, 1)
+        skip_logits = model.teacher_from(h, bias, out.attention_mask.repeat(len(extra), 1))
+        shared = shared + F.cross_entropy(skip_logits, y.repeat(len(extra)), reduction="sum") / b
+    terms = {"shared": shared,
+             "distill": sum(distill_kl(out.logits[k - 1], teacher_full, cfg.temperature) for k in range(1, L))}
+    if cfg.student_ce_weight > 0:
+        terms["student_ce"] = sum(F.cross_entropy(out.logits[k - 1].float(), y) for k in range(1, L))
+    return terms
+
+
+def geep_weights(cfg: GeepLossConfig, progress: float = 1.0) -> dict[str, float]:
+    """Each term's weight at ``progress`` (share of the stage's steps taken): distillation ramps over its warm-up."""
+    ramp = 1.0 if cfg.distill_warmup <= 0 else min(1.0, progress / cfg.distill_warmup)
+    return {"shared": cfg.shared_weight, "distill": cfg.distill_weight * ramp, "student_ce": cfg.student_ce_weight}
+
+
 def geep_loss(cfg: GeepLossConfig) -> LossFn:
-    def loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        L = model.num_layers
-        ks = tuple(range(1, L)) if cfg.exit_set is None else cfg.exit_set
-        if any(not 1 <= k < L for k in ks) or not ks:
-            raise ConfigError(f"geep | exit set must be a non-empty subset of 1..{L - 1}, got {ks}.")
-        out = model.forward_all(**batch)
-        teacher_full = out.logits[-1]
-        # Every k < L-1 goes through the last layer as one stacked batch; k = L-1 is the ordinary full path.
-        extra = [k for k in ks if k != L - 1]
-        shared = F.cross_entropy(teacher_full, y) if (L - 1) in ks else teacher_full.new_zeros(())
-        if extra:
-            b = y.shape[0]
-            h = torch.cat([out.hidden[k - 1] for k in extra], dim=0)
-            bias = out.mask_bias.repeat(len(extra), 1, 1, 1)
-            skip_logits = model.teacher_from(h, bias, out.attention_mask.repeat(len(extra), 1))
-            shared = shared + F.cross_entropy(skip_logits, y.repeat(len(extra)), reduction="sum") / b
-        distill = sum(distill_kl(out.logits[k - 1], teacher_full, cfg.temperature) for k in range(1, L))
-        return cfg.shared_weight * shared + cfg.distill_weight * distill
+    cfg.validate()
+
+    def loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor, progress: float = 1.0) -> torch.Tensor:
+        terms, w = geep_terms(model, batch, y, cfg), geep_weights(cfg, progress)
+        return sum(w[name] * t for name, t in terms.items())
 
     return loss
 
 
-def _teacher_ce(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+def _teacher_ce(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor, progress: float = 1.0) -> torch.Tensor:
     return F.cross_entropy(model(**batch), y)
 
 
 def fastbert_distill_loss(temperature: float) -> LossFn:
-    def loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    def loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor, progress: float = 1.0) -> torch.Tensor:
         L = model.num_layers
         with torch.no_grad():  # backbone and teacher are frozen: only the students' heads take gradients
             out = model.forward_all(**batch)
@@ -107,7 +157,7 @@ def fastbert_distill_loss(temperature: float) -> LossFn:
     return loss
 
 
-def _pabee_loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+def _pabee_loss(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor, progress: float = 1.0) -> torch.Tensor:
     out = model.forward_all(**batch)
     weights = torch.arange(1, model.num_layers + 1, dtype=torch.float32)
     losses = torch.stack([F.cross_entropy(lg, y) for lg in out.logits])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -75,6 +76,25 @@ def _lr_lambda(total: int, warmup: int):
     return f
 
 
+@dataclass
+class StepView:
+    """What a training monitor sees before each optimiser step (``train(..., monitor=...)``)."""
+
+    model: ExitBert
+    stage: str
+    step: int  # 0-based within the stage
+    total: int  # steps in the stage
+    batch: dict[str, torch.Tensor]
+    y: torch.Tensor
+
+    @property
+    def progress(self) -> float:
+        return self.step / max(1, self.total)
+
+
+Monitor = Callable[[StepView], None]
+
+
 def per_depth_accuracy(model: ExitBert, enc: Encoded, labels: np.ndarray, cfg: TrainConfig) -> list[float]:
     logits = collect_depth_logits(model, enc, cfg.eval_batch_size, cfg.device)
     return [float((logits[:, k].argmax(-1) == labels).mean()) for k in range(model.num_layers)]
@@ -82,7 +102,7 @@ def per_depth_accuracy(model: ExitBert, enc: Encoded, labels: np.ndarray, cfg: T
 
 def _run_stage(
     model: ExitBert, stage, enc: Encoded, labels: np.ndarray, epochs: int, cfg: TrainConfig,
-    dev: tuple[Encoded, np.ndarray] | None, history: list[dict[str, Any]],
+    dev: tuple[Encoded, np.ndarray] | None, history: list[dict[str, Any]], monitor: Monitor | None = None,
 ) -> None:
     named = list(stage.params(model))
     trainable = {id(p) for _, p in named}
@@ -107,6 +127,7 @@ def _run_stage(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(cfg.warmup_ratio * total)))
     use_amp = cfg.device.startswith("cuda")
     y_all = torch.from_numpy(labels)
+    step = -1
     for epoch in range(1, epochs + 1):
         model.train()
         if stage.frozen_eval:
@@ -117,10 +138,14 @@ def _run_stage(
         bar = tqdm(shuffled_bucket_batches(enc.lengths, cfg.batch_size, rng), desc=f"{stage.name} epoch {epoch}/{epochs}",
                    leave=False, mininterval=1.0)
         for idx in bar:
+            step += 1
             batch = torch_batch(enc, idx, cfg.device)
             y = y_all[idx].to(cfg.device)
+            view = StepView(model, stage.name, step, total, batch, y)
+            if monitor is not None:
+                monitor(view)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                loss = stage.loss(model, batch, y)
+                loss = stage.loss(model, batch, y, progress=view.progress)
             if not torch.isfinite(loss):
                 raise ConfigError(f"train | loss became {loss.item()} in {stage.name}; lower --lr.")
             opt.zero_grad(set_to_none=True)
@@ -143,14 +168,18 @@ def _run_stage(
 
 
 def train(
-    backbone: Backbone, train_ds: TextDataset, dev_ds: TextDataset | None, cfg: TrainConfig
+    backbone: Backbone, train_ds: TextDataset, dev_ds: TextDataset | None, cfg: TrainConfig,
+    monitor: Monitor | None = None,
 ) -> Checkpoint:
     """Fine-tune ``backbone`` with exits by ``cfg.method``; evaluates on ``dev_ds`` after every epoch.
+
+    ``monitor`` (optional) sees the model and batch before every optimiser step (``bench/train_diagnostics.py``).
 
     Returns:
         The trained ``Checkpoint`` (not yet saved), with hyper-parameters and the training history as metrics.
     """
     cfg.validate()
+    cfg.geep.validate()
     check_max_len("train | max_len", cfg.max_len, backbone.shape.max_position_embeddings)
     stages = stages_for(cfg.method, cfg.geep)
     set_seed(cfg.seed)
@@ -167,9 +196,12 @@ def train(
         dev = (encoder.encode(dev_ds.texts_a, dev_ds.texts_b), np.asarray(dev_ds.labels, dtype=np.int64))
     history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
     for stage in stages:
         epochs = cfg.distill_epochs if (stage.frozen_eval and cfg.distill_epochs) else cfg.epochs
-        _run_stage(model, stage, enc, labels, epochs, cfg, dev, history)
+        t_stage = time.perf_counter()
+        _run_stage(model, stage, enc, labels, epochs, cfg, dev, history, monitor)
+        stage_seconds[stage.name] = round(time.perf_counter() - t_stage, 1)
     model.eval().cpu()
     hparams = asdict(cfg)
     hparams["geep"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in hparams["geep"].items()}
@@ -177,5 +209,6 @@ def train(
     return Checkpoint(
         model=model, method=cfg.method, label_names=list(train_ds.label_names),
         tokenizer_json=backbone.tokenizer_json, max_len=cfg.max_len, hparams=hparams,
-        metrics={"history": history, "train_seconds": round(time.perf_counter() - t0, 1)},
+        metrics={"history": history, "train_seconds": round(time.perf_counter() - t0, 1),
+                 "stage_seconds": stage_seconds},
     )

@@ -88,6 +88,32 @@ def test_sample_is_seeded_and_write_tsv_round_trips(tmp_path: Path) -> None:
     assert (back.texts_a, back.texts_b, back.labels) == (s1.texts_a, s1.texts_b, s1.labels)
 
 
+def test_equal_budgets_split_fastbert_only() -> None:
+    from geep_deploy.suite.run import stage_epochs
+
+    assert stage_epochs("geep", 4) == stage_epochs("pabee", 4) == (4, None)
+    assert stage_epochs("fastbert", 4) == (2, 2) and stage_epochs("fastbert", 5) == (2, 3)
+    assert stage_epochs("full-minilm-vocab", 4) == (2, None)  # `full` is FastBERT's first stage
+
+
+def test_training_checks_pick_the_better_exit_per_depth() -> None:
+    from geep_deploy.suite.page import training_checks
+
+    s = {"per_depth_accuracy": {"geep": [0.50, 0.70, 0.80], "fastbert": [0.66, 0.72, 0.81]},
+         "per_depth_shared_path": [0.64, 0.69], "majority_share": 0.5, "full_accuracy": 0.81,
+         "train_seconds": {"geep": 10.0, "fastbert": 8.0}}
+    c = training_checks(s)
+    assert c["students_mean_points"] == pytest.approx(100 * ((0.64 + 0.70) - (0.66 + 0.72)) / 2)
+    assert c["shared_path_better_at"] == [1] and c["geep_at_chance_where_fastbert_learns"] == [1]
+    assert c["depth_l_minus_full_points"] == pytest.approx(-1.0)
+
+
+def test_held_out_sample_is_disjoint() -> None:
+    ds = TextDataset([f"t{i}" for i in range(30)], None, [i % 2 for i in range(30)], ["a", "b"])
+    head, rest = sample(ds, 10, seed=4), sample(ds, 50, seed=4, offset=10)
+    assert not set(head.texts_a) & set(rest.texts_a) and len(rest) == 20
+
+
 def test_parse_datasets() -> None:
     assert [s.name for s in parse_datasets("sst2, afqmc")] == ["sst2", "afqmc"]
     assert len(parse_datasets("all")) == 5
@@ -146,6 +172,10 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     assert s["rows"] == {"train": 40, "test": 16}
     assert set(s["curves"]) == {"full", "geep", "fastbert", "pabee", "static"}
     assert set(s["hard_row_auc"]) == {"hard_share", "predictor_expected_depth", "length", "depth1_entropy"}
+    # equal budgets: one epoch for every method here (FastBERT's two stages get one each: the minimum), times kept
+    assert s["epochs"] == {"geep": [1], "fastbert": [1, 1], "pabee": [1]} and s["epoch_budget"] == 1
+    assert set(s["stage_seconds"]["fastbert"]) == {"fastbert-1-teacher", "fastbert-2-distill"}
+    assert len(s["per_depth_shared_path"]) == 2 and all(0 <= a <= 1 for a in s["per_depth_shared_path"])
     knobs = {p["knob"] for ps in s["points"].values() for p in ps if p is not None}
     assert knobs <= set(s["bench"]["64"]["records"]) and "full" in s["bench"]["1"]["records"]
     full_bench = s["bench"]["64"]["records"]["full"]
@@ -163,6 +193,8 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     page = write_page(cfg.results, out=tmp_path / "docs" / "results.md")
     text = page.read_text()
     assert "## Toy (en, 2 classes)" in text and "GEEP (predicted exit) @2x" in text
+    assert "geep, shared exit path (+1 layer)" in text and "Training wall-clock" in text
+    assert "GEEP d1..L-1 - FastBERT students (mean pts)" in text
     assert (tmp_path / "docs" / "results" / "toy.png").stat().st_size > 1000
     assert json.loads((cfg.results / "toy.json").read_text())["command"] == "test"
     (cfg.results / "broken.json").write_text("{")

@@ -63,9 +63,13 @@ def parse_datasets(text: str) -> list[DatasetSpec]:
     return [DATASETS[n] for n in names]
 
 
-def sample(ds: TextDataset, n: int, seed: int) -> TextDataset:
-    """``n`` rows (all when n >= len) in a seeded random order, so any head of the slice is a random sample too."""
-    pick = [int(i) for i in np.random.default_rng(seed).permutation(len(ds))[: min(n, len(ds))]]
+def sample(ds: TextDataset, n: int, seed: int, offset: int = 0) -> TextDataset:
+    """``n`` rows (fewer when the split runs out) in a seeded random order, so any head is a random sample too.
+
+    ``offset`` skips the first rows of the same order: ``sample(ds, m, seed, offset=n)`` is disjoint from
+    ``sample(ds, n, seed)`` (held-out rows for tuning).
+    """
+    pick = [int(i) for i in np.random.default_rng(seed).permutation(len(ds))[offset: offset + n]]
     return TextDataset([ds.texts_a[i] for i in pick], None if ds.texts_b is None else [ds.texts_b[i] for i in pick],
                        [ds.labels[i] for i in pick], ds.label_names, ds.source)
 

@@ -22,6 +22,9 @@ LABELS = {"full": "full", "geep": "GEEP (predicted exit)", "fastbert": "FastBERT
 STYLE = {"full": ("k", "*"), "geep": ("tab:blue", "o"), "fastbert": ("tab:orange", "^"),
          "pabee": ("tab:green", "v"), "static": ("tab:gray", "s")}
 GOAL_POINTS = 0.5
+STUDENT_GOAL_POINTS = 1.0  # GEEP's depths 1..L-1 (best exit path) against FastBERT's students, on average
+DEPTH_L_GOAL_POINTS = 0.5  # GEEP's depth L against `full`
+CHANCE_MARGIN = 0.02  # a classifier within 2 points of the majority-class share is "at chance"
 
 
 def load_summaries(results: Path) -> list[dict[str, Any]]:
@@ -98,6 +101,76 @@ def goal_checks(s: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def training_checks(s: dict[str, Any]) -> dict[str, Any]:
+    """Training goals: GEEP's depths 1..L-1 against FastBERT's students, depth L against full, heads at chance.
+
+    GEEP's accuracy at a depth is its better exit there: the student, or the shared exit path (which costs one
+    layer more) when that is more accurate.
+    """
+    geep, fb = s["per_depth_accuracy"]["geep"], s["per_depth_accuracy"]["fastbert"]
+    shared = s.get("per_depth_shared_path") or []
+    L = len(geep)
+    best = [max(geep[k], shared[k]) if k < len(shared) else geep[k] for k in range(L - 1)]
+    chance = s["majority_share"] + CHANCE_MARGIN
+    stuck = [k + 1 for k in range(L - 1) if geep[k] <= chance < fb[k]]
+    secs = s.get("train_seconds") or {}
+    return {"students_mean_points": 100 * (sum(best) - sum(fb[: L - 1])) / (L - 1),
+            "students_only_mean_points": 100 * (sum(geep[: L - 1]) - sum(fb[: L - 1])) / (L - 1),
+            "shared_path_better_at": [k + 1 for k in range(min(L - 1, len(shared))) if shared[k] > geep[k]],
+            "geep_at_chance_where_fastbert_learns": stuck,
+            "depth_l_minus_full_points": 100 * (geep[-1] - s["full_accuracy"]),
+            "train_seconds": {m: secs.get(m) for m in ("geep", "fastbert", "pabee")}}
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def training_goal_row(s: dict[str, Any]) -> list[str]:
+    name = s["dataset"]["name"]
+    if degenerate(s):
+        return [name, "n/a: every classifier predicts the majority class", "–", "–", "–"]
+    c = training_checks(s)
+    sm, dl = c["students_mean_points"], c["depth_l_minus_full_points"]
+    via = f" (shared path better at depths {c['shared_path_better_at']})" if c["shared_path_better_at"] else ""
+    t = c["train_seconds"]
+    secs = ", ".join(f"{m} {t[m]:.0f}" for m in t if t[m] is not None)
+    return [name, f"{sm:+.2f} ({_met(sm >= -STUDENT_GOAL_POINTS)}){via}",
+            ", ".join(map(str, c["geep_at_chance_where_fastbert_learns"])) or "none",
+            f"{dl:+.2f} ({_met(dl >= -DEPTH_L_GOAL_POINTS)})", secs or "–"]
+
+
+def _loss_text(s: dict[str, Any]) -> str:
+    opts = s.get("geep_loss")
+    if not opts:
+        return ""
+    return ("GEEP's loss options: " + ", ".join(f"`{k}={v}`" for k, v in opts.items() if v is not None)
+            + " (`geep_deploy/methods.py`, `GeepLossConfig`).")
+
+
+def _budget_text(s: dict[str, Any]) -> str:
+    if "epoch_budget" not in s:  # summaries written before equal budgets
+        return f"{s.get('epochs_per_stage', '?')} epochs per stage"
+    ep = s["epochs"]
+    return (f"{s['epoch_budget']} epochs per method (GEEP {'+'.join(map(str, ep['geep']))}, FastBERT "
+            f"{'+'.join(map(str, ep['fastbert']))}, PABEE {'+'.join(map(str, ep['pabee']))})")
+
+
+def _training_table(s: dict[str, Any]) -> list[str]:
+    secs, stages = s.get("train_seconds") or {}, s.get("stage_seconds") or {}
+    rows = []
+    for m in ("geep", "fastbert", "pabee"):
+        if secs.get(m) is None:
+            continue
+        parts = stages.get(m) or {}
+        split = " + ".join(f"{v:.0f} ({k})" for k, v in parts.items()) if len(parts) > 1 else ""
+        rows.append([m, "+".join(map(str, (s.get("epochs") or {}).get(m, ["?"]))), f"{secs[m]:.0f}", split or "–"])
+    if not rows:
+        return []
+    return ["Training wall-clock (seconds on this machine's CPU, same rows and budget):", "",
+            _table(["method", "epochs", "seconds", "per stage"], rows), ""]
+
+
 def _table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -150,7 +223,7 @@ def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
     d, L = s["dataset"], len(next(iter(s["per_depth_accuracy"].values())))
     lines = [f"## {d['title']}", "",
              f"Rows: {s['rows']['train']} train / {s['rows']['test']} test ({d['split_note']}) Max length "
-             f"{d['max_len']} tokens; backbone: {s['backbone']}; {s['epochs_per_stage']} epochs per stage, "
+             f"{d['max_len']} tokens; backbone: {s['backbone']}; {_budget_text(s)}, "
              f"seed {s['seed']}" + (f"; word embeddings at learning rate {s['embed_lr']:g}" if s.get("embed_lr")
                                     else "") + ".", ""]
     b = s.get("bench") or {}
@@ -160,9 +233,14 @@ def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
                   ""]
     lines += [_table(["method @ target", "knob", "accuracy %", "FLOPs speed-up", "wall b1", "wall b64"],
                      point_rows(s)), ""]
-    lines += ["Per-depth accuracy (%) of every exit classifier (static truncation of each model):", "",
-              _table(["method"] + [f"d{k}" for k in range(1, L + 1)],
-                     [[m] + [_pct(a) for a in accs] for m, accs in s["per_depth_accuracy"].items()]), ""]
+    depth_rows = [[m] + [_pct(a) for a in accs] for m, accs in s["per_depth_accuracy"].items()]
+    if s.get("per_depth_shared_path"):
+        depth_rows.insert(1, ["geep, shared exit path (+1 layer)"] + [_pct(a) for a in s["per_depth_shared_path"]]
+                          + ["–"])
+    lines += ["Per-depth accuracy (%) of every exit classifier (static truncation of each model; GEEP's shared exit "
+              "path runs layers 1..k, then layer L and the teacher):", "",
+              _table(["method"] + [f"d{k}" for k in range(1, L + 1)], depth_rows), ""]
+    lines += _training_table(s)
     ep = s["exit_prediction"]
     lines += [f"Exit prediction (consistency labels on test): MAE {ep['dev_mae_layers']:.2f} layers "
               f"(a constant guess: {ep['dev_mae_layers_constant_median']:.2f}), "
@@ -221,8 +299,10 @@ def write_page(results: Path, out: Path = Path("docs/results.md"), notes: Path |
         "across invocations; wall-clock ratios of one dataset and batch size always come from one bench run):", "",
         f"    {summaries[0]['command']}", "",
         "How to read the tables:", "",
-        "- Every method uses the same backbone (all-MiniLM-L6-v2), the same seeded train slice, budget and seed. "
-        "`full` is FastBERT's first stage (plain fine-tuning); its second stage trains only the students.",
+        "- Every method uses the same backbone (all-MiniLM-L6-v2), the same seeded train slice and seed, and the "
+        f"same training budget: {_budget_text(summaries[0])}. `full` is FastBERT's first stage (plain "
+        "fine-tuning); its second stage trains only the students. "
+        + _loss_text(summaries[0]),
         "- Each method's knob is swept on the test slice: GEEP's predictor quantile and margin, FastBERT's "
         "entropy threshold (0 to 0.95 by 0.05), PABEE's patience (1-5), static depth (1-5, GEEP's students). "
         f"An operating point is the most accurate sweep point whose FLOPs speed-up reaches the target "
@@ -238,6 +318,12 @@ def write_page(results: Path, out: Path = Path("docs/results.md"), notes: Path |
         "",
         _table(["dataset", "full %", "GEEP@2x - full (pts)", "GEEP vs FastBERT per target (accuracy, wall b64)",
                 "GEEP wall/FLOPs"], goal_rows), "",
+        f"Training goals at equal budgets: GEEP's depths 1..L-1 (the student, or the shared exit path where that is "
+        f"better) within {STUDENT_GOAL_POINTS:g} point of FastBERT's students on average; no GEEP head at chance "
+        f"(within {100 * CHANCE_MARGIN:.0f} points of the majority share) where FastBERT's learns; GEEP's depth L "
+        f"within {DEPTH_L_GOAL_POINTS:g} points of `full`.", "",
+        _table(["dataset", "GEEP d1..L-1 - FastBERT students (mean pts)", "GEEP depths at chance",
+                "GEEP depth L - full (pts)", "training seconds"], [training_goal_row(s) for s in summaries]), "",
     ]
     for s in summaries:
         name = s["dataset"]["name"]

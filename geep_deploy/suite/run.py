@@ -49,7 +49,8 @@ class SuiteConfig:
     results: Path = Path("bench/results/multi_dataset")
     zh_vocab: Path | None = None  # defaults to <data_root>/../models/vocab/bert-base-chinese/vocab.txt
     backbone: Path | None = None  # defaults to the packaged MiniLM
-    epochs: int = 2
+    epochs: int = 4  # the training budget every method gets: GEEP and PABEE 4, FastBERT 2 (teacher) + 2 (students)
+    geep_loss: Any = None  # GeepLossConfig; None = the trainer's defaults
     seed: int = 42
     bench_rows: dict[int, int] = field(default_factory=lambda: {1: 300, 64: 1024})
     repeats: int = 3
@@ -93,10 +94,36 @@ def _backbone(cfg: SuiteConfig, lang: str, log: _Log) -> Any:
     return bb
 
 
-def _recipe(cfg: SuiteConfig, spec: DatasetSpec, rows: int) -> dict[str, Any]:
+def stage_epochs(method: str, budget: int) -> tuple[int, int | None]:
+    """(epochs, distill_epochs) giving ``method`` a total of ``budget`` epochs over the same rows.
+
+    FastBERT's two stages split the budget (2 + 2 of 4); GEEP and PABEE get all of it in one stage. ``full`` (and
+    the vocabulary ablation, a ``full`` model) is FastBERT's first stage, so it gets that stage's share.
+    """
+    first = max(1, budget // 2)
+    kind = method.split("-")[0]
+    if kind == "fastbert":
+        return first, max(1, budget - first)
+    return (first if kind == "full" else budget), None
+
+
+def _geep_loss(cfg: SuiteConfig) -> Any:
+    from geep_deploy.methods import GeepLossConfig
+
+    return cfg.geep_loss or GeepLossConfig()
+
+
+def _recipe(cfg: SuiteConfig, spec: DatasetSpec, method: str, rows: int) -> dict[str, Any]:
     """The hyper-parameters a cached checkpoint must match to be reused."""
-    return {"epochs": cfg.epochs, "max_len": spec.max_len, "seed": cfg.seed, "train_rows": rows,
-            "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None}
+    import dataclasses
+
+    epochs, distill = stage_epochs(method, cfg.epochs)
+    recipe = {"epochs": epochs, "distill_epochs": distill, "max_len": spec.max_len, "seed": cfg.seed,
+              "train_rows": rows, "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None}
+    if method == "geep":
+        recipe["geep"] = {k: (list(v) if isinstance(v, tuple) else v)
+                          for k, v in dataclasses.asdict(_geep_loss(cfg)).items()}
+    return recipe
 
 
 def _train(cfg: SuiteConfig, spec: DatasetSpec, method: str, backbone: Any, train_ds: Any, path: Path,
@@ -105,17 +132,20 @@ def _train(cfg: SuiteConfig, spec: DatasetSpec, method: str, backbone: Any, trai
     from geep_deploy.checkpoint import load_checkpoint, save_checkpoint
     from geep_deploy.trainer import TrainConfig, train
 
-    recipe = _recipe(cfg, spec, len(train_ds))
+    recipe = _recipe(cfg, spec, method, len(train_ds))
     if path.is_file():
         ckpt = load_checkpoint(path)
         cached = {k: ckpt.hparams.get(k) for k in recipe}
         if cached == recipe:
             return ckpt, False
         print(f"retraining {path}: it was trained with {cached}, the run asks for {recipe}")
-    log.step(spec.name, f"train {method} on {len(train_ds)} rows ({cfg.epochs} epochs per stage)")
-    ckpt = train(backbone, train_ds, None, TrainConfig(method=method.split("-")[0], epochs=cfg.epochs,
-                                                       max_len=spec.max_len, seed=cfg.seed,
-                                                       embed_lr=recipe["embed_lr"]))
+    epochs, distill = recipe["epochs"], recipe["distill_epochs"]
+    log.step(spec.name, f"train {method} on {len(train_ds)} rows ({epochs}" + (f" + {distill}" if distill else "")
+             + " epochs)")
+    ckpt = train(backbone, train_ds, None, TrainConfig(method=method.split("-")[0], epochs=epochs,
+                                                       distill_epochs=distill, max_len=spec.max_len,
+                                                       seed=cfg.seed, embed_lr=recipe["embed_lr"],
+                                                       geep=_geep_loss(cfg)))
     save_checkpoint(ckpt, path)
     return ckpt, True
 
@@ -130,6 +160,12 @@ def _logits(ckpt: Any, enc: Any) -> np.ndarray:
     from geep_deploy.evaluate import collect_depth_logits
 
     return collect_depth_logits(ckpt.model, enc, 64, "cpu", desc="per-depth logits")
+
+
+def _shared_path_logits(ckpt: Any, enc: Any) -> np.ndarray:
+    from geep_deploy.evaluate import collect_skip_logits
+
+    return collect_skip_logits(ckpt.model, enc, 64, "cpu", desc="shared exit path logits")
 
 
 def _read_cached(path: Path, read: Any) -> Any:
@@ -224,9 +260,9 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     train_ids, test_ids = enc_train.ids, enc_test.ids
     logits_path = work / "logits.npz"
     arrays = _read_cached(logits_path, lambda p: dict(np.load(p)))
-    if arrays is None:
+    if arrays is None or "test_geep_shared_path" not in arrays:
         log.step(spec.name, "per-depth logits on train (GEEP, for its exit table) and on test (all methods)")
-        arrays = {"train_geep": _logits(geep, enc_train)}
+        arrays = {"train_geep": _logits(geep, enc_train), "test_geep_shared_path": _shared_path_logits(geep, enc_test)}
         arrays.update({f"test_{m}": _logits(ck, enc_test) for m, ck in ckpts.items()})
         np.savez(logits_path.with_suffix(".tmp.npz"), **arrays)
         logits_path.with_suffix(".tmp.npz").replace(logits_path)
@@ -249,13 +285,20 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     points = {m: operating_points(c) for m, c in curves.items() if m != "full"}
     per_depth = {m: [float((arrays[f"test_{m}"][:, k].argmax(-1) == labels).mean())
                      for k in range(shape.num_hidden_layers)] for m in TRAINED}
+    shared_path = arrays["test_geep_shared_path"]
     summary: dict[str, Any] = {
         "dataset": spec.to_dict(), "rows": {"train": len(train_ds), "test": len(test_ds)},
-        "command": cfg.command, "epochs_per_stage": cfg.epochs, "seed": cfg.seed,
+        "command": cfg.command, "epoch_budget": cfg.epochs, "seed": cfg.seed,
+        "epochs": {m: [e for e in stage_epochs(m, cfg.epochs) if e] for m in TRAINED},
+        "geep_loss": _recipe(cfg, spec, "geep", len(train_ds))["geep"],
         "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None,
         "backbone": str(backbone.path.name if spec.lang == "zh" else "all-MiniLM-L6-v2 (packaged)"),
         "train_seconds": {m: ck.metrics.get("train_seconds") for m, ck in ckpts.items()},
+        "stage_seconds": {m: ck.metrics.get("stage_seconds") for m, ck in ckpts.items()},
         "full_accuracy": curves["full"][0]["accuracy"], "per_depth_accuracy": per_depth,
+        # GEEP's shared exit path (layers 1..k, then layer L and the teacher) at depths 1..L-1
+        "per_depth_shared_path": [float((shared_path[:, k].argmax(-1) == labels).mean())
+                                  for k in range(shared_path.shape[1])],
         "majority_share": float(np.bincount(labels).max() / len(labels)),
         "targets": list(TARGET_SPEEDUPS), "curves": curves, "points": points,
         "exit_prediction": {k: calib.figures[k] for k in (

@@ -1,0 +1,126 @@
+"""Fitting the layer-1 probe (``runtime.probe``) and sweeping its knobs, from per-depth logits.
+
+Labels are the consistency exit depths of rows the model did not train on: they need no gold label, so any
+unlabelled pool of held-out rows serves. Knobs (risk level, escalation threshold) are tuned on scores each row got
+from a probe fitted on the *other* folds (cross-fitting), so the tuning rows' own labels never fitted the probe
+that scored them; the stored probe is then refitted on the whole pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from geep_deploy.config import BertShape
+from geep_deploy.errors import ConfigError
+from geep_deploy.exits import predictions_at
+from geep_deploy.flops import flops_speedup
+from runtime.probe import FEATURES, ProbeModel, normalised_entropy
+
+RISK_GRID = tuple(round(x, 2) for x in np.linspace(0.02, 0.98, 49))
+ESCALATE_GRID: tuple[float | None, ...] = (None, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+L2 = 1e-2
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 300) -> np.ndarray:
+    """Weights (bias last) of an L2-regularised logistic regression on standardised ``x``, by Newton steps."""
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(xb.shape[1])
+    reg = np.full(xb.shape[1], L2 * len(x))
+    reg[-1] = 1e-6 * len(x)  # the bias is (almost) free; a tiny ridge keeps one-class targets finite
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -60, 60)))
+        grad = xb.T @ (p - y) + reg * w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(reg)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def fit_probe(features: np.ndarray, exit_depths: np.ndarray, num_layers: int, *, uses_table: bool = True,
+              risk: float = 0.5, escalate: float | None = None) -> ProbeModel:
+    """An ordinal probe: one logistic regression per boundary k = 1..L-1 for P(exit > k).
+
+    Args:
+        features: (N, F) from ``runtime.probe.probe_features``.
+        exit_depths: (N,) exit labels in 1..L (e.g. ``geep_deploy.exits.consistency_exit_depths``).
+        num_layers: L.
+        uses_table: whether the table columns carry a table's statistics (recorded in the probe).
+        risk, escalate: the knobs stored with it.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    d = np.asarray(exit_depths)
+    if x.ndim != 2 or x.shape[1] != len(FEATURES) or d.shape != x.shape[:1]:
+        raise ConfigError(f"probe | features {x.shape} and exit depths {d.shape} do not match ({len(FEATURES)} "
+                          "features per row).")
+    if len(d) < 20:
+        raise ConfigError(f"probe | {len(d)} calibration rows are too few to fit a probe; give at least 20.")
+    if d.min() < 1 or d.max() > num_layers:
+        raise ConfigError(f"probe | exit depths must lie in 1..{num_layers}, got {d.min()}..{d.max()}.")
+    mean, sd = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(sd > 1e-9, sd, 1.0)
+    z = (x - mean) / scale
+    weights = np.stack([_fit_logistic(z, (d > k).astype(np.float64)) for k in range(1, num_layers)])
+    return ProbeModel(num_layers, mean, scale, weights, risk=risk, escalate=escalate, uses_table=uses_table)
+
+
+def cross_fitted_probabilities(features: np.ndarray, exit_depths: np.ndarray, num_layers: int, folds: int = 5,
+                               seed: int = 0) -> np.ndarray:
+    """(N, L-1) P(exit > k) for every row from a probe fitted on the other folds."""
+    n = len(exit_depths)
+    order = np.random.default_rng(seed).permutation(n)
+    out = np.zeros((n, num_layers - 1))
+    for f in range(folds):
+        held = order[f::folds]
+        rest = np.setdiff1d(order, held)
+        out[held] = fit_probe(features[rest], exit_depths[rest], num_layers).probabilities(features[held])
+    return out
+
+
+def depths_at_risk(probabilities: np.ndarray, risk: float, num_layers: int) -> np.ndarray:
+    """The smallest k with P(exit > k) <= risk, else L (``ProbeModel.depths`` on precomputed probabilities)."""
+    below = probabilities <= risk
+    return np.where(below.any(axis=1), below.argmax(axis=1) + 1, num_layers).astype(np.int64)
+
+
+def dispatch_figures(shape: BertShape, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
+                     depths: np.ndarray, escalated: np.ndarray) -> dict[str, float]:
+    """Accuracy, FLOPs speed-up and mean depth of the probe dispatch.
+
+    Every row runs layer 1 and head 1; a row at depth d > 1 continues with layers 2..d and head d; an escalated
+    row continues from its cached layer-1 states with layers 2..L and head L (one dense pass for all of them).
+    """
+    L = logits.shape[1]
+    d = np.asarray(depths, dtype=np.int64)
+    esc = np.asarray(escalated, dtype=bool)
+    answer = np.where(esc, L, d)
+    layers = d + np.where(esc, L - 1, 0)
+    heads = 1 + (d > 1) + esc
+    return {"accuracy": float((predictions_at(logits, answer) == labels).mean()),
+            "flops_speedup": flops_speedup(shape, logits.shape[2], lengths, layers, heads),
+            "mean_depth": float(d.mean()), "escalated_share": float(esc.mean())}
+
+
+def probe_knob(risk: float, escalate: float | None) -> str:
+    """The method string the runtime bench accepts: ``probe:0.3`` or ``probe:0.3+esc0.6``."""
+    return f"probe:{risk:g}" + ("" if escalate is None else f"+esc{escalate:g}")
+
+
+def probe_curve(probabilities: np.ndarray, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
+                shape: BertShape, risks: Sequence[float] = RISK_GRID,
+                escalations: Sequence[float | None] = (None,)) -> list[dict[str, Any]]:
+    """Every (risk, escalation) point: accuracy, FLOPs speed-up, mean depth, escalated share, knob."""
+    L = logits.shape[1]
+    out = []
+    for esc in escalations:
+        for r in risks:
+            d = depths_at_risk(probabilities, r, L)
+            exit_logits = logits[np.arange(len(d)), d - 1]
+            flagged = np.zeros(len(d), dtype=bool) if esc is None else (d < L) & (normalised_entropy(exit_logits) > esc)
+            out.append({"knob": probe_knob(r, esc), "risk": float(r), "escalate": esc,
+                        **dispatch_figures(shape, logits, labels, lengths, d, flagged)})
+    return out

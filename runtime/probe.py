@@ -1,0 +1,177 @@
+"""The layer-1 probe: each row's exit depth from what embeddings + layer 1 already know.
+
+The token table sees only tokens, so it cannot tell which rows the *model* finds hard (ROC AUC 0.5-0.7 for "needs
+more than depth 1" in docs/results.md); depth 1's exit head can (0.77-0.86). The probe dispatch runs embeddings
+and layer 1 for the whole batch (dense, length-sorted), then predicts every row's depth from cheap features:
+
+- ``entropy``, ``margin``, ``max_prob``: depth 1's normalised entropy, 1 - (top-1 - top-2 probability), and
+  top-1 probability;
+- ``table_depth``, ``table_deep``: the token table's expected depth and its P(depth > 1) (when a table is
+  present; otherwise the columns are 0 and their weights are 0);
+- ``log_length``: log of the real token count.
+
+Model: ordinal, one logistic regression per k = 1..L-1 for P(exit > k) on standardised features. A row's depth at
+risk level ``risk`` is the smallest k with P(exit > k) <= risk (depth L when none): one knob, lower = safer.
+Rows at depth 1 answer from the layer-1 head they already have; the rest continue from their cached layer-1
+states. Escalation (optional): a row whose exit head at its depth k < L has normalised entropy above
+``escalate`` continues to depth L.
+
+Pure NumPy (the same arithmetic evaluates on CuPy arrays); fitted by ``export.probe_fit``, stored as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geep_deploy.errors import ConfigError, TableError
+
+FEATURES = ("entropy", "margin", "max_prob", "table_depth", "table_deep", "log_length")
+PROBE_FORMAT = "geep-probe"
+PROBE_VERSION = 1
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def normalised_entropy(logits: np.ndarray) -> np.ndarray:
+    """H(softmax(logits)) / log(C) per row, in [0, 1]."""
+    p = _softmax(logits)
+    return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=-1) / math.log(p.shape[-1])
+
+
+def probe_features(depth1_logits: np.ndarray, lengths: np.ndarray, table_mass: np.ndarray | None = None) -> np.ndarray:
+    """(B, len(FEATURES)) float64 features of every row.
+
+    Args:
+        depth1_logits: (B, C) logits of the layer-1 exit head.
+        lengths: (B,) real token counts.
+        table_mass: (B, L) non-negative exit mass from the token table (``ExitPredictor.exit_mass``), or None.
+    """
+    logits = np.asarray(depth1_logits, dtype=np.float64)
+    n = np.asarray(lengths, dtype=np.float64)
+    if logits.ndim != 2 or n.shape != logits.shape[:1]:
+        raise ConfigError(f"probe | depth-1 logits {logits.shape} and lengths {n.shape} do not match.")
+    p = _softmax(logits)
+    top = np.sort(p, axis=-1)[:, ::-1]
+    second = top[:, 1] if p.shape[1] > 1 else np.zeros(len(p))
+    out = np.zeros((len(p), len(FEATURES)))
+    out[:, 0] = normalised_entropy(logits)
+    out[:, 1] = 1.0 - (top[:, 0] - second)
+    out[:, 2] = top[:, 0]
+    if table_mass is not None:
+        m = np.asarray(table_mass, dtype=np.float64)
+        if m.shape[0] != len(p):
+            raise ConfigError(f"probe | table mass has {m.shape[0]} rows, the logits {len(p)}.")
+        total = np.clip(m.sum(axis=1), 1e-12, None)
+        out[:, 3] = (m * np.arange(1, m.shape[1] + 1)).sum(axis=1) / total
+        out[:, 4] = 1.0 - m[:, 0] / total
+    out[:, 5] = np.log(np.clip(n, 1.0, None))
+    return out
+
+
+@dataclass(frozen=True)
+class ProbeModel:
+    """Standardisation, one logistic regression per depth boundary, the risk level and the escalation threshold."""
+
+    num_layers: int
+    mean: np.ndarray  # (F,)
+    scale: np.ndarray  # (F,)
+    weights: np.ndarray  # (L-1, F + 1): weights, then the bias
+    risk: float = 0.5
+    escalate: float | None = None  # normalised-entropy threshold at the exit; None = off
+    uses_table: bool = True
+    features: tuple[str, ...] = FEATURES
+
+    def __post_init__(self) -> None:
+        f = len(self.features)
+        if self.num_layers < 2 or np.shape(self.weights) != (self.num_layers - 1, f + 1):
+            raise ConfigError(f"probe | weights {np.shape(self.weights)} do not fit {self.num_layers} layers and "
+                              f"{f} features.")
+        if np.shape(self.mean) != (f,) or np.shape(self.scale) != (f,) or not (np.asarray(self.scale) > 0).all():
+            raise ConfigError("probe | mean/scale must have one entry per feature, scale > 0.")
+        _check_knobs(self.risk, self.escalate)
+
+    def with_knobs(self, risk: float | None = None, escalate: float | None | str = "keep") -> ProbeModel:
+        """The same probe at another risk level and/or escalation threshold (``escalate=None`` turns it off)."""
+        from dataclasses import replace
+
+        return replace(self, risk=self.risk if risk is None else float(risk),
+                       escalate=self.escalate if escalate == "keep" else escalate)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """(B, L-1): P(exit > k) for k = 1..L-1."""
+        x = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
+        z = x @ self.weights[:, :-1].T + self.weights[:, -1]
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+
+    def depths(self, features: np.ndarray, risk: float | None = None) -> np.ndarray:
+        """(B,) int64 depths: the smallest k with P(exit > k) <= risk, else L."""
+        r = self.risk if risk is None else risk
+        below = self.probabilities(features) <= r
+        first = np.where(below.any(axis=1), below.argmax(axis=1) + 1, self.num_layers)
+        return first.astype(np.int64)
+
+    def escalated(self, exit_logits: np.ndarray, depths: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """(B,) bool: rows below depth L whose exit head is too unsure (entropy above the threshold)."""
+        t = self.escalate if threshold is None else threshold
+        d = np.asarray(depths)
+        if t is None or d.size == 0:
+            return np.zeros(d.shape, dtype=bool)
+        return (d < self.num_layers) & (normalised_entropy(exit_logits) > t)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": PROBE_FORMAT, "version": PROBE_VERSION, "num_layers": self.num_layers,
+                "features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "weights": self.weights.tolist(), "risk": self.risk, "escalate": self.escalate,
+                "uses_table": self.uses_table}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "probe") -> ProbeModel:
+        if not isinstance(d, dict) or d.get("format") != PROBE_FORMAT:
+            raise TableError(f"{source} | not a GEEP probe file (format {d.get('format') if isinstance(d, dict) else d!r}).")
+        if d.get("version") != PROBE_VERSION:
+            raise TableError(f"{source} | probe version {d.get('version')} is not {PROBE_VERSION}; re-run calibrate.")
+        if tuple(d.get("features", ())) != FEATURES:
+            raise TableError(f"{source} | probe features {d.get('features')} differ from this runtime's {FEATURES}.")
+        try:
+            return cls(num_layers=int(d["num_layers"]), mean=np.asarray(d["mean"], dtype=np.float64),
+                       scale=np.asarray(d["scale"], dtype=np.float64),
+                       weights=np.asarray(d["weights"], dtype=np.float64), risk=float(d["risk"]),
+                       escalate=None if d["escalate"] is None else float(d["escalate"]),
+                       uses_table=bool(d["uses_table"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise TableError(f"{source} | damaged probe file: {type(e).__name__}: {e}.") from None
+
+    def save(self, path: str | Path) -> Path:
+        from geep_deploy.atomic import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ProbeModel:
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TableError(f"probe | {p} does not exist.") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise TableError(f"probe | {p} is not JSON: {e}.") from None
+        return cls.from_dict(d, str(p))
+
+
+def _check_knobs(risk: float, escalate: float | None) -> None:
+    if not (isinstance(risk, (int, float)) and 0.0 <= risk <= 1.0):
+        raise ConfigError(f"probe | risk must be in [0, 1], got {risk!r}.")
+    if escalate is not None and not (isinstance(escalate, (int, float)) and 0.0 <= escalate <= 1.0):
+        raise ConfigError(f"probe | escalation threshold must be in [0, 1] or off, got {escalate!r}.")
