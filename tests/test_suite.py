@@ -163,15 +163,17 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     from geep_deploy.suite.run import SuiteConfig, run_dataset
 
     root = tmp_path / "data"
-    write_toy_dataset(root / "toy", rows=48)
-    spec = DatasetSpec("toy", "Toy (en, 2 classes)", "en", "train", "dev", 40, 16, 32, "toy split.")
+    write_toy_dataset(root / "toy", rows=160)
+    spec = DatasetSpec("toy", "Toy (en, 2 classes)", "en", "train", "dev", 40, 16, 32, "toy split.", pool_rows=120)
     cfg = SuiteConfig(datasets=[spec], data_root=root, work=tmp_path / "work", results=tmp_path / "results",
                       backbone=tiny_backbone_dir(tmp_path / "bb"), epochs=1, bench_rows={1: 4, 64: 16}, repeats=1,
                       command="test")
     s = run_dataset(cfg, spec, suite_run._Log())
-    assert s["rows"] == {"train": 40, "test": 16}
-    assert set(s["curves"]) == {"full", "geep", "fastbert", "pabee", "static"}
-    assert set(s["hard_row_auc"]) == {"hard_share", "predictor_expected_depth", "length", "depth1_entropy"}
+    assert s["rows"] == {"train": 40, "pool": 120, "test": 16}
+    assert set(s["curves"]) == {"full", "geep", "probe", "probe_esc", "fastbert", "pabee", "static"}
+    assert {"probe", "probe_without_table", "depth1_entropy"} <= set(s["hard_row_auc"])
+    # every operating point was chosen on the pool and carries the pool figures it was chosen by
+    assert all(p is None or "held_out" in p for ps in s["points"].values() for p in ps)
     # equal budgets: one epoch for every method here (FastBERT's two stages get one each: the minimum), times kept
     assert s["epochs"] == {"geep": [1], "fastbert": [1, 1], "pabee": [1]} and s["epoch_budget"] == 1
     assert set(s["stage_seconds"]["fastbert"]) == {"fastbert-1-teacher", "fastbert-2-distill"}

@@ -1,6 +1,7 @@
 """Which datasets the evaluation runs, which splits train and test, and the seeded slices it writes.
 
-CPU training is slow here, so every set is cut to a stated, seeded random slice (``train_rows``, ``test_rows``);
+CPU training is slow here, so every set is cut to a stated, seeded random slice (``train_rows``, ``test_rows``),
+plus a held-out ``pool`` of the train split that no model trains on (exit labels, probe, operating points);
 sets without a train split train on their dev split and test on test (THUCNews titles), sets without a labelled
 test split test on dev (SST-2, AFQMC). Chinese sets use the bert-base-chinese vocabulary transplanted onto MiniLM
 (``geep_deploy.vocab``): MiniLM's own vocabulary turns most of their tokens into ``[UNK]`` (``vocab_ablation`` in
@@ -32,6 +33,8 @@ class DatasetSpec:
     test_rows: int
     max_len: int
     split_note: str
+    pool_rows: int = 3000  # held-out rows of the train split: exit labels, probe fitting, operating points
+
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -42,13 +45,13 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
                 "GLUE's test labels are unpublished: train on a 2,000-row sample of train, test on all of dev."),
     DatasetSpec("ag_news", "AG News (en, topic, 4 classes)", "en", "train", "test", 2000, 2000, 128,
                 "train on 2,000 of the 10,001 staged train rows, test on 2,000 of the 7,600 test rows."),
-    DatasetSpec("chnsenticorp", "ChnSentiCorp (zh, sentiment, 2 classes)", "zh", "train", "test", 1000, 1200, 128,
-                "reviews are long (mean 107 tokens, p90 191): 1,000 train rows at 128 tokens; all 1,200 test rows."),
     DatasetSpec("afqmc", "AFQMC (zh, sentence pairs, 2 classes)", "zh", "train", "dev", 2000, 2000, 64,
                 "CLUE's test labels are unpublished: train on 2,000 train rows, test on 2,000 of the 4,316 dev rows."),
     DatasetSpec("thucnews_titles", "THUCNews titles (zh, news topic, 10 classes)", "zh", "dev", "test", 2000, 2000,
                 64, "no train split is staged: train on 2,000 of the 10,000 dev rows, test on 2,000 of the 10,000 "
                     "test rows (9 exact dev/test duplicates exist in the full files)."),
+    DatasetSpec("chnsenticorp", "ChnSentiCorp (zh, sentiment, 2 classes)", "zh", "train", "test", 1000, 1200, 128,
+                "reviews are long (mean 107 tokens, p90 191): 1,000 train rows at 128 tokens; all 1,200 test rows."),
 )}
 DEFAULT_DATASETS = tuple(DATASETS)
 
@@ -83,19 +86,30 @@ def write_tsv(ds: TextDataset, path: Path) -> None:
 
 
 def write_slices(spec: DatasetSpec, data_root: Path, out: Path, seed: int = 0) -> dict[str, int]:
-    """Write ``out/{labels.txt,train.tsv,test.tsv}`` from the spec's splits; returns the row counts."""
+    """Write ``out/{labels.txt,train.tsv,dev.tsv,test.tsv}`` from the spec's splits; returns the row counts.
+
+    ``dev.tsv`` is the held-out pool: rows of the train split that the training slice does not (the same seeded order, after it):
+    no model trains on them, so their exit labels do not leak, and every method's operating point is chosen on
+    them rather than on the reported test rows.
+    """
     src = Path(data_root) / spec.name
     if not src.is_dir():
         raise ConfigError(f"suite | {src} is missing. Pass --data-root pointing at the shared data folder "
                           "(the one holding sst2/, ag_news/, ...).")
     labels = read_labels(src / "labels.txt")
-    train = sample(load_split(src, spec.train_split), spec.train_rows, seed)
+    source = load_split(src, spec.train_split)
+    train = sample(source, spec.train_rows, seed)
+    pool = sample(source, spec.pool_rows, seed, offset=spec.train_rows)
     test = sample(load_split(src, spec.test_split), spec.test_rows, seed + 1)
+    if len(pool) < 100:
+        raise ConfigError(f"suite | {spec.name}: only {len(pool)} rows of {spec.train_split} are left after the "
+                          f"{spec.train_rows} training rows; the held-out pool needs at least 100.")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "labels.txt", "\n".join(labels) + "\n")
     write_tsv(train, out / "train.tsv")
+    write_tsv(pool, out / "dev.tsv")
     write_tsv(test, out / "test.tsv")
-    return {"train": len(train), "test": len(test)}
+    return {"train": len(train), "pool": len(pool), "test": len(test)}
 
 
 def head_slice(src: Path, out: Path, rows: int) -> Path:

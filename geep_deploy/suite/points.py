@@ -85,6 +85,20 @@ def operating_points(curve: list[Point], targets: Sequence[float] = TARGET_SPEED
     return out
 
 
+def transfer(picked: list[Point | None], curve: list[Point]) -> list[Point | None]:
+    """The points of ``curve`` with the knobs of ``picked`` (chosen on held-out rows), each keeping its target and
+    the held-out figures it was chosen on (``held_out``)."""
+    by_knob = {c["knob"]: c for c in curve}
+    out: list[Point | None] = []
+    for p in picked:
+        if p is None:
+            out.append(None)
+            continue
+        held = {k: p[k] for k in ("accuracy", "flops_speedup") if k in p}
+        out.append({**by_knob[p["knob"]], "target": p["target"], "held_out": held})
+    return out
+
+
 def frontier(curve: list[Point]) -> list[Point]:
     """The points no other point beats in both accuracy and speed-up, by increasing speed-up (for plots)."""
     best: list[Point] = []

@@ -31,6 +31,7 @@ from geep_deploy.suite.points import (
     operating_points,
     patience_curve,
     static_curve,
+    transfer,
 )
 
 TRAINED = ("geep", "fastbert", "pabee")
@@ -179,7 +180,8 @@ def _read_cached(path: Path, read: Any) -> Any:
         return None
 
 
-def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: str) -> Path:
+def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: str,
+            probe: Path | None = None) -> Path:
     from export.bundle import export_checkpoint, load_export
     from geep_deploy.errors import GeepError
 
@@ -190,7 +192,8 @@ def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: 
         except GeepError as e:
             print(f"rebuilding {out}: {e}")
     log.step(ds, f"export {ckpt_path.name} -> {out}")
-    export_checkpoint(ckpt_path, out, exit_table=exit_table, precisions=("fp32",), force=True)
+    extra = {} if probe is None else {"probe": probe}
+    export_checkpoint(ckpt_path, out, exit_table=exit_table, precisions=("fp32",), force=True, **extra)
     return out
 
 
@@ -220,30 +223,75 @@ def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[s
     return out
 
 
+PROBE_POOL_SIZES = (250, 500, 1000, 2000)
+
+
+def _logit_arrays(work: Path, ckpts: dict[str, Any], geep: Any, enc_pool: Any, enc_test: Any,
+                  log: _Log, ds: str) -> dict[str, np.ndarray]:
+    """Per-depth logits of every method on the held-out pool and the test rows (plus GEEP's shared exit path)."""
+    path = work / "logits.npz"
+    need = {f"{split}_{m}" for split in ("pool", "test") for m in ckpts} | {"test_geep_shared_path"}
+    arrays = _read_cached(path, lambda p: dict(np.load(p)))
+    if arrays is None or not need <= set(arrays):
+        log.step(ds, "per-depth logits on the held-out pool and on test (all methods)")
+        arrays = {"test_geep_shared_path": _shared_path_logits(geep, enc_test)}
+        for m, ck in ckpts.items():
+            arrays[f"pool_{m}"], arrays[f"test_{m}"] = _logits(ck, enc_pool), _logits(ck, enc_test)
+        np.savez(path.with_suffix(".tmp.npz"), **arrays)
+        path.with_suffix(".tmp.npz").replace(path)
+    return arrays
+
+
+def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengths: np.ndarray, geep: Any,
+            mass: np.ndarray, probe_probs: np.ndarray) -> dict[str, list[dict[str, Any]]]:
+    """Every method's accuracy/FLOPs sweep on one split (``pool`` or ``test``), with identical knobs on both."""
+    from export.calibration import DEFAULT_QUANTILES, dev_curve
+    from export.probe_fit import ESCALATE_GRID, probe_curve
+
+    shape, L = geep.shape, geep.shape.num_hidden_layers
+    lg = {m: arrays[f"{split}_{m}"] for m in TRAINED}
+    return {
+        "full": [{**static_curve(lg["fastbert"], labels, lengths, shape)[-1], "knob": "full"}],
+        "geep": geep_curve(dev_curve(mass, lg["geep"], labels, lengths, geep, DEFAULT_QUANTILES,
+                                     tuple(range(min(2, L - 1) + 1)))),
+        "probe": probe_curve(probe_probs, lg["geep"], labels, lengths, shape),
+        "probe_esc": probe_curve(probe_probs, lg["geep"], labels, lengths, shape,
+                                 escalations=[e for e in ESCALATE_GRID if e is not None]),
+        "fastbert": entropy_curve(lg["fastbert"], labels, lengths, shape),
+        "pabee": patience_curve(lg["pabee"], labels, lengths, shape),
+        "static": static_curve(lg["geep"], labels, lengths, shape)[:-1],
+        # GEEP's own students under FastBERT's entropy exit (FLOPs only): separates the training from the predictor
+        "geep_entropy": entropy_curve(lg["geep"], labels, lengths, shape),
+    }
+
+
 def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any]:
     """All steps for one dataset; returns (and writes) its summary."""
-    from export.calibration import calibrate_from_logits
+    from export.calibration import batch_mass, calibrate_from_logits
+    from export.probe_fit import cross_fitted_probabilities, fit_probe
     from geep_deploy.data import load_split
+    from geep_deploy.exits import consistency_exit_depths
+    from runtime.probe import probe_features
 
     work = cfg.work / spec.name
     if cfg.fresh and work.is_dir():
         shutil.rmtree(work)
     data = work / "data"
     slicing = {"seed": cfg.seed, "train_rows": spec.train_rows, "test_rows": spec.test_rows,
-               "train_split": spec.train_split, "test_split": spec.test_split}
+               "pool_rows": spec.pool_rows, "train_split": spec.train_split, "test_split": spec.test_split}
     marker = data / "slices.json"
     if not marker.is_file() or json.loads(marker.read_text(encoding="utf-8")) != slicing:
-        log.step(spec.name, "write the seeded train/test slices")
+        log.step(spec.name, "write the seeded train/pool/test slices")
         for derived in (p for p in work.glob("*") if p.name != "data"):  # trained or measured on other rows
             shutil.rmtree(derived) if derived.is_dir() else derived.unlink()
         write_slices(spec, cfg.data_root, data, seed=cfg.seed)
         atomic_write_text(marker, json.dumps(slicing))
-    train_ds, test_ds = load_split(data, "train"), load_split(data, "test")
+    train_ds, pool_ds, test_ds = (load_split(data, s) for s in ("train", "dev", "test"))  # dev = the pool
     backbone = _backbone(cfg, spec.lang, log)
     trained = {m: _train(cfg, spec, m, backbone, train_ds, work / "ckpt" / f"{m}.pt", log) for m in TRAINED}
     ckpts = {m: ck for m, (ck, _) in trained.items()}
     if any(new for _, new in trained.values()):  # everything derived from older checkpoints is stale
-        for stale in (work / "logits.npz", work / "exit_table.geep", *work.glob("bench_b*.json")):
+        for stale in (work / "logits.npz", work / "exit_table.geep", work / "probe.json", *work.glob("bench_b*.json")):
             stale.unlink(missing_ok=True)
         shutil.rmtree(work / "export", ignore_errors=True)
     ablation = None
@@ -256,38 +304,39 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
 
     geep = ckpts["geep"]  # every trained method shares the dataset's backbone, hence its tokenizer
     encoder = TextEncoder(geep.tokenizer_json, geep.max_len)
-    enc_train, enc_test = (encoder.encode(d.texts_a, d.texts_b) for d in (train_ds, test_ds))
-    train_ids, test_ids = enc_train.ids, enc_test.ids
-    logits_path = work / "logits.npz"
-    arrays = _read_cached(logits_path, lambda p: dict(np.load(p)))
-    if arrays is None or "test_geep_shared_path" not in arrays:
-        log.step(spec.name, "per-depth logits on train (GEEP, for its exit table) and on test (all methods)")
-        arrays = {"train_geep": _logits(geep, enc_train), "test_geep_shared_path": _shared_path_logits(geep, enc_test)}
-        arrays.update({f"test_{m}": _logits(ck, enc_test) for m, ck in ckpts.items()})
-        np.savez(logits_path.with_suffix(".tmp.npz"), **arrays)
-        logits_path.with_suffix(".tmp.npz").replace(logits_path)
-    labels = np.asarray(test_ds.labels)
-    lengths = enc_test.lengths
+    enc_pool, enc_test = (encoder.encode(d.texts_a, d.texts_b) for d in (pool_ds, test_ds))
+    arrays = _logit_arrays(work, ckpts, geep, enc_pool, enc_test, log, spec.name)
+    labels, pool_labels = np.asarray(test_ds.labels), np.asarray(pool_ds.labels)
+    lengths, pool_lengths = enc_test.lengths, enc_pool.lengths
+    L = geep.shape.num_hidden_layers
 
-    table = work / "exit_table.geep"
-    calib = calibrate_from_logits(geep, train_ids, arrays["train_geep"], test_ids, arrays["test_geep"], labels,
+    # The token table: exit labels of the held-out pool (no model trained on those rows), as `calibrate` builds it.
+    calib = calibrate_from_logits(geep, enc_pool.ids, arrays["pool_geep"], enc_test.ids, arrays["test_geep"], labels,
                                   sorted(encoder.special_ids), target_speedup=2.0)
+    table = work / "exit_table.geep"
     if not table.is_file():
         calib.predictor.save(table)
-    shape = geep.shape
-    curves = {
-        "full": [{**static_curve(arrays["test_fastbert"], labels, lengths, shape)[-1], "knob": "full"}],
-        "geep": geep_curve(calib.curve),
-        "fastbert": entropy_curve(arrays["test_fastbert"], labels, lengths, shape),
-        "pabee": patience_curve(arrays["test_pabee"], labels, lengths, shape),
-        "static": static_curve(arrays["test_geep"], labels, lengths, shape)[:-1],
-    }
-    points = {m: operating_points(c) for m, c in curves.items() if m != "full"}
+    mass = {"pool": batch_mass(calib.predictor, enc_pool.ids), "test": batch_mass(calib.predictor, enc_test.ids)}
+    # The layer-1 probe: fitted on the pool's exit labels; the pool's own scores are cross-fitted (tuning rows never
+    # fitted the probe that scored them); test rows are scored by the probe fitted on the whole pool.
+    exits_pool = consistency_exit_depths(arrays["pool_geep"])
+    feats = {"pool": probe_features(arrays["pool_geep"][:, 0], pool_lengths, mass["pool"]),
+             "test": probe_features(arrays["test_geep"][:, 0], lengths, mass["test"])}
+    probe = fit_probe(feats["pool"], exits_pool, L)
+    probs = {"pool": cross_fitted_probabilities(feats["pool"], exits_pool, L, seed=cfg.seed),
+             "test": probe.probabilities(feats["test"])}
+    pool_curves = _curves(arrays, "pool", pool_labels, pool_lengths, geep, mass["pool"], probs["pool"])
+    curves = _curves(arrays, "test", labels, lengths, geep, mass["test"], probs["test"])
+    # Operating points are chosen on the pool for every method alike, then reported on test.
+    points = {m: transfer(operating_points(pool_curves[m]), curves[m]) for m in curves if m != "full"}
+    at2 = points["probe"][TARGET_SPEEDUPS.index(2.0)]
+    probe_path = work / "probe.json"
+    probe.with_knobs(risk=at2["risk"] if at2 else 0.5).save(probe_path)
     per_depth = {m: [float((arrays[f"test_{m}"][:, k].argmax(-1) == labels).mean())
-                     for k in range(shape.num_hidden_layers)] for m in TRAINED}
+                     for k in range(L)] for m in TRAINED}
     shared_path = arrays["test_geep_shared_path"]
     summary: dict[str, Any] = {
-        "dataset": spec.to_dict(), "rows": {"train": len(train_ds), "test": len(test_ds)},
+        "dataset": spec.to_dict(), "rows": {"train": len(train_ds), "pool": len(pool_ds), "test": len(test_ds)},
         "command": cfg.command, "epoch_budget": cfg.epochs, "seed": cfg.seed,
         "epochs": {m: [e for e in stage_epochs(m, cfg.epochs) if e] for m in TRAINED},
         "geep_loss": _recipe(cfg, spec, "geep", len(train_ds))["geep"],
@@ -300,21 +349,22 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         "per_depth_shared_path": [float((shared_path[:, k].argmax(-1) == labels).mean())
                                   for k in range(shared_path.shape[1])],
         "majority_share": float(np.bincount(labels).max() / len(labels)),
-        "targets": list(TARGET_SPEEDUPS), "curves": curves, "points": points,
+        "targets": list(TARGET_SPEEDUPS), "points_chosen_on": "pool",
+        "curves": {m: c for m, c in curves.items() if m != "geep_entropy"}, "points": points,
         "exit_prediction": {k: calib.figures[k] for k in (
             "dev_mae_layers", "dev_within_one_layer", "dev_mae_layers_constant_median", "oracle_accuracy",
-            "oracle_flops_speedup", "table_keys", "dev_exit_hist", "dev_predicted_hist")},
+            "oracle_flops_speedup", "table_keys", "dev_exit_hist", "dev_predicted_hist", "calib_rows")},
         "vocab_ablation": ablation,
-        "hard_row_auc": _hard_row_auc(calib.predictor, test_ids, arrays["test_geep"], lengths),
-        # GEEP's own students under FastBERT's entropy exit (FLOPs only): separates the training from the predictor
-        "geep_students_entropy_points": operating_points(
-            entropy_curve(arrays["test_geep"], labels, lengths, shape)),
+        "hard_row_auc": _hard_row_auc(probs["test"][:, 0], feats, mass["test"], exits_pool, arrays, lengths, L,
+                                      pool_lengths),
+        "geep_students_entropy_points": points.pop("geep_entropy"),
     }
     if cfg.bench:
-        exports = {"geep": _export(work / "ckpt" / "geep.pt", work / "export" / "geep", table, log, spec.name)}
+        exports = {"geep": _export(work / "ckpt" / "geep.pt", work / "export" / "geep", table, log, spec.name,
+                                   probe=probe_path)}
         for m in ("fastbert", "pabee"):
             exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
-        knobs = ["full"] + sorted({p["knob"] for ps in points.values() for p in ps if p is not None})
+        knobs = ["full"] + sorted({p["knob"] for m, ps in points.items() for p in ps if p is not None})
         benches = _bench(cfg, work, exports, knobs, len(test_ds), log, spec.name)
         summary["machine"] = benches[BENCH_BATCHES[0]]["machine"]
         summary["bench"] = {str(bs): {"rows": b["records"][0]["rows"], "repeats": cfg.repeats,
@@ -326,17 +376,30 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     return summary
 
 
-def _hard_row_auc(predictor: Any, ids: list[np.ndarray], logits: np.ndarray,
-                  lengths: np.ndarray) -> dict[str, Any]:
-    """How well each signal finds the rows that need more than depth 1 (consistency label > 1), as ROC AUC."""
-    from export.calibration import batch_mass
-    from geep_deploy.exits import consistency_exit_depths, normalized_entropy
+def _hard_row_auc(probe_score: np.ndarray, feats: dict[str, np.ndarray], test_mass: np.ndarray,
+                  exits_pool: np.ndarray, arrays: dict[str, np.ndarray], lengths: np.ndarray, L: int,
+                  pool_lengths: np.ndarray) -> dict[str, Any]:
+    """How well each signal finds the test rows that need more than depth 1 (consistency label > 1), as ROC AUC.
 
+    Also the probe without the table's features, and the probe against the size of the pool it was fitted on.
+    """
+    from export.probe_fit import fit_probe
+    from geep_deploy.exits import consistency_exit_depths, normalized_entropy
+    from runtime.probe import probe_features
+
+    logits = arrays["test_geep"]
     hard = consistency_exit_depths(logits) > 1
-    mass = batch_mass(predictor, ids)
-    expected = (mass * np.arange(1, mass.shape[1] + 1)).sum(axis=1)
+    expected = (test_mass * np.arange(1, test_mass.shape[1] + 1)).sum(axis=1)
+    no_table = fit_probe(probe_features(arrays["pool_geep"][:, 0], pool_lengths), exits_pool, L, uses_table=False)
+    by_size = {}
+    for n in (*[n for n in PROBE_POOL_SIZES if n < len(exits_pool)], len(exits_pool)):
+        fitted = fit_probe(feats["pool"][:n], exits_pool[:n], L)
+        by_size[str(n)] = auc(fitted.probabilities(feats["test"])[:, 0], hard)
     return {"hard_share": float(hard.mean()), "predictor_expected_depth": auc(expected, hard),
-            "length": auc(lengths, hard), "depth1_entropy": auc(normalized_entropy(logits[:, 0]), hard)}
+            "length": auc(lengths, hard), "depth1_entropy": auc(normalized_entropy(logits[:, 0]), hard),
+            "probe": auc(probe_score, hard),
+            "probe_without_table": auc(no_table.probabilities(probe_features(logits[:, 0], lengths))[:, 0], hard),
+            "probe_by_pool_size": by_size}
 
 
 def _bench_fields(r: dict[str, Any]) -> dict[str, Any]:
