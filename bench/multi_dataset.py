@@ -1,7 +1,7 @@
 """Evaluate GEEP against full, static truncation, FastBERT and PABEE on several datasets; write docs/results.md.
 
 For each dataset: seeded train/test slices of ../shared/data, training of geep, fastbert and pabee on the same
-backbone, data, epoch budget and seed (full = FastBERT's first stage), per-depth logits on test, GEEP's exit table from
+backbone, data, epoch budget and seed (and full fine-tuning at that budget), per-depth logits on test, GEEP's exit table from
 the training slice, every method's knob swept on test, operating points at 1.5x/2x/3x FLOPs, per-depth ONNX
 exports, and a wall-clock bench of those points on ONNX Runtime (CPU fp32) at batch 1 and 64. Finished steps are
 reused (the run resumes where it stopped); per-dataset JSON goes to --results, the page to docs/results.md.

@@ -93,7 +93,7 @@ def test_equal_budgets_split_fastbert_only() -> None:
 
     assert stage_epochs("geep", 4) == stage_epochs("pabee", 4) == (4, None)
     assert stage_epochs("fastbert", 4) == (2, 2) and stage_epochs("fastbert", 5) == (2, 3)
-    assert stage_epochs("full-minilm-vocab", 4) == (2, None)  # `full` is FastBERT's first stage
+    assert stage_epochs("full", 4) == stage_epochs("full-minilm-vocab", 4) == (4, None)
 
 
 def test_training_checks_pick_the_better_exit_per_depth() -> None:
@@ -175,7 +175,7 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     # every operating point was chosen on the pool and carries the pool figures it was chosen by
     assert all(p is None or "held_out" in p for ps in s["points"].values() for p in ps)
     # equal budgets: one epoch for every method here (FastBERT's two stages get one each: the minimum), times kept
-    assert s["epochs"] == {"geep": [1], "fastbert": [1, 1], "pabee": [1]} and s["epoch_budget"] == 1
+    assert s["epochs"] == {"geep": [1], "fastbert": [1, 1], "pabee": [1], "full": [1]} and s["epoch_budget"] == 1
     assert set(s["stage_seconds"]["fastbert"]) == {"fastbert-1-teacher", "fastbert-2-distill"}
     assert len(s["per_depth_shared_path"]) == 2 and all(0 <= a <= 1 for a in s["per_depth_shared_path"])
     knobs = {p["knob"] for ps in s["points"].values() for p in ps if p is not None}

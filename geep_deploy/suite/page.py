@@ -338,8 +338,9 @@ def write_page(results: Path, out: Path = Path("docs/results.md"), notes: Path |
         f"    {summaries[0]['command']}", "",
         "How to read the tables:", "",
         "- Every method uses the same backbone (all-MiniLM-L6-v2), the same seeded train slice and seed, and the "
-        f"same training budget: {_budget_text(summaries[0])}. `full` is FastBERT's first stage (plain "
-        "fine-tuning); its second stage trains only the students. "
+        f"same training budget: {_budget_text(summaries[0])}. `full` is plain fine-tuning "
+        "for the whole budget; FastBERT's first stage is the same fine-tuning for half of it, its second stage "
+        "trains only the students. "
         + _loss_text(summaries[0]),
         "- Each method's knob is swept on a held-out pool of the train split that no model trained on (the same "
         "rows for every method): GEEP's token-table quantile and margin, the probe's risk level (and escalation "

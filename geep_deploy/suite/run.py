@@ -1,9 +1,9 @@
 """The resumable multi-dataset evaluation: slices, backbone, training, logits, calibration, export, bench, summary.
 
 Every step writes its output atomically under ``work/<dataset>/`` and is skipped when that output exists, so an
-interrupted run continues where it stopped (``--fresh`` redoes a dataset). ``full`` is not trained separately:
-FastBERT's first stage *is* full fine-tuning with the same seed, data and budget, and its second stage trains only
-the students, so the FastBERT checkpoint's depth-L classifier is the ``full`` model (``tests/test_suite.py``
+interrupted run continues where it stopped (``--fresh`` redoes a dataset). Every method gets the same epoch budget
+over the same rows (``stage_epochs``): ``full`` (plain fine-tuning), GEEP and PABEE all of it in one stage,
+FastBERT half for its teacher (its first stage, which is ``full`` at half the budget: ``tests/test_suite.py``
 checks the logits are identical).
 """
 
@@ -34,7 +34,8 @@ from geep_deploy.suite.points import (
     transfer,
 )
 
-TRAINED = ("geep", "fastbert", "pabee")
+TRAINED = ("geep", "fastbert", "pabee", "full")
+EXITING = ("geep", "fastbert", "pabee")  # the methods with a classifier at every depth
 VOCAB_ABLATION = "full-minilm-vocab"
 BENCH_BATCHES = (1, 64)
 ZH_BACKBONE = "minilm-bert-base-chinese-vocab"
@@ -98,14 +99,12 @@ def _backbone(cfg: SuiteConfig, lang: str, log: _Log) -> Any:
 def stage_epochs(method: str, budget: int) -> tuple[int, int | None]:
     """(epochs, distill_epochs) giving ``method`` a total of ``budget`` epochs over the same rows.
 
-    FastBERT's two stages split the budget (2 + 2 of 4); GEEP and PABEE get all of it in one stage. ``full`` (and
-    the vocabulary ablation, a ``full`` model) is FastBERT's first stage, so it gets that stage's share.
+    FastBERT's two stages split the budget (2 + 2 of 4); GEEP, PABEE and ``full`` get all of it in one stage.
     """
-    first = max(1, budget // 2)
-    kind = method.split("-")[0]
-    if kind == "fastbert":
+    if method.split("-")[0] == "fastbert":
+        first = max(1, budget // 2)
         return first, max(1, budget - first)
-    return (first if kind == "full" else budget), None
+    return budget, None
 
 
 def _geep_loss(cfg: SuiteConfig) -> Any:
@@ -216,7 +215,7 @@ def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[s
         data = head_slice(work / "data", work / f"bench_rows_b{bs}", rows)
         res = run_bench(BenchConfig(
             export=exports["geep"], data=data, split="test", batch_sizes=(bs,), methods=",".join(knobs),
-            baseline_exports={"full": exports["fastbert"], "fastbert": exports["fastbert"],
+            baseline_exports={"full": exports["full"], "fastbert": exports["fastbert"],
                               "pabee": exports["pabee"]}, repeats=cfg.repeats, threads=cfg.threads))
         atomic_write_text(path, json.dumps(res, indent=1) + "\n")
         out[bs] = res
@@ -230,13 +229,15 @@ def _logit_arrays(work: Path, ckpts: dict[str, Any], geep: Any, enc_pool: Any, e
                   log: _Log, ds: str) -> dict[str, np.ndarray]:
     """Per-depth logits of every method on the held-out pool and the test rows (plus GEEP's shared exit path)."""
     path = work / "logits.npz"
-    need = {f"{split}_{m}" for split in ("pool", "test") for m in ckpts} | {"test_geep_shared_path"}
+    need = {f"pool_{m}" for m in EXITING} | {f"test_{m}" for m in ckpts} | {"test_geep_shared_path"}
     arrays = _read_cached(path, lambda p: dict(np.load(p)))
     if arrays is None or not need <= set(arrays):
         log.step(ds, "per-depth logits on the held-out pool and on test (all methods)")
         arrays = {"test_geep_shared_path": _shared_path_logits(geep, enc_test)}
-        for m, ck in ckpts.items():
-            arrays[f"pool_{m}"], arrays[f"test_{m}"] = _logits(ck, enc_pool), _logits(ck, enc_test)
+        for m, ck in ckpts.items():  # `full` has no knob to choose on the pool
+            arrays[f"test_{m}"] = _logits(ck, enc_test)
+            if m in EXITING:
+                arrays[f"pool_{m}"] = _logits(ck, enc_pool)
         np.savez(path.with_suffix(".tmp.npz"), **arrays)
         path.with_suffix(".tmp.npz").replace(path)
     return arrays
@@ -249,9 +250,10 @@ def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengt
     from export.probe_fit import ESCALATE_GRID, probe_curve
 
     shape, L = geep.shape, geep.shape.num_hidden_layers
-    lg = {m: arrays[f"{split}_{m}"] for m in TRAINED}
+    lg = {m: arrays[f"{split}_{m}"] for m in EXITING}
+    full = arrays.get(f"{split}_full", lg["fastbert"])  # only test rows report `full`; the pool never picks it
     return {
-        "full": [{**static_curve(lg["fastbert"], labels, lengths, shape)[-1], "knob": "full"}],
+        "full": [{**static_curve(full, labels, lengths, shape)[-1], "knob": "full"}],
         "geep": geep_curve(dev_curve(mass, lg["geep"], labels, lengths, geep, DEFAULT_QUANTILES,
                                      tuple(range(min(2, L - 1) + 1)))),
         "probe": probe_curve(probe_probs, lg["geep"], labels, lengths, shape),
@@ -333,7 +335,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     probe_path = work / "probe.json"
     probe.with_knobs(risk=at2["risk"] if at2 else 0.5).save(probe_path)
     per_depth = {m: [float((arrays[f"test_{m}"][:, k].argmax(-1) == labels).mean())
-                     for k in range(L)] for m in TRAINED}
+                     for k in range(L)] for m in EXITING}
     shared_path = arrays["test_geep_shared_path"]
     summary: dict[str, Any] = {
         "dataset": spec.to_dict(), "rows": {"train": len(train_ds), "pool": len(pool_ds), "test": len(test_ds)},
@@ -362,7 +364,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     if cfg.bench:
         exports = {"geep": _export(work / "ckpt" / "geep.pt", work / "export" / "geep", table, log, spec.name,
                                    probe=probe_path)}
-        for m in ("fastbert", "pabee"):
+        for m in ("fastbert", "pabee", "full"):
             exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
         knobs = ["full"] + sorted({p["knob"] for m, ps in points.items() for p in ps if p is not None})
         benches = _bench(cfg, work, exports, knobs, len(test_ds), log, spec.name)
