@@ -37,6 +37,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (geep, fastbert)")
     p.add_argument("--exit-set", default=None, help="GEEP's K, e.g. 1,3,5 (default: 1..L-1)")
+    p.add_argument("--student-ce-weight", type=float, default=0.0,
+                   help="geep: add gold-label cross-entropy to every student's loss with this weight (default 0; "
+                        "see bench/results/train_diagnostics_*.json for what it changes)")
+    p.add_argument("--distill-warmup", type=float, default=0.0,
+                   help="geep: ramp the distillation weight from 0 over this share of the steps (default 0)")
     p.add_argument("--pooling", default="mean", choices=["mean", "cls"],
                    help="what exit heads classify: masked mean of the states (default) or the [CLS] state")
     p.add_argument("--vocab", default=None,
@@ -60,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
         method=args.method, epochs=args.epochs, distill_epochs=args.distill_epochs, batch_size=args.batch_size,
         lr=args.lr, head_lr=args.head_lr, embed_lr=args.embed_lr, max_len=args.max_len, seed=args.seed,
         device=args.device, pooling=args.pooling,
-        geep=GeepLossConfig(exit_set=exit_set, temperature=args.temperature),
+        geep=GeepLossConfig(exit_set=exit_set, temperature=args.temperature,
+                            student_ce_weight=args.student_ce_weight, distill_warmup=args.distill_warmup),
     )
     cfg.validate()
+    cfg.geep.validate()
     from geep_deploy.atomic import check_output_file
     from geep_deploy.limits import check_count, check_max_len
 
