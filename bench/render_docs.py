@@ -26,7 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-DOCS = ("README.md", "docs/runtime.md", "docs/export.md", "docs/exit_prediction.md")
+DOCS = ("README.md", "docs/runtime.md", "docs/export.md", "docs/exit_prediction.md", "docs/training.md")
 
 BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures -->)", re.S)
 VALUE = re.compile(r"(<!-- value:([\w.-]+) -->)(.*?)(<!-- /value -->)", re.S)
@@ -551,9 +551,29 @@ def block_train_diagnostics(r: Results) -> list[str]:
             "| variant | epochs | held-out accuracy % per depth (d1 / ... / dL) | shared exit path % (d1 / ... / "
             "dL-1) | teacher's mean normalised entropy, first quarter of the steps | training s |",
             "|---|---|---|---|---:|---:|", *rows, "",
+            *_early_gradients(d),
             f"{d['rows']['train']} training rows (the suite's slice), {d['rows']['held_out']} held-out rows of the "
             f"same split (majority class {100 * d['held_out_majority_share']:.1f}%); training seconds include the "
             "per-epoch evaluation and the monitor, on a shared machine."]
+
+
+def _early_gradients(d: dict[str, Any]) -> list[str]:
+    """The reference run's gradient norms on the students' heads while the teacher is still near-uniform."""
+    ref = next((v for v in d["variants"].values() if v["method"] == "geep" and v["steps"]), None)
+    if ref is None:
+        return []
+    early = [s for s in ref["steps"] if s["teacher_entropy"] >= 0.9]
+    late = [s for s in ref["steps"] if s["progress"] >= 0.5]
+    if not early or not late:
+        return []
+
+    def mean(rows: list[dict[str, Any]], term: str) -> float:
+        return sum(s["grad_norm"][term]["students"] for s in rows) / len(rows)
+
+    return [f"Gradient norm on the students' heads (reference run, unweighted terms): while the teacher's "
+            f"entropy is at least 0.9 ({len(early)} recorded steps), distillation {mean(early, 'distill'):.3f} "
+            f"against {mean(early, 'student_ce'):.3f} for gold-label CE; in the second half of training "
+            f"{mean(late, 'distill'):.3f} against {mean(late, 'student_ce'):.3f}.", ""]
 
 
 def block_train_time(r: Results) -> list[str]:

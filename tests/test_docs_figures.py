@@ -32,6 +32,7 @@ REQUIRED = {
                   "serving"},
     "docs/runtime.md": {"memory", "padding", "ort_bench", "int8_bench"},
     "docs/exit_prediction.md": {"exit_table", "exit_prediction", "probe_auc"},
+    "docs/training.md": {"train_diagnostics", "train_time"},
 }
 # What a measured figure looks like: a percentage or a ratio with decimals, or a rate in e-notation.
 FIGURE = re.compile(r"\d+\.\d+%|\b\d+\.\d{2}x\b|\b\d(?:\.\d+)?e[+-]?\d+/s")
