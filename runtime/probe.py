@@ -170,6 +170,18 @@ class ProbeModel:
         return cls.from_dict(d, str(p))
 
 
+def probe_cost(depths: np.ndarray, escalated: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """(layers, exit heads) each row runs under the probe dispatch, for ``geep_deploy.flops``.
+
+    Every row runs layer 1 and head 1; a row at depth d > 1 adds layers 2..d and head d; an escalated row adds
+    layers 2..L and head L on top (continued from its cached layer-1 states). The runtime reports these, and
+    ``export.probe_fit.dispatch_figures`` prices its curve with them.
+    """
+    d = np.asarray(depths, dtype=np.int64)
+    esc = np.asarray(escalated, dtype=bool)
+    return d + np.where(esc, num_layers - 1, 0), 1 + (d > 1) + esc
+
+
 def _check_knobs(risk: float, escalate: float | None) -> None:
     if not (isinstance(risk, (int, float)) and 0.0 <= risk <= 1.0):
         raise ConfigError(f"probe | risk must be in [0, 1], got {risk!r}.")
