@@ -152,10 +152,12 @@ class ProbeModel:
         except (KeyError, TypeError, ValueError) as e:
             raise TableError(f"{source} | damaged probe file: {type(e).__name__}: {e}.") from None
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write the probe as JSON, atomically; ``extra`` (e.g. ``{"calibration": figures}``) rides along and is
+        ignored by ``load``."""
         from geep_deploy.atomic import atomic_write_text
 
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+        atomic_write_text(Path(path), json.dumps({**(extra or {}), **self.to_dict()}, indent=1) + "\n")
         return Path(path)
 
     @classmethod
