@@ -232,7 +232,7 @@ class GeepEngine:
             raise ConfigError("runtime | this engine has no probe dispatch: load an export that carries a probe "
                               "with predictor='probe' (exports get one with `geep-deploy export --probe`).")
         probe = self.probe.with_knobs(risk, escalate)
-        return self._view(self.predictor, probe, {"predictor": "probe", "probe": _probe_info(probe)})
+        return self._view(self.predictor, probe, {"predictor": "probe", "probe": probe.describe()})
 
     # -- inference ------------------------------------------------------------------------------------------
     def predict(
@@ -351,9 +351,3 @@ class GeepEngine:
         return (f"<GeepEngine {e.backend} {e.device} {e.precision} depths={list(self.engines)} "
                 f"dispatch={'probe' if self.probe is not None else 'table'} labels={self.label_names}>")
 
-
-def _probe_info(probe: ProbeDispatch) -> dict[str, Any]:
-    """The probe knobs `GeepEngine.info` reports."""
-    p = probe.probe
-    return {"risk": p.risk, "escalate": p.escalate, "uses_table": p.uses_table,
-            "continuations": sorted(probe.continuations)}

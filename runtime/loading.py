@@ -132,9 +132,7 @@ def build_parts(
         "num_layers": L,
     }
     if parts.probe is not None:
-        from runtime.engine import _probe_info
-
-        parts.info["probe"] = _probe_info(parts.probe)
+        parts.info["probe"] = parts.probe.describe()
     return parts
 
 

@@ -94,6 +94,12 @@ class ProbeDispatch:
         view.probe = self.probe.with_knobs(risk, escalate)
         return view
 
+    def describe(self) -> dict[str, Any]:
+        """The knobs and graphs ``GeepEngine.info`` reports."""
+        p = self.probe
+        return {"risk": p.risk, "escalate": p.escalate, "uses_table": p.uses_table,
+                "continuations": sorted(self.continuations)}
+
     @property
     def engines(self) -> list[BaseEngine]:
         return [self.prefix, *self.continuations.values()]

@@ -248,6 +248,9 @@ def test_old_exports_dispatch_by_the_table(model, table_file, tmp_path, encoder)
         old = eng.predict(TEXTS)
     np.testing.assert_array_equal(old.logits, new.logits)
     np.testing.assert_array_equal(old.depths, new.depths)
+    _rewrite(plain, lambda m: m.update(format_version=5))
+    with pytest.raises(ArtifactError, match=r"format version 5; this geep-deploy reads 1\.\.4"):
+        GeepEngine.load(plain)
 
 
 def test_bad_probes_are_named(export, model, table_file, tmp_path) -> None:
