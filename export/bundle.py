@@ -33,6 +33,7 @@ def export_checkpoint(
     segments: bool | None = None,
     probe: str | Path | Any = None,
     continuations: bool | None = None,
+    exit_mode: str | None = None,
 ) -> ExportBundle:
     """Compile a checkpoint into a validated export directory and return it loaded.
 
@@ -58,6 +59,9 @@ def export_checkpoint(
             table) before anything is written. Defaults to None.
         continuations: export the probe dispatch's ``prefix`` and ``cont{d}`` graphs. Defaults to True exactly
             when ``probe`` is given.
+        exit_mode: how depth k < L exits: ``"student"`` (head k) or ``"skip"`` (layer L, then the teacher: the
+            path GEEP's shared exit loss trains, one layer more). Recorded in the manifest. Defaults to the
+            checkpoint's.
 
     Raises:
         ExportError: (and subclasses) for an existing ``out_dir`` without ``force``, failed validation, etc.
@@ -73,6 +77,6 @@ def export_checkpoint(
         checkpoint, out_dir, exit_table=exit_table, calib_data=calib_data, depths=depths,
         precisions=tuple(precisions), backends=tuple(backends), max_batch=max_batch, max_len=max_len, force=force,
         allow_mismatch=allow_mismatch, progress=progress, exporter=exporter, segments=segments, probe=probe,
-        continuations=continuations,
+        continuations=continuations, exit_mode=exit_mode,
     )
     return load_export(root)

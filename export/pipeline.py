@@ -312,7 +312,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
                depths: Any = None, precisions: tuple[str, ...] = ("fp32",), backends: tuple[str, ...] = ("onnx",),
                max_batch: int = 128, max_len: int | None = None, force: bool = False, allow_mismatch: bool = False,
                progress: bool = True, exporter: str = "torchscript", segments: bool | None = None,
-               probe: Any = None, continuations: bool | None = None) -> Path:
+               probe: Any = None, continuations: bool | None = None, exit_mode: str | None = None) -> Path:
     """Build the export in a temporary directory and rename it into place; see ``export_checkpoint``."""
     from tqdm.auto import tqdm
 
@@ -322,6 +322,13 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     _check_target(out, force)
     check_count("export | --max-batch", max_batch)
     ckpt = _resolve_checkpoint(checkpoint)
+    if exit_mode is not None and exit_mode != ckpt.exit_mode:  # the depth graphs exit through this path
+        import dataclasses
+
+        from geep_deploy.model import EXIT_MODES
+        from geep_deploy.names import check_choice
+
+        ckpt = dataclasses.replace(ckpt, exit_mode=check_choice("exit mode", exit_mode, EXIT_MODES))
     L = ckpt.model.num_layers
     max_len = check_max_len("export | --max-len", ckpt.max_len if max_len is None else max_len,
                             ckpt.shape.max_position_embeddings)

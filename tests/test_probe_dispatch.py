@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from models import TEXTS, real_tokenizer_json, tiny_model
+from models import TEXTS, real_tokenizer_json, tiny_checkpoint, tiny_model
 
 from engines.ort import OrtEngine
 from engines.torch_engine import TorchEngine
@@ -22,6 +22,7 @@ from export.bundle import export_checkpoint
 from export.manifest import file_entry, write_manifest
 from export.trt_build import graph_profiles, plan_graphs
 from geep_deploy.checkpoint import Checkpoint
+from geep_deploy.cli import main
 from geep_deploy.encoding import TextEncoder, pad_batch
 from geep_deploy.errors import ArtifactError, ConfigError, TableError
 from runtime.engine import GeepEngine
@@ -302,3 +303,22 @@ def test_real_continuation_plans(model, table_file, tmp_path) -> None:
                           backends=("onnx", "tensorrt"), max_batch=8, segments=False, progress=False)
     for kind, d in (("prefix", None), ("cont", 2), ("cont", 3)):
         assert b.find(kind=kind, depth=d, backend="tensorrt").path.stat().st_size > 0
+
+
+def test_skip_exit_mode_export(tmp_path, encoder) -> None:
+    """``--exit-mode skip``: depth k < L exits through layer L and the teacher, recorded in the manifest."""
+    ckpt = tiny_checkpoint(tmp_path / "t.pt")
+    assert main(["export", "--checkpoint", str(tmp_path / "t.pt"), "--out", str(tmp_path / "e"), "--depths", "1,3",
+                 "--exit-mode", "skip", "--no-segments", "--quiet"]) == 0
+    m = json.loads((tmp_path / "e" / MANIFEST).read_text())
+    assert m["exit_mode"] == "skip"
+    feed = pad_batch(encoder.encode(TEXTS[:4]), pad_id=encoder.pad_id)
+    with GeepEngine.load(tmp_path / "e", fixed_depth=1) as eng:
+        got = eng.predict(TEXTS[:4]).logits
+    with torch.no_grad():
+        t = {k: torch.from_numpy(v) for k, v in feed.items()}
+        want = ckpt.model(t["input_ids"], t["attention_mask"], t["token_type_ids"], depth=1, exit_mode="skip")
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
+    with pytest.raises(ConfigError, match="exits through 'skip'"):
+        export_checkpoint(ckpt, tmp_path / "p", exit_mode="skip", probe=length_probe(uses_table=False),
+                          progress=False)

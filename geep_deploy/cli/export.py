@@ -32,6 +32,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "gets its prefix/contK graphs")
     parser.add_argument("--continuations", action="store_true",
                         help="export the prefix/contK graphs even without --probe")
+    parser.add_argument("--exit-mode", choices=("student", "skip"), default=None,
+                        help="depth k < L exits through head k (student) or through layer L and the teacher (skip, "
+                             "one layer more); default: the checkpoint's")
     parser.add_argument("--depths", default="all", help="'all' or a list like 1,3,6 (default: all)")
     parser.add_argument("--precision", default="fp32", help=f"comma list of {','.join(PRECISIONS)} (default: fp32)")
     parser.add_argument("--backend", default="onnx", help=f"comma list of {','.join(BACKENDS)} (default: onnx)")
@@ -56,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
         backends=parse_list(args.backend, BACKENDS, "backend") or ("onnx",), max_batch=args.max_batch,
         max_len=args.max_len, force=args.force, allow_mismatch=args.allow_mismatch, progress=not args.quiet,
         exporter=args.exporter, segments=False if args.no_segments else None, probe=args.probe,
-        continuations=True if args.continuations else None,
+        continuations=True if args.continuations else None, exit_mode=args.exit_mode,
     )
     m = bundle.manifest
     size = sum(w["bytes"] for w in m["weights"]) + sum(a["bytes"] for a in m["artifacts"] if a["backend"] != "torch")
-    print(f"wrote {bundle.root}: {len(bundle.artifacts)} artifacts, depths {bundle.depths}, "
+    print(f"wrote {bundle.root}: {len(bundle.artifacts)} artifacts, depths {bundle.depths} (exit {bundle.exit_mode}), "
           f"precisions {bundle.precisions()}, {size / 1e6:.1f} MB, {m['export']['seconds']} s")
     for nv in m.get("not_validated", []):
         print(f"  not validated here: {nv['file']}: {nv['reason'][:120]}")
