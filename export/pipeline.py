@@ -349,8 +349,11 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
         check_probe(probe, L, has_table=exit_table is not None or calib_data is not None,
                     exit_mode=ckpt.exit_mode, has_depths=ckpt.method != "full")
         if continuations is False:
-            raise ConfigError("export | the probe dispatch runs the continuation graphs; drop --no-continuations "
-                              "or --probe.")
+            raise ConfigError("export | the probe dispatch runs the continuation graphs, so continuations=False "
+                              "and a probe exclude each other; drop one.")
+        if L not in dlist:
+            raise ConfigError(f"export | the probe dispatch continues its deepest rows (and escalated ones) to "
+                              f"depth {L}; add {L} to --depths.")
     spec = ExportSpec(depths=dlist, precisions=precisions, backends=backends, exporter=exporter,
                       segments=(ckpt.method != "full") if segments is None else segments,
                       continuations=(probe is not None) if continuations is None else continuations,

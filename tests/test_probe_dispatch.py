@@ -259,11 +259,14 @@ def test_bad_probes_are_named(export, model, table_file, tmp_path) -> None:
         export_checkpoint(_ckpt(model), tmp_path / "a", exit_table=table_file, probe=length_probe(4), progress=False)
     with pytest.raises(ConfigError, match="reads exit-table statistics"):
         export_checkpoint(_ckpt(model), tmp_path / "b", probe=length_probe(), progress=False)
+    with pytest.raises(ConfigError, match="add 3 to --depths"):
+        export_checkpoint(_ckpt(model), tmp_path / "d", exit_table=table_file, probe=length_probe(), depths="1,2",
+                          progress=False)
     (tmp_path / "bad.json").write_text("{oops")
     with pytest.raises(TableError, match="is not JSON"):
         export_checkpoint(_ckpt(model), tmp_path / "c", exit_table=table_file, probe=tmp_path / "bad.json",
                           progress=False)
-    assert not any((tmp_path / n).exists() for n in "abc")
+    assert not any((tmp_path / n).exists() for n in "abcd")
     with pytest.raises(ConfigError, match="cannot go with predictor='probe'"):
         GeepEngine.load(export, fixed_depth=2, predictor="probe")
     with pytest.raises(ConfigError, match="predictor must be"):
