@@ -30,6 +30,7 @@ from engines.torch_cuda import (
 )
 from geep_deploy.errors import BackendUnavailable, ConfigError
 from geep_deploy.graphs import graph_module, io_spec, run_graph_module
+from geep_deploy.names import DEPTHLESS_KINDS
 from geep_deploy.names import GRAPH_KINDS as KINDS
 from geep_deploy.optional import require
 
@@ -62,8 +63,10 @@ class TorchEngine(BaseEngine):
     Args:
         model: the shared model; it is moved to ``device``/``precision`` on load, in place.
         kind: ``"depth"`` (input_ids, attention_mask, token_type_ids -> logits), ``"embed"`` (input_ids,
-            token_type_ids -> hidden) or ``"layer"`` (hidden, attention_mask -> hidden_out, logits).
-        depth: the depth, or the layer number for ``kind="layer"``.
+            token_type_ids -> hidden), ``"layer"`` (hidden, attention_mask -> hidden_out, logits), ``"prefix"``
+            (input_ids, attention_mask, token_type_ids -> hidden, logits) or ``"cont"`` (hidden, attention_mask ->
+            logits); see ``geep_deploy.graphs``.
+        depth: the depth (``depth``, ``cont``), or the layer number for ``kind="layer"``.
         exit_mode: ``"student"`` or ``"skip"`` (see `ExitBert.forward`).
         cuda_graphs: capture CUDA graphs per shape bucket (depth engines on CUDA only). Defaults to True on CUDA.
         max_len: the longest sequence a CUDA-graph length bucket may pad to. Defaults to the model's positions.
@@ -91,9 +94,9 @@ class TorchEngine(BaseEngine):
         if kind not in KINDS:
             raise ConfigError(f"torch | kind must be one of {KINDS}, got {kind!r}.")
         depth = model.num_layers if depth is None and kind == "depth" else depth
-        label = kind if kind == "embed" else f"{kind} {depth}"
+        label = kind if kind in DEPTHLESS_KINDS else f"{kind} {depth}"
         super().__init__(f"torch {label}", precision, device, check_inputs)
-        if kind != "embed":
+        if kind not in DEPTHLESS_KINDS:
             model._check_depth(depth)
         self.model, self.kind, self.depth, self.exit_mode = model, kind, depth, exit_mode
         self.cuda_graphs = (device == "cuda") if cuda_graphs is None else cuda_graphs

@@ -31,6 +31,9 @@ def export_checkpoint(
     progress: bool = True,
     exporter: str = "torchscript",
     segments: bool | None = None,
+    probe: str | Path | Any = None,
+    continuations: bool | None = None,
+    exit_mode: str | None = None,
 ) -> ExportBundle:
     """Compile a checkpoint into a validated export directory and return it loaded.
 
@@ -50,9 +53,19 @@ def export_checkpoint(
         progress: show a progress bar. Defaults to True.
         exporter: ``torchscript`` (fast) or ``dynamo``. Defaults to torchscript.
         segments: export ``embed``/``layer{k}`` graphs. Defaults to True except for method ``full``.
+        probe: a layer-1 probe (``geep-deploy calibrate --predictor probe`` writes one; a JSON path or a
+            ``runtime.probe.ProbeModel``) to copy in; the export then dispatches by the probe by default. Checked
+            against the checkpoint's layer count (and, if it reads table statistics, the presence of an exit
+            table) before anything is written. Defaults to None.
+        continuations: export the probe dispatch's ``prefix`` and ``cont{d}`` graphs. Defaults to True exactly
+            when ``probe`` is given.
+        exit_mode: how depth k < L exits: ``"student"`` (head k) or ``"skip"`` (layer L, then the teacher: the
+            path GEEP's shared exit loss trains, one layer more). Recorded in the manifest. Defaults to the
+            checkpoint's.
 
     Raises:
         ExportError: (and subclasses) for an existing ``out_dir`` without ``force``, failed validation, etc.
+        TableError: a damaged or foreign probe file. ConfigError: a probe that does not fit the checkpoint.
         BackendUnavailable: for ``tensorrt`` where it does not import, before anything is written.
 
     Example:
@@ -63,6 +76,7 @@ def export_checkpoint(
     root = run_export(
         checkpoint, out_dir, exit_table=exit_table, calib_data=calib_data, depths=depths,
         precisions=tuple(precisions), backends=tuple(backends), max_batch=max_batch, max_len=max_len, force=force,
-        allow_mismatch=allow_mismatch, progress=progress, exporter=exporter, segments=segments,
+        allow_mismatch=allow_mismatch, progress=progress, exporter=exporter, segments=segments, probe=probe,
+        continuations=continuations, exit_mode=exit_mode,
     )
     return load_export(root)

@@ -121,6 +121,19 @@ def calibrate_checkpoint(
     Raises:
         ConfigError: ``full`` checkpoint, unknown rule, bad budget, or mismatched labels.
     """
+    tau = check_calibration_args(ckpt, dev, rule, tau, max_drop, target_speedup)
+    c = collect_logits(ckpt, calib, dev, batch_size, device, progress)
+    return calibrate_from_logits(
+        ckpt, c.calib_ids, c.calib_logits, c.dev_ids, c.dev_logits, c.dev_labels, c.special_ids,
+        rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup, quantiles=quantiles,
+        margins=margins, weighting=weighting, orders=orders, load_factor=load_factor,
+    )
+
+
+def check_calibration_args(ckpt: Checkpoint, dev: TextDataset, rule: str, tau: float | None, max_drop: float,
+                           target_speedup: float | None) -> float | None:
+    """Refuse what calibration cannot serve (a ``full`` checkpoint, an unknown rule, a bad budget, another label
+    set); returns the entropy threshold to use (the default for ``entropy``)."""
     if ckpt.method == "full":
         raise ConfigError(
             "calibrate | this checkpoint was trained with method 'full': only depth L has a trained classifier, "
@@ -138,16 +151,31 @@ def calibrate_checkpoint(
         raise ConfigError(
             f"calibrate | dev data has {len(dev.label_names)} labels, the checkpoint {len(ckpt.label_names)}."
         )
+    return tau
+
+
+@dataclass
+class CalibrationLogits:
+    """Tokenized calibration and dev rows with their (N, L, C) logits at every depth, and the special token ids."""
+
+    calib_ids: list[np.ndarray]
+    calib_logits: np.ndarray
+    dev_ids: list[np.ndarray]
+    dev_logits: np.ndarray
+    dev_labels: np.ndarray
+    special_ids: list[int]
+
+
+def collect_logits(ckpt: Checkpoint, calib: TextDataset, dev: TextDataset, batch_size: int, device: str,
+                   progress: bool) -> CalibrationLogits:
+    """One pass of the model over the calibration and the dev rows (every depth's logits)."""
     encoder = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
     enc_c = encoder.encode(calib.texts_a, calib.texts_b)
     logits_c = collect_depth_logits(ckpt.model, enc_c, batch_size, device, "calibration pass" if progress else None)
     enc_d = encoder.encode(dev.texts_a, dev.texts_b)
     logits_d = collect_depth_logits(ckpt.model, enc_d, batch_size, device, "dev pass" if progress else None)
-    return calibrate_from_logits(
-        ckpt, enc_c.ids, logits_c, enc_d.ids, logits_d, np.asarray(dev.labels), sorted(encoder.special_ids),
-        rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup, quantiles=quantiles,
-        margins=margins, weighting=weighting, orders=orders, load_factor=load_factor,
-    )
+    return CalibrationLogits(enc_c.ids, logits_c, enc_d.ids, logits_d, np.asarray(dev.labels),
+                             sorted(encoder.special_ids))
 
 
 def calibrate_from_logits(

@@ -1,7 +1,8 @@
 """Per-depth and per-layer ("segment") ONNX graphs of an ``ExitBert``, as in-memory ``ModelProto`` stages.
 
 Depth graphs (``DepthModel``) are what GEEP's dispatch runs; segment graphs (``embed``, ``layer{k}``) let the
-runtime run the FastBERT/PABEE baselines layer by layer with a shrinking batch. All use standard ONNX ops only.
+runtime run the FastBERT/PABEE baselines layer by layer with a shrinking batch; ``prefix`` and ``cont{d}`` are the
+probe dispatch's two halves. All use standard ONNX ops only.
 
 The default exporter is the TorchScript one (much faster than dynamo on a small CPU box, though no committed bench
 measures by how much, and a stable op set); ``exporter="dynamo"`` selects ``torch.export``. Either way initializer names are meaningless
@@ -22,11 +23,12 @@ from export.spec import DEFAULT_OPSET, EXPORTERS, BaseLoader, invoke_if_callable
 from geep_deploy.errors import ConfigError, ExportError
 from geep_deploy.graphs import graph_module, io_spec
 from geep_deploy.model import ExitBert
+from geep_deploy.names import DEPTHLESS_KINDS
 
 
 def graph_name(kind: str, depth: int | None) -> str:
-    """File stem of a graph: ``depth3``, ``embed``, ``layer2``."""
-    return "embed" if kind == "embed" else f"{kind}{depth}"
+    """File stem of a graph: ``depth3``, ``embed``, ``layer2``, ``prefix``, ``cont3``."""
+    return kind if kind in DEPTHLESS_KINDS else f"{kind}{depth}"
 
 
 def _module_and_inputs(model: ExitBert, kind: str, depth: int | None, exit_mode: str) -> tuple[nn.Module, tuple]:
@@ -119,7 +121,7 @@ class OnnxFromCheckpoint(BaseLoader):
         ckpt, _ = invoke_if_callable(self.ckpt)
         model = ckpt if isinstance(ckpt, ExitBert) else ckpt.model
         mode = self.exit_mode or getattr(ckpt, "exit_mode", "student")
-        if self.kind != "embed" and self.depth is None:
+        if self.kind not in DEPTHLESS_KINDS and self.depth is None:
             raise ConfigError(f"export | a {self.kind} graph needs depth=1..{model.num_layers}.")
         return export_graph(model.eval(), self.kind, self.depth, exit_mode=mode, opset=self.opset,
                             exporter=self.exporter)

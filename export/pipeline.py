@@ -32,12 +32,16 @@ from geep_deploy.atomic import apply_umask, check_parents, exchange_paths
 from geep_deploy.errors import ConfigError, EngineBuildError, ExportError
 from geep_deploy.limits import check_count, check_max_len
 from geep_deploy.names import (
+    CONT,
     DEPTH,
+    EMBED,
+    LAYER,
     LOW_PRECISIONS,
     MODEL,
     ONNX,
     ONNX_REFERENCE,
     ONNXRUNTIME,
+    PREFIX,
     QDQ,
     WEIGHTS,
     variant_dir,
@@ -307,7 +311,8 @@ def _versions() -> dict[str, str]:
 def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, calib_data: Any = None,
                depths: Any = None, precisions: tuple[str, ...] = ("fp32",), backends: tuple[str, ...] = ("onnx",),
                max_batch: int = 128, max_len: int | None = None, force: bool = False, allow_mismatch: bool = False,
-               progress: bool = True, exporter: str = "torchscript", segments: bool | None = None) -> Path:
+               progress: bool = True, exporter: str = "torchscript", segments: bool | None = None,
+               probe: Any = None, continuations: bool | None = None, exit_mode: str | None = None) -> Path:
     """Build the export in a temporary directory and rename it into place; see ``export_checkpoint``."""
     from tqdm.auto import tqdm
 
@@ -317,6 +322,13 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     _check_target(out, force)
     check_count("export | --max-batch", max_batch)
     ckpt = _resolve_checkpoint(checkpoint)
+    if exit_mode is not None and exit_mode != ckpt.exit_mode:  # the depth graphs exit through this path
+        import dataclasses
+
+        from geep_deploy.model import EXIT_MODES
+        from geep_deploy.names import check_choice
+
+        ckpt = dataclasses.replace(ckpt, exit_mode=check_choice("exit mode", exit_mode, EXIT_MODES))
     L = ckpt.model.num_layers
     max_len = check_max_len("export | --max-len", ckpt.max_len if max_len is None else max_len,
                             ckpt.shape.max_position_embeddings)
@@ -326,11 +338,28 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
         if exit_table is not None or calib_data is not None:
             raise ConfigError("export | a 'full' checkpoint has no early exits, so no exit table; drop "
                               "--exit-table/--calib-data.")
+        if continuations:
+            raise ConfigError("export | a 'full' checkpoint has no early exits, so no continuation graphs; drop "
+                              "--continuations.")
     dlist = (L,) if ckpt.method == "full" else parse_depths(depths, L)
     precisions = tuple(dict.fromkeys(("fp32", *precisions)))
+    if probe is not None:  # fail before the long work, not after it
+        from export.probe_stage import check_probe
+
+        check_probe(probe, L, has_table=exit_table is not None or calib_data is not None,
+                    exit_mode=ckpt.exit_mode, has_depths=ckpt.method != "full")
+        if continuations is False:
+            raise ConfigError("export | the probe dispatch runs the continuation graphs, so continuations=False "
+                              "and a probe exclude each other; drop one.")
+        if L not in dlist:
+            raise ConfigError(f"export | the probe dispatch continues its deepest rows (and escalated ones) to "
+                              f"depth {L}; add {L} to --depths.")
     spec = ExportSpec(depths=dlist, precisions=precisions, backends=backends, exporter=exporter,
                       segments=(ckpt.method != "full") if segments is None else segments,
+                      continuations=(probe is not None) if continuations is None else continuations,
                       max_batch=max_batch, max_len=max_len, allow_mismatch=allow_mismatch)
+    if spec.continuations and L < 2:
+        raise ConfigError("export | a one-layer model has nothing to continue after layer 1; drop --continuations.")
     if "tensorrt" in backends:
         from export.trt_build import require_tensorrt
 
@@ -343,10 +372,15 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
         raise ExportError(f"export | --calib-data {calib_data} is not a directory with train.tsv and dev.tsv.")
     graphs: list[tuple[str, int | None]] = [("depth", k) for k in dlist]
     if spec.segments:
-        graphs += [("embed", None)] + [("layer", k) for k in range(1, L + 1)]
+        graphs += [(EMBED, None)] + [(LAYER, k) for k in range(1, L + 1)]
+    if spec.continuations:
+        graphs += [(PREFIX, None)] + [(CONT, k) for k in dlist if k >= 2]
     n_var = sum(p != "fp32" for p in precisions)
-    total = len(graphs) * (1 + n_var) + ("int8" in precisions) * len(dlist) + 3
-    total += len(dlist) * len(precisions) * ("tensorrt" in backends)
+    total = len(graphs) * (1 + n_var) + ("int8" in precisions) * len(dlist) + 4
+    if "tensorrt" in backends:
+        from export.trt_build import plan_graphs
+
+        total += sum(len(plan_graphs(graphs, p)) for p in precisions)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _sigterm_as_exit():
         bar = tqdm(total=total, desc=f"export {out.name}", disable=not progress, unit="step")
@@ -354,7 +388,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
         try:
             tmp = _make_temp_dir(out)
             manifest = _build(tmp, ckpt, spec, graphs, bar, exit_table=exit_table, calib_data=calib_data,
-                              progress=progress, t0=t0)
+                              probe=probe, progress=progress, t0=t0)
             write_manifest(tmp, manifest)
             apply_umask(tmp)
             _swap_into_place(tmp, out)
@@ -370,7 +404,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
 
 
 def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int | None]], bar: Any, *,
-           exit_table: Any, calib_data: Any, progress: bool, t0: float) -> dict[str, Any]:
+           exit_table: Any, calib_data: Any, probe: Any, progress: bool, t0: float) -> dict[str, Any]:
     """Write every graph, weight file and table into ``tmp``; return the manifest describing them."""
     from geep_deploy import __version__
 
@@ -390,6 +424,12 @@ def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int |
         trt = build_all(ctx, tmp)
     table = _exit_table_stage(ctx, exit_table, calib_data, progress)
     ctx.step("exit table")
+    probe_entry = None
+    if probe is not None:
+        from export.probe_stage import probe_stage
+
+        probe_entry = probe_stage(tmp, probe, ckpt.model.num_layers)
+    ctx.step("probe")
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "geep_deploy_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "backbone": ckpt.shape.to_dict(),
@@ -398,10 +438,12 @@ def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int |
         "label_names": list(ckpt.label_names), "method": ckpt.method, "exit_mode": ckpt.exit_mode,
         "max_len": spec.max_len, "depths": list(spec.depths),
         "tokenizer": file_entry(tmp, tmp / "tokenizer.json"),
-        "weights": ctx.weights, "artifacts": ctx.artifacts, "exit_table": table,
+        "weights": ctx.weights, "artifacts": ctx.artifacts, "exit_table": table, "probe": probe_entry,
+        "predictor": "probe" if probe_entry else ("table" if table else None),
         "not_validated": ctx.not_validated, "tensorrt": trt,
         "export": {"opset": spec.opset, "exporter": spec.exporter, "precisions": list(precisions),
                    "backends": list(backends), "max_batch": spec.max_batch, "atol_fp32": spec.atol,
                    "allow_mismatch": spec.allow_mismatch, "segments": spec.segments,
+                   "continuations": spec.continuations,
                    "seconds": round(time.perf_counter() - t0, 2), "versions": _versions()},
     }

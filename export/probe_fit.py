@@ -17,7 +17,7 @@ from geep_deploy.config import BertShape
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import predictions_at
 from geep_deploy.flops import flops_speedup
-from runtime.probe import FEATURES, ProbeModel, normalised_entropy
+from runtime.probe import FEATURES, ProbeModel, normalised_entropy, probe_cost
 
 RISK_GRID = tuple(round(x, 2) for x in np.linspace(0.02, 0.98, 49))
 ESCALATE_GRID: tuple[float | None, ...] = (None, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
@@ -98,8 +98,7 @@ def dispatch_figures(shape: BertShape, logits: np.ndarray, labels: np.ndarray, l
     d = np.asarray(depths, dtype=np.int64)
     esc = np.asarray(escalated, dtype=bool)
     answer = np.where(esc, L, d)
-    layers = d + np.where(esc, L - 1, 0)
-    heads = 1 + (d > 1) + esc
+    layers, heads = probe_cost(d, esc, L)
     return {"accuracy": float((predictions_at(logits, answer) == labels).mean()),
             "flops_speedup": flops_speedup(shape, logits.shape[2], lengths, layers, heads),
             "mean_depth": float(d.mean()), "escalated_share": float(esc.mean())}

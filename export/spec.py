@@ -7,7 +7,7 @@ Also the base of the export stages: lazy loaders in Polygraphy's style, whose ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -74,9 +74,9 @@ class Profile:
 
 def profiles_from_flags(
     input_names: Iterable[str], max_batch: int, max_len: int, *, min_len: int = 1, opt_batch: int | None = None,
-    opt_len: int | None = None,
+    opt_len: int | None = None, trailing: Mapping[str, Sequence[int]] | None = None,
 ) -> list[Profile]:
-    """One profile over (batch, seq) for every (B, S) input, from the CLI's ``--max-batch``/``--max-len``.
+    """One profile over (batch, seq) for every (B, S, ...) input, from the CLI's ``--max-batch``/``--max-len``.
 
     Args:
         input_names: (batch, seq) inputs of the graph.
@@ -85,6 +85,7 @@ def profiles_from_flags(
         min_len: shortest sequence. Defaults to 1.
         opt_batch: the batch TensorRT tunes for. Defaults to ``min(64, max_batch)``.
         opt_len: the length TensorRT tunes for. Defaults to ``min(64, max_len)``.
+        trailing: static dims after (batch, seq) per input, e.g. ``{"hidden": (384,)}``. Defaults to none.
 
     Raises:
         ConfigError: if the numbers do not satisfy 1 <= min <= opt <= max.
@@ -95,13 +96,18 @@ def profiles_from_flags(
     ol = min(64, max_len) if opt_len is None else opt_len
     prof = Profile()
     for name in input_names:
-        prof = prof.add(name, (1, min_len), (ob, ol), (max_batch, max_len))
+        rest = tuple((trailing or {}).get(name, ()))
+        prof = prof.add(name, (1, min_len, *rest), (ob, ol, *rest), (max_batch, max_len, *rest))
     return [prof]
 
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """What to export: depths, precisions, backends, exporter and validation settings."""
+    """What to export: depths, precisions, backends, exporter, graph sets and validation settings.
+
+    ``segments``: the ``embed``/``layer{k}`` graphs of the layer-by-layer baselines. ``continuations``: the probe
+    dispatch's ``prefix`` and ``cont{d}`` graphs (every exported depth d >= 2).
+    """
 
     depths: tuple[int, ...]
     precisions: tuple[str, ...] = ("fp32",)
@@ -109,6 +115,7 @@ class ExportSpec:
     opset: int = DEFAULT_OPSET
     exporter: str = "torchscript"
     segments: bool = True
+    continuations: bool = False
     max_batch: int = 128
     max_len: int = 128
     atol: float = 1e-4

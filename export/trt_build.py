@@ -4,16 +4,18 @@ TensorRT 10 and 11 differ in how precision is chosen (GEEP.md, "Precision"): 10 
 enables reduced-precision kernels with builder flags; 11 removed those flags and only builds strongly typed
 networks, so the precision must already be in the ONNX (the fp16/bf16 cast graphs of ``precision.py`` and the Q/DQ
 graph of ``quantize.py``). ``plan_for`` decides this as plain data (tested without TensorRT); ``tensorrt`` is
-imported lazily and only here. Nothing in this module is exercised on a machine without TensorRT.
+imported lazily and only here. Plans are built for every depth graph and, where the export has them, for the probe
+dispatch's ``prefix``/``cont{d}`` graphs (not at int8: those have no Q/DQ graphs). Nothing in this module is exercised on a machine without TensorRT.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from export.spec import BaseLoader, BuildSpec, invoke_if_callable, profiles_from_flags
+from export.spec import BaseLoader, BuildSpec, Profile, invoke_if_callable, profiles_from_flags
 from geep_deploy.errors import BackendUnavailable, EngineBuildError
 from geep_deploy.names import EXPORT_PRECISIONS, QDQ, variant_dir
 from geep_deploy.optional import INSTALL_HINTS, require
@@ -151,31 +153,57 @@ class SaveEngine(BaseLoader):
         return self.path
 
 
+def graph_profiles(kind: str, hidden: int, num_labels: int, max_batch: int, max_len: int) -> tuple[Profile, ...]:
+    """The optimisation profile of one graph kind: every input over (batch, seq), hidden states with their width."""
+    from geep_deploy.graphs import io_spec
+
+    inputs, _ = io_spec(kind, hidden, num_labels)
+    trailing = {n: list(spec["shape"][2:]) for n, spec in inputs.items()}
+    return tuple(profiles_from_flags(list(inputs), max_batch, max_len, trailing=trailing))
+
+
+def plan_graphs(graphs: Sequence[tuple[str, int | None]], precision: str) -> list[tuple[str, int | None]]:
+    """Of an export's ONNX ``graphs``, those that get a plan at ``precision``: every depth graph; the probe
+    dispatch's ``prefix``/``cont{d}`` too, except at int8, whose plans come from Q/DQ graphs of the depths only."""
+    from geep_deploy.names import CONT, DEPTH, PREFIX
+
+    kinds = (DEPTH,) if precision == "int8" else (DEPTH, PREFIX, CONT)
+    return [(kind, k) for kind, k in graphs if kind in kinds]
+
+
 def build_all(ctx: Any, root: Path) -> dict[str, Any]:
-    """Build a plan per depth and precision of the export in ``root``; validate each through the TensorRT engine
-    where it can run here (CUDA and CuPy), else record why not."""
+    """Build a plan per graph (``plan_graphs``) and precision of the export in ``root``; validate each through the
+    TensorRT engine where it can run here (CUDA and CuPy), else record why not."""
     from export.manifest import file_entry
+    from export.onnx_export import graph_name
     from export.validate import compare, judge, run_graph
-    from geep_deploy.names import DEPTH, PLAN, TENSORRT
+    from geep_deploy.names import CONT, PLAN, PREFIX, TENSORRT
 
     trt = require_tensorrt()
-    spec = ctx.spec
+    spec, model = ctx.spec, ctx.ckpt.model
     cache = root / "tensorrt" / "timing.cache"
     cache.parent.mkdir(parents=True, exist_ok=True)
-    profiles = tuple(profiles_from_flags(["input_ids", "attention_mask", "token_type_ids"], spec.max_batch,
-                                         spec.max_len))
-    builds = []
+    profiles: dict[str, tuple[Profile, ...]] = {}
+    builds, skipped = [], []
     for precision in spec.precisions:
-        bspec = BuildSpec(precision=precision, profiles=profiles)
         plan = plan_for(precision, trt.__version__,
                         has_strongly_typed=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
                         has_tf32_flag=hasattr(trt.BuilderFlag, "TF32"))
         src_dir = root / "onnx" / plan.source_graph
-        for k in spec.depths:
-            plan_path = root / "tensorrt" / precision / f"depth{k}.plan"
-            SaveEngine(EngineBytesFromOnnx(src_dir / f"depth{k}.onnx", bspec, timing_cache=cache), plan_path)()
+        graphs = plan_graphs(ctx.graphs, precision)
+        if any(kind in (PREFIX, CONT) for kind, _ in ctx.graphs) and precision == "int8":
+            skipped.append({"precision": precision, "kinds": [PREFIX, CONT],
+                            "reason": "no Q/DQ continuation graphs; the probe dispatch runs fp32/fp16/bf16 plans"})
+        for kind, k in graphs:
+            name = graph_name(kind, k)
+            if kind not in profiles:
+                profiles[kind] = graph_profiles(kind, model.shape.hidden_size, model.num_labels, spec.max_batch,
+                                                spec.max_len)
+            bspec = BuildSpec(precision=precision, profiles=profiles[kind])
+            plan_path = root / "tensorrt" / precision / f"{name}.plan"
+            SaveEngine(EngineBytesFromOnnx(src_dir / f"{name}.onnx", bspec, timing_cache=cache), plan_path)()
             validation = None
-            refs, feeds = ctx.refs[(DEPTH, k)]
+            refs, feeds = ctx.refs[(kind, k)]
             try:
                 outs = run_graph(TENSORRT, plan_path, feeds, precision=precision)
             except BackendUnavailable as e:
@@ -186,8 +214,9 @@ def build_all(ctx: Any, root: Path) -> dict[str, Any]:
                 if precision == "fp32":
                     judge(cmp, what, spec.allow_mismatch)
                 validation = {**cmp.to_dict(), "runner": TENSORRT}
-            ctx.record(plan_path, DEPTH, k, PLAN, precision, validation)
-            builds.append({"precision": precision, "depth": k, **asdict(plan)})
-            ctx.step(f"tensorrt {precision} depth{k}")
-    return {"version": trt.__version__, "profiles": [p.to_dict() for p in profiles],
-            "timing_cache": file_entry(root, cache), "builds": builds}
+            ctx.record(plan_path, kind, k, PLAN, precision, validation)
+            builds.append({"precision": precision, "kind": kind, "depth": k, **asdict(plan)})
+            ctx.step(f"tensorrt {precision} {name}")
+    return {"version": trt.__version__, "profiles": [p.to_dict() for p in profiles["depth"]],
+            "graph_profiles": {kind: [p.to_dict() for p in ps] for kind, ps in profiles.items()},
+            "timing_cache": file_entry(root, cache), "builds": builds, "skipped": skipped}

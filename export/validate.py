@@ -132,10 +132,10 @@ def calibration_feeds(tokenizer_json: str, max_len: int, texts: Sequence[str] | 
 
 def run_reference(model: Any, kind: str, depth: int | None, exit_mode: str,
                   feeds: Sequence[dict[str, np.ndarray]]) -> tuple[list[dict], list[dict]]:
-    """PyTorch outputs of one graph kind (through the torch engine), and the feeds for that graph: a ``layer{k}``
-    segment gets the real hidden states that layers 1..k-1 produce."""
+    """PyTorch outputs of one graph kind (through the torch engine), and the feeds for that graph: a graph that
+    takes hidden states gets the real ones (``layer{k}``: what layers 1..k-1 produce; ``cont{d}``: layer 1's)."""
     from engines.registry import open_engine
-    from geep_deploy.names import EMBED, LAYER, TORCH
+    from geep_deploy.names import CONT, EMBED, LAYER, TORCH
 
     def engine(kind: str, depth: int | None) -> Any:
         return open_engine(TORCH, model, kind=kind, depth=depth, exit_mode=exit_mode, check_inputs=False)
@@ -143,10 +143,11 @@ def run_reference(model: Any, kind: str, depth: int | None, exit_mode: str,
     with engine(kind, depth) as ref:
         wanted = set(ref.input_metadata())
         graph_feeds = [{k: v for k, v in f.items() if k in wanted} for f in feeds]
-        if kind == LAYER:  # layer k's input: the states layers 1..k-1 produce
+        before = {LAYER: (depth or 1) - 1, CONT: 1}.get(kind)  # layers applied to the graph's hidden input
+        if before is not None:
             with engine(EMBED, None) as embed:
                 hidden = [embed.infer(f)["hidden"] for f in feeds]
-            for j in range(1, int(depth)):
+            for j in range(1, before + 1):
                 with engine(LAYER, j) as layer:
                     hidden = [layer.infer({"hidden": h, "attention_mask": f["attention_mask"]})["hidden_out"]
                               for h, f in zip(hidden, feeds)]

@@ -1,8 +1,10 @@
 """The graph kinds an ``ExitBert`` is cut into, as torch modules with named inputs and outputs.
 
 ``depth`` k runs layers 1..k and exit head k (what GEEP's dispatch runs); ``embed`` and ``layer{k}`` are the
-segments the layer-by-layer baselines chain. The ONNX exporter traces these modules, the torch engine runs them,
-and the manifest records ``io_spec``: one definition of each kind for every backend.
+segments the layer-by-layer baselines chain; ``prefix`` (embeddings + layer 1 -> layer-1 states and head 1's
+logits) and ``cont{d}`` (layer-1 states -> layers 2..d and exit d) are the two halves of the probe dispatch, so
+that ``cont{d}(prefix(x).hidden)`` is ``depth{d}(x)``. The ONNX exporter traces these modules, the torch engine
+runs them, and the manifest records ``io_spec``: one definition of each kind for every backend.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import torch
 from torch import nn
 
 from geep_deploy.errors import ConfigError
-from geep_deploy.model import DepthModel, ExitBert, mask_to_bias
-from geep_deploy.names import DEPTH, EMBED, GRAPH_KINDS, LAYER
+from geep_deploy.model import EXIT_MODES, DepthModel, ExitBert, mask_to_bias
+from geep_deploy.names import CONT, DEPTH, EMBED, GRAPH_KINDS, LAYER, PREFIX
 
 BS = ["batch", "seq"]
 
@@ -33,11 +35,13 @@ def io_spec(kind: str, hidden: int, num_labels: int) -> tuple[dict[str, Any], di
         )
     if kind == EMBED:
         return {"input_ids": ids, "token_type_ids": ids}, {"hidden": t("float32", [*BS, hidden])}
+    states, logits = t("float32", [*BS, hidden]), t("float32", ["batch", num_labels])
     if kind == LAYER:
-        return (
-            {"hidden": t("float32", [*BS, hidden]), "attention_mask": ids},
-            {"hidden_out": t("float32", [*BS, hidden]), "logits": t("float32", ["batch", num_labels])},
-        )
+        return {"hidden": states, "attention_mask": ids}, {"hidden_out": states, "logits": logits}
+    if kind == PREFIX:
+        return {"input_ids": ids, "attention_mask": ids, "token_type_ids": ids}, {"hidden": states, "logits": logits}
+    if kind == CONT:
+        return {"hidden": states, "attention_mask": ids}, {"logits": logits}
     raise ConfigError(f"graph | unknown graph kind {kind!r}. Expected one of {GRAPH_KINDS}.")
 
 
@@ -66,6 +70,46 @@ class LayerModule(nn.Module):
         return h, self.model.classify(self.k, h, attention_mask)
 
 
+class PrefixModule(nn.Module):
+    """``prefix``: embeddings and layer 1 -> the layer-1 states (kept for the continuation) and head 1's logits.
+
+    The logits are always the student head's: they are what the probe reads, whatever the export's exit mode.
+    """
+
+    def __init__(self, model: ExitBert) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.model.embeddings(input_ids, token_type_ids)
+        h = self.model.run_layers(h, mask_to_bias(attention_mask, h.dtype), 0, 1)
+        return h, self.model.classify(1, h, attention_mask)
+
+
+class ContinuationModule(nn.Module):
+    """``cont{d}`` (d >= 2): layers 2..d on cached layer-1 states, then exit d as ``depth{d}`` takes it (the
+    student head, or with ``exit_mode="skip"`` layer L and the teacher), so it equals ``depth{d}`` on the same rows.
+    """
+
+    def __init__(self, model: ExitBert, depth: int, exit_mode: str = "student") -> None:
+        super().__init__()
+        model._check_depth(depth)
+        if depth < 2:
+            raise ConfigError(f"graph | a continuation starts after layer 1, so its depth must be 2..{model.num_layers}"
+                              f", got {depth}. Depth 1 answers from the prefix graph's logits.")
+        if exit_mode not in EXIT_MODES:
+            raise ConfigError(f"graph | exit_mode must be one of {EXIT_MODES}, got {exit_mode!r}.")
+        self.model, self.depth, self.exit_mode = model, depth, exit_mode
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        bias = mask_to_bias(attention_mask, hidden.dtype)
+        h = self.model.run_layers(hidden, bias, 1, self.depth)
+        if self.exit_mode == "skip" and self.depth < self.model.num_layers:
+            return self.model.teacher_from(h, bias, attention_mask)
+        return self.model.classify(self.depth, h, attention_mask)
+
+
 def graph_module(model: ExitBert, kind: str, depth: int | None = None, exit_mode: str = "student") -> nn.Module:
     """The module of one graph kind; its ``forward`` takes ``io_spec``'s inputs in order."""
     if kind == DEPTH:
@@ -74,6 +118,10 @@ def graph_module(model: ExitBert, kind: str, depth: int | None = None, exit_mode
         return EmbedModule(model)
     if kind == LAYER:
         return LayerModule(model, int(depth))
+    if kind == PREFIX:
+        return PrefixModule(model)
+    if kind == CONT:
+        return ContinuationModule(model, int(depth), exit_mode)
     raise ConfigError(f"graph | unknown graph kind {kind!r}. Expected one of {GRAPH_KINDS}.")
 
 

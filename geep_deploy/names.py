@@ -35,7 +35,9 @@ VARIANT_DIRS = {("int8", QDQ): "int8_qdq"}  # onnx/<dir>/ of a (precision, varia
 
 # -- graph kinds -----------------------------------------------------------------------------------------------
 DEPTH, EMBED, LAYER, MODEL = "depth", "embed", "layer", "model"
-GRAPH_KINDS = (DEPTH, EMBED, LAYER)  # MODEL is the torch weights, not a graph
+PREFIX, CONT = "prefix", "cont"  # the probe dispatch: embeddings + layer 1, then layers 2..d from cached states
+GRAPH_KINDS = (DEPTH, EMBED, LAYER, PREFIX, CONT)  # MODEL is the torch weights, not a graph
+DEPTHLESS_KINDS = (EMBED, PREFIX)  # graph kinds without a depth (one graph per precision)
 DEVICES = ("cpu", "cuda")
 
 

@@ -61,6 +61,8 @@ class ExportBundle:
     depths: list[int]
     artifacts: list[Artifact]
     exit_table: Path | None
+    probe: Path | None = None  # the layer-1 probe (format 4 on)
+    predictor: str | None = None  # what dispatches by default: "probe", "table", or None (no predictor)
 
     def find(self, *, kind: str = "depth", depth: int | None = None, backend: str = ONNX,
              precision: str = "fp32", variant: str = "") -> Artifact:
@@ -114,6 +116,11 @@ class ExportBundle:
             raise ArtifactError(f"export | the torch weights of {self.root} do not fit the model: {e}") from None
         return model.eval()
 
+    def has(self, *, kind: str, depth: int | None = None, backend: str = ONNX, precision: str = "fp32") -> bool:
+        """Whether ``find`` would return an artifact (without raising)."""
+        return any((a.kind, a.depth, a.backend, a.precision, a.variant) == (kind, depth, backend, precision, "")
+                   for a in self.artifacts)
+
     def precisions(self, backend: str = ONNX) -> list[str]:
         return sorted({a.precision for a in self.artifacts if a.backend == backend and a.kind == "depth"})
 
@@ -166,7 +173,7 @@ def load_export(path: str | Path, verify: bool = True) -> ExportBundle:
     try:
         verify_files(root, m, check_hash=verify)
         artifacts = [_artifact(root, a) for a in m["artifacts"]]
-        table = m.get("exit_table")
+        table, probe = m.get("exit_table"), m.get("probe")
         shape = BertShape.from_dict(m["backbone"])
     except ArtifactError:
         raise
@@ -183,4 +190,6 @@ def load_export(path: str | Path, verify: bool = True) -> ExportBundle:
         root=root, manifest=m, shape=shape, num_labels=m["num_labels"], label_names=list(m["label_names"]),
         tokenizer_json=tokenizer_json, max_len=m["max_len"], method=m["method"], exit_mode=m["exit_mode"],
         depths=list(m["depths"]), artifacts=artifacts, exit_table=(root / table["file"]) if table else None,
+        probe=(root / probe["file"]) if probe else None,
+        predictor=m.get("predictor", "table" if table else None),
     )

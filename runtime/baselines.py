@@ -3,6 +3,7 @@
 - ``full``: depth L, one batch padded to its longest row.
 - ``static:k``: depth k for every row.
 - ``geep``: predicted depths, rows grouped by (depth, length), one dense group per depth (`GeepEngine`).
+- ``probe:<risk>[+esc<threshold>]``: the layer-1 probe dispatch (`runtime.probe_dispatch`) at those knobs.
 - ``fastbert:<speed>``: layer by layer with a shrinking batch: after layer k its head classifies the rows still
   in the batch, and rows whose normalised entropy is below ``speed`` leave (FastBERT's batch inference).
 - ``pabee:<patience>``: layer by layer; a row leaves once its prediction stayed the same for ``patience``
@@ -29,7 +30,7 @@ from geep_deploy.errors import ConfigError
 from geep_deploy.exits import BENCH_SWEEPS, normalized_entropy
 from runtime.timing import StageTimes
 
-FAMILIES = ("full", "static", "geep", "geep-pool", "fastbert", "pabee")
+FAMILIES = ("full", "static", "geep", "geep-pool", "probe", "fastbert", "pabee")
 GEEP_FAMILIES = ("geep", "geep-pool")
 DEFAULT_SWEEPS = BENCH_SWEEPS
 
@@ -55,7 +56,9 @@ class MethodSpec:
 def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
     """Parse ``full,geep,fastbert:0.3,pabee,static:2``; a bare fastbert/pabee/static expands to a sweep.
 
-    ``geep`` uses the export's tuned predictor; ``geep:Q+M`` overrides its quantile Q and margin M.
+    ``geep`` uses the export's tuned exit table; ``geep:Q+M`` overrides its quantile Q and margin M.
+    ``probe`` uses the export's probe at its stored knobs; ``probe:R`` sets the risk R, ``probe:R+escT`` also the
+    escalation threshold T (``export.probe_fit.probe_knob`` writes these strings).
     ``geep-pool`` (same parameters) pools the whole split per predicted depth before batching, as a service
     that collects requests does: batches are cut from rows sorted by (depth, length), not from length order.
 
@@ -81,6 +84,8 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
                     out.append(MethodSpec(family, f"{float(q):g}+{int(m or 0)}"))
                 else:
                     out.append(MethodSpec(family))
+            elif family == "probe":
+                out.append(MethodSpec(family, _probe_param(arg) if arg else None))
             elif family == "static":
                 ks = [int(arg)] if arg else list(range(1, num_layers))
                 if any(not 1 <= k <= num_layers for k in ks):
@@ -99,21 +104,44 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
         except ValueError:
             raise ConfigError(f"bench | bad method {item!r}: static:k needs 1 <= k <= {num_layers}, fastbert:s "
                               "needs 0 <= s <= 1, pabee:p needs p >= 1, geep:Q+M needs quantile 0 <= Q <= 1 and "
-                              "margin M >= 0 (e.g. geep:0.5+1).") from None
+                              "margin M >= 0 (e.g. geep:0.5+1), probe:R[+escT] needs risk and threshold in [0, 1] "
+                              "(e.g. probe:0.3+esc0.6).") from None
     if not out:
         raise ConfigError(f"bench | --methods {text!r} names no method. Give a comma list such as full,geep.")
     return list(dict.fromkeys(out))
 
 
+def _probe_param(arg: str) -> str:
+    """``0.3`` or ``0.3+esc0.6`` checked and normalised (ValueError when malformed)."""
+    risk, esc = probe_knobs(arg)
+    return f"{risk:g}" + ("" if esc is None else f"+esc{esc:g}")
+
+
+def probe_knobs(param: str) -> tuple[float, float | None]:
+    """(risk, escalation threshold or None) of a ``probe:`` parameter; ValueError when malformed."""
+    r, plus, e = param.partition("+")
+    if plus and not e.startswith("esc"):
+        raise ValueError(param)
+    risk, esc = float(r), float(e[3:]) if plus else None
+    if not 0.0 <= risk <= 1.0 or (esc is not None and not 0.0 <= esc <= 1.0):
+        raise ValueError(param)
+    return risk, esc
+
+
 @dataclass
 class BatchOut:
-    """One batch's result: logits, depth per row, exit heads applied per row, and the seconds spent."""
+    """One batch's result: logits, depth per row, exit heads and layers run per row, and the seconds spent.
+
+    ``layers`` defaults to ``depths``; the probe dispatch runs more for escalated rows (`runtime.probe.probe_cost`).
+    """
 
     logits: np.ndarray
     depths: np.ndarray
     heads: np.ndarray
     model_s: float
     exit_s: float = 0.0
+    layers: np.ndarray | None = None
+    escalated: np.ndarray | None = None
 
 
 class Segments(Protocol):
@@ -229,18 +257,24 @@ class MethodRunner:
     def __init__(self, spec: MethodSpec, engine: Any, segments: Segments | None = None) -> None:
         if spec.layerwise and segments is None:
             raise ConfigError(f"bench | {spec.name} needs segment engines (embed, layer1..L).")
-        if spec.family in GEEP_FAMILIES and isinstance(spec.param, str):
-            q, m = spec.param.split("+")
-            engine = engine.with_predictor(engine.predictor.with_params(float(q), int(m)))
+        if spec.family in GEEP_FAMILIES:  # the token table, also on an export that dispatches by a probe
+            predictor = engine.predictor
+            if isinstance(spec.param, str) and predictor is not None:
+                q, m = spec.param.split("+")
+                predictor = predictor.with_params(float(q), int(m))
+            engine = engine.with_predictor(predictor)
+        elif spec.family == "probe":
+            engine = engine.with_probe(*probe_knobs(spec.param)) if spec.param else engine.with_probe()
         self.spec, self.engine, self.segments = spec, engine, segments
         self.num_layers = engine.num_layers
 
     def run_batch(self, enc: Encoded) -> BatchOut:
         s, eng = self.spec, self.engine
-        if s.family in GEEP_FAMILIES:
+        if s.family in (*GEEP_FAMILIES, "probe"):
             t = StageTimes()
-            logits, d = eng.run_encoded(enc, batch_size=len(enc), times=t)
-            return BatchOut(logits, d, np.ones_like(d), t.seconds["model"], t.seconds["predict_exits"])
+            out = eng.dispatch(enc, batch_size=len(enc), times=t)
+            return BatchOut(out.logits, out.depths, out.heads, t.seconds["model"], t.seconds["predict_exits"],
+                            layers=out.layers, escalated=out.escalated)
         t0 = time.perf_counter()
         if s.family in ("full", "static"):
             k = self.num_layers if s.family == "full" else int(s.param)

@@ -69,6 +69,8 @@ class _Contender:
         self.logits: np.ndarray | None = None
         self.depths: np.ndarray | None = None
         self.heads: np.ndarray | None = None
+        self.layers: np.ndarray | None = None
+        self.escalated: np.ndarray | None = None
 
     def run(self, texts_a: list[str], texts_b: list[str] | None, batches: list[np.ndarray], record: bool,
             timed: bool = True) -> None:
@@ -77,6 +79,7 @@ class _Contender:
         n = sum(len(b) for b in batches)
         if record:
             self.logits, self.depths, self.heads = None, np.zeros(n, np.int64), np.zeros(n, np.int64)
+            self.layers, self.escalated = np.zeros(n, np.int64), np.zeros(n, bool)
         for b in batches:
             t0 = time.perf_counter()
             enc = enc_fn([texts_a[i] for i in b], None if texts_b is None else [texts_b[i] for i in b])
@@ -91,6 +94,9 @@ class _Contender:
                 if self.logits is None:
                     self.logits = np.zeros((n, out.logits.shape[1]), np.float32)
                 self.logits[b], self.depths[b], self.heads[b] = out.logits, out.depths, out.heads
+                self.layers[b] = out.depths if out.layers is None else out.layers
+                if out.escalated is not None:
+                    self.escalated[b] = out.escalated
         if timed:
             self.model_s.append(model_t)
             self.e2e_s.append(e2e_t)
@@ -118,7 +124,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     specs = parse_methods(cfg.methods, L)
     if "full" not in [s.family for s in specs]:
         specs.insert(0, MethodSpec("full"))
-    wants_geep = any(s.family in GEEP_FAMILIES for s in specs)
+    wants_geep = any(s.family in (*GEEP_FAMILIES, "probe") for s in specs)
     skipped: list[dict[str, Any]] = []
     for precision in cfg.precisions:
         main = GeepEngine.load(cfg.export, cfg.backend, cfg.device, precision, threads=cfg.threads,
@@ -182,7 +188,7 @@ def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.nda
     out = []
     for c in contenders:
         d = c.depths
-        layers = d + ((d < L) & skip) if c.spec.family in (*GEEP_FAMILIES, "static") else d
+        layers = d + ((d < L) & skip) if c.spec.family in (*GEEP_FAMILIES, "static") else c.layers
         acc = float((c.logits.argmax(axis=1) == labels).mean())
         m_model, m_e2e = median(c.model_s), median(c.e2e_s)
         out.append({
@@ -198,6 +204,7 @@ def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.nda
             "samples_per_s": round(len(labels) / m_e2e, 1) if m_e2e else None,
             "batch_latency_ms": {k: round(v, 3) for k, v in percentiles(c.batch_ms).items()},
             "model_s_all": [round(x, 4) for x in c.model_s],
+            **({"escalated_share": round(float(c.escalated.mean()), 4)} if c.spec.family == "probe" else {}),
         })
     return out
 
@@ -214,13 +221,14 @@ def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
 
 def format_table(records: list[dict[str, Any]]) -> str:
     """A fixed-width text table of the records (one line per combination)."""
-    head = (f"{'method':<14}{'prec':<6}{'batch':>6}{'acc':>8}{'depth':>7}{'FLOPs x':>9}{'wall x':>8}"
+    w = max([14, *(len(r["method"]) + 1 for r in records)])
+    head = (f"{'method':<{w}}{'prec':<6}{'batch':>6}{'acc':>8}{'depth':>7}{'FLOPs x':>9}{'wall x':>8}"
             f"{'e2e x':>8}{'model s':>9}{'rows/s':>9}{'p50 ms':>9}{'p95 ms':>9}")
     lines = [head, "-" * len(head)]
     for r in records:
         lat = r["batch_latency_ms"]
         lines.append(
-            f"{r['method']:<14}{r['precision']:<6}{r['batch_size']:>6}{r['accuracy']:>8.4f}{r['mean_depth']:>7.2f}"
+            f"{r['method']:<{w}}{r['precision']:<6}{r['batch_size']:>6}{r['accuracy']:>8.4f}{r['mean_depth']:>7.2f}"
             f"{r['flops_speedup']:>9.2f}{r['wall_speedup']:>8.2f}{r['wall_speedup_e2e']:>8.2f}{r['model_s']:>9.3f}"
             f"{r['samples_per_s']:>9.1f}{lat['p50']:>9.2f}{lat['p95']:>9.2f}"
         )
@@ -238,7 +246,7 @@ def plot(records: list[dict[str, Any]], out: Path) -> Path:
     series: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
         series.setdefault((r["family"], r["precision"], r["batch_size"]), []).append(r)
-    markers = {"full": "*", "static": "s", "geep": "o", "geep-pool": "D", "fastbert": "^", "pabee": "v"}
+    markers = {"full": "*", "static": "s", "geep": "o", "geep-pool": "D", "probe": "P", "fastbert": "^", "pabee": "v"}
     for (fam, prec, bs), rs in sorted(series.items()):
         rs = sorted(rs, key=lambda r: r["wall_speedup"])
         ax.plot([r["wall_speedup"] for r in rs], [r["accuracy"] for r in rs], marker=markers.get(fam, "x"),

@@ -6,6 +6,7 @@ are sorted by length, so cutting a group into ``max_group`` chunks pads each chu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,3 +99,10 @@ def restore_order(groups: list[Group], outputs: list[np.ndarray]) -> np.ndarray:
     if not seen.all():
         raise ConfigError(f"dispatch | group indices repeat: {int((~seen).sum())} of 0..{total - 1} are not covered.")
     return out
+
+
+def depth_map(loaded: Sequence[int], num_layers: int) -> np.ndarray:
+    """``map[d]`` = the smallest loaded depth >= d (never a shallower, less accurate one); 0 where none is."""
+    avail = np.array(sorted(loaded), dtype=np.int64)
+    idx = np.searchsorted(avail, np.arange(num_layers + 1))
+    return np.where(idx < len(avail), avail[np.minimum(idx, len(avail) - 1)], 0).astype(np.int64)

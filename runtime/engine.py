@@ -1,12 +1,22 @@
 """`GeepEngine`: load an export directory once, then classify texts with exit-sorted dispatch.
 
-Per call: tokenize; predict each row's exit depth from its tokens (the exit table, on the GPU for GPU backends,
-its NumPy twin otherwise); sort rows by (depth, length) with `plan_groups`; run each group on the engine of its
-depth, padded only to the group's own longest row; put the results back in input order with `restore_order`.
+Two dispatches, one per predictor:
+
+- **table** (exports without a probe): predict each row's exit depth from its tokens (the exit table, on the GPU
+  for GPU backends, its NumPy twin otherwise); sort rows by (depth, length) with `plan_groups`; run each group on
+  the engine of its depth, padded only to the group's own longest row; put the results back in input order with
+  `restore_order`.
+- **probe** (exports with a probe, the default there): layer 1 for every row, the probe picks each row's depth
+  from what layer 1 knows, and the rows continue from their cached layer-1 states, one dense group per (depth,
+  length); unsure exits may escalate to depth L in one pooled pass (`runtime.probe_dispatch`).
+
+Rows given explicit ``depths`` run on the depth graphs either way.
 
 Thread safety: one `GeepEngine` may serve several threads. ONNX Runtime sessions are safe for concurrent ``run``;
 torch modules in inference mode hold no per-call state (each CUDA-graph engine locks its static buffers); the
-TensorRT engines share one scratch block and serialise on its lock. The exit predictor is read-only after load.
+TensorRT engines share one scratch block and serialise on its lock. The exit predictor and the probe are
+read-only after load, and the probe dispatch keeps each call's layer-1 states in that call's own arrays; views
+made by `with_predictor`/`with_probe` share the engines and are as safe.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ from geep_deploy.encoding import Encoded, TextEncoder, pad_batch
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import check_logits, softmax
 from geep_deploy.limits import check_count
+from runtime.dispatch import depth_map
 from runtime.predictor import FixedDepth  # noqa: F401 - re-exported: `from runtime.engine import FixedDepth`
+from runtime.probe_dispatch import Dispatched, ProbeDispatch
 from runtime.timing import StageTimes
 
 
@@ -45,6 +57,11 @@ class PredictResult:
     depths: np.ndarray
     label_names: list[str]
     timings: StageTimes = field(default_factory=StageTimes)
+    escalated: np.ndarray | None = None  # probe dispatch: rows whose answer was escalated to depth L
+
+    @property
+    def num_escalated(self) -> int:
+        return 0 if self.escalated is None else int(self.escalated.sum())
 
     def __len__(self) -> int:
         return len(self.depths)
@@ -67,13 +84,6 @@ class PredictResult:
         return [p.__dict__.copy() for p in self.predictions]
 
 
-def depth_map(loaded: Sequence[int], num_layers: int) -> np.ndarray:
-    """``map[d]`` = the smallest loaded depth >= d (never a shallower, less accurate one); 0 where none is."""
-    avail = np.array(sorted(loaded), dtype=np.int64)
-    idx = np.searchsorted(avail, np.arange(num_layers + 1))
-    return np.where(idx < len(avail), avail[np.minimum(idx, len(avail) - 1)], 0).astype(np.int64)
-
-
 def _explicit_depths(depths: Any, n: int, num_layers: int) -> np.ndarray:
     """A caller's per-row depths as int64, rejecting floats (2.7 would silently become 2), None and strings."""
     arr = np.asarray(depths)
@@ -90,11 +100,14 @@ class GeepEngine:
 
     Args:
         encoder: tokenizer with truncation (`TextEncoder`).
-        predictor: anything with ``predict(ids: list[np.ndarray]) -> depths`` and ``num_layers``.
+        predictor: anything with ``predict(ids: list[np.ndarray]) -> depths`` and ``num_layers`` (the table
+            dispatch), or None when only the probe dispatches.
         engines: loaded depth engines by depth; depths without one are raised to the next depth that has one.
         label_names: class names, index = label id.
         max_group: split a depth group into chunks of at most this many rows. Defaults to 64 (a ``predict``
             call's ``batch_size`` overrides it).
+        probe: the probe dispatch (`ProbeDispatch`); when given, rows without explicit depths go through it
+            instead of ``predictor``. Defaults to None.
     """
 
     def __init__(
@@ -107,12 +120,14 @@ class GeepEngine:
         max_group: int | None = None,
         info: dict[str, Any] | None = None,
         owned: Sequence[Any] = (),
+        probe: ProbeDispatch | None = None,
     ) -> None:
         if not engines:
             raise ConfigError("runtime | GeepEngine needs at least one depth engine.")
         self.encoder, self.predictor, self.engines = encoder, predictor, dict(sorted(engines.items()))
-        self.label_names, self.max_group = list(label_names), max_group
-        self.num_layers = int(getattr(predictor, "num_layers", max(self.engines)))
+        self.label_names, self.max_group, self.probe = list(label_names), max_group, probe
+        self.num_layers = int(getattr(predictor, "num_layers", None) or getattr(probe, "num_layers", None)
+                              or max(self.engines))
         self.info = dict(info or {})
         self._owned = list(owned)
         self.parts: Any = None  # what `load` built (bundle, shared weights), for the baselines' segment engines
@@ -135,6 +150,9 @@ class GeepEngine:
         mmap_weights: bool = True,
         max_group: int | None = None,
         verify: bool = True,
+        predictor: str | None = None,
+        risk: float | None = None,
+        escalate: float | None | str = "keep",
     ) -> GeepEngine:
         """Load an export directory written by ``geep-deploy export``.
 
@@ -153,10 +171,17 @@ class GeepEngine:
             mmap_weights: ONNX Runtime with ``share_weights``; map the weights file read-only instead of copying.
             max_group: cap on rows per engine call. Defaults to 64.
             verify: check the artifacts' checksums on load.
+            predictor: ``"probe"`` (the layer-1 probe dispatch) or ``"table"`` (the token exit table). Defaults
+                to what the export records: the probe where the export carries one, else the table.
+            risk: the probe's risk level (lower = deeper, safer). Defaults to the stored one.
+            escalate: the probe's escalation threshold (normalised entropy at the exit; None turns escalation
+                off). Defaults to the stored one.
 
         Raises:
             ArtifactError: a file of the export is missing or corrupt.
             BackendUnavailable: the backend's library is not installed (the message names the extra).
+            ConfigError: a predictor the export does not carry, or a probe that does not fit it.
+            TableError: a damaged probe or table file (with ``verify=False``).
 
         Example:
             >>> eng = GeepEngine.load("runs/export", backend="onnxruntime")  # doctest: +SKIP
@@ -166,23 +191,48 @@ class GeepEngine:
 
         parts = build_parts(Path(export_dir), backend, device, precision, depths=depths, fixed_depth=fixed_depth,
                             threads=threads, share_weights=share_weights, verify=verify,
-                            disable_prepacking=disable_prepacking, mmap_weights=mmap_weights)
+                            disable_prepacking=disable_prepacking, mmap_weights=mmap_weights, predictor=predictor,
+                            risk=risk, escalate=escalate)
         eng = cls(parts.encoder, parts.predictor, parts.engines, parts.label_names, max_group=max_group,
-                  info=parts.info, owned=parts.owned)
+                  info=parts.info, owned=parts.owned, probe=parts.probe)
         eng.parts = parts
         return eng
 
+    def _view(self, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any]) -> GeepEngine:
+        view = GeepEngine(self.encoder, predictor, self.engines, self.label_names, max_group=self.max_group,
+                          info={**self.info, **info}, probe=probe)
+        view.parts = self.parts
+        return view
+
     def with_predictor(self, predictor: Any) -> GeepEngine:
-        """A view sharing this engine's depth engines but predicting exits with ``predictor``.
+        """A view sharing this engine's depth engines but predicting exits with ``predictor`` (table dispatch).
 
         Example: ``eng.with_predictor(eng.predictor.with_params(quantile=0.5, margin=1))`` trades accuracy for
         speed without reloading. Close only the original engine.
+
+        Raises:
+            ConfigError: ``predictor`` is None (an export without an exit table has nothing to dispatch by).
         """
-        view = GeepEngine(self.encoder, predictor, self.engines, self.label_names, max_group=self.max_group,
-                          info={**self.info, "predictor_params": (getattr(predictor, "quantile", None),
-                                                                  getattr(predictor, "margin", None))})
-        view.parts = self.parts
-        return view
+        if predictor is None:
+            raise ConfigError("runtime | this export has no exit table, so the table dispatch is not available; "
+                              "use the probe (predictor='probe') or export with --exit-table.")
+        return self._view(predictor, None, {"predictor": type(predictor).__name__, "predictor_params": (
+            getattr(predictor, "quantile", None), getattr(predictor, "margin", None))})
+
+    def with_probe(self, risk: float | None = None, escalate: float | None | str = "keep") -> GeepEngine:
+        """A view sharing this engine's engines, dispatching by the probe at ``risk`` / ``escalate``.
+
+        Example: ``eng.with_probe(risk=0.3, escalate=0.6)``; ``escalate=None`` turns escalation off, and either
+        left out keeps the stored value. Close only the original engine.
+
+        Raises:
+            ConfigError: the engine was loaded without the probe dispatch, or a knob is out of range.
+        """
+        if self.probe is None:
+            raise ConfigError("runtime | this engine has no probe dispatch: load an export that carries a probe "
+                              "with predictor='probe' (exports get one with `geep-deploy export --probe`).")
+        probe = self.probe.with_knobs(risk, escalate)
+        return self._view(self.predictor, probe, {"predictor": "probe", "probe": probe.describe()})
 
     # -- inference ------------------------------------------------------------------------------------------
     def predict(
@@ -210,12 +260,16 @@ class GeepEngine:
         with times.stage("total"):
             with times.stage("tokenize"):
                 enc = self.encoder.encode(texts, texts_b)
-            logits, used = self.run_encoded(enc, depths=depths, batch_size=batch_size, times=times)
+            out = self.dispatch(enc, depths=depths, batch_size=batch_size, times=times)
         times.calls, times.rows = 1, len(enc)
-        return PredictResult(logits, used, self.label_names, times)
+        return PredictResult(out.logits, out.depths, self.label_names, times,
+                             escalated=out.escalated if self.probe is not None and depths is None else None)
 
     def predict_depths(self, enc: Encoded) -> np.ndarray:
-        """Exit depths of tokenized rows, mapped onto the loaded depths."""
+        """Exit depths of tokenized rows by the table predictor, mapped onto the loaded depths."""
+        if self.predictor is None:
+            raise ConfigError("runtime | this export has no exit table to predict depths from tokens; the probe "
+                              "dispatch decides depths after layer 1 (call predict).")
         d = np.asarray(self.predictor.predict(enc.ids), dtype=np.int64)
         return self._map_depths(np.clip(d, 1, self.num_layers))
 
@@ -237,21 +291,35 @@ class GeepEngine:
         times: StageTimes | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Dispatch tokenized rows; returns (logits (N, C) in input order, depth used per row)."""
+        out = self.dispatch(enc, depths=depths, batch_size=batch_size, times=times)
+        return out.logits, out.depths
+
+    def dispatch(
+        self,
+        enc: Encoded,
+        depths: Sequence[int] | np.ndarray | None = None,
+        batch_size: int | None = None,
+        times: StageTimes | None = None,
+    ) -> Dispatched:
+        """Dispatch tokenized rows: by the probe when the engine has one (and no ``depths`` are given), else by
+        the table (or the given depths); answers in input order with what each row ran (`Dispatched`)."""
         from runtime.dispatch import plan_groups, restore_order
 
         times = times if times is not None else StageTimes()
+        cap = check_count("runtime | batch_size", batch_size, allow_none=True) or self.max_group or 64
+        if depths is None and self.probe is not None:
+            return self.probe.run(enc, cap, times)
         with times.stage("predict_exits"):
             if depths is None:
                 d = self.predict_depths(enc)
             else:
                 d = _explicit_depths(depths, len(enc), self.num_layers)
                 d = self._map_depths(d)
-        cap = check_count("runtime | batch_size", batch_size, allow_none=True) or self.max_group or 64
         with times.stage("model"):
             groups = plan_groups(d, enc.lengths, max_group=cap)
             outs = [self._run_group(enc.take(g.indices), g.depth) for g in groups]
             logits = restore_order(groups, outs)
-        return logits, d
+        return Dispatched.direct(logits, d)
 
     def _run_group(self, sub: Encoded, depth: int) -> np.ndarray:
         feed = pad_batch(sub, pad_id=self.encoder.pad_id)
@@ -281,4 +349,5 @@ class GeepEngine:
     def __repr__(self) -> str:
         e = next(iter(self.engines.values()))
         return (f"<GeepEngine {e.backend} {e.device} {e.precision} depths={list(self.engines)} "
-                f"labels={self.label_names}>")
+                f"dispatch={'probe' if self.probe is not None else 'table'} labels={self.label_names}>")
+

@@ -6,10 +6,11 @@ predictor and engines, whoever built them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,12 @@ class Parts:
     model: Any = None  # the shared ExitBert (torch backend)
     shared: Any = None  # OrtWeightPool or TrtScratch, reused for segment engines
     ort_options: dict[str, Any] = field(default_factory=dict)
+    probe: Any = None  # the ProbeDispatch, when the probe dispatches
 
 
 def make_engine(bundle: Any, parts: Parts, backend: str, device: str, precision: str, *, kind: str,
                 depth: int | None, threads: int | None) -> BaseEngine:
-    """One engine of ``kind`` (depth/embed/layer) on ``backend``, sharing weights through ``parts``."""
+    """One engine of ``kind`` (depth/embed/layer/prefix/cont) on ``backend``, sharing weights through ``parts``."""
     if backend == TORCH:
         return open_engine(TORCH, parts.model, kind=kind, depth=depth, exit_mode=bundle.exit_mode, device=device,
                            precision=precision, max_len=bundle.max_len, check_inputs=False)
@@ -68,8 +70,11 @@ def build_parts(
     verify: bool = True,
     disable_prepacking: bool = False,
     mmap_weights: bool = True,
+    predictor: str | None = None,
+    risk: float | None = None,
+    escalate: float | None | str = "keep",
 ) -> Parts:
-    """Load manifest, tokenizer, exit predictor and the depth engines of one export."""
+    """Load manifest, tokenizer, exit predictor (table and/or probe) and the engines of one export."""
     check_count("runtime | threads", threads, allow_none=True)
     bundle = load_export(export_dir, verify=verify)
     arts = list(bundle.artifacts)
@@ -82,16 +87,18 @@ def build_parts(
                           "would run fp32. Use --backend torch, or --precision fp32.")
     L = bundle.shape.num_hidden_layers
     want = _wanted_depths(bundle.depths, depths, fixed_depth)
+    kind = _predictor_kind(bundle, predictor, fixed_depth)
     if fixed_depth is not None:
-        predictor = FixedDepth(fixed_depth, L)
-    elif bundle.exit_table is None:
+        table = FixedDepth(fixed_depth, L)
+    elif kind == "table" and bundle.exit_table is None:
         raise ArtifactError(
             f"runtime | {export_dir} has no exit table, so exits cannot be predicted. Export with "
             "`--exit-table`, or load with fixed_depth=k to run one depth."
         )
     else:
-        predictor = _load_predictor(bundle.exit_table, device)
-    parts = Parts(_encoder(bundle), predictor, {}, list(bundle.label_names),
+        table = _load_predictor(bundle.exit_table, device) if bundle.exit_table is not None else None
+    probe = load_probe(bundle, risk, escalate) if kind == "probe" else None
+    parts = Parts(_encoder(bundle), table, {}, list(bundle.label_names),
                   {}, bundle, ort_options={"disable_prepacking": disable_prepacking})
     if backend == TORCH:
         parts.model = bundle.torch_model()
@@ -106,15 +113,91 @@ def build_parts(
         parts.owned.append(parts.shared)
     for k in want:
         parts.engines[k] = _open_checked(bundle, parts, backend, device, precision, depth=k, threads=threads)
-    _probe(parts)
+    if probe is not None:
+        try:
+            parts.probe = _probe_dispatch(parts, probe, backend, device, precision, want, threads)
+        except ArtifactError as e:
+            if predictor is not None or table is None:  # asked for by name, or nothing else to dispatch by
+                raise
+            warnings.warn(f"{e} Dispatching by the exit table instead.", RuntimeWarning, stacklevel=3)
+        else:
+            parts.owned.insert(0, parts.probe)  # closed with the engine, before the shared scratch
+    _check_runs(parts)
     e = parts.engines[want[-1]]
     parts.info = {
         "export": str(export_dir), "backend": backend, "device": device, "precision": precision,
         "provider": getattr(e, "provider", None), "depths": want, "method": bundle.method,
-        "exit_mode": bundle.exit_mode, "predictor": type(predictor).__name__,
+        "exit_mode": bundle.exit_mode,
+        "predictor": "probe" if parts.probe is not None else type(table).__name__,
         "num_layers": L,
     }
+    if parts.probe is not None:
+        parts.info["probe"] = parts.probe.describe()
     return parts
+
+
+def _predictor_kind(bundle: Any, predictor: str | None, fixed_depth: int | None) -> str | None:
+    """``"probe"``, ``"table"`` or None (fixed depth): what dispatches, from the caller's choice or the export's."""
+    if predictor is not None and predictor not in ("table", "probe"):
+        raise ConfigError(f"runtime | predictor must be 'table' or 'probe', got {predictor!r}.")
+    if fixed_depth is not None:
+        if predictor == "probe":
+            raise ConfigError("runtime | fixed_depth runs every row at one depth; it cannot go with "
+                              "predictor='probe'. Drop one of them.")
+        return None
+    kind = predictor or bundle.predictor or "table"
+    if kind == "probe" and bundle.probe is None:
+        raise ConfigError(f"runtime | {bundle.root} carries no probe. Fit one with `geep-deploy calibrate "
+                          "--predictor probe` and export with --probe, or load with predictor='table'.")
+    return kind
+
+
+def load_probe(bundle: Any, risk: float | None = None, escalate: float | None | str = "keep") -> Any:
+    """The export's probe at the given knobs, checked against the export.
+
+    Raises:
+        TableError: the probe file is damaged or foreign. ConfigError: it was fitted for another layer count,
+            reads table statistics the export lacks, or the export does not exit through the student heads.
+    """
+    from runtime.probe import ProbeModel
+
+    probe = ProbeModel.load(bundle.probe).with_knobs(risk, escalate)
+    L = bundle.shape.num_hidden_layers
+    if probe.num_layers != L:
+        raise ConfigError(f"runtime | the probe {bundle.probe} was fitted for {probe.num_layers} layers; the "
+                          f"export's model has {L}. Re-export with a probe calibrated on this checkpoint.")
+    if probe.uses_table and bundle.exit_table is None:
+        raise ConfigError(f"runtime | the probe {bundle.probe} reads exit-table statistics, but the export has no "
+                          "exit table. Re-export with --exit-table.")
+    if bundle.exit_mode != "student":
+        raise ConfigError(f"runtime | the probe dispatch answers depth-1 rows from head 1, but this export exits "
+                          f"through {bundle.exit_mode!r}. Load it with predictor='table'.")
+    return probe
+
+
+def _probe_dispatch(parts: Parts, probe: Any, backend: str, device: str, precision: str, want: list[int],
+                    threads: int | None) -> Any:
+    """The ``prefix`` and ``cont{d}`` engines (every wanted depth >= 2) around ``probe``; nothing half-built stays
+    open. Continuations are raised to the next loaded depth, as depth graphs are."""
+    from runtime.probe_dispatch import ProbeDispatch
+
+    bundle, opened = parts.bundle, []
+    try:
+        opened.append(make_engine(bundle, parts, backend, device, precision, kind="prefix", depth=None,
+                                  threads=threads))
+        conts = {}
+        for d in (k for k in want if k >= 2):
+            conts[d] = make_engine(bundle, parts, backend, device, precision, kind="cont", depth=d, threads=threads)
+            opened.append(conts[d])
+        host_table = getattr(parts.predictor, "pred", parts.predictor)  # the NumPy twin computes the features
+        return ProbeDispatch(probe, opened[0], conts, num_labels=len(parts.label_names),
+                             table=host_table if probe.uses_table else None, pad_id=parts.encoder.pad_id)
+    except BaseException as e:
+        for eng in opened:
+            eng.close()
+        if isinstance(e, ArtifactError):
+            raise ArtifactError(f"runtime | the probe dispatch needs the prefix and cont{{d}} graphs: {e}") from None
+        raise
 
 
 def _wanted_depths(exported: list[int], depths: Sequence[int] | None, fixed_depth: int | None) -> list[int]:
@@ -133,22 +216,34 @@ def _wanted_depths(exported: list[int], depths: Sequence[int] | None, fixed_dept
     return want
 
 
-def _probe(parts: Parts) -> None:
-    """Run one short row through every loaded depth engine: a graph whose logits are not as wide as the label list
-    (or not finite) fails here, at load, instead of answering with the wrong labels."""
+def _check_runs(parts: Parts) -> None:
+    """Run one short row through every loaded engine (depth graphs, and the probe dispatch's prefix and
+    continuations): a graph whose logits are not as wide as the label list (or not finite) fails here, at load,
+    instead of answering with the wrong labels."""
     from geep_deploy.encoding import pad_batch
     from geep_deploy.exits import check_logits
 
-    feed = pad_batch(parts.encoder.encode(["the movie"]), pad_id=parts.encoder.pad_id)
+    enc = parts.encoder.encode(["the movie"])
+    feed = pad_batch(enc, pad_id=parts.encoder.pad_id)
     for k, engine in parts.engines.items():
-        try:
+        with _damaged_if_it_fails(parts, f"depth-{k}"):
             logits = engine.infer(feed, check_inputs=False)["logits"]
-        except GeepError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a graph that loads but cannot run is a damaged export
-            raise ArtifactError(f"export | the depth-{k} graph of {parts.bundle.root} fails on a one-row probe "
-                                f"({type(e).__name__}: {str(e).strip()[:300]}). Re-export with --force.") from None
         check_logits(logits, 1, len(parts.label_names), f"depth {k} ({parts.bundle.root})")
+    if parts.probe is not None:
+        with _damaged_if_it_fails(parts, "prefix/cont"):
+            parts.probe.check(enc)
+
+
+@contextlib.contextmanager
+def _damaged_if_it_fails(parts: Parts, what: str) -> Iterator[None]:
+    """A graph that loads but cannot run is a damaged export: name it (our own errors pass through)."""
+    try:
+        yield
+    except GeepError:
+        raise
+    except Exception as e:  # noqa: BLE001 - ORT Fail, shape errors, ...: all a damaged export
+        raise ArtifactError(f"export | the {what} graph of {parts.bundle.root} fails on a one-row check run "
+                            f"({type(e).__name__}: {str(e).strip()[:300]}). Re-export with --force.") from None
 
 
 def _encoder(bundle: Any) -> TextEncoder:

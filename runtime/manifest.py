@@ -2,22 +2,25 @@
 
 The compiler writes it (``export.manifest``); the runtime reads it here, so serving needs neither torch nor onnx.
 
-Layout (version 3; version 2 had no ``manifest_sha256``; version 1 also had ``model.safetensors`` and int8 Q/DQ
-graphs as precision ``int8_qdq``)::
+Layout (version 4; version 3 had no ``probe``/``predictor`` and no ``prefix``/``cont`` graphs; version 2 had no
+``manifest_sha256``; version 1 also had ``model.safetensors`` and int8 Q/DQ graphs as precision ``int8_qdq``)::
 
-    {"format": "geep-deploy-export", "format_version": 3, "manifest_sha256": "<sha256 of the canonical JSON of
+    {"format": "geep-deploy-export", "format_version": 4, "manifest_sha256": "<sha256 of the canonical JSON of
      everything else: sorted keys, no spaces, UTF-8>", "geep_deploy_version": "...", "created": "...",
      "backbone": {...BertShape...}, "num_labels": 2, "shared_head": false, "label_names": [...],
      "method": "geep", "exit_mode": "student", "max_len": 128, "depths": [1, ..., L],
      "tokenizer": {"file": "tokenizer.json", "sha256": "..."},
      "weights": [{"file": "onnx/fp32/weights.bin", "backend": "onnx", "precision": "fp32", "sha256", "bytes",
                   "tensors"}, ...],
-     "artifacts": [{"kind": "depth"|"embed"|"layer"|"model", "depth": 3, "backend": "onnx"|"tensorrt"|"torch",
+     "artifacts": [{"kind": "depth"|"embed"|"layer"|"prefix"|"cont"|"model", "depth": 3, "backend": "onnx"|"tensorrt"|"torch",
                     "precision": "fp32", "variant": ""|"qdq", "file": "onnx/fp32/depth3.onnx",
                     "inputs": {name: {"dtype", "shape"}}, "tensors": {state-dict name: {"offset", "dtype",
                     "shape", "transposed"}} (kind "model" only),
                     "outputs": {...}, "sha256": "...", "bytes": 123, "validation": {...} | null}],
      "exit_table": null | {"file", "sha256", "predictor": {"num_layers", "quantile", "margin"}, "calibration": {}},
+     "probe": null | {"file": "probe.json", "sha256", "bytes", "params": {"num_layers", "risk", "escalate",
+                      "uses_table"}},
+     "predictor": "probe" | "table" | null (what GeepEngine dispatches by unless told otherwise),
      "not_validated": [{"file", "reason"}], "tensorrt": {...} | null, "export": {settings, versions, seconds}}
 """
 
@@ -29,12 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.errors import ArtifactError
+from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL
 
 FORMAT = "geep-deploy-export"
-FORMAT_VERSION = 3  # 2: torch weights read from onnx/fp32/weights.bin; graph variants; 3: manifest_sha256
+FORMAT_VERSION = 4  # 2: torch weights read from onnx/fp32/weights.bin; graph variants; 3: manifest_sha256;
+# 4: the probe dispatch (probe file, predictor kind, prefix/cont graphs)
 MANIFEST = "manifest.json"
 SELF_HASH = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field (format 3 on)
-KINDS = ("depth", "embed", "layer", "model")
+KINDS = (*GRAPH_KINDS, MODEL)
+PREDICTOR_KINDS = ("table", "probe")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -118,15 +124,15 @@ def _artifact_problems(i: int, a: Any, depths: list[int], num_labels: int) -> li
     for key in ("backend", "precision"):
         if not isinstance(a.get(key), str):
             out.append(f"{where}.{key} must be a string")
-    depth = a.get("depth")
-    if a.get("kind") in ("depth", "layer") and not _is_int(depth):
+    depth, kind = a.get("depth"), a.get("kind")
+    if kind in (DEPTH, LAYER, CONT) and not _is_int(depth):
         out.append(f"{where}.depth must be an integer, got {depth!r}")
-    if a.get("kind") == "depth" and _is_int(depth):
-        if depth not in depths:
-            out.append(f"{where}.depth {depth} is not in depths {depths}")
+    if kind in (DEPTH, CONT) and _is_int(depth):
+        if depth not in depths or (kind == CONT and depth < 2):
+            out.append(f"{where}.depth {depth} is not in depths {depths}" + (" (from 2)" if kind == CONT else ""))
         stem = Path(a["file"]).stem
-        if a.get("backend") == "onnx" and stem != f"depth{depth}":
-            out.append(f"{where} says depth {depth} but its file is {a['file']}")
+        if a.get("backend") == "onnx" and stem != f"{kind}{depth}":
+            out.append(f"{where} says {kind} {depth} but its file is {a['file']}")
     for key in ("inputs", "outputs", "tensors"):
         if a.get(key) is not None and not isinstance(a[key], dict):
             out.append(f"{where}.{key} must be an object")
@@ -172,6 +178,13 @@ def schema_problems(m: dict[str, Any]) -> list[str]:
     out += _file_problems("tokenizer", m.get("tokenizer"))
     if m.get("exit_table") is not None:
         out += _file_problems("exit_table", m["exit_table"])
+    if m.get("probe") is not None:
+        out += _file_problems("probe", m["probe"])
+    pred = m.get("predictor")
+    if pred is not None and pred not in PREDICTOR_KINDS:
+        out.append(f"predictor must be one of {list(PREDICTOR_KINDS)} or null, got {pred!r}")
+    elif pred is not None and not m.get("exit_table" if pred == "table" else "probe"):
+        out.append(f"predictor is {pred!r} but the manifest has no {'exit_table' if pred == 'table' else 'probe'}")
     weights = m.get("weights", [])
     if not isinstance(weights, list):
         out.append("weights must be a list")
@@ -195,8 +208,9 @@ def schema_problems(m: dict[str, Any]) -> list[str]:
 def listed_files(m: dict[str, Any]) -> list[dict[str, Any]]:
     """Every file entry of a manifest that carries a checksum (tokenizer, weights, artifacts, table, caches)."""
     out = [m["tokenizer"], *m.get("weights", []), *m.get("artifacts", [])]
-    if m.get("exit_table"):
-        out.append(m["exit_table"])
+    for key in ("exit_table", "probe"):
+        if m.get(key):
+            out.append(m[key])
     trt = m.get("tensorrt") or {}
     if trt.get("timing_cache"):
         out.append(trt["timing_cache"])

@@ -152,10 +152,12 @@ class ProbeModel:
         except (KeyError, TypeError, ValueError) as e:
             raise TableError(f"{source} | damaged probe file: {type(e).__name__}: {e}.") from None
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write the probe as JSON, atomically; ``extra`` (e.g. ``{"calibration": figures}``) rides along and is
+        ignored by ``load``."""
         from geep_deploy.atomic import atomic_write_text
 
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+        atomic_write_text(Path(path), json.dumps({**(extra or {}), **self.to_dict()}, indent=1) + "\n")
         return Path(path)
 
     @classmethod
@@ -168,6 +170,18 @@ class ProbeModel:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise TableError(f"probe | {p} is not JSON: {e}.") from None
         return cls.from_dict(d, str(p))
+
+
+def probe_cost(depths: np.ndarray, escalated: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """(layers, exit heads) each row runs under the probe dispatch, for ``geep_deploy.flops``.
+
+    Every row runs layer 1 and head 1; a row at depth d > 1 adds layers 2..d and head d; an escalated row adds
+    layers 2..L and head L on top (continued from its cached layer-1 states). The runtime reports these, and
+    ``export.probe_fit.dispatch_figures`` prices its curve with them.
+    """
+    d = np.asarray(depths, dtype=np.int64)
+    esc = np.asarray(escalated, dtype=bool)
+    return d + np.where(esc, num_layers - 1, 0), 1 + (d > 1) + esc
 
 
 def _check_knobs(risk: float, escalate: float | None) -> None:

@@ -1,7 +1,8 @@
 """Wall-clock accounting for the runtime and the benchmark: stage timers and robust summaries.
 
-Stages are ``tokenize``, ``predict_exits``, ``model`` and ``total``; every time is ``time.perf_counter`` seconds
-taken after the backend returned host arrays (so device work is included).
+Stages are ``tokenize``, ``predict_exits``, ``model`` and ``total`` (the probe dispatch adds ``escalate``, the
+share of ``model`` its escalation pass took); every time is ``time.perf_counter`` seconds taken after the backend
+returned host arrays (so device work is included). Counters: ``escalated`` rows (probe dispatch).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 STAGES = ("tokenize", "predict_exits", "model", "total")
+COUNTERS = ("escalated",)
 
 
 @dataclass
@@ -22,6 +24,7 @@ class StageTimes:
     """Seconds spent per stage by one call (or summed over several); thread-safe to add into."""
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     calls: int = 0
     rows: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -38,17 +41,25 @@ class StageTimes:
         with self._lock:
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
+    def count(self, name: str, n: int) -> None:
+        """Add ``n`` to counter ``name`` (e.g. rows escalated)."""
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + n
+
     def merge(self, other: StageTimes) -> None:
         with self._lock:
             for k, v in other.seconds.items():
                 self.seconds[k] = self.seconds.get(k, 0.0) + v
+            for k, n in other.counts.items():
+                self.counts[k] = self.counts.get(k, 0) + n
             self.calls += other.calls
             self.rows += other.rows
 
     def as_dict(self) -> dict[str, float]:
-        """Seconds per stage plus ``calls``, ``rows`` and ``ms_per_row`` (end to end)."""
+        """Seconds per stage, the counters, plus ``calls``, ``rows`` and ``ms_per_row`` (end to end)."""
         with self._lock:
             out: dict[str, float] = {f"{k}_s": round(v, 6) for k, v in self.seconds.items()}
+            out.update(self.counts)
             out["calls"], out["rows"] = self.calls, self.rows
             out["ms_per_row"] = round(1e3 * self.seconds["total"] / self.rows, 4) if self.rows else 0.0
         return out

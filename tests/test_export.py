@@ -109,7 +109,7 @@ def test_segments_chained_equal_depth_graph(exported: Path, ckpt) -> None:
 def test_manifest_lists_every_file_with_checksums(exported: Path, ckpt) -> None:
     bundle = load_export(exported)
     m = json.loads((exported / "manifest.json").read_text())
-    assert m["format"] == "geep-deploy-export" and m["format_version"] == 3 and m["manifest_sha256"]
+    assert m["format"] == "geep-deploy-export" and m["format_version"] == 4 and m["manifest_sha256"]
     assert bundle.depths == [1, 2, 3] and bundle.method == "geep" and bundle.num_labels == 2
     for a in m["artifacts"] + m["weights"] + [m["tokenizer"]]:
         assert sha256_file(exported / a["file"]) == a["sha256"]

@@ -4,6 +4,8 @@ Every method runs in the same runtime on the same length-sorted batches of one s
 and times are medians. Speed-ups are against `full` with the same backend, precision and batch size; "model"
 time covers the engines only, "e2e" adds tokenisation and exit prediction. Bare `fastbert`, `pabee` and `static`
 expand to a sweep (speeds 0.1,0.2,0.3,0.5; patience 1,2,3; depths 1..L-1); give `fastbert:0.3` for one.
+`probe:0.3+esc0.6` runs the layer-1 probe dispatch of an export made with --probe (risk 0.3, escalation above
+normalised entropy 0.6); `geep` always dispatches by the exit table.
 
 Example:
   geep-deploy bench --export runs/export --data geep_deploy/datasets/sst2_demo --batch-sizes 64 \\
@@ -44,7 +46,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", default=[1, 32, 128], type=_csv(int, "--batch-sizes"),
                    help="comma list (default 1,32,128)")
     p.add_argument("--methods", default="full,geep,fastbert,pabee,static",
-                   help="comma list of full, geep[:Q+M], geep-pool[:Q+M] (rows pooled per predicted depth across the split), static[:k], fastbert[:speed], pabee[:patience]")
+                   help="comma list of full, geep[:Q+M], geep-pool[:Q+M] (rows pooled per predicted depth across the "
+                        "split), probe[:R[+escT]] (the layer-1 probe dispatch at risk R, escalating above "
+                        "entropy T; exports with --probe), static[:k], fastbert[:speed], pabee[:patience]")
     p.add_argument("--baseline-export", action="append", default=[], metavar="METHOD=DIR",
                    help="run a baseline on its own export, e.g. fastbert=runs/export_fastbert (repeatable); "
                         "default: the same export's heads")

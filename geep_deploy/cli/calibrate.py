@@ -6,13 +6,22 @@ and margin on the dev split: the fastest setting whose accuracy is at most --max
 (default 0.5), or the most accurate one reaching --target-speedup (FLOPs). Prints the dev curve and writes one
 table file holding the table, the tuned parameters and the calibration figures.
 
+With --predictor probe it also fits the layer-1 probe (features: depth 1's entropy and margin, the table's
+statistics, the length) on the calibration rows' exit labels, tunes its risk level (and with --escalation tune
+its escalation threshold) on dev for the same budget, and writes it as JSON next to the table (--probe-out).
+Export both with `geep-deploy export --exit-table TABLE --probe PROBE`.
+
 Example:
   geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz
+  geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz \\
+      --predictor probe --escalation tune
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from geep_deploy.data import load_split
 from geep_deploy.names import DEVICES
@@ -33,6 +42,15 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-split", default="train", help="split that fills the table (default train)")
     p.add_argument("--max-calib", type=int, default=None, help="use only the first N calibration rows")
     p.add_argument("--batch-size", type=int, default=64)
+    probe = p.add_argument_group("probe (--predictor probe)")
+    probe.add_argument("--predictor", choices=("table", "probe"), default="table",
+                       help="table: the token exit table only (default); probe: also fit the layer-1 probe")
+    probe.add_argument("--probe-out", default=None,
+                       help="probe JSON to write (default: next to --out, e.g. exit_table.probe.json)")
+    probe.add_argument("--escalation", choices=("off", "tune"), default="off",
+                       help="off: no escalation (default); tune: also try escalation thresholds on dev")
+    probe.add_argument("--probe-without-table", action="store_true",
+                       help="fit the probe on depth 1's logits and the length only (no table statistics)")
 
 
 def format_curve(curve: list[dict], chosen: dict) -> str:
@@ -42,6 +60,11 @@ def format_curve(curve: list[dict], chosen: dict) -> str:
         lines.append(f"  {c['quantile']:.2f}  {c['margin']}  {100 * c['accuracy']:7.2f}%  {c['flops_speedup']:12.2f}x"
                      f"  {c['mean_depth']:10.2f}{mark}")
     return "\n".join(lines)
+
+
+def probe_path(args: argparse.Namespace) -> Path:
+    """Where the probe goes: ``--probe-out``, else next to the table (``exit_table.npz`` -> ``exit_table.probe.json``)."""
+    return Path(args.probe_out) if args.probe_out else Path(args.out).with_suffix(".probe.json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,16 +79,29 @@ def run(args: argparse.Namespace) -> int:
     if args.tau is not None and args.rule != "entropy":
         raise ConfigError(f"calibrate | --tau sets the entropy threshold of --rule entropy; the {args.rule} rule "
                           "has no threshold, so it would be ignored. Drop --tau, or add --rule entropy.")
+    probe_flags = args.probe_out is not None or args.escalation != "off" or args.probe_without_table
+    if probe_flags and args.predictor != "probe":
+        raise ConfigError("calibrate | --probe-out, --escalation and --probe-without-table set up the probe; add "
+                          "--predictor probe, or drop them.")
     from geep_deploy.atomic import check_output_file
 
     check_output_file(args.out, "calibrate --out")
+    if args.predictor == "probe":
+        check_output_file(probe_path(args), "calibrate --probe-out")
     ckpt = load_checkpoint(args.checkpoint)
     calib = load_split(args.data, args.calib_split).subset(args.max_calib)
     dev = load_split(args.data, "dev")
-    res = calibrate_checkpoint(
-        ckpt, calib, dev, rule=args.rule, tau=args.tau, max_drop=args.max_drop,
-        target_speedup=args.target_speedup, device=args.device, batch_size=args.batch_size,
-    )
+    kwargs = dict(rule=args.rule, tau=args.tau, max_drop=args.max_drop, target_speedup=args.target_speedup,
+                  device=args.device, batch_size=args.batch_size)
+    if args.predictor == "probe":
+        from export.probe_calibration import calibrate_probe
+        from export.probe_fit import ESCALATE_GRID
+
+        pres = calibrate_probe(ckpt, calib, dev, escalations=ESCALATE_GRID if args.escalation == "tune" else (None,),
+                               uses_table=not args.probe_without_table, **kwargs)
+        res = pres.table
+    else:
+        res = calibrate_checkpoint(ckpt, calib, dev, **kwargs)
     path = res.predictor.save(args.out)
     f, c = res.figures, res.chosen
     print(f"calibration: {f['calib_rows']} rows ({args.calib_split}), rule {f['rule']}"
@@ -81,4 +117,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"exit prediction on dev: MAE {f['dev_mae_layers']:.2f} layers, within one layer "
           f"{100 * f['dev_within_one_layer']:.1f}%")
     print(f"wrote {path}")
+    if args.predictor == "probe":
+        print(format_probe(pres, goal))
+        print(f"wrote {pres.probe.save(probe_path(args), extra={'calibration': {**pres.figures, 'chosen': pres.chosen}})}")
     return 0
+
+
+def format_probe(pres: Any, goal: str) -> str:
+    """The probe's chosen point, one line per fact."""
+    c, f = pres.chosen, pres.figures
+    esc = "off" if c["escalate"] is None else f"above entropy {c['escalate']:g}"
+    return (f"probe ({f['calib_rows']} calibration rows, {len(pres.curve)} dev points"
+            f"{'' if f['uses_table'] else ', without table statistics'}): {c['knob']} -> risk {c['risk']:g}, "
+            f"escalation {esc}; accuracy {100 * c['accuracy']:.2f}%, FLOPs speed-up {c['flops_speedup']:.2f}x, "
+            f"mean depth {c['mean_depth']:.2f}, escalated {100 * c['escalated_share']:.1f}% ({goal}"
+            + ("" if c["target_met"] else "; NOT met, closest setting chosen") + ")\n"
+            f"dev depths planned by the probe (1..L): {f['dev_planned_hist']}")

@@ -1,13 +1,16 @@
 """Compile a checkpoint into per-depth ONNX/TensorRT engines, exit table and manifest.
 
 Writes DIR/manifest.json, DIR/onnx/<precision>/{depthK,embed,layerK}.onnx sharing DIR/onnx/<precision>/weights.bin,
-DIR/tokenizer.json, the exit table and (where TensorRT imports) DIR/tensorrt/*.plan.
+DIR/tokenizer.json, the exit table and (where TensorRT imports) DIR/tensorrt/*.plan. With --probe it also writes
+the probe dispatch's prefix.onnx and contK.onnx graphs and DIR/probe.json, and the export dispatches by the probe.
 Every graph is validated against PyTorch with ONNX Runtime; a mismatch fails the export unless --allow-mismatch.
 The export is built next to DIR and renamed into place, so a failed run leaves a previous export intact.
 
 Example:
   geep-deploy export --checkpoint runs/geep.pt --out exports/geep --exit-table runs/exit_table.npz \\
       --precision fp32,int8
+  geep-deploy export --checkpoint runs/geep.pt --out exports/geep_probe --exit-table runs/exit_table.npz \\
+      --probe runs/exit_table.probe.json
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--exit-table", metavar="TABLE", help="exit-table file to copy into the export")
     src.add_argument("--calib-data", metavar="DIR",
                      help="data directory to build the exit table from (train.tsv calibrates, dev.tsv tunes)")
+    parser.add_argument("--probe", metavar="PROBE",
+                        help="layer-1 probe from `calibrate --predictor probe` (JSON): the export dispatches by it and "
+                             "gets its prefix/contK graphs")
+    parser.add_argument("--continuations", action="store_true",
+                        help="export the prefix/contK graphs even without --probe")
+    parser.add_argument("--exit-mode", choices=("student", "skip"), default=None,
+                        help="depth k < L exits through head k (student) or through layer L and the teacher (skip, "
+                             "one layer more); default: the checkpoint's")
     parser.add_argument("--depths", default="all", help="'all' or a list like 1,3,6 (default: all)")
     parser.add_argument("--precision", default="fp32", help=f"comma list of {','.join(PRECISIONS)} (default: fp32)")
     parser.add_argument("--backend", default="onnx", help=f"comma list of {','.join(BACKENDS)} (default: onnx)")
@@ -47,15 +58,20 @@ def run(args: argparse.Namespace) -> int:
         depths=args.depths, precisions=parse_list(args.precision, PRECISIONS, "precision") or ("fp32",),
         backends=parse_list(args.backend, BACKENDS, "backend") or ("onnx",), max_batch=args.max_batch,
         max_len=args.max_len, force=args.force, allow_mismatch=args.allow_mismatch, progress=not args.quiet,
-        exporter=args.exporter, segments=False if args.no_segments else None,
+        exporter=args.exporter, segments=False if args.no_segments else None, probe=args.probe,
+        continuations=True if args.continuations else None, exit_mode=args.exit_mode,
     )
     m = bundle.manifest
     size = sum(w["bytes"] for w in m["weights"]) + sum(a["bytes"] for a in m["artifacts"] if a["backend"] != "torch")
-    print(f"wrote {bundle.root}: {len(bundle.artifacts)} artifacts, depths {bundle.depths}, "
+    print(f"wrote {bundle.root}: {len(bundle.artifacts)} artifacts, depths {bundle.depths} (exit {bundle.exit_mode}), "
           f"precisions {bundle.precisions()}, {size / 1e6:.1f} MB, {m['export']['seconds']} s")
     for nv in m.get("not_validated", []):
         print(f"  not validated here: {nv['file']}: {nv['reason'][:120]}")
     if m.get("exit_table"):
         p = m["exit_table"]["predictor"]
         print(f"  exit table {m['exit_table']['file']}: quantile={p['quantile']} margin={p['margin']}")
+    if m.get("probe"):
+        p = m["probe"]["params"]
+        print(f"  probe {m['probe']['file']}: risk={p['risk']} escalate={p['escalate']} "
+              f"(uses the table: {p['uses_table']}); the export dispatches by the probe")
     return 0

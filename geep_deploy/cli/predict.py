@@ -30,6 +30,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="tf32 is torch-only (default fp32)")
     p.add_argument("--batch-size", type=int, default=64, help="most rows per engine call (default 64)")
     p.add_argument("--depth", type=int, default=None, help="run every input at this depth (no exit prediction)")
+    p.add_argument("--predictor", choices=("table", "probe"), default=None,
+                   help="dispatch by the exit table or the layer-1 probe (default: what the export records)")
     p.add_argument("--json", action="store_true", help="print JSON (one record per input, plus timings)")
     p.add_argument("--no-progress", action="store_true", help=f"no progress bar (shown above {CHUNK} rows)")
 
@@ -57,8 +59,9 @@ def predict_with_progress(eng: Any, texts_a: list[str], texts_b: list[str] | Non
             parts.append(r)
             times.merge(r.timings)
             bar.update(len(r))
+    esc = None if parts[0].escalated is None else np.concatenate([r.escalated for r in parts])
     return PredictResult(np.concatenate([r.logits for r in parts]), np.concatenate([r.depths for r in parts]),
-                         parts[0].label_names, times)
+                         parts[0].label_names, times, escalated=esc)
 
 
 def read_inputs(path: Path) -> tuple[list[str], list[str] | None]:
@@ -101,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"predict | got {len(texts_a)} --text but {len(texts_b)} --text-b; give one each.")
     if args.batch_size < 1:
         raise DataError(f"predict | --batch-size must be >= 1, got {args.batch_size}.")
-    with GeepEngine.load(args.export, args.backend, args.device, args.precision, fixed_depth=args.depth) as eng:
+    with GeepEngine.load(args.export, args.backend, args.device, args.precision, fixed_depth=args.depth,
+                         predictor=args.predictor) as eng:
         res = predict_with_progress(eng, list(texts_a), None if texts_b is None else list(texts_b),
                                     args.batch_size, not args.no_progress)
         info = eng.info
@@ -115,5 +119,6 @@ def run(args: argparse.Namespace) -> int:
     t = res.timings.as_dict()
     print(f"# {info['backend']} {info['device']} {info['precision']}: {t['total_s'] * 1e3:.1f} ms total "
           f"(tokenize {t['tokenize_s'] * 1e3:.1f}, exits {t['predict_exits_s'] * 1e3:.1f}, "
-          f"model {t['model_s'] * 1e3:.1f})")
+          f"model {t['model_s'] * 1e3:.1f})"
+          + (f"; probe dispatch, {res.num_escalated} escalated" if res.escalated is not None else ""))
     return 0

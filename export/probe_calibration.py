@@ -1,0 +1,156 @@
+"""Calibrating the layer-1 probe (``geep-deploy calibrate --predictor probe``).
+
+1. One pass of the model over the calibration and dev rows (every depth's logits), and the exit table built and
+   tuned from them exactly as ``calibrate --predictor table`` does (the probe may read its statistics, and an
+   export carrying the probe keeps the table as its fallback dispatch).
+2. Exit labels of the calibration rows by the rule (``consistency`` by default), and their probe features: depth
+   1's logits, the length and, when the probe reads the table, the table's exit mass. That mass comes from tables
+   built on the *other* folds of the calibration rows, so no row's own exit label sits in the table it is scored
+   with (the table of step 1 has seen every calibration row); dev rows are scored with the table of step 1, as
+   the export will score requests.
+3. ``fit_probe`` on the calibration rows; on dev, every (risk, escalation) point of ``probe_curve`` priced by the
+   dispatch's FLOPs model; ``choose`` picks the fastest point within ``--max-drop`` (or the most accurate one
+   reaching ``--target-speedup``). Risk 0 (every row at depth L) is on the grid, so the budget can always be met.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from export.calibration import (
+    DEFAULT_RULE,
+    CalibrationLogits,
+    CalibrationResult,
+    batch_mass,
+    calibrate_from_logits,
+    check_calibration_args,
+    choose,
+    collect_logits,
+)
+from export.probe_fit import RISK_GRID, fit_probe, probe_curve
+from geep_deploy.checkpoint import Checkpoint
+from geep_deploy.data import TextDataset
+from geep_deploy.errors import ConfigError
+from geep_deploy.exits import exit_depths
+from runtime.predictor import build_predictor
+from runtime.probe import ProbeModel, probe_features
+
+PROBE_RISKS = (0.0, *RISK_GRID)  # risk 0: P(exit > k) <= 0 never holds, so every row runs to depth L
+TABLE_FOLDS = 5
+MIN_ROWS = 20  # fit_probe's own floor
+
+
+@dataclass
+class ProbeCalibration:
+    """The fitted probe at the chosen knobs, the dev curve, the chosen point, figures, and the table calibration."""
+
+    probe: ProbeModel
+    curve: list[dict[str, Any]]
+    chosen: dict[str, Any]
+    table: CalibrationResult
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def calibrate_probe(
+    ckpt: Checkpoint,
+    calib: TextDataset,
+    dev: TextDataset,
+    *,
+    rule: str = DEFAULT_RULE,
+    tau: float | None = None,
+    max_drop: float = 0.5,
+    target_speedup: float | None = None,
+    escalations: Sequence[float | None] = (None,),
+    uses_table: bool = True,
+    device: str = "cpu",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> ProbeCalibration:
+    """Fit the layer-1 probe for ``ckpt`` and tune its knobs on dev (see the module docstring).
+
+    Args:
+        ckpt, calib, dev, rule, tau, max_drop, target_speedup, device, batch_size, progress: as in
+            ``export.calibration.calibrate_checkpoint``.
+        escalations: escalation thresholds to try (None = off). Defaults to off only;
+            ``export.probe_fit.ESCALATE_GRID`` tries them all.
+        uses_table: give the probe the exit table's statistics as features. Defaults to True.
+
+    Raises:
+        ConfigError: as ``calibrate_checkpoint``, or fewer than 20 calibration rows.
+    """
+    tau = check_calibration_args(ckpt, dev, rule, tau, max_drop, target_speedup)
+    c = collect_logits(ckpt, calib, dev, batch_size, device, progress)
+    table = calibrate_from_logits(ckpt, c.calib_ids, c.calib_logits, c.dev_ids, c.dev_logits, c.dev_labels,
+                                  c.special_ids, rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup)
+    return calibrate_probe_from_logits(ckpt, c, table, rule=rule, tau=tau, max_drop=max_drop,
+                                       target_speedup=target_speedup, escalations=escalations, uses_table=uses_table)
+
+
+def calibrate_probe_from_logits(
+    ckpt: Checkpoint,
+    c: CalibrationLogits,
+    table: CalibrationResult,
+    *,
+    rule: str = DEFAULT_RULE,
+    tau: float | None = None,
+    max_drop: float = 0.5,
+    target_speedup: float | None = None,
+    escalations: Sequence[float | None] = (None,),
+    uses_table: bool = True,
+    risks: Sequence[float] = PROBE_RISKS,
+) -> ProbeCalibration:
+    """The model-free part of ``calibrate_probe``, from per-depth logits and the calibrated table."""
+    L = ckpt.model.num_layers
+    if len(c.calib_ids) < MIN_ROWS:
+        raise ConfigError(f"calibrate | {len(c.calib_ids)} calibration rows are too few to fit a probe; give at "
+                          f"least {MIN_ROWS} (raise --max-calib, or use a larger --calib-split).")
+    exits_c = exit_depths(c.calib_logits, rule, tau)
+    len_c, len_d = _lengths(c.calib_ids), _lengths(c.dev_ids)
+    mass_c = out_of_fold_mass(c.calib_ids, exits_c, L, c.special_ids) if uses_table else None
+    mass_d = batch_mass(table.predictor, c.dev_ids) if uses_table else None
+    feats_c = probe_features(c.calib_logits[:, 0], len_c, mass_c)
+    feats_d = probe_features(c.dev_logits[:, 0], len_d, mass_d)
+    probe = fit_probe(feats_c, exits_c, L, uses_table=uses_table)
+    curve = probe_curve(probe.probabilities(feats_d), c.dev_logits, c.dev_labels, len_d, ckpt.shape, risks=risks,
+                        escalations=escalations)
+    full_acc = float((c.dev_logits[:, -1].argmax(-1) == c.dev_labels).mean())
+    chosen = choose(curve, full_acc, max_drop, target_speedup)
+    tuned = probe.with_knobs(chosen["risk"], chosen["escalate"])
+    exits_d = exit_depths(c.dev_logits, rule, tau)
+    planned = tuned.depths(feats_d)
+    figures = {
+        "rule": rule, "tau": tau, "mode": "target_speedup" if target_speedup is not None else "max_drop",
+        "max_drop_points": max_drop, "target_speedup": target_speedup, "uses_table": uses_table,
+        "table_folds": TABLE_FOLDS if uses_table else None, "calib_rows": len(c.calib_ids),
+        "dev_rows": len(c.dev_ids), "full_accuracy": full_acc,
+        "calib_exit_hist": np.bincount(exits_c, minlength=L + 1)[1:].tolist(),
+        "dev_exit_hist": np.bincount(exits_d, minlength=L + 1)[1:].tolist(),
+        "dev_planned_hist": np.bincount(planned, minlength=L + 1)[1:].tolist(),
+    }
+    return ProbeCalibration(probe=tuned, curve=curve, chosen=chosen, table=table, figures=figures)
+
+
+def out_of_fold_mass(rows: list[np.ndarray], exits: np.ndarray, num_layers: int, special_ids: list[int],
+                     folds: int = TABLE_FOLDS, seed: int = 0) -> np.ndarray:
+    """(N, L) exit mass of each row from a table built on the other folds' rows and labels.
+
+    Masses of different folds are on different fixed-point scales; the probe's table features are ratios of one
+    row's mass, so the scale cancels.
+    """
+    n = len(rows)
+    order = np.random.default_rng(seed).permutation(n)
+    out = np.zeros((n, num_layers), dtype=np.float64)
+    for f in range(min(folds, n)):
+        held, rest = order[f::folds], np.sort(np.setdiff1d(order, order[f::folds]))
+        table = build_predictor([rows[i] for i in rest], exits[rest], num_layers, special_ids)
+        out[held] = batch_mass(table, [rows[i] for i in held])
+    return out
+
+
+def _lengths(rows: list[np.ndarray]) -> np.ndarray:
+    return np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+

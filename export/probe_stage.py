@@ -1,0 +1,70 @@
+"""The layer-1 probe inside an export: checked against the checkpoint before the long work, then copied in.
+
+The probe (``runtime.probe.ProbeModel``, fitted by ``geep-deploy calibrate --predictor probe``) is one JSON file;
+the export keeps it as ``probe.json`` with its knobs in the manifest, next to the exit table whose statistics it
+may read.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from export.manifest import file_entry
+from geep_deploy.errors import ConfigError
+from runtime.probe import ProbeModel
+
+PROBE_FILE = "probe.json"
+
+
+def probe_params(probe: ProbeModel) -> dict[str, Any]:
+    """The knobs a reader shows without opening the file (the file stays the source of truth)."""
+    return {"num_layers": probe.num_layers, "risk": probe.risk, "escalate": probe.escalate,
+            "uses_table": probe.uses_table}
+
+
+def check_probe(probe: str | Path | ProbeModel, num_layers: int, *, has_table: bool, exit_mode: str,
+                has_depths: bool) -> ProbeModel:
+    """Load ``probe`` and check that it fits the checkpoint being exported.
+
+    Args:
+        probe: a probe JSON file, or a ``ProbeModel``.
+        num_layers: the checkpoint's L.
+        has_table: whether the export gets an exit table (a probe that reads table statistics needs one).
+        exit_mode: the checkpoint's exit mode (the probe dispatch answers depth-1 rows from head 1).
+        has_depths: whether the export has depth graphs to continue to (not a ``full`` checkpoint).
+
+    Raises:
+        TableError: the file is missing, not JSON, not a probe, or damaged.
+        ConfigError: built for another layer count, needs a table the export lacks, or a checkpoint it cannot
+            serve.
+    """
+    model = probe if isinstance(probe, ProbeModel) else ProbeModel.load(probe)
+    where = "the probe" if isinstance(probe, ProbeModel) else f"probe {probe}"
+    if model.num_layers != num_layers:
+        raise ConfigError(f"export | {where} was fitted for {model.num_layers} layers; the checkpoint has "
+                          f"{num_layers}. Re-run `geep-deploy calibrate --predictor probe` on this checkpoint.")
+    if not has_depths:
+        raise ConfigError("export | a 'full' checkpoint has no early exits, so no probe; drop --probe.")
+    if model.uses_table and not has_table:
+        raise ConfigError(f"export | {where} reads exit-table statistics, but the export gets no exit table. "
+                          "Add --exit-table (the table calibrate wrote next to the probe) or --calib-data.")
+    if exit_mode != "student":
+        raise ConfigError(f"export | the probe dispatch answers depth-1 rows from head 1's own logits, but this "
+                          f"checkpoint exits through {exit_mode!r}. Export it without --probe.")
+    return model
+
+
+def probe_stage(root: Path, probe: str | Path | ProbeModel, num_layers: int) -> dict[str, Any]:
+    """Copy (or write) the probe into ``root`` and return its manifest entry (file, checksum, knobs)."""
+    dst = root / PROBE_FILE
+    if isinstance(probe, ProbeModel):
+        model = probe
+        model.save(dst)
+    else:
+        model = ProbeModel.load(probe)
+        shutil.copyfile(probe, dst)
+    if model.num_layers != num_layers:  # checked before the long work too; a file swapped meanwhile lands here
+        raise ConfigError(f"export | probe {probe} was fitted for {model.num_layers} layers, not {num_layers}.")
+    return file_entry(root, dst, params=probe_params(model))

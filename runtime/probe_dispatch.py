@@ -1,0 +1,183 @@
+"""The probe dispatch: layer 1 for every row, then each row continues from its cached layer-1 states.
+
+Per call (its FLOPs are ``runtime.probe.probe_cost``, the model ``export.probe_fit.dispatch_figures`` prices):
+
+1. ``prefix`` (embeddings + layer 1 + head 1) on length-sorted chunks of at most ``max_group`` rows, each padded
+   to its own longest row; every row keeps its layer-1 states, unpadded, and head 1's logits.
+2. The probe's features (``probe_features``; the exit table's mass when the probe reads it) give each row a
+   depth, raised to the next depth with a loaded continuation graph (never lowered).
+3. Rows at depth 1 answer from head 1. The others are grouped by (depth, length) with ``plan_groups``; each group
+   is re-padded to its own longest row and runs one ``cont{d}`` graph (layers 2..d and exit d).
+4. Escalation (``ProbeModel.escalate``, None = off): rows below depth L whose exit head's normalised entropy is
+   above the threshold are pooled across the call and continued from their cached layer-1 states by ``cont{L}``
+   in one dense pass (grouped by length, chunks of ``max_group``); they answer, and report, depth L.
+
+Thread safety: a ``ProbeDispatch`` holds no per-call state (the probe is frozen; layer-1 states live in the
+call's own arrays), and its engines are the runtime's engines, as safe to share as ``GeepEngine``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engines.base import BaseEngine
+from geep_deploy.encoding import Encoded, pad_batch
+from geep_deploy.errors import ConfigError
+from geep_deploy.exits import check_logits
+from runtime.dispatch import Group, depth_map, plan_groups, restore_order
+from runtime.keys import pad_rows
+from runtime.probe import ProbeModel, probe_cost, probe_features
+from runtime.timing import StageTimes
+
+
+@dataclass
+class Dispatched:
+    """One call's dispatch, in input order: answers, the depth that answered, and what each row cost.
+
+    ``planned`` is the depth a row was sent to first, ``depths`` the one that answered (L for escalated rows);
+    ``layers`` and ``heads`` are what ran for it (``geep_deploy.flops.flops_speedup`` takes them).
+    """
+
+    logits: np.ndarray
+    depths: np.ndarray
+    planned: np.ndarray
+    escalated: np.ndarray
+    layers: np.ndarray
+    heads: np.ndarray
+
+    @classmethod
+    def direct(cls, logits: np.ndarray, depths: np.ndarray) -> Dispatched:
+        """Rows that ran straight to their depth with one exit head (the table and fixed-depth dispatch)."""
+        return cls(logits, depths, depths, np.zeros(len(depths), dtype=bool), depths, np.ones_like(depths))
+
+
+class ProbeDispatch:
+    """The layer-1 probe with the ``prefix`` and ``cont{d}`` engines it dispatches to.
+
+    Args:
+        probe: the fitted probe (its ``risk`` and ``escalate`` are the knobs used).
+        prefix: the ``prefix`` engine (input_ids, attention_mask, token_type_ids -> hidden, logits).
+        continuations: ``cont{d}`` engines by depth d >= 2; depth L is required (rows at L, and escalation).
+        num_labels: width of the logits.
+        table: an ``ExitPredictor`` whose ``exit_mass`` feeds the table features; required when the probe
+            ``uses_table``, ignored otherwise.
+        pad_id: the tokenizer's padding id.
+
+    Raises:
+        ConfigError: the probe does not fit the engines (layer count, no depth-L continuation, no table).
+    """
+
+    def __init__(self, probe: ProbeModel, prefix: BaseEngine, continuations: Mapping[int, BaseEngine], *,
+                 num_labels: int, table: Any = None, pad_id: int = 0) -> None:
+        L = probe.num_layers
+        if max(continuations, default=0) != L or min(continuations, default=2) < 2:
+            raise ConfigError(f"probe | the dispatch needs continuation graphs for depths in 2..{L}, depth {L} "
+                              f"included (deep rows and escalation run it); got {sorted(continuations)}.")
+        if probe.uses_table and table is None:
+            raise ConfigError("probe | this probe reads exit-table statistics, but no exit table was given. Load "
+                              "an export that has both, or refit the probe without the table.")
+        if table is not None and getattr(table, "num_layers", L) != L:
+            raise ConfigError(f"probe | the exit table has {table.num_layers} layers, the probe {L}.")
+        self.probe, self.prefix, self.continuations = probe, prefix, dict(sorted(continuations.items()))
+        self.num_labels, self.table, self.pad_id = num_labels, table if probe.uses_table else None, pad_id
+        self.num_layers = L
+        self._map = depth_map([1, *self.continuations], L)
+
+    def with_knobs(self, risk: float | None = None, escalate: float | None | str = "keep") -> ProbeDispatch:
+        """The same engines with the probe at another risk level and/or escalation threshold (None: off)."""
+        view = object.__new__(ProbeDispatch)
+        view.__dict__.update(self.__dict__)
+        view.probe = self.probe.with_knobs(risk, escalate)
+        return view
+
+    def describe(self) -> dict[str, Any]:
+        """The knobs and graphs ``GeepEngine.info`` reports."""
+        p = self.probe
+        return {"risk": p.risk, "escalate": p.escalate, "uses_table": p.uses_table,
+                "continuations": sorted(self.continuations)}
+
+    @property
+    def engines(self) -> list[BaseEngine]:
+        return [self.prefix, *self.continuations.values()]
+
+    def close(self) -> None:
+        for e in self.engines:
+            e.close()
+
+    # -- one call ------------------------------------------------------------------------------------------------
+    def run(self, enc: Encoded, max_group: int, times: StageTimes | None = None) -> Dispatched:
+        """Dispatch tokenized rows (steps 1-4 of the module docstring); results in input order."""
+        times = times if times is not None else StageTimes()
+        L = self.num_layers
+        lengths = enc.lengths
+        with times.stage("model"):
+            states, logits1 = self._prefix(enc, max_group)
+        with times.stage("predict_exits"):
+            mass = self._table_mass(enc, max_group) if self.table is not None else None
+            planned = self._map[self.probe.depths(probe_features(logits1, lengths, mass))]
+        with times.stage("model"):
+            logits = logits1.copy()
+            deep = np.flatnonzero(planned > 1)
+            if deep.size:
+                logits[deep] = self._continue(states, deep, planned[deep], lengths, max_group)
+            escalated = self.probe.escalated(logits, planned)
+            if escalated.any():
+                with times.stage("escalate"):
+                    rows = np.flatnonzero(escalated)
+                    logits[rows] = self._continue(states, rows, np.full(rows.size, L), lengths, max_group)
+        times.count("escalated", int(escalated.sum()))
+        layers, heads = probe_cost(planned, escalated, L)
+        return Dispatched(logits, np.where(escalated, L, planned), planned, escalated, layers, heads)
+
+    def _prefix(self, enc: Encoded, max_group: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """Layer-1 states (one unpadded (n_i, H) array per row) and head-1 logits, in input order."""
+        states: list[np.ndarray] = [np.empty(0)] * len(enc)
+        groups = _length_chunks(enc, max_group)
+        logits = []
+        for g in groups:
+            out = self.prefix.infer(pad_batch(enc.take(g.indices), pad_id=self.pad_id), check_inputs=False)
+            logits.append(check_logits(out["logits"], len(g.indices), self.num_labels, "prefix"))
+            for j, i in enumerate(g.indices):
+                states[i] = out["hidden"][j, : len(enc.ids[i])]
+        return states, restore_order(groups, logits)
+
+    def _table_mass(self, enc: Encoded, max_group: int) -> np.ndarray:
+        """(B, L) exit mass of the token table, for the probe's table features."""
+        groups = _length_chunks(enc, max_group)
+        masses = [self.table.exit_mass(*pad_rows([enc.ids[i] for i in g.indices])) for g in groups]
+        return restore_order(groups, masses)
+
+    def _continue(self, states: list[np.ndarray], rows: np.ndarray, depths: np.ndarray, lengths: np.ndarray,
+                  max_group: int) -> np.ndarray:
+        """Logits of ``rows`` continued to ``depths`` from their layer-1 states: one ``cont{d}`` call per
+        (depth, length) group, each re-padded to its own longest row. Returned in the order of ``rows``."""
+        groups = plan_groups(depths, lengths[rows], max_group=max_group)
+        outs = []
+        for g in groups:
+            sub = rows[g.indices]
+            width = int(lengths[sub].max())
+            hidden = np.zeros((sub.size, width, states[sub[0]].shape[-1]), dtype=np.float32)
+            mask = np.zeros((sub.size, width), dtype=np.int64)
+            for j, i in enumerate(sub):
+                hidden[j, : lengths[i]] = states[i]
+                mask[j, : lengths[i]] = 1
+            out = self.continuations[g.depth].infer({"hidden": hidden, "attention_mask": mask}, check_inputs=False)
+            outs.append(check_logits(out["logits"], sub.size, self.num_labels, f"cont{g.depth}"))
+        return restore_order(groups, outs)
+
+    def check(self, enc: Encoded) -> None:
+        """Run ``enc`` through the prefix and every continuation graph: a graph whose logits are not as wide as
+        the label list (or not finite) fails here, at load, not on a request."""
+        states, _ = self._prefix(enc, len(enc))
+        rows, lengths = np.arange(len(enc)), enc.lengths
+        for d in self.continuations:
+            self._continue(states, rows, np.full(len(enc), d), lengths, len(enc))
+
+
+def _length_chunks(enc: Encoded, max_group: int) -> list[Group]:
+    """The whole call as length-sorted chunks of at most ``max_group`` rows (one ``plan_groups`` depth)."""
+    return plan_groups(np.ones(len(enc), dtype=np.int64), enc.lengths, max_group=max_group)

@@ -1,0 +1,64 @@
+"""The probe through the CLI on a tiny checkpoint: calibrate --predictor probe, export --probe, predict, bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from models import tiny_checkpoint
+
+from geep_deploy.cli import main
+from geep_deploy.data import bundled_data_dir
+from runtime.probe import ProbeModel
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """60 train / 24 dev rows of the bundled SST-2 slice."""
+    src, d = bundled_data_dir(), tmp_path_factory.mktemp("data")
+    (d / "labels.txt").write_text((src / "labels.txt").read_text())
+    for split, n in (("train", 60), ("dev", 24)):
+        lines = (src / f"{split}.tsv").read_text().splitlines()[: n + 1]
+        (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return d
+
+
+def test_calibrate_export_predict_bench(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt, table = tmp_path / "t.pt", tmp_path / "table.npz"
+    tiny_checkpoint(ckpt)
+    assert main(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(table),
+                 "--predictor", "probe", "--escalation", "tune", "--max-drop", "5"]) == 0
+    out = capsys.readouterr().out
+    probe_file = tmp_path / "table.probe.json"
+    assert "probe (60 calibration rows" in out and f"wrote {probe_file}" in out and table.is_file()
+    probe = ProbeModel.load(probe_file)
+    calib = json.loads(probe_file.read_text())["calibration"]
+    assert probe.num_layers == 3 and probe.uses_table and probe.risk == calib["chosen"]["risk"]
+    assert calib["chosen"]["accuracy"] >= calib["full_accuracy"] - 0.05 - 1e-9
+
+    export = tmp_path / "export"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(export), "--exit-table", str(table),
+                 "--probe", str(probe_file), "--no-segments", "--quiet"]) == 0
+    assert "the export dispatches by the probe" in capsys.readouterr().out
+
+    assert main(["predict", "--export", str(export), "--text", "a fine film", "--text", "bad", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["engine"]["predictor"] == "probe" and "escalated" in res["timings"] and len(res["predictions"]) == 2
+    assert main(["predict", "--export", str(export), "--text", "bad", "--predictor", "table", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["engine"]["predictor"] == "ExitPredictor"
+
+    bench = tmp_path / "bench.json"
+    assert main(["bench", "--export", str(export), "--data", str(data), "--methods", "geep,probe:0.5,probe:0.5+esc0",
+                 "--batch-sizes", "8", "--repeats", "1", "--threads", "1", "--no-progress",
+                 "--json", str(bench)]) == 0
+    records = {r["method"]: r for r in json.loads(bench.read_text())["records"]}
+    assert set(records) == {"full", "geep", "probe:0.5", "probe:0.5+esc0"}
+    esc = records["probe:0.5+esc0"]
+    # threshold 0 escalates every row below L, so every answer is depth L's (the full model's)
+    assert esc["mean_depth"] == 3 and esc["accuracy"] == records["full"]["accuracy"]
+    assert esc["flops_speedup"] <= records["probe:0.5"]["flops_speedup"] and "escalated_share" in esc
+
+    assert main(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "x.npz"),
+                 "--escalation", "tune"]) == 1
+    assert "add --predictor probe" in capsys.readouterr().err
