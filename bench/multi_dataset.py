@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench-rows", type=int, nargs=2, default=(300, 1024), metavar=("B1", "B64"),
                    help="test rows timed at batch 1 and at batch 64 (default 300 1024)")
     p.add_argument("--no-bench", action="store_true", help="skip export and the wall-clock bench")
+    p.add_argument("--vocab-ablation", default="afqmc,thucnews_titles",
+                   help="Chinese sets that also train `full` with MiniLM's own vocabulary ('none' to skip)")
     p.add_argument("--fresh", action="store_true", help="redo the listed datasets from scratch")
     p.add_argument("--page-only", action="store_true", help="only re-render the results page from --results")
     args = p.parse_args(argv)
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SuiteConfig(datasets=parse_datasets(args.datasets), data_root=args.data_root, work=args.work,
                           results=args.results, zh_vocab=args.zh_vocab, epochs=args.epochs, seed=args.seed,
                           bench_rows={1: args.bench_rows[0], 64: args.bench_rows[1]}, repeats=args.repeats,
-                          bench=not args.no_bench, fresh=args.fresh, zh_embed_lr=args.zh_embed_lr or None)
+                          bench=not args.no_bench, fresh=args.fresh, zh_embed_lr=args.zh_embed_lr or None,
+                          vocab_ablation=tuple(n for n in args.vocab_ablation.split(",") if n and n != "none"))
         run_suite(cfg)
     except GeepError as e:
         print(f"error: {e}", file=sys.stderr)

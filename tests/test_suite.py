@@ -194,7 +194,7 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     assert all(p.stat().st_mtime_ns != t for p, t in stamp.items()) and other["seed"] == 7
     page = write_page(cfg.results, out=tmp_path / "docs" / "results.md")
     text = page.read_text()
-    assert "## Toy (en, 2 classes)" in text and "GEEP (predicted exit) @2x" in text
+    assert "## Toy (en, 2 classes)" in text and "GEEP, token table @2x" in text and "GEEP, layer-1 probe @2x" in text
     assert "geep, shared exit path (+1 layer)" in text and "Training wall-clock" in text
     assert "GEEP d1..L-1 - FastBERT students (mean pts)" in text
     assert (tmp_path / "docs" / "results" / "toy.png").stat().st_size > 1000
