@@ -65,6 +65,7 @@ class _Contender:
         self.spec, self.runner, self.source = spec, runner, source
         self.model_s: list[float] = []
         self.e2e_s: list[float] = []
+        self.exit_s: list[float] = []  # exit prediction alone (GEEP's table, or the probe's features and model)
         self.batch_ms: list[float] = []
         self.logits: np.ndarray | None = None
         self.depths: np.ndarray | None = None
@@ -75,7 +76,7 @@ class _Contender:
     def run(self, texts_a: list[str], texts_b: list[str] | None, batches: list[np.ndarray], record: bool,
             timed: bool = True) -> None:
         enc_fn = self.runner.engine.encoder.encode
-        model_t = e2e_t = 0.0
+        model_t = e2e_t = exit_t = 0.0
         n = sum(len(b) for b in batches)
         if record:
             self.logits, self.depths, self.heads = None, np.zeros(n, np.int64), np.zeros(n, np.int64)
@@ -86,6 +87,7 @@ class _Contender:
             tok = time.perf_counter() - t0
             out = self.runner.run_batch(enc)
             model_t += out.model_s
+            exit_t += out.exit_s
             e2e = tok + out.exit_s + out.model_s
             e2e_t += e2e
             if timed:
@@ -100,6 +102,7 @@ class _Contender:
         if timed:
             self.model_s.append(model_t)
             self.e2e_s.append(e2e_t)
+            self.exit_s.append(exit_t)
 
 
 def _batches_for(c: _Contender, enc_all: Any, batches: list[np.ndarray], bs: int) -> list[np.ndarray]:
@@ -157,7 +160,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 batches = length_sorted_batches(lengths, bs)
                 own = {id(c): _batches_for(c, enc_all, batches, bs) for c in contenders}
                 for c in contenders:  # warm-up: first-run allocations and lazy init stay out of the timings
-                    c.model_s, c.e2e_s, c.batch_ms = [], [], []
+                    c.model_s, c.e2e_s, c.exit_s, c.batch_ms = [], [], [], []
                     c.run(ds.texts_a, ds.texts_b, own[id(c)][: cfg.warmup_batches], record=False, timed=False)
                 bar = tqdm(total=cfg.repeats * len(contenders), disable=not cfg.progress,
                            desc=f"{backend} {precision} batch {bs}", unit="run")
@@ -200,7 +203,7 @@ def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.nda
             "flops_speedup": round(flops_speedup(shape, C, lengths, layers, c.heads), 3),
             "wall_speedup": round(full_model / m_model, 3) if m_model else None,
             "wall_speedup_e2e": round(full_e2e / m_e2e, 3) if m_e2e else None,
-            "model_s": round(m_model, 4), "e2e_s": round(m_e2e, 4),
+            "model_s": round(m_model, 4), "e2e_s": round(m_e2e, 4), "exit_s": round(median(c.exit_s), 5),
             "samples_per_s": round(len(labels) / m_e2e, 1) if m_e2e else None,
             "batch_latency_ms": {k: round(v, 3) for k, v in percentiles(c.batch_ms).items()},
             "model_s_all": [round(x, 4) for x in c.model_s],

@@ -31,7 +31,7 @@ REQUIRED = {
     "README.md": {"demo_accuracy", "exit_modes", "ort_bench_summary", "multi_dataset", "int8_bench", "export",
                   "serving"},
     "docs/runtime.md": {"memory", "padding", "ort_bench", "int8_bench"},
-    "docs/exit_prediction.md": {"exit_table", "exit_prediction", "probe_auc"},
+    "docs/exit_prediction.md": {"exit_table", "exit_prediction", "probe_auc", "probe_suite"},
     "docs/training.md": {"train_diagnostics", "train_time"},
 }
 # What a measured figure looks like: a percentage or a ratio with decimals, or a rate in e-notation.

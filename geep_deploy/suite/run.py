@@ -406,7 +406,7 @@ def _hard_row_auc(probe_score: np.ndarray, feats: dict[str, np.ndarray], test_ma
 
 def _bench_fields(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in ("accuracy", "flops_speedup", "wall_speedup", "wall_speedup_e2e", "model_s",
-                              "mean_depth", "batch_latency_ms")}
+                              "exit_s", "mean_depth", "batch_latency_ms", "escalated_share") if k in r}
 
 
 def _ablation_figures(ck: Any, test_ds: Any) -> dict[str, Any]:
