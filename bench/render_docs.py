@@ -537,6 +537,8 @@ def block_probe_suite(r: Results) -> list[str]:
     rows, points = [], []
     for s in learned:
         a = s["hard_row_auc"]
+        if "probe" not in a:  # a summary written before the probe existed
+            continue
         sizes = ", ".join(f"{n}: {x:.2f}" for n, x in a.get("probe_by_pool_size", {}).items() if x is not None)
         rows.append(f"| {s['dataset']['name']} | {100 * a['hard_share']:.0f}% | {a['predictor_expected_depth']:.2f} | "
                     f"{a['length']:.2f} | {a['depth1_entropy']:.2f} | {a['probe']:.2f} | "

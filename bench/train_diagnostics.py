@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         result["variants"][name] = run_variant(name, method, opts, backbone, train_ds, val_ds, spec, embed_lr,
                                                args.every, suite.seed)
         atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")  # the command that reproduces what it holds
     plot(result, out.with_suffix(".png"))
     for name, v in result["variants"].items():
         fd = v["final_per_depth"]
