@@ -108,6 +108,20 @@ def test_training_checks_pick_the_better_exit_per_depth() -> None:
     assert c["depth_l_minus_full_points"] == pytest.approx(-1.0)
 
 
+def test_tune_split_halves_are_disjoint_and_cover_the_test_rows() -> None:
+    from dataclasses import replace
+
+    from geep_deploy.suite.datasets import DATASETS, tune_split
+
+    spec = DATASETS["sst2"]
+    tune, report = tune_split(spec, 873, seed=42)
+    assert len(tune) == 436 and len(report) == 437 and not set(tune) & set(report)
+    assert sorted([*tune, *report]) == list(range(873))
+    assert tune_split(replace(spec, tune_on="pool"), 10, 0)[0] is None
+    with pytest.raises(ConfigError, match="tune_on"):
+        tune_split(replace(spec, tune_on="dev"), 10, 0)
+
+
 def test_held_out_sample_is_disjoint() -> None:
     ds = TextDataset([f"t{i}" for i in range(30)], None, [i % 2 for i in range(30)], ["a", "b"])
     head, rest = sample(ds, 10, seed=4), sample(ds, 50, seed=4, offset=10)
@@ -169,7 +183,7 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
                       backbone=tiny_backbone_dir(tmp_path / "bb"), epochs=1, bench_rows={1: 4, 64: 16}, repeats=1,
                       command="test")
     s = run_dataset(cfg, spec, suite_run._Log())
-    assert s["rows"] == {"train": 40, "pool": 120, "test": 16}
+    assert s["rows"] == {"train": 40, "pool": 120, "test": 16, "tune": 120}
     assert set(s["curves"]) == {"full", "geep", "probe", "probe_esc", "fastbert", "pabee", "static"}
     assert {"probe", "probe_without_table", "depth1_entropy"} <= set(s["hard_row_auc"])
     # every operating point was chosen on the pool and carries the pool figures it was chosen by

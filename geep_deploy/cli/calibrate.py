@@ -89,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
     if args.predictor == "probe":
         check_output_file(probe_path(args), "calibrate --probe-out")
     ckpt = load_checkpoint(args.checkpoint)
+    if args.calib_split == "train":
+        import sys
+
+        print("calibrate | note: exit labels come from the train split, which the model was trained on; they are "
+              "optimistic (the model is surer on rows it saw). For labels without leakage pass --calib-split with "
+              "held-out rows (no gold labels needed).", file=sys.stderr)
     calib = load_split(args.data, args.calib_split).subset(args.max_calib)
     dev = load_split(args.data, "dev")
     kwargs = dict(rule=args.rule, tau=args.tau, max_drop=args.max_drop, target_speedup=args.target_speedup,

@@ -34,6 +34,7 @@ class DatasetSpec:
     max_len: int
     split_note: str
     pool_rows: int = 3000  # held-out rows of the train split: exit labels, probe fitting, operating points
+    tune_on: str = "pool"  # where operating points are chosen: "pool", or "test_half" (see ``tune_split``)
 
 
     def to_dict(self) -> dict[str, object]:
@@ -42,7 +43,9 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("sst2", "SST-2 (en, sentiment, 2 classes)", "en", "train", "dev", 2000, 872, 64,
-                "GLUE's test labels are unpublished: train on a 2,000-row sample of train, test on all of dev."),
+                "GLUE's test labels are unpublished: train on a 2,000-row sample of train, test on dev; SST-2's "
+                "train split is mostly short phrases, unlike dev's sentences, so operating points are chosen on a "
+                "seeded half of dev and reported on the other half.", tune_on="test_half"),
     DatasetSpec("ag_news", "AG News (en, topic, 4 classes)", "en", "train", "test", 2000, 2000, 128,
                 "train on 2,000 of the 10,001 staged train rows, test on 2,000 of the 7,600 test rows."),
     DatasetSpec("afqmc", "AFQMC (zh, sentence pairs, 2 classes)", "zh", "train", "dev", 2000, 2000, 64,
@@ -112,9 +115,29 @@ def write_slices(spec: DatasetSpec, data_root: Path, out: Path, seed: int = 0) -
     return {"train": len(train), "pool": len(pool), "test": len(test)}
 
 
-def head_slice(src: Path, out: Path, rows: int) -> Path:
-    """A folder whose ``test.tsv`` is the first ``rows`` rows of ``src/test.tsv`` (the wall-clock bench's rows)."""
-    ds = load_split(src, "test").subset(rows)
+def tune_split(spec: DatasetSpec, n_test: int, seed: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """(rows that choose operating points, rows reported) as indices into the test slice.
+
+    ``tune_on="pool"``: the pool chooses (None), every test row is reported. ``"test_half"``: a seeded half of the
+    test slice chooses and the other half is reported, for sets whose pool is not distributed like the test rows
+    (SST-2's train split is mostly short phrases; its test rows, GLUE's dev, are whole sentences).
+    """
+    if spec.tune_on == "pool":
+        return None, np.arange(n_test)
+    if spec.tune_on != "test_half":
+        raise ConfigError(f"suite | {spec.name}: tune_on must be 'pool' or 'test_half', got {spec.tune_on!r}.")
+    perm = np.random.default_rng(seed + 2).permutation(n_test)
+    return np.sort(perm[: n_test // 2]), np.sort(perm[n_test // 2:])
+
+
+def head_slice(src: Path, out: Path, rows: int, among: np.ndarray | None = None) -> Path:
+    """A folder whose ``test.tsv`` is the first ``rows`` rows of ``src/test.tsv`` (the wall-clock bench's rows),
+    or of its rows ``among`` when given (the reported rows)."""
+    ds = load_split(src, "test")
+    if among is not None:
+        ds = TextDataset([ds.texts_a[i] for i in among], None if ds.texts_b is None else
+                         [ds.texts_b[i] for i in among], [ds.labels[i] for i in among], ds.label_names, ds.source)
+    ds = ds.subset(rows)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "labels.txt", (src / "labels.txt").read_text(encoding="utf-8"))
     write_tsv(ds, out / "test.tsv")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.atomic import atomic_write_text
-from geep_deploy.suite.datasets import DatasetSpec, head_slice, write_slices
+from geep_deploy.suite.datasets import DatasetSpec, head_slice, tune_split, write_slices
 from geep_deploy.suite.points import (
     TARGET_SPEEDUPS,
     auc,
@@ -196,8 +196,8 @@ def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: 
     return out
 
 
-def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], test_rows: int, log: _Log,
-           ds: str) -> dict[int, dict[str, Any]]:
+def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], reported: np.ndarray,
+           log: _Log, ds: str) -> dict[int, dict[str, Any]]:
     from runtime.benchmark import BenchConfig, run_bench
 
     out: dict[int, dict[str, Any]] = {}
@@ -208,11 +208,11 @@ def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[s
         if cached is not None:  # reused only when it ran the same methods on as many rows as often
             recs = cached["records"]
             if (sorted(r["method"] for r in recs) == sorted(knobs)
-                    and all(r["rows"] == min(rows, test_rows) and r["repeats"] == cfg.repeats for r in recs)):
+                    and all(r["rows"] == min(rows, len(reported)) and r["repeats"] == cfg.repeats for r in recs)):
                 out[bs] = cached
                 continue
         log.step(ds, f"wall-clock bench, ONNX Runtime CPU fp32, batch {bs}, {rows} test rows, {len(knobs)} methods")
-        data = head_slice(work / "data", work / f"bench_rows_b{bs}", rows)
+        data = head_slice(work / "data", work / f"bench_rows_b{bs}", rows, among=reported)
         res = run_bench(BenchConfig(
             export=exports["geep"], data=data, split="test", batch_sizes=(bs,), methods=",".join(knobs),
             baseline_exports={"full": exports["full"], "fastbert": exports["fastbert"],
@@ -244,14 +244,17 @@ def _logit_arrays(work: Path, ckpts: dict[str, Any], geep: Any, enc_pool: Any, e
 
 
 def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengths: np.ndarray, geep: Any,
-            mass: np.ndarray, probe_probs: np.ndarray) -> dict[str, list[dict[str, Any]]]:
-    """Every method's accuracy/FLOPs sweep on one split (``pool`` or ``test``), with identical knobs on both."""
+            mass: np.ndarray, probe_probs: np.ndarray, rows: np.ndarray | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every method's accuracy/FLOPs sweep on one split (``pool`` or ``test``; its ``rows`` when given), with
+    identical knobs on every split."""
     from export.calibration import DEFAULT_QUANTILES, dev_curve
     from export.probe_fit import ESCALATE_GRID, probe_curve
 
+    sel = slice(None) if rows is None else rows
+    labels, lengths, mass, probe_probs = labels[sel], lengths[sel], mass[sel], probe_probs[sel]
     shape, L = geep.shape, geep.shape.num_hidden_layers
-    lg = {m: arrays[f"{split}_{m}"] for m in EXITING}
-    full = arrays.get(f"{split}_full", lg["fastbert"])  # only test rows report `full`; the pool never picks it
+    lg = {m: arrays[f"{split}_{m}"][sel] for m in EXITING}
+    full = arrays[f"{split}_full"][sel] if f"{split}_full" in arrays else lg["fastbert"]  # the pool never picks it
     return {
         "full": [{**static_curve(full, labels, lengths, shape)[-1], "knob": "full"}],
         "geep": geep_curve(dev_curve(mass, lg["geep"], labels, lengths, geep, DEFAULT_QUANTILES,
@@ -311,9 +314,15 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     labels, pool_labels = np.asarray(test_ds.labels), np.asarray(pool_ds.labels)
     lengths, pool_lengths = enc_test.lengths, enc_pool.lengths
     L = geep.shape.num_hidden_layers
+    tune, report = tune_split(spec, len(test_ds), cfg.seed)
 
-    # The token table: exit labels of the held-out pool (no model trained on those rows), as `calibrate` builds it.
-    calib = calibrate_from_logits(geep, enc_pool.ids, arrays["pool_geep"], enc_test.ids, arrays["test_geep"], labels,
+    # The token table: exit labels of the held-out pool (no model trained on those rows), as `calibrate` builds it;
+    # its descriptive figures are on the rows that choose operating points.
+    if tune is None:
+        sel_ids, sel_logits, sel_labels = enc_pool.ids, arrays["pool_geep"], pool_labels
+    else:
+        sel_ids, sel_logits, sel_labels = [enc_test.ids[i] for i in tune], arrays["test_geep"][tune], labels[tune]
+    calib = calibrate_from_logits(geep, enc_pool.ids, arrays["pool_geep"], sel_ids, sel_logits, sel_labels,
                                   sorted(encoder.special_ids), target_speedup=2.0)
     table = work / "exit_table.geep"
     if not table.is_file():
@@ -327,18 +336,24 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     probe = fit_probe(feats["pool"], exits_pool, L)
     probs = {"pool": cross_fitted_probabilities(feats["pool"], exits_pool, L, seed=cfg.seed),
              "test": probe.probabilities(feats["test"])}
-    pool_curves = _curves(arrays, "pool", pool_labels, pool_lengths, geep, mass["pool"], probs["pool"])
-    curves = _curves(arrays, "test", labels, lengths, geep, mass["test"], probs["test"])
-    # Operating points are chosen on the pool for every method alike, then reported on test.
-    points = {m: transfer(operating_points(pool_curves[m]), curves[m]) for m in curves if m != "full"}
+    if tune is None:
+        tune_curves = _curves(arrays, "pool", pool_labels, pool_lengths, geep, mass["pool"], probs["pool"])
+    else:
+        tune_curves = _curves(arrays, "test", labels, lengths, geep, mass["test"], probs["test"], rows=tune)
+    curves = _curves(arrays, "test", labels, lengths, geep, mass["test"], probs["test"], rows=report)
+    # Operating points are chosen on the tuning rows for every method alike, then reported on the other rows.
+    points = {m: transfer(operating_points(tune_curves[m]), curves[m]) for m in curves if m != "full"}
     at2 = points["probe"][TARGET_SPEEDUPS.index(2.0)]
     probe_path = work / "probe.json"
     probe.with_knobs(risk=at2["risk"] if at2 else 0.5).save(probe_path)
-    per_depth = {m: [float((arrays[f"test_{m}"][:, k].argmax(-1) == labels).mean())
+    y = labels[report]
+    per_depth = {m: [float((arrays[f"test_{m}"][report, k].argmax(-1) == y).mean())
                      for k in range(L)] for m in EXITING}
-    shared_path = arrays["test_geep_shared_path"]
+    shared_path = arrays["test_geep_shared_path"][report]
     summary: dict[str, Any] = {
-        "dataset": spec.to_dict(), "rows": {"train": len(train_ds), "pool": len(pool_ds), "test": len(test_ds)},
+        "dataset": spec.to_dict(),
+        "rows": {"train": len(train_ds), "pool": len(pool_ds), "test": len(report),
+                 "tune": len(pool_ds) if tune is None else len(tune)},
         "command": cfg.command, "epoch_budget": cfg.epochs, "seed": cfg.seed,
         "epochs": {m: [e for e in stage_epochs(m, cfg.epochs) if e] for m in TRAINED},
         "geep_loss": _recipe(cfg, spec, "geep", len(train_ds))["geep"],
@@ -348,10 +363,10 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         "stage_seconds": {m: ck.metrics.get("stage_seconds") for m, ck in ckpts.items()},
         "full_accuracy": curves["full"][0]["accuracy"], "per_depth_accuracy": per_depth,
         # GEEP's shared exit path (layers 1..k, then layer L and the teacher) at depths 1..L-1
-        "per_depth_shared_path": [float((shared_path[:, k].argmax(-1) == labels).mean())
+        "per_depth_shared_path": [float((shared_path[:, k].argmax(-1) == y).mean())
                                   for k in range(shared_path.shape[1])],
-        "majority_share": float(np.bincount(labels).max() / len(labels)),
-        "targets": list(TARGET_SPEEDUPS), "points_chosen_on": "pool",
+        "majority_share": float(np.bincount(y).max() / len(y)),
+        "targets": list(TARGET_SPEEDUPS), "points_chosen_on": spec.tune_on,
         "curves": {m: c for m, c in curves.items() if m != "geep_entropy"}, "points": points,
         "exit_prediction": {k: calib.figures[k] for k in (
             "dev_mae_layers", "dev_within_one_layer", "dev_mae_layers_constant_median", "oracle_accuracy",
@@ -367,7 +382,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         for m in ("fastbert", "pabee", "full"):
             exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
         knobs = ["full"] + sorted({p["knob"] for m, ps in points.items() for p in ps if p is not None})
-        benches = _bench(cfg, work, exports, knobs, len(test_ds), log, spec.name)
+        benches = _bench(cfg, work, exports, knobs, report, log, spec.name)
         summary["machine"] = benches[BENCH_BATCHES[0]]["machine"]
         summary["bench"] = {str(bs): {"rows": b["records"][0]["rows"], "repeats": cfg.repeats,
                                       "records": {r["method"]: _bench_fields(r) for r in b["records"]}}
