@@ -185,7 +185,7 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     s = run_dataset(cfg, spec, suite_run._Log())
     assert s["rows"] == {"train": 40, "pool": 120, "test": 16, "tune": 120}
     assert set(s["curves"]) == {"full", "geep", "probe", "probe_esc", "fastbert", "pabee", "static"}
-    assert {"probe", "probe_without_table", "depth1_entropy"} <= set(s["hard_row_auc"])
+    assert {"probe", "probe_with_table", "depth1_entropy"} <= set(s["hard_row_auc"])
     # every operating point was chosen on the pool and carries the pool figures it was chosen by
     assert all(p is None or "held_out" in p for ps in s["points"].values() for p in ps)
     # equal budgets: one epoch for every method here (FastBERT's two stages get one each: the minimum), times kept

@@ -334,8 +334,8 @@ def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
                       f"{_auc(h['depth1_entropy'])}")
         if h.get("probe") is not None:
             sizes = ", ".join(f"{n} rows {_auc(a)}" for n, a in h["probe_by_pool_size"].items())
-            lines[-1] += (f", the layer-1 probe {_auc(h['probe'])} (without the table's features "
-                          f"{_auc(h['probe_without_table'])}; fitted on the first {sizes} of the pool)")
+            lines[-1] += (f", the layer-1 probe {_auc(h['probe'])} (with the table's features added "
+                          f"{_auc(h.get('probe_with_table'))}; fitted on the first {sizes} of the pool)")
         lines[-1] += "."
     lines.append("")
     ab = s.get("vocab_ablation")

@@ -329,11 +329,13 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         calib.predictor.save(table)
     mass = {"pool": batch_mass(calib.predictor, enc_pool.ids), "test": batch_mass(calib.predictor, enc_test.ids)}
     # The layer-1 probe: fitted on the pool's exit labels; the pool's own scores are cross-fitted (tuning rows never
-    # fitted the probe that scored them); test rows are scored by the probe fitted on the whole pool.
+    # fitted the probe that scored them); test rows are scored by the probe fitted on the whole pool. It reads depth
+    # 1's logits and the length, not the table: with the table's features its AUC was lower on 4 of 5 sets
+    # (`probe_with_table` in `hard_row_auc`).
     exits_pool = consistency_exit_depths(arrays["pool_geep"])
-    feats = {"pool": probe_features(arrays["pool_geep"][:, 0], pool_lengths, mass["pool"]),
-             "test": probe_features(arrays["test_geep"][:, 0], lengths, mass["test"])}
-    probe = fit_probe(feats["pool"], exits_pool, L)
+    feats = {"pool": probe_features(arrays["pool_geep"][:, 0], pool_lengths),
+             "test": probe_features(arrays["test_geep"][:, 0], lengths)}
+    probe = fit_probe(feats["pool"], exits_pool, L, uses_table=False)
     probs = {"pool": cross_fitted_probabilities(feats["pool"], exits_pool, L, seed=cfg.seed),
              "test": probe.probabilities(feats["test"])}
     if tune is None:
@@ -345,7 +347,9 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     points = {m: transfer(operating_points(tune_curves[m]), curves[m]) for m in curves if m != "full"}
     at2 = points["probe"][TARGET_SPEEDUPS.index(2.0)]
     probe_path = work / "probe.json"
-    probe.with_knobs(risk=at2["risk"] if at2 else 0.5).save(probe_path)
+    probe = probe.with_knobs(risk=at2["risk"] if at2 else 0.5)
+    _invalidate_if_probe_changed(work, probe)
+    probe.save(probe_path)
     y = labels[report]
     per_depth = {m: [float((arrays[f"test_{m}"][report, k].argmax(-1) == y).mean())
                      for k in range(L)] for m in EXITING}
@@ -372,7 +376,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
             "dev_mae_layers", "dev_within_one_layer", "dev_mae_layers_constant_median", "oracle_accuracy",
             "oracle_flops_speedup", "table_keys", "dev_exit_hist", "dev_predicted_hist", "calib_rows")},
         "vocab_ablation": ablation,
-        "hard_row_auc": _hard_row_auc(probs["test"][:, 0], feats, mass["test"], exits_pool, arrays, lengths, L,
+        "hard_row_auc": _hard_row_auc(probs["test"][:, 0], feats, mass, exits_pool, arrays, lengths, L,
                                       pool_lengths),
         "geep_students_entropy_points": points.pop("geep_entropy"),
     }
@@ -393,13 +397,26 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     return summary
 
 
-def _hard_row_auc(probe_score: np.ndarray, feats: dict[str, np.ndarray], test_mass: np.ndarray,
+def _invalidate_if_probe_changed(work: Path, probe: Any) -> None:
+    """An export (and its benches) built with another probe is rebuilt: the bench's knob names would not tell."""
+    from runtime.probe import ProbeModel
+
+    old = work / "export" / "geep" / "probe.json"
+    if old.is_file() and ProbeModel.load(old).to_dict() != probe.to_dict():
+        print(f"rebuilding {old.parent}: its probe differs from the one fitted now")
+        shutil.rmtree(old.parent)
+        for stale in work.glob("bench_b*.json"):
+            stale.unlink()
+
+
+def _hard_row_auc(probe_score: np.ndarray, feats: dict[str, np.ndarray], mass: dict[str, np.ndarray],
                   exits_pool: np.ndarray, arrays: dict[str, np.ndarray], lengths: np.ndarray, L: int,
                   pool_lengths: np.ndarray) -> dict[str, Any]:
     """How well each signal finds the test rows that need more than depth 1 (consistency label > 1), as ROC AUC.
 
-    Also the probe without the table's features, and the probe against the size of the pool it was fitted on.
+    Also the probe with the table's features added, and the probe against the size of the pool it was fitted on.
     """
+    test_mass = mass["test"]
     from export.probe_fit import fit_probe
     from geep_deploy.exits import consistency_exit_depths, normalized_entropy
     from runtime.probe import probe_features
@@ -407,15 +424,16 @@ def _hard_row_auc(probe_score: np.ndarray, feats: dict[str, np.ndarray], test_ma
     logits = arrays["test_geep"]
     hard = consistency_exit_depths(logits) > 1
     expected = (test_mass * np.arange(1, test_mass.shape[1] + 1)).sum(axis=1)
-    no_table = fit_probe(probe_features(arrays["pool_geep"][:, 0], pool_lengths), exits_pool, L, uses_table=False)
+    with_table = fit_probe(probe_features(arrays["pool_geep"][:, 0], pool_lengths, mass["pool"]), exits_pool, L)
     by_size = {}
     for n in (*[n for n in PROBE_POOL_SIZES if n < len(exits_pool)], len(exits_pool)):
-        fitted = fit_probe(feats["pool"][:n], exits_pool[:n], L)
+        fitted = fit_probe(feats["pool"][:n], exits_pool[:n], L, uses_table=False)
         by_size[str(n)] = auc(fitted.probabilities(feats["test"])[:, 0], hard)
     return {"hard_share": float(hard.mean()), "predictor_expected_depth": auc(expected, hard),
             "length": auc(lengths, hard), "depth1_entropy": auc(normalized_entropy(logits[:, 0]), hard),
             "probe": auc(probe_score, hard),
-            "probe_without_table": auc(no_table.probabilities(probe_features(logits[:, 0], lengths))[:, 0], hard),
+            "probe_with_table": auc(with_table.probabilities(probe_features(logits[:, 0], lengths, test_mass))[:, 0],
+                                    hard),
             "probe_by_pool_size": by_size}
 
 
