@@ -330,7 +330,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     mass = {"pool": batch_mass(calib.predictor, enc_pool.ids), "test": batch_mass(calib.predictor, enc_test.ids)}
     # The layer-1 probe: fitted on the pool's exit labels; the pool's own scores are cross-fitted (tuning rows never
     # fitted the probe that scored them); test rows are scored by the probe fitted on the whole pool. It reads depth
-    # 1's logits and the length, not the table: with the table's features its AUC was lower on 4 of 5 sets
+    # 1's logits and the length, not the table: with the table's features its AUC was lower on most sets
     # (`probe_with_table` in `hard_row_auc`).
     exits_pool = consistency_exit_depths(arrays["pool_geep"])
     feats = {"pool": probe_features(arrays["pool_geep"][:, 0], pool_lengths),
