@@ -245,7 +245,7 @@ def _budget_text(s: dict[str, Any]) -> str:
 def _training_table(s: dict[str, Any]) -> list[str]:
     secs, stages = s.get("train_seconds") or {}, s.get("stage_seconds") or {}
     rows = []
-    for m in ("geep", "fastbert", "pabee"):
+    for m in ("geep", "fastbert", "pabee", "full"):
         if secs.get(m) is None:
             continue
         parts = stages.get(m) or {}
