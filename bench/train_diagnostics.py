@@ -36,12 +36,13 @@ EPOCH_BUDGET = 4  # GEEP and PABEE: 4 epochs; FastBERT: 2 (teacher) + 2 (student
 def parse_variant(text: str) -> tuple[str, str, dict[str, float]]:
     """``name=method[:key=value,...]`` -> (name, method, GEEP loss options)."""
     from geep_deploy.errors import ConfigError
+    from geep_deploy.methods import GeepLossConfig
 
     name, _, rest = text.partition("=")
     method, _, opts = rest.partition(":")
     if not name or method not in ("geep", "fastbert", "pabee"):
         raise ConfigError(f"train_diagnostics | --variant {text!r}: expected name=geep|fastbert|pabee[:k=v,...].")
-    known = {f.name for f in dataclasses.fields(__import__("geep_deploy.methods").methods.GeepLossConfig)}
+    known = {f.name for f in dataclasses.fields(GeepLossConfig)}
     out: dict[str, float] = {}
     for kv in filter(None, opts.split(",")):
         k, _, v = kv.partition("=")

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"repeat {rep + 1}/{args.repeats} {m}: {ck.metrics['stage_seconds']}", flush=True)
     records: dict[str, Any] = {}
     for m in METHODS:
-        epochs = stage_epochs(m if not m.startswith("full") else "pabee", args.budget)  # full: whole budget here
+        epochs = stage_epochs(m, args.budget)
         med = {stage: float(np.median(v)) for stage, v in per_epoch[m].items()}
         stage_list = list(med)
         budget_epochs = [e for e in epochs if e]

@@ -17,7 +17,7 @@ from geep_deploy.config import BertShape
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import predictions_at
 from geep_deploy.flops import flops_speedup
-from runtime.probe import FEATURES, ProbeModel, normalised_entropy, probe_cost
+from runtime.probe import FEATURES, ProbeModel, depths_at_risk, escalation_mask, probe_cost
 
 RISK_GRID = tuple(round(x, 2) for x in np.linspace(0.02, 0.98, 49))
 ESCALATE_GRID: tuple[float | None, ...] = (None, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
@@ -81,12 +81,6 @@ def cross_fitted_probabilities(features: np.ndarray, exit_depths: np.ndarray, nu
     return out
 
 
-def depths_at_risk(probabilities: np.ndarray, risk: float, num_layers: int) -> np.ndarray:
-    """The smallest k with P(exit > k) <= risk, else L (``ProbeModel.depths`` on precomputed probabilities)."""
-    below = probabilities <= risk
-    return np.where(below.any(axis=1), below.argmax(axis=1) + 1, num_layers).astype(np.int64)
-
-
 def dispatch_figures(shape: BertShape, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
                      depths: np.ndarray, escalated: np.ndarray) -> dict[str, float]:
     """Accuracy, FLOPs speed-up and mean depth of the probe dispatch.
@@ -119,7 +113,7 @@ def probe_curve(probabilities: np.ndarray, logits: np.ndarray, labels: np.ndarra
         for r in risks:
             d = depths_at_risk(probabilities, r, L)
             exit_logits = logits[np.arange(len(d)), d - 1]
-            flagged = np.zeros(len(d), dtype=bool) if esc is None else (d < L) & (normalised_entropy(exit_logits) > esc)
+            flagged = escalation_mask(exit_logits, d, esc, L)
             out.append({"knob": probe_knob(r, esc), "risk": float(r), "escalate": esc,
                         **dispatch_figures(shape, logits, labels, lengths, d, flagged)})
     return out

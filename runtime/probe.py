@@ -22,7 +22,6 @@ Pure NumPy (the same arithmetic evaluates on CuPy arrays); fitted by ``export.pr
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,23 +29,26 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.errors import ConfigError, TableError
+from geep_deploy.exits import normalized_entropy, softmax
 
 FEATURES = ("entropy", "margin", "max_prob", "table_depth", "table_deep", "log_length")
 PROBE_FORMAT = "geep-probe"
 PROBE_VERSION = 1
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+def depths_at_risk(probabilities: np.ndarray, risk: float, num_layers: int) -> np.ndarray:
+    """(B,) int64: the smallest k with P(exit > k) <= risk, else L (``probabilities`` is (B, L-1))."""
+    below = np.asarray(probabilities) <= risk
+    return np.where(below.any(axis=1), below.argmax(axis=1) + 1, num_layers).astype(np.int64)
 
 
-def normalised_entropy(logits: np.ndarray) -> np.ndarray:
-    """H(softmax(logits)) / log(C) per row, in [0, 1]."""
-    p = _softmax(logits)
-    return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=-1) / math.log(p.shape[-1])
+def escalation_mask(exit_logits: np.ndarray, depths: np.ndarray, threshold: float | None,
+                    num_layers: int) -> np.ndarray:
+    """(B,) bool: rows below depth L whose exit head's normalised entropy is above ``threshold`` (None: none)."""
+    d = np.asarray(depths)
+    if threshold is None or d.size == 0:
+        return np.zeros(d.shape, dtype=bool)
+    return (d < num_layers) & (normalized_entropy(exit_logits) > threshold)
 
 
 def probe_features(depth1_logits: np.ndarray, lengths: np.ndarray, table_mass: np.ndarray | None = None) -> np.ndarray:
@@ -61,11 +63,11 @@ def probe_features(depth1_logits: np.ndarray, lengths: np.ndarray, table_mass: n
     n = np.asarray(lengths, dtype=np.float64)
     if logits.ndim != 2 or n.shape != logits.shape[:1]:
         raise ConfigError(f"probe | depth-1 logits {logits.shape} and lengths {n.shape} do not match.")
-    p = _softmax(logits)
+    p = softmax(logits)
     top = np.sort(p, axis=-1)[:, ::-1]
     second = top[:, 1] if p.shape[1] > 1 else np.zeros(len(p))
     out = np.zeros((len(p), len(FEATURES)))
-    out[:, 0] = normalised_entropy(logits)
+    out[:, 0] = normalized_entropy(logits)
     out[:, 1] = 1.0 - (top[:, 0] - second)
     out[:, 2] = top[:, 0]
     if table_mass is not None:
@@ -116,18 +118,12 @@ class ProbeModel:
 
     def depths(self, features: np.ndarray, risk: float | None = None) -> np.ndarray:
         """(B,) int64 depths: the smallest k with P(exit > k) <= risk, else L."""
-        r = self.risk if risk is None else risk
-        below = self.probabilities(features) <= r
-        first = np.where(below.any(axis=1), below.argmax(axis=1) + 1, self.num_layers)
-        return first.astype(np.int64)
+        return depths_at_risk(self.probabilities(features), self.risk if risk is None else risk, self.num_layers)
 
     def escalated(self, exit_logits: np.ndarray, depths: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """(B,) bool: rows below depth L whose exit head is too unsure (entropy above the threshold)."""
-        t = self.escalate if threshold is None else threshold
-        d = np.asarray(depths)
-        if t is None or d.size == 0:
-            return np.zeros(d.shape, dtype=bool)
-        return (d < self.num_layers) & (normalised_entropy(exit_logits) > t)
+        return escalation_mask(exit_logits, depths, self.escalate if threshold is None else threshold,
+                               self.num_layers)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": PROBE_FORMAT, "version": PROBE_VERSION, "num_layers": self.num_layers,
