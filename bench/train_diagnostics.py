@@ -40,8 +40,8 @@ def parse_variant(text: str) -> tuple[str, str, dict[str, float]]:
 
     name, _, rest = text.partition("=")
     method, _, opts = rest.partition(":")
-    if not name or method not in ("geep", "fastbert", "pabee"):
-        raise ConfigError(f"train_diagnostics | --variant {text!r}: expected name=geep|fastbert|pabee[:k=v,...].")
+    if not name or method not in ("geep", "fastbert", "pabee", "full"):
+        raise ConfigError(f"train_diagnostics | --variant {text!r}: expected name=geep|fastbert|pabee|full[:k=v,...].")
     known = {f.name for f in dataclasses.fields(GeepLossConfig)}
     out: dict[str, float] = {}
     for kv in filter(None, opts.split(",")):
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     ap.add_argument("--data-root", type=Path, required=True, help="the shared data folder (sst2/, ag_news/, ...)")
-    ap.add_argument("--variant", action="append", required=True, help="name=geep|fastbert|pabee[:opt=value,...]")
+    ap.add_argument("--variant", action="append", required=True, help="name=geep|fastbert|pabee|full[:opt=value,...]")
     ap.add_argument("--val-rows", type=int, default=1000, help="held-out rows of the training split")
     ap.add_argument("--every", type=int, default=5, help="record the terms every this many steps")
     ap.add_argument("--threads", type=int, default=None)

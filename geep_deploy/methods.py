@@ -29,8 +29,10 @@ LossFn = Callable[..., torch.Tensor]
 
 @dataclass(frozen=True)
 class GeepLossConfig:
-    """Options of GEEP's loss. The first four follow the reference (EasyNLP); the last two are additions.
+    """Options of GEEP's loss. The first four follow the reference (EasyNLP); the last three are additions.
 
+    ``skip_weight`` scales the shared-path terms of the shallow depths (k < L-1) against the full path's: with
+    the reference's 1.0 the last layer and the teacher see shallow states in L-2 of every L-1 terms.
     ``student_ce_weight`` adds gold-label cross-entropy to every student's loss: the students then learn from the
     labels while the teacher they are distilled from is still near-uniform (``bench/train_diagnostics.py``
     measures why this matters). ``distill_warmup`` ramps the distillation weight from 0 over that share of the
@@ -43,9 +45,11 @@ class GeepLossConfig:
     distill_weight: float = 1.0
     student_ce_weight: float = 0.0
     distill_warmup: float = 0.0
+    skip_weight: float = 1.0
 
     def validate(self) -> None:
-        for name in ("temperature", "shared_weight", "distill_weight", "student_ce_weight", "distill_warmup"):
+        for name in ("temperature", "shared_weight", "distill_weight", "student_ce_weight", "distill_warmup",
+                     "skip_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and v == v):
                 raise ConfigError(f"geep | {name} must be a number >= 0, got {v!r}.")
@@ -102,7 +106,8 @@ def geep_terms(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor,
                cfg: GeepLossConfig) -> dict[str, torch.Tensor]:
     """GEEP's loss terms on a batch, unweighted (GEEP.md, "Training"):
 
-    - ``shared``: ``sum_{k in K} CE(T(layer_L(h_k)), y)``; k = L-1 is the ordinary full path;
+    - ``shared``: ``sum_{k in K} w_k CE(T(layer_L(h_k)), y)``; k = L-1 is the ordinary full path (w = 1), the
+      shallower k have w = ``cfg.skip_weight`` (1 in the reference);
     - ``distill``: ``sum_{k<L} KL(stopgrad(p_T) || p_{S_k})``;
     - ``student_ce``: ``sum_{k<L} CE(S_k, y)`` (an option; computed only when its weight is > 0).
     """
@@ -118,7 +123,7 @@ def geep_terms(model: ExitBert, batch: dict[str, torch.Tensor], y: torch.Tensor,
         h = torch.cat([out.hidden[k - 1] for k in extra], dim=0)
         bias = out.mask_bias.repeat(len(extra), 1, 1, 1)
         skip_logits = model.teacher_from(h, bias, out.attention_mask.repeat(len(extra), 1))
-        shared = shared + F.cross_entropy(skip_logits, y.repeat(len(extra)), reduction="sum") / b
+        shared = shared + cfg.skip_weight * F.cross_entropy(skip_logits, y.repeat(len(extra)), reduction="sum") / b
     terms = {"shared": shared,
              "distill": sum(distill_kl(out.logits[k - 1], teacher_full, cfg.temperature) for k in range(1, L))}
     if cfg.student_ce_weight > 0:

@@ -2,6 +2,8 @@
 
 Pure NumPy functions with no model in sight, so they are property-tested on their own. Inside a depth group rows
 are sorted by length, so cutting a group into ``max_group`` chunks pads each chunk only to its own longest row.
+With a ``call_cost`` the cuts are chosen by ``length_cuts`` instead: the fewest padded tokens plus ``call_cost``
+tokens per engine call, so a call that mixes short and long rows is split where that pays.
 """
 
 from __future__ import annotations
@@ -22,13 +24,76 @@ class Group:
     indices: np.ndarray
 
 
-def plan_groups(depths: np.ndarray, lengths: np.ndarray, max_group: int | None = None) -> list[Group]:
+CALL_COST_TOKENS: dict[str, float] = {"cpu": 16.0}
+"""Measured fixed cost of one engine call, in padded tokens, per device (`bench/pool_chunking.py`); a device
+without an entry keeps fixed ``max_group`` chunks (CUDA: not measured yet)."""
+
+
+def default_call_cost(device: str) -> float | None:
+    """The ``call_cost`` ``GeepEngine.load`` uses on ``device`` by default (None: fixed chunks)."""
+    return CALL_COST_TOKENS.get(device)
+
+
+def length_cuts(sorted_lengths: np.ndarray, max_rows: int, call_cost: float) -> list[int]:
+    """Where to cut a run of rows sorted by length into engine calls, at least padded work.
+
+    A call over rows ``i..j`` pads every row to row ``j``'s length, so it costs ``(j - i + 1) * length[j]`` tokens
+    plus ``call_cost`` tokens of fixed overhead (launches, the runtime's per-call work). Dynamic programming over
+    the cut points gives the exact minimum with at most ``max_rows`` rows per call. On the CPU a call's time is
+    close to linear in its padded tokens with a small fixed part (`bench/results/call_cost_cpu.json`), so padding
+    is the cost that counts there.
+
+    Args:
+        sorted_lengths: (n,) non-decreasing token counts.
+        max_rows: most rows per call (>= 1).
+        call_cost: fixed cost of one call, in tokens (>= 0).
+
+    Returns:
+        The end index (exclusive) of every call, increasing, the last being n; empty when n = 0.
+
+    Example:
+        >>> length_cuts(np.array([3, 3, 4, 30, 31]), max_rows=64, call_cost=8)
+        [3, 5]
+    """
+    n = int(np.asarray(sorted_lengths).size)
+    lengths = np.asarray(sorted_lengths, dtype=np.float64)
+    if n and np.any(np.diff(lengths) < 0):
+        raise ConfigError("dispatch | length_cuts needs lengths sorted in increasing order.")
+    if max_rows < 1 or call_cost < 0:
+        raise ConfigError(f"dispatch | max_rows must be >= 1 and call_cost >= 0, got {max_rows} and {call_cost}.")
+    best = np.zeros(n + 1)
+    start = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):  # best[end]: least cost of rows 0..end-1; the last call is start..end-1
+        lo = max(0, end - max_rows)
+        cand = best[lo:end] + (end - np.arange(lo, end)) * lengths[end - 1] + call_cost
+        k = int(np.argmin(cand))
+        best[end], start[end] = cand[k], lo + k
+    cuts, end = [], n
+    while end > 0:
+        cuts.append(end)
+        end = int(start[end])
+    return cuts[::-1]
+
+
+def _chunks(order: np.ndarray, lengths: np.ndarray, max_group: int | None, call_cost: float | None) -> list[np.ndarray]:
+    """``order`` (rows sorted by length) cut into engine calls: fixed ``max_group`` chunks, or ``length_cuts``."""
+    if call_cost is None:
+        step = order.size if max_group is None else max_group
+        return [order[i : i + step] for i in range(0, order.size, step)]
+    cuts = length_cuts(lengths[order], max_group or order.size, call_cost)
+    return [order[a:b] for a, b in zip([0, *cuts[:-1]], cuts)]
+
+
+def plan_groups(depths: np.ndarray, lengths: np.ndarray, max_group: int | None = None,
+                call_cost: float | None = None) -> list[Group]:
     """Sort a batch by (depth, length, position) and cut it into groups of equal depth.
 
     Args:
         depths: (B,) predicted depths (integers >= 1).
         lengths: (B,) real token counts.
         max_group: largest group size; bigger depth groups are cut into consecutive chunks. Defaults to no limit.
+        call_cost: when given, chunks are cut by ``length_cuts`` with this per-call cost in tokens (fewer padded
+            tokens) instead of every ``max_group`` rows.
 
     Returns:
         Groups in increasing depth; together their indices are a permutation of 0..B-1.
@@ -52,16 +117,13 @@ def plan_groups(depths: np.ndarray, lengths: np.ndarray, max_group: int | None =
         return []
     if d.size == 1 or (d == d[0]).all():  # common fast path: one depth (always at batch 1)
         order = np.argsort(n, kind="stable")
-        step = order.size if max_group is None else max_group
-        return [Group(int(d[0]), order[i : i + step]) for i in range(0, order.size, step)]
+        return [Group(int(d[0]), c) for c in _chunks(order, n, max_group, call_cost)]
     order = np.lexsort((n, d))  # stable: equal (depth, length) keep input order
     sd = d[order]
     cuts = np.flatnonzero(sd[1:] != sd[:-1]) + 1
     groups: list[Group] = []
     for chunk in np.split(order, cuts):
-        depth = int(d[chunk[0]])
-        step = chunk.size if max_group is None else max_group
-        groups.extend(Group(depth, chunk[i : i + step]) for i in range(0, chunk.size, step))
+        groups.extend(Group(int(d[chunk[0]]), c) for c in _chunks(chunk, n, max_group, call_cost))
     return groups
 
 

@@ -108,6 +108,8 @@ class GeepEngine:
             call's ``batch_size`` overrides it).
         probe: the probe dispatch (`ProbeDispatch`); when given, rows without explicit depths go through it
             instead of ``predictor``. Defaults to None.
+        call_cost: when given, every depth group is cut into engine calls by padded work plus this many tokens
+            per call (`runtime.dispatch.length_cuts`) instead of every ``max_group`` rows. Defaults to None.
     """
 
     def __init__(
@@ -121,11 +123,13 @@ class GeepEngine:
         info: dict[str, Any] | None = None,
         owned: Sequence[Any] = (),
         probe: ProbeDispatch | None = None,
+        call_cost: float | None = None,
     ) -> None:
         if not engines:
             raise ConfigError("runtime | GeepEngine needs at least one depth engine.")
         self.encoder, self.predictor, self.engines = encoder, predictor, dict(sorted(engines.items()))
         self.label_names, self.max_group, self.probe = list(label_names), max_group, probe
+        self.call_cost = call_cost
         self.num_layers = int(getattr(predictor, "num_layers", None) or getattr(probe, "num_layers", None)
                               or max(self.engines))
         self.info = dict(info or {})
@@ -153,6 +157,7 @@ class GeepEngine:
         predictor: str | None = None,
         risk: float | None = None,
         escalate: float | None | str = "keep",
+        call_cost: float | None | str = "auto",
     ) -> GeepEngine:
         """Load an export directory written by ``geep-deploy export``.
 
@@ -176,6 +181,9 @@ class GeepEngine:
             risk: the probe's risk level (lower = deeper, safer). Defaults to the stored one.
             escalate: the probe's escalation threshold (normalised entropy at the exit; None turns escalation
                 off). Defaults to the stored one.
+            call_cost: fixed cost of one engine call in padded tokens; rows of a depth group are cut into calls
+                that minimise padded tokens plus this (`runtime.dispatch.length_cuts`). ``"auto"``: the measured
+                default of the device (`runtime.dispatch.default_call_cost`); None: fixed ``max_group`` chunks.
 
         Raises:
             ArtifactError: a file of the export is missing or corrupt.
@@ -193,14 +201,17 @@ class GeepEngine:
                             threads=threads, share_weights=share_weights, verify=verify,
                             disable_prepacking=disable_prepacking, mmap_weights=mmap_weights, predictor=predictor,
                             risk=risk, escalate=escalate)
+        from runtime.dispatch import default_call_cost
+
+        cost = default_call_cost(device) if call_cost == "auto" else call_cost
         eng = cls(parts.encoder, parts.predictor, parts.engines, parts.label_names, max_group=max_group,
-                  info=parts.info, owned=parts.owned, probe=parts.probe)
+                  info=parts.info, owned=parts.owned, probe=parts.probe, call_cost=cost)
         eng.parts = parts
         return eng
 
     def _view(self, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any]) -> GeepEngine:
         view = GeepEngine(self.encoder, predictor, self.engines, self.label_names, max_group=self.max_group,
-                          info={**self.info, **info}, probe=probe)
+                          info={**self.info, **info}, probe=probe, call_cost=self.call_cost)
         view.parts = self.parts
         return view
 
@@ -308,7 +319,7 @@ class GeepEngine:
         times = times if times is not None else StageTimes()
         cap = check_count("runtime | batch_size", batch_size, allow_none=True) or self.max_group or 64
         if depths is None and self.probe is not None:
-            return self.probe.run(enc, cap, times)
+            return self.probe.run(enc, cap, times, self.call_cost)
         with times.stage("predict_exits"):
             if depths is None:
                 d = self.predict_depths(enc)
@@ -316,7 +327,7 @@ class GeepEngine:
                 d = _explicit_depths(depths, len(enc), self.num_layers)
                 d = self._map_depths(d)
         with times.stage("model"):
-            groups = plan_groups(d, enc.lengths, max_group=cap)
+            groups = plan_groups(d, enc.lengths, max_group=cap, call_cost=self.call_cost)
             outs = [self._run_group(enc.take(g.indices), g.depth) for g in groups]
             logits = restore_order(groups, outs)
         return Dispatched.direct(logits, d)

@@ -109,13 +109,15 @@ class ProbeDispatch:
             e.close()
 
     # -- one call ------------------------------------------------------------------------------------------------
-    def run(self, enc: Encoded, max_group: int, times: StageTimes | None = None) -> Dispatched:
-        """Dispatch tokenized rows (steps 1-4 of the module docstring); results in input order."""
+    def run(self, enc: Encoded, max_group: int, times: StageTimes | None = None,
+            call_cost: float | None = None) -> Dispatched:
+        """Dispatch tokenized rows (steps 1-4 of the module docstring); results in input order. ``call_cost``
+        cuts every pass into engine calls by padded work (``plan_groups``)."""
         times = times if times is not None else StageTimes()
         L = self.num_layers
         lengths = enc.lengths
         with times.stage("model"):
-            states, logits1 = self._prefix(enc, max_group)
+            states, logits1 = self._prefix(enc, max_group, call_cost)
         with times.stage("predict_exits"):
             mass = self._table_mass(enc, max_group) if self.table is not None else None
             planned = self._map[self.probe.depths(probe_features(logits1, lengths, mass))]
@@ -123,20 +125,22 @@ class ProbeDispatch:
             logits = logits1.copy()
             deep = np.flatnonzero(planned > 1)
             if deep.size:
-                logits[deep] = self._continue(states, deep, planned[deep], lengths, max_group)
+                logits[deep] = self._continue(states, deep, planned[deep], lengths, max_group, call_cost)
             escalated = self.probe.escalated(logits, planned)
             if escalated.any():
                 with times.stage("escalate"):
                     rows = np.flatnonzero(escalated)
-                    logits[rows] = self._continue(states, rows, np.full(rows.size, L), lengths, max_group)
+                    logits[rows] = self._continue(states, rows, np.full(rows.size, L), lengths, max_group,
+                                                  call_cost)
         times.count("escalated", int(escalated.sum()))
         layers, heads = probe_cost(planned, escalated, L)
         return Dispatched(logits, np.where(escalated, L, planned), planned, escalated, layers, heads)
 
-    def _prefix(self, enc: Encoded, max_group: int) -> tuple[list[np.ndarray], np.ndarray]:
+    def _prefix(self, enc: Encoded, max_group: int,
+                call_cost: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """Layer-1 states (one unpadded (n_i, H) array per row) and head-1 logits, in input order."""
         states: list[np.ndarray] = [np.empty(0)] * len(enc)
-        groups = _length_chunks(enc, max_group)
+        groups = _length_chunks(enc, max_group, call_cost)
         logits = []
         for g in groups:
             out = self.prefix.infer(pad_batch(enc.take(g.indices), pad_id=self.pad_id), check_inputs=False)
@@ -152,10 +156,10 @@ class ProbeDispatch:
         return restore_order(groups, masses)
 
     def _continue(self, states: list[np.ndarray], rows: np.ndarray, depths: np.ndarray, lengths: np.ndarray,
-                  max_group: int) -> np.ndarray:
+                  max_group: int, call_cost: float | None = None) -> np.ndarray:
         """Logits of ``rows`` continued to ``depths`` from their layer-1 states: one ``cont{d}`` call per
         (depth, length) group, each re-padded to its own longest row. Returned in the order of ``rows``."""
-        groups = plan_groups(depths, lengths[rows], max_group=max_group)
+        groups = plan_groups(depths, lengths[rows], max_group=max_group, call_cost=call_cost)
         outs = []
         for g in groups:
             sub = rows[g.indices]
@@ -178,6 +182,6 @@ class ProbeDispatch:
             self._continue(states, rows, np.full(len(enc), d), lengths, len(enc))
 
 
-def _length_chunks(enc: Encoded, max_group: int) -> list[Group]:
+def _length_chunks(enc: Encoded, max_group: int, call_cost: float | None = None) -> list[Group]:
     """The whole call as length-sorted chunks of at most ``max_group`` rows (one ``plan_groups`` depth)."""
-    return plan_groups(np.ones(len(enc), dtype=np.int64), enc.lengths, max_group=max_group)
+    return plan_groups(np.ones(len(enc), dtype=np.int64), enc.lengths, max_group=max_group, call_cost=call_cost)

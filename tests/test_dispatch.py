@@ -1,4 +1,4 @@
-"""plan_groups / restore_order: permutation, ordering, chunking and round-trip properties."""
+"""plan_groups / restore_order / length_cuts: permutation, ordering, chunking, optimality and round-trip."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geep_deploy.errors import ConfigError
-from runtime.dispatch import Group, plan_groups, restore_order
+from runtime.dispatch import Group, length_cuts, plan_groups, restore_order
 
 batches = st.integers(0, 40).flatmap(
     lambda n: st.tuples(st.lists(st.integers(1, 6), min_size=n, max_size=n),
@@ -17,10 +17,11 @@ batches = st.integers(0, 40).flatmap(
 
 
 @settings(max_examples=50, deadline=None)
-@given(batches, st.one_of(st.none(), st.integers(1, 7)))
-def test_groups_partition_and_order(batch: tuple[list[int], list[int]], max_group: int | None) -> None:
+@given(batches, st.one_of(st.none(), st.integers(1, 7)), st.one_of(st.none(), st.floats(0, 100)))
+def test_groups_partition_and_order(batch: tuple[list[int], list[int]], max_group: int | None,
+                                    call_cost: float | None) -> None:
     depths, lengths = np.array(batch[0], dtype=np.int64), np.array(batch[1], dtype=np.int64)
-    groups = plan_groups(depths, lengths, max_group)
+    groups = plan_groups(depths, lengths, max_group, call_cost=call_cost)
     flat = np.concatenate([g.indices for g in groups]) if groups else np.zeros(0, dtype=np.int64)
     assert sorted(flat.tolist()) == list(range(len(depths)))  # a permutation
     assert [g.depth for g in groups] == sorted(g.depth for g in groups)
@@ -28,8 +29,44 @@ def test_groups_partition_and_order(batch: tuple[list[int], list[int]], max_grou
         assert (depths[g.indices] == g.depth).all()
         assert np.all(np.diff(lengths[g.indices]) >= 0)  # sorted by length inside a group
         assert g.indices.size >= 1 and (max_group is None or g.indices.size <= max_group)
-    if max_group is None:
+    if max_group is None and call_cost is None:
         assert len(groups) == len(set(depths.tolist()))
+
+
+def _cost(lengths: np.ndarray, cuts: list[int], call_cost: float) -> float:
+    """Padded tokens of the calls ``cuts`` makes of sorted ``lengths``, plus ``call_cost`` per call."""
+    return sum((b - a) * lengths[b - 1] + call_cost for a, b in zip([0, *cuts[:-1]], cuts))
+
+
+def _all_cuts(n: int, max_rows: int) -> list[list[int]]:
+    """Every way to cut n sorted rows into calls of at most max_rows (brute force, small n)."""
+    if n == 0:
+        return [[]]
+    return [[*head, n] for k in range(max(0, n - max_rows), n) for head in _all_cuts(k, max_rows)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 64), min_size=0, max_size=8), st.integers(1, 9), st.floats(0, 200))
+def test_length_cuts_are_optimal_and_valid(lengths: list[int], max_rows: int, call_cost: float) -> None:
+    n = np.sort(np.array(lengths, dtype=np.int64))
+    cuts = length_cuts(n, max_rows, call_cost)
+    assert cuts == sorted(set(cuts)) and (cuts[-1] == len(n) if len(n) else cuts == [])
+    assert all(1 <= b - a <= max_rows for a, b in zip([0, *cuts[:-1]], cuts))
+    best = min(_cost(n, c, call_cost) for c in _all_cuts(len(n), max_rows))
+    assert _cost(n, cuts, call_cost) == pytest.approx(best)
+    fixed = list(range(max_rows, len(n), max_rows)) + ([len(n)] if len(n) else [])
+    assert _cost(n, cuts, call_cost) <= _cost(n, fixed, call_cost) + 1e-9  # never worse than fixed chunks
+
+
+def test_length_cuts_extremes_and_errors() -> None:
+    n = np.array([3, 3, 5, 9, 9, 9, 40])
+    assert length_cuts(n, 64, 0.0) == [2, 3, 6, 7]  # free calls: one per distinct length, no padding
+    assert length_cuts(n, 64, 1e9) == [7]  # expensive calls: one
+    assert length_cuts(n, 3, 1e9) == [3, 6, 7]  # three calls of <= 3 rows; padding picks where
+    with pytest.raises(ConfigError, match="sorted"):
+        length_cuts(np.array([5, 3]), 4, 1.0)
+    with pytest.raises(ConfigError, match="max_rows"):
+        length_cuts(n, 0, 1.0)
 
 
 @settings(max_examples=50, deadline=None)

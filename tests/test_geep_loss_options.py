@@ -67,7 +67,20 @@ def test_weights_and_warmup() -> None:
     assert "student_ce" not in geep_terms(m, batch, y, GeepLossConfig(student_ce_weight=0.0))
 
 
-@pytest.mark.parametrize("bad", [{"student_ce_weight": -1.0}, {"distill_warmup": 1.5}, {"temperature": 0.0},
+def test_skip_weight_scales_only_the_shallow_shared_paths() -> None:
+    """skip_weight = 0 leaves the full path's CE as the shared term; 1 is the reference sum over K."""
+    import torch.nn.functional as F
+
+    m = tiny_model().eval()
+    batch, y = _batch()
+    full_ce = F.cross_entropy(m(**batch), y)
+    t0, t1, th = (geep_terms(m, batch, y, GeepLossConfig(skip_weight=w))["shared"] for w in (0.0, 1.0, 0.5))
+    torch.testing.assert_close(t0, full_ce)
+    torch.testing.assert_close(th, full_ce + 0.5 * (t1 - full_ce))
+    assert float(t1) > float(t0)
+
+
+@pytest.mark.parametrize("bad", [{"student_ce_weight": -1.0}, {"skip_weight": -0.5}, {"distill_warmup": 1.5}, {"temperature": 0.0},
                                  {"distill_weight": float("nan")}])
 def test_bad_options_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ConfigError, match="geep \\|"):
