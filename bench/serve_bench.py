@@ -38,9 +38,10 @@ RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"
            "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
 
 
-def configs(num_layers: int, with_ray: bool, engine_batch: int, threads: int) -> list[dict[str, Any]]:
+def configs(num_layers: int, with_ray: bool, engine_batch: int | None, threads: int) -> list[dict[str, Any]]:
     full = ["--depth", str(num_layers)]
-    pool_on = [*POOL_ON, "--engine-batch", str(engine_batch), "--threads", str(threads)]
+    batch = ["--engine-batch", str(engine_batch)] if engine_batch else []  # else the service's default
+    pool_on = [*POOL_ON, *batch, "--threads", str(threads)]
     pool_off = [*POOL_OFF, "--threads", str(threads)]
     out = [
         {"name": "geep_pool", "method": "geep", "pooling": True, "args": pool_on},
@@ -81,8 +82,17 @@ def _delta(after: dict[str, float], before: dict[str, float], prefix: str) -> di
     return {k: after[k] - before.get(k, 0.0) for k in after if k.startswith(prefix)}
 
 
+def served_accuracy(url: str, texts: list[str], labels: list[int]) -> dict[str, Any]:
+    """Every dev text once (concurrency 32, not timed): the share of answers whose label is the gold one."""
+    res = load(url + "/v1/classify", [{"text": t} for t in texts], concurrency=32, time_limit_s=300,
+               keep_bodies=True)
+    got = [b["predictions"][0]["label_id"] if b else None for b in res.bodies]
+    right = sum(int(g == y) for g, y in zip(got, labels))
+    return {"rows": len(texts), "answered": sum(g is not None for g in got), "accuracy": round(right / len(texts), 4)}
+
+
 def run_config(cfg: dict[str, Any], export: Path, texts: list[str], levels: list[int], max_requests: int,
-               time_limit_s: float, log_dir: Path) -> list[dict[str, Any]]:
+               time_limit_s: float, log_dir: Path, labels: list[int] | None = None) -> list[dict[str, Any]]:
     env_before = dict(os.environ)
     if "--ray" in cfg["args"]:
         os.environ.update(RAY_ENV)
@@ -117,6 +127,11 @@ def run_config(cfg: dict[str, Any], export: Path, texts: list[str], levels: list
                   f"p95 {s['p95_ms']:>7.1f}  p99 {s['p99_ms']:>7.1f} ms  pool {rec['mean_pool_rows']}  "
                   f"errors {s['errors']}", flush=True)
             records.append(rec)
+        if labels is not None and records:
+            acc = served_accuracy(url, texts, labels)
+            print(f"{cfg['name']:>20} served accuracy {acc['accuracy']:.4f} on {acc['rows']} dev texts", flush=True)
+            for rec in records:
+                rec["served_accuracy"] = acc
     finally:
         srv.stop()
         os.environ.clear()
@@ -200,8 +215,8 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,8,32,128")
     ap.add_argument("--max-requests", type=int, default=600, help="most requests per level (default 600)")
     ap.add_argument("--time-limit", type=float, default=6.0, help="seconds per level at most (default 6)")
-    ap.add_argument("--engine-batch", type=int, default=8,
-                    help="rows per engine call inside a pool (serve --engine-batch; default 8)")
+    ap.add_argument("--engine-batch", type=int, default=None,
+                    help="most rows per engine call inside a pool (serve --engine-batch; default: the service's)")
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads of every server and replica (default 1: the machine is shared)")
     ap.add_argument("--ray", action="store_true", help="also Ray Serve with 1 and 2 replicas")
@@ -211,7 +226,12 @@ def main() -> int:
     a.log_dir.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((a.export / "manifest.json").read_text())
     num_layers = int(manifest.get("num_layers") or manifest["backbone"]["num_hidden_layers"])
-    texts = load_split(bundled_data_dir(), "dev").texts_a
+    from geep_deploy.service.runner import default_engine_batch
+    from runtime.dispatch import default_call_cost
+
+    engine_batch = a.engine_batch or default_engine_batch("cpu")
+    dev = load_split(bundled_data_dir(), "dev")
+    texts, labels = list(dev.texts_a), [int(y) for y in dev.labels]
     levels = [int(x) for x in a.concurrency.split(",")]
     cfgs = configs(num_layers, a.ray, a.engine_batch, a.threads)
     if a.only:
@@ -220,18 +240,23 @@ def main() -> int:
     t0 = time.perf_counter()
     records: list[dict] = []
     for cfg in cfgs:
-        records += run_config(cfg, a.export, texts, levels, a.max_requests, a.time_limit, a.log_dir)
+        records += run_config(cfg, a.export, texts, levels, a.max_requests, a.time_limit, a.log_dir,
+                              labels=None if cfg["name"].endswith("_repeat") else labels)
     machine = {**machine_info("cpu"), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                "node": platform.node()}
     result = {"command": " ".join([".venv/bin/python", "bench/serve_bench.py", *sys.argv[1:]]),
               "machine": machine, "export": str(a.export), "num_layers": num_layers,
+              "predictor": manifest.get("predictor") or ("table" if manifest.get("exit_table") else None),
+              "call_cost_tokens": default_call_cost("cpu"),
               "workload": {"data": "SST-2 dev (bundled), one text per request", "levels": levels,
                            "max_requests_per_level": a.max_requests, "time_limit_s_per_level": a.time_limit,
-                           "threads": a.threads, "pool_on": [*POOL_ON, "--engine-batch", str(a.engine_batch)],
+                           "threads": a.threads, "pool_on": [*POOL_ON, "--engine-batch", str(engine_batch)],
                            "pool_off": POOL_OFF, "client": "aiohttp, same machine"},
               "wall_s": round(time.perf_counter() - t0, 1), "summary": summarize(records), "records": records}
     a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps(result, indent=1) + "\n")
+    from geep_deploy.atomic import atomic_write_text
+
+    atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
     title = (f"geep-deploy serve, {machine['cpu']} ({machine['cpu_count']} cores, shared), SST-2 dev texts, "
              f"1 text/request; {a.export.name}")
     print(f"wrote {a.json} and {plot(records, a.plot, title)}")

@@ -34,6 +34,24 @@ def default_call_cost(device: str) -> float | None:
     return CALL_COST_TOKENS.get(device)
 
 
+def parse_call_cost(value: float | str | None) -> float | str | None:
+    """A ``call_cost`` from a flag or config: ``"auto"`` (the device's default), ``"off"``/None (fixed chunks),
+    or a number of tokens >= 0."""
+    if value is None or value == "auto" or isinstance(value, (int, float)) and not isinstance(value, bool):
+        cost = value
+    elif str(value).lower() in ("off", "none"):
+        return None
+    else:
+        try:
+            cost = float(value)
+        except ValueError:
+            raise ConfigError(f"dispatch | call cost {value!r}: expected a number of tokens >= 0, 'auto' or "
+                              "'off'.") from None
+    if isinstance(cost, float | int) and not cost >= 0:
+        raise ConfigError(f"dispatch | call cost must be >= 0 tokens, got {value!r}.")
+    return cost
+
+
 def length_cuts(sorted_lengths: np.ndarray, max_rows: int, call_cost: float) -> list[int]:
     """Where to cut a run of rows sorted by length into engine calls, at least padded work.
 

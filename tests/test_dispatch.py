@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geep_deploy.errors import ConfigError
-from runtime.dispatch import Group, length_cuts, plan_groups, restore_order
+from runtime.dispatch import Group, length_cuts, parse_call_cost, plan_groups, restore_order
 
 batches = st.integers(0, 40).flatmap(
     lambda n: st.tuples(st.lists(st.integers(1, 6), min_size=n, max_size=n),
@@ -101,3 +101,10 @@ def test_bad_inputs() -> None:
     with pytest.raises(ConfigError, match="1 groups but 0 outputs"):
         restore_order(g, [])
     assert plan_groups(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)) == []
+
+
+def test_parse_call_cost() -> None:
+    assert [parse_call_cost(v) for v in ("auto", "off", "none", None, "12", 3)] == ["auto", None, None, None, 12.0, 3]
+    for bad in ("x", "-1", float("nan")):
+        with pytest.raises(ConfigError, match="call cost"):
+            parse_call_cost(bad)

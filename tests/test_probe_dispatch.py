@@ -152,6 +152,14 @@ def test_answers_are_the_offline_logits_at_the_reported_depth(backend, engines, 
     explicit = eng.predict(TEXTS, depths=res.depths)  # the depth graphs, for comparison
     np.testing.assert_allclose(explicit.logits, res.logits, atol=1e-4)
     assert explicit.escalated is None
+    for cost in (0.0, 16.0):  # every pass cut into calls by padded work instead of 3-row chunks
+        eng.call_cost = cost
+        try:
+            cut = eng.predict(TEXTS, batch_size=64)
+        finally:
+            eng.call_cost = None
+        np.testing.assert_array_equal(cut.depths, res.depths)
+        np.testing.assert_allclose(cut.logits, res.logits, atol=1e-4)
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])

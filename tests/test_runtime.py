@@ -82,7 +82,12 @@ def test_dispatch_returns_input_order(engines, per_row_reference, data):
     depths = data.draw(st.lists(st.integers(1, L), min_size=len(idx), max_size=len(idx)))
     batch = data.draw(st.integers(1, 8))
     backend = data.draw(st.sampled_from(sorted(engines)))
-    res = engines[backend].predict([TEXTS[i] for i in idx], batch_size=batch, depths=depths)
+    engine = engines[backend]
+    engine.call_cost = data.draw(st.sampled_from([None, 0.0, 16.0, 1e6]))  # fixed chunks, or cuts by padding
+    try:
+        res = engine.predict([TEXTS[i] for i in idx], batch_size=batch, depths=depths)
+    finally:
+        engine.call_cost = None
     want = per_row_reference[idx, np.asarray(depths) - 1]
     np.testing.assert_allclose(res.logits, want, atol=1e-4)
     assert res.depths.tolist() == depths

@@ -36,14 +36,17 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue", type=int, default=2048, help="most rows waiting before 503 (default 2048)")
     p.add_argument("--workers", type=int, default=1, help="pools classified at once (default 1)")
     p.add_argument("--engine-batch", type=int, default=None,
-                   help="most rows per engine call inside a pool (default 8 on cpu, 64 on cuda: on CPU, long "
-                        "padded batches cost more per row than short length-sorted ones)")
+                   help="most rows per engine call inside a pool (default 64; on the CPU the engine cuts a pool "
+                        "into calls by padded work, see --call-cost)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="fp32", help="fp32, tf32 (torch), fp16, bf16 or int8 (default fp32)")
     p.add_argument("--depth", type=int, default=None,
                    help="run every row at this depth (no exit prediction; the export's L = the full model)")
     p.add_argument("--threads", type=int, default=None, help="intra-op CPU threads (default: backend's choice)")
+    p.add_argument("--call-cost", default="auto",
+                   help="fixed cost of one engine call in padded tokens: rows are cut into calls that minimise "
+                        "padding plus this (default auto: 16 on cpu, fixed chunks on cuda; 'off': fixed chunks)")
     p.add_argument("--max-rows", type=int, default=256, help="most texts per request (default 256; 413 above)")
     p.add_argument("--max-chars", type=int, default=4096, help="most characters per text (default 4096; 413 above)")
     p.add_argument("--max-body-kb", type=int, default=1024, help="most KiB per request body (default 1024; 413)")
@@ -65,6 +68,9 @@ def _check(args: argparse.Namespace) -> None:
                  "replicas"):
         if getattr(args, name) < 1:
             raise ConfigError(f"serve | --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    from runtime.dispatch import parse_call_cost
+
+    args.call_cost = parse_call_cost(args.call_cost)
     if args.max_wait_ms < 0:
         raise ConfigError(f"serve | --max-wait-ms must be >= 0, got {args.max_wait_ms}.")
     if args.ray:  # Ray Serve queues, scales and drains replicas itself
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from runtime import GeepEngine
 
     engine = GeepEngine.load(args.export, args.backend, args.device, args.precision, fixed_depth=args.depth,
-                             threads=args.threads)
+                             threads=args.threads, call_cost=args.call_cost)
     service = LocalService(
         engine,
         BatcherConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1e3, max_queue_rows=args.max_queue,

@@ -48,8 +48,7 @@ class LocalService:
         engine: a loaded ``runtime.GeepEngine``; the service closes it on ``stop()``.
         batcher: pool size, wait, queue bound and workers.
         limits: request limits.
-        engine_batch: most rows per engine call inside one ``predict``. Defaults to 8 (CPU: long padded
-            batches cost more per row than short length-sorted ones; pass 64 on a GPU).
+        engine_batch: most rows per engine call inside one ``predict``. Defaults to 64 (`default_engine_batch`).
     """
 
     def __init__(self, engine: Any, batcher: BatcherConfig | None = None, limits: RequestLimits | None = None,

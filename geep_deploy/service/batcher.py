@@ -153,13 +153,17 @@ class MicroBatcher:
         slots = asyncio.Semaphore(self.config.workers)
         while True:
             await slots.acquire()  # a free worker first: requests queue meanwhile, so busy pools come full
+            freed = time.perf_counter()
             while not self._pending and not self._closing:
                 await self._wait(None)
             if not self._pending:  # closing and drained
                 slots.release()
                 return
+            # the pool's window opens when its oldest request arrived, or when the worker came free if later:
+            # under load, the clients answered by the last pool get max_wait to join the next one
+            opened = max(self._pending[0].enqueued, freed)
             while self._queued_rows < self.config.max_batch and not self._closing:
-                left = self._pending[0].enqueued + self.config.max_wait_s - time.perf_counter()
+                left = opened + self.config.max_wait_s - time.perf_counter()
                 if left <= 0:
                     break
                 await self._wait(left)

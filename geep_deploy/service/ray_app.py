@@ -28,6 +28,7 @@ from geep_deploy.service.limits import RequestLimits
 from geep_deploy.service.pooling import Rows
 from geep_deploy.service.runner import PoolRunner, Record, default_engine_batch
 from geep_deploy.service.telemetry import ServiceMetrics
+from runtime.dispatch import parse_call_cost
 
 serve = require("ray.serve", "serve --ray", "for scale-out on Ray Serve")
 
@@ -40,22 +41,22 @@ class GeepDeployment:
 
     Args:
         export: export directory, readable on every node that runs a replica.
-        backend, device, precision, fixed_depth, threads: as ``GeepEngine.load``.
+        backend, device, precision, fixed_depth, threads, call_cost: as ``GeepEngine.load``.
         max_batch: most requests per pool. max_wait_ms: longest wait for a pool to fill.
-        engine_batch: most rows per engine call (default 8 on cpu, 64 on cuda).
+        engine_batch: most rows per engine call (default 64, `default_engine_batch`).
         max_rows, max_chars, max_body_kb: request limits.
     """
 
     def __init__(self, export: str, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
                  fixed_depth: int | None = None, threads: int | None = None, max_batch: int = 64,
                  max_wait_ms: float = 5.0, engine_batch: int | None = None, max_rows: int = 256,
-                 max_chars: int = 4096, max_body_kb: int = 1024) -> None:
+                 max_chars: int = 4096, max_body_kb: int = 1024, call_cost: float | None | str = "auto") -> None:
         import ray
 
         from runtime import GeepEngine
 
         self.engine = GeepEngine.load(export, backend, device, precision, fixed_depth=fixed_depth,
-                                      threads=threads)
+                                      threads=threads, call_cost=parse_call_cost(call_cost))
         self.runner = PoolRunner(self.engine, engine_batch or default_engine_batch(device))
         self.limits = RequestLimits(max_rows=max_rows, max_chars=max_chars, max_body_bytes=max_body_kb * 1024)
         self.metrics = ServiceMetrics(ready=lambda: 1.0)
@@ -124,7 +125,7 @@ class RayOptions:
         app_args = {"export": str(a.export), "backend": a.backend, "device": a.device, "precision": a.precision,
                     "fixed_depth": a.depth, "threads": a.threads, "max_batch": a.max_batch,
                     "max_wait_ms": a.max_wait_ms, "engine_batch": a.engine_batch, "max_rows": a.max_rows,
-                    "max_chars": a.max_chars, "max_body_kb": a.max_body_kb}
+                    "max_chars": a.max_chars, "max_body_kb": a.max_body_kb, "call_cost": a.call_cost}
         return cls(a.ray_address, a.host, a.port, a.replicas, app_args)
 
 

@@ -29,9 +29,10 @@ class PoolOutcome:
 
 
 def default_engine_batch(device: str) -> int:
-    """Rows per engine call inside a pool: 8 on the CPU (long padded 64-row calls were slower than no pooling,
-    `bench/results/serve_cpu_engine_batch64.json`), 64 on CUDA."""
-    return 64 if device == "cuda" else 8
+    """Most rows per engine call inside a pool: 64. On the CPU the engine cuts each depth group into calls by
+    padded work (`runtime.dispatch.length_cuts`), so a mixed pool no longer pays for its longest row in every
+    call (the padding that made 64-row calls slower than 8-row ones, `bench/results/pool_chunking_cpu.json`)."""
+    return 64
 
 
 class PoolRunner:
