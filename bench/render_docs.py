@@ -648,6 +648,17 @@ def _serve_range(d: dict[str, Any], configs: tuple[str, ...], c: int, key: str, 
 
 def block_serving(r: Results) -> list[str]:
     d = r(SERVE)
+    return [r.source(SERVE), "", *serving_lines(d)]
+
+
+def _served_accuracy(d: dict[str, Any], method: str) -> str:
+    acc = [x["served_accuracy"]["accuracy"] for x in d["records"] if x["method"] == method and "served_accuracy" in x
+           and not x["config"].startswith("ray")]
+    return pct(acc[0]) if acc else "?"
+
+
+def serving_lines(d: dict[str, Any]) -> list[str]:
+    """The serving table and its summary lines, for any `serve_bench.py` JSON."""
     levels = d["workload"]["levels"]
     names = list(dict.fromkeys(x["config"] for x in d["records"]))
     rows = []
@@ -663,11 +674,18 @@ def block_serving(r: Results) -> list[str]:
     loads = [v for x in d["records"] for v in x["load_average"][:1]]
     errors = sum(x["errors"] for x in d["records"])
     pool, nopool = ("geep_pool", "geep_pool_repeat"), ("geep_nopool",)
-    return [r.source(SERVE), "",
-            f"Machine: {_machine(d['machine'])}; 1-minute load average {min(loads):.0f}-{max(loads):.0f} during "
-            f"the levels (shared with other jobs). {d['workload']['data']}; at most "
+    served = ""
+    if any("served_accuracy" in x for x in d["records"]):
+        rows_acc = next(x["served_accuracy"]["rows"] for x in d["records"] if "served_accuracy" in x)
+        served = (f" Accuracy of the answers served on all {rows_acc} dev texts: GEEP {_served_accuracy(d, 'geep')}, "
+                  f"`full` {_served_accuracy(d, 'full')}.")
+    return [f"Export `{d['export']}` (exit predictor: {d.get('predictor') or 'table'}), {d['workload']['threads']} "
+            f"intra-op thread(s) per server or replica, at most {d['workload']['pool_on'][-1]} rows per engine call "
+            f"when pooled{', cut by padded work' if d.get('call_cost_tokens') is not None else ''}. Machine: "
+            f"{_machine(d['machine'])}; 1-minute load average {min(loads):.0f}-{max(loads):.0f} during "
+            f"the levels. {d['workload']['data']}; at most "
             f"{d['workload']['max_requests_per_level']} requests and {d['workload']['time_limit_s_per_level']:g} s "
-            f"per level; {errors} errors in all.", "",
+            f"per level; {errors} errors in all.{served}", "",
             *table(["configuration", *[f"c={c}: texts/s, p50 / p99 ms" for c in levels], "mean pool rows, c=32"],
                    rows, "-" + "r" * (len(levels) + 1)), "",
             f"- noise: the two identical GEEP runs differ by {min(s['noise_spread_pct_all_levels']):.0f}-"
@@ -688,12 +706,6 @@ def block_serving(r: Results) -> list[str]:
             f"{_serve_range(d, ('full_nopool',), 32, 'server_cpu_ms_per_request', '{:.1f}')} ms; Ray Serve "
             f"{_serve_range(d, ('ray_geep_1replica', 'ray_geep_2replica'), 32, 'server_cpu_ms_per_request', '{:.1f}')}"
             " ms (proxy and replicas)."]
-
-
-def value_serve_eb64(r: Results) -> str:
-    d = r("serve_cpu_engine_batch64.json")
-    return (f"GEEP {_serve_range(d, ('geep_pool', 'geep_pool_repeat'), 32, 'rows_per_s')} texts/s pooled against "
-            f"{_serve_range(d, ('geep_nopool',), 32, 'rows_per_s')} unpooled at concurrency 32")
 
 
 MODES = "demo_exit_modes.json"
@@ -742,12 +754,27 @@ def block_probe_auc(r: Results) -> list[str]:
             *table(["FLOPs target", "probe, two levels", "students, entropy exit"], speed)]
 
 
-def value_serve_threads2(r: Results) -> str:
-    s = r("serve_cpu_threads2.json")["summary"]
-    return (f"GEEP over `full`, both pooled, {s['geep_over_full_pooled'][0]:.2f}x and "
-            f"{s['geep_over_full_pooled'][1]:.2f}x; pooling on over off {s['pool_on_over_off_geep'][0]:.2f}x and "
-            f"{s['pool_on_over_off_geep'][1]:.2f}x for GEEP, at concurrency {s['concurrency']}; noise "
-            f"{min(s['noise_spread_pct_all_levels']):.0f}-{max(s['noise_spread_pct_all_levels']):.0f}% per level")
+def block_serving_threads1(r: Results) -> list[str]:
+    return [r.source("serve_cpu_threads1.json"), "", *serving_lines(r("serve_cpu_threads1.json"))]
+
+
+CHUNKING = "pool_chunking_cpu.json"
+
+
+def value_pool_chunking(r: Results) -> str:
+    """Pooled predict over one row at a time, per way of cutting the pool into engine calls (threads 1 and 2)."""
+    parts = []
+    for name in (CHUNKING, "pool_chunking_cpu_threads2.json"):
+        d = r(name)
+        c = f"cost{d['config']['default_call_cost']:g}"
+        m = {k: d["methods"][k]["over_b1"] for k in ("geep", "full")}
+        noise = max(d["methods"][k]["noise"] for k in ("geep", "full"))
+        parts.append(f"{d['config']['threads']} thread{'s' if d['config']['threads'] > 1 else ''}: pools of "
+                     f"{d['config']['pool']} rows cut by padded work run GEEP {m['geep'][c]:.2f}x and `full` "
+                     f"{m['full'][c]:.2f}x as fast as one row per call, against {m['geep']['fixed64']:.2f}x and "
+                     f"{m['full']['fixed64']:.2f}x as one padded call and {m['geep']['fixed8']:.2f}x and "
+                     f"{m['full']['fixed8']:.2f}x in 8-row chunks (noise {100 * noise:.0f}%)")
+    return "; ".join(parts)
 
 
 BLOCKS: dict[str, Callable[[Results], list[str]]] = {
@@ -755,7 +782,8 @@ BLOCKS: dict[str, Callable[[Results], list[str]]] = {
     "int8_bench": block_int8_bench, "exit_table": block_exit_table, "padding": block_padding,
     "memory": block_memory, "export": block_export, "exit_prediction": block_exit_prediction,
     "train_diagnostics": block_train_diagnostics, "train_time": block_train_time, "probe_suite": block_probe_suite,
-    "multi_dataset": block_multi_dataset, "serving": block_serving, "exit_modes": block_exit_modes,
+    "multi_dataset": block_multi_dataset, "serving": block_serving, "serving_threads1": block_serving_threads1,
+    "exit_modes": block_exit_modes,
     "probe_auc": block_probe_auc,
 }
 VALUES: dict[str, Callable[[Results], str]] = {
@@ -765,8 +793,7 @@ VALUES: dict[str, Callable[[Results], str]] = {
     "table.prediction_share": value_prediction_share, "padding.ratio": value_padding_ratio,
     "padding.prepacking": value_prepacking_cost, "memory.pool": value_memory_pool, "pred.at_2x": value_pred_at_2x,
     "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "export_size.ratio": value_export_size_ratio,
-    "md.auc": value_md_auc, "serve.engine_batch64": value_serve_eb64,
-    "serve.threads2": value_serve_threads2,
+    "md.auc": value_md_auc, "serve.pool_chunking": value_pool_chunking,
 }
 
 
