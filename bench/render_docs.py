@@ -572,14 +572,16 @@ def _pcts(xs: list[float]) -> str:
     return " / ".join(f"{100 * x:.1f}" for x in xs)
 
 
-def block_train_diagnostics(r: Results) -> list[str]:
-    name = "train_diagnostics_thucnews_titles.json"
+DIAG_OPTIONS = {"student_ce_weight": 0.0, "distill_warmup": 0.0, "skip_weight": 1.0}  # shown when not the default
+
+
+def block_train_diagnostics(r: Results, name: str = "train_diagnostics_thucnews_titles.json") -> list[str]:
     d = r(name)
     rows = []
     for v_name, v in d["variants"].items():
         fd, steps = v["final_per_depth"], v["steps"]
         early = [s["teacher_entropy"] for s in steps if s["progress"] <= 0.25]
-        opts = {k: x for k, x in v["loss_options"].items() if k in ("student_ce_weight", "distill_warmup") and x}
+        opts = {k: x for k, x in v["loss_options"].items() if k in DIAG_OPTIONS and x != DIAG_OPTIONS[k]}
         label = f"{v_name} ({v['method']}{', ' + ', '.join(f'{k}={x:g}' for k, x in opts.items()) if opts else ''})"
         rows.append(f"| {label} | {'+'.join(map(str, v['epochs']['per_stage']))} | {_pcts(fd['students'])} | "
                     + (_pcts(fd["shared_path"]) if v["method"] == "geep" else "–") + " | "
@@ -592,6 +594,15 @@ def block_train_diagnostics(r: Results) -> list[str]:
             f"{d['rows']['train']} training rows (the suite's slice), {d['rows']['held_out']} held-out rows of the "
             f"same split (majority class {100 * d['held_out_majority_share']:.1f}%); training seconds include the "
             "per-epoch evaluation and the monitor, on a shared machine."]
+
+
+def value_depth_l_gap_ag(r: Results) -> str:
+    """GEEP's depth L minus `full`'s on the held-out rows of the AG News diagnostics, per GEEP variant."""
+    d = r("train_diagnostics_ag_news.json")
+    full = d["variants"]["full"]["final_per_depth"]["students"][-1]
+    gaps = [f"{name} {100 * (v['final_per_depth']['students'][-1] - full):+.2f}"
+            for name, v in d["variants"].items() if v["method"] == "geep"]
+    return f"{', '.join(gaps)} points ({d['rows']['held_out']} held-out rows)"
 
 
 def _early_gradients(d: dict[str, Any]) -> list[str]:
@@ -674,6 +685,7 @@ def serving_lines(d: dict[str, Any]) -> list[str]:
     loads = [v for x in d["records"] for v in x["load_average"][:1]]
     errors = sum(x["errors"] for x in d["records"])
     pool, nopool = ("geep_pool", "geep_pool_repeat"), ("geep_nopool",)
+    ray = ("ray_geep_1replica", "ray_geep_2replica")
     served = ""
     if any("served_accuracy" in x for x in d["records"]):
         rows_acc = next(x["served_accuracy"]["rows"] for x in d["records"] if "served_accuracy" in x)
@@ -703,9 +715,9 @@ def serving_lines(d: dict[str, Any]) -> list[str]:
             f"- server CPU per request at concurrency 32: GEEP {_serve_range(d, pool, 32, 'server_cpu_ms_per_request', '{:.1f}')}"
             f" ms pooled, {_serve_range(d, nopool, 32, 'server_cpu_ms_per_request', '{:.1f}')} ms unpooled; `full` "
             f"{_serve_range(d, ('full_pool',), 32, 'server_cpu_ms_per_request', '{:.1f}')} and "
-            f"{_serve_range(d, ('full_nopool',), 32, 'server_cpu_ms_per_request', '{:.1f}')} ms; Ray Serve "
-            f"{_serve_range(d, ('ray_geep_1replica', 'ray_geep_2replica'), 32, 'server_cpu_ms_per_request', '{:.1f}')}"
-            " ms (proxy and replicas)."]
+            f"{_serve_range(d, ('full_nopool',), 32, 'server_cpu_ms_per_request', '{:.1f}')} ms"
+            + (f"; Ray Serve {_serve_range(d, ray, 32, 'server_cpu_ms_per_request', '{:.1f}')} ms (proxy and "
+               "replicas)." if any(_serve_rec(d, k, 32) for k in ray) else ".")]
 
 
 MODES = "demo_exit_modes.json"
@@ -781,7 +793,8 @@ BLOCKS: dict[str, Callable[[Results], list[str]]] = {
     "demo_accuracy": block_demo_accuracy, "ort_bench_summary": block_ort_bench_summary, "ort_bench": block_ort_bench,
     "int8_bench": block_int8_bench, "exit_table": block_exit_table, "padding": block_padding,
     "memory": block_memory, "export": block_export, "exit_prediction": block_exit_prediction,
-    "train_diagnostics": block_train_diagnostics, "train_time": block_train_time, "probe_suite": block_probe_suite,
+    "train_diagnostics": block_train_diagnostics, "train_time": block_train_time,
+    "train_diagnostics_ag_news": lambda r: block_train_diagnostics(r, "train_diagnostics_ag_news.json"), "probe_suite": block_probe_suite,
     "multi_dataset": block_multi_dataset, "serving": block_serving, "serving_threads1": block_serving_threads1,
     "exit_modes": block_exit_modes,
     "probe_auc": block_probe_auc,
@@ -793,7 +806,7 @@ VALUES: dict[str, Callable[[Results], str]] = {
     "table.prediction_share": value_prediction_share, "padding.ratio": value_padding_ratio,
     "padding.prepacking": value_prepacking_cost, "memory.pool": value_memory_pool, "pred.at_2x": value_pred_at_2x,
     "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "export_size.ratio": value_export_size_ratio,
-    "md.auc": value_md_auc, "serve.pool_chunking": value_pool_chunking,
+    "md.auc": value_md_auc, "serve.pool_chunking": value_pool_chunking, "train.depth_l_gap_ag": value_depth_l_gap_ag,
 }
 
 

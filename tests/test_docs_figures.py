@@ -29,10 +29,10 @@ R = _renderer()
 # Blocks each page must keep: deleting a block's markers would otherwise silently stop checking its figures.
 REQUIRED = {
     "README.md": {"demo_accuracy", "exit_modes", "ort_bench_summary", "multi_dataset", "int8_bench", "export",
-                  "serving"},
+                  "serving", "serving_threads1"},
     "docs/runtime.md": {"memory", "padding", "ort_bench", "int8_bench"},
     "docs/exit_prediction.md": {"exit_table", "exit_prediction", "probe_auc", "probe_suite"},
-    "docs/training.md": {"train_diagnostics", "train_time"},
+    "docs/training.md": {"train_diagnostics", "train_time", "train_diagnostics_ag_news"},
 }
 # What a measured figure looks like: a percentage or a ratio with decimals, or a rate in e-notation.
 FIGURE = re.compile(r"\d+\.\d+%|\b\d+\.\d{2}x\b|\b\d(?:\.\d+)?e[+-]?\d+/s")
