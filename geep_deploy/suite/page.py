@@ -307,6 +307,20 @@ def plot_dataset(s: dict[str, Any], out: Path) -> Path:
     return out
 
 
+def noise_knob(num_layers: int) -> str:
+    """The bench's identical contender: GEEP's export at depth L runs the same graph shape as `full`."""
+    return f"static:{num_layers}"
+
+
+def _noise_text(s: dict[str, Any], L: int) -> str:
+    """How far the identical contender's wall-clock lands from `full`'s: the run's noise."""
+    walls = {bs: _wall(s, noise_knob(L), bs) for bs in ("1", "64")}
+    if any(w is None for w in walls.values()):
+        return ""
+    return (f" Noise: `{noise_knob(L)}` (GEEP's own depth L, the same graph as `full` with other weights) runs at "
+            f"{walls['1']:.2f}x of `full` at batch 1 and {walls['64']:.2f}x at batch 64.")
+
+
 def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
     d, L = s["dataset"], len(next(iter(s["per_depth_accuracy"].values())))
     lines = [f"## {d['title']}", "",
@@ -318,8 +332,8 @@ def _dataset_section(s: dict[str, Any], img: str) -> list[str]:
     b = s.get("bench") or {}
     if b:
         lines += [f"Wall-clock: {b['1']['rows']} test rows at batch 1 and {b['64']['rows']} at batch 64, medians of "
-                  f"{b['64']['repeats']} interleaved repeats, model time, speed-up against `full` in the same run.",
-                  ""]
+                  f"{b['64']['repeats']} interleaved repeats, model time, speed-up against `full` in the same run."
+                  + _noise_text(s, L), ""]
     lines += [_table(["method @ target", "knob", "accuracy %", "FLOPs speed-up", "wall b1", "wall b64"],
                      point_rows(s)), ""]
     depth_rows = [[m] + [_pct(a) for a in accs] for m, accs in s["per_depth_accuracy"].items()]

@@ -107,22 +107,30 @@ def stage_epochs(method: str, budget: int) -> tuple[int, int | None]:
     return budget, None
 
 
-def _geep_loss(cfg: SuiteConfig) -> Any:
+def _default_loss() -> Any:
     from geep_deploy.methods import GeepLossConfig
 
-    return cfg.geep_loss or GeepLossConfig()
+    return GeepLossConfig()
+
+
+def _geep_loss(cfg: SuiteConfig) -> Any:
+    return cfg.geep_loss or _default_loss()
+
+
+def _loss_dict(loss: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(loss).items()}
 
 
 def _recipe(cfg: SuiteConfig, spec: DatasetSpec, method: str, rows: int) -> dict[str, Any]:
     """The hyper-parameters a cached checkpoint must match to be reused."""
-    import dataclasses
 
     epochs, distill = stage_epochs(method, cfg.epochs)
     recipe = {"epochs": epochs, "distill_epochs": distill, "max_len": spec.max_len, "seed": cfg.seed,
               "train_rows": rows, "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None}
     if method == "geep":
-        recipe["geep"] = {k: (list(v) if isinstance(v, tuple) else v)
-                          for k, v in dataclasses.asdict(_geep_loss(cfg)).items()}
+        recipe["geep"] = _loss_dict(_geep_loss(cfg))
     return recipe
 
 
@@ -136,6 +144,8 @@ def _train(cfg: SuiteConfig, spec: DatasetSpec, method: str, backbone: Any, trai
     if path.is_file():
         ckpt = load_checkpoint(path)
         cached = {k: ckpt.hparams.get(k) for k in recipe}
+        if isinstance(cached.get("geep"), dict):  # options added since it was trained had their default then
+            cached["geep"] = {**_loss_dict(_default_loss()), **cached["geep"]}
         if cached == recipe:
             return ckpt, False
         print(f"retraining {path}: it was trained with {cached}, the run asks for {recipe}")
@@ -385,7 +395,11 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
                                    probe=probe_path)}
         for m in ("fastbert", "pabee", "full"):
             exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
-        knobs = ["full"] + sorted({p["knob"] for m, ps in points.items() for p in ps if p is not None})
+        from geep_deploy.suite.page import noise_knob
+
+        L = int(ckpts["geep"].model.num_layers)
+        knobs = ["full"] + sorted({p["knob"] for m, ps in points.items() for p in ps if p is not None}
+                                  | {noise_knob(L)})
         benches = _bench(cfg, work, exports, knobs, report, log, spec.name)
         summary["machine"] = benches[BENCH_BATCHES[0]]["machine"]
         summary["bench"] = {str(bs): {"rows": b["records"][0]["rows"], "repeats": cfg.repeats,
