@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from models import TINY_SHAPE, tiny_backbone_dir, write_toy_dataset
 
@@ -20,6 +20,7 @@ from geep_deploy.suite.points import (
     entropy_curve,
     frontier,
     operating_points,
+    paired_difference_ci,
     patience_curve,
     pick,
     static_curve,
@@ -217,3 +218,15 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="broken.json is not a readable summary"):
         write_page(cfg.results, out=tmp_path / "docs" / "results.md")
     assert "## Toy" in page.read_text()  # the page already written is left as it was
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=60))
+def test_paired_difference_ci_brackets_the_difference(rows: list[tuple[bool, bool]]) -> None:
+    a, b = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+    diff, lo, hi = paired_difference_ci(a, b, resamples=300)
+    assert diff == pytest.approx(a.mean() - b.mean())
+    assert -1.0 <= lo <= hi <= 1.0
+    assert paired_difference_ci(a, a, resamples=50)[1:] == (0.0, 0.0)  # identical answers: no spread
+    if (a >= b).all():
+        assert lo >= 0.0  # a is right wherever b is: every resample favours a

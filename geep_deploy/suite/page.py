@@ -197,6 +197,8 @@ def training_checks(s: dict[str, Any]) -> dict[str, Any]:
             "shared_path_better_at": [k + 1 for k in range(min(L - 1, len(shared))) if shared[k] > geep[k]],
             "geep_at_chance_where_fastbert_learns": stuck,
             "depth_l_minus_full_points": 100 * (geep[-1] - s["full_accuracy"]),
+            "depth_l_ci95_points": [100 * x for x in s["depth_l_minus_full_ci95"][1:]]
+            if s.get("depth_l_minus_full_ci95") else None,
             "train_seconds": {m: secs.get(m) for m in ("geep", "fastbert", "pabee")}}
 
 
@@ -217,7 +219,11 @@ def training_goal_row(s: dict[str, Any]) -> list[str]:
         secs += f" (GEEP / FastBERT {t['geep'] / t['fastbert']:.2f})"
     return [name, f"{sm:+.2f} ({_met(sm >= -STUDENT_GOAL_POINTS)}){via}",
             ", ".join(map(str, c["geep_at_chance_where_fastbert_learns"])) or "none",
-            f"{dl:+.2f} ({_met(dl >= -DEPTH_L_GOAL_POINTS)})", secs or "–"]
+            f"{dl:+.2f}{_ci_text(c['depth_l_ci95_points'])} ({_met(dl >= -DEPTH_L_GOAL_POINTS)})", secs or "–"]
+
+
+def _ci_text(ci: list[float] | None) -> str:
+    return "" if not ci else f" [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
 def _tune_text(s: dict[str, Any]) -> str:
@@ -429,7 +435,9 @@ def write_page(results: Path, out: Path = Path("docs/results.md"), notes: Path |
         f"Training goals at equal budgets: GEEP's depths 1..L-1 (the student, or the shared exit path where that is "
         f"better) within {STUDENT_GOAL_POINTS:g} point of FastBERT's students on average; no GEEP head at chance "
         f"(within {100 * CHANCE_MARGIN:.0f} points of the majority share) where FastBERT's learns; GEEP's depth L "
-        f"within {DEPTH_L_GOAL_POINTS:g} points of `full`.", "",
+        f"within {DEPTH_L_GOAL_POINTS:g} points of `full` (in brackets: a 95% paired bootstrap interval over the "
+        "test rows, the spread another draw of test rows of the same size could give; it does not cover training "
+        "seeds).", "",
         _table(["dataset", "GEEP d1..L-1 - FastBERT students (mean pts)", "GEEP depths at chance",
                 "GEEP depth L - full (pts)", "training seconds"], [training_goal_row(s) for s in summaries]), "",
         "GEEP's one step is slower than FastBERT's two at equal epochs: every GEEP step runs layer L once more for "

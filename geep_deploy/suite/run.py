@@ -29,6 +29,7 @@ from geep_deploy.suite.points import (
     entropy_curve,
     geep_curve,
     operating_points,
+    paired_difference_ci,
     patience_curve,
     static_curve,
     transfer,
@@ -376,6 +377,9 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         "train_seconds": {m: ck.metrics.get("train_seconds") for m, ck in ckpts.items()},
         "stage_seconds": {m: ck.metrics.get("stage_seconds") for m, ck in ckpts.items()},
         "full_accuracy": curves["full"][0]["accuracy"], "per_depth_accuracy": per_depth,
+        "depth_l_minus_full_ci95": list(paired_difference_ci(arrays["test_geep"][report, -1].argmax(-1) == y,
+                                                             arrays["test_full"][report, -1].argmax(-1) == y,
+                                                             seed=cfg.seed)),
         # GEEP's shared exit path (layers 1..k, then layer L and the teacher) at depths 1..L-1
         "per_depth_shared_path": [float((shared_path[:, k].argmax(-1) == y).mean())
                                   for k in range(shared_path.shape[1])],
