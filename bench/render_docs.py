@@ -572,7 +572,7 @@ def _pcts(xs: list[float]) -> str:
     return " / ".join(f"{100 * x:.1f}" for x in xs)
 
 
-DIAG_OPTIONS = {"student_ce_weight": 0.0, "distill_warmup": 0.0, "skip_weight": 1.0}  # shown when not the default
+DIAG_OPTIONS = {"student_ce_weight": 0.0, "distill_warmup": 0.0, "skip_weight": 1.0, "distill_weight": 1.0}  # shown when not the default
 
 
 def block_train_diagnostics(r: Results, name: str = "train_diagnostics_thucnews_titles.json") -> list[str]:

@@ -54,6 +54,10 @@ def test_train_with_another_vocabulary(tmp_path: Path, capsys: pytest.CaptureFix
     assert f"{len(words) + 5} of {n} tokens keep a pretrained embedding" in capsys.readouterr().out
     ck = load_checkpoint(tmp_path / "x.pt")
     assert ck.model.embeddings.word_embeddings.weight.shape[0] == n
+    weighted = [*args, "--out", str(tmp_path / "w.pt")]  # the last --out wins
+    assert main([*weighted, "--distill-weight", "0.3", "--skip-weight", "0.5"]) == 0  # GEEP loss options land
+    assert {k: load_checkpoint(tmp_path / "w.pt").hparams["geep"][k] for k in ("distill_weight", "skip_weight")} \
+        == {"distill_weight": 0.3, "skip_weight": 0.5}
     vocab.write_text("hello\nworld\n")
     assert main([*args, "--vocab", str(vocab)]) == 1
     assert "special tokens" in capsys.readouterr().err

@@ -42,6 +42,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "see bench/results/train_diagnostics_*.json for what it changes)")
     p.add_argument("--distill-warmup", type=float, default=0.0,
                    help="geep: ramp the distillation weight from 0 over this share of the steps (default 0)")
+    p.add_argument("--distill-weight", type=float, default=1.0,
+                   help="geep: weight of the students' distillation (default 1, the reference; the multi-dataset "
+                        "suite uses 0.3, see docs/training.md)")
     p.add_argument("--skip-weight", type=float, default=1.0,
                    help="geep: weight of the shallow depths' shared-path terms (k < L-1) against the full path's "
                         "(default 1, the reference)")
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, pooling=args.pooling,
         geep=GeepLossConfig(exit_set=exit_set, temperature=args.temperature,
                             student_ce_weight=args.student_ce_weight, distill_warmup=args.distill_warmup,
-                            skip_weight=args.skip_weight),
+                            skip_weight=args.skip_weight, distill_weight=args.distill_weight),
     )
     cfg.validate()
     cfg.geep.validate()
