@@ -20,6 +20,7 @@ interleaved repeats on one engine; the figure is the median rows/s of the repeat
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "best": max((n for n in rps if n != "b1" and not n.endswith("_again")), key=rps.get)}
     engine.close()
     a.json.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(a.json, __import__("json").dumps(result, indent=1) + "\n")
+    atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
     for m, v in result["methods"].items():
         print(m, {n: round(x, 2) for n, x in v["over_b1"].items()}, f"noise {v['noise']:.1%}", "best", v["best"])
     print(f"wrote {a.json}")

@@ -35,19 +35,18 @@ def default_call_cost(device: str) -> float | None:
 
 
 def parse_call_cost(value: float | str | None) -> float | str | None:
-    """A ``call_cost`` from a flag or config: ``"auto"`` (the device's default), ``"off"``/None (fixed chunks),
-    or a number of tokens >= 0."""
-    if value is None or value == "auto" or isinstance(value, (int, float)) and not isinstance(value, bool):
-        cost = value
-    elif str(value).lower() in ("off", "none"):
+    """A ``call_cost`` from a flag, a config or a caller: ``"auto"`` (the device's default), ``"off"``/None (fixed
+    chunks), or a number of tokens >= 0."""
+    if value is None or str(value).lower() in ("off", "none"):
         return None
-    else:
-        try:
-            cost = float(value)
-        except ValueError:
-            raise ConfigError(f"dispatch | call cost {value!r}: expected a number of tokens >= 0, 'auto' or "
-                              "'off'.") from None
-    if isinstance(cost, float | int) and not cost >= 0:
+    if value == "auto":
+        return value
+    try:
+        cost = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"dispatch | call cost {value!r}: expected a number of tokens >= 0, 'auto' or "
+                          "'off'.") from None
+    if not cost >= 0:
         raise ConfigError(f"dispatch | call cost must be >= 0 tokens, got {value!r}.")
     return cost
 
@@ -58,8 +57,8 @@ def length_cuts(sorted_lengths: np.ndarray, max_rows: int, call_cost: float) -> 
     A call over rows ``i..j`` pads every row to row ``j``'s length, so it costs ``(j - i + 1) * length[j]`` tokens
     plus ``call_cost`` tokens of fixed overhead (launches, the runtime's per-call work). Dynamic programming over
     the cut points gives the exact minimum with at most ``max_rows`` rows per call. On the CPU a call's time is
-    close to linear in its padded tokens with a small fixed part (`bench/results/call_cost_cpu.json`), so padding
-    is the cost that counts there.
+    close to linear in its padded tokens with a small fixed part, so padding is the cost that counts there
+    (`bench/results/pool_chunking_cpu.json` compares the cuts with fixed chunks).
 
     Args:
         sorted_lengths: (n,) non-decreasing token counts.

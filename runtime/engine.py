@@ -201,9 +201,10 @@ class GeepEngine:
                             threads=threads, share_weights=share_weights, verify=verify,
                             disable_prepacking=disable_prepacking, mmap_weights=mmap_weights, predictor=predictor,
                             risk=risk, escalate=escalate)
-        from runtime.dispatch import default_call_cost
+        from runtime.dispatch import default_call_cost, parse_call_cost
 
-        cost = default_call_cost(device) if call_cost == "auto" else call_cost
+        cost = parse_call_cost(call_cost)
+        cost = default_call_cost(device) if cost == "auto" else cost
         eng = cls(parts.encoder, parts.predictor, parts.engines, parts.label_names, max_group=max_group,
                   info=parts.info, owned=parts.owned, probe=parts.probe, call_cost=cost)
         eng.parts = parts

@@ -28,7 +28,6 @@ from geep_deploy.service.limits import RequestLimits
 from geep_deploy.service.pooling import Rows
 from geep_deploy.service.runner import PoolRunner, Record, default_engine_batch
 from geep_deploy.service.telemetry import ServiceMetrics
-from runtime.dispatch import parse_call_cost
 
 serve = require("ray.serve", "serve --ray", "for scale-out on Ray Serve")
 
@@ -56,7 +55,7 @@ class GeepDeployment:
         from runtime import GeepEngine
 
         self.engine = GeepEngine.load(export, backend, device, precision, fixed_depth=fixed_depth,
-                                      threads=threads, call_cost=parse_call_cost(call_cost))
+                                      threads=threads, call_cost=call_cost)
         self.runner = PoolRunner(self.engine, engine_batch or default_engine_batch(device))
         self.limits = RequestLimits(max_rows=max_rows, max_chars=max_chars, max_body_bytes=max_body_kb * 1024)
         self.metrics = ServiceMetrics(ready=lambda: 1.0)

@@ -14,7 +14,7 @@ from typing import Any
 from geep_deploy.atomic import atomic_write_text
 from geep_deploy.errors import ConfigError
 from geep_deploy.suite.datasets import DATASETS
-from geep_deploy.suite.points import TARGET_SLACK, frontier
+from geep_deploy.suite.points import TARGET_SLACK, frontier, noise_knob
 
 METHODS = ("geep", "probe", "probe_esc", "fastbert", "pabee", "static")
 LABELS = {"full": "full", "geep": "GEEP, token table", "probe": "GEEP, layer-1 probe",
@@ -311,11 +311,6 @@ def plot_dataset(s: dict[str, Any], out: Path) -> Path:
     plt.close(fig)
     os.replace(tmp, out)
     return out
-
-
-def noise_knob(num_layers: int) -> str:
-    """The bench's identical contender: GEEP's export at depth L runs the same graph shape as `full`."""
-    return f"static:{num_layers}"
 
 
 def _noise_text(s: dict[str, Any], L: int) -> str:

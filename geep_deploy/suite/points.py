@@ -121,6 +121,11 @@ def auc(score: np.ndarray, positive: np.ndarray) -> float | None:
     return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def noise_knob(num_layers: int) -> str:
+    """The bench's identical contender: GEEP's export at depth L runs the same graph shape as `full`."""
+    return f"static:{num_layers}"
+
+
 def paired_difference_ci(a_correct: np.ndarray, b_correct: np.ndarray, resamples: int = 2000, seed: int = 0,
                          level: float = 0.95) -> tuple[float, float, float]:
     """Accuracy of ``a`` minus ``b`` on the same rows, with a paired bootstrap interval (resampling rows).

@@ -28,6 +28,7 @@ from geep_deploy.suite.points import (
     auc,
     entropy_curve,
     geep_curve,
+    noise_knob,
     operating_points,
     paired_difference_ci,
     patience_curve,
@@ -134,7 +135,6 @@ def _loss_dict(loss: Any) -> dict[str, Any]:
 
 def _recipe(cfg: SuiteConfig, spec: DatasetSpec, method: str, rows: int) -> dict[str, Any]:
     """The hyper-parameters a cached checkpoint must match to be reused."""
-
     epochs, distill = stage_epochs(method, cfg.epochs)
     recipe = {"epochs": epochs, "distill_epochs": distill, "max_len": spec.max_len, "seed": cfg.seed,
               "train_rows": rows, "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None}
@@ -407,8 +407,6 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
                                    probe=probe_path)}
         for m in ("fastbert", "pabee", "full"):
             exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
-        from geep_deploy.suite.page import noise_knob
-
         L = int(ckpts["geep"].model.num_layers)
         knobs = ["full"] + sorted({p["knob"] for m, ps in points.items() for p in ps if p is not None}
                                   | {noise_knob(L)})
