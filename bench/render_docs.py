@@ -529,6 +529,9 @@ def block_multi_dataset(r: Results) -> list[str]:
            for n, g in vocab]
 
 
+PROBE_SUITE_METHODS = ("geep", "probe", "probe_esc", "probe_skip", "fastbert")
+
+
 def block_probe_suite(r: Results) -> list[str]:
     """Per dataset: how well each signal finds the rows that need more than depth 1, and the probe's points."""
     from geep_deploy.suite.page import LABELS, probe_cost
@@ -545,8 +548,8 @@ def block_probe_suite(r: Results) -> list[str]:
                     f"{a['probe_with_table']:.2f} | {sizes} |")
         i2 = s["targets"].index(2.0)
         cells = []
-        for m in ("geep", "probe", "probe_esc", "fastbert"):
-            pt = s["points"][m][i2]
+        for m in PROBE_SUITE_METHODS:
+            pt = (s["points"].get(m) or [None] * len(s["targets"]))[i2]
             wall = (s.get("bench") or {}).get("64", {}).get("records", {}).get(pt["knob"]) if pt else None
             cells.append("not reached" if pt is None else f"{100 * pt['accuracy']:.2f}% ({pt['flops_speedup']:.2f}x"
                          + (f", wall {wall['wall_speedup']:.2f}x" if wall else "") + ")")
@@ -562,8 +565,8 @@ def block_probe_suite(r: Results) -> list[str]:
             "probe with the table's features | probe by pool size |", "|---|---:|---:|---:|---:|---:|---:|---|", *rows, "",
             "At the 2x FLOPs target (knob chosen on the pool; test accuracy, FLOPs speed-up and batch-64 wall-clock "
             "speed-up against `full`), and the probe's own time over model time at batch 64:", "",
-            f"| dataset | {LABELS['geep']} | {LABELS['probe']} | {LABELS['probe_esc']} | {LABELS['fastbert']} | "
-            "probe's own time |", "|---|---:|---:|---:|---:|---:|", *points]
+            "| dataset | " + " | ".join(LABELS[m] for m in PROBE_SUITE_METHODS) + " | probe's own time |",
+            "|---|" + "---:|" * (len(PROBE_SUITE_METHODS) + 1), *points]
 
 
 # ---- training (bench/train_diagnostics.py, bench/train_time.py) -------------------------------------------------

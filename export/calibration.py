@@ -20,7 +20,7 @@ from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ConfigError
-from geep_deploy.evaluate import collect_depth_logits
+from geep_deploy.evaluate import collect_depth_logits, collect_skip_logits, exit_path_logits
 from geep_deploy.exits import EXIT_RULES, QUANTILE_GRID, exit_depths, exit_figures, predictions_at
 from geep_deploy.flops import flops_speedup
 from runtime.keys import pad_rows
@@ -164,18 +164,31 @@ class CalibrationLogits:
     dev_logits: np.ndarray
     dev_labels: np.ndarray
     special_ids: list[int]
+    exit_mode: str = "student"
+    calib_exits: np.ndarray | None = None  # (N, L, C) of the exits answering under ``exit_mode``; None: students'
+    dev_exits: np.ndarray | None = None
+
+    def exits(self, split: str) -> np.ndarray:
+        """The logits a dispatch answers from on ``split`` ("calib" or "dev")."""
+        own = self.calib_exits if split == "calib" else self.dev_exits
+        return own if own is not None else (self.calib_logits if split == "calib" else self.dev_logits)
 
 
 def collect_logits(ckpt: Checkpoint, calib: TextDataset, dev: TextDataset, batch_size: int, device: str,
-                   progress: bool) -> CalibrationLogits:
-    """One pass of the model over the calibration and the dev rows (every depth's logits)."""
+                   progress: bool, exit_mode: str = "student") -> CalibrationLogits:
+    """One pass of the model over the calibration and the dev rows (every depth's logits; with
+    ``exit_mode="skip"`` also the shared exit path's)."""
     encoder = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
-    enc_c = encoder.encode(calib.texts_a, calib.texts_b)
-    logits_c = collect_depth_logits(ckpt.model, enc_c, batch_size, device, "calibration pass" if progress else None)
-    enc_d = encoder.encode(dev.texts_a, dev.texts_b)
-    logits_d = collect_depth_logits(ckpt.model, enc_d, batch_size, device, "dev pass" if progress else None)
-    return CalibrationLogits(enc_c.ids, logits_c, enc_d.ids, logits_d, np.asarray(dev.labels),
-                             sorted(encoder.special_ids))
+    out: dict[str, Any] = {}
+    for split, ds in (("calib", calib), ("dev", dev)):
+        enc = encoder.encode(ds.texts_a, ds.texts_b)
+        desc = ("calibration pass" if split == "calib" else "dev pass") if progress else None
+        logits = collect_depth_logits(ckpt.model, enc, batch_size, device, desc)
+        skip = collect_skip_logits(ckpt.model, enc, batch_size, device, desc and f"{desc}, shared exit path") \
+            if exit_mode == "skip" else None
+        out[split] = (enc.ids, logits, None if skip is None else exit_path_logits(logits, skip))
+    return CalibrationLogits(out["calib"][0], out["calib"][1], out["dev"][0], out["dev"][1], np.asarray(dev.labels),
+                             sorted(encoder.special_ids), exit_mode, out["calib"][2], out["dev"][2])
 
 
 def calibrate_from_logits(

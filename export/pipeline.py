@@ -44,6 +44,7 @@ from geep_deploy.names import (
     PREFIX,
     QDQ,
     WEIGHTS,
+    first_continuation,
     variant_dir,
 )
 from runtime.manifest import FORMAT, FORMAT_VERSION, MANIFEST
@@ -325,8 +326,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     if exit_mode is not None and exit_mode != ckpt.exit_mode:  # the depth graphs exit through this path
         import dataclasses
 
-        from geep_deploy.model import EXIT_MODES
-        from geep_deploy.names import check_choice
+        from geep_deploy.names import EXIT_MODES, check_choice
 
         ckpt = dataclasses.replace(ckpt, exit_mode=check_choice("exit mode", exit_mode, EXIT_MODES))
     L = ckpt.model.num_layers
@@ -374,7 +374,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     if spec.segments:
         graphs += [(EMBED, None)] + [(LAYER, k) for k in range(1, L + 1)]
     if spec.continuations:
-        graphs += [(PREFIX, None)] + [(CONT, k) for k in dlist if k >= 2]
+        graphs += [(PREFIX, None)] + [(CONT, k) for k in dlist if k >= first_continuation(ckpt.exit_mode)]
     n_var = sum(p != "fp32" for p in precisions)
     total = len(graphs) * (1 + n_var) + ("int8" in precisions) * len(dlist) + 4
     if "tensorrt" in backends:

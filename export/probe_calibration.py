@@ -36,6 +36,7 @@ from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import exit_depths
+from geep_deploy.names import EXIT_MODES, check_choice
 from runtime.predictor import build_predictor
 from runtime.probe import ProbeModel, probe_features
 
@@ -66,6 +67,7 @@ def calibrate_probe(
     target_speedup: float | None = None,
     escalations: Sequence[float | None] = (None,),
     uses_table: bool = False,
+    exit_mode: str = "student",
     device: str = "cpu",
     batch_size: int = 64,
     progress: bool = True,
@@ -79,12 +81,16 @@ def calibrate_probe(
             ``export.probe_fit.ESCALATE_GRID`` tries them all.
         uses_table: give the probe the exit table's statistics as features. Defaults to False: they lowered
             the probe's AUC on every set of docs/results.md.
+        exit_mode: the exits the export will answer from: ``"student"`` heads, or ``"skip"``, GEEP's shared exit
+            path (layers 1..k, then layer L and the teacher; export with ``--exit-mode skip``). Exit labels and
+            the dev curve come from those exits; the features stay depth 1's student head.
 
     Raises:
         ConfigError: as ``calibrate_checkpoint``, or fewer than 20 calibration rows.
     """
     tau = check_calibration_args(ckpt, dev, rule, tau, max_drop, target_speedup)
-    c = collect_logits(ckpt, calib, dev, batch_size, device, progress)
+    c = collect_logits(ckpt, calib, dev, batch_size, device, progress, check_choice("exit mode", exit_mode,
+                                                                                   EXIT_MODES))
     table = calibrate_from_logits(ckpt, c.calib_ids, c.calib_logits, c.dev_ids, c.dev_logits, c.dev_labels,
                                   c.special_ids, rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup)
     return calibrate_probe_from_logits(ckpt, c, table, rule=rule, tau=tau, max_drop=max_drop,
@@ -109,23 +115,24 @@ def calibrate_probe_from_logits(
     if len(c.calib_ids) < MIN_ROWS:
         raise ConfigError(f"calibrate | {len(c.calib_ids)} calibration rows are too few to fit a probe; give at "
                           f"least {MIN_ROWS} (raise --max-calib, or use a larger --calib-split).")
-    exits_c = exit_depths(c.calib_logits, rule, tau)
+    exits_c = exit_depths(c.exits("calib"), rule, tau)
     len_c, len_d = _lengths(c.calib_ids), _lengths(c.dev_ids)
     mass_c = out_of_fold_mass(c.calib_ids, exits_c, L, c.special_ids) if uses_table else None
     mass_d = batch_mass(table.predictor, c.dev_ids) if uses_table else None
     feats_c = probe_features(c.calib_logits[:, 0], len_c, mass_c)
     feats_d = probe_features(c.dev_logits[:, 0], len_d, mass_d)
-    probe = fit_probe(feats_c, exits_c, L, uses_table=uses_table)
-    curve = probe_curve(probe.probabilities(feats_d), c.dev_logits, c.dev_labels, len_d, ckpt.shape, risks=risks,
-                        escalations=escalations)
+    probe = fit_probe(feats_c, exits_c, L, uses_table=uses_table, exit_mode=c.exit_mode)
+    curve = probe_curve(probe.probabilities(feats_d), c.exits("dev"), c.dev_labels, len_d, ckpt.shape, risks=risks,
+                        escalations=escalations, exit_mode=c.exit_mode)
     full_acc = float((c.dev_logits[:, -1].argmax(-1) == c.dev_labels).mean())
     chosen = choose(curve, full_acc, max_drop, target_speedup)
     tuned = probe.with_knobs(chosen["risk"], chosen["escalate"])
-    exits_d = exit_depths(c.dev_logits, rule, tau)
+    exits_d = exit_depths(c.exits("dev"), rule, tau)
     planned = tuned.depths(feats_d)
     figures = {
         "rule": rule, "tau": tau, "mode": "target_speedup" if target_speedup is not None else "max_drop",
         "max_drop_points": max_drop, "target_speedup": target_speedup, "uses_table": uses_table,
+        "exit_mode": c.exit_mode,
         "table_folds": TABLE_FOLDS if uses_table else None, "calib_rows": len(c.calib_ids),
         "dev_rows": len(c.dev_ids), "full_accuracy": full_acc,
         "calib_exit_hist": np.bincount(exits_c, minlength=L + 1)[1:].tolist(),

@@ -42,7 +42,7 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 300) -> np.ndarray:
 
 
 def fit_probe(features: np.ndarray, exit_depths: np.ndarray, num_layers: int, *, uses_table: bool = True,
-              risk: float = 0.5, escalate: float | None = None) -> ProbeModel:
+              risk: float = 0.5, escalate: float | None = None, exit_mode: str = "student") -> ProbeModel:
     """An ordinal probe: one logistic regression per boundary k = 1..L-1 for P(exit > k).
 
     Args:
@@ -51,6 +51,7 @@ def fit_probe(features: np.ndarray, exit_depths: np.ndarray, num_layers: int, *,
         num_layers: L.
         uses_table: whether the table columns carry a table's statistics (recorded in the probe).
         risk, escalate: the knobs stored with it.
+        exit_mode: the exits whose labels these are (``"skip"``: the shared exit path), recorded in the probe.
     """
     x = np.asarray(features, dtype=np.float64)
     d = np.asarray(exit_depths)
@@ -65,7 +66,8 @@ def fit_probe(features: np.ndarray, exit_depths: np.ndarray, num_layers: int, *,
     scale = np.where(sd > 1e-9, sd, 1.0)
     z = (x - mean) / scale
     weights = np.stack([_fit_logistic(z, (d > k).astype(np.float64)) for k in range(1, num_layers)])
-    return ProbeModel(num_layers, mean, scale, weights, risk=risk, escalate=escalate, uses_table=uses_table)
+    return ProbeModel(num_layers, mean, scale, weights, risk=risk, escalate=escalate, uses_table=uses_table,
+                      exit_mode=exit_mode)
 
 
 def cross_fitted_probabilities(features: np.ndarray, exit_depths: np.ndarray, num_layers: int, folds: int = 5,
@@ -82,31 +84,37 @@ def cross_fitted_probabilities(features: np.ndarray, exit_depths: np.ndarray, nu
 
 
 def dispatch_figures(shape: BertShape, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
-                     depths: np.ndarray, escalated: np.ndarray) -> dict[str, float]:
+                     depths: np.ndarray, escalated: np.ndarray, exit_mode: str = "student") -> dict[str, float]:
     """Accuracy, FLOPs speed-up and mean depth of the probe dispatch.
 
     Every row runs layer 1 and head 1; a row at depth d > 1 continues with layers 2..d and head d; an escalated
     row continues from its cached layer-1 states with layers 2..L and head L (one dense pass for all of them).
+    ``logits`` are the exits the dispatch answers from: with ``exit_mode="skip"`` the shared exit path's
+    (``geep_deploy.evaluate.exit_path_logits``), priced one layer more below depth L (``probe_cost``).
     """
     L = logits.shape[1]
     d = np.asarray(depths, dtype=np.int64)
     esc = np.asarray(escalated, dtype=bool)
     answer = np.where(esc, L, d)
-    layers, heads = probe_cost(d, esc, L)
+    layers, heads = probe_cost(d, esc, L, exit_mode)
     return {"accuracy": float((predictions_at(logits, answer) == labels).mean()),
             "flops_speedup": flops_speedup(shape, logits.shape[2], lengths, layers, heads),
             "mean_depth": float(d.mean()), "escalated_share": float(esc.mean())}
 
 
-def probe_knob(risk: float, escalate: float | None) -> str:
-    """The method string the runtime bench accepts: ``probe:0.3`` or ``probe:0.3+esc0.6``."""
-    return f"probe:{risk:g}" + ("" if escalate is None else f"+esc{escalate:g}")
+def probe_knob(risk: float, escalate: float | None, source: str | None = None) -> str:
+    """The method string the runtime bench accepts: ``probe:0.3`` or ``probe:0.3+esc0.6``; ``@source`` names the
+    bench's export it runs on (``probe:0.3@skip``) when that is not the main one."""
+    return f"probe:{risk:g}" + ("" if escalate is None else f"+esc{escalate:g}") + (f"@{source}" if source else "")
 
 
 def probe_curve(probabilities: np.ndarray, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
                 shape: BertShape, risks: Sequence[float] = RISK_GRID,
-                escalations: Sequence[float | None] = (None,)) -> list[dict[str, Any]]:
-    """Every (risk, escalation) point: accuracy, FLOPs speed-up, mean depth, escalated share, knob."""
+                escalations: Sequence[float | None] = (None,), exit_mode: str = "student",
+                source: str | None = None) -> list[dict[str, Any]]:
+    """Every (risk, escalation) point: accuracy, FLOPs speed-up, mean depth, escalated share, knob.
+
+    ``logits`` are the exits of ``exit_mode`` (see ``dispatch_figures``); ``source`` goes into the knob."""
     L = logits.shape[1]
     out = []
     for esc in escalations:
@@ -114,6 +122,6 @@ def probe_curve(probabilities: np.ndarray, logits: np.ndarray, labels: np.ndarra
             d = depths_at_risk(probabilities, r, L)
             exit_logits = logits[np.arange(len(d)), d - 1]
             flagged = escalation_mask(exit_logits, d, esc, L)
-            out.append({"knob": probe_knob(r, esc), "risk": float(r), "escalate": esc,
-                        **dispatch_figures(shape, logits, labels, lengths, d, flagged)})
+            out.append({"knob": probe_knob(r, esc, source), "risk": float(r), "escalate": esc,
+                        **dispatch_figures(shape, logits, labels, lengths, d, flagged, exit_mode)})
     return out

@@ -21,7 +21,7 @@ PROBE_FILE = "probe.json"
 def probe_params(probe: ProbeModel) -> dict[str, Any]:
     """The knobs a reader shows without opening the file (the file stays the source of truth)."""
     return {"num_layers": probe.num_layers, "risk": probe.risk, "escalate": probe.escalate,
-            "uses_table": probe.uses_table}
+            "uses_table": probe.uses_table, "exit_mode": probe.exit_mode}
 
 
 def check_probe(probe: str | Path | ProbeModel, num_layers: int, *, has_table: bool, exit_mode: str,
@@ -32,7 +32,7 @@ def check_probe(probe: str | Path | ProbeModel, num_layers: int, *, has_table: b
         probe: a probe JSON file, or a ``ProbeModel``.
         num_layers: the checkpoint's L.
         has_table: whether the export gets an exit table (a probe that reads table statistics needs one).
-        exit_mode: the checkpoint's exit mode (the probe dispatch answers depth-1 rows from head 1).
+        exit_mode: the export's exit mode (the probe must have been fitted on that path's exit labels).
         has_depths: whether the export has depth graphs to continue to (not a ``full`` checkpoint).
 
     Raises:
@@ -50,9 +50,10 @@ def check_probe(probe: str | Path | ProbeModel, num_layers: int, *, has_table: b
     if model.uses_table and not has_table:
         raise ConfigError(f"export | {where} reads exit-table statistics, but the export gets no exit table. "
                           "Add --exit-table (the table calibrate wrote next to the probe) or --calib-data.")
-    if exit_mode != "student":
-        raise ConfigError(f"export | the probe dispatch answers depth-1 rows from head 1's own logits, but this "
-                          f"checkpoint exits through {exit_mode!r}. Export it without --probe.")
+    if model.exit_mode != exit_mode:
+        raise ConfigError(f"export | {where} was fitted for the {model.exit_mode!r} exits, but the export exits "
+                          f"through {exit_mode!r}. Calibrate with --exit-mode {exit_mode}, or export with "
+                          f"--exit-mode {model.exit_mode}.")
     return model
 
 

@@ -48,6 +48,17 @@ def collect_skip_logits(
     return out
 
 
+def exit_path_logits(depth_logits: np.ndarray, skip_logits: np.ndarray | None) -> np.ndarray:
+    """(N, L, C) logits of the exits a dispatch answers from: the students' (``depth_logits``) when
+    ``skip_logits`` is None, else the shared exit path at depths 1..L-1 and depth L's own (the same graph)."""
+    if skip_logits is None:
+        return depth_logits
+    if skip_logits.shape[0] != depth_logits.shape[0] or skip_logits.shape[1] != depth_logits.shape[1] - 1:
+        raise ValueError(f"exit_path_logits | shared-path logits {skip_logits.shape} do not fit depth logits "
+                         f"{depth_logits.shape}.")
+    return np.concatenate([skip_logits, depth_logits[:, -1:]], axis=1)
+
+
 @torch.inference_mode()
 def collect_depth_logits(
     model: ExitBert, enc: Encoded, batch_size: int = 64, device: str = "cpu", desc: str | None = None

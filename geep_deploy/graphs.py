@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from geep_deploy.errors import ConfigError
-from geep_deploy.model import EXIT_MODES, DepthModel, ExitBert, mask_to_bias
-from geep_deploy.names import CONT, DEPTH, EMBED, GRAPH_KINDS, LAYER, PREFIX
+from geep_deploy.model import DepthModel, ExitBert, mask_to_bias
+from geep_deploy.names import CONT, DEPTH, EMBED, EXIT_MODES, GRAPH_KINDS, LAYER, PREFIX, first_continuation
 
 BS = ["batch", "seq"]
 
@@ -88,18 +88,23 @@ class PrefixModule(nn.Module):
 
 
 class ContinuationModule(nn.Module):
-    """``cont{d}`` (d >= 2): layers 2..d on cached layer-1 states, then exit d as ``depth{d}`` takes it (the
-    student head, or with ``exit_mode="skip"`` layer L and the teacher), so it equals ``depth{d}`` on the same rows.
+    """``cont{d}``: layers 2..d on cached layer-1 states, then exit d as ``depth{d}`` takes it (the student head,
+    or with ``exit_mode="skip"`` layer L and the teacher), so it equals ``depth{d}`` on the same rows.
+
+    With the student exit ``d >= 2`` (depth 1 answers from the prefix graph's head); with ``"skip"`` also
+    ``d = 1``: layer L and the teacher straight on the layer-1 states.
     """
 
     def __init__(self, model: ExitBert, depth: int, exit_mode: str = "student") -> None:
         super().__init__()
         model._check_depth(depth)
-        if depth < 2:
-            raise ConfigError(f"graph | a continuation starts after layer 1, so its depth must be 2..{model.num_layers}"
-                              f", got {depth}. Depth 1 answers from the prefix graph's logits.")
         if exit_mode not in EXIT_MODES:
             raise ConfigError(f"graph | exit_mode must be one of {EXIT_MODES}, got {exit_mode!r}.")
+        first = first_continuation(exit_mode)
+        if depth < first:
+            raise ConfigError(f"graph | a continuation starts after layer 1, so with the {exit_mode} exit its depth "
+                              f"must be {first}..{model.num_layers}, got {depth}. Depth 1 answers from the prefix "
+                              "graph's logits.")
         self.model, self.depth, self.exit_mode = model, depth, exit_mode
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,8 @@ from torch import nn
 
 from geep_deploy.config import BertShape
 from geep_deploy.errors import CheckpointError, ConfigError
+from geep_deploy.names import EXIT_MODES
 
-EXIT_MODES = ("student", "skip")
 POOLINGS = ("mean", "cls")
 
 

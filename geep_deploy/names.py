@@ -40,6 +40,16 @@ GRAPH_KINDS = (DEPTH, EMBED, LAYER, PREFIX, CONT)  # MODEL is the torch weights,
 DEPTHLESS_KINDS = (EMBED, PREFIX)  # graph kinds without a depth (one graph per precision)
 DEVICES = ("cpu", "cuda")
 
+# -- exit paths ------------------------------------------------------------------------------------------------
+STUDENT, SKIP = "student", "skip"
+EXIT_MODES = (STUDENT, SKIP)  # depth k < L exits through student head k, or through layer L and the teacher
+
+
+def first_continuation(exit_mode: str) -> int:
+    """The shallowest ``cont{d}`` graph an exit mode has: 2 for student heads (depth 1 answers from the prefix
+    graph's own head), 1 for the shared exit path (depth 1 still runs layer L and the teacher)."""
+    return 1 if exit_mode == SKIP else 2
+
 
 def canonical_backend(name: str, *, allow_auto: bool = False) -> str:
     """Resolve aliases (``ort``, ``trt``) and reject unknown names with the list of known ones."""

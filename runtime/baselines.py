@@ -41,12 +41,14 @@ class MethodSpec:
 
     family: str
     param: float | int | str | None = None
+    source: str | None = None  # ``probe:0.3@skip``: runs on the bench's export named ``skip``
 
     @property
     def name(self) -> str:
+        at = "" if self.source is None else f"@{self.source}"
         if self.param is None:
-            return self.family
-        return f"{self.family}:{self.param}" if isinstance(self.param, str) else f"{self.family}:{self.param:g}"
+            return self.family + at
+        return (f"{self.family}:{self.param}" if isinstance(self.param, str) else f"{self.family}:{self.param:g}") + at
 
     @property
     def layerwise(self) -> bool:
@@ -61,13 +63,20 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
     escalation threshold T (``export.probe_fit.probe_knob`` writes these strings).
     ``geep-pool`` (same parameters) pools the whole split per predicted depth before batching, as a service
     that collects requests does: batches are cut from rows sorted by (depth, length), not from length order.
+    A suffix ``@NAME`` runs the method on another export the bench was given under that name
+    (``probe:0.3@skip``: the probe dispatch of an export that exits through the shared exit path).
 
     Raises:
         ConfigError: unknown family or bad parameter, naming the expected form.
     """
     out: list[MethodSpec] = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
-        family, _, arg = item.partition(":")
+        method, at, source = item.partition("@")
+        if at and not source.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"bench | bad method {item!r}: after @ comes the name of an export given to the bench "
+                              "(letters, digits, - and _), e.g. probe:0.3@skip.")
+        before = len(out)
+        family, _, arg = method.partition(":")
         if family not in FAMILIES:
             raise ConfigError(f"bench | unknown method {family!r}. Expected one of {FAMILIES} "
                               "(with :speed for fastbert, :patience for pabee, :k for static).")
@@ -106,6 +115,8 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
                               "needs 0 <= s <= 1, pabee:p needs p >= 1, geep:Q+M needs quantile 0 <= Q <= 1 and "
                               "margin M >= 0 (e.g. geep:0.5+1), probe:R[+escT] needs risk and threshold in [0, 1] "
                               "(e.g. probe:0.3+esc0.6).") from None
+        if at:
+            out[before:] = [MethodSpec(m.family, m.param, source) for m in out[before:]]
     if not out:
         raise ConfigError(f"bench | --methods {text!r} names no method. Give a comma list such as full,geep.")
     return list(dict.fromkeys(out))

@@ -105,6 +105,17 @@ class _Contender:
             self.exit_s.append(exit_t)
 
 
+def _source(cfg: BenchConfig, spec: MethodSpec) -> str:
+    """The export a method runs on: the one ``@name`` names, else its family's baseline export, else the main one."""
+    if spec.source is not None:
+        if spec.source not in cfg.baseline_exports:
+            raise ConfigError(f"bench | {spec.name} runs on an export named {spec.source!r}, but the bench has "
+                              f"{sorted(cfg.baseline_exports) or 'none'}; pass --baseline-export "
+                              f"{spec.source}=DIR.")
+        return str(cfg.baseline_exports[spec.source])
+    return str(cfg.baseline_exports[spec.family]) if spec.family in cfg.baseline_exports else "same-export"
+
+
 def _batches_for(c: _Contender, enc_all: Any, batches: list[np.ndarray], bs: int) -> list[np.ndarray]:
     """Length-sorted batches for every method; ``geep-pool`` cuts its batches from rows sorted by (depth, length)."""
     if c.spec.family != "geep-pool":
@@ -127,7 +138,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     specs = parse_methods(cfg.methods, L)
     if "full" not in [s.family for s in specs]:
         specs.insert(0, MethodSpec("full"))
-    wants_geep = any(s.family in (*GEEP_FAMILIES, "probe") for s in specs)
+    wants_geep = any(s.family in (*GEEP_FAMILIES, "probe") and s.source is None for s in specs)
     skipped: list[dict[str, Any]] = []
     for precision in cfg.precisions:
         main = GeepEngine.load(cfg.export, cfg.backend, cfg.device, precision, threads=cfg.threads,
@@ -138,10 +149,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             backend = main.info["backend"]
             contenders: list[_Contender] = []
             for spec in specs:
-                source = str(cfg.baseline_exports[spec.family]) if spec.family in cfg.baseline_exports else "same-export"
-                if source not in engines:
-                    engines[source] = GeepEngine.load(source, backend, cfg.device, precision, fixed_depth=L,
-                                                      threads=cfg.threads)
+                source = _source(cfg, spec)
+                if source not in engines:  # an export named by @ dispatches; a baseline's runs fixed depths
+                    engines[source] = GeepEngine.load(source, backend, cfg.device, precision,
+                                                      fixed_depth=None if spec.source else L, threads=cfg.threads)
                 eng = engines[source]
                 if spec.layerwise and source not in segments:
                     try:
@@ -185,12 +196,12 @@ def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.nda
                backend: str, device: str, precision: str, bs: int) -> list[dict[str, Any]]:
     shape, C = main.parts.bundle.shape, len(main.label_names)
     L = shape.num_hidden_layers
-    skip = main.parts.bundle.exit_mode == "skip"
     full = next(c for c in contenders if c.spec.family == "full")
     full_model, full_e2e = median(full.model_s), median(full.e2e_s)
     out = []
     for c in contenders:
         d = c.depths
+        skip = c.runner.engine.parts is not None and c.runner.engine.parts.bundle.exit_mode == "skip"
         layers = d + ((d < L) & skip) if c.spec.family in (*GEEP_FAMILIES, "static") else c.layers
         acc = float((c.logits.argmax(axis=1) == labels).mean())
         m_model, m_e2e = median(c.model_s), median(c.e2e_s)

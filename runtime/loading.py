@@ -20,7 +20,16 @@ from engines.registry import open_engine, resolve_backend
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ArtifactError, BackendUnavailable, ConfigError, GeepError
 from geep_deploy.limits import check_count, check_depths
-from geep_deploy.names import FORMAT_OF_BACKEND, ONNX, ONNXRUNTIME, PLAN, TENSORRT, TORCH, weights_precision
+from geep_deploy.names import (
+    FORMAT_OF_BACKEND,
+    ONNX,
+    ONNXRUNTIME,
+    PLAN,
+    TENSORRT,
+    TORCH,
+    first_continuation,
+    weights_precision,
+)
 from runtime.artifacts import load_export
 from runtime.predictor import ExitPredictor, FixedDepth
 
@@ -169,16 +178,17 @@ def load_probe(bundle: Any, risk: float | None = None, escalate: float | None | 
     if probe.uses_table and bundle.exit_table is None:
         raise ConfigError(f"runtime | the probe {bundle.probe} reads exit-table statistics, but the export has no "
                           "exit table. Re-export with --exit-table.")
-    if bundle.exit_mode != "student":
-        raise ConfigError(f"runtime | the probe dispatch answers depth-1 rows from head 1, but this export exits "
-                          f"through {bundle.exit_mode!r}. Load it with predictor='table'.")
+    if probe.exit_mode != bundle.exit_mode:
+        raise ConfigError(f"runtime | the probe {bundle.probe} was fitted for the {probe.exit_mode!r} exits, but "
+                          f"this export exits through {bundle.exit_mode!r}. Calibrate the probe with --exit-mode "
+                          f"{bundle.exit_mode} and re-export, or load with predictor='table'.")
     return probe
 
 
 def _probe_dispatch(parts: Parts, probe: Any, backend: str, device: str, precision: str, want: list[int],
                     threads: int | None) -> Any:
-    """The ``prefix`` and ``cont{d}`` engines (every wanted depth >= 2) around ``probe``; nothing half-built stays
-    open. Continuations are raised to the next loaded depth, as depth graphs are."""
+    """The ``prefix`` and ``cont{d}`` engines (every wanted depth from ``first_continuation``) around ``probe``;
+    nothing half-built stays open. Continuations are raised to the next loaded depth, as depth graphs are."""
     from runtime.probe_dispatch import ProbeDispatch
 
     bundle, opened = parts.bundle, []
@@ -186,7 +196,7 @@ def _probe_dispatch(parts: Parts, probe: Any, backend: str, device: str, precisi
         opened.append(make_engine(bundle, parts, backend, device, precision, kind="prefix", depth=None,
                                   threads=threads))
         conts = {}
-        for d in (k for k in want if k >= 2):
+        for d in (k for k in want if k >= first_continuation(probe.exit_mode)):
             conts[d] = make_engine(bundle, parts, backend, device, precision, kind="cont", depth=d, threads=threads)
             opened.append(conts[d])
         host_table = getattr(parts.predictor, "pred", parts.predictor)  # the NumPy twin computes the features

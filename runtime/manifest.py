@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.errors import ArtifactError
-from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL
+from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL, first_continuation
 
 FORMAT = "geep-deploy-export"
 FORMAT_VERSION = 4  # 2: torch weights read from onnx/fp32/weights.bin; graph variants; 3: manifest_sha256;
@@ -114,7 +114,7 @@ def _file_problems(where: str, e: Any) -> list[str]:
     return []
 
 
-def _artifact_problems(i: int, a: Any, depths: list[int], num_labels: int) -> list[str]:
+def _artifact_problems(i: int, a: Any, depths: list[int], num_labels: int, first: int = 2) -> list[str]:
     where = f"artifacts[{i}]"
     out = _file_problems(where, a)
     if out:
@@ -128,8 +128,8 @@ def _artifact_problems(i: int, a: Any, depths: list[int], num_labels: int) -> li
     if kind in (DEPTH, LAYER, CONT) and not _is_int(depth):
         out.append(f"{where}.depth must be an integer, got {depth!r}")
     if kind in (DEPTH, CONT) and _is_int(depth):
-        if depth not in depths or (kind == CONT and depth < 2):
-            out.append(f"{where}.depth {depth} is not in depths {depths}" + (" (from 2)" if kind == CONT else ""))
+        if depth not in depths or (kind == CONT and depth < first):
+            out.append(f"{where}.depth {depth} is not in depths {depths}" + (f" (from {first})" if kind == CONT else ""))
         stem = Path(a["file"]).stem
         if a.get("backend") == "onnx" and stem != f"{kind}{depth}":
             out.append(f"{where} says {kind} {depth} but its file is {a['file']}")
@@ -196,7 +196,7 @@ def schema_problems(m: dict[str, Any]) -> list[str]:
         out.append("artifacts must be a non-empty list")
     else:
         for i, a in enumerate(arts):
-            out += _artifact_problems(i, a, depths, n)
+            out += _artifact_problems(i, a, depths, n, first_continuation(m.get("exit_mode", "student")))
     trt = m.get("tensorrt")
     if trt is not None and not isinstance(trt, dict):
         out.append("tensorrt must be an object or null")

@@ -16,6 +16,11 @@ Rows at depth 1 answer from the layer-1 head they already have; the rest continu
 states. Escalation (optional): a row whose exit head at its depth k < L has normalised entropy above
 ``escalate`` continues to depth L.
 
+``exit_mode`` says which exits the probe was fitted for: ``"student"`` (depth k exits through student head k)
+or ``"skip"`` (GEEP's shared exit path: depth k < L runs layers 1..k, then layer L and the teacher, one layer
+more). The features always come from depth 1's student head, which the prefix graph runs either way; with the
+shared path even depth-1 rows continue (layer L and the teacher on their layer-1 states).
+
 Pure NumPy (the same arithmetic evaluates on CuPy arrays); fitted by ``export.probe_fit``, stored as JSON.
 """
 
@@ -30,6 +35,7 @@ import numpy as np
 
 from geep_deploy.errors import ConfigError, TableError
 from geep_deploy.exits import normalized_entropy, softmax
+from geep_deploy.names import EXIT_MODES
 
 FEATURES = ("entropy", "margin", "max_prob", "table_depth", "table_deep", "log_length")
 PROBE_FORMAT = "geep-probe"
@@ -93,9 +99,12 @@ class ProbeModel:
     escalate: float | None = None  # normalised-entropy threshold at the exit; None = off
     uses_table: bool = True
     features: tuple[str, ...] = FEATURES
+    exit_mode: str = "student"  # the exits whose labels fitted it (``geep_deploy.names.EXIT_MODES``)
 
     def __post_init__(self) -> None:
         f = len(self.features)
+        if self.exit_mode not in EXIT_MODES:
+            raise ConfigError(f"probe | exit_mode must be one of {EXIT_MODES}, got {self.exit_mode!r}.")
         if self.num_layers < 2 or np.shape(self.weights) != (self.num_layers - 1, f + 1):
             raise ConfigError(f"probe | weights {np.shape(self.weights)} do not fit {self.num_layers} layers and "
                               f"{f} features.")
@@ -129,7 +138,7 @@ class ProbeModel:
         return {"format": PROBE_FORMAT, "version": PROBE_VERSION, "num_layers": self.num_layers,
                 "features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                 "weights": self.weights.tolist(), "risk": self.risk, "escalate": self.escalate,
-                "uses_table": self.uses_table}
+                "uses_table": self.uses_table, "exit_mode": self.exit_mode}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "probe") -> ProbeModel:
@@ -144,7 +153,8 @@ class ProbeModel:
                        scale=np.asarray(d["scale"], dtype=np.float64),
                        weights=np.asarray(d["weights"], dtype=np.float64), risk=float(d["risk"]),
                        escalate=None if d["escalate"] is None else float(d["escalate"]),
-                       uses_table=bool(d["uses_table"]))
+                       uses_table=bool(d["uses_table"]),
+                       exit_mode=str(d.get("exit_mode", "student")))  # probes written before the field: students
         except (KeyError, TypeError, ValueError) as e:
             raise TableError(f"{source} | damaged probe file: {type(e).__name__}: {e}.") from None
 
@@ -168,16 +178,20 @@ class ProbeModel:
         return cls.from_dict(d, str(p))
 
 
-def probe_cost(depths: np.ndarray, escalated: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
+def probe_cost(depths: np.ndarray, escalated: np.ndarray, num_layers: int,
+               exit_mode: str = "student") -> tuple[np.ndarray, np.ndarray]:
     """(layers, exit heads) each row runs under the probe dispatch, for ``geep_deploy.flops``.
 
     Every row runs layer 1 and head 1; a row at depth d > 1 adds layers 2..d and head d; an escalated row adds
-    layers 2..L and head L on top (continued from its cached layer-1 states). The runtime reports these, and
-    ``export.probe_fit.dispatch_figures`` prices its curve with them.
+    layers 2..L and head L on top (continued from its cached layer-1 states). With the shared exit path
+    (``exit_mode="skip"``) every row below L also runs layer L and the teacher, depth-1 rows included. The
+    runtime reports these, and ``export.probe_fit.dispatch_figures`` prices its curve with them.
     """
     d = np.asarray(depths, dtype=np.int64)
     esc = np.asarray(escalated, dtype=bool)
-    return d + np.where(esc, num_layers - 1, 0), 1 + (d > 1) + esc
+    skip = exit_mode == "skip"
+    exit_layer = (d < num_layers) & skip
+    return d + exit_layer + np.where(esc, num_layers - 1, 0), 1 + ((d > 1) | skip) + esc
 
 
 def _check_knobs(risk: float, escalate: float | None) -> None:

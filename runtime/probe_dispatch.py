@@ -7,7 +7,9 @@ Per call (its FLOPs are ``runtime.probe.probe_cost``, the model ``export.probe_f
 2. The probe's features (``probe_features``; the exit table's mass when the probe reads it) give each row a
    depth, raised to the next depth with a loaded continuation graph (never lowered).
 3. Rows at depth 1 answer from head 1. The others are grouped by (depth, length) with ``plan_groups``; each group
-   is re-padded to its own longest row and runs one ``cont{d}`` graph (layers 2..d and exit d).
+   is re-padded to its own longest row and runs one ``cont{d}`` graph (layers 2..d and exit d). With a probe
+   fitted for the shared exit path (``ProbeModel.exit_mode == "skip"``) exit d < L is layer L and the teacher,
+   so depth-1 rows continue too (``cont1``: layer L and the teacher on their layer-1 states).
 4. Escalation (``ProbeModel.escalate``, None = off): rows below depth L whose exit head's normalised entropy is
    above the threshold are pooled across the call and continued from their cached layer-1 states by ``cont{L}``
    in one dense pass (grouped by length, chunks of ``max_group``); they answer, and report, depth L.
@@ -28,6 +30,7 @@ from engines.base import BaseEngine
 from geep_deploy.encoding import Encoded, pad_batch
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import check_logits
+from geep_deploy.names import first_continuation
 from runtime.dispatch import Group, depth_map, plan_groups, restore_order
 from runtime.keys import pad_rows
 from runtime.probe import ProbeModel, probe_cost, probe_features
@@ -61,7 +64,8 @@ class ProbeDispatch:
     Args:
         probe: the fitted probe (its ``risk`` and ``escalate`` are the knobs used).
         prefix: the ``prefix`` engine (input_ids, attention_mask, token_type_ids -> hidden, logits).
-        continuations: ``cont{d}`` engines by depth d >= 2; depth L is required (rows at L, and escalation).
+        continuations: ``cont{d}`` engines by depth d >= 2 (d >= 1 for the shared exit path); depth L is required
+            (rows at L, and escalation). They must exit through the probe's ``exit_mode``.
         num_labels: width of the logits.
         table: an ``ExitPredictor`` whose ``exit_mass`` feeds the table features; required when the probe
             ``uses_table``, ignored otherwise.
@@ -74,8 +78,9 @@ class ProbeDispatch:
     def __init__(self, probe: ProbeModel, prefix: BaseEngine, continuations: Mapping[int, BaseEngine], *,
                  num_labels: int, table: Any = None, pad_id: int = 0) -> None:
         L = probe.num_layers
-        if max(continuations, default=0) != L or min(continuations, default=2) < 2:
-            raise ConfigError(f"probe | the dispatch needs continuation graphs for depths in 2..{L}, depth {L} "
+        first = first_continuation(probe.exit_mode)
+        if max(continuations, default=0) != L or min(continuations, default=first) < first:
+            raise ConfigError(f"probe | the dispatch needs continuation graphs for depths in {first}..{L}, depth {L} "
                               f"included (deep rows and escalation run it); got {sorted(continuations)}.")
         if probe.uses_table and table is None:
             raise ConfigError("probe | this probe reads exit-table statistics, but no exit table was given. Load "
@@ -84,8 +89,8 @@ class ProbeDispatch:
             raise ConfigError(f"probe | the exit table has {table.num_layers} layers, the probe {L}.")
         self.probe, self.prefix, self.continuations = probe, prefix, dict(sorted(continuations.items()))
         self.num_labels, self.table, self.pad_id = num_labels, table if probe.uses_table else None, pad_id
-        self.num_layers = L
-        self._map = depth_map([1, *self.continuations], L)
+        self.num_layers, self.first = L, first
+        self._map = depth_map([1, *self.continuations] if first > 1 else list(self.continuations), L)
 
     def with_knobs(self, risk: float | None = None, escalate: float | None | str = "keep") -> ProbeDispatch:
         """The same engines with the probe at another risk level and/or escalation threshold (None: off)."""
@@ -97,7 +102,7 @@ class ProbeDispatch:
     def describe(self) -> dict[str, Any]:
         """The knobs and graphs ``GeepEngine.info`` reports."""
         p = self.probe
-        return {"risk": p.risk, "escalate": p.escalate, "uses_table": p.uses_table,
+        return {"risk": p.risk, "escalate": p.escalate, "uses_table": p.uses_table, "exit_mode": p.exit_mode,
                 "continuations": sorted(self.continuations)}
 
     @property
@@ -123,7 +128,7 @@ class ProbeDispatch:
             planned = self._map[self.probe.depths(probe_features(logits1, lengths, mass))]
         with times.stage("model"):
             logits = logits1.copy()
-            deep = np.flatnonzero(planned > 1)
+            deep = np.flatnonzero(planned >= self.first)  # the rest answer from head 1
             if deep.size:
                 logits[deep] = self._continue(states, deep, planned[deep], lengths, max_group, call_cost)
             escalated = self.probe.escalated(logits, planned)
@@ -133,7 +138,7 @@ class ProbeDispatch:
                     logits[rows] = self._continue(states, rows, np.full(rows.size, L), lengths, max_group,
                                                   call_cost)
         times.count("escalated", int(escalated.sum()))
-        layers, heads = probe_cost(planned, escalated, L)
+        layers, heads = probe_cost(planned, escalated, L, self.probe.exit_mode)
         return Dispatched(logits, np.where(escalated, L, planned), planned, escalated, layers, heads)
 
     def _prefix(self, enc: Encoded, max_group: int,

@@ -112,7 +112,7 @@ def test_bench_baseline_export_and_bad_args(tiny_export, tiny_data, tmp_path, ca
     assert "unknown method 'medusa'" in capsys.readouterr().err
     assert main(["bench", "--export", str(tiny_export), "--data", str(tiny_data),
                  "--baseline-export", "fastbert"]) == 1
-    assert "METHOD=DIR" in capsys.readouterr().err
+    assert "expects NAME=DIR" in capsys.readouterr().err
 
 
 def test_predict_cli(tiny_export, tmp_path, capsys):

@@ -68,3 +68,34 @@ def test_calibrate_export_predict_bench(data: Path, tmp_path: Path, capsys: pyte
     assert main(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "x.npz"),
                  "--escalation", "tune"]) == 1
     assert "add --predictor probe" in capsys.readouterr().err
+
+
+def test_probe_through_the_shared_exit_path(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """calibrate --exit-mode skip -> export --exit-mode skip -> bench it beside the student export with @NAME."""
+    ckpt, table = tmp_path / "t.pt", tmp_path / "skip.npz"
+    tiny_checkpoint(ckpt)
+    assert main(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(table),
+                 "--predictor", "probe", "--exit-mode", "skip", "--max-drop", "5"]) == 0
+    probe_file = tmp_path / "skip.probe.json"
+    assert ProbeModel.load(probe_file).exit_mode == "skip"
+    assert json.loads(probe_file.read_text())["calibration"]["exit_mode"] == "skip"
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "bad"), "--probe", str(probe_file),
+                 "--no-segments", "--quiet"]) == 1
+    assert "fitted for the 'skip' exits, but the export exits through 'student'" in capsys.readouterr().err
+    skip, plain = tmp_path / "skip_export", tmp_path / "plain"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(skip), "--probe", str(probe_file),
+                 "--exit-mode", "skip", "--no-segments", "--quiet"]) == 0
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(plain), "--no-segments", "--quiet"]) == 0
+    bench = tmp_path / "bench.json"
+    assert main(["bench", "--export", str(plain), "--data", str(data), "--methods",
+                 "static:1,probe:0.5@skip,probe:0@skip", "--baseline-export", f"skip={skip}", "--batch-sizes", "8",
+                 "--repeats", "1", "--threads", "1", "--no-progress", "--json", str(bench)]) == 0
+    records = {r["method"]: r for r in json.loads(bench.read_text())["records"]}
+    assert set(records) == {"full", "static:1", "probe:0.5@skip", "probe:0@skip"}
+    assert records["probe:0.5@skip"]["heads_from"] == str(skip) and records["static:1"]["heads_from"] == "same-export"
+    at_l = records["probe:0@skip"]  # risk 0: every row at depth L, the full model's answer
+    assert at_l["mean_depth"] == 3 and at_l["accuracy"] == records["full"]["accuracy"]
+    assert main(["bench", "--export", str(plain), "--data", str(data), "--methods", "probe@nowhere",
+                 "--batch-sizes", "8", "--repeats", "1", "--no-progress"]) == 1
+    assert "pass --baseline-export nowhere=DIR" in capsys.readouterr().err

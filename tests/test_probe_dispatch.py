@@ -94,7 +94,7 @@ def test_manifest_records_the_probe_and_its_graphs(export) -> None:
     m = json.loads((export / MANIFEST).read_text())
     assert m["format_version"] == 4 and m["predictor"] == "probe"
     assert m["probe"]["file"] == "probe.json" and m["probe"]["params"] == {
-        "num_layers": L, "risk": 0.5, "escalate": None, "uses_table": True}
+        "num_layers": L, "risk": 0.5, "escalate": None, "uses_table": True, "exit_mode": "student"}
     kinds = {(a["kind"], a["depth"]): a for a in m["artifacts"]}
     assert {("prefix", None), ("cont", 2), ("cont", 3)} <= kinds.keys() and ("cont", 1) not in kinds
     assert list(kinds[("cont", 2)]["inputs"]) == ["hidden", "attention_mask"]
@@ -330,6 +330,60 @@ def test_skip_exit_mode_export(tmp_path, encoder) -> None:
         t = {k: torch.from_numpy(v) for k, v in feed.items()}
         want = ckpt.model(t["input_ids"], t["attention_mask"], t["token_type_ids"], depth=1, exit_mode="skip")
     np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
-    with pytest.raises(ConfigError, match="exits through 'skip'"):
+    with pytest.raises(ConfigError, match="fitted for the 'student' exits, but the export exits through 'skip'"):
         export_checkpoint(ckpt, tmp_path / "p", exit_mode="skip", probe=length_probe(uses_table=False),
                           progress=False)
+    assert not (tmp_path / "p").exists()
+
+
+def skip_probe() -> ProbeModel:
+    from dataclasses import replace
+
+    return replace(length_probe(uses_table=False), exit_mode="skip")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_probe_dispatch_through_the_shared_exit_path(backend, model, encoder, tmp_path) -> None:
+    """A probe fitted for the shared exit path: depth-1 rows continue too (``cont1``: layer L and the teacher on
+    their layer-1 states), every answer is the offline shared-path logit at the reported depth, and the cost
+    counts the extra layer."""
+    root = export_checkpoint(_ckpt(model), tmp_path / "skip", probe=skip_probe(), exit_mode="skip", segments=False,
+                             progress=False).root
+    m = json.loads((root / MANIFEST).read_text())
+    assert m["exit_mode"] == "skip" and m["probe"]["params"]["exit_mode"] == "skip"
+    assert {("cont", 1), ("cont", 2), ("cont", 3)} <= {(a["kind"], a["depth"]) for a in m["artifacts"]}
+    enc = encoder.encode(TEXTS)
+    with torch.no_grad():
+        offline = np.asarray([[model(torch.from_numpy(i)[None], torch.ones(1, len(i), dtype=torch.int64),
+                                     torch.from_numpy(t)[None], depth=k, exit_mode="skip")[0].numpy()
+                               for k in range(1, L + 1)] for i, t in zip(enc.ids, enc.type_ids)])
+        head1 = np.asarray([model(torch.from_numpy(i)[None], torch.ones(1, len(i), dtype=torch.int64),
+                                  torch.from_numpy(t)[None], depth=1)[0].numpy() for i, t in zip(enc.ids, enc.type_ids)])
+    with GeepEngine.load(root, backend=backend, threads=1) as eng:
+        assert eng.probe.describe()["exit_mode"] == "skip"
+        res = eng.predict(TEXTS, batch_size=3)
+        want_depths = skip_probe().depths(probe_features(head1, enc.lengths))  # features: head 1, as ever
+        assert sorted(set(want_depths.tolist())) == [1, 2, 3]
+        np.testing.assert_array_equal(res.depths, want_depths)
+        np.testing.assert_allclose(res.logits, offline[np.arange(len(TEXTS)), res.depths - 1], atol=1e-4)
+        out = eng.with_probe(escalate=0.0).dispatch(enc)
+        assert (out.depths == L).all() and out.escalated.tolist() == (out.planned < L).tolist()
+        np.testing.assert_allclose(out.logits, offline[:, -1], atol=1e-4)
+        plain = eng.dispatch(enc)
+        assert plain.layers.tolist() == [d + (d < L) for d in plain.planned]
+        assert plain.heads.tolist() == [2] * len(TEXTS)  # head 1 (features) and the teacher
+
+
+def test_probe_and_export_must_share_the_exit_path(export, tmp_path) -> None:
+    mixed = tmp_path / "mixed"
+    shutil.copytree(export, mixed)
+    from dataclasses import replace
+
+    replace(length_probe(), exit_mode="skip").save(mixed / "probe.json")
+    _rewrite(mixed, lambda m: m.update(probe=file_entry(mixed, mixed / "probe.json", params={})))
+    with pytest.raises(ConfigError, match="fitted for the 'skip' exits, but this export exits through 'student'"):
+        GeepEngine.load(mixed)
+    with pytest.raises(ConfigError, match="exit_mode must be one of"):
+        replace(length_probe(), exit_mode="teacher")
+    old = {k: v for k, v in length_probe().to_dict().items() if k != "exit_mode"}  # written before the field
+    assert ProbeModel.from_dict(old).exit_mode == "student"

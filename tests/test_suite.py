@@ -109,6 +109,30 @@ def test_training_checks_pick_the_better_exit_per_depth() -> None:
     assert c["depth_l_minus_full_points"] == pytest.approx(-1.0)
 
 
+def test_goal_margins_count_a_gap_exactly_at_the_margin_as_met() -> None:
+    """6 rows of 2,000 is 0.30 points, which float subtraction turns into -0.30000000000000027."""
+    from geep_deploy.suite.page import FASTBERT_GOAL_POINTS, within
+
+    gap = 100 * (0.883 - 0.886)
+    assert gap < -FASTBERT_GOAL_POINTS and within(gap, FASTBERT_GOAL_POINTS)
+    assert not within(100 * (0.8825 - 0.886), FASTBERT_GOAL_POINTS) and within(+2.0, 0.0)
+
+
+def test_goal_tally_counts_only_the_sets_that_learn() -> None:
+    from geep_deploy.suite.page import goal_tally
+
+    def summary(name: str, geep: list[float], full: float, fastbert: tuple = (0.6, 0.7, 0.8)) -> dict:
+        return {"dataset": {"name": name}, "per_depth_accuracy": {"geep": geep, "fastbert": list(fastbert)},
+                "per_depth_shared_path": [], "majority_share": 0.5, "full_accuracy": full, "targets": [2.0],
+                "points": {"fastbert": [None]}, "train_seconds": {}}
+
+    t = goal_tally([summary("a", [0.7, 0.75, 0.8], 0.803), summary("b", [0.6, 0.7, 0.79], 0.80),
+                    summary("flat", [0.5, 0.5, 0.5], 0.505, (0.5, 0.5, 0.5))])
+    assert t["sets_that_learn"] == ["a", "b"]
+    assert t["depth_l"] == [1, 2] and t["students"] == [2, 2] and t["no_head_at_chance"] == [2, 2]
+    assert t["fastbert_2x"] == [0, 2] and t["probe_auc"] == [0, 2]  # nothing measured is nothing met
+
+
 def test_tune_split_halves_are_disjoint_and_cover_the_test_rows() -> None:
     from dataclasses import replace
 
@@ -131,7 +155,7 @@ def test_held_out_sample_is_disjoint() -> None:
 
 def test_parse_datasets() -> None:
     assert [s.name for s in parse_datasets("sst2, afqmc")] == ["sst2", "afqmc"]
-    assert len(parse_datasets("all")) == 5
+    assert len(parse_datasets("all")) == 6 and parse_datasets("all")[-1].name == "weibo"
     with pytest.raises(ConfigError, match="unknown dataset"):
         parse_datasets("sst2,imdb")
 
@@ -185,7 +209,10 @@ def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
                       command="test")
     s = run_dataset(cfg, spec, suite_run._Log())
     assert s["rows"] == {"train": 40, "pool": 120, "test": 16, "tune": 120}
-    assert set(s["curves"]) == {"full", "geep", "probe", "probe_esc", "fastbert", "pabee", "static"}
+    assert set(s["curves"]) == {"full", "geep", "probe", "probe_esc", "probe_skip", "fastbert", "pabee", "static"}
+    # the probe over the shared exit path runs on its own export, named in its knobs
+    assert all(c["knob"].endswith("@skip") for c in s["curves"]["probe_skip"])
+    assert json.loads((cfg.work / "toy" / "export" / "geep_skip" / "manifest.json").read_text())["exit_mode"] == "skip"
     assert {"probe", "probe_with_table", "depth1_entropy"} <= set(s["hard_row_auc"])
     # every operating point was chosen on the pool and carries the pool figures it was chosen by
     assert all(p is None or "held_out" in p for ps in s["points"].values() for p in ps)

@@ -48,10 +48,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="full,geep,fastbert,pabee,static",
                    help="comma list of full, geep[:Q+M], geep-pool[:Q+M] (rows pooled per predicted depth across the "
                         "split), probe[:R[+escT]] (the layer-1 probe dispatch at risk R, escalating above "
-                        "entropy T; exports with --probe), static[:k], fastbert[:speed], pabee[:patience]")
-    p.add_argument("--baseline-export", action="append", default=[], metavar="METHOD=DIR",
-                   help="run a baseline on its own export, e.g. fastbert=runs/export_fastbert (repeatable); "
-                        "default: the same export's heads")
+                        "entropy T; exports with --probe), static[:k], fastbert[:speed], pabee[:patience]; a suffix @NAME "
+                        "runs a method on the export --baseline-export NAME=DIR gives")
+    p.add_argument("--baseline-export", action="append", default=[], metavar="NAME=DIR",
+                   help="run a baseline on its own export, e.g. fastbert=runs/export_fastbert (repeatable; "
+                        "default: the same export's heads); any other NAME is an export methods pick with @NAME, "
+                        "e.g. skip=runs/export_skip with --methods probe:0.3@skip")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported (default 3)")
     p.add_argument("--threads", type=int, default=None, help="intra-op CPU threads (default: backend's choice)")
     p.add_argument("--max-rows", type=int, default=None, help="use only the first N rows of the split")
@@ -82,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     baseline: dict[str, Path] = {}
     for item in args.baseline_export:
         method, sep, d = item.partition("=")
-        if not sep or method not in ("fastbert", "pabee", "static", "full") or not d:
-            raise ConfigError(f"bench | --baseline-export expects METHOD=DIR with METHOD one of fastbert, pabee, "
-                              f"static, full; got {item!r}.")
+        if not sep or not method or not d:
+            raise ConfigError(f"bench | --baseline-export expects NAME=DIR (NAME: fastbert, pabee, static, full, "
+                              f"or a name methods pick with @NAME); got {item!r}.")
         baseline[method] = Path(d)
     cfg = BenchConfig(export=args.export, data=args.data, split=args.split, backend=args.backend,
                       device=args.device, precisions=args.precision, batch_sizes=args.batch_sizes,

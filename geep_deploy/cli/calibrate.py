@@ -9,12 +9,16 @@ table file holding the table, the tuned parameters and the calibration figures.
 With --predictor probe it also fits the layer-1 probe (features: depth 1's entropy, margin and top probability,
 and the length; --probe-with-table adds the table's statistics) on the calibration rows' exit labels, tunes its risk level (and with --escalation tune
 its escalation threshold) on dev for the same budget, and writes it as JSON next to the table (--probe-out).
-Export both with `geep-deploy export --exit-table TABLE --probe PROBE`.
+Export both with `geep-deploy export --exit-table TABLE --probe PROBE`. With --exit-mode skip the probe dispatches
+to GEEP's shared exit path (layers 1..k, then layer L and the teacher: one layer more, often more accurate than
+the students); export that probe with --exit-mode skip.
 
 Example:
   geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz
   geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz \\
       --predictor probe --escalation tune
+  geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/skip_table.npz \
+      --predictor probe --exit-mode skip   # then: export ... --probe runs/skip_table.probe.json --exit-mode skip
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                        help="probe JSON to write (default: next to --out, e.g. exit_table.probe.json)")
     probe.add_argument("--escalation", choices=("off", "tune"), default="off",
                        help="off: no escalation (default); tune: also try escalation thresholds on dev")
+    probe.add_argument("--exit-mode", choices=("student", "skip"), default="student",
+                       help="exits the probe dispatches to: student heads (default), or skip, GEEP's shared exit "
+                            "path (layers 1..k, then layer L and the teacher; export with --exit-mode skip)")
     probe.add_argument("--probe-with-table", action="store_true",
                        help="also give the probe the exit table's statistics as features (default: depth 1's logits "
                             "and the length only; the table's features lowered the probe's AUC on every set of "
@@ -81,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
     if args.tau is not None and args.rule != "entropy":
         raise ConfigError(f"calibrate | --tau sets the entropy threshold of --rule entropy; the {args.rule} rule "
                           "has no threshold, so it would be ignored. Drop --tau, or add --rule entropy.")
-    probe_flags = args.probe_out is not None or args.escalation != "off" or args.probe_with_table
+    probe_flags = (args.probe_out is not None or args.escalation != "off" or args.probe_with_table
+                   or args.exit_mode != "student")
     if probe_flags and args.predictor != "probe":
-        raise ConfigError("calibrate | --probe-out, --escalation and --probe-with-table set up the probe; add "
-                          "--predictor probe, or drop them.")
+        raise ConfigError("calibrate | --probe-out, --escalation, --exit-mode and --probe-with-table set up the "
+                          "probe; add --predictor probe, or drop them.")
     from geep_deploy.atomic import check_output_file
 
     check_output_file(args.out, "calibrate --out")
@@ -106,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         from export.probe_fit import ESCALATE_GRID
 
         pres = calibrate_probe(ckpt, calib, dev, escalations=ESCALATE_GRID if args.escalation == "tune" else (None,),
-                               uses_table=args.probe_with_table, **kwargs)
+                               uses_table=args.probe_with_table, exit_mode=args.exit_mode, **kwargs)
         res = pres.table
     else:
         res = calibrate_checkpoint(ckpt, calib, dev, **kwargs)

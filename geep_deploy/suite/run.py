@@ -199,7 +199,7 @@ def _read_cached(path: Path, read: Any) -> Any:
 
 
 def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: str,
-            probe: Path | None = None) -> Path:
+            probe: Path | None = None, exit_mode: str | None = None) -> Path:
     from export.bundle import export_checkpoint, load_export
     from geep_deploy.errors import GeepError
 
@@ -211,6 +211,8 @@ def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: 
             print(f"rebuilding {out}: {e}")
     log.step(ds, f"export {ckpt_path.name} -> {out}")
     extra = {} if probe is None else {"probe": probe}
+    if exit_mode is not None:  # the shared-path export serves the probe only: no segment graphs
+        extra.update(exit_mode=exit_mode, segments=False)
     export_checkpoint(ckpt_path, out, exit_table=exit_table, precisions=("fp32",), force=True, **extra)
     return out
 
@@ -234,8 +236,8 @@ def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[s
         data = head_slice(work / "data", work / f"bench_rows_b{bs}", rows, among=reported)
         res = run_bench(BenchConfig(
             export=exports["geep"], data=data, split="test", batch_sizes=(bs,), methods=",".join(knobs),
-            baseline_exports={"full": exports["full"], "fastbert": exports["fastbert"],
-                              "pabee": exports["pabee"]}, repeats=cfg.repeats, threads=cfg.threads))
+            baseline_exports={m: exports[m] for m in ("full", "fastbert", "pabee", SKIP_EXPORT)},
+            repeats=cfg.repeats, threads=cfg.threads))
         atomic_write_text(path, json.dumps(res, indent=1) + "\n")
         out[bs] = res
     return out
@@ -246,26 +248,34 @@ PROBE_POOL_SIZES = (250, 500, 1000, 2000)
 
 def _logit_arrays(work: Path, ckpts: dict[str, Any], geep: Any, enc_pool: Any, enc_test: Any,
                   log: _Log, ds: str) -> dict[str, np.ndarray]:
-    """Per-depth logits of every method on the held-out pool and the test rows (plus GEEP's shared exit path)."""
+    """Per-depth logits of every method on the held-out pool and the test rows, plus GEEP's shared exit path on
+    both (the probe over that path is fitted and tuned on the pool). Cached; only missing arrays are computed."""
     path = work / "logits.npz"
-    need = {f"pool_{m}" for m in EXITING} | {f"test_{m}" for m in ckpts} | {"test_geep_shared_path"}
-    arrays = _read_cached(path, lambda p: dict(np.load(p)))
-    if arrays is None or not need <= set(arrays):
-        log.step(ds, "per-depth logits on the held-out pool and on test (all methods)")
-        arrays = {"test_geep_shared_path": _shared_path_logits(geep, enc_test)}
-        for m, ck in ckpts.items():  # `full` has no knob to choose on the pool
-            arrays[f"test_{m}"] = _logits(ck, enc_test)
-            if m in EXITING:
-                arrays[f"pool_{m}"] = _logits(ck, enc_pool)
+    jobs = {"test_geep_shared_path": lambda: _shared_path_logits(geep, enc_test),
+            "pool_geep_shared_path": lambda: _shared_path_logits(geep, enc_pool)}
+    for m, ck in ckpts.items():  # `full` has no knob to choose on the pool
+        jobs[f"test_{m}"] = lambda ck=ck: _logits(ck, enc_test)
+        if m in EXITING:
+            jobs[f"pool_{m}"] = lambda ck=ck: _logits(ck, enc_pool)
+    arrays = _read_cached(path, lambda p: dict(np.load(p))) or {}
+    missing = [k for k in jobs if k not in arrays]
+    if missing:
+        log.step(ds, f"logits on the held-out pool and on test: {', '.join(missing)}")
+        arrays.update({k: jobs[k]() for k in missing})
         np.savez(path.with_suffix(".tmp.npz"), **arrays)
         path.with_suffix(".tmp.npz").replace(path)
     return arrays
 
 
+SKIP_EXPORT = "skip"
+"""The bench's name for GEEP's export that exits through the shared exit path (knobs ``probe:R@skip``)."""
+
+
 def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengths: np.ndarray, geep: Any,
-            mass: np.ndarray, probe_probs: np.ndarray, rows: np.ndarray | None = None) -> dict[str, list[dict[str, Any]]]:
+            mass: np.ndarray, probe_probs: np.ndarray, skip_probs: np.ndarray,
+            rows: np.ndarray | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every method's accuracy/FLOPs sweep on one split (``pool`` or ``test``; its ``rows`` when given), with
-    identical knobs on every split."""
+    identical knobs on every split. ``skip_probs`` are the probe's over the shared exit path."""
     from export.calibration import DEFAULT_QUANTILES, dev_curve
     from export.probe_fit import ESCALATE_GRID, probe_curve
 
@@ -273,6 +283,7 @@ def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengt
     labels, lengths, mass, probe_probs = labels[sel], lengths[sel], mass[sel], probe_probs[sel]
     shape, L = geep.shape, geep.shape.num_hidden_layers
     lg = {m: arrays[f"{split}_{m}"][sel] for m in EXITING}
+    shared = _shared_exits(arrays, split)[sel]
     full = arrays[f"{split}_full"][sel] if f"{split}_full" in arrays else lg["fastbert"]  # the pool never picks it
     return {
         "full": [{**static_curve(full, labels, lengths, shape)[-1], "knob": "full"}],
@@ -281,12 +292,21 @@ def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengt
         "probe": probe_curve(probe_probs, lg["geep"], labels, lengths, shape),
         "probe_esc": probe_curve(probe_probs, lg["geep"], labels, lengths, shape,
                                  escalations=[e for e in ESCALATE_GRID if e is not None]),
+        "probe_skip": probe_curve(skip_probs[sel], shared, labels, lengths, shape, exit_mode="skip",
+                                  source=SKIP_EXPORT),
         "fastbert": entropy_curve(lg["fastbert"], labels, lengths, shape),
         "pabee": patience_curve(lg["pabee"], labels, lengths, shape),
         "static": static_curve(lg["geep"], labels, lengths, shape)[:-1],
         # GEEP's own students under FastBERT's entropy exit (FLOPs only): separates the training from the predictor
         "geep_entropy": entropy_curve(lg["geep"], labels, lengths, shape),
     }
+
+
+def _shared_exits(arrays: dict[str, np.ndarray], split: str) -> np.ndarray:
+    """(N, L, C) exits of GEEP's shared exit path on ``split``: layers 1..k, then layer L and the teacher."""
+    from geep_deploy.evaluate import exit_path_logits
+
+    return exit_path_logits(arrays[f"{split}_geep"], arrays[f"{split}_geep_shared_path"])
 
 
 def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any]:
@@ -357,18 +377,28 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     probe = fit_probe(feats["pool"], exits_pool, L, uses_table=False)
     probs = {"pool": cross_fitted_probabilities(feats["pool"], exits_pool, L, seed=cfg.seed),
              "test": probe.probabilities(feats["test"])}
+    # The same probe features, with exit labels and answers from GEEP's shared exit path (one layer more).
+    exits_skip = consistency_exit_depths(_shared_exits(arrays, "pool"))
+    skip_probe = fit_probe(feats["pool"], exits_skip, L, uses_table=False, exit_mode="skip")
+    skip_probs = {"pool": cross_fitted_probabilities(feats["pool"], exits_skip, L, seed=cfg.seed),
+                  "test": skip_probe.probabilities(feats["test"])}
     if tune is None:
-        tune_curves = _curves(arrays, "pool", pool_labels, pool_lengths, geep, mass["pool"], probs["pool"])
+        tune_curves = _curves(arrays, "pool", pool_labels, pool_lengths, geep, mass["pool"], probs["pool"],
+                              skip_probs["pool"])
     else:
-        tune_curves = _curves(arrays, "test", labels, lengths, geep, mass["test"], probs["test"], rows=tune)
-    curves = _curves(arrays, "test", labels, lengths, geep, mass["test"], probs["test"], rows=report)
+        tune_curves = _curves(arrays, "test", labels, lengths, geep, mass["test"], probs["test"], skip_probs["test"],
+                              rows=tune)
+    curves = _curves(arrays, "test", labels, lengths, geep, mass["test"], probs["test"], skip_probs["test"],
+                     rows=report)
     # Operating points are chosen on the tuning rows for every method alike, then reported on the other rows.
     points = {m: transfer(operating_points(tune_curves[m]), curves[m]) for m in curves if m != "full"}
-    at2 = points["probe"][TARGET_SPEEDUPS.index(2.0)]
-    probe_path = work / "probe.json"
-    probe = probe.with_knobs(risk=at2["risk"] if at2 else 0.5)
-    _invalidate_if_probe_changed(work, probe)
-    probe.save(probe_path)
+    probe_path, skip_probe_path = work / "probe.json", work / "probe_skip.json"
+    for fitted, path, export_dir, method in ((probe, probe_path, "geep", "probe"),
+                                             (skip_probe, skip_probe_path, "geep_skip", "probe_skip")):
+        at2 = points[method][TARGET_SPEEDUPS.index(2.0)]
+        fitted = fitted.with_knobs(risk=at2["risk"] if at2 else 0.5)
+        _invalidate_if_probe_changed(work, fitted, export_dir)
+        fitted.save(path)
     y = labels[report]
     per_depth = {m: [float((arrays[f"test_{m}"][report, k].argmax(-1) == y).mean())
                      for k in range(L)] for m in EXITING}
@@ -404,7 +434,9 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     }
     if cfg.bench:
         exports = {"geep": _export(work / "ckpt" / "geep.pt", work / "export" / "geep", table, log, spec.name,
-                                   probe=probe_path)}
+                                   probe=probe_path),
+                   SKIP_EXPORT: _export(work / "ckpt" / "geep.pt", work / "export" / "geep_skip", None, log,
+                                        spec.name, probe=skip_probe_path, exit_mode="skip")}
         for m in ("fastbert", "pabee", "full"):
             exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
         L = int(ckpts["geep"].model.num_layers)
@@ -421,11 +453,11 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     return summary
 
 
-def _invalidate_if_probe_changed(work: Path, probe: Any) -> None:
+def _invalidate_if_probe_changed(work: Path, probe: Any, export_dir: str = "geep") -> None:
     """An export (and its benches) built with another probe is rebuilt: the bench's knob names would not tell."""
     from runtime.probe import ProbeModel
 
-    old = work / "export" / "geep" / "probe.json"
+    old = work / "export" / export_dir / "probe.json"
     if old.is_file() and ProbeModel.load(old).to_dict() != probe.to_dict():
         print(f"rebuilding {old.parent}: its probe differs from the one fitted now")
         shutil.rmtree(old.parent)
