@@ -34,7 +34,7 @@ def test_calibrate_export_predict_bench(data: Path, tmp_path: Path, capsys: pyte
     assert "probe (60 calibration rows" in out and f"wrote {probe_file}" in out and table.is_file()
     probe = ProbeModel.load(probe_file)
     calib = json.loads(probe_file.read_text())["calibration"]
-    # by default the probe reads depth 1 and the length (the table's features lowered its AUC in the evaluation)
+    # by default the probe reads depth 1 and the length (the table's features did not raise its AUC in the evaluation)
     assert probe.num_layers == 3 and not probe.uses_table and probe.risk == calib["chosen"]["risk"]
     assert calib["chosen"]["accuracy"] >= calib["full_accuracy"] - 0.05 - 1e-9
     with_table = tmp_path / "wt.npz"

@@ -34,7 +34,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="export the prefix/contK graphs even without --probe")
     parser.add_argument("--exit-mode", choices=("student", "skip"), default=None,
                         help="depth k < L exits through head k (student) or through layer L and the teacher (skip, "
-                             "one layer more); default: the checkpoint's")
+                             "one layer more); default: the checkpoint's. A --probe must have been calibrated with the same "
+                             "--exit-mode")
     parser.add_argument("--depths", default="all", help="'all' or a list like 1,3,6 (default: all)")
     parser.add_argument("--precision", default="fp32", help=f"comma list of {','.join(PRECISIONS)} (default: fp32)")
     parser.add_argument("--backend", default="onnx", help=f"comma list of {','.join(BACKENDS)} (default: onnx)")

@@ -450,9 +450,10 @@ def write_page(results: Path, out: Path = Path("docs/results.md"), notes: Path |
         + _loss_text(summaries[0]),
         "- Each method's knob is swept on a held-out pool of the train split that no model trained on (the same "
         "rows for every method): GEEP's token-table quantile and margin, the probe's risk level (and escalation "
-        "threshold), FastBERT's entropy threshold (0 to 0.95 by 0.05), PABEE's patience (1-5), static depth (1-5, "
-        "GEEP's students). The exit table and the probe are fitted on the same pool's exit labels (the probe's "
-        "pool scores are cross-fitted). The chosen knob is then reported on the test rows. SST-2 is the "
+        "threshold; the probe over the shared exit path has its own risk level), FastBERT's entropy threshold (0 "
+        "to 0.95 by 0.05), PABEE's patience (1-5), static depth (1-5, GEEP's students). The exit table and the "
+        "probes are fitted on the same pool's exit labels (their pool scores are cross-fitted: each pool row is "
+        "scored by a table or probe fitted on the other folds). The chosen knob is then reported on the test rows. SST-2 is the "
         "exception: its train split is mostly short phrases, unlike its test sentences, so its knobs are chosen on "
         "a seeded half of the test slice and reported on the other half. "
         f"An operating point is the most accurate pool sweep point whose FLOPs speed-up reaches the target "
