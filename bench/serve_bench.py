@@ -251,7 +251,9 @@ def main() -> int:
               "workload": {"data": "SST-2 dev (bundled), one text per request", "levels": levels,
                            "max_requests_per_level": a.max_requests, "time_limit_s_per_level": a.time_limit,
                            "threads": a.threads, "pool_on": [*POOL_ON, "--engine-batch", str(engine_batch)],
-                           "pool_off": POOL_OFF, "client": "aiohttp, same machine"},
+                           "pool_off": POOL_OFF, "pool_wait": "adaptive (the service's default; a lone request "
+                           "goes at once when pools see no other request arrive while they run)",
+                           "client": "aiohttp, same machine"},
               "wall_s": round(time.perf_counter() - t0, 1), "summary": summarize(records), "records": records}
     a.json.parent.mkdir(parents=True, exist_ok=True)
     from geep_deploy.atomic import atomic_write_text

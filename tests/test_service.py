@@ -158,6 +158,28 @@ def test_batcher_pools_concurrent_requests_and_answers_like_predict(engine) -> N
     assert sum(depths.values()) == rows and len(depths) > 1  # the table sends rows to several depths
 
 
+def test_one_client_at_a_time_is_not_kept_waiting(engine) -> None:
+    """Adaptive wait: once pools see no request arrive while they run, a lone request goes at once; the fixed
+    policy (and the first requests, before anything is measured) wait out max_wait."""
+    wait = 0.3
+
+    async def sequential(adaptive: bool, n: int) -> tuple[list[float], MicroBatcher]:
+        b = MicroBatcher(PoolRunner(engine), BatcherConfig(max_batch=64, max_wait_s=wait, adaptive_wait=adaptive))
+        await b.start()
+        took = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            await b.submit(Rows((TEXTS[i % 10],)))
+            took.append(time.perf_counter() - t0)
+        await b.close()
+        return took, b
+
+    took, b = asyncio.run(sequential(True, 6))
+    assert took[0] >= wait and all(t < wait / 2 for t in took[3:]) and b.company < 0.5
+    took, b = asyncio.run(sequential(False, 3))
+    assert all(t >= wait for t in took)
+
+
 def test_batcher_close_finishes_queued_requests_then_refuses(engine) -> None:
     async def go() -> None:
         b = MicroBatcher(PoolRunner(engine), BatcherConfig(max_batch=64, max_wait_s=5.0, max_queue_rows=3))

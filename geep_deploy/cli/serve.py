@@ -33,6 +33,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="longest a request waits for its pool to fill (default 5); --max-batch 1 --max-wait-ms 0 "
                         "turns pooling off")
+    p.add_argument("--fixed-wait", action="store_true",
+                   help="every pool waits up to --max-wait-ms, even with one client at a time (default: a lone "
+                        "request goes at once when recent pools saw no other request arrive while they ran)")
     p.add_argument("--max-queue", type=int, default=2048, help="most rows waiting before 503 (default 2048)")
     p.add_argument("--workers", type=int, default=1, help="pools classified at once (default 1)")
     p.add_argument("--engine-batch", type=int, default=None,
@@ -75,7 +78,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"serve | --max-wait-ms must be >= 0, got {args.max_wait_ms}.")
     if args.ray:  # Ray Serve queues, scales and drains replicas itself
         ignored = [f"--{n.replace('_', '-')}" for n, default in (("max_queue", 2048), ("workers", 1),
-                                                                   ("graceful_timeout", 30.0))
+                                                                   ("graceful_timeout", 30.0),
+                                                                   ("fixed_wait", False))
                    if getattr(args, n) != default]
         if ignored:
             print(f"warning: {', '.join(ignored)} apply to the local service only; --ray ignores them.",
@@ -118,13 +122,14 @@ def run(args: argparse.Namespace) -> int:
     service = LocalService(
         engine,
         BatcherConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1e3, max_queue_rows=args.max_queue,
-                      workers=args.workers),
+                      workers=args.workers, adaptive_wait=not args.fixed_wait),
         RequestLimits(max_rows=args.max_rows, max_chars=args.max_chars, max_body_bytes=args.max_body_kb * 1024),
         engine_batch=args.engine_batch)
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.graceful_timeout)
     print(f"serving {args.export} ({engine!r}) on http://{args.host}:{args.port} "
-          f"(max batch {args.max_batch}, max wait {args.max_wait_ms} ms); Ctrl-C stops", file=sys.stderr,
+          f"(max batch {args.max_batch}, max wait {args.max_wait_ms} ms"
+          f"{', fixed' if args.fixed_wait else ', adaptive'}); Ctrl-C stops", file=sys.stderr,
           flush=True)
     server = uvicorn.Server(config)
     server.run()

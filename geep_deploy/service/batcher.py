@@ -1,7 +1,10 @@
 """An asyncio micro-batcher: pools concurrent requests into one ``predict`` call, run in a worker thread.
 
 A pool closes when it holds ``max_batch`` rows or when its oldest request has waited ``max_wait_s``; while every
-worker is busy, requests keep queueing, so under load pools fill up without any added wait. The queue is bounded in
+worker is busy, requests keep queueing, so under load pools fill up without any added wait. With
+``adaptive_wait`` (the default) a lone request does not wait for company that is not coming: when recent pools
+saw (almost) no request arrive while they ran, the service has one client at a time, and the request is
+classified at once (an exponential average of arrivals per pool, starting as if there were company). The queue is bounded in
 rows (`QueueFull` -> HTTP 503 with Retry-After), and ``close()`` stops intake, then finishes every queued and
 in-flight pool before returning (graceful shutdown).
 """
@@ -20,6 +23,10 @@ from geep_deploy.errors import GeepError
 from geep_deploy.service.pooling import Rows, take_pool
 from geep_deploy.service.runner import PoolOutcome, Record
 from geep_deploy.service.telemetry import ServiceMetrics
+
+COMPANY_FLOOR = 0.5
+"""Fewer requests than this arriving per pool run (on average) means one client at a time: a lone request's pool
+closes at once instead of waiting ``max_wait_s`` for others."""
 
 
 class QueueFull(GeepError):
@@ -42,6 +49,7 @@ class BatcherConfig:
     max_wait_s: float = 0.005
     max_queue_rows: int = 2048
     workers: int = 1
+    adaptive_wait: bool = True  # a lone request waits only while requests arrive during pools (module docstring)
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_queue_rows < 1 or self.workers < 1 or self.max_wait_s < 0:
@@ -81,6 +89,9 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
         self._recent_pool_s = 0.05  # moving estimate of one pool's seconds, for Retry-After
+        self._running = 0  # pools inside ``run_pool`` now
+        self._busy_arrivals = 0  # requests that arrived while a pool ran, since the last pool finished
+        self.company = 1.0  # moving average of those per pool; below COMPANY_FLOOR a lone request goes at once
 
     # -- state ----------------------------------------------------------------------------------------------
     @property
@@ -134,6 +145,8 @@ class MicroBatcher:
             raise QueueFull(f"service | queue full: {self._queued_rows} rows waiting, limit "
                             f"{self.config.max_queue_rows}. Retry later or add replicas.", self.retry_after_s())
         fut: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
+        if self._running:
+            self._busy_arrivals += 1
         self._pending.append(_Pending(rows, fut, time.perf_counter()))
         self._queued_rows += len(rows)
         assert self._wakeup is not None
@@ -162,7 +175,8 @@ class MicroBatcher:
             # the pool's window opens when its oldest request arrived, or when the worker came free if later:
             # under load, the clients answered by the last pool get max_wait to join the next one
             opened = max(self._pending[0].enqueued, freed)
-            while self._queued_rows < self.config.max_batch and not self._closing:
+            alone = self.config.adaptive_wait and len(self._pending) == 1 and self.company < COMPANY_FLOOR
+            while self._queued_rows < self.config.max_batch and not self._closing and not alone:
                 left = opened + self.config.max_wait_s - time.perf_counter()
                 if left <= 0:
                     break
@@ -180,6 +194,7 @@ class MicroBatcher:
             for p in pool:
                 self.metrics.stage.observe(now - p.enqueued, stage="queue")
             assert self._executor is not None
+            self._running += 1
             try:
                 outcome = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self.run_pool, [p.rows for p in pool])
@@ -188,7 +203,11 @@ class MicroBatcher:
                     if not p.future.done():
                         p.future.set_exception(e)
                 return
+            finally:
+                self._running -= 1
             self._recent_pool_s = 0.8 * self._recent_pool_s + 0.2 * outcome.seconds
+            self.company = 0.7 * self.company + 0.3 * self._busy_arrivals
+            self._busy_arrivals = 0
             self.metrics.observe_pool(sum(len(p.rows) for p in pool), len(pool), outcome.timings,
                                       outcome.depths, outcome.seconds)
             for p, result in zip(pool, outcome.results):
