@@ -80,7 +80,7 @@ def calibrate_probe(
         escalations: escalation thresholds to try (None = off). Defaults to off only;
             ``export.probe_fit.ESCALATE_GRID`` tries them all.
         uses_table: give the probe the exit table's statistics as features. Defaults to False: in
-            docs/results.md they left its AUC about where it was (lower on SST-2), and without them no table is
+            docs/results.md they left its AUC about where it was, and without them no table is
             needed.
         exit_mode: the exits the export will answer from: ``"student"`` heads, or ``"skip"``, GEEP's shared exit
             path (layers 1..k, then layer L and the teacher; export with ``--exit-mode skip``). Exit labels and

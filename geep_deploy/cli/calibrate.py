@@ -59,7 +59,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     probe.add_argument("--probe-with-table", action="store_true",
                        help="also give the probe the exit table's statistics as features (default: depth 1's logits "
                             "and the length only; in docs/results.md the table's features left its AUC about where it "
-                            "was, lower on SST-2)")
+                            "was)")
 
 
 def format_curve(curve: list[dict], chosen: dict) -> str:

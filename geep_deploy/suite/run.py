@@ -368,16 +368,15 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     if not table.is_file():
         calib.predictor.save(table)
     # The table was built from every pool row's exit label, so on the pool its figures would be in-sample (on AG
-    # News it looked 3 points better there than on test); where knobs are chosen on the pool, each pool row is
-    # scored by a table built on the other folds, as the probe's pool scores are cross-fitted.
-    mass = {"pool": batch_mass(calib.predictor, enc_pool.ids) if tune is not None else
-            out_of_fold_mass(enc_pool.ids, consistency_exit_depths(arrays["pool_geep"]), L,
-                             sorted(encoder.special_ids), seed=cfg.seed),
+    # News it looked 3 points better there than on test): each pool row is scored by a table built on the other
+    # folds, as the probe's pool scores are cross-fitted (pool curves, and the probe fitted with table features).
+    mass = {"pool": out_of_fold_mass(enc_pool.ids, consistency_exit_depths(arrays["pool_geep"]), L,
+                                     sorted(encoder.special_ids), seed=cfg.seed),
             "test": batch_mass(calib.predictor, enc_test.ids)}
     # The layer-1 probe: fitted on the pool's exit labels; the pool's own scores are cross-fitted (tuning rows never
     # fitted the probe that scored them); test rows are scored by the probe fitted on the whole pool. It reads depth
     # 1's logits and the length, not the table: with the table's features (cross-fitted on the pool) its AUC was
-    # about the same, lower on SST-2
+    # about the same
     # (`probe_with_table` in `hard_row_auc`).
     exits_pool = consistency_exit_depths(arrays["pool_geep"])
     feats = {"pool": probe_features(arrays["pool_geep"][:, 0], pool_lengths),
