@@ -20,9 +20,10 @@ from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ConfigError
-from geep_deploy.evaluate import collect_depth_logits, collect_skip_logits, exit_path_logits
+from geep_deploy.evaluate import collect_depth_and_skip_logits, collect_depth_logits, exit_path_logits
 from geep_deploy.exits import EXIT_RULES, QUANTILE_GRID, exit_depths, exit_figures, predictions_at
 from geep_deploy.flops import flops_speedup
+from geep_deploy.names import SKIP
 from runtime.keys import pad_rows
 from runtime.predictor import ExitPredictor, build_predictor, depths_from_mass
 
@@ -183,10 +184,11 @@ def collect_logits(ckpt: Checkpoint, calib: TextDataset, dev: TextDataset, batch
     for split, ds in (("calib", calib), ("dev", dev)):
         enc = encoder.encode(ds.texts_a, ds.texts_b)
         desc = ("calibration pass" if split == "calib" else "dev pass") if progress else None
-        logits = collect_depth_logits(ckpt.model, enc, batch_size, device, desc)
-        skip = collect_skip_logits(ckpt.model, enc, batch_size, device, desc and f"{desc}, shared exit path") \
-            if exit_mode == "skip" else None
-        out[split] = (enc.ids, logits, None if skip is None else exit_path_logits(logits, skip))
+        if exit_mode == SKIP:  # one pass gives both: the students' logits (features) and the path's (exits)
+            logits, skip = collect_depth_and_skip_logits(ckpt.model, enc, batch_size, device, desc)
+            out[split] = (enc.ids, logits, exit_path_logits(logits, skip))
+        else:
+            out[split] = (enc.ids, collect_depth_logits(ckpt.model, enc, batch_size, device, desc), None)
     return CalibrationLogits(out["calib"][0], out["calib"][1], out["dev"][0], out["dev"][1], np.asarray(dev.labels),
                              sorted(encoder.special_ids), exit_mode, out["calib"][2], out["dev"][2])
 

@@ -28,7 +28,6 @@ def iter_sorted_batches(
         yield idx, torch_batch(enc, idx, device)
 
 
-@torch.inference_mode()
 def collect_skip_logits(
     model: ExitBert, enc: Encoded, batch_size: int = 64, device: str = "cpu", desc: str | None = None
 ) -> np.ndarray:
@@ -37,15 +36,7 @@ def collect_skip_logits(
     This is the path GEEP's shared exit loss trains (and EasyNLP's released GEEP exits through); it costs one
     layer more than the student at depth k.
     """
-    model.eval().to(device)
-    L = model.num_layers
-    out = np.zeros((len(enc), L - 1, model.num_labels), dtype=np.float32)
-    for idx, batch in iter_sorted_batches(enc, batch_size, device, desc):
-        res = model.forward_all(**batch)
-        skip = [model.teacher_from(h, res.mask_bias, res.attention_mask) for h in res.hidden[: L - 1]]
-        if skip:
-            out[idx] = torch.stack(skip, dim=1).float().cpu().numpy()
-    return out
+    return collect_depth_and_skip_logits(model, enc, batch_size, device, desc)[1]
 
 
 def exit_path_logits(depth_logits: np.ndarray, skip_logits: np.ndarray | None) -> np.ndarray:
@@ -59,20 +50,39 @@ def exit_path_logits(depth_logits: np.ndarray, skip_logits: np.ndarray | None) -
     return np.concatenate([skip_logits, depth_logits[:, -1:]], axis=1)
 
 
-@torch.inference_mode()
 def collect_depth_logits(
     model: ExitBert, enc: Encoded, batch_size: int = 64, device: str = "cpu", desc: str | None = None
 ) -> np.ndarray:
     """(N, L, C) float32 logits of every row at every depth, from one pass through all layers per batch."""
+    return _collect(model, enc, batch_size, device, desc, skip=False)[0]
+
+
+def collect_depth_and_skip_logits(
+    model: ExitBert, enc: Encoded, batch_size: int = 64, device: str = "cpu", desc: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every depth's logits (N, L, C) and the shared exit path's (N, L-1, C) from the same single pass."""
+    depth, skip = _collect(model, enc, batch_size, device, desc, skip=True)
+    assert skip is not None
+    return depth, skip
+
+
+@torch.inference_mode()
+def _collect(model: ExitBert, enc: Encoded, batch_size: int, device: str, desc: str | None,
+             skip: bool) -> tuple[np.ndarray, np.ndarray | None]:
     model.eval().to(device)
-    out = np.zeros((len(enc), model.num_layers, model.num_labels), dtype=np.float32)
+    L, C = model.num_layers, model.num_labels
+    out = np.zeros((len(enc), L, C), dtype=np.float32)
+    shared = np.zeros((len(enc), L - 1, C), dtype=np.float32) if skip else None
     for idx, batch in iter_sorted_batches(enc, batch_size, device, desc):
         res = model.forward_all(**batch)
         out[idx] = torch.stack(res.logits, dim=1).float().cpu().numpy()
+        if shared is not None and L > 1:
+            shared[idx] = torch.stack([model.teacher_from(h, res.mask_bias, res.attention_mask)
+                                       for h in res.hidden[: L - 1]], dim=1).float().cpu().numpy()
     if not np.isfinite(out).all():
         rows, depths = np.nonzero(~np.isfinite(out).all(axis=2))
         raise CheckpointError(f"model | the model gives NaN/inf logits for {len(set(rows.tolist()))} of {len(enc)} "
                               f"rows (first at depth {int(depths.min()) + 1}); an accuracy over them would be "
                               "meaningless. The weights are damaged or training diverged: retrain or use another "
                               "checkpoint.")
-    return out
+    return out, shared

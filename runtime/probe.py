@@ -35,7 +35,7 @@ import numpy as np
 
 from geep_deploy.errors import ConfigError, TableError
 from geep_deploy.exits import normalized_entropy, softmax
-from geep_deploy.names import EXIT_MODES
+from geep_deploy.names import EXIT_MODES, SKIP
 
 FEATURES = ("entropy", "margin", "max_prob", "table_depth", "table_deep", "log_length")
 PROBE_FORMAT = "geep-probe"
@@ -189,7 +189,7 @@ def probe_cost(depths: np.ndarray, escalated: np.ndarray, num_layers: int,
     """
     d = np.asarray(depths, dtype=np.int64)
     esc = np.asarray(escalated, dtype=bool)
-    skip = exit_mode == "skip"
+    skip = exit_mode == SKIP
     exit_layer = (d < num_layers) & skip
     return d + exit_layer + np.where(esc, num_layers - 1, 0), 1 + ((d > 1) | skip) + esc
 

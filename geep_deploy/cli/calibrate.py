@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.data import load_split
-from geep_deploy.names import DEVICES
+from geep_deploy.names import DEVICES, EXIT_MODES
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                        help="probe JSON to write (default: next to --out, e.g. exit_table.probe.json)")
     probe.add_argument("--escalation", choices=("off", "tune"), default="off",
                        help="off: no escalation (default); tune: also try escalation thresholds on dev")
-    probe.add_argument("--exit-mode", choices=("student", "skip"), default="student",
+    probe.add_argument("--exit-mode", choices=EXIT_MODES, default="student",
                        help="exits the probe dispatches to: student heads (default), or skip, GEEP's shared exit "
                             "path (layers 1..k, then layer L and the teacher; export with --exit-mode skip)")
     probe.add_argument("--probe-with-table", action="store_true",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from export.spec import BACKENDS, EXPORTERS, PRECISIONS, parse_list
+from geep_deploy.names import EXIT_MODES
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "gets its prefix/contK graphs")
     parser.add_argument("--continuations", action="store_true",
                         help="export the prefix/contK graphs even without --probe")
-    parser.add_argument("--exit-mode", choices=("student", "skip"), default=None,
+    parser.add_argument("--exit-mode", choices=EXIT_MODES, default=None,
                         help="depth k < L exits through head k (student) or through layer L and the teacher (skip, "
                              "one layer more); default: the checkpoint's. A --probe must have been calibrated with the same "
                              "--exit-mode")
