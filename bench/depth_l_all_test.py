@@ -92,12 +92,19 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {"command": shlex.join([".venv/bin/python", "bench/depth_l_all_test.py", *(argv or sys.argv[1:])]),
            "machine": machine_info("cpu"), "seed": args.seed, "datasets": {}}
-    for spec in parse_datasets(args.datasets):
-        res = measure(spec.name, args.data_root, args.work, args.seed)
+    from geep_deploy.errors import GeepError
+
+    try:
+        specs = parse_datasets(args.datasets)
+        results = {spec.name: measure(spec.name, args.data_root, args.work, args.seed) for spec in specs}
+    except (GeepError, OSError) as e:  # unknown set, missing data folder, damaged checkpoint: nothing is written
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name, res in results.items():
         if res is not None:
-            out["datasets"][spec.name] = res
+            out["datasets"][name] = res
             a = res["all_rows"]
-            print(f"{spec.name}: {a['rows']} rows, depth L - full {100 * a['depth_l_minus_full']:+.2f} "
+            print(f"{name}: {a['rows']} rows, depth L - full {100 * a['depth_l_minus_full']:+.2f} "
                   f"[{100 * a['ci95'][0]:+.2f}, {100 * a['ci95'][1]:+.2f}]")
     atomic_write_text(args.json, json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.json}")
