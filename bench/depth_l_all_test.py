@@ -28,12 +28,14 @@ sys.path.insert(0, str(ROOT))
 
 def depth_l_correct(ckpt_path: Path, texts_a: list[str], texts_b: list[str] | None, labels: np.ndarray,
                     cache: Path) -> np.ndarray:
-    """(N,) bool: the checkpoint's depth-L answer is right; cached beside the suite's run (same rows, same file)."""
+    """(N,) bool: the checkpoint's depth-L answer is right; cached beside the suite's run (same rows, same file).
+
+    A cache older than the checkpoint belongs to an earlier training and is recomputed."""
     from geep_deploy.checkpoint import load_checkpoint
     from geep_deploy.encoding import TextEncoder
     from geep_deploy.evaluate import collect_depth_logits
 
-    if cache.is_file():
+    if cache.is_file() and cache.stat().st_mtime >= ckpt_path.stat().st_mtime:
         got = np.load(cache)
         if got.shape == labels.shape:
             return got

@@ -33,8 +33,11 @@ sys.path.insert(0, str(ROOT))
 EPOCH_BUDGET = 4  # GEEP and PABEE: 4 epochs; FastBERT: 2 (teacher) + 2 (students), as in the suite
 
 
-def parse_variant(text: str) -> tuple[str, str, dict[str, float]]:
-    """``name=method[:key=value,...]`` -> (name, method, GEEP loss options)."""
+def parse_variant(text: str) -> tuple[str, str, dict[str, float], int | None]:
+    """``name=method[:key=value,...]`` -> (name, method, GEEP loss options, seed or None for the suite's).
+
+    ``seed=N`` among the options trains with another seed: two seeds of one variant show how far a difference
+    between variants is training noise."""
     from geep_deploy.errors import ConfigError
     from geep_deploy.methods import GeepLossConfig
 
@@ -44,12 +47,16 @@ def parse_variant(text: str) -> tuple[str, str, dict[str, float]]:
         raise ConfigError(f"train_diagnostics | --variant {text!r}: expected name=geep|fastbert|pabee|full[:k=v,...].")
     known = {f.name for f in dataclasses.fields(GeepLossConfig)}
     out: dict[str, float] = {}
+    seed: int | None = None
     for kv in filter(None, opts.split(",")):
         k, _, v = kv.partition("=")
+        if k == "seed" and v.isdigit():
+            seed = int(v)
+            continue
         if k not in known or k == "exit_set":
             raise ConfigError(f"train_diagnostics | --variant {text!r}: unknown loss option {k!r}.")
         out[k] = float(v)
-    return name, method, out
+    return name, method, out, seed
 
 
 class TermMonitor:
@@ -95,9 +102,9 @@ class TermMonitor:
 
 
 def per_depth(model: Any, enc: Any, labels: np.ndarray) -> dict[str, list[float]]:
-    from geep_deploy.evaluate import collect_depth_logits, collect_skip_logits
+    from geep_deploy.evaluate import collect_depth_and_skip_logits
 
-    lg, skip = collect_depth_logits(model, enc), collect_skip_logits(model, enc)
+    lg, skip = collect_depth_and_skip_logits(model, enc)
     return {"students": [float((lg[:, k].argmax(-1) == labels).mean()) for k in range(lg.shape[1])],
             "shared_path": [float((skip[:, k].argmax(-1) == labels).mean()) for k in range(skip.shape[1])]}
 
@@ -118,7 +125,7 @@ def run_variant(name: str, method: str, opts: dict[str, float], backbone: Any, t
     ckpt = train(backbone, train_ds, val_ds, cfg, monitor=monitor)
     enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len).encode(val_ds.texts_a, val_ds.texts_b)
     final = per_depth(ckpt.model, enc, np.asarray(val_ds.labels))
-    return {"method": method, "loss_options": dataclasses.asdict(loss_cfg),
+    return {"method": method, "loss_options": dataclasses.asdict(loss_cfg), "seed": seed,
             "epochs": {"total": EPOCH_BUDGET, "per_stage": [cfg.epochs] + ([cfg.distill_epochs] if cfg.distill_epochs else [])},
             "train_seconds": ckpt.metrics["train_seconds"], "stage_seconds": ckpt.metrics["stage_seconds"],
             "history": ckpt.metrics["history"], "final_per_depth": final,
@@ -204,15 +211,17 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads(out.read_text(encoding="utf-8"))
         if old.get("rows") == result["rows"]:
             result["variants"] = old.get("variants", {})
-    for name, method, opts in variants:
+    for name, method, opts, seed in variants:
         from geep_deploy.methods import GeepLossConfig
 
+        seed = suite.seed if seed is None else seed
         kept = result["variants"].get(name)
-        if kept and kept["method"] == method and kept["loss_options"] == dataclasses.asdict(GeepLossConfig(**opts)):
+        if (kept and kept["method"] == method and kept.get("seed", suite.seed) == seed
+                and kept["loss_options"] == dataclasses.asdict(GeepLossConfig(**opts))):
             print(f"{name}: kept from {out}")
             continue
         result["variants"][name] = run_variant(name, method, opts, backbone, train_ds, val_ds, spec, embed_lr,
-                                               args.every, suite.seed)
+                                               args.every, seed)
         atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")  # the command that reproduces what it holds
     plot(result, out.with_suffix(".png"))

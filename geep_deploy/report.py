@@ -12,7 +12,7 @@ import numpy as np
 from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
-from geep_deploy.evaluate import collect_depth_logits, collect_skip_logits
+from geep_deploy.evaluate import collect_depth_and_skip_logits, collect_depth_logits
 from geep_deploy.exits import (
     PATIENCE_GRID,
     SPEED_GRID,
@@ -30,7 +30,12 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Accuracy and FLOPs speed-up per depth, and per exit threshold for methods that have students."""
     enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len).encode(ds.texts_a, ds.texts_b)
-    logits = collect_depth_logits(ckpt.model, enc, batch_size, device, desc="eval" if progress else None)
+    desc = "eval" if progress else None
+    skip = None
+    if ckpt.method == "geep":  # only GEEP's shared exit loss trains the teacher on shallow states: one pass for both
+        logits, skip = collect_depth_and_skip_logits(ckpt.model, enc, batch_size, device, desc)
+    else:
+        logits = collect_depth_logits(ckpt.model, enc, batch_size, device, desc)
     y = np.asarray(ds.labels)
     lengths = enc.lengths
     shape, C, L = ckpt.shape, ckpt.model.num_labels, ckpt.model.num_layers
@@ -40,8 +45,7 @@ def evaluate_checkpoint(
         for k in ckpt.trained_depths
     ]
     per_depth_skip = []
-    if ckpt.method == "geep":  # only GEEP's shared exit loss trains the teacher on shallow states
-        skip = collect_skip_logits(ckpt.model, enc, batch_size, device, desc="eval skip" if progress else None)
+    if skip is not None:
         per_depth_skip = [
             {"depth": k, "accuracy": float((skip[:, k - 1].argmax(-1) == y).mean()),
              "flops_speedup": flops_speedup(shape, C, lengths, np.full(len(y), k + 1))}

@@ -98,3 +98,24 @@ def test_students_leave_chance_on_a_separable_task(tmp_path) -> None:
     final = ckpt.metrics["history"][-1]["dev_accuracy_per_depth"]
     assert all(a >= majority + 0.2 for a in final), (final, majority)
     assert set(ckpt.metrics["stage_seconds"]) == {"geep"}
+
+
+def _diagnostics():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "train_diagnostics.py"
+    spec = importlib.util.spec_from_file_location("train_diagnostics", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_diagnostics_variants_parse_loss_options_and_seed() -> None:
+    """``bench/train_diagnostics.py --variant``: loss options go to GeepLossConfig, ``seed`` trains another seed."""
+    parse = _diagnostics().parse_variant
+    assert parse("d=geep:distill_weight=0.1,seed=7") == ("d", "geep", {"distill_weight": 0.1}, 7)
+    assert parse("full=full") == ("full", "full", {}, None)
+    for bad in ("x=bert", "=geep", "d=geep:lr=1", "d=geep:exit_set=1", "d=geep:seed=seven"):
+        with pytest.raises(ConfigError, match="train_diagnostics"):
+            parse(bad)
