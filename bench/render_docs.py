@@ -490,6 +490,14 @@ def _span(xs: list[float], fmt: str = "{:.2f}") -> str:
     return lo if lo == hi else f"{lo} to {hi}"
 
 
+def value_md_distill_weight(r: Results) -> str:
+    """The distillation weight GEEP was trained with in the suite's JSON (one value across every set)."""
+    weights = {s["geep_loss"]["distill_weight"] for s in _md_summaries(r)[0]}
+    if len(weights) != 1:
+        raise SystemExit(f"the suite's sets were trained with different distillation weights: {sorted(weights)}")
+    return f"{weights.pop():g}"
+
+
 def value_md_auc(r: Results) -> str:
     auc = [s["hard_row_auc"] for s in _md_summaries(r)[1] if s.get("hard_row_auc")]
     return (f"ROC AUC {_span([a['predictor_expected_depth'] for a in auc])} for the table, "
@@ -575,6 +583,13 @@ def _pcts(xs: list[float]) -> str:
     return " / ".join(f"{100 * x:.1f}" for x in xs)
 
 
+def _seed(v: dict[str, Any]) -> int:
+    """A diagnostics variant's training seed; variants written before seeds were recorded used the suite's."""
+    from geep_deploy.suite.run import SuiteConfig
+
+    return v.get("seed") or SuiteConfig.seed
+
+
 DIAG_OPTIONS = {"student_ce_weight": 0.0, "distill_warmup": 0.0, "skip_weight": 1.0, "distill_weight": 1.0}  # shown when not the default
 
 
@@ -585,6 +600,8 @@ def block_train_diagnostics(r: Results, name: str = "train_diagnostics_thucnews_
         fd, steps = v["final_per_depth"], v["steps"]
         early = [s["teacher_entropy"] for s in steps if s["progress"] <= 0.25]
         opts = {k: x for k, x in v["loss_options"].items() if k in DIAG_OPTIONS and x != DIAG_OPTIONS[k]}
+        if _seed(v) != _seed({}):
+            opts["seed"] = _seed(v)
         label = f"{v_name} ({v['method']}{', ' + ', '.join(f'{k}={x:g}' for k, x in opts.items()) if opts else ''})"
         rows.append(f"| {label} | {'+'.join(map(str, v['epochs']['per_stage']))} | {_pcts(fd['students'])} | "
                     + (_pcts(fd["shared_path"]) if v["method"] == "geep" else "–") + " | "
@@ -602,10 +619,11 @@ def block_train_diagnostics(r: Results, name: str = "train_diagnostics_thucnews_
 def value_depth_l_gap_ag(r: Results) -> str:
     """GEEP's depth L minus `full`'s on the held-out rows of the AG News diagnostics, per GEEP variant."""
     d = r("train_diagnostics_ag_news.json")
-    full = d["variants"]["full"]["final_per_depth"]["students"][-1]
-    gaps = [f"{name} {100 * (v['final_per_depth']['students'][-1] - full):+.2f}"
-            for name, v in d["variants"].items() if v["method"] == "geep"]
-    return f"{', '.join(gaps)} points ({d['rows']['held_out']} held-out rows)"
+    full = {_seed(v): v["final_per_depth"]["students"][-1] for v in d["variants"].values() if v["method"] == "full"}
+    gaps = [f"{name} {100 * (v['final_per_depth']['students'][-1] - full[_seed(v)]):+.2f}"
+            for name, v in d["variants"].items() if v["method"] == "geep" and _seed(v) in full]
+    return (f"{', '.join(gaps)} points ({d['rows']['held_out']} held-out rows; each against `full` trained with "
+            "the same seed)")
 
 
 def block_depth_l_all_test(r: Results) -> list[str]:
@@ -830,7 +848,7 @@ VALUES: dict[str, Callable[[Results], str]] = {
     "table.prediction_share": value_prediction_share, "padding.ratio": value_padding_ratio,
     "padding.prepacking": value_prepacking_cost, "memory.pool": value_memory_pool, "pred.at_2x": value_pred_at_2x,
     "export.fp32_onnx_ratio": value_export_fp32_onnx_ratio, "export_size.ratio": value_export_size_ratio,
-    "md.auc": value_md_auc, "serve.pool_chunking": value_pool_chunking, "train.depth_l_gap_ag": value_depth_l_gap_ag,
+    "md.auc": value_md_auc, "md.distill_weight": value_md_distill_weight, "serve.pool_chunking": value_pool_chunking, "train.depth_l_gap_ag": value_depth_l_gap_ag,
 }
 
 
