@@ -587,7 +587,7 @@ def _seed(v: dict[str, Any]) -> int:
     """A diagnostics variant's training seed; variants written before seeds were recorded used the suite's."""
     from geep_deploy.suite.run import SuiteConfig
 
-    return v.get("seed") or SuiteConfig.seed
+    return SuiteConfig.seed if v.get("seed") is None else v["seed"]
 
 
 DIAG_OPTIONS = {"student_ce_weight": 0.0, "distill_warmup": 0.0, "skip_weight": 1.0, "distill_weight": 1.0}  # shown when not the default
@@ -600,7 +600,7 @@ def block_train_diagnostics(r: Results, name: str = "train_diagnostics_thucnews_
         fd, steps = v["final_per_depth"], v["steps"]
         early = [s["teacher_entropy"] for s in steps if s["progress"] <= 0.25]
         opts = {k: x for k, x in v["loss_options"].items() if k in DIAG_OPTIONS and x != DIAG_OPTIONS[k]}
-        if _seed(v) != _seed({}):
+        if _seed(v) != _seed({}):  # variants on the suite's seed show none
             opts["seed"] = _seed(v)
         label = f"{v_name} ({v['method']}{', ' + ', '.join(f'{k}={x:g}' for k, x in opts.items()) if opts else ''})"
         rows.append(f"| {label} | {'+'.join(map(str, v['epochs']['per_stage']))} | {_pcts(fd['students'])} | "

@@ -50,7 +50,9 @@ def parse_variant(text: str) -> tuple[str, str, dict[str, float], int | None]:
     seed: int | None = None
     for kv in filter(None, opts.split(",")):
         k, _, v = kv.partition("=")
-        if k == "seed" and v.isdigit():
+        if k == "seed":
+            if not v.isdigit():
+                raise ConfigError(f"train_diagnostics | --variant {text!r}: seed must be a whole number >= 0, got {v!r}.")
             seed = int(v)
             continue
         if k not in known or k == "exit_set":

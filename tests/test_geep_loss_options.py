@@ -116,6 +116,6 @@ def test_diagnostics_variants_parse_loss_options_and_seed() -> None:
     parse = _diagnostics().parse_variant
     assert parse("d=geep:distill_weight=0.1,seed=7") == ("d", "geep", {"distill_weight": 0.1}, 7)
     assert parse("full=full") == ("full", "full", {}, None)
-    for bad in ("x=bert", "=geep", "d=geep:lr=1", "d=geep:exit_set=1", "d=geep:seed=seven"):
+    for bad in ("x=bert", "=geep", "d=geep:lr=1", "d=geep:exit_set=1", "d=geep:seed=seven", "d=geep:seed=-1"):
         with pytest.raises(ConfigError, match="train_diagnostics"):
             parse(bad)
