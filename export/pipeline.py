@@ -92,7 +92,8 @@ def _check_target(out: Path, force: bool) -> None:
                           "yourself.")
 
 
-_PID_FILE = ".export-pid"
+_PID_FILE = ".export-pid"  # inside every ``.DIR.tmp-*`` this exporter makes: the marker that it is ours
+_BACKUP_FILE = ".export-backup"  # put into an export just before the fallback swap renames it to ``.DIR.old-*``
 
 
 def _pid_alive(pid: int) -> bool:
@@ -105,27 +106,51 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _marked_ours(d: Path, marker: str) -> int | None:
+    """The pid in ``d/marker`` if ``d`` is a real folder (not a symlink) holding the marker file this exporter
+    writes into the folders it creates; None for anything else (a user's look-alike folder is never ours)."""
+    try:
+        if d.is_symlink() or not d.is_dir() or (d / marker).is_symlink():
+            return None
+        return int((d / marker).read_text(encoding="utf-8").strip())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _named_like(out: Path, tag: str) -> list[Path]:
+    """Entries of ``out``'s parent named ``.{out.name}.{tag}-*``, matched as plain strings: glob characters in a
+    user's folder name (``*``, ``[abc]``) never widen the match."""
+    prefix = f".{out.name}.{tag}-"
+    try:
+        return sorted(p for p in out.parent.iterdir() if p.name.startswith(prefix) and len(p.name) > len(prefix))
+    except OSError:
+        return []
+
+
 def clean_stale_temps(out: Path) -> list[Path]:
-    """Remove ``.DIR.tmp-*`` folders of exports that were killed (their process is gone), and put back an old
-    export that a crash left only as ``.DIR.old-*``. Returns what was removed."""
+    """Remove the ``.DIR.tmp-*`` folders of exports that were killed (their process is gone), and put back an old
+    export that a crash left only as ``.DIR.old-*``. Returns what was removed.
+
+    Only folders this exporter marked as its own (a marker file written inside them when it made them) are
+    touched: a user's folder that merely looks like one, or a symlink, is left alone."""
     removed: list[Path] = []
     if not out.parent.is_dir():
         return removed
-    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
-        if not out.exists() and _is_our_export(old):
+    for old in _named_like(out, "old"):
+        if _marked_ours(old, _BACKUP_FILE) is None:
+            continue
+        if not out.exists() and not out.is_symlink() and _is_our_export(old):
             os.rename(old, out)  # the crash fell between the two renames of the fallback swap
+            (out / _BACKUP_FILE).unlink(missing_ok=True)
         else:
             shutil.rmtree(old, ignore_errors=True)
-            removed.append(old)
-    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        try:
-            pid = int((tmp / _PID_FILE).read_text().strip())
-        except (OSError, ValueError):
-            pid = -1
-        if pid > 0 and pid != os.getpid() and _pid_alive(pid):
-            continue  # another export of the same folder is running
+            removed += [] if old.exists() else [old]
+    for tmp in _named_like(out, "tmp"):
+        pid = _marked_ours(tmp, _PID_FILE)
+        if pid is None or (pid > 0 and pid != os.getpid() and _pid_alive(pid)):
+            continue  # not ours, or another export of the same folder is running
         shutil.rmtree(tmp, ignore_errors=True)
-        removed.append(tmp)
+        removed += [] if tmp.exists() else [tmp]  # reported only once it is really gone
     return removed
 
 
@@ -133,7 +158,8 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     """Put ``tmp`` at ``out`` so that a reader sees either the old or the new export, never none.
 
     Linux: one ``renameat2(RENAME_EXCHANGE)``, then the old export (now at ``tmp``) is removed. Elsewhere: two
-    renames; a crash between them leaves ``.DIR.old-*``, which the next export of DIR renames back.
+    renames; a crash between them leaves ``.DIR.old-*`` (marked as ours), which the next export of DIR renames
+    back.
     """
     (tmp / _PID_FILE).unlink(missing_ok=True)
     if not out.exists():
@@ -143,11 +169,17 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         return
     backup = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(out, backup)
+    (out / _BACKUP_FILE).write_text(str(os.getpid()), encoding="utf-8")
+    try:
+        os.rename(out, backup)
+    except BaseException:
+        (out / _BACKUP_FILE).unlink(missing_ok=True)
+        raise
     try:
         os.rename(tmp, out)
     except BaseException:
         os.rename(backup, out)
+        (out / _BACKUP_FILE).unlink(missing_ok=True)
         raise
     shutil.rmtree(backup, ignore_errors=True)
 
@@ -319,7 +351,6 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
 
     t0 = time.perf_counter()
     out = Path(out_dir).absolute()
-    clean_stale_temps(out)
     _check_target(out, force)
     check_count("export | --max-batch", max_batch)
     ckpt = _resolve_checkpoint(checkpoint)
@@ -382,6 +413,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
 
         total += sum(len(plan_graphs(graphs, p)) for p in precisions)
     out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)  # only now: every input is validated, and only folders marked as ours are touched
     with _sigterm_as_exit():
         bar = tqdm(total=total, desc=f"export {out.name}", disable=not progress, unit="step")
         tmp: Path | None = None

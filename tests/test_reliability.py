@@ -401,6 +401,7 @@ def test_stale_temps_are_cleaned_and_a_half_swapped_export_restored(ws, tmp_path
     alive.mkdir()
     (alive / ".export-pid").write_text(str(os.getppid()))  # a running export of the same folder: kept
     shutil.copytree(ws["export"], tmp_path / ".exp.old-1234")  # a crash between the fallback's two renames
+    (tmp_path / ".exp.old-1234" / ".export-backup").write_text("1")  # the swap marks the backup as its own
     clean_stale_temps(out)
     assert not dead.exists() and alive.exists()
     assert load_export(out).depths == [1, 2, 3] and not (tmp_path / ".exp.old-1234").exists()
