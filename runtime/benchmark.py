@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ class _Contender:
         self.heads: np.ndarray | None = None
         self.layers: np.ndarray | None = None
         self.escalated: np.ndarray | None = None
+        self.own: list[np.ndarray] = []  # this batch size's batches (set by `_warm_up`)
 
     def run(self, texts_a: list[str], texts_b: list[str] | None, batches: list[np.ndarray], record: bool,
             timed: bool = True) -> None:
@@ -123,13 +124,88 @@ def _batches_for(c: _Contender, enc_all: Any, batches: list[np.ndarray], bs: int
     return [g.indices for g in plan_groups(c.runner.engine.predict_depths(enc_all), enc_all.lengths, max_group=bs)]
 
 
+def _cell(precision: str, backend: str, method: str = "*", batch_size: int | None = None) -> dict[str, Any]:
+    """The coordinates of one bench cell (an error row carries them)."""
+    return {"precision": precision, "backend": backend, "method": method, "batch_size": batch_size}
+
+
+def _guarded(errors: list[dict[str, Any]], cell: dict[str, Any], fn: Callable[..., Any], *args: Any,
+             **kwargs: Any) -> tuple[bool, Any]:
+    """Run one cell's work, ``fn(*args, **kwargs)``; an exception becomes an error row with its reason and the
+    bench goes on.
+
+    Returns (ok, value). KeyboardInterrupt and SystemExit still stop the bench.
+    """
+    try:
+        return True, fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - one failing cell must not lose the others (or the JSON)
+        reason = f"{type(e).__name__}: {str(e).strip()[:600]}"
+        errors.append({**cell, "status": "error", "reason": reason})
+        where = " ".join(f"{k}={v}" for k, v in cell.items() if v not in (None, "*"))
+        print(f"bench | {where}: failed, recorded as an error row ({reason[:200]})", file=sys.stderr)
+        _release_device_memory()
+        return False, None
+
+
+def _release_device_memory() -> None:
+    """After a failed cell on CUDA (often out of memory), give cached blocks back before the next cell."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        try:
+            torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - best effort; the next cell reports its own failure
+            pass
+
+
+def refusal(bundle: Any, backend: str, device: str, precision: str, family: str | None = None) -> str | None:
+    """Why ``backend`` cannot run ``precision`` (or a method ``family`` at it) on this export, or None if it can.
+
+    Checked before anything loads, so an impossible cell is an up-front "refused" row, not a crash mid-run.
+    """
+    from geep_deploy.names import FORMAT_OF_BACKEND, ONNXRUNTIME, PLAN, TENSORRT, TORCH, weights_precision
+    from runtime.probe_dispatch import continuation_kinds
+
+    if backend == "auto":
+        from engines.registry import resolve_backend
+
+        wp = weights_precision(precision)
+        backend = resolve_backend(backend, device, precision=precision,
+                                  has_plans=any(a.backend == PLAN and a.precision == wp for a in bundle.artifacts),
+                                  has_onnx=precision in bundle.precisions())
+    if backend == TENSORRT and device != "cuda":
+        return "TensorRT runs on CUDA only; use --device cuda or another backend."
+    if precision == "tf32" and backend != TORCH:
+        return (f"tf32 (TF32 matmuls on fp32 weights) is the torch backend's alone; {backend} would run fp32 or "
+                "its own TF32 setting. Use --backend torch for tf32.")
+    if precision == "int8" and backend == TORCH:
+        return "the torch backend has no int8; int8 runs on onnxruntime (QDQ/dynamic) or tensorrt plans."
+    if backend in (ONNXRUNTIME, TENSORRT):
+        fmt, wp = FORMAT_OF_BACKEND[backend], weights_precision(precision)
+        have = bundle.precisions(fmt)
+        if wp not in have:
+            return (f"the export has no {backend} {wp} artifacts (it has {have or 'none'}); re-export with "
+                    f"--precision {wp}{' --backend tensorrt' if backend == TENSORRT else ''}.")
+        if family == "probe" and not all(bundle.has(kind=k, depth=d, backend=fmt, precision=wp)
+                                         for k, d in continuation_kinds(bundle)):
+            return (f"the export has no {backend} {wp} prefix/cont graphs, which the probe dispatch runs"
+                    f"{' (int8 plans are built for the depth graphs only)' if wp == 'int8' else ''}.")
+    return None
+
+
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    """Run every (precision, batch size, method) and return ``{"machine", "config", "records"}``."""
+    """Run every (precision, batch size, method) and return ``{"machine", "config", "records", "errors"}``.
+
+    Each cell runs in its own guard (`_guarded`): a precision that does not load, a method that does not build or
+    a batch that fails becomes a row of ``errors`` with its reason, and every other cell still runs. Precisions
+    (and methods) the backend cannot run on this export are refused before anything loads (``status``
+    "refused"). A method that fails at one batch size is retried at the next.
+    """
     from tqdm.auto import tqdm
 
     ds = load_split(cfg.data, cfg.split).subset(cfg.max_rows)
     labels = np.asarray(ds.labels)
     records: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
     from runtime.artifacts import load_export
     from runtime.baselines import parse_methods
 
@@ -138,50 +214,57 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     specs = parse_methods(cfg.methods, L)
     if "full" not in [s.family for s in specs]:
         specs.insert(0, MethodSpec("full"))
-    wants_geep = any(s.family in (*GEEP_FAMILIES, "probe") and s.source is None for s in specs)
     skipped: list[dict[str, Any]] = []
     for precision in cfg.precisions:
-        main = GeepEngine.load(cfg.export, cfg.backend, cfg.device, precision, threads=cfg.threads,
-                               depths=bundle.depths, fixed_depth=None if wants_geep else L, verify=False)
-        engines: dict[str, GeepEngine] = {"same-export": main}
+        why = refusal(bundle, cfg.backend, cfg.device, precision)
+        if why is not None:
+            errors.append({**_cell(precision, cfg.backend), "status": "refused", "reason": why})
+            print(f"bench | {cfg.backend} {precision}: refused ({why})", file=sys.stderr)
+            continue
+        run_specs = []
+        for spec in specs:
+            why = refusal(bundle, cfg.backend, cfg.device, precision, spec.family) if spec.source is None else None
+            if why is not None:
+                errors.append({**_cell(precision, cfg.backend, spec.name), "status": "refused", "reason": why})
+            else:
+                run_specs.append(spec)
+        wants_geep = any(s.family in (*GEEP_FAMILIES, "probe") and s.source is None for s in run_specs)
+        engines: dict[str, GeepEngine] = {}
         segments: dict[str, Any] = {}
         try:
+            ok, main = _guarded(errors, _cell(precision, cfg.backend), GeepEngine.load, cfg.export, cfg.backend,
+                                cfg.device, precision, threads=cfg.threads, depths=bundle.depths,
+                                fixed_depth=None if wants_geep else L, verify=False)
+            if not ok:
+                continue
+            engines["same-export"] = main
             backend = main.info["backend"]
             contenders: list[_Contender] = []
-            for spec in specs:
-                source = _source(cfg, spec)
-                if source not in engines:  # an export named by @ dispatches; a baseline's runs fixed depths
-                    engines[source] = GeepEngine.load(source, backend, cfg.device, precision,
-                                                      fixed_depth=None if spec.source else L, threads=cfg.threads)
-                eng = engines[source]
-                if spec.layerwise and source not in segments:
-                    try:
-                        segments[source] = _segments(eng, backend, cfg.device, precision, cfg.threads)
-                    except ArtifactError as e:
-                        segments[source] = None
-                        skipped.append({"precision": precision, "source": source, "reason": str(e)})
-                        print(f"bench | skipping layer-by-layer methods on {source} at {precision}: {e}",
-                              file=sys.stderr)
-                if spec.layerwise and segments[source] is None:
-                    continue
-                contenders.append(_Contender(spec, MethodRunner(spec, eng, segments.get(source)), source))
+            for spec in run_specs:
+                ok, c = _guarded(errors, _cell(precision, backend, spec.name), _contender, cfg, spec, precision,
+                                 backend, L, engines, segments, skipped)
+                if ok and c is not None:
+                    contenders.append(c)
             enc_all = main.encoder.encode(ds.texts_a, ds.texts_b)
             lengths = enc_all.lengths
             for bs in cfg.batch_sizes:
                 batches = length_sorted_batches(lengths, bs)
-                own = {id(c): _batches_for(c, enc_all, batches, bs) for c in contenders}
-                for c in contenders:  # warm-up: first-run allocations and lazy init stay out of the timings
-                    c.model_s, c.e2e_s, c.exit_s, c.batch_ms = [], [], [], []
-                    c.run(ds.texts_a, ds.texts_b, own[id(c)][: cfg.warmup_batches], record=False, timed=False)
-                bar = tqdm(total=cfg.repeats * len(contenders), disable=not cfg.progress,
+                live = [c for c in contenders
+                        if _guarded(errors, _cell(precision, backend, c.spec.name, bs), _warm_up, c, cfg, ds,
+                                    enc_all, batches, bs)[0]]
+                bar = tqdm(total=cfg.repeats * len(live), disable=not cfg.progress,
                            desc=f"{backend} {precision} batch {bs}", unit="run")
                 for r in range(cfg.repeats):
-                    shift = r % len(contenders)
-                    for c in contenders[shift:] + contenders[:shift]:
-                        c.run(ds.texts_a, ds.texts_b, own[id(c)], record=(r == 0))
+                    shift = r % max(len(live), 1)
+                    for c in live[shift:] + live[:shift]:
+                        ok, _ = _guarded(errors, _cell(precision, backend, c.spec.name, bs), c.run, ds.texts_a,
+                                         ds.texts_b, c.own, record=(r == 0))
+                        if not ok:
+                            live = [x for x in live if x is not c]
                         bar.update(1)
                 bar.close()
-                records += _summarise(contenders, labels, lengths, main, backend, cfg.device, precision, bs)
+                if live:
+                    records += _summarise(live, labels, lengths, main, backend, cfg.device, precision, bs)
         finally:  # a failed run leaves no session or CUDA context behind
             for seg in segments.values():
                 if seg is not None:
@@ -189,15 +272,45 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             for e in engines.values():
                 e.close()
     return {"machine": machine_info(cfg.device), "config": _config_dict(cfg), "records": records,
-            "skipped": skipped}
+            "skipped": skipped, "errors": errors}
+
+
+def _contender(cfg: BenchConfig, spec: MethodSpec, precision: str, backend: str, L: int,
+               engines: dict[str, GeepEngine], segments: dict[str, Any],
+               skipped: list[dict[str, Any]]) -> _Contender | None:
+    """A method bound to its engine (loaded once per export and precision); None when its graphs are missing."""
+    source = _source(cfg, spec)
+    if source not in engines:  # an export named by @ dispatches; a baseline's runs fixed depths
+        engines[source] = GeepEngine.load(source, backend, cfg.device, precision,
+                                          fixed_depth=None if spec.source else L, threads=cfg.threads)
+    eng = engines[source]
+    if spec.layerwise and source not in segments:
+        try:
+            segments[source] = _segments(eng, backend, cfg.device, precision, cfg.threads)
+        except ArtifactError as e:
+            segments[source] = None
+            skipped.append({"precision": precision, "source": source, "reason": str(e)})
+            print(f"bench | skipping layer-by-layer methods on {source} at {precision}: {e}", file=sys.stderr)
+    if spec.layerwise and segments[source] is None:
+        return None
+    return _Contender(spec, MethodRunner(spec, eng, segments.get(source)), source)
+
+
+def _warm_up(c: _Contender, cfg: BenchConfig, ds: Any, enc_all: Any, batches: list[np.ndarray], bs: int) -> None:
+    """This batch size's batches for ``c``, then a warm-up: first-run allocations and lazy init stay out of the
+    timings."""
+    c.own = _batches_for(c, enc_all, batches, bs)
+    c.model_s, c.e2e_s, c.exit_s, c.batch_ms = [], [], [], []
+    c.run(ds.texts_a, ds.texts_b, c.own[: cfg.warmup_batches], record=False, timed=False)
 
 
 def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.ndarray, main: GeepEngine,
                backend: str, device: str, precision: str, bs: int) -> list[dict[str, Any]]:
     shape, C = main.parts.bundle.shape, len(main.label_names)
     L = shape.num_hidden_layers
-    full = next(c for c in contenders if c.spec.family == "full")
-    full_model, full_e2e = median(full.model_s), median(full.e2e_s)
+    full = next((c for c in contenders if c.spec.family == "full"), None)  # None: full failed at this cell
+    full_model = median(full.model_s) if full is not None else None
+    full_e2e = median(full.e2e_s) if full is not None else None
     out = []
     for c in contenders:
         d = c.depths
@@ -212,8 +325,8 @@ def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.nda
             "mean_depth": round(float(d.mean()), 3),
             "depth_histogram": np.bincount(d, minlength=L + 1)[1:].tolist(),
             "flops_speedup": round(flops_speedup(shape, C, lengths, layers, c.heads), 3),
-            "wall_speedup": round(full_model / m_model, 3) if m_model else None,
-            "wall_speedup_e2e": round(full_e2e / m_e2e, 3) if m_e2e else None,
+            "wall_speedup": round(full_model / m_model, 3) if m_model and full_model else None,
+            "wall_speedup_e2e": round(full_e2e / m_e2e, 3) if m_e2e and full_e2e else None,
             "model_s": round(m_model, 4), "e2e_s": round(m_e2e, 4), "exit_s": round(median(c.exit_s), 5),
             "samples_per_s": round(len(labels) / m_e2e, 1) if m_e2e else None,
             "batch_latency_ms": {k: round(v, 3) for k, v in percentiles(c.batch_ms).items()},
@@ -233,8 +346,14 @@ def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
     return d
 
 
-def format_table(records: list[dict[str, Any]]) -> str:
-    """A fixed-width text table of the records (one line per combination)."""
+def _num(x: Any, spec: str) -> str:
+    """``x`` formatted by ``spec``, or a right-aligned "-" where a figure is missing (no ``full`` to compare)."""
+    width = spec.split(".")[0].lstrip(">")
+    return format(x, spec) if x is not None else format("-", f">{width}")
+
+
+def format_table(records: list[dict[str, Any]], errors: Sequence[dict[str, Any]] = ()) -> str:
+    """A fixed-width text table of the records (one line per combination), then one line per error row."""
     w = max([14, *(len(r["method"]) + 1 for r in records)])
     head = (f"{'method':<{w}}{'prec':<6}{'batch':>6}{'acc':>8}{'depth':>7}{'FLOPs x':>9}{'wall x':>8}"
             f"{'e2e x':>8}{'model s':>9}{'rows/s':>9}{'p50 ms':>9}{'p95 ms':>9}")
@@ -243,9 +362,12 @@ def format_table(records: list[dict[str, Any]]) -> str:
         lat = r["batch_latency_ms"]
         lines.append(
             f"{r['method']:<{w}}{r['precision']:<6}{r['batch_size']:>6}{r['accuracy']:>8.4f}{r['mean_depth']:>7.2f}"
-            f"{r['flops_speedup']:>9.2f}{r['wall_speedup']:>8.2f}{r['wall_speedup_e2e']:>8.2f}{r['model_s']:>9.3f}"
-            f"{r['samples_per_s']:>9.1f}{lat['p50']:>9.2f}{lat['p95']:>9.2f}"
+            f"{r['flops_speedup']:>9.2f}{_num(r['wall_speedup'], '>8.2f')}{_num(r['wall_speedup_e2e'], '>8.2f')}"
+            f"{r['model_s']:>9.3f}{_num(r['samples_per_s'], '>9.1f')}{lat['p50']:>9.2f}{lat['p95']:>9.2f}"
         )
+    for e in errors:
+        bs = "" if e.get("batch_size") is None else f" batch {e['batch_size']}"
+        lines.append(f"{e['status'].upper()}: {e['method']} {e['backend']} {e['precision']}{bs}: {e['reason']}")
     return "\n".join(lines)
 
 
@@ -259,7 +381,8 @@ def plot(records: list[dict[str, Any]], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 5))
     series: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
-        series.setdefault((r["family"], r["precision"], r["batch_size"]), []).append(r)
+        if r["wall_speedup"] is not None:  # None: no full model at that cell to compare with
+            series.setdefault((r["family"], r["precision"], r["batch_size"]), []).append(r)
     markers = {"full": "*", "static": "s", "geep": "o", "geep-pool": "D", "probe": "P", "fastbert": "^", "pabee": "v"}
     for (fam, prec, bs), rs in sorted(series.items()):
         rs = sorted(rs, key=lambda r: r["wall_speedup"])

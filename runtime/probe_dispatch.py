@@ -187,6 +187,13 @@ class ProbeDispatch:
             self._continue(states, rows, np.full(len(enc), d), lengths, len(enc))
 
 
+def continuation_kinds(bundle: Any) -> list[tuple[str, int | None]]:
+    """The (kind, depth) graphs the probe dispatch of ``bundle`` runs: ``prefix`` and ``cont{d}`` for every
+    exported depth from the exit mode's first continuation on."""
+    first = first_continuation(bundle.exit_mode)
+    return [("prefix", None), *(("cont", d) for d in bundle.depths if d >= first)]
+
+
 def _length_chunks(enc: Encoded, max_group: int, call_cost: float | None = None) -> list[Group]:
     """The whole call as length-sorted chunks of at most ``max_group`` rows (one ``plan_groups`` depth)."""
     return plan_groups(np.ones(len(enc), dtype=np.int64), enc.lengths, max_group=max_group, call_cost=call_cost)

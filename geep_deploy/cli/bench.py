@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from geep_deploy.errors import ConfigError
@@ -93,15 +94,20 @@ def run(args: argparse.Namespace) -> int:
                       methods=args.methods, baseline_exports=baseline, repeats=args.repeats, threads=args.threads,
                       max_rows=args.max_rows, progress=not args.no_progress)
     result = run_bench(cfg)
-    m = result["machine"]
-    print(f"# {m.get('gpu') or m['cpu']} ({m['cpu_count']} cores); {result['records'][0]['backend']} "
-          f"{args.device}; {result['records'][0]['rows']} rows of {args.split}; medians of {args.repeats} repeats")
-    print(format_table(result["records"]))
-    if args.json:
+    if args.json:  # first, so a run whose cells failed still leaves its JSON (with the error rows)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    m, recs, errors = result["machine"], result["records"], result.get("errors", [])
+    rows = f"{recs[0]['rows']} rows" if recs else "no rows"
+    print(f"# {m.get('gpu') or m['cpu']} ({m['cpu_count']} cores); {args.backend} {args.device}; {rows} of "
+          f"{args.split}; medians of {args.repeats} repeats")
+    print(format_table(recs, errors))
+    if args.json:
         print(f"wrote {args.json}")
-    if plot_path is not None:
-        print(f"wrote {plot(result['records'], plot_path)}")
-    return 0
+    if plot_path is not None and recs:
+        print(f"wrote {plot(recs, plot_path)}")
+    if errors:
+        print(f"bench | {len(errors)} cell(s) failed or were refused; see the rows above and 'errors' in the JSON.",
+              file=sys.stderr)
+    return 1 if errors else 0
