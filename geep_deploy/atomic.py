@@ -131,3 +131,54 @@ def exchange_paths(a: str | Path, b: str | Path) -> bool:
     if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP if hasattr(errno, "ENOTSUP") else -1):
         return False
     raise OSError(err, os.strerror(err), str(a))
+
+
+# -- outputs never land on inputs ------------------------------------------------------------------------------
+def _real(p: str | Path) -> Path:
+    return Path(os.path.realpath(os.path.abspath(os.fspath(p))))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # hard links and bind mounts too
+    except OSError:
+        return False
+
+
+def check_outputs_apart(what: str, outputs: dict[str, str | Path], inputs: dict[str, str | Path]) -> None:
+    """Refuse, before any work, an output that would overwrite an input or land inside an input folder.
+
+    ``calibrate --out ck.pt`` would replace the checkpoint it reads, ``--out DATA/train.tsv`` a data file; an
+    output inside an input folder (the data or an export) changes what that folder holds. Paths are compared
+    after resolving symlinks and ``..``, and by inode where both exist. Two outputs may not be one file either.
+
+    Args:
+        what: the command, for the message.
+        outputs: flag -> path it writes (None entries are skipped).
+        inputs: flag -> path it reads (a file or a folder; None entries are skipped).
+
+    Raises:
+        ConfigError: naming both flags and the path.
+    """
+    outs = {k: v for k, v in outputs.items() if v is not None and os.fspath(v) != ""}
+    ins = {k: v for k, v in inputs.items() if v is not None and os.fspath(v) != ""}
+    for oflag, opath in outs.items():
+        o = _real(opath)
+        for iflag, ipath in ins.items():
+            i = _real(ipath)
+            if o == i or _same_file(o, i):
+                raise ConfigError(f"{what} | {oflag} {opath} is the {iflag} input itself; writing it would destroy "
+                                  f"what is being read. Choose another path for {oflag}.")
+            if i in o.parents:
+                raise ConfigError(f"{what} | {oflag} {opath} lies inside the {iflag} folder {ipath}; outputs never "
+                                  f"go into an input folder. Choose a path outside it for {oflag}.")
+            if o in i.parents:
+                raise ConfigError(f"{what} | the {iflag} input {ipath} lies inside {oflag} {opath}, which would be "
+                                  f"replaced. Choose another path for {oflag}.")
+    seen: dict[Path, str] = {}
+    for oflag, opath in outs.items():
+        o = _real(opath)
+        if o in seen:
+            raise ConfigError(f"{what} | {oflag} and {seen[o]} are the same file {opath}; one would overwrite the "
+                              "other. Give them different paths.")
+        seen[o] = oflag

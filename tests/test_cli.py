@@ -32,7 +32,7 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path: Path, capsys: pytest.
     assert main(["eval", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: checkpoint |") and "does not exist" in err and "Traceback" not in err
-    assert main(["train", "--data", str(tmp_path), "--method", "geep", "--out", str(tmp_path / "x.pt"),
+    assert main(["train", "--data", str(tmp_path / "data"), "--method", "geep", "--out", str(tmp_path / "x.pt"),
                  "--exit-set", "a,b"]) == 1
     assert "--exit-set" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()

@@ -7,6 +7,7 @@ each test copies it before damaging anything.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,70 @@ def test_clean_up_removes_only_marked_folders_and_reports_only_what_is_gone(tmp_
     removed = clean_stale_temps(out)
     assert removed == [ours] and not ours.exists()
     assert link.is_symlink() and (target / "keep.txt").read_text() == "mine" and unmarked_old.exists()
+
+
+# -- 2. an output that resolves to an input (or into the data folder) is refused before any work ---------------------
+def test_outputs_that_are_inputs_are_refused_before_any_work(ws, tmp_path, capsys) -> None:
+    ck = tmp_path / "ck.pt"
+    shutil.copy(ws["ckpt"], ck)
+    data = tmp_path / "data"
+    shutil.copytree(ws["data"], data)
+    (tmp_path / "link.pt").symlink_to(ck)
+    before_ck, before_data = ck.read_bytes(), _tree(data)
+    c, d = ["--checkpoint", str(ck)], ["--data", str(data)]
+    cases = {
+        "calibrate --out ck.pt": ["calibrate", *c, *d, "--out", str(ck)],
+        "calibrate --out symlink to ck.pt": ["calibrate", *c, *d, "--out", str(tmp_path / "link.pt")],
+        "calibrate --out ../ck.pt": ["calibrate", *c, *d, "--out", str(data / ".." / "ck.pt")],
+        "calibrate --probe-out ck.pt": ["calibrate", *c, *d, "--out", str(tmp_path / "t.npz"), "--predictor",
+                                        "probe", "--probe-out", str(ck)],
+        "calibrate --probe-out == --out": ["calibrate", *c, *d, "--out", str(tmp_path / "t.npz"), "--predictor",
+                                           "probe", "--probe-out", str(tmp_path / "t.npz")],
+        "calibrate --out DATA/train.tsv": ["calibrate", *c, *d, "--out", str(data / "train.tsv")],
+        "calibrate --out DATA/new.npz": ["calibrate", *c, *d, "--out", str(data / "new.npz")],
+        "eval --json ck.pt": ["eval", *c, *d, "--json", str(ck)],
+        "train --out DATA/x.pt": ["train", *d, "--method", "geep", "--out", str(data / "x.pt")],
+        "export --out holding the checkpoint": ["export", *c, "--out", str(tmp_path), "--force"],
+        "bench --json into the export": ["bench", "--export", str(ws["export"]), *d, "--json",
+                                         str(ws["export"] / "manifest.json")],
+    }
+    for name, argv in cases.items():
+        assert main(argv) == 1, name
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and ("input" in err or "same file" in err), (name, err)
+    assert ck.read_bytes() == before_ck and _tree(data) == before_data
+
+
+# -- 5. every numeric flag of every command: finite and in range, checked in one place --------------------------------
+def test_every_numeric_flag_has_a_declared_range() -> None:
+    from geep_deploy.cli import SUBCOMMANDS, build_parser
+    from geep_deploy.cli.checks import FLAG_RANGES, numeric_dests
+
+    for name in SUBCOMMANDS:
+        parser, mods = build_parser(name)
+        if mods.get(name) is None:
+            continue
+        from geep_deploy.cli import _subparser
+
+        missing = set(numeric_dests(_subparser(parser, name))) - set(FLAG_RANGES)
+        assert not missing, f"{name}: numeric flags without a range in geep_deploy/cli/checks.py: {missing}"
+
+
+@pytest.mark.parametrize("argv", [
+    ["serve", "--max-wait-ms", "nan", "--fixed-wait"], ["serve", "--max-wait-ms", "inf"],
+    ["serve", "--port", "99999"], ["serve", "--port", "-1"], ["serve", "--graceful-timeout", "-5"],
+    ["serve", "--graceful-timeout", "nan"], ["calibrate", "--max-drop", "nan"], ["calibrate", "--max-drop", "-1"],
+    ["calibrate", "--target-speedup", "inf"], ["calibrate", "--tau", "1.5"], ["train", "--lr", "nan"],
+    ["train", "--lr", "0"], ["train", "--temperature", "-1"], ["train", "--distill-warmup", "2"],
+    ["bench", "--batch-sizes", "1,0"], ["predict", "--depth", "-2"], ["export", "--max-batch", "0"],
+])
+def test_numeric_flags_out_of_range_are_refused(ws, tmp_path, capsys, argv) -> None:
+    e, c, d = str(ws["export"]), str(ws["ckpt"]), str(ws["data"])
+    need = {"serve": ["--export", e], "calibrate": ["--checkpoint", c, "--data", d, "--out", str(tmp_path / "t.npz")],
+            "train": ["--data", d, "--method", "geep", "--out", str(tmp_path / "c.pt")],
+            "bench": ["--export", e, "--data", d], "predict": ["--export", e, "--text", "good"],
+            "export": ["--checkpoint", c, "--out", str(tmp_path / "x")]}[argv[0]]
+    assert main([argv[0], *need, *argv[1:]]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and f"{argv[1]} must be" in err, err
+    assert not (tmp_path / "t.npz").exists() and not (tmp_path / "x").exists()

@@ -352,4 +352,4 @@ def test_serve_cli_rejects_a_missing_export(tmp_path: Path, capsys: pytest.Captu
     assert main(["serve", "--export", str(tmp_path / "none")]) == 1
     assert "has no manifest.json" in capsys.readouterr().err
     assert main(["serve", "--export", str(tmp_path), "--max-batch", "0"]) == 1
-    assert "--max-batch must be >= 1" in capsys.readouterr().err
+    assert "--max-batch must be an integer >= 1" in capsys.readouterr().err

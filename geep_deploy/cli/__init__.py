@@ -60,6 +60,14 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
     return parser, modules
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name`` (argparse keeps it in the subparsers action's ``choices``)."""
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            return a.choices[name]
+    raise KeyError(name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     only = argv[0] if argv and argv[0] in SUBCOMMANDS else None
@@ -75,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mod = modules[args.command]
     assert mod is not None
     try:
+        from geep_deploy.cli.checks import check_args
+
+        check_args(args.command, _subparser(parser, args.command), args, mod)
         return int(mod.run(args) or 0)
     except GeepError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -33,6 +33,7 @@ def _csv(kind: type, what: str):  # noqa: ANN202 - argparse type factory
             raise argparse.ArgumentTypeError(f"{what} is empty")
         return vals
 
+    parse.numeric_kind = kind  # geep_deploy.cli.checks range-checks every element
     return parse
 
 

@@ -6,6 +6,11 @@ and margin on the dev split: the fastest setting whose accuracy is at most --max
 (default 0.5), or the most accurate one reaching --target-speedup (FLOPs). Prints the dev curve and writes one
 table file holding the table, the tuned parameters and the calibration figures.
 
+With --max-disagree EPS the knobs are instead the fastest setting whose disagreement with depth L (the full
+model's answer) is certified to be at most EPS of rows, at --confidence (default 0.9), on the dev rows: a
+distribution-free guarantee (Learn then Test, export/consistency.py; docs/consistency.md says what it covers). It
+needs no gold labels, and the dev rows must be rows the model, the table and the probe did not fit.
+
 With --predictor probe it also fits the layer-1 probe (features: depth 1's entropy, margin and top probability,
 and the length; --probe-with-table adds the table's statistics) on the calibration rows' exit labels, tunes its risk level (and with --escalation tune
 its escalation threshold) on dev for the same budget, and writes it as JSON next to the table (--probe-out).
@@ -17,6 +22,8 @@ Example:
   geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz
   geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz \\
       --predictor probe --escalation tune
+  geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz \\
+      --predictor probe --max-disagree 0.02 --confidence 0.9   # certified: <= 2% of rows differ from depth L
   geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/skip_table.npz \
       --predictor probe --exit-mode skip   # then: export ... --probe runs/skip_table.probe.json --exit-mode skip
 """
@@ -42,6 +49,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--max-drop", type=float, default=0.5,
                         help="accuracy budget in points below depth L's dev accuracy (default 0.5)")
     budget.add_argument("--target-speedup", type=float, default=None, help="FLOPs speed-up to reach instead")
+    budget.add_argument("--max-disagree", type=float, default=None, metavar="EPS",
+                        help="instead: the fastest setting whose disagreement with depth L is certified <= EPS "
+                             "(e.g. 0.02 = 2%% of rows) at --confidence on the dev rows (no gold labels needed)")
+    p.add_argument("--confidence", type=float, default=None,
+                   help="confidence 1 - delta of the --max-disagree guarantee (default 0.9)")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--calib-split", default="train", help="split that fills the table (default train)")
     p.add_argument("--max-calib", type=int, default=None, help="use only the first N calibration rows")
@@ -76,6 +88,11 @@ def probe_path(args: argparse.Namespace) -> Path:
     return Path(args.probe_out) if args.probe_out else Path(args.out).with_suffix(".probe.json")
 
 
+def derived_outputs(args: argparse.Namespace) -> dict[str, Path]:
+    """Outputs no flag names (the default probe path), for the CLI's output-vs-input check."""
+    return {"--probe-out": probe_path(args)} if args.predictor == "probe" and not args.probe_out else {}
+
+
 def run(args: argparse.Namespace) -> int:
     from export.calibration import calibrate_checkpoint
     from geep_deploy.checkpoint import load_checkpoint
@@ -88,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tau is not None and args.rule != "entropy":
         raise ConfigError(f"calibrate | --tau sets the entropy threshold of --rule entropy; the {args.rule} rule "
                           "has no threshold, so it would be ignored. Drop --tau, or add --rule entropy.")
+    check_guarantee_args(args)
     probe_flags = (args.probe_out is not None or args.escalation != "off" or args.probe_with_table
                    or args.exit_mode != "student")
     if probe_flags and args.predictor != "probe":
@@ -108,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     calib = load_split(args.data, args.calib_split).subset(args.max_calib)
     dev = load_split(args.data, "dev")
     kwargs = dict(rule=args.rule, tau=args.tau, max_drop=args.max_drop, target_speedup=args.target_speedup,
-                  device=args.device, batch_size=args.batch_size)
+                  device=args.device, batch_size=args.batch_size, max_disagree=args.max_disagree,
+                  confidence=confidence(args))
     if args.predictor == "probe":
         from export.probe_calibration import calibrate_probe
         from export.probe_fit import ESCALATE_GRID
@@ -126,15 +145,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"dev curve ({f['dev_rows']} rows; depth L accuracy {100 * f['full_accuracy']:.2f}%):")
     print(format_curve(res.curve, c))
     goal = (f"target FLOPs speed-up {f['target_speedup']}x" if f["mode"] == "target_speedup"
-            else f"at most {f['max_drop_points']} points below depth L")
+            else f"at most {f['max_drop_points']} points below depth L" if f["mode"] == "max_drop"
+            else f"disagreement with depth L certified <= {args.max_disagree:g} at confidence {confidence(args):g}")
     print(f"chosen: quantile {c['quantile']:.2f} margin {c['margin']} -> accuracy {100 * c['accuracy']:.2f}%, "
           f"FLOPs speed-up {c['flops_speedup']:.2f}x, mean depth {c['mean_depth']:.2f} ({goal}"
           + ("" if c["target_met"] else "; NOT met, closest setting chosen") + ")")
+    if "guarantee" in f:
+        print(format_guarantee(f["guarantee"], "table"))
     print(f"exit prediction on dev: MAE {f['dev_mae_layers']:.2f} layers, within one layer "
           f"{100 * f['dev_within_one_layer']:.1f}%")
     print(f"wrote {path}")
     if args.predictor == "probe":
         print(format_probe(pres, goal))
+        if "guarantee" in pres.figures:
+            print(format_guarantee(pres.figures["guarantee"], "probe"))
         print(f"wrote {pres.probe.save(probe_path(args), extra={'calibration': {**pres.figures, 'chosen': pres.chosen}})}")
     return 0
 
@@ -149,3 +173,42 @@ def format_probe(pres: Any, goal: str) -> str:
             f"mean depth {c['mean_depth']:.2f}, escalated {100 * c['escalated_share']:.1f}% ({goal}"
             + ("" if c["target_met"] else "; NOT met, closest setting chosen") + ")\n"
             f"dev depths planned by the probe (1..L): {f['dev_planned_hist']}")
+
+
+def confidence(args: argparse.Namespace) -> float:
+    """The --max-disagree guarantee's confidence (default 0.9)."""
+    from export.calibration import DEFAULT_CONFIDENCE
+
+    return DEFAULT_CONFIDENCE if args.confidence is None else args.confidence
+
+
+def check_guarantee_args(args: argparse.Namespace) -> None:
+    """Refuse a --max-disagree / --confidence that cannot give a guarantee, before the model runs."""
+    from export.consistency import check_budget
+    from geep_deploy.errors import ConfigError
+
+    if args.max_disagree is None:
+        if args.confidence is not None:
+            raise ConfigError("calibrate | --confidence sets the confidence of the --max-disagree guarantee; add "
+                              "--max-disagree EPS, or drop --confidence.")
+        return
+    if not 0.0 < args.max_disagree < 1.0:
+        raise ConfigError(f"calibrate | --max-disagree is a share of rows in (0, 1), got {args.max_disagree:g} "
+                          "(0.02 allows 2% of rows to differ from depth L).")
+    if not 0.0 < confidence(args) < 1.0:
+        raise ConfigError(f"calibrate | --confidence must be in (0, 1), got {confidence(args):g} (e.g. 0.9).")
+    check_budget(args.max_disagree, 1.0 - confidence(args))
+    if args.calib_split == "dev":
+        raise ConfigError("calibrate | --max-disagree certifies on the dev rows, so they must not also fit the table "
+                          "and the probe: pass another --calib-split than dev.")
+
+
+def format_guarantee(g: dict[str, Any], what: str) -> str:
+    """The certified consistency of the chosen setting, in words."""
+    head = f"guarantee ({what}, {g['calibration_rows']} dev rows): "
+    if g["knob"] is None:
+        return head + g["message"]
+    return (head + f"disagreement with depth L <= {100 * g['max_disagree']:g}% of rows at confidence "
+            f"{100 * g['confidence']:g}% on rows like these; observed {100 * g['calibration_disagreement']:.2f}%, "
+            f"Clopper-Pearson bound {100 * g['certified_bound']:.2f}%; {g['knobs_certified']} of {g['knobs_tested']} "
+            f"settings certified" + ("" if g["flops_speedup"] > 1.0 + 1e-9 else f". {g['message']}"))

@@ -67,15 +67,10 @@ def _check(args: argparse.Namespace) -> None:
         from geep_deploy.service.runner import default_engine_batch
 
         args.engine_batch = default_engine_batch(args.device)
-    for name in ("max_batch", "max_queue", "workers", "engine_batch", "max_rows", "max_chars", "max_body_kb",
-                 "replicas"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"serve | --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    # every numeric flag was range-checked (finite, in range) by geep_deploy.cli.checks before this runs
     from runtime.dispatch import parse_call_cost
 
     args.call_cost = parse_call_cost(args.call_cost)
-    if args.max_wait_ms < 0:
-        raise ConfigError(f"serve | --max-wait-ms must be >= 0, got {args.max_wait_ms}.")
     if args.ray:  # Ray Serve queues, scales and drains replicas itself
         ignored = [f"--{n.replace('_', '-')}" for n, default in (("max_queue", 2048), ("workers", 1),
                                                                    ("graceful_timeout", 30.0),

@@ -1,0 +1,122 @@
+"""The checks every subcommand's arguments get in one place, after parsing and before any work.
+
+- Numeric flags: every ``int``/``float`` flag of every subcommand is listed in ``FLAG_RANGES`` with its range
+  (a test fails when a new numeric flag is added without one). A value outside it, NaN or infinity is a
+  ``ConfigError`` naming the flag: ``serve --max-wait-ms nan`` never starts a server that cannot answer, and
+  ``serve --port 99999`` is not an ``OverflowError`` from the socket layer.
+- Paths: an output may not be an input (``calibrate --checkpoint ck.pt --out ck.pt``), lie inside an input folder
+  (``--out DATA/train.tsv``) or be another output (``geep_deploy.atomic.check_outputs_apart``). Which flags
+  read and which write is declared in ``INPUT_FLAGS``/``OUTPUT_FLAGS``; a subcommand module with outputs derived
+  from others (calibrate's probe next to its table) adds them with ``derived_outputs(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from geep_deploy.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of one numeric flag: ``lo``..``hi`` (None: unbounded); ``lo_open`` excludes ``lo``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+
+    def contains(self, v: float) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return self.hi is None or v <= self.hi
+
+    def describe(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"in ({self.lo:g}, {self.hi:g}]" if self.lo_open else f"in {self.lo:g}..{self.hi:g}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"<= {self.hi:g}" if self.hi is not None else "finite"
+
+
+COUNT = Range(1)
+SHARE = Range(0, 1)
+WEIGHT = Range(0, 1e3)
+RATE = Range(0, 10, lo_open=True)
+SECONDS = Range(0, 3600, lo_open=True)
+
+# dest -> range; one meaning per name across subcommands (``--batch-size`` is rows per call everywhere)
+FLAG_RANGES: dict[str, Range] = {
+    "batch_size": COUNT, "batch_sizes": COUNT, "repeats": COUNT, "threads": Range(1, 1024), "max_rows": COUNT,
+    "max_calib": COUNT, "max_train": COUNT, "epochs": COUNT, "distill_epochs": COUNT, "max_batch": COUNT,
+    "depth": COUNT, "max_queue": COUNT, "workers": Range(1, 1024), "engine_batch": COUNT, "max_chars": COUNT,
+    "replicas": COUNT, "max_body_kb": Range(1, 1 << 20), "max_connections": Range(1, 1 << 20),
+    # checked against the model's position limit once the checkpoint is read (geep_deploy.limits.check_max_len)
+    "max_len": Range(),
+    "tau": SHARE, "max_drop": Range(0, 100), "target_speedup": Range(1),
+    "port": Range(0, 65535), "max_wait_ms": Range(0, 60_000), "graceful_timeout": Range(0, 3600),
+    "header_timeout": SECONDS, "body_timeout": SECONDS,
+    "lr": RATE, "head_lr": RATE, "embed_lr": RATE, "seed": Range(0, 2**32 - 1), "temperature": Range(0, 1e3, True),
+    "student_ce_weight": WEIGHT, "distill_warmup": SHARE, "distill_weight": WEIGHT, "skip_weight": WEIGHT,
+}
+
+INPUT_FLAGS = ("checkpoint", "data", "export", "backbone", "vocab", "input", "exit_table", "calib_data", "probe")
+OUTPUT_FLAGS = ("out", "json", "plot", "probe_out")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def check_number(what: str, value: Any, rng: Range, integer: bool) -> None:
+    """``value`` must be a real (integer, if ``integer``) finite number in ``rng``; bools are not numbers.
+
+    Raises:
+        ConfigError: naming ``what``, the allowed range and the value.
+    """
+    kind = "an integer" if integer else "a finite number"
+    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
+    if not ok_type or not math.isfinite(float(value)) or not rng.contains(float(value)):
+        raise ConfigError(f"{what} must be {kind} {rng.describe()}, got {value!r}.".replace(" finite,", ","))
+
+
+def numeric_dests(parser: argparse.ArgumentParser) -> dict[str, bool]:
+    """dest -> is-integer for every numeric flag of ``parser`` (``type=int``/``float`` or a list of ints)."""
+    out = {}
+    for a in parser._actions:  # argparse keeps no public list of a parser's actions
+        kind = getattr(a.type, "numeric_kind", a.type)
+        if kind in (int, float):
+            out[a.dest] = kind is int
+    return out
+
+
+def check_args(command: str, parser: argparse.ArgumentParser, args: argparse.Namespace,
+               module: ModuleType | None = None) -> None:
+    """Every numeric flag in its range, and no output on an input (see the module docstring).
+
+    Raises:
+        ConfigError: for the first flag that is out of range, or an output that would overwrite an input.
+    """
+    for dest, integer in numeric_dests(parser).items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        rng = FLAG_RANGES.get(dest, Range())
+        for v in value if isinstance(value, list) else [value]:
+            check_number(f"{command} | {_flag(dest)}", v, rng, integer)
+    outputs = {_flag(d): getattr(args, d) for d in OUTPUT_FLAGS if isinstance(getattr(args, d, None), (str, Path))}
+    derived = getattr(module, "derived_outputs", None)
+    if derived is not None:
+        outputs.update(derived(args))
+    inputs = {_flag(d): getattr(args, d) for d in INPUT_FLAGS if isinstance(getattr(args, d, None), (str, Path))}
+    for item in getattr(args, "baseline_export", None) or []:  # bench NAME=DIR
+        if isinstance(item, str) and "=" in item:
+            inputs[f"--baseline-export {item.split('=', 1)[0]}"] = item.split("=", 1)[1]
+    from geep_deploy.atomic import check_outputs_apart
+
+    check_outputs_apart(command, outputs, inputs)
