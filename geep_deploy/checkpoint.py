@@ -113,12 +113,13 @@ def _read_payload(p: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint | {p} is not a geep-deploy checkpoint (no '{FORMAT}' format tag).")
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint | {p} has format version {version!r}; this geep-deploy reads up to {FORMAT_VERSION}. "
-            "Upgrade geep-deploy."
+            f"checkpoint | {p} has format version {version!r}; this geep-deploy reads 1..{FORMAT_VERSION}"
+            + (". Upgrade geep-deploy." if isinstance(version, int) and version > FORMAT_VERSION else
+               ": the file is damaged or was edited. Copy it again or retrain.")
         )
-    if version >= 2:
+    if version >= 2 or "sha256" in payload:  # format 1 never had the field: a version edited down is still checked
         try:
             ok = payload.get("sha256") == content_digest(payload)
         except (KeyError, TypeError, AttributeError, RuntimeError, ValueError):

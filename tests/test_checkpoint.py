@@ -56,7 +56,8 @@ def test_newer_version_and_inconsistent(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "n.pt")
     sd = dict(payload["state_dict"])
     sd.pop("heads.0.dense.weight")
-    torch.save({**payload, "format_version": 1, "state_dict": sd}, tmp_path / "i.pt")  # 1: no checksum
+    v1 = {k: v for k, v in payload.items() if k != "sha256"}  # format 1 had no checksum
+    torch.save({**v1, "format_version": 1, "state_dict": sd}, tmp_path / "i.pt")
     with pytest.raises(CheckpointError, match="inconsistent"):
         load_checkpoint(tmp_path / "i.pt")
 

@@ -143,3 +143,23 @@ def test_numeric_flags_out_of_range_are_refused(ws, tmp_path, capsys, argv) -> N
     err = capsys.readouterr().err
     assert err.startswith("error:") and f"{argv[1]} must be" in err, err
     assert not (tmp_path / "t.npz").exists() and not (tmp_path / "x").exists()
+
+
+# -- 7. a checkpoint's format_version cannot switch its checksum off ---------------------------------------------------
+@pytest.mark.parametrize("version", [0, -1, 1, True, 2.0])
+def test_checkpoint_version_edits_do_not_skip_the_checksum(ws, tmp_path, capsys, version) -> None:
+    import torch
+
+    from geep_deploy.checkpoint import load_checkpoint
+    from geep_deploy.errors import CheckpointError
+
+    payload = torch.load(ws["ckpt"], weights_only=True)
+    w = payload["state_dict"]["heads.0.dense.weight"].clone()
+    w.view(-1)[0] += 1e-3  # one changed value: the stored sha256 no longer matches
+    p = tmp_path / "edited.pt"
+    torch.save({**payload, "format_version": version, "state_dict": {**payload["state_dict"],
+                                                                      "heads.0.dense.weight": w}}, p)
+    with pytest.raises(CheckpointError, match="format version|corrupted"):
+        load_checkpoint(p)
+    assert main(["eval", "--checkpoint", str(p), "--data", str(ws["data"])]) == 1
+    assert capsys.readouterr().err.startswith("error: checkpoint |")
