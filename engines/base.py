@@ -78,6 +78,7 @@ class BaseEngine:
     """
 
     backend = "base"
+    device_resident = False  # True: ``infer_states`` keeps outputs on the device (see `infer_states`)
 
     def __init__(self, name: str, precision: str = "fp32", device: str = "cpu", check_inputs: bool = True) -> None:
         if precision not in PRECISIONS:
@@ -115,6 +116,16 @@ class BaseEngine:
         out = self._infer(feed)
         self.last_inference_time = time.perf_counter() - t0
         return out
+
+    def infer_states(self, feed: Mapping[str, Any]) -> dict[str, Any]:
+        """Device-resident engines (``device_resident``): run on ``feed`` (host arrays, or this backend's device
+        arrays) and return its device arrays (torch tensors, CuPy arrays), nothing copied to the host."""
+        raise GeepError(f"{self.name} | this engine has no device-resident path; use infer().")
+
+    @staticmethod
+    def to_host(x: Any) -> np.ndarray:
+        """A host NumPy copy of one ``infer_states`` output."""
+        return np.asarray(x)
 
     def input_metadata(self) -> dict[str, TensorMeta]:
         """Input names with dtype and shape (``None`` = dynamic axis)."""

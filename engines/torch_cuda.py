@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from geep_deploy.errors import ConfigError
 
 CAPTURE_LOCK = threading.Lock()
@@ -125,20 +127,31 @@ def fp32_precision_scope(torch: Any, precision: str) -> Iterator[None]:
             _write(torch, saved)
 
 
-def static_buffers(torch: Any, b: int, s: int, device: str) -> dict[str, Any]:
-    """Zeroed int64 (b, s) graph inputs, created outside inference mode whatever the caller's mode.
+def static_buffers(torch: Any, b: int, s: int, device: str, names: tuple[str, ...] = INPUT_NAMES,
+                   hidden: int | None = None, dtype: Any = None) -> dict[str, Any]:
+    """Zeroed (b, s) graph inputs (int64 ids and masks; ``hidden`` is (b, s, hidden) in ``dtype``), created outside
+    inference mode whatever the caller's mode.
 
     Row 0 gets one unmasked position so a warm-up/capture batch is never all-masked.
     """
     with torch.inference_mode(False):
-        bufs = {n: torch.zeros((b, s), dtype=torch.int64, device=device) for n in INPUT_NAMES}
+        bufs = {}
+        for n in names:
+            if n == "hidden":
+                if hidden is None:
+                    raise ConfigError("torch | a graph with a hidden-state input needs its width (hidden=...).")
+                bufs[n] = torch.zeros((b, s, hidden), dtype=dtype or torch.float32, device=device)
+            else:
+                bufs[n] = torch.zeros((b, s), dtype=torch.int64, device=device)
         bufs["attention_mask"][:, 0] = 1
     return bufs
 
 
 def fill_static(torch: Any, bufs: dict[str, Any], feed: dict[str, Any]) -> None:
-    """Copy a host (b, s) feed into the top-left of each larger static buffer; the rest is zero (masked)."""
+    """Copy a (b, s[, h]) feed (host NumPy arrays, or torch tensors already on the device) into the top-left of
+    each larger static buffer; the rest is zero (masked). Device tensors are copied device to device."""
     for name, buf in bufs.items():
-        x = torch.from_numpy(feed[name])
+        x = feed[name]
+        x = x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))
         buf.zero_()
         buf[: x.shape[0], : x.shape[1]].copy_(x, non_blocking=True)

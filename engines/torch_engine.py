@@ -6,8 +6,15 @@ each depth engine captures one CUDA graph per (batch, length) bucket of a bounde
 one memory pool per engine, at load (``capture="load"``, the default: nothing is captured on the request path)
 or on first use (``capture="lazy"``, under a process-wide capture lock); inputs are padded up to the bucket
 (masked positions and all-masked rows do not change the real rows' logits), and batches larger than every
-bucket run eagerly. The CUDA path is written against torch's documented API but has not run on a GPU in this
-project yet; ``make gpu-check`` asserts its behaviour on one.
+bucket run eagerly. The probe dispatch's ``prefix`` and ``cont{d}`` engines capture and replay graphs the same way
+(a ``cont`` graph's static input is the (batch, length, hidden) state buffer).
+
+Device residency: an engine with ``resident=True`` (the default on CUDA) also offers ``infer_states``, which
+takes and returns torch tensors on the engine's device, so the probe dispatch keeps layer-1 states on the GPU
+between the prefix, the continuation groups and escalation (no host round trip of hidden states).
+
+The CUDA path is written against torch's documented API (2.11) but has not run on a GPU in this project yet;
+``make gpu-check`` asserts its behaviour on one.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from geep_deploy.graphs import graph_module, io_spec, run_graph_module
 from geep_deploy.names import DEPTHLESS_KINDS
 from geep_deploy.names import GRAPH_KINDS as KINDS
 from geep_deploy.optional import require
+
+GRAPHED_KINDS = ("depth", "prefix", "cont")  # the kinds that capture CUDA graphs (segments run eagerly)
 
 
 def import_torch() -> Any:
@@ -68,10 +77,13 @@ class TorchEngine(BaseEngine):
             logits); see ``geep_deploy.graphs``.
         depth: the depth (``depth``, ``cont``), or the layer number for ``kind="layer"``.
         exit_mode: ``"student"`` or ``"skip"`` (see `ExitBert.forward`).
-        cuda_graphs: capture CUDA graphs per shape bucket (depth engines on CUDA only). Defaults to True on CUDA.
+        cuda_graphs: capture CUDA graphs per shape bucket (depth, prefix and cont engines on CUDA only). Defaults to True on CUDA.
         max_len: the longest sequence a CUDA-graph length bucket may pad to. Defaults to the model's positions.
         graph_buckets: the bucket set. Defaults to ``GraphBuckets(max_batch=128, max_len=max_len)``.
         capture: ``"load"`` (every bucket at load) or ``"lazy"`` (a bucket on its first use). Defaults to "load".
+        max_batch: the largest graph batch bucket (the export's ``--max-batch``) when ``graph_buckets`` is not
+            given. Defaults to 128.
+        resident: offer ``infer_states`` (torch tensors in and out, kept on the device). Defaults to True on CUDA.
     """
 
     backend = "torch"
@@ -90,6 +102,8 @@ class TorchEngine(BaseEngine):
         graph_buckets: GraphBuckets | None = None,
         capture: str = "load",
         check_inputs: bool = True,
+        max_batch: int = 128,
+        resident: bool | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"torch | kind must be one of {KINDS}, got {kind!r}.")
@@ -103,9 +117,10 @@ class TorchEngine(BaseEngine):
         self.max_len = max_len or model.shape.max_position_embeddings
         if capture not in ("load", "lazy"):
             raise ConfigError(f"torch | capture must be 'load' or 'lazy', got {capture!r}.")
-        self.buckets = graph_buckets or GraphBuckets(max_batch=128, max_len=self.max_len)
+        self.buckets = graph_buckets or GraphBuckets(max_batch=max_batch, max_len=self.max_len)
+        self.device_resident = (device == "cuda") if resident is None else bool(resident)
         self.capture = capture
-        self._graphs: dict[tuple[int, int], tuple[Any, dict[str, Any], Any]] = {}
+        self._graphs: dict[tuple[int, int], tuple[Any, dict[str, Any], dict[str, Any]]] = {}
         self._pool: Any = None
         self._lock = threading.Lock()
         self.eager_calls = 0  # CUDA-graph engines: calls larger than every bucket (ran without a graph)
@@ -121,13 +136,15 @@ class TorchEngine(BaseEngine):
 
     @property
     def _uses_graphs(self) -> bool:
-        return self.cuda_graphs and self.device == "cuda" and self.kind == "depth"
+        return self.cuda_graphs and self.device == "cuda" and self.kind in GRAPHED_KINDS
 
-    def _to_dev(self, x: np.ndarray) -> Any:
-        t = self._torch.from_numpy(np.ascontiguousarray(x))
-        if t.is_floating_point():
+    def _to_dev(self, x: Any) -> Any:
+        """A NumPy array (uploaded) or a torch tensor (used where it is, cast if needed) on the engine's device."""
+        torch = self._torch
+        t = x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))
+        if t.is_floating_point() and t.dtype != self._dtype:
             t = t.to(self._dtype)
-        return t.to(self.device, non_blocking=True) if self.device != "cpu" else t
+        return t.to(self.device, non_blocking=True) if t.device.type != self.device else t
 
     def _run(self, t: dict[str, Any]) -> dict[str, Any]:
         return run_graph_module(self._module, self.kind, t)
@@ -139,39 +156,58 @@ class TorchEngine(BaseEngine):
         return fp32_precision_scope(self._torch, self.precision)
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._forward(feed, host=True)
+
+    def infer_states(self, feed: Mapping[str, Any]) -> dict[str, Any]:
+        """Run once on ``feed`` (NumPy arrays or torch tensors) and return torch tensors on the engine's device, in
+        its dtype: nothing is copied to the host (``resident=True`` engines; the probe dispatch's device path)."""
+        self._require_loaded()
+        if not self.device_resident:
+            raise ConfigError(f"{self.name} | infer_states needs an engine made with resident=True.")
+        return self._forward(feed, host=False)
+
+    @staticmethod
+    def to_host(x: Any) -> np.ndarray:
+        """A float32 NumPy copy of an ``infer_states`` output (small ones: logits)."""
+        return x.float().cpu().numpy()
+
+    def _forward(self, feed: Mapping[str, Any], host: bool) -> dict[str, Any]:
         torch = self._torch
         if self._uses_graphs:
-            b, s = feed["input_ids"].shape
+            b, s = feed["attention_mask"].shape
             key = self.buckets.bucket_for(b, s)
             if key is not None:
-                return self._replay(key, feed)
+                return self._replay(key, feed, host)
             self.eager_calls += 1
         with torch.inference_mode(), self._precision():
             out = self._run({k: self._to_dev(v) for k, v in feed.items()})
-        return {k: v.float().cpu().numpy() for k, v in out.items()}
+        return {k: self.to_host(v) for k, v in out.items()} if host else out
 
     # -- CUDA graphs ----------------------------------------------------------------------------------------
-    def _replay(self, key: tuple[int, int], feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        b = feed["input_ids"].shape[0]
+    def _replay(self, key: tuple[int, int], feed: Mapping[str, Any], host: bool) -> dict[str, Any]:
+        b, s = feed["attention_mask"].shape
         with self._lock:  # static buffers and the pool are shared by every call of this engine
             graph, static_in, static_out = self._graph(key)
-            fill_static(self._torch, static_in, {k: np.ascontiguousarray(v) for k, v in feed.items()})
+            fill_static(self._torch, static_in, feed)
             graph.replay()
-            return {"logits": static_out[:b].float().cpu().numpy()}
+            # cropped to the call's rows (and length), then copied out before the next replay overwrites them
+            out = {k: v[:b, :s] if v.dim() == 3 else v[:b] for k, v in static_out.items()}
+            return {k: self.to_host(v) if host else v.clone() for k, v in out.items()}
 
-    def _graph(self, key: tuple[int, int]) -> tuple[Any, dict[str, Any], Any]:
+    def _graph(self, key: tuple[int, int]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         g = self._graphs.get(key)
         if g is None:
             g = self._graphs[key] = self._capture(*key)
         return g
 
-    def _capture(self, b: int, s: int) -> tuple[Any, dict[str, Any], Any]:
+    def _capture(self, b: int, s: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """Warm up once on a side stream, then capture into the engine's one pool (process-wide lock)."""
         torch = self._torch
         with CAPTURE_LOCK, self._precision():
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
-            static_in = static_buffers(torch, b, s, "cuda")
+            static_in = static_buffers(torch, b, s, "cuda", names=tuple(self._input_metadata()),
+                                       hidden=self.model.shape.hidden_size, dtype=self._dtype)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.inference_mode():
@@ -180,7 +216,7 @@ class TorchEngine(BaseEngine):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool, capture_error_mode=CAPTURE_ERROR_MODE), \
                     torch.inference_mode():
-                static_out = self._run(static_in)["logits"]
+                static_out = self._run(static_in)
         return graph, static_in, static_out
 
     @property

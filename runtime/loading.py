@@ -54,7 +54,8 @@ def make_engine(bundle: Any, parts: Parts, backend: str, device: str, precision:
     """One engine of ``kind`` (depth/embed/layer/prefix/cont) on ``backend``, sharing weights through ``parts``."""
     if backend == TORCH:
         return open_engine(TORCH, parts.model, kind=kind, depth=depth, exit_mode=bundle.exit_mode, device=device,
-                           precision=precision, max_len=bundle.max_len, check_inputs=False)
+                           precision=precision, max_len=bundle.max_len, check_inputs=False,
+                           max_batch=int((bundle.manifest.get("export") or {}).get("max_batch") or 128))
     art = bundle.find(kind=kind, depth=depth, backend=FORMAT_OF_BACKEND[backend],
                       precision=weights_precision(precision))
     if backend == ONNXRUNTIME:

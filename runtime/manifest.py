@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from geep_deploy.errors import ArtifactError
+from geep_deploy.safe_json import read_json
 from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL, first_continuation
 
 FORMAT = "geep-deploy-export"
@@ -71,11 +73,11 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if not root.is_dir():
         raise ArtifactError(f"export | {root} is not a directory. Create one with `geep-deploy export --out {root}`.")
     p = root / MANIFEST
-    if not p.is_file():
+    if not p.exists():
         raise ArtifactError(f"export | {p} is missing: {root} is not a geep-deploy export (or an interrupted one).")
     try:
-        m = json.loads(p.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:
+        m = read_json(member_path(root, MANIFEST))
+    except (ValueError, OSError) as e:  # not JSON, too deep or too large (geep_deploy.safe_json), unreadable
         raise ArtifactError(f"export | {p} is not valid JSON ({e}). Re-export with --force.") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ArtifactError(f"export | {p} is not a geep-deploy export manifest (format tag {FORMAT!r} missing).")
@@ -217,6 +219,34 @@ def listed_files(m: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def member_path(root: Path, rel: str) -> Path:
+    """``root/rel`` if it is a regular file inside ``root`` once every symlink is resolved; the one way the
+    runtime turns a name from a manifest (or a graph's external-data location) into a path it may open.
+
+    Raises:
+        ArtifactError: ``rel`` is absolute or climbs out with ``..``, a symlink leads out of ``root``, or the
+            path is missing or not a regular file (a FIFO or device would block or feed the reader).
+    """
+    import stat
+
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise ArtifactError(f"export | the manifest of {root} lists {rel!r}, which is outside {root}.")
+    p = root / rel
+    real, base = p.resolve(), root.resolve()
+    if real != base and base not in real.parents:
+        raise ArtifactError(f"export | {p} is a symlink to {real}, outside the export {root}; an export holds its "
+                            "own files. Re-export with --force.")
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        raise ArtifactError(f"export | {p} is missing (listed in {root / MANIFEST}). Re-export with --force.") \
+            from None
+    if not stat.S_ISREG(mode):
+        raise ArtifactError(f"export | {p} is not a regular file (a directory, FIFO or device); an export holds "
+                            "regular files only. Re-export with --force.")
+    return p
+
+
 def verify_files(root: Path, m: dict[str, Any], check_hash: bool = True) -> None:
     """Check every listed file exists (and matches its sha256).
 
@@ -229,11 +259,7 @@ def verify_files(root: Path, m: dict[str, Any], check_hash: bool = True) -> None
         if not isinstance(rel, str) or rel in seen:
             continue
         seen.add(rel)
-        p = root / rel
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            raise ArtifactError(f"export | manifest lists {rel!r}, which is outside {root}.")
-        if not p.is_file():
-            raise ArtifactError(f"export | {p} is missing (listed in {root / MANIFEST}). Re-export with --force.")
+        p = member_path(root, rel)
         if check_hash and sha256_file(p) != e.get("sha256"):
             raise ArtifactError(
                 f"export | {p} is corrupted: its sha256 differs from the manifest's. Re-export with --force."

@@ -14,6 +14,11 @@ Per call (its FLOPs are ``runtime.probe.probe_cost``, the model ``export.probe_f
    above the threshold are pooled across the call and continued from their cached layer-1 states by ``cont{L}``
    in one dense pass (grouped by length, chunks of ``max_group``); they answer, and report, depth L.
 
+Device residency: when the prefix and every continuation engine are ``device_resident`` (torch on CUDA, TensorRT),
+the layer-1 states never leave the device: the prefix's per-chunk state tensors stay where the engine put them,
+and each continuation group is gathered, re-padded and masked there (`gather_states`, torch or CuPy); only
+logits and small index arrays cross to and from the host. Other engines (ONNX Runtime) take the host path above.
+
 Thread safety: a ``ProbeDispatch`` holds no per-call state (the probe is frozen; layer-1 states live in the
 call's own arrays), and its engines are the runtime's engines, as safe to share as ``GeepEngine``'s.
 """
@@ -90,6 +95,7 @@ class ProbeDispatch:
         self.probe, self.prefix, self.continuations = probe, prefix, dict(sorted(continuations.items()))
         self.num_labels, self.table, self.pad_id = num_labels, table if probe.uses_table else None, pad_id
         self.num_layers, self.first = L, first
+        self.resident = all(getattr(e, "device_resident", False) for e in (prefix, *continuations.values()))
         self._map = depth_map([1, *self.continuations] if first > 1 else list(self.continuations), L)
 
     def with_knobs(self, risk: float | None = None, escalate: float | None | str = "keep") -> ProbeDispatch:
@@ -103,7 +109,7 @@ class ProbeDispatch:
         """The knobs and graphs ``GeepEngine.info`` reports."""
         p = self.probe
         return {"risk": p.risk, "escalate": p.escalate, "uses_table": p.uses_table, "exit_mode": p.exit_mode,
-                "continuations": sorted(self.continuations)}
+                "continuations": sorted(self.continuations), "states_on_device": self.resident}
 
     @property
     def engines(self) -> list[BaseEngine]:
@@ -142,11 +148,21 @@ class ProbeDispatch:
         return Dispatched(logits, np.where(escalated, L, planned), planned, escalated, layers, heads)
 
     def _prefix(self, enc: Encoded, max_group: int,
-                call_cost: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-        """Layer-1 states (one unpadded (n_i, H) array per row) and head-1 logits, in input order."""
-        states: list[np.ndarray] = [np.empty(0)] * len(enc)
+                call_cost: float | None = None) -> tuple[Any, np.ndarray]:
+        """Layer-1 states and head-1 logits, in input order. Host path: one unpadded (n_i, H) array per row;
+        device path: `DeviceStates` (the prefix's chunk tensors where the engine left them)."""
         groups = _length_chunks(enc, max_group, call_cost)
         logits = []
+        if self.resident:
+            chunks, chunk_of, pos = [], np.zeros(len(enc), np.int64), np.zeros(len(enc), np.int64)
+            for c, g in enumerate(groups):
+                out = self.prefix.infer_states(pad_batch(enc.take(g.indices), pad_id=self.pad_id))
+                logits.append(check_logits(self.prefix.to_host(out["logits"]), len(g.indices), self.num_labels,
+                                           "prefix"))
+                chunks.append(out["hidden"])
+                chunk_of[g.indices], pos[g.indices] = c, np.arange(len(g.indices))
+            return DeviceStates(chunks, chunk_of, pos), restore_order(groups, logits)
+        states: list[np.ndarray] = [np.empty(0)] * len(enc)
         for g in groups:
             out = self.prefix.infer(pad_batch(enc.take(g.indices), pad_id=self.pad_id), check_inputs=False)
             logits.append(check_logits(out["logits"], len(g.indices), self.num_labels, "prefix"))
@@ -160,7 +176,7 @@ class ProbeDispatch:
         masses = [self.table.exit_mass(*pad_rows([enc.ids[i] for i in g.indices])) for g in groups]
         return restore_order(groups, masses)
 
-    def _continue(self, states: list[np.ndarray], rows: np.ndarray, depths: np.ndarray, lengths: np.ndarray,
+    def _continue(self, states: Any, rows: np.ndarray, depths: np.ndarray, lengths: np.ndarray,
                   max_group: int, call_cost: float | None = None) -> np.ndarray:
         """Logits of ``rows`` continued to ``depths`` from their layer-1 states: one ``cont{d}`` call per
         (depth, length) group, each re-padded to its own longest row. Returned in the order of ``rows``."""
@@ -169,6 +185,12 @@ class ProbeDispatch:
         for g in groups:
             sub = rows[g.indices]
             width = int(lengths[sub].max())
+            if isinstance(states, DeviceStates):
+                eng = self.continuations[g.depth]
+                hidden, mask = gather_states(states, sub, lengths[sub], width)
+                out = eng.infer_states({"hidden": hidden, "attention_mask": mask})
+                outs.append(check_logits(eng.to_host(out["logits"]), sub.size, self.num_labels, f"cont{g.depth}"))
+                continue
             hidden = np.zeros((sub.size, width, states[sub[0]].shape[-1]), dtype=np.float32)
             mask = np.zeros((sub.size, width), dtype=np.int64)
             for j, i in enumerate(sub):
@@ -185,6 +207,55 @@ class ProbeDispatch:
         rows, lengths = np.arange(len(enc)), enc.lengths
         for d in self.continuations:
             self._continue(states, rows, np.full(len(enc), d), lengths, len(enc))
+
+
+@dataclass
+class DeviceStates:
+    """One call's layer-1 states on the device: the prefix's padded chunk outputs, and where each row lies in them
+    (``chunk_of[i]``, row ``pos[i]`` of that chunk). Never copied to the host."""
+
+    chunks: list[Any]
+    chunk_of: np.ndarray
+    pos: np.ndarray
+
+
+def gather_states(states: DeviceStates, rows: np.ndarray, lengths: np.ndarray, width: int) -> tuple[Any, Any]:
+    """``rows``' states as one (n, width, H) device array, zero past each row's length, and its int64 mask.
+
+    One gather per prefix chunk the rows come from, on the chunks' own device and library (torch tensors or CuPy
+    arrays); only the small index arrays are uploaded. Zeroing past each row's length makes the padded input
+    equal to the host path's, so both paths give the same logits.
+    """
+    first = states.chunks[int(states.chunk_of[rows[0]])]
+    torch_like = type(first).__module__.startswith("torch")
+    if torch_like:
+        import torch
+
+        dev = first.device
+
+        def put(a: np.ndarray) -> Any:
+            return torch.as_tensor(a, device=dev)
+
+        out = first.new_zeros((rows.size, width, first.shape[-1]))
+        span = torch.arange(width, device=dev)
+    else:
+        import cupy as cp
+
+        put = cp.asarray
+        out = cp.zeros((rows.size, width, first.shape[-1]), dtype=first.dtype)
+        span = cp.arange(width)
+    src = states.chunk_of[rows]
+    for c in np.unique(src):
+        j = np.flatnonzero(src == c)
+        chunk = states.chunks[int(c)]
+        w = min(width, int(chunk.shape[1]))
+        out[put(j), :w] = chunk[put(states.pos[rows[j]])][:, :w]
+    mask = span[None, :] < put(np.asarray(lengths, dtype=np.int64))[:, None]
+    if torch_like:
+        out *= mask[..., None].to(out.dtype)
+        return out, mask.to(torch.int64)
+    out *= mask[..., None].astype(out.dtype)
+    return out, mask.astype(cp.int64)
 
 
 def continuation_kinds(bundle: Any) -> list[tuple[str, int | None]]:
