@@ -125,8 +125,9 @@ class OrtWeightPool:
 
 
 def cuda_provider_options(precision: str) -> dict[str, str]:
-    """CUDA execution provider options: TF32 off for fp32 (ORT's default is on), on for tf32."""
-    if precision == "fp32":
+    """CUDA execution provider options: TF32 off for fp32 and int8 (ORT's default is on; int8's float ops are
+    fp32, as in TensorRT's int8, ``export.trt_build.INT8_MEANING``), on for tf32."""
+    if precision in ("fp32", "int8"):
         return {"use_tf32": "0"}
     if precision == "tf32":
         return {"use_tf32": "1"}

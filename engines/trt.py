@@ -6,6 +6,10 @@ are created with ``ExecutionContextAllocationStrategy.USER_MANAGED`` (``create_e
 memory`` on older TensorRT) and handed the shared block with ``set_device_memory``; sharing scratch means two
 contexts may not run at once, so `TrtScratch` also owns the lock that serialises them.
 
+Batches above the plan's optimisation profile are cut into chunks of the profile's largest batch (a longer
+sequence than the profile allows is an `EngineRunError`). ``infer_states`` returns CuPy device arrays and takes
+them as inputs (bound by device pointer), so the probe dispatch keeps states on the GPU.
+
 Written against the TensorRT 10/11 Python API documentation; it has not run in this project (TensorRT cannot be
 installed here), and its tests are marked ``trt``.
 """
@@ -66,6 +70,7 @@ class TrtEngine(BaseEngine):
     """
 
     backend = "tensorrt"
+    device_resident = True  # outputs are CuPy arrays on the GPU until copied to the host
 
     def __init__(
         self,
@@ -82,6 +87,7 @@ class TrtEngine(BaseEngine):
         self._engine: Any = None
         self._context: Any = None
         self._bound: tuple[int, int] | None = None
+        self.max_batch: int | None = None  # the profile's largest batch (set at load)
 
     def _load(self) -> None:
         trt, cp = import_trt()
@@ -107,6 +113,7 @@ class TrtEngine(BaseEngine):
         self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self._outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
+        self.max_batch = _profile_max_batch(self._engine, self._inputs)
 
     def _scratch_bytes(self) -> int:
         ctx = self._context
@@ -127,11 +134,37 @@ class TrtEngine(BaseEngine):
             self._bound = (ptr, size)
 
     def _infer(self, feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return self._chunked(feed, host=True)
+
+    def infer_states(self, feed: Mapping[str, Any]) -> dict[str, Any]:
+        """Run on ``feed`` (NumPy or CuPy arrays) and return CuPy arrays on the GPU (nothing copied to the host)."""
+        self._require_loaded()
+        return self._chunked(feed, host=False)
+
+    @staticmethod
+    def to_host(x: Any) -> np.ndarray:
+        import cupy as cp
+
+        return cp.asnumpy(x).astype(np.float32, copy=False)
+
+    def _chunked(self, feed: Mapping[str, Any], host: bool) -> dict[str, Any]:
+        """One run, or one run per chunk of at most the profile's largest batch, concatenated."""
+        b = int(next(iter(feed.values())).shape[0])
+        step = self.max_batch or b
+        if b <= step:
+            return self._run(feed, host)
+        parts = [self._run({k: v[i: i + step] for k, v in feed.items()}, host) for i in range(0, b, step)]
+        cat = np.concatenate if host else self._cp.concatenate
+        return {k: cat([p[k] for p in parts]) for k in parts[0]}
+
+    def _run(self, feed: Mapping[str, Any], host: bool) -> dict[str, Any]:
         cp, ctx = self._cp, self._context
         with self.scratch.lock:
             self.scratch.ensure(cp, 0)
             stream = self.scratch.stream
             keep = []
+            # device inputs (the probe dispatch's gathered states) were written on the caller's stream
+            stream.wait_event(cp.cuda.get_current_stream().record())
             with stream:
                 for name in self._inputs:
                     x = cp.asarray(feed[name], dtype=self._dtypes[name])
@@ -142,19 +175,24 @@ class TrtEngine(BaseEngine):
                             f"{self.name} | input {name!r} shape {tuple(x.shape)} is outside the plan's "
                             "optimization profile. Rebuild with a larger max shape or use shorter inputs."
                         )
-                    ctx.set_tensor_address(name, int(x.data.ptr))
+                    self._bind(name, x)
                 outs = {}
                 for name in self._outputs:
                     y = cp.empty(tuple(ctx.get_tensor_shape(name)), dtype=self._dtypes[name])
-                    ctx.set_tensor_address(name, int(y.data.ptr))
+                    self._bind(name, y)
                     outs[name] = y
                 self._bind_scratch()
                 if not ctx.execute_async_v3(stream.ptr):
                     raise EngineRunError(f"{self.name} | execute_async_v3 failed; see TensorRT's log above.")
-                host = {n: cp.asnumpy(y, stream=stream) for n, y in outs.items()}
-            stream.synchronize()
+                result = {n: cp.asnumpy(y, stream=stream) for n, y in outs.items()} if host else outs
+            stream.synchronize()  # device results are complete before another stream reads them
             del keep
-            return host
+            return result
+
+    def _bind(self, name: str, x: Any) -> None:
+        if not self._context.set_tensor_address(name, int(x.data.ptr)):
+            raise EngineRunError(f"{self.name} | TensorRT refused the device address of {name!r} (misaligned or "
+                                 "not a tensor of this plan); see TensorRT's log above.")
 
     def _input_metadata(self) -> dict[str, TensorMeta]:
         meta = {}
@@ -170,3 +208,13 @@ class TrtEngine(BaseEngine):
         self._engine = None
         self._runtime = None
         self._bound = None
+
+
+def _profile_max_batch(engine: Any, inputs: list[str]) -> int | None:
+    """The largest batch optimisation profile 0 accepts (the first input's max shape), or None if unknown."""
+    if not inputs or not hasattr(engine, "get_tensor_profile_shape"):
+        return None
+    try:
+        return int(engine.get_tensor_profile_shape(inputs[0], 0)[2][0])
+    except (IndexError, TypeError, ValueError, RuntimeError):
+        return None

@@ -10,19 +10,25 @@ dispatch's ``prefix``/``cont{d}`` graphs (not at int8: those have no Q/DQ graphs
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from export.spec import BaseLoader, BuildSpec, Profile, invoke_if_callable, profiles_from_flags
+from geep_deploy.atomic import atomic_path
 from geep_deploy.errors import BackendUnavailable, EngineBuildError
 from geep_deploy.names import EXPORT_PRECISIONS, QDQ, variant_dir
 from geep_deploy.optional import INSTALL_HINTS, require
 
 # Which ONNX graph each TensorRT precision is built from.
 SOURCE_GRAPH = {p: variant_dir(p, QDQ if p == "int8" else "") for p in EXPORT_PRECISIONS}
-_FLAGS_TRT10 = {"fp32": [], "fp16": ["FP16"], "bf16": ["BF16"], "int8": ["INT8", "FP16"]}
+_FLAGS_TRT10 = {"fp32": [], "fp16": ["FP16"], "bf16": ["BF16"], "int8": ["INT8"]}
+INT8_MEANING = ("int8 = the Q/DQ graph's MatMuls in int8 (weights per tensor, symmetric, calibrated), every other op "
+                "in fp32 as the graph types it; strongly typed on TensorRT 10 and 11 alike (10.x without "
+                "STRONGLY_TYPED: INT8 flag only, no FP16), the same meaning as ONNX Runtime's int8 Q/DQ graph")
+"""What "int8" means for a TensorRT plan, pinned across versions (recorded in the manifest and the bench JSON)."""
 
 
 def require_tensorrt() -> Any:
@@ -63,6 +69,8 @@ def plan_for(precision: str, trt_version: str, *, has_strongly_typed: bool = Tru
         EngineBuildError: a precision the version cannot build (e.g. strongly typed without the flag).
     """
     major = trt_major(trt_version)
+    if precision == "int8" and strongly_typed is None:  # one meaning on 10 and 11 (INT8_MEANING)
+        strongly_typed = has_strongly_typed or major >= 11
     if major < 10:
         raise EngineBuildError(f"tensorrt | version {trt_version} is too old; geep-deploy needs 10 or 11. "
                                f"Try: {INSTALL_HINTS['tensorrt']}.")
@@ -105,11 +113,16 @@ class EngineBytesFromOnnx(BaseLoader):
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
         network = builder.create_network((1 << int(flags.STRONGLY_TYPED)) if plan.strongly_typed else 0)
+        if network is None:
+            raise EngineBuildError(f"tensorrt | could not create a network for {Path(path).name}; see TensorRT's "
+                                   "log above.")
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(path)):
             errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise EngineBuildError(f"tensorrt | cannot parse {Path(path).name}: {errs[:500]}")
         config = builder.create_builder_config()
+        if config is None:
+            raise EngineBuildError("tensorrt | could not create a builder config (out of memory?).")
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mb << 20)
         if spec.builder_optimization_level is not None:
             config.builder_optimization_level = spec.builder_optimization_level
@@ -121,13 +134,17 @@ class EngineBytesFromOnnx(BaseLoader):
             p = builder.create_optimization_profile()
             for name, r in prof.shapes.items():
                 p.set_shape(name, r.min, r.opt, r.max)
-            config.add_optimization_profile(p)
+            if config.add_optimization_profile(p) < 0:
+                raise EngineBuildError(f"tensorrt | the optimisation profile for {Path(path).name} is invalid "
+                                       f"({prof.to_dict()}); check --max-batch/--max-len.")
         cache_bytes = b""
         if self.timing_cache is not None and self.timing_cache.is_file():
             with _Lock(self.timing_cache):
                 cache_bytes = self.timing_cache.read_bytes()
         cache = config.create_timing_cache(cache_bytes)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise EngineBuildError(f"tensorrt | the timing cache {self.timing_cache} does not fit this TensorRT or "
+                                   "GPU; delete it and rebuild.")
         blob = builder.build_serialized_network(network, config)
         if blob is None:
             raise EngineBuildError(f"tensorrt | building {Path(path).name} ({spec.precision}) failed; see the "
@@ -135,8 +152,16 @@ class EngineBytesFromOnnx(BaseLoader):
         if self.timing_cache is not None:
             with _Lock(self.timing_cache):
                 if self.timing_cache.is_file():  # merge with what other builds added meanwhile
-                    cache.combine(config.create_timing_cache(self.timing_cache.read_bytes()), ignore_mismatch=True)
-                self.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+                    other = config.create_timing_cache(self.timing_cache.read_bytes())
+                    if other is None or not cache.combine(other, ignore_mismatch=True):
+                        warnings.warn(f"tensorrt | could not merge {self.timing_cache} (another TensorRT or GPU "
+                                      "wrote it); it is replaced by this build's cache.", RuntimeWarning,
+                                      stacklevel=2)
+                data = config.get_timing_cache().serialize()
+                if data is None:
+                    raise EngineBuildError("tensorrt | serialising the timing cache failed; see TensorRT's log.")
+                with atomic_path(self.timing_cache) as tmp:
+                    Path(tmp).write_bytes(bytes(data))
         return bytes(blob)
 
 
@@ -149,7 +174,8 @@ class SaveEngine(BaseLoader):
     def call_impl(self) -> Path:
         data, _ = invoke_if_callable(self.engine)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_bytes(data)
+        with atomic_path(self.path) as tmp:  # a killed build leaves no half-written plan
+            Path(tmp).write_bytes(data)
         return self.path
 
 
@@ -217,6 +243,6 @@ def build_all(ctx: Any, root: Path) -> dict[str, Any]:
             ctx.record(plan_path, kind, k, PLAN, precision, validation)
             builds.append({"precision": precision, "kind": kind, "depth": k, **asdict(plan)})
             ctx.step(f"tensorrt {precision} {name}")
-    return {"version": trt.__version__, "profiles": [p.to_dict() for p in profiles["depth"]],
+    return {"version": trt.__version__, "int8": INT8_MEANING, "profiles": [p.to_dict() for p in profiles["depth"]],
             "graph_profiles": {kind: [p.to_dict() for p in ps] for kind, ps in profiles.items()},
             "timing_cache": file_entry(root, cache), "builds": builds, "skipped": skipped}

@@ -341,6 +341,9 @@ def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
     d["export"], d["data"] = str(cfg.export), str(cfg.data)
     d["baseline_exports"] = {k: str(v) for k, v in cfg.baseline_exports.items()}
     d["precisions"], d["batch_sizes"] = list(cfg.precisions), list(cfg.batch_sizes)
+    from export.trt_build import INT8_MEANING
+
+    d["precision_notes"] = {"int8": INT8_MEANING, "tf32": "fp32 weights, TF32 matmuls (torch backend only)"}
     d["timing"] = ("model_s: engines (+ GEEP's grouping/padding) only; e2e_s: + tokenisation + exit prediction; "
                    "medians over interleaved repeats; speed-ups vs full, same backend/precision/batch size")
     return d

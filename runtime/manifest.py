@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from geep_deploy.errors import ArtifactError
-from geep_deploy.safe_json import read_json
 from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL, first_continuation
+from geep_deploy.safe_io import UnsafePath, read_json
+from geep_deploy.safe_io import member_path as safe_member
 
 FORMAT = "geep-deploy-export"
 FORMAT_VERSION = 4  # 2: torch weights read from onnx/fp32/weights.bin; graph variants; 3: manifest_sha256;
@@ -220,31 +220,20 @@ def listed_files(m: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def member_path(root: Path, rel: str) -> Path:
-    """``root/rel`` if it is a regular file inside ``root`` once every symlink is resolved; the one way the
-    runtime turns a name from a manifest (or a graph's external-data location) into a path it may open.
+    """``root/rel`` if it is a regular file inside the export once every symlink is resolved
+    (``geep_deploy.safe_io.member_path``): the one way a name from a manifest becomes a path the runtime opens.
 
     Raises:
-        ArtifactError: ``rel`` is absolute or climbs out with ``..``, a symlink leads out of ``root``, or the
-            path is missing or not a regular file (a FIFO or device would block or feed the reader).
+        ArtifactError: outside the export (absolute, ``..``, a symlink out), missing, or not a regular file.
     """
-    import stat
-
-    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
-        raise ArtifactError(f"export | the manifest of {root} lists {rel!r}, which is outside {root}.")
-    p = root / rel
-    real, base = p.resolve(), root.resolve()
-    if real != base and base not in real.parents:
-        raise ArtifactError(f"export | {p} is a symlink to {real}, outside the export {root}; an export holds its "
-                            "own files. Re-export with --force.")
     try:
-        mode = os.stat(real).st_mode
-    except OSError:
-        raise ArtifactError(f"export | {p} is missing (listed in {root / MANIFEST}). Re-export with --force.") \
+        return safe_member(root, rel, "the manifest lists")
+    except UnsafePath as e:
+        raise ArtifactError(f"export | {e}; an export holds its own regular files. Re-export with --force.") \
             from None
-    if not stat.S_ISREG(mode):
-        raise ArtifactError(f"export | {p} is not a regular file (a directory, FIFO or device); an export holds "
-                            "regular files only. Re-export with --force.")
-    return p
+    except OSError:
+        raise ArtifactError(f"export | {root / rel} is missing (listed in {root / MANIFEST}). Re-export with "
+                            "--force.") from None
 
 
 def verify_files(root: Path, m: dict[str, Any], check_hash: bool = True) -> None:

@@ -104,3 +104,23 @@ def test_cont_static_buffers_take_states_from_host_or_device() -> None:
 def test_max_batch_sets_the_graph_buckets(model) -> None:
     eng = TorchEngine(model, max_batch=32)
     assert max(eng.buckets.batches) == 32
+
+
+def test_tensorrt_batches_above_the_profile_are_cut() -> None:
+    """The chunking around the TensorRT run (no TensorRT needed: the run itself is replaced)."""
+    from engines.trt import TrtEngine
+
+    eng = TrtEngine("unused.plan")
+    calls: list[int] = []
+
+    def run(feed, host):
+        calls.append(len(feed["input_ids"]))
+        return {"logits": feed["input_ids"][:, :2].astype(np.float32)}
+
+    eng._run, eng.max_batch = run, 4
+    feed = {"input_ids": np.arange(22).reshape(11, 2), "attention_mask": np.ones((11, 2), np.int64)}
+    out = eng._chunked(feed, host=True)
+    assert calls == [4, 4, 3] and out["logits"].tolist() == feed["input_ids"].astype(np.float32).tolist()
+    eng.max_batch = None  # unknown profile: one call
+    eng._chunked(feed, host=True)
+    assert calls[-1] == 11

@@ -178,6 +178,7 @@ def test_ort_cuda_options_turn_tf32_off_for_fp32():
     assert cuda_provider_options("fp32") == {"use_tf32": "0"}
     assert cuda_provider_options("tf32") == {"use_tf32": "1"}
     assert cuda_provider_options("fp16") == {}
+    assert cuda_provider_options("int8") == {"use_tf32": "0"}  # int8's float ops are IEEE fp32 (INT8_MEANING)
 
 
 def test_auto_backend_follows_the_precision_asked_for() -> None:

@@ -35,7 +35,10 @@ def test_fp32_disables_tf32(version: str) -> None:
 def test_trt10_uses_flags_and_trt11_strong_typing() -> None:
     assert plan_for("fp16", "10.9.0").set_flags == ("FP16",) and not plan_for("fp16", "10.9.0").strongly_typed
     assert plan_for("bf16", "10.9.0").set_flags == ("BF16",)
-    assert plan_for("int8", "10.9.0").set_flags == ("INT8", "FP16")
+    # int8 has one meaning on 10 and 11 (INT8_MEANING): Q/DQ MatMuls, the rest as typed (fp32), strongly typed
+    assert plan_for("int8", "10.9.0").strongly_typed and plan_for("int8", "10.9.0").set_flags == ()
+    weak = plan_for("int8", "10.0.0", has_strongly_typed=False)
+    assert not weak.strongly_typed and weak.set_flags == ("INT8",)  # never FP16: no silent fp16 elsewhere
     for p in ("fp16", "bf16", "int8"):
         plan = plan_for(p, "11.0.0")
         assert plan.strongly_typed and plan.set_flags == ()  # precision comes from the graph's casts / Q/DQ

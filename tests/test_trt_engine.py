@@ -46,10 +46,13 @@ def test_trt_depths_agree_with_torch_and_share_scratch(tmp_path):
 
 def test_trt_shape_outside_profile_is_a_clear_error(tmp_path):
     from engines.trt import TrtEngine
-    from geep_deploy.errors import EngineBuildError
+    from geep_deploy.errors import EngineRunError
 
     model = tiny_model()
     p = export_depth_graphs(model, tmp_path, depths=[1])[1]
     with TrtEngine(build_plan(p, tmp_path / "d1.plan")) as eng:
-        with pytest.raises(EngineBuildError, match="optimization profile"):
+        with pytest.raises(EngineRunError, match="optimization profile"):  # a run-time shape, not a build
             eng.infer(make_feed(2, 100))
+        assert eng.max_batch == 32
+        np.testing.assert_allclose(eng.infer(make_feed(70, 8))["logits"],  # above the profile: cut, not fatal
+                                   reference(model, make_feed(70, 8), 1), atol=1e-3)
