@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from export.consistency import Guarantee
+from export.guarantee import depth_l_answer, table_family
 from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
@@ -30,6 +32,7 @@ from runtime.predictor import ExitPredictor, build_predictor, depths_from_mass
 DEFAULT_RULE = "consistency"
 DEFAULT_ENTROPY_TAU = 0.3
 DEFAULT_QUANTILES = QUANTILE_GRID
+DEFAULT_CONFIDENCE = 0.9  # --max-disagree's default confidence 1 - delta
 _MASS_CHUNK = 1024
 
 
@@ -79,6 +82,21 @@ def choose(curve: list[dict[str, float]], full_accuracy: float, max_drop: float,
     return {**max(ok, key=lambda c: (c["flops_speedup"], c["accuracy"])), "target_met": True}
 
 
+def budget_mode(max_disagree: float | None, target_speedup: float | None) -> str:
+    """What chose the knobs: ``max_disagree`` (certified consistency), ``target_speedup`` or ``max_drop``."""
+    if max_disagree is not None:
+        return "max_disagree"
+    return "target_speedup" if target_speedup is not None else "max_drop"
+
+
+def certified_point(curve: list[dict[str, Any]], guarantee: Guarantee) -> dict[str, Any]:
+    """The curve point of the certified knob (``target_met``); when nothing certifies, the deepest point."""
+    ok = guarantee.knob is not None
+    point = (next(c for c in curve if all(c[k] == v for k, v in guarantee.knob.items())) if ok
+             else max(curve, key=lambda c: (c["mean_depth"], c.get("accuracy", 0.0))))
+    return {**point, "target_met": ok, "certified": ok}
+
+
 def calibrate_checkpoint(
     ckpt: Checkpoint,
     calib: TextDataset,
@@ -96,6 +114,8 @@ def calibrate_checkpoint(
     weighting: str = "log",
     orders: tuple[int, ...] | None = None,
     load_factor: float = 0.5,
+    max_disagree: float | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> CalibrationResult:
     """Build and tune an exit predictor for ``ckpt``.
 
@@ -115,19 +135,26 @@ def calibrate_checkpoint(
         weighting: key weighting (see ``runtime.predictor``).
         orders: n-gram orders. Defaults to (1, 2).
         load_factor: exit-table load after the build.
+        max_disagree: instead of the accuracy budget: the fastest (q, m) whose disagreement with depth L is
+            certified <= this share of rows at ``confidence`` on the dev rows (``export.consistency``; no gold
+            labels used). Defaults to None.
+        confidence: 1 - delta of that guarantee. Defaults to 0.9.
 
     Returns:
-        A ``CalibrationResult`` whose predictor carries the chosen q, m and the figures.
+        A ``CalibrationResult`` whose predictor carries the chosen q, m and the figures (with ``max_disagree``,
+        ``figures["guarantee"]``).
 
     Raises:
         ConfigError: ``full`` checkpoint, unknown rule, bad budget, or mismatched labels.
+        TooFewRows: with ``max_disagree``, too few dev rows to certify it (the message says how many).
     """
     tau = check_calibration_args(ckpt, dev, rule, tau, max_drop, target_speedup)
     c = collect_logits(ckpt, calib, dev, batch_size, device, progress)
     return calibrate_from_logits(
         ckpt, c.calib_ids, c.calib_logits, c.dev_ids, c.dev_logits, c.dev_labels, c.special_ids,
         rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup, quantiles=quantiles,
-        margins=margins, weighting=weighting, orders=orders, load_factor=load_factor,
+        margins=margins, weighting=weighting, orders=orders, load_factor=load_factor, max_disagree=max_disagree,
+        confidence=confidence,
     )
 
 
@@ -211,6 +238,8 @@ def calibrate_from_logits(
     weighting: str = "log",
     orders: tuple[int, ...] | None = None,
     load_factor: float = 0.5,
+    max_disagree: float | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> CalibrationResult:
     """The model-free part of ``calibrate_checkpoint``, from per-depth logits (reused by benchmarks).
 
@@ -219,8 +248,8 @@ def calibrate_from_logits(
         calib_ids / calib_logits: calibration rows and their (N, L, C) logits.
         dev_ids / dev_logits / dev_labels: dev rows, logits and gold labels.
         special_ids: token ids that never form keys.
-        rule, tau, max_drop, target_speedup, quantiles, margins, weighting, orders, load_factor: as in
-            ``calibrate_checkpoint`` (already validated there when called through it).
+        rule, tau, max_drop, target_speedup, quantiles, margins, weighting, orders, load_factor, max_disagree,
+            confidence: as in ``calibrate_checkpoint`` (already validated there when called through it).
 
     Returns:
         A ``CalibrationResult``.
@@ -229,6 +258,8 @@ def calibrate_from_logits(
     if rule == "entropy" and tau is None:
         tau = DEFAULT_ENTROPY_TAU
     quantiles = DEFAULT_QUANTILES if quantiles is None else tuple(quantiles)
+    if max_disagree is not None:  # every chain of the certification starts at depth L (q = 1.0)
+        quantiles = tuple(sorted({*quantiles, 1.0}))
     margins = tuple(range(min(2, L - 1) + 1)) if margins is None else tuple(margins)
 
     logits_c, logits_d, labels = calib_logits, dev_logits, np.asarray(dev_labels)
@@ -239,7 +270,13 @@ def calibrate_from_logits(
     full_acc = float((logits_d[:, -1].argmax(-1) == labels).mean())
     mass = batch_mass(predictor, dev_ids)
     curve = dev_curve(mass, logits_d, labels, lengths, ckpt, quantiles, margins)
-    chosen = choose(curve, full_acc, max_drop, target_speedup)
+    guarantee = None
+    if max_disagree is not None:
+        fam = table_family(mass, lengths, ckpt.shape, logits_d.shape[2], quantiles, margins)
+        guarantee = fam.certify(logits_d, depth_l_answer(logits_d), max_disagree, 1.0 - confidence, "dev rows")
+        chosen = certified_point(curve, guarantee)
+    else:
+        chosen = choose(curve, full_acc, max_drop, target_speedup)
 
     exits_d = exit_depths(logits_d, rule, tau)
     pred_d = depths_from_mass(mass, chosen["quantile"], chosen["margin"], L)
@@ -247,7 +284,7 @@ def calibrate_from_logits(
     const = int(np.median(exits_c))
     C = logits_d.shape[2]
     figures = {
-        "rule": rule, "tau": tau, "mode": "target_speedup" if target_speedup is not None else "max_drop",
+        "rule": rule, "tau": tau, "mode": budget_mode(max_disagree, target_speedup),
         "max_drop_points": max_drop, "target_speedup": target_speedup,
         "calib_rows": len(calib_ids), "dev_rows": len(dev_ids),
         "table_keys": predictor.table.size, "table_capacity": predictor.table.capacity,
@@ -266,6 +303,8 @@ def calibrate_from_logits(
         "oracle_accuracy": float((predictions_at(logits_d, exits_d) == labels).mean()),
         "oracle_flops_speedup": flops_speedup(ckpt.shape, C, lengths, exits_d, heads=1),
     }
+    if guarantee is not None:
+        figures["guarantee"] = guarantee.to_dict()
     tuned = predictor.with_params(chosen["quantile"], chosen["margin"])
     tuned.calibration = {**figures, "chosen": chosen, "curve": curve}
     return CalibrationResult(predictor=tuned, curve=curve, chosen=chosen, figures=figures)

@@ -243,8 +243,8 @@ def certify_fastest(disagree: np.ndarray, speedup: Sequence[float], eps: float, 
     bound = clopper_pearson_upper(int(cert.counts[j]), cert.rows, cert.level)
     msg = f"certified {budget}"
     if speed[j] <= 1.0 + 1e-9:
-        msg += ("; only settings without speed-up certify (depth L). Raise the budget, lower the confidence or "
-                "give more rows.")
+        msg += ("; no certified setting is faster than depth L. Raise the budget, lower the confidence or give "
+                "more rows.")
     return Guarantee(index=j, disagreement=float(cert.counts[j] / cert.rows), upper_bound=float(bound),
                      speedup=float(speed[j]), **base, message=msg,
                      knob=None if knobs is None else dict(knobs[j]))

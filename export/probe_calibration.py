@@ -22,15 +22,20 @@ from typing import Any
 import numpy as np
 
 from export.calibration import (
+    DEFAULT_CONFIDENCE,
     DEFAULT_RULE,
     CalibrationLogits,
     CalibrationResult,
     batch_mass,
+    budget_mode,
     calibrate_from_logits,
+    certified_point,
     check_calibration_args,
     choose,
     collect_logits,
 )
+from export.consistency import TooFewRows
+from export.guarantee import depth_l_answer, probe_family
 from export.probe_fit import RISK_GRID, fit_probe, probe_curve
 from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
@@ -71,6 +76,8 @@ def calibrate_probe(
     device: str = "cpu",
     batch_size: int = 64,
     progress: bool = True,
+    max_disagree: float | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> ProbeCalibration:
     """Fit the layer-1 probe for ``ckpt`` and tune its knobs on dev (see the module docstring).
 
@@ -85,17 +92,26 @@ def calibrate_probe(
         exit_mode: the exits the export will answer from: ``"student"`` heads, or ``"skip"``, GEEP's shared exit
             path (layers 1..k, then layer L and the teacher; export with ``--exit-mode skip``). Exit labels and
             the dev curve come from those exits; the features stay depth 1's student head.
+        max_disagree, confidence: instead of the accuracy budget, the fastest (risk, escalation) whose
+            disagreement with depth L is certified <= ``max_disagree`` at ``confidence`` on the dev rows (the
+            table is certified the same way); see ``export.consistency``.
 
     Raises:
         ConfigError: as ``calibrate_checkpoint``, or fewer than 20 calibration rows.
+        TooFewRows: with ``max_disagree``, too few dev rows to certify it (the message says how many).
     """
     tau = check_calibration_args(ckpt, dev, rule, tau, max_drop, target_speedup)
     c = collect_logits(ckpt, calib, dev, batch_size, device, progress, check_choice("exit mode", exit_mode,
                                                                                    EXIT_MODES))
-    table = calibrate_from_logits(ckpt, c.calib_ids, c.calib_logits, c.dev_ids, c.dev_logits, c.dev_labels,
-                                  c.special_ids, rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup)
+    args = (ckpt, c.calib_ids, c.calib_logits, c.dev_ids, c.dev_logits, c.dev_labels, c.special_ids)
+    budget = dict(rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup)
+    try:
+        table = calibrate_from_logits(*args, **budget, max_disagree=max_disagree, confidence=confidence)
+    except TooFewRows:  # the table (the export's fallback dispatch) has more chains than the probe: tune it by
+        table = calibrate_from_logits(*args, **budget)  # the accuracy budget; the probe is certified below
     return calibrate_probe_from_logits(ckpt, c, table, rule=rule, tau=tau, max_drop=max_drop,
-                                       target_speedup=target_speedup, escalations=escalations, uses_table=uses_table)
+                                       target_speedup=target_speedup, escalations=escalations, uses_table=uses_table,
+                                       max_disagree=max_disagree, confidence=confidence)
 
 
 def calibrate_probe_from_logits(
@@ -110,6 +126,8 @@ def calibrate_probe_from_logits(
     escalations: Sequence[float | None] = (None,),
     uses_table: bool = False,
     risks: Sequence[float] = PROBE_RISKS,
+    max_disagree: float | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> ProbeCalibration:
     """The model-free part of ``calibrate_probe``, from per-depth logits and the calibrated table."""
     L = ckpt.model.num_layers
@@ -123,15 +141,25 @@ def calibrate_probe_from_logits(
     feats_c = probe_features(c.calib_logits[:, 0], len_c, mass_c)
     feats_d = probe_features(c.dev_logits[:, 0], len_d, mass_d)
     probe = fit_probe(feats_c, exits_c, L, uses_table=uses_table, exit_mode=c.exit_mode)
-    curve = probe_curve(probe.probabilities(feats_d), c.exits("dev"), c.dev_labels, len_d, ckpt.shape, risks=risks,
+    probs_d = probe.probabilities(feats_d)
+    if max_disagree is not None:  # every chain of the certification starts at depth L (risk 0)
+        risks = tuple(sorted({0.0, *(float(r) for r in risks)}))
+    curve = probe_curve(probs_d, c.exits("dev"), c.dev_labels, len_d, ckpt.shape, risks=risks,
                         escalations=escalations, exit_mode=c.exit_mode)
     full_acc = float((c.dev_logits[:, -1].argmax(-1) == c.dev_labels).mean())
-    chosen = choose(curve, full_acc, max_drop, target_speedup)
+    guarantee = None
+    if max_disagree is not None:  # the probe was fitted on the calibration rows, so dev rows test it fairly
+        fam = probe_family(probs_d, c.exits("dev"), len_d, ckpt.shape, risks, escalations, c.exit_mode)
+        guarantee = fam.certify(c.exits("dev"), depth_l_answer(c.dev_logits), max_disagree, 1.0 - confidence,
+                                "dev rows")
+        chosen = certified_point(curve, guarantee)
+    else:
+        chosen = choose(curve, full_acc, max_drop, target_speedup)
     tuned = probe.with_knobs(chosen["risk"], chosen["escalate"])
     exits_d = exit_depths(c.exits("dev"), rule, tau)
     planned = tuned.depths(feats_d)
     figures = {
-        "rule": rule, "tau": tau, "mode": "target_speedup" if target_speedup is not None else "max_drop",
+        "rule": rule, "tau": tau, "mode": budget_mode(max_disagree, target_speedup),
         "max_drop_points": max_drop, "target_speedup": target_speedup, "uses_table": uses_table,
         "exit_mode": c.exit_mode,
         "table_folds": TABLE_FOLDS if uses_table else None, "calib_rows": len(c.calib_ids),
@@ -140,6 +168,8 @@ def calibrate_probe_from_logits(
         "dev_exit_hist": np.bincount(exits_d, minlength=L + 1)[1:].tolist(),
         "dev_planned_hist": np.bincount(planned, minlength=L + 1)[1:].tolist(),
     }
+    if guarantee is not None:
+        figures["guarantee"] = guarantee.to_dict()
     return ProbeCalibration(probe=tuned, curve=curve, chosen=chosen, table=table, figures=figures)
 
 

@@ -7,6 +7,7 @@ may read.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -68,4 +69,12 @@ def probe_stage(root: Path, probe: str | Path | ProbeModel, num_layers: int) -> 
         shutil.copyfile(probe, dst)
     if model.num_layers != num_layers:  # checked before the long work too; a file swapped meanwhile lands here
         raise ConfigError(f"export | probe {probe} was fitted for {model.num_layers} layers, not {num_layers}.")
-    return file_entry(root, dst, params=probe_params(model))
+    guarantee = recorded_guarantee(dst)
+    return file_entry(root, dst, params=probe_params(model), **({"guarantee": guarantee} if guarantee else {}))
+
+
+def recorded_guarantee(probe_file: Path) -> dict[str, Any] | None:
+    """The consistency guarantee ``calibrate --max-disagree`` stored with the probe (``calibration.guarantee``)."""
+    cal = json.loads(probe_file.read_text(encoding="utf-8")).get("calibration")
+    g = cal.get("guarantee") if isinstance(cal, dict) else None
+    return g if isinstance(g, dict) else None

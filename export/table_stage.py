@@ -48,7 +48,11 @@ def _entry(root: Path, path: Path, predictor: Any, calibration: Any) -> dict[str
     for extra in ("weighting",):
         if hasattr(predictor, extra):
             params[extra] = getattr(predictor, extra)
-    return {**file_entry(root, path), "predictor": params, "calibration": _jsonable(calibration or {})}
+    cal = _jsonable(calibration or {})
+    # the consistency guarantee of ``calibrate --max-disagree``: in the table's figures, or under "figures"
+    guarantee = cal.get("guarantee") or (cal.get("figures") or {}).get("guarantee")
+    return {**file_entry(root, path), "predictor": params, "calibration": cal,
+            **({"guarantee": guarantee} if isinstance(guarantee, dict) else {})}
 
 
 def check_table_file(table: str | Path, num_layers: int) -> Any:

@@ -17,11 +17,17 @@ Layout (version 4; version 3 had no ``probe``/``predictor`` and no ``prefix``/``
                     "inputs": {name: {"dtype", "shape"}}, "tensors": {state-dict name: {"offset", "dtype",
                     "shape", "transposed"}} (kind "model" only),
                     "outputs": {...}, "sha256": "...", "bytes": 123, "validation": {...} | null}],
-     "exit_table": null | {"file", "sha256", "predictor": {"num_layers", "quantile", "margin"}, "calibration": {}},
+     "exit_table": null | {"file", "sha256", "predictor": {"num_layers", "quantile", "margin"}, "calibration": {},
+                           "guarantee": {...} (optional)},
      "probe": null | {"file": "probe.json", "sha256", "bytes", "params": {"num_layers", "risk", "escalate",
-                      "uses_table"}},
+                      "uses_table"}, "guarantee": {...} (optional)},
      "predictor": "probe" | "table" | null (what GeepEngine dispatches by unless told otherwise),
      "not_validated": [{"file", "reason"}], "tensorrt": {...} | null, "export": {settings, versions, seconds}}
+
+``guarantee`` (optional, any version; from ``calibrate --max-disagree``, see ``runtime.guarantee``):
+``{"max_disagree": EPS, "confidence": 1 - DELTA, "delta", "calibration_rows": n, "certified_bound", "knob":
+{"risk", "escalate"} | {"quantile", "margin"} | null, "calibration_disagreement", "flops_speedup", "method",
+"message", ...}``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from geep_deploy.errors import ArtifactError
 from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL, first_continuation
 from geep_deploy.safe_io import UnsafePath, read_json
 from geep_deploy.safe_io import member_path as safe_member
+from runtime.guarantee import guarantee_problems
 
 FORMAT = "geep-deploy-export"
 FORMAT_VERSION = 4  # 2: torch weights read from onnx/fp32/weights.bin; graph variants; 3: manifest_sha256;
@@ -178,10 +185,9 @@ def schema_problems(m: dict[str, Any]) -> list[str]:
         if not isinstance(m.get(key), str):
             out.append(f"{key} must be a string")
     out += _file_problems("tokenizer", m.get("tokenizer"))
-    if m.get("exit_table") is not None:
-        out += _file_problems("exit_table", m["exit_table"])
-    if m.get("probe") is not None:
-        out += _file_problems("probe", m["probe"])
+    for key in ("exit_table", "probe"):
+        if m.get(key) is not None:
+            out += _file_problems(key, m[key]) or guarantee_problems(f"{key}.guarantee", m[key].get("guarantee"))
     pred = m.get("predictor")
     if pred is not None and pred not in PREDICTOR_KINDS:
         out.append(f"predictor must be one of {list(PREDICTOR_KINDS)} or null, got {pred!r}")

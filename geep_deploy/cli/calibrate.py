@@ -211,4 +211,6 @@ def format_guarantee(g: dict[str, Any], what: str) -> str:
     return (head + f"disagreement with depth L <= {100 * g['max_disagree']:g}% of rows at confidence "
             f"{100 * g['confidence']:g}% on rows like these; observed {100 * g['calibration_disagreement']:.2f}%, "
             f"Clopper-Pearson bound {100 * g['certified_bound']:.2f}%; {g['knobs_certified']} of {g['knobs_tested']} "
-            f"settings certified" + ("" if g["flops_speedup"] > 1.0 + 1e-9 else f". {g['message']}"))
+            f"settings certified" + ("" if g["flops_speedup"] > 1.0 + 1e-9 else
+                                     "; none is faster than depth L: raise --max-disagree, lower --confidence or "
+                                     "give more dev rows"))

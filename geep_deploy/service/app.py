@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, Protocol
 
 from fastapi import FastAPI
@@ -54,15 +55,17 @@ class LocalService:
     def __init__(self, engine: Any, batcher: BatcherConfig | None = None, limits: RequestLimits | None = None,
                  engine_batch: int | None = None) -> None:
         self.engine, self.limits = engine, limits or RequestLimits()
+        guarantee = getattr(engine, "guarantee", None)
         self.metrics = ServiceMetrics(queue_rows=lambda: self.batcher.queued_rows,
                                       pools_in_flight=lambda: self.batcher.pools_in_flight,
-                                      ready=lambda: float(self.ready()))
+                                      ready=lambda: float(self.ready()), guarantee=guarantee)
         device = str(getattr(engine, "info", {}).get("device", "cpu"))
         self.batcher = MicroBatcher(PoolRunner(engine, engine_batch or default_engine_batch(device)),
                                     batcher or BatcherConfig(),
                                     self.metrics)
         self.info = {**engine.info, "num_layers": engine.num_layers, "labels": list(engine.label_names),
-                     "max_batch": self.batcher.config.max_batch, "max_wait_ms": self.batcher.config.max_wait_s * 1e3}
+                     "max_batch": self.batcher.config.max_batch, "max_wait_ms": self.batcher.config.max_wait_s * 1e3,
+                     "guarantee": guarantee}
 
     def ready(self) -> bool:
         return self.batcher.accepting
@@ -116,6 +119,8 @@ def build_app(service: Callable[[], Service], lifespan: Callable[[FastAPI], Any]
         svc = service()
         try:
             rows = check_request(body.text, body.text_b, svc.limits)
+            if body.exact:
+                rows = replace(rows, exact=True)
             records = await svc.classify(rows)
         except RequestTooLarge as e:
             return _error(413, str(e))

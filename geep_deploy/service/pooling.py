@@ -21,6 +21,7 @@ class Rows:
 
     texts: tuple[str, ...]
     texts_b: tuple[str, ...] | None = None
+    exact: bool = False  # run at depth L (no early exit)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -46,6 +47,7 @@ class PoolCall:
     texts: tuple[str, ...]
     texts_b: tuple[str, ...] | None
     spans: tuple[Span, ...]
+    exact: bool = False
 
 
 def take_pool(pending_rows: Sequence[int], max_rows: int) -> int:
@@ -64,21 +66,22 @@ def take_pool(pending_rows: Sequence[int], max_rows: int) -> int:
 
 
 def plan_pool(pool: Sequence[Rows]) -> list[PoolCall]:
-    """The ``predict`` calls that answer ``pool``: one for its plain-text requests, one for its pairs."""
+    """The ``predict`` calls that answer ``pool``: one per kind of its requests (plain texts or pairs, each with
+    early exit or ``exact``)."""
     calls = []
-    for pair in (False, True):
+    for pair, exact in ((False, False), (True, False), (False, True), (True, True)):
         texts: list[str] = []
         texts_b: list[str] = []
         spans = []
         for i, rows in enumerate(pool):
-            if rows.is_pair != pair:
+            if rows.is_pair != pair or rows.exact != exact:
                 continue
             spans.append(Span(i, len(texts), len(texts) + len(rows)))
             texts.extend(rows.texts)
             if rows.texts_b is not None:
                 texts_b.extend(rows.texts_b)
         if spans:
-            calls.append(PoolCall(tuple(texts), tuple(texts_b) if pair else None, tuple(spans)))
+            calls.append(PoolCall(tuple(texts), tuple(texts_b) if pair else None, tuple(spans), exact))
     return calls
 
 

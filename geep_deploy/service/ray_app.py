@@ -58,12 +58,12 @@ class GeepDeployment:
                                       threads=threads, call_cost=call_cost)
         self.runner = PoolRunner(self.engine, engine_batch or default_engine_batch(device))
         self.limits = RequestLimits(max_rows=max_rows, max_chars=max_chars, max_body_bytes=max_body_kb * 1024)
-        self.metrics = ServiceMetrics(ready=lambda: 1.0)
+        self.metrics = ServiceMetrics(ready=lambda: 1.0, guarantee=self.engine.guarantee)
         ctx = serve.get_replica_context()
         self.info = {**self.engine.info, "num_layers": self.engine.num_layers,
                      "labels": list(self.engine.label_names), "max_batch": max_batch, "max_wait_ms": max_wait_ms,
                      "replica": getattr(ctx.replica_id, "unique_id", str(ctx.replica_id)),
-                     "node_id": ray.get_runtime_context().get_node_id()}
+                     "node_id": ray.get_runtime_context().get_node_id(), "guarantee": self.engine.guarantee}
         self._pool.set_max_batch_size(max_batch)
         self._pool.set_batch_wait_timeout_s(max_wait_ms / 1e3)
 

@@ -43,7 +43,7 @@ class PoolRunner:
 
     def _predict(self, call: PoolCall, timings: dict[str, float], depths: Counter[int]) -> list[Record]:
         res = self.engine.predict(list(call.texts), list(call.texts_b) if call.texts_b is not None else None,
-                                  batch_size=self.engine_batch)
+                                  batch_size=self.engine_batch, **({"exact": True} if call.exact else {}))
         for k, v in res.timings.as_dict().items():
             if k.endswith("_s"):
                 timings[k] = timings.get(k, 0.0) + v

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 
 class ClassifyRequest(BaseModel):
@@ -12,11 +12,15 @@ class ClassifyRequest(BaseModel):
         {"text": "a charming and often affecting journey"},
         {"text": ["a gorgeous , witty , seductive movie .", "unflinchingly bleak and desperate"]},
         {"text": ["the cat sat"], "text_b": ["a cat was sitting"]},
+        {"text": "a charming and often affecting journey", "exact": True},
     ]})
 
     text: StrictStr | list[StrictStr] = Field(description="a text, or a list of texts (one result row each)")
     text_b: StrictStr | list[StrictStr] | None = Field(
         default=None, description="second texts of pairs, one per text (for pair tasks such as NLI)")
+    exact: StrictBool = Field(
+        default=False, description="run every text of this request at depth L: the full model's answer, no early "
+                                   "exit (outside the consistency guarantee's budget, at the full model's cost)")
 
 
 class RowResult(BaseModel):

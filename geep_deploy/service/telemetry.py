@@ -7,6 +7,7 @@ Requests and errors by route and status; pooled batch size (rows and requests pe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from geep_deploy.service.metrics import Counter, Gauge, Histogram, Registry
 
@@ -21,7 +22,7 @@ class ServiceMetrics:
 
     def __init__(self, queue_rows: Callable[[], float] = lambda: 0.0,
                  pools_in_flight: Callable[[], float] = lambda: 0.0,
-                 ready: Callable[[], float] = lambda: 0.0) -> None:
+                 ready: Callable[[], float] = lambda: 0.0, guarantee: Mapping[str, Any] | None = None) -> None:
         r = self.registry = Registry()
         self.requests = r.add(Counter("geep_requests_total", "HTTP requests answered, by route and status code.",
                                       ("route", "code")))
@@ -40,6 +41,7 @@ class ServiceMetrics:
         r.add(Gauge("geep_queue_rows", "Rows waiting for a pool.", queue_rows))
         r.add(Gauge("geep_pools_in_flight", "Pools being classified now.", pools_in_flight))
         r.add(Gauge("geep_ready", "1 when the service accepts requests, 0 while loading or draining.", ready))
+        add_guarantee_gauges(r, guarantee)
 
     def observe_pool(self, rows: int, requests: int, timings: Mapping[str, float], depths: Mapping[int, int],
                      pool_seconds: float) -> None:
@@ -55,3 +57,22 @@ class ServiceMetrics:
 
     def render(self) -> str:
         return self.registry.render()
+
+
+GUARANTEE_GAUGES = (
+    ("max_disagree", "geep_guarantee_max_disagree", "Certified share of rows whose answer may differ from depth L's."),
+    ("confidence", "geep_guarantee_confidence", "Confidence (1 - delta) of that certification."),
+    ("calibration_rows", "geep_guarantee_calibration_rows", "Calibration rows the certification used."),
+    ("certified_bound", "geep_guarantee_certified_bound",
+     "Clopper-Pearson upper bound of the served setting's disagreement on the calibration rows."),
+)
+
+
+def add_guarantee_gauges(r: Registry, guarantee: Mapping[str, Any] | None) -> None:
+    """``geep_guarantee_certified`` (1: the served setting carries a consistency guarantee, see
+    ``GeepEngine.guarantee``) and, when it does, the guarantee's figures."""
+    r.add(Gauge("geep_guarantee_certified", "1 when the served exit setting carries a consistency guarantee "
+                "(calibrate --max-disagree), else 0.", lambda: float(guarantee is not None)))
+    for key, name, doc in GUARANTEE_GAUGES if guarantee is not None else ():
+        if isinstance(guarantee.get(key), (int, float)):
+            r.add(Gauge(name, doc, lambda v=float(guarantee[key]): v))
