@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import BaseEngine, TensorMeta
-from geep_deploy.errors import BackendUnavailable, EngineBuildError
+from geep_deploy.errors import ArtifactError, BackendUnavailable, EngineBuildError
 from geep_deploy.optional import require
 
 _ORT_TYPES = {
@@ -106,7 +106,7 @@ class OrtWeightPool:
         dims = tuple(int(d) for d in t.dims)
         if t.data_location == onnx.TensorProto.EXTERNAL:
             info = {e.key: e.value for e in t.external_data}
-            file = (base / info["location"]).resolve()
+            file = _external_file(base, info.get("location"), t.name)
             offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
             dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
 
@@ -122,6 +122,27 @@ class OrtWeightPool:
             return None, None
         digest = hashlib.sha1(t.raw_data).hexdigest()
         return ("inline", digest, t.data_type, dims), lambda: numpy_helper.to_array(t)
+
+
+def _external_file(base: Path, location: Any, tensor: str) -> Path:
+    """The external-data file of one initializer: a regular file in the graph's own folder (no symlink out, no
+    FIFO or device), checked before anything opens it."""
+    from geep_deploy.safe_io import UnsafePath, member_path
+
+    try:
+        return member_path(base, location, f"tensor {tensor!r} of a graph in {base} keeps its data in").resolve()
+    except (UnsafePath, OSError) as e:
+        raise ArtifactError(f"export | {e}: the graph is damaged or not from this export. Re-export with "
+                            "--force.") from None
+
+
+def _check_external_files(path: Path) -> None:
+    """Every external-data location of the graph at ``path`` passes `_external_file` (graph read without data)."""
+    import onnx
+
+    for t in onnx.load(str(path), load_external_data=False).graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            _external_file(path.parent, {e.key: e.value for e in t.external_data}.get("location"), t.name)
 
 
 def cuda_provider_options(precision: str) -> dict[str, str]:
@@ -182,7 +203,9 @@ class OrtEngine(BaseEngine):
         # Per-depth sessions take turns; each has its own intra-op pool whose threads otherwise spin after a run
         # and steal the cores the next depth's session needs (per-row dispatch across depths was measurably slower).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if self.pool is not None:
+        if self.pool is None:  # the pool checks each location as it reads it; ORT alone would open any path
+            _check_external_files(self.path)
+        else:
             if self.device == "cpu":
                 register_shared_arena()
                 so.add_session_config_entry("session.use_env_allocators", "1")

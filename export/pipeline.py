@@ -63,10 +63,10 @@ def _resolve_checkpoint(checkpoint: Any) -> Any:
 
 def _is_our_export(d: Path) -> bool:
     """True if ``d`` holds a manifest with our format tag (what ``--force`` may replace)."""
-    try:
-        import json
+    from geep_deploy.safe_io import read_json
 
-        m = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+    try:
+        m = read_json(d / MANIFEST)  # bounded: a crafted manifest cannot raise RecursionError here
     except (OSError, ValueError):
         return False
     return isinstance(m, dict) and m.get("format") == FORMAT

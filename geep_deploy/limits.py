@@ -6,7 +6,9 @@ the end, fall back to a default, or surface later as a ``TypeError`` from deep i
 
 from __future__ import annotations
 
+import math
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 from geep_deploy.errors import ConfigError
@@ -56,3 +58,38 @@ def check_depths(what: str, values: Any, available: list[int] | tuple[int, ...])
     if not out:
         raise ConfigError(f"{what} is empty; give depths from {list(available)}.")
     return sorted(set(out))
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of one numeric flag: ``lo``..``hi`` (None: unbounded); ``lo_open`` excludes ``lo``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+
+    def contains(self, v: float) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return self.hi is None or v <= self.hi
+
+    def describe(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f" in ({self.lo:g}, {self.hi:g}]" if self.lo_open else f" in {self.lo:g}..{self.hi:g}"
+        if self.lo is not None:
+            return f" {'>' if self.lo_open else '>='} {self.lo:g}"
+        return f" <= {self.hi:g}" if self.hi is not None else ""
+
+
+def check_number(what: str, value: Any, rng: Range, integer: bool = False) -> None:
+    """``value`` must be a real (integer, if ``integer``) finite number in ``rng``; bools and strings are not
+    numbers, and NaN/infinity never pass.
+
+    Raises:
+        ConfigError: naming ``what``, the allowed range and the value.
+    """
+    kind = "an integer" if integer else "a finite number"
+    ok = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
+    ok = ok and (isinstance(value, numbers.Integral) or math.isfinite(value)) and rng.contains(value)
+    if not ok:
+        raise ConfigError(f"{what} must be {kind}{rng.describe()}, got {value!r}.")

@@ -21,6 +21,7 @@ made by `with_predictor`/`with_probe` share the engines and are as safe.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,7 @@ class GeepEngine:
     ) -> None:
         if not engines:
             raise ConfigError("runtime | GeepEngine needs at least one depth engine.")
+        max_group = check_count("runtime | max_group", max_group, allow_none=True)  # 0 is not "the default"
         self.encoder, self.predictor, self.engines = encoder, predictor, dict(sorted(engines.items()))
         self.label_names, self.max_group, self.probe = list(label_names), max_group, probe
         self.call_cost = call_cost
@@ -197,6 +199,10 @@ class GeepEngine:
         """
         from runtime.loading import build_parts
 
+        if isinstance(export_dir, bytes) or not isinstance(export_dir, (str, os.PathLike)):
+            raise ConfigError(f"runtime | export_dir must be the path of an export folder (str or Path), got "
+                              f"{export_dir!r} ({type(export_dir).__name__}).")
+        check_count("runtime | max_group", max_group, allow_none=True)
         parts = build_parts(Path(export_dir), backend, device, precision, depths=depths, fixed_depth=fixed_depth,
                             threads=threads, share_weights=share_weights, verify=verify,
                             disable_prepacking=disable_prepacking, mmap_weights=mmap_weights, predictor=predictor,

@@ -38,6 +38,7 @@ import numpy as np
 
 from geep_deploy.atomic import atomic_path
 from geep_deploy.errors import ConfigError, GeepInternalError, TableCapacityError, TableError
+from geep_deploy.safe_io import loads_bounded
 from runtime.keys import DEFAULT_ORDERS, DEFAULT_SEED, EMPTY_KEY, GOLDEN, check_orders
 
 FORMAT = "geep-exit-table"
@@ -309,7 +310,7 @@ def load_table(path: str | Path) -> tuple[ExitHashTable, dict[str, Any]]:
                     f"exit table | {p} is not a geep-deploy exit table (arrays {sorted(names)}; "
                     "expected header, keys, counts)."
                 )
-            header = json.loads(bytes(z["header"]).decode("utf-8"))
+            header = loads_bounded(bytes(z["header"]).decode("utf-8"))
             keys, counts = z["keys"], z["counts"]
     except TableError:
         raise

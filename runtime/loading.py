@@ -98,6 +98,7 @@ def build_parts(
     L = bundle.shape.num_hidden_layers
     want = _wanted_depths(bundle.depths, depths, fixed_depth)
     kind = _predictor_kind(bundle, predictor, fixed_depth)
+    _check_probe_knobs(kind, risk, escalate, bundle)
     if fixed_depth is not None:
         table = FixedDepth(fixed_depth, L)
     elif kind == "table" and bundle.exit_table is None:
@@ -127,8 +128,10 @@ def build_parts(
         try:
             parts.probe = _probe_dispatch(parts, probe, backend, device, precision, want, threads)
         except ArtifactError as e:
-            if predictor is not None or table is None:  # asked for by name, or nothing else to dispatch by
-                raise
+            damaged = backend != TORCH and bundle.has(kind="prefix", backend=FORMAT_OF_BACKEND[backend],
+                                                      precision=weights_precision(precision))
+            if predictor is not None or table is None or damaged:  # asked for by name, nothing else to dispatch
+                raise  # by, or the graphs are there but damaged: never answer by another predictor silently
             warnings.warn(f"{e} Dispatching by the exit table instead.", RuntimeWarning, stacklevel=3)
         else:
             parts.owned.insert(0, parts.probe)  # closed with the engine, before the shared scratch
@@ -160,6 +163,27 @@ def _predictor_kind(bundle: Any, predictor: str | None, fixed_depth: int | None)
         raise ConfigError(f"runtime | {bundle.root} carries no probe. Fit one with `geep-deploy calibrate "
                           "--predictor probe` and export with --probe, or load with predictor='table'.")
     return kind
+
+
+def _check_probe_knobs(kind: str | None, risk: Any, escalate: Any, bundle: Any) -> None:
+    """``risk``/``escalate`` must be valid (real numbers in [0, 1]) and must apply: they tune the probe dispatch
+    only, so with the exit table, a fixed depth or a table-only export they would be ignored; say so instead."""
+    from runtime.probe import check_knobs
+
+    if isinstance(escalate, str) and escalate != "keep":
+        raise ConfigError(f"runtime | escalate must be a number in [0, 1], None (off) or 'keep', got {escalate!r}.")
+    given = [n for n, v, unset in (("risk", risk, None), ("escalate", escalate, "keep")) if v is not unset]
+    if not given:
+        return
+    check_knobs(0.5 if risk is None else risk, None if isinstance(escalate, str) else escalate)
+    if kind != "probe":
+        why = ("fixed_depth runs every row at one depth" if kind is None else
+               "this load dispatches by the exit table" if bundle.probe is not None else
+               f"{bundle.root} carries no probe (a table-only export)")
+        raise ConfigError(f"runtime | {' and '.join(given)} tune the layer-1 probe dispatch, but {why}; "
+                          f"{'they' if len(given) > 1 else 'it'} would be ignored. Drop {', '.join(given)}"
+                          + (", or load with predictor='probe'." if bundle.probe is not None else
+                             ", or export with --probe."))
 
 
 def load_probe(bundle: Any, risk: float | None = None, escalate: float | None | str = "keep") -> Any:
@@ -194,11 +218,12 @@ def _probe_dispatch(parts: Parts, probe: Any, backend: str, device: str, precisi
 
     bundle, opened = parts.bundle, []
     try:
-        opened.append(make_engine(bundle, parts, backend, device, precision, kind="prefix", depth=None,
-                                  threads=threads))
+        opened.append(_open_checked(bundle, parts, backend, device, precision, kind="prefix", depth=None,
+                                    threads=threads))
         conts = {}
         for d in (k for k in want if k >= first_continuation(probe.exit_mode)):
-            conts[d] = make_engine(bundle, parts, backend, device, precision, kind="cont", depth=d, threads=threads)
+            conts[d] = _open_checked(bundle, parts, backend, device, precision, kind="cont", depth=d,
+                                     threads=threads)
             opened.append(conts[d])
         host_table = getattr(parts.predictor, "pred", parts.predictor)  # the NumPy twin computes the features
         return ProbeDispatch(probe, opened[0], conts, num_labels=len(parts.label_names),
@@ -267,16 +292,17 @@ def _encoder(bundle: Any) -> TextEncoder:
                             f"tokenizer ({type(e).__name__}: {str(e)[:200]}). Re-export with --force.") from None
 
 
-def _open_checked(bundle: Any, parts: Parts, backend: str, device: str, precision: str, *, depth: int,
-                  threads: int | None) -> BaseEngine:
-    """``make_engine`` for a depth graph; a graph or weights file that does not load names its file."""
+def _open_checked(bundle: Any, parts: Parts, backend: str, device: str, precision: str, *, depth: int | None,
+                  threads: int | None, kind: str = "depth") -> BaseEngine:
+    """``make_engine`` for a graph of any kind (depth, prefix, cont, embed, layer): the one loading path, so a
+    graph or weights file that does not load is an ``ArtifactError`` naming its file whatever its kind."""
     try:
-        return make_engine(bundle, parts, backend, device, precision, kind="depth", depth=depth, threads=threads)
+        return make_engine(bundle, parts, backend, device, precision, kind=kind, depth=depth, threads=threads)
     except (GeepError, ImportError):
         raise
     except Exception as e:  # noqa: BLE001 - onnx DecodeError, ORT Fail, truncated data: all a damaged export
         try:
-            where = bundle.find(kind="depth", depth=depth, backend=FORMAT_OF_BACKEND[backend],
+            where = bundle.find(kind=kind, depth=depth, backend=FORMAT_OF_BACKEND[backend],
                                 precision=weights_precision(precision)).path
         except (GeepError, KeyError):
             where = bundle.root
@@ -354,8 +380,8 @@ def segment_engines(parts: Parts, backend: str, device: str, precision: str,
     opened: list[BaseEngine] = []
     try:
         for kind, depth in [("embed", None)] + [("layer", k) for k in range(1, L + 1)]:
-            opened.append(make_engine(parts.bundle, parts, backend, device, precision, kind=kind, depth=depth,
-                                      threads=threads))
+            opened.append(_open_checked(parts.bundle, parts, backend, device, precision, kind=kind, depth=depth,
+                                        threads=threads))
     except BaseException as e:
         for eng in opened:  # nothing half-built stays open
             eng.close()

@@ -40,6 +40,7 @@ from geep_deploy.names import EXIT_MODES, SKIP
 FEATURES = ("entropy", "margin", "max_prob", "table_depth", "table_deep", "log_length")
 PROBE_FORMAT = "geep-probe"
 PROBE_VERSION = 1
+MAX_PROBE_BYTES = 16 << 20  # a probe is a few KB (its calibration figures ride along)
 
 
 def depths_at_risk(probabilities: np.ndarray, risk: float, num_layers: int) -> np.ndarray:
@@ -110,12 +111,15 @@ class ProbeModel:
                               f"{f} features.")
         if np.shape(self.mean) != (f,) or np.shape(self.scale) != (f,) or not (np.asarray(self.scale) > 0).all():
             raise ConfigError("probe | mean/scale must have one entry per feature, scale > 0.")
-        _check_knobs(self.risk, self.escalate)
+        check_knobs(self.risk, self.escalate)
 
     def with_knobs(self, risk: float | None = None, escalate: float | None | str = "keep") -> ProbeModel:
         """The same probe at another risk level and/or escalation threshold (``escalate=None`` turns it off)."""
         from dataclasses import replace
 
+        if isinstance(escalate, str) and escalate != "keep":
+            raise ConfigError(f"probe | escalate must be a number in [0, 1], None (off) or 'keep', got {escalate!r}.")
+        check_knobs(self.risk if risk is None else risk, None if isinstance(escalate, str) else escalate)
         return replace(self, risk=self.risk if risk is None else float(risk),
                        escalate=self.escalate if escalate == "keep" else escalate)
 
@@ -168,13 +172,18 @@ class ProbeModel:
 
     @classmethod
     def load(cls, path: str | Path) -> ProbeModel:
+        from geep_deploy.safe_io import read_json
+
         p = Path(path)
         try:
-            d = json.loads(p.read_text(encoding="utf-8"))
+            d = read_json(p, max_bytes=MAX_PROBE_BYTES)
         except FileNotFoundError:
             raise TableError(f"probe | {p} does not exist.") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise TableError(f"probe | {p} is not JSON: {e}.") from None
+        except IsADirectoryError:
+            raise TableError(f"probe | {p} is a directory; give the probe JSON that `geep-deploy calibrate "
+                             "--predictor probe` wrote.") from None
+        except (OSError, ValueError) as e:  # not UTF-8/JSON, too deep or too large, a FIFO or device
+            raise TableError(f"probe | {p} is not JSON a probe can be read from: {e}.") from None
         return cls.from_dict(d, str(p))
 
 
@@ -194,8 +203,11 @@ def probe_cost(depths: np.ndarray, escalated: np.ndarray, num_layers: int,
     return d + exit_layer + np.where(esc, num_layers - 1, 0), 1 + ((d > 1) | skip) + esc
 
 
-def _check_knobs(risk: float, escalate: float | None) -> None:
-    if not (isinstance(risk, (int, float)) and 0.0 <= risk <= 1.0):
-        raise ConfigError(f"probe | risk must be in [0, 1], got {risk!r}.")
-    if escalate is not None and not (isinstance(escalate, (int, float)) and 0.0 <= escalate <= 1.0):
-        raise ConfigError(f"probe | escalation threshold must be in [0, 1] or off, got {escalate!r}.")
+def check_knobs(risk: Any, escalate: Any) -> None:
+    """Real numbers in [0, 1] (escalate may be None, off): ``True``, ``"0.3"``, ``[0.3]`` and NaN are refused,
+    never coerced (``float(True)`` is 1.0 and would send every row to depth 1)."""
+    from geep_deploy.limits import Range, check_number
+
+    check_number("probe | risk", risk, Range(0, 1))
+    if escalate is not None:
+        check_number("probe | escalation threshold (escalate; None turns it off)", escalate, Range(0, 1))

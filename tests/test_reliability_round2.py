@@ -7,6 +7,8 @@ each test copies it before damaging anything.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -163,3 +165,169 @@ def test_checkpoint_version_edits_do_not_skip_the_checksum(ws, tmp_path, capsys,
         load_checkpoint(p)
     assert main(["eval", "--checkpoint", str(p), "--data", str(ws["data"])]) == 1
     assert capsys.readouterr().err.startswith("error: checkpoint |")
+
+
+def _probe(**kw):
+    from runtime.probe import FEATURES, ProbeModel
+
+    f = len(FEATURES)
+    return ProbeModel(num_layers=L, mean=np.zeros(f), scale=np.ones(f), weights=np.zeros((L - 1, f + 1)),
+                      risk=0.5, uses_table=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def probe_export(ws) -> Path:
+    out = ws["dir"] / "export_probe"
+    export_checkpoint(ws["ckpt"], out, exit_table=ws["table"], probe=_probe(), segments=False, progress=False)
+    return out
+
+
+def _rehash_files(root: Path) -> None:
+    """Recompute every file checksum and the manifest's own: what a forger with write access does."""
+    from runtime.manifest import SELF_HASH, listed_files, manifest_digest, sha256_file
+
+    m = json.loads((root / "manifest.json").read_text())
+    for e in listed_files(m):
+        p = root / e["file"]
+        if p.is_file() and not p.is_symlink():
+            e["sha256"] = sha256_file(p)
+    m[SELF_HASH] = manifest_digest(m)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+# -- 3 and 13. every artifact path resolves inside the export, regular files only, before anything opens it ----------
+def _point_external_data(graph: Path, location: str) -> None:
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    for t in model.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = location
+    graph.write_bytes(model.SerializeToString())
+
+
+@pytest.mark.parametrize("where", ["fifo", "/etc/services", "../../../tiny.pt", "symlink out"])
+@pytest.mark.parametrize("share_weights", [True, False])
+def test_a_graph_cannot_make_the_loader_open_a_path_outside_the_export(ws, tmp_path, where, share_weights) -> None:
+    from geep_deploy.errors import ArtifactError
+    from runtime.engine import GeepEngine
+
+    out = tmp_path / "exp"
+    shutil.copytree(ws["export"], out)
+    d = out / "onnx" / "fp32"
+    if where == "fifo":
+        os.mkfifo(d / "pipe.bin")
+        location = "pipe.bin"
+    elif where == "symlink out":
+        (d / "out.bin").symlink_to(ws["dir"] / "export" / "onnx" / "fp32" / "weights.bin")
+        location = "out.bin"
+    else:
+        location = where
+    _point_external_data(d / "depth1.onnx", location)
+    _rehash_files(out)
+    with pytest.raises(ArtifactError, match="outside|not a regular file"):
+        GeepEngine.load(out, "onnxruntime", threads=1, share_weights=share_weights)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink out", "directory"])
+def test_listed_files_must_be_regular_files_inside_the_export(ws, tmp_path, kind) -> None:
+    from geep_deploy.errors import ArtifactError
+    from runtime.artifacts import load_export
+
+    out = tmp_path / "exp"
+    shutil.copytree(ws["export"], out)
+    tok = out / "tokenizer.json"
+    tok.unlink()
+    if kind == "fifo":
+        os.mkfifo(tok)
+    elif kind == "directory":
+        tok.mkdir()
+    else:
+        tok.symlink_to(ws["export"] / "tokenizer.json")  # same bytes, same sha256: only the location is wrong
+    for verify in (True, False):
+        with pytest.raises(ArtifactError, match="outside|not a regular file") as e:
+            load_export(out, verify=verify)
+        assert "missing" not in str(e.value)
+
+
+# -- 8. deeply nested or huge JSON is a clean error, never a RecursionError -------------------------------------------
+def test_deeply_nested_json_is_a_clean_error_everywhere(ws, probe_export, tmp_path, capsys) -> None:
+    from geep_deploy.errors import GeepError
+    from runtime.engine import GeepEngine
+
+    bomb = "[" * 100_000
+    out = tmp_path / "exp"
+    shutil.copytree(probe_export, out)
+    (out / "manifest.json").write_text(bomb)
+    with pytest.raises(GeepError, match="nested"):
+        GeepEngine.load(out, "onnxruntime")
+    assert main(["predict", "--export", str(out), "--text", "good"]) == 1
+    assert main(["export", "--checkpoint", str(ws["ckpt"]), "--out", str(out), "--force", "--quiet"]) == 1
+    assert "is not a geep-deploy export" in capsys.readouterr().err and (out / "manifest.json").read_text() == bomb
+    probe = tmp_path / "p.json"
+    probe.write_text('{"a": ' + bomb)
+    assert main(["export", "--checkpoint", str(ws["ckpt"]), "--out", str(tmp_path / "e2"), "--quiet",
+                 "--exit-table", str(ws["table"]), "--probe", str(probe)]) == 1
+    assert "nested" in capsys.readouterr().err
+    shutil.copytree(probe_export, tmp_path / "exp2")
+    (tmp_path / "exp2" / "probe.json").write_text(bomb)
+    _rehash_files(tmp_path / "exp2")
+    with pytest.raises(GeepError, match="nested"):
+        GeepEngine.load(tmp_path / "exp2", "onnxruntime")
+
+
+# -- 9. prefix/cont graphs load through the same checked path as depth graphs ------------------------------------------
+@pytest.mark.parametrize("graph", ["prefix.onnx", "cont2.onnx"])
+def test_a_garbage_probe_graph_with_a_matching_checksum_is_named(probe_export, tmp_path, graph) -> None:
+    from geep_deploy.errors import ArtifactError
+    from runtime.engine import GeepEngine
+
+    out = tmp_path / "exp"
+    shutil.copytree(probe_export, out)
+    (out / "onnx" / "fp32" / graph).write_bytes(b"\x08\x96\x01 not a real file " * 40)
+    _rehash_files(out)
+    with pytest.raises(ArtifactError, match=graph):
+        GeepEngine.load(out, "onnxruntime", threads=1)
+
+
+# -- 10 and 11. no traceback and no silently accepted value in GeepEngine.load's arguments -----------------------------
+@pytest.mark.parametrize("kw", [
+    {"risk": "high"}, {"risk": [0.3]}, {"risk": True}, {"risk": "0.3"}, {"risk": float("nan")}, {"risk": 1.5},
+    {"escalate": "0.5"}, {"escalate": True}, {"escalate": -0.1}, {"max_group": 0}, {"max_group": -1},
+    {"max_group": 2.5},
+])
+def test_bad_probe_knobs_and_counts_are_config_errors(probe_export, kw) -> None:
+    from geep_deploy.errors import ConfigError
+    from runtime.engine import GeepEngine
+
+    with pytest.raises(ConfigError, match=next(iter(kw))):
+        GeepEngine.load(probe_export, "onnxruntime", threads=1, **kw)
+
+
+@pytest.mark.parametrize("where", ["table export", "predictor='table'", "fixed_depth"])
+@pytest.mark.parametrize("kw", [{"risk": 0.3}, {"risk": 7.0}, {"escalate": 0.5}])
+def test_probe_knobs_that_do_not_apply_say_so(ws, probe_export, where, kw) -> None:
+    from geep_deploy.errors import ConfigError
+    from runtime.engine import GeepEngine
+
+    extra = {"table export": {}, "predictor='table'": {"predictor": "table"}, "fixed_depth": {"fixed_depth": 3}}
+    export = ws["export"] if where == "table export" else probe_export
+    with pytest.raises(ConfigError, match="would be ignored|must be a finite number"):
+        GeepEngine.load(export, "onnxruntime", threads=1, **kw, **extra[where])
+
+
+@pytest.mark.parametrize("path", [None, 123, b"/tmp", 1.5])
+def test_load_of_a_non_path_is_a_config_error(path) -> None:
+    from geep_deploy.errors import ConfigError
+    from runtime.engine import GeepEngine
+
+    with pytest.raises(ConfigError, match="export_dir"):
+        GeepEngine.load(path)
+
+
+def test_probe_knobs_still_work(probe_export) -> None:
+    from runtime.engine import GeepEngine
+
+    with GeepEngine.load(probe_export, "onnxruntime", threads=1, risk=0.0, escalate=None) as eng:
+        assert eng.info["probe"] and len(eng.predict(["good", "bad"])) == 2

@@ -13,36 +13,10 @@
 from __future__ import annotations
 
 import argparse
-import math
-import numbers
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
-from geep_deploy.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Range:
-    """Allowed values of one numeric flag: ``lo``..``hi`` (None: unbounded); ``lo_open`` excludes ``lo``."""
-
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-
-    def contains(self, v: float) -> bool:
-        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
-            return False
-        return self.hi is None or v <= self.hi
-
-    def describe(self) -> str:
-        if self.lo is not None and self.hi is not None:
-            return f"in ({self.lo:g}, {self.hi:g}]" if self.lo_open else f"in {self.lo:g}..{self.hi:g}"
-        if self.lo is not None:
-            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        return f"<= {self.hi:g}" if self.hi is not None else "finite"
-
+from geep_deploy.limits import Range, check_number
 
 COUNT = Range(1)
 SHARE = Range(0, 1)
@@ -58,7 +32,8 @@ FLAG_RANGES: dict[str, Range] = {
     "replicas": COUNT, "max_body_kb": Range(1, 1 << 20), "max_connections": Range(1, 1 << 20),
     # checked against the model's position limit once the checkpoint is read (geep_deploy.limits.check_max_len)
     "max_len": Range(),
-    "tau": SHARE, "max_drop": Range(0, 100), "target_speedup": Range(1),
+    "tau": SHARE, "max_drop": Range(0, 100), "target_speedup": Range(1), "max_disagree": SHARE,
+    "confidence": Range(0, 1, lo_open=True),
     "port": Range(0, 65535), "max_wait_ms": Range(0, 60_000), "graceful_timeout": Range(0, 3600),
     "header_timeout": SECONDS, "body_timeout": SECONDS,
     "lr": RATE, "head_lr": RATE, "embed_lr": RATE, "seed": Range(0, 2**32 - 1), "temperature": Range(0, 1e3, True),
@@ -71,18 +46,6 @@ OUTPUT_FLAGS = ("out", "json", "plot", "probe_out")
 
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
-
-
-def check_number(what: str, value: Any, rng: Range, integer: bool) -> None:
-    """``value`` must be a real (integer, if ``integer``) finite number in ``rng``; bools are not numbers.
-
-    Raises:
-        ConfigError: naming ``what``, the allowed range and the value.
-    """
-    kind = "an integer" if integer else "a finite number"
-    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
-    if not ok_type or not math.isfinite(float(value)) or not rng.contains(float(value)):
-        raise ConfigError(f"{what} must be {kind} {rng.describe()}, got {value!r}.".replace(" finite,", ","))
 
 
 def numeric_dests(parser: argparse.ArgumentParser) -> dict[str, bool]:
