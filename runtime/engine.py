@@ -259,6 +259,7 @@ class GeepEngine:
         texts_b: Sequence[str] | None = None,
         batch_size: int | None = None,
         depths: Sequence[int] | np.ndarray | None = None,
+        exact: bool = False,
     ) -> PredictResult:
         """Classify ``texts`` (or pairs with ``texts_b``).
 
@@ -270,10 +271,19 @@ class GeepEngine:
             texts_b: second texts of pairs, same length as ``texts``.
             batch_size: most rows per engine call. Defaults to ``max_group`` or 64.
             depths: run each row at this depth instead of the predicted one (1..L).
+            exact: run every row at depth L, the full model's answer (no early exit; ``depths`` must be None).
 
         Raises:
             DataError: empty list, empty or non-string text, or pair sides of different lengths.
+            ConfigError: ``exact`` with ``depths``, or ``exact`` on an engine without depth L loaded.
         """
+        if exact:
+            if depths is not None:
+                raise ConfigError("runtime | exact=True runs every row at depth L; drop depths, or exact.")
+            if self.num_layers not in self.engines:
+                raise ConfigError(f"runtime | exact=True needs depth {self.num_layers} (the full model), but this "
+                                  f"engine loaded depths {sorted(self.engines)}. Load depth {self.num_layers}.")
+            depths = np.full(len(texts), self.num_layers, dtype=np.int64)
         times = StageTimes()
         with times.stage("total"):
             with times.stage("tokenize"):
@@ -282,6 +292,28 @@ class GeepEngine:
         times.calls, times.rows = 1, len(enc)
         return PredictResult(out.logits, out.depths, self.label_names, times,
                              escalated=out.escalated if self.probe is not None and depths is None else None)
+
+    @property
+    def guarantee(self) -> dict[str, Any] | None:
+        """The consistency guarantee of the setting this engine serves (``calibrate --max-disagree``), or None.
+
+        ``{"max_disagree": EPS, "confidence": 1 - DELTA, "calibration_rows", "certified_bound", "knob", ...}``:
+        with probability at least 1 - DELTA over the calibration draw, at most EPS of rows drawn like the
+        calibration rows get another answer than depth L's. None when the export records none, or when this
+        engine dispatches by another predictor, other knobs or a fixed depth than the certified ones.
+        """
+        from runtime.guarantee import served_guarantee
+
+        manifest = getattr(getattr(self.parts, "bundle", None), "manifest", None)
+        if not isinstance(manifest, dict):
+            return None
+        if self.probe is not None:
+            p = self.probe.probe
+            return served_guarantee(manifest, "probe", {"risk": p.risk, "escalate": p.escalate})
+        pred = self.predictor
+        if not isinstance(pred, FixedDepth) and hasattr(pred, "quantile") and hasattr(pred, "margin"):
+            return served_guarantee(manifest, "table", {"quantile": pred.quantile, "margin": pred.margin})
+        return None
 
     def predict_depths(self, enc: Encoded) -> np.ndarray:
         """Exit depths of tokenized rows by the table predictor, mapped onto the loaded depths."""
