@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from models import tiny_checkpoint
 
 from geep_deploy.cli import main
@@ -138,3 +140,19 @@ def test_guarantee_records_are_checked_and_matched() -> None:
     assert served_guarantee(m, "probe", {"risk": 0.3, "escalate": 0.6}) is None
     assert served_guarantee(m, "table", {"quantile": 0.9, "margin": 0}) is None  # none recorded (old export)
     assert served_guarantee(m, None, {}) is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.booleans(), st.booleans()), min_size=1, max_size=8))
+def test_exact_requests_get_their_own_calls_and_their_own_rows(spec: list[tuple[int, bool, bool]]) -> None:
+    from geep_deploy.service.pooling import Rows, plan_pool, scatter
+
+    pool = [Rows(tuple(f"r{i}.{j}" for j in range(n)), tuple("b" for _ in range(n)) if pair else None, exact)
+            for i, (n, pair, exact) in enumerate(spec)]
+    calls = plan_pool(pool)
+    assert len({(c.texts_b is not None, c.exact) for c in calls}) == len(calls)
+    for c in calls:  # every request in a call shares the call's kind
+        assert all(pool[s.request].exact == c.exact and pool[s.request].is_pair == (c.texts_b is not None)
+                   for s in c.spans)
+    back = scatter(calls, [list(c.texts) for c in calls], len(pool))
+    assert back == [list(r.texts) for r in pool]
