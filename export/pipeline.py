@@ -399,6 +399,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
         from export.table_stage import check_table_file
 
         check_table_file(exit_table, L)
+    _check_identity(ckpt, exit_table, probe, checkpoint)
     if calib_data is not None and not callable(calib_data) and not Path(calib_data).is_dir():
         raise ExportError(f"export | --calib-data {calib_data} is not a directory with train.tsv and dev.tsv.")
     graphs: list[tuple[str, int | None]] = [("depth", k) for k in dlist]
@@ -435,6 +436,34 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
     return out
 
 
+def _check_identity(ckpt: Any, exit_table: Any, probe: Any, source: Any) -> None:
+    """The exit table and the probe must have been calibrated on this checkpoint's weights (the sha256 that
+    ``geep-deploy calibrate`` records in both): a probe fitted on another model with the same layer count would
+    otherwise plan other depths silently. Files written before the field load with a warning."""
+    import warnings
+
+    from runtime.predictor import ExitPredictor
+    from runtime.probe import ProbeModel
+
+    ident = ckpt.weights_sha256
+    files = []
+    if exit_table is not None and not callable(exit_table):
+        files.append(("--exit-table", exit_table, ExitPredictor.load(exit_table).checkpoint))
+    if probe is not None:
+        model = probe if isinstance(probe, ProbeModel) else ProbeModel.load(probe)
+        files.append(("--probe", probe if not isinstance(probe, ProbeModel) else "(ProbeModel)", model.checkpoint))
+    for flag, path, recorded in files:
+        if recorded is None:
+            warnings.warn(f"export | {flag} {path} records no checkpoint identity (written before geep-deploy "
+                          "recorded it), so it cannot be checked against the checkpoint; re-run `geep-deploy "
+                          "calibrate` on this checkpoint to be sure it fits.", UserWarning, stacklevel=3)
+        elif recorded != ident:
+            name = source if isinstance(source, (str, Path)) else "the checkpoint"
+            raise ConfigError(f"export | {flag} {path} was calibrated on another model (weights sha256 "
+                              f"{recorded[:12]}...), not on {name} ({ident[:12]}...): its exit depths would not "
+                              "fit this model. Re-run `geep-deploy calibrate` on this checkpoint.")
+
+
 def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int | None]], bar: Any, *,
            exit_table: Any, calib_data: Any, probe: Any, progress: bool, t0: float) -> dict[str, Any]:
     """Write every graph, weight file and table into ``tmp``; return the manifest describing them."""
@@ -468,6 +497,7 @@ def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int |
         "num_labels": ckpt.model.num_labels, "shared_head": bool(ckpt.model.shared_head),
         "pooling": ckpt.model.pooling,
         "label_names": list(ckpt.label_names), "method": ckpt.method, "exit_mode": ckpt.exit_mode,
+        "checkpoint": {"weights_sha256": ckpt.weights_sha256},
         "max_len": spec.max_len, "depths": list(spec.depths),
         "tokenizer": file_entry(tmp, tmp / "tokenizer.json"),
         "weights": ctx.weights, "artifacts": ctx.artifacts, "exit_table": table, "probe": probe_entry,

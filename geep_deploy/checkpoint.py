@@ -6,6 +6,7 @@ method and hyper-parameters, backbone shape, label names, tokenizer JSON, max le
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import pickle
@@ -42,6 +43,11 @@ class Checkpoint:
     @property
     def shape(self) -> BertShape:
         return self.model.shape
+
+    @functools.cached_property
+    def weights_sha256(self) -> str:
+        """The model's identity (``weights_digest``): what calibrate records in the table and the probe."""
+        return weights_digest(self.model)
 
     @property
     def trained_depths(self) -> list[int]:
@@ -82,10 +88,23 @@ def content_digest(payload: dict[str, Any]) -> str:
     h = hashlib.sha256()
     meta = {k: v for k, v in payload.items() if k not in ("sha256", "state_dict", "metrics")}
     h.update(json.dumps(meta, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8"))
-    for name in sorted(payload["state_dict"]):
-        t = payload["state_dict"][name].detach().cpu().contiguous()
+    _hash_tensors(h, payload["state_dict"])
+    return h.hexdigest()
+
+
+def _hash_tensors(h: Any, state_dict: dict[str, torch.Tensor]) -> None:
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
         h.update(f"\n{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over every tensor of ``model``'s state dict (names, dtypes, shapes, bytes): the checkpoint's
+    identity that exit tables and probes record at calibration time, so that an export refuses a table or probe
+    fitted on another model (same layer count or not)."""
+    h = hashlib.sha256()
+    _hash_tensors(h, model.state_dict())
     return h.hexdigest()
 
 

@@ -108,6 +108,8 @@ def build_parts(
         )
     else:
         table = _load_predictor(bundle.exit_table, device) if bundle.exit_table is not None else None
+        if table is not None:
+            check_same_model(bundle, bundle.exit_table, getattr(table, "checkpoint", None))
     probe = load_probe(bundle, risk, escalate) if kind == "probe" else None
     parts = Parts(_encoder(bundle), table, {}, list(bundle.label_names),
                   {}, bundle, ort_options={"disable_prepacking": disable_prepacking})
@@ -186,6 +188,26 @@ def _check_probe_knobs(kind: str | None, risk: Any, escalate: Any, bundle: Any) 
                              ", or export with --probe."))
 
 
+def check_same_model(bundle: Any, path: Path, recorded: str | None) -> None:
+    """The table or probe at ``path`` was calibrated on the weights the export was made from (both sides record
+    the checkpoint's weights sha256; exports and files written before the field are not checked).
+
+    Raises:
+        ArtifactError: the identities differ (a file swapped in from another model, its checksum recomputed).
+    """
+    from runtime.probe import parse_identity
+
+    try:
+        exported = parse_identity((bundle.manifest.get("checkpoint") or {}).get("weights_sha256"))
+    except (AttributeError, ValueError) as e:
+        raise ArtifactError(f"export | {bundle.root / 'manifest.json'} has a malformed checkpoint identity "
+                            f"({e}). Re-export with --force.") from None
+    if recorded is not None and exported is not None and recorded != exported:
+        raise ArtifactError(f"export | {path} was calibrated on another model (weights sha256 {recorded[:12]}...) "
+                            f"than the one {bundle.root} was exported from ({exported[:12]}...). Re-export with "
+                            "the table and probe `geep-deploy calibrate` wrote for this checkpoint.")
+
+
 def load_probe(bundle: Any, risk: float | None = None, escalate: float | None | str = "keep") -> Any:
     """The export's probe at the given knobs, checked against the export.
 
@@ -196,6 +218,7 @@ def load_probe(bundle: Any, risk: float | None = None, escalate: float | None | 
     from runtime.probe import ProbeModel
 
     probe = ProbeModel.load(bundle.probe).with_knobs(risk, escalate)
+    check_same_model(bundle, bundle.probe, probe.checkpoint)
     L = bundle.shape.num_hidden_layers
     if probe.num_layers != L:
         raise ConfigError(f"runtime | the probe {bundle.probe} was fitted for {probe.num_layers} layers; the "
@@ -355,6 +378,7 @@ class _DevicePredictor:
 
     def __init__(self, pred: Any, min_batch: int | None = None) -> None:
         self.pred, self.num_layers = pred.to_device(), pred.num_layers
+        self.checkpoint = getattr(pred, "checkpoint", None)
         self.quantile, self.margin = getattr(pred, "quantile", None), getattr(pred, "margin", None)
         self.min_batch = device_predictor_min_batch(min_batch)
 

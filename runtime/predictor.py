@@ -32,6 +32,7 @@ from geep_deploy.errors import ConfigError, TableError
 from runtime.exit_table import ExitHashTable, load_table, save_table
 from runtime.kernels import is_cupy_array
 from runtime.keys import EMPTY_KEY, pad_rows, padded_keys
+from runtime.probe import parse_identity
 
 WEIGHTINGS = ("log", "count", "uniform")
 _EMPTY = np.uint64(EMPTY_KEY)
@@ -98,6 +99,12 @@ def depths_from_mass(mass: Any, quantile: float, margin: int, num_layers: int) -
     return depth.astype(np.int64, copy=False)
 
 
+def _checkpoint_identity(value: Any) -> str | None:
+    from runtime.probe import _identity
+
+    return _identity(value)
+
+
 class ExitPredictor:
     """Predicts each input's exit depth from the exit table (the contract the runtime and export code use).
 
@@ -116,6 +123,7 @@ class ExitPredictor:
         margin: int = 0,
         weighting: str = "log",
         calibration: dict[str, Any] | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         L = table.num_layers
         prior_arr = np.asarray(prior, dtype=np.float64)
@@ -129,6 +137,7 @@ class ExitPredictor:
         self.special_ids = tuple(sorted(int(s) for s in special_ids))
         self.prior = prior_arr / prior_arr.sum()
         self.calibration = dict(calibration or {})
+        self.checkpoint = checkpoint  # weights sha256 of the checkpoint it was calibrated on (None: not recorded)
         self.quantile, self.margin = self._check_params(quantile, margin)
         self._weighted: np.ndarray | None = None
         self._fixed: np.ndarray | None = None
@@ -164,6 +173,7 @@ class ExitPredictor:
                 "prior": self.prior.tolist(), "special_ids": list(self.special_ids),
             },
             "calibration": self.calibration,
+            "checkpoint": self.checkpoint,
         }
         return save_table(self.table, path, meta)
 
@@ -180,9 +190,9 @@ class ExitPredictor:
             return cls(
                 table, params["special_ids"], params["prior"], quantile=params["quantile"],
                 margin=params["margin"], weighting=params.get("weighting", "log"),
-                calibration=meta.get("calibration", {}),
+                calibration=meta.get("calibration", {}), checkpoint=parse_identity(meta.get("checkpoint")),
             )
-        except (TypeError, KeyError, ConfigError) as e:
+        except (TypeError, KeyError, ValueError, ConfigError) as e:
             raise TableError(
                 f"predictor | {path} holds a table but no valid predictor parameters ({type(e).__name__}: {e}). "
                 "Re-run `geep-deploy calibrate`."

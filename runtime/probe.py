@@ -101,6 +101,7 @@ class ProbeModel:
     uses_table: bool = True
     features: tuple[str, ...] = FEATURES
     exit_mode: str = "student"  # the exits whose labels fitted it (``geep_deploy.names.EXIT_MODES``)
+    checkpoint: str | None = None  # weights sha256 of the checkpoint it was fitted on (None: written before)
 
     def __post_init__(self) -> None:
         f = len(self.features)
@@ -111,6 +112,9 @@ class ProbeModel:
                               f"{f} features.")
         if np.shape(self.mean) != (f,) or np.shape(self.scale) != (f,) or not (np.asarray(self.scale) > 0).all():
             raise ConfigError("probe | mean/scale must have one entry per feature, scale > 0.")
+        if not all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in (self.mean, self.scale, self.weights)):
+            raise ConfigError("probe | mean, scale and weights must be finite (a NaN coefficient would send every "
+                              "row to depth L).")
         check_knobs(self.risk, self.escalate)
 
     def with_knobs(self, risk: float | None = None, escalate: float | None | str = "keep") -> ProbeModel:
@@ -142,7 +146,7 @@ class ProbeModel:
         return {"format": PROBE_FORMAT, "version": PROBE_VERSION, "num_layers": self.num_layers,
                 "features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                 "weights": self.weights.tolist(), "risk": self.risk, "escalate": self.escalate,
-                "uses_table": self.uses_table, "exit_mode": self.exit_mode}
+                "uses_table": self.uses_table, "exit_mode": self.exit_mode, "checkpoint": self.checkpoint}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "probe") -> ProbeModel:
@@ -150,17 +154,26 @@ class ProbeModel:
             raise TableError(f"{source} | not a GEEP probe file (format {d.get('format') if isinstance(d, dict) else d!r}).")
         if d.get("version") != PROBE_VERSION:
             raise TableError(f"{source} | probe version {d.get('version')} is not {PROBE_VERSION}; re-run calibrate.")
-        if tuple(d.get("features", ())) != FEATURES:
+        if not isinstance(d.get("features"), list) or tuple(d["features"]) != FEATURES:
             raise TableError(f"{source} | probe features {d.get('features')} differ from this runtime's {FEATURES}.")
         try:
-            return cls(num_layers=int(d["num_layers"]), mean=np.asarray(d["mean"], dtype=np.float64),
-                       scale=np.asarray(d["scale"], dtype=np.float64),
-                       weights=np.asarray(d["weights"], dtype=np.float64), risk=float(d["risk"]),
-                       escalate=None if d["escalate"] is None else float(d["escalate"]),
-                       uses_table=bool(d["uses_table"]),
-                       exit_mode=str(d.get("exit_mode", "student")))  # probes written before the field: students
-        except (KeyError, TypeError, ValueError) as e:
-            raise TableError(f"{source} | damaged probe file: {type(e).__name__}: {e}.") from None
+            L = d["num_layers"]
+            if isinstance(L, bool) or not isinstance(L, int) or L < 2:
+                raise ValueError(f"num_layers must be an integer >= 2, got {L!r}")
+            f = len(FEATURES)
+            uses_table, exit_mode = d["uses_table"], d.get("exit_mode", "student")  # older probes: students
+            if not isinstance(uses_table, bool):
+                raise ValueError(f"uses_table must be true or false, got {uses_table!r}")
+            if exit_mode not in EXIT_MODES:
+                raise ValueError(f"exit_mode must be one of {list(EXIT_MODES)}, got {exit_mode!r}")
+            check_knobs(d["risk"], d["escalate"])
+            return cls(num_layers=L, mean=_finite(d["mean"], (f,), "mean"), scale=_finite(d["scale"], (f,), "scale"),
+                       weights=_finite(d["weights"], (L - 1, f + 1), "weights"), risk=float(d["risk"]),
+                       escalate=None if d["escalate"] is None else float(d["escalate"]), uses_table=uses_table,
+                       exit_mode=exit_mode, checkpoint=parse_identity(d.get("checkpoint")))
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            raise TableError(f"{source} | damaged probe file: {type(e).__name__}: {e}. Re-run `geep-deploy "
+                             "calibrate --predictor probe`.") from None
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write the probe as JSON, atomically; ``extra`` (e.g. ``{"calibration": figures}``) rides along and is
@@ -185,6 +198,29 @@ class ProbeModel:
         except (OSError, ValueError) as e:  # not UTF-8/JSON, too deep or too large, a FIFO or device
             raise TableError(f"probe | {p} is not JSON a probe can be read from: {e}.") from None
         return cls.from_dict(d, str(p))
+
+
+def _finite(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``value`` as a float64 array of ``shape`` whose every entry is a real, finite JSON number (no strings,
+    booleans, NaN or infinity: a NaN coefficient would silently send every row to depth L)."""
+    arr = np.asarray(value, dtype=object)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in arr.ravel()):
+        raise ValueError(f"{name} must hold numbers only")
+    out = arr.astype(np.float64)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} holds NaN or infinity")
+    return out
+
+
+def parse_identity(value: Any) -> str | None:
+    """A recorded checkpoint identity: None (probes written before the field) or a sha256 hex string."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"checkpoint must be a sha256 hex string, got {value!r}")
+    return value
 
 
 def probe_cost(depths: np.ndarray, escalated: np.ndarray, num_layers: int,

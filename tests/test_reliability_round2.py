@@ -331,3 +331,76 @@ def test_probe_knobs_still_work(probe_export) -> None:
 
     with GeepEngine.load(probe_export, "onnxruntime", threads=1, risk=0.0, escalate=None) as eng:
         assert eng.info["probe"] and len(eng.predict(["good", "bad"])) == 2
+
+
+# -- 6. the probe JSON is validated: finite coefficients, shapes, exit mode, feature list, real booleans ---------------
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["weights"][0].__setitem__(0, float("nan")), "NaN or infinity"),
+    (lambda d: d["mean"].__setitem__(0, float("inf")), "NaN or infinity"),
+    (lambda d: d["scale"].__setitem__(0, "1.0"), "numbers only"),
+    (lambda d: d["weights"].pop(), "shape"),
+    (lambda d: d.update(uses_table="false"), "uses_table must be true or false"),
+    (lambda d: d.update(uses_table=1), "uses_table must be true or false"),
+    (lambda d: d.update(exit_mode="sideways"), "exit_mode"),
+    (lambda d: d.update(features=5), "features"),
+    (lambda d: d.update(num_layers=3.0), "num_layers"),
+    (lambda d: d.update(num_layers=True), "num_layers"),
+    (lambda d: d.update(risk=True), "risk"),
+    (lambda d: d.update(risk="0.3"), "risk"),
+    (lambda d: d.update(escalate=float("nan")), "escalat"),
+    (lambda d: d.update(checkpoint="abc"), "checkpoint"),
+])
+def test_probe_json_is_validated(ws, tmp_path, capsys, edit, match) -> None:
+    from geep_deploy.errors import TableError
+    from runtime.probe import ProbeModel
+
+    d = _probe().to_dict()
+    edit(d)
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(TableError, match=match):
+        ProbeModel.load(p)
+    assert main(["export", "--checkpoint", str(ws["ckpt"]), "--out", str(tmp_path / "e"), "--quiet",
+                 "--exit-table", str(ws["table"]), "--probe", str(p)]) == 1
+    assert match.split()[0] in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+# -- 12. a table and a probe are tied to the checkpoint they were calibrated on ----------------------------------------
+def test_a_probe_or_table_from_another_model_is_refused(ws, tmp_path, capsys) -> None:
+    from geep_deploy.checkpoint import load_checkpoint
+    from geep_deploy.errors import ArtifactError
+    from runtime.engine import GeepEngine
+    from runtime.predictor import ExitPredictor
+
+    other = tiny_checkpoint(tmp_path / "other.pt", seed=1)  # same layer count, other weights
+    mine = load_checkpoint(ws["ckpt"]).weights_sha256
+    assert other.weights_sha256 != mine
+    foreign_probe = _probe(checkpoint=other.weights_sha256).save(tmp_path / "foreign.probe.json")
+    table = ExitPredictor.load(ws["table"])
+    table.checkpoint = other.weights_sha256
+    foreign_table = table.save(tmp_path / "foreign.npz")
+    for extra in (["--exit-table", str(ws["table"]), "--probe", str(foreign_probe)],
+                  ["--exit-table", str(foreign_table)]):
+        assert main(["export", "--checkpoint", str(ws["ckpt"]), "--out", str(tmp_path / "e"), "--quiet",
+                     *extra]) == 1
+        assert "calibrated on another model" in capsys.readouterr().err and not (tmp_path / "e").exists()
+    # the right identity exports, and the manifest records the checkpoint's
+    good = _probe(checkpoint=mine).save(tmp_path / "good.probe.json")
+    table.checkpoint = mine
+    good_table = table.save(tmp_path / "good.npz")
+    out = tmp_path / "ok"
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("error")  # no "records no identity" warning for these
+        export_checkpoint(ws["ckpt"], out, exit_table=good_table, probe=good, segments=False, progress=False)
+    assert json.loads((out / "manifest.json").read_text())["checkpoint"]["weights_sha256"] == mine
+    # a probe swapped inside the export (checksums recomputed) is caught at load
+    shutil.copy(foreign_probe, out / "probe.json")
+    _rehash_files(out)
+    with pytest.raises(ArtifactError, match="calibrated on another model"):
+        GeepEngine.load(out, "onnxruntime", threads=1)
+
+
+def test_files_without_an_identity_export_with_a_warning(ws, tmp_path) -> None:
+    with pytest.warns(UserWarning, match="records no checkpoint identity"):
+        export_checkpoint(ws["ckpt"], tmp_path / "e", exit_table=ws["table"], depths="3", segments=False,
+                          progress=False)

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         res = pres.table
     else:
         res = calibrate_checkpoint(ckpt, calib, dev, **kwargs)
+    res.predictor.checkpoint = ckpt.weights_sha256  # export and load refuse it with another model's weights
     path = res.predictor.save(args.out)
     f, c = res.figures, res.chosen
     print(f"calibration: {f['calib_rows']} rows ({args.calib_split}), rule {f['rule']}"
@@ -159,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_probe(pres, goal))
         if "guarantee" in pres.figures:
             print(format_guarantee(pres.figures["guarantee"], "probe"))
-        print(f"wrote {pres.probe.save(probe_path(args), extra={'calibration': {**pres.figures, 'chosen': pres.chosen}})}")
+        probe = dataclasses.replace(pres.probe, checkpoint=ckpt.weights_sha256)
+        print(f"wrote {probe.save(probe_path(args), extra={'calibration': {**pres.figures, 'chosen': pres.chosen}})}")
     return 0
 
 
