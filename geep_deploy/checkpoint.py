@@ -150,6 +150,32 @@ def _read_payload(p: Path) -> dict[str, Any]:
     return payload
 
 
+def _check_metadata(payload: dict[str, Any]) -> None:
+    """Types and values of the metadata, and a tokenizer that loads: a file re-signed after an edit (its sha256
+    recomputed) fails here, naming the field, instead of deep inside ``eval`` or ``export``."""
+    from geep_deploy.encoding import TextEncoder
+    from geep_deploy.names import EXIT_MODES
+
+    names, method, max_len = payload["label_names"], payload["method"], payload["max_len"]
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if payload.get("exit_mode", "student") not in EXIT_MODES:
+        raise ValueError(f"exit_mode must be one of {EXIT_MODES}, got {payload.get('exit_mode')!r}")
+    if (not isinstance(names, list) or len(names) != int(payload["num_labels"])
+            or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names)):
+        raise ValueError(f"label_names must be {payload['num_labels']} distinct strings, got {names!r}"[:200])
+    if isinstance(max_len, bool) or not isinstance(max_len, int):
+        raise ValueError(f"max_len must be an integer, got {max_len!r}")
+    if not isinstance(payload["tokenizer_json"], str):
+        raise ValueError("tokenizer_json must be a string")
+    try:
+        TextEncoder(payload["tokenizer_json"], max(max_len, 8))
+    except GeepError:
+        raise
+    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for a malformed tokenizer
+        raise ValueError(f"its tokenizer does not load ({type(e).__name__}: {str(e)[:150]})") from None
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and rebuild a checkpoint; every failure names the file and what is wrong."""
     p = Path(path)
@@ -169,7 +195,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             hparams=dict(payload.get("hparams", {})),
             metrics=dict(payload.get("metrics", {})),
         )
-    except (KeyError, RuntimeError, TypeError, GeepError) as e:
+        _check_metadata(payload)
+    except (KeyError, RuntimeError, TypeError, ValueError, GeepError) as e:
         raise CheckpointError(f"checkpoint | {p} is inconsistent: {type(e).__name__}: {e}"[:500]) from None
     bad = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:

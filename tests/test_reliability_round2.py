@@ -404,3 +404,22 @@ def test_files_without_an_identity_export_with_a_warning(ws, tmp_path) -> None:
     with pytest.warns(UserWarning, match="records no checkpoint identity"):
         export_checkpoint(ws["ckpt"], tmp_path / "e", exit_table=ws["table"], depths="3", segments=False,
                           progress=False)
+
+
+# -- 10. a re-signed checkpoint with garbage metadata is a clean error, in the API and in eval ---------------------------
+@pytest.mark.parametrize("edit", [{"tokenizer_json": "{}"}, {"tokenizer_json": "not json"}, {"label_names": [1, 2]},
+                                  {"method": "magic"}, {"max_len": "64"}, {"exit_mode": "sideways"}])
+def test_a_re_signed_checkpoint_with_bad_metadata_is_named(ws, tmp_path, capsys, edit) -> None:
+    import torch
+
+    from geep_deploy.checkpoint import content_digest, load_checkpoint
+    from geep_deploy.errors import CheckpointError
+
+    payload = {**torch.load(ws["ckpt"], weights_only=True), **edit}
+    payload["sha256"] = content_digest(payload)
+    p = tmp_path / "resigned.pt"
+    torch.save(payload, p)
+    with pytest.raises(CheckpointError, match=next(iter(edit)).split("_")[0]):
+        load_checkpoint(p)
+    assert main(["eval", "--checkpoint", str(p), "--data", str(ws["data"])]) == 1
+    assert capsys.readouterr().err.startswith("error: checkpoint |")
