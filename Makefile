@@ -27,12 +27,16 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
-# One prepared run of every GPU check; writes bench/results/gpu_check_<gpu>.json (DEVICE=cpu: the CI dry run,
-# JSON to a temp dir). BACKBONE=<HF dir> uses a real backbone (e.g. all-MiniLM-L6-v2-fp16) instead of the tiny model.
+# One prepared call of every GPU check (bench/gpu_check.py): each section in its own subprocess and timeout, the
+# JSON (OUT_DIR/gpu_check.json) rewritten after each, exit 1 if any check fails. Uses the Python already there
+# (never installs torch). BACKBONE defaults to models-local/all-MiniLM-L6-v2-fp16 (see README, Checking a GPU).
 GPU_PYTHON ?= python3
 DEVICE ?= cuda
+OUT_DIR ?= bench/results/gpu_check
+BUDGET ?= 500
 gpu-check:
-	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} DEVICE=$(DEVICE) BACKBONE=$(BACKBONE) $(GPU_PYTHON) bench/gpu_check.py
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) bench/gpu_check.py --device $(DEVICE) \
+		--out-dir $(OUT_DIR) --budget-s $(BUDGET) $(if $(BACKBONE),--backbone $(BACKBONE))
 
 clean-venv:
 	rm -rf $(VENV)

