@@ -423,3 +423,74 @@ def test_a_re_signed_checkpoint_with_bad_metadata_is_named(ws, tmp_path, capsys,
         load_checkpoint(p)
     assert main(["eval", "--checkpoint", str(p), "--data", str(ws["data"])]) == 1
     assert capsys.readouterr().err.startswith("error: checkpoint |")
+
+
+# -- 4. stalled connections cannot starve the service, and its log cannot flood ---------------------------------------
+def test_stalled_connections_are_closed_and_good_requests_still_answered(tmp_path) -> None:
+    import socket
+    import time
+
+    from models import TEXTS
+    from service_helpers import tiny_service_export
+
+    from geep_deploy.service.loadgen import ServerProcess, http_get
+
+    export = tiny_service_export(tmp_path)
+    log = tmp_path / "serve.log"
+    srv = ServerProcess(["--export", str(export), "--threads", "1", "--header-timeout", "1", "--body-timeout", "1",
+                         "--max-connections", "16"], log_path=log).start()
+    socks: list[socket.socket] = []
+    try:
+        partial = (b"POST /v1/classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                   b"content-length: 1000\r\n\r\n{\"text\": ")
+        for i in range(60):  # more stalled clients than --max-connections: half headers, or half a body
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.sendall(partial if i % 2 else partial[:20])
+            socks.append(s)
+        t0 = time.monotonic()
+        body = json.dumps({"text": TEXTS[0]}).encode()
+        import urllib.request
+
+        req = urllib.request.Request(srv.url + "/v1/classify", data=body,
+                                     headers={"content-type": "application/json"})
+        for _ in range(20):  # the newest connection evicts the oldest stalled one, so this gets through
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    assert r.status == 200 and json.loads(r.read())["predictions"]
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("no good request was answered while stalled connections were open")
+        assert time.monotonic() - t0 < 5
+        time.sleep(1.5)  # every stalled connection is past its read deadline by now
+        closed = 0
+        for s in socks:
+            s.settimeout(2)
+            try:
+                closed += s.recv(4096) in (b"",) or s.recv(4096) == b""  # closed (after a 503, if refused)
+            except OSError:
+                closed += 1  # reset by the server
+        assert closed == len(socks)
+        assert http_get(srv.url + "/healthz")[0] == 200
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+    text = log.read_text(errors="replace")
+    assert "within 1 s" in text and len(text.splitlines()) < 40, text[-2000:]
+
+
+def test_repeated_log_lines_are_rate_limited() -> None:
+    import logging
+
+    from geep_deploy.service.connections import RepeatFilter
+
+    f = RepeatFilter(burst=3, window_s=0.2)
+    rec = lambda: logging.LogRecord("uvicorn.error", 30, __file__, 1, "Invalid HTTP request received.", None, None)  # noqa: E731
+    assert [f.filter(rec()) for _ in range(10)] == [True] * 3 + [False] * 7
+    import time
+
+    time.sleep(0.25)
+    r = rec()
+    assert f.filter(r) and "7 more like this" in r.msg

@@ -53,6 +53,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rows", type=int, default=256, help="most texts per request (default 256; 413 above)")
     p.add_argument("--max-chars", type=int, default=4096, help="most characters per text (default 4096; 413 above)")
     p.add_argument("--max-body-kb", type=int, default=1024, help="most KiB per request body (default 1024; 413)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection may take to send a request's headers before it is closed (default 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a request may take to send its body after the headers (default 30)")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="most open connections; one more closes the one waiting longest for its request (default: "
+                        "what the open-file limit allows, at most 4096)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds to finish accepted requests on shutdown (default 30)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
@@ -74,7 +81,8 @@ def _check(args: argparse.Namespace) -> None:
     if args.ray:  # Ray Serve queues, scales and drains replicas itself
         ignored = [f"--{n.replace('_', '-')}" for n, default in (("max_queue", 2048), ("workers", 1),
                                                                    ("graceful_timeout", 30.0),
-                                                                   ("fixed_wait", False))
+                                                                   ("fixed_wait", False), ("header_timeout", 10.0),
+                                                                   ("body_timeout", 30.0), ("max_connections", None))
                    if getattr(args, n) != default]
         if ignored:
             print(f"warning: {', '.join(ignored)} apply to the local service only; --ray ignores them.",
@@ -120,8 +128,13 @@ def run(args: argparse.Namespace) -> int:
                       workers=args.workers, adaptive_wait=not args.fixed_wait),
         RequestLimits(max_rows=args.max_rows, max_chars=args.max_chars, max_body_bytes=args.max_body_kb * 1024),
         engine_batch=args.engine_batch)
+    from geep_deploy.service.connections import default_max_connections, guarded_protocol, rate_limit_logs
+
+    protocol = guarded_protocol(args.header_timeout, args.body_timeout,
+                                args.max_connections or default_max_connections())
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
-                            access_log=False, timeout_graceful_shutdown=args.graceful_timeout)
+                            access_log=False, timeout_graceful_shutdown=args.graceful_timeout, http=protocol)
+    rate_limit_logs()  # after Config, which (re)configures uvicorn's loggers
     print(f"serving {args.export} ({engine!r}) on http://{args.host}:{args.port} "
           f"(max batch {args.max_batch}, max wait {args.max_wait_ms} ms"
           f"{', fixed' if args.fixed_wait else ', adaptive'}); Ctrl-C stops", file=sys.stderr,
