@@ -12,9 +12,10 @@ one of:
 - ``correct``: it ran, and the answer equals the reference (for cases where running is right);
 - ``traceback``: any other exception escaped;
 - ``silent_wrong``: it ran but gave another answer than the reference, or succeeded where it must fail;
-- ``data_lost``: a file the user had (or the previous export) is gone or changed.
+- ``data_lost``: a file the user had (or the previous export) is gone or changed;
+- ``hang``: no answer within the case's time bound (``bench/reliability_round2.py``, issue 25's cases).
 
-The last three must be 0. Takes 2-4 minutes on two cores.
+The last four must be 0. Takes 3-6 minutes on two cores; ``FAST`` categories run in ``make test``.
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # reliability_round2 (issue 25's cases)
 
 import numpy as np  # noqa: E402
 
 from geep_deploy.errors import GeepError  # noqa: E402
 
-OUTCOMES = ("clean", "correct", "traceback", "silent_wrong", "data_lost")
-BAD = ("traceback", "silent_wrong", "data_lost")
+OUTCOMES = ("clean", "correct", "traceback", "silent_wrong", "data_lost", "hang")
+BAD = ("traceback", "silent_wrong", "data_lost", "hang")
 TEXTS = ["a gorgeous , witty , seductive movie .", "bad", "it never fails to engage us .", "dull and boring"]
 
 
@@ -77,7 +79,9 @@ def build_workspace(d: Path) -> dict[str, Path]:
         (data / f"{split}.tsv").write_text("label\ttext\n" + "\n".join(rows) + "\n")
     enc = TextEncoder(ckpt.tokenizer_json, 64)
     ids = enc.encode(load_split(data, "train").texts_a).ids
-    table = build_predictor(ids, rng.integers(1, 4, len(ids)), 3, sorted(enc.special_ids)).save(d / "table.npz")
+    table = build_predictor(ids, rng.integers(1, 4, len(ids)), 3, sorted(enc.special_ids))
+    table.checkpoint = ckpt.weights_sha256  # what `geep-deploy calibrate` records
+    table = table.save(d / "table.npz")
     export_checkpoint(d / "tiny.pt", d / "export", exit_table=table, segments=False, progress=False)
     return {"dir": d, "ckpt": d / "tiny.pt", "data": data, "table": table, "export": d / "export"}
 
@@ -421,6 +425,10 @@ def checkpoint_cases(ws: dict[str, Path], tmp: Path) -> list[Case]:
         p = {**payload, "state_dict": {**sd, key: torch.full_like(sd[key], float("nan"))}}
         return {**p, "sha256": content_digest(p)} if rehash else p
 
+    def resigned(**edit: Any) -> dict:
+        p = {**payload, **edit}
+        return {**p, "sha256": content_digest(p)}
+
     raw = ws["ckpt"].read_bytes()
     variants: dict[str, Any] = {
         "0 bytes": b"", "half": raw[: len(raw) // 2], "garbage": b"\x00garbage" * 100, "one byte": raw[:1],
@@ -428,6 +436,13 @@ def checkpoint_cases(ws: dict[str, Path], tmp: Path) -> list[Case]:
         "swapped label names": {**payload, "label_names": payload["label_names"][::-1]},
         "NaN weights (checksum stale)": nan(False), "NaN weights (checksum recomputed)": nan(True),
         "foreign dict": {"weights": torch.zeros(2)}, "newer version": {**payload, "format_version": 99},
+        "version 0 + changed value": {**nudged(), "format_version": 0},
+        "version -1 + changed value": {**nudged(), "format_version": -1},
+        "version 1 + changed value": {**nudged(), "format_version": 1},
+        "version True + changed value": {**nudged(), "format_version": True},
+        "re-signed garbage tokenizer": resigned(tokenizer_json="{}"),
+        "re-signed label names [1, 2]": resigned(label_names=[1, 2]),
+        "re-signed method 'magic'": resigned(method="magic"),
         "a directory": None,
     }
     cases: list[Case] = []
@@ -609,6 +624,7 @@ def interrupt_cases(ws: dict[str, Path], tmp: Path, ref: tuple[list[str], list[i
     def half_swap() -> tuple[str, str]:
         out = tmp / "half"
         shutil.copytree(ws["export"], tmp / ".half.old-deadbeef")  # crash between the fallback's two renames
+        (tmp / ".half.old-deadbeef" / ".export-backup").write_text("1")  # the swap marks its backup
         from export.pipeline import clean_stale_temps
 
         clean_stale_temps(out)
@@ -644,10 +660,21 @@ CATEGORIES: dict[str, str] = {
     "checkpoints": "0-byte, truncated, garbage, flipped, NaN, foreign checkpoints (API and eval)",
     "data_loss": "export --force aimed at user folders and the current directory",
     "interrupted_export": "SIGTERM/SIGKILL/SIGINT of a real export; a crash mid-swap",
+    "numeric_flags": "NaN, infinity and just out of range, for every numeric flag of every command",
+    "path_equality": "outputs that are an input (directly, via a symlink or ..), inside the data folder, or another output",
+    "look_alike": "user folders named like the exporter's temp/backup folders, glob characters in --out, symlinks",
+    "probe_json": "edited probe files (NaN, strings for numbers, shapes, booleans, identity), FIFO, nested",
+    "nested_json": "deeply nested manifest.json/probe.json in load, predict, serve and export --force",
+    "artifact_paths": "external data and listed files pointing at a FIFO, device, symlink or file outside the export",
+    "api_knobs": "GeepEngine.load risk/escalate/max_group of wrong type or range, knobs that do not apply",
+    "service_connections": "stalled HTTP clients beyond --max-connections; a good request must still be answered",
 }
+FAST = ("numeric_flags", "path_equality", "look_alike", "probe_json", "nested_json", "api_knobs")
 
 
 def run_all(ws: dict[str, Path], tmp: Path, only: set[str] | None = None) -> dict[str, Any]:
+    import reliability_round2 as r2
+
     ref = reference(ws["export"])
     builders = {
         "bad_cli_args": lambda: cli_cases(ws, tmp), "bad_api_args": lambda: api_cases(ws, ref),
@@ -655,6 +682,14 @@ def run_all(ws: dict[str, Path], tmp: Path, only: set[str] | None = None) -> dic
         "encodings": lambda: encoding_cases(ws, tmp, ref), "malformed_manifests": lambda: manifest_cases(ws, tmp, ref),
         "corrupted_artifacts": lambda: artifact_cases(ws, tmp, ref), "checkpoints": lambda: checkpoint_cases(ws, tmp),
         "data_loss": lambda: data_loss_cases(ws, tmp), "interrupted_export": lambda: interrupt_cases(ws, tmp, ref),
+        "numeric_flags": lambda: r2.numeric_flag_cases(ws, tmp, run_cli),
+        "path_equality": lambda: r2.path_equality_cases(ws, tmp, run_cli),
+        "look_alike": lambda: r2.look_alike_cases(ws, tmp, run_cli),
+        "probe_json": lambda: r2.probe_json_cases(ws, tmp, run_cli),
+        "nested_json": lambda: r2.nested_json_cases(ws, tmp, run_cli, run_api),
+        "artifact_paths": lambda: r2.artifact_path_cases(ws, tmp, run_api),
+        "api_knobs": lambda: r2.api_knob_cases(ws, tmp, run_api),
+        "service_connections": lambda: r2.service_cases(ws, tmp),
     }
     result: dict[str, Any] = {"categories": {}}
     for cat, build in builders.items():
@@ -684,24 +719,25 @@ def render_doc(result: dict[str, Any]) -> str:
         "",
         "<!-- generated by bench/reliability.py from bench/results/reliability.json; do not edit by hand -->",
         "",
-        "A hostile-but-fair user pass (issue 15) as a script, run on a tiny random-weight model (3 layers, real "
-        "tokenizer). Every case ends as: **clean** (a `GeepError` naming the file or argument and what to do; on "
-        "the CLI one `error:` line and exit 1, or argparse's usage error), **correct** (it ran and the answer "
+        "A hostile-but-fair user pass (issues 15 and 25) as a script, run on a tiny random-weight model (3 layers, "
+        "real tokenizer). Every case ends as: **clean** (a `GeepError` naming the file or argument and what to do; "
+        "on the CLI one `error:` line and exit 1, or argparse's usage error), **correct** (it ran and the answer "
         "equals the intact export's), **traceback** (any other exception), **silent wrong** (it ran but the "
-        "answer differs, or it succeeded where it must fail) or **data lost** (a user file or the previous "
-        "export is gone or changed). The last three must be 0.",
+        "answer differs, or it succeeded where it must fail), **data lost** (a user file or the previous "
+        "export is gone or changed) or **hang** (no answer within its time bound). The last four must be 0. "
+        "The categories in `FAST` run in `make test` (`tests/test_reliability_harness.py`).",
         "",
         f"Run: `{result['command']}` ({result['seconds']} s, {result['machine']}).",
         "",
-        "| category | what | cases | clean errors | correct | tracebacks | silent wrong | data lost |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| category | what | cases | clean errors | correct | tracebacks | silent wrong | data lost | hangs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cat, c in result["categories"].items():
         lines.append(f"| {cat} | {c['description']} | {c['tried']} | {c['clean']} | {c['correct']} | "
-                     f"{c['traceback']} | {c['silent_wrong']} | {c['data_lost']} |")
+                     f"{c['traceback']} | {c['silent_wrong']} | {c['data_lost']} | {c.get('hang', 0)} |")
     t = result["total"]
     lines.append(f"| **total** | | **{t['tried']}** | **{t['clean']}** | **{t['correct']}** | **{t['traceback']}** | "
-                 f"**{t['silent_wrong']}** | **{t['data_lost']}** |")
+                 f"**{t['silent_wrong']}** | **{t['data_lost']}** | **{t.get('hang', 0)}** |")
     lines += [
         "",
         "## What guards each outcome",
@@ -728,12 +764,33 @@ def render_doc(result: dict[str, Any]) -> str:
         "`DataError`s naming the row; a UTF-8 BOM is accepted; other non-UTF-8 bytes are named by file and line.",
         "- Legacy: format-1/2 exports and format-1 checkpoints still load; they predate the checksums, so an edit "
         "to them is caught only by the schema check.",
+        "- Export clean-up (issue 25) touches only folders the exporter marked as its own (`.export-pid` in its "
+        "`.DIR.tmp-*`, `.export-backup` in a `.DIR.old-*` it made), matches their names as plain strings (no glob), "
+        "never follows a symlink, and runs only after every input is validated.",
+        "- Every numeric flag of every command is range-checked (finite, in range) in one place, "
+        "`geep_deploy/cli/checks.py`, which also refuses an output that resolves to an input, lies inside an input "
+        "folder or equals another output, before any work.",
+        "- Every file an export names (manifest entries, graphs' external data) is resolved inside the export, "
+        "regular files only (no FIFO, device or symlink out), before anything opens it "
+        "(`geep_deploy/safe_io.py`); manifest, probe and table-header JSON are bounded in size and nesting depth. "
+        "Graphs of every kind load through one checked path.",
+        "- The probe JSON is validated (finite coefficients, shapes, exit mode, features, real booleans); "
+        "`risk`/`escalate` must be real numbers in [0, 1] and are refused where they do not apply.",
+        "- `geep-deploy calibrate` records the checkpoint's weights sha256 in the exit table and the probe; export "
+        "refuses a table or probe calibrated on another model and records the identity in the manifest; load "
+        "refuses a swapped file. Tables and probes written before the field export with a warning (they cannot be "
+        "checked), which is the chosen policy for old files.",
+        "- `serve` bounds header and body read time (`--header-timeout`, `--body-timeout`) and open connections "
+        "(`--max-connections`; the connection waiting longest for its request is closed first), and lets each "
+        "repeated log line through 5 times per 10 s.",
         "",
         "## Limits",
         "",
-        "- A manifest edit whose `manifest_sha256` is recomputed *and* that stays consistent (reversing the label "
-        "order, `max_len` 8) is indistinguishable from a genuine export: only a signature with a secret key "
-        "could tell. Those two edits are tried with a stale checksum only; every other edit is tried both ways.",
+        "- Forged artifacts: a file edited with every checksum recomputed (and, for a probe or table, its recorded "
+        "checkpoint identity copied) is indistinguishable from a genuine export without a secret key. A manifest "
+        "edit that stays consistent (reversing the label order, `max_len` 8) is tried with a stale checksum only; "
+        "every other edit is tried both ways. Signing exports with a key (HMAC) is not offered yet: keep exports "
+        "where only their owner can write.",
         "- Exports of formats 1 and 2 predate `manifest_sha256` and still load, so a hand edit that also sets "
         "`format_version` to 2 and drops the field is caught only by the schema check.",
         "- The load-time probe runs one short row through every loaded depth engine (a few milliseconds per depth "
