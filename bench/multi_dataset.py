@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=4,
                    help="training budget per method in epochs over the same rows (default 4: GEEP and PABEE 4, "
                         "FastBERT 2 teacher + 2 students)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="seed of the train/pool/test slices (default 42)")
+    p.add_argument("--seeds", default="42", help="training seeds, a comma list (default 42); the slices stay fixed")
+    p.add_argument("--train-only", action="store_true",
+                   help="train every checkpoint (every dataset's first seed first) and measure nothing")
     p.add_argument("--repeats", type=int, default=3, help="interleaved bench repeats; medians reported")
     p.add_argument("--bench-rows", type=int, nargs=2, default=(300, 1024), metavar=("B1", "B64"),
                    help="test rows timed at batch 1 and at batch 64 (default 300 1024)")
@@ -56,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.epochs < 1 or args.repeats < 1 or min(args.bench_rows) < 1:
             raise SystemExit("multi_dataset: --epochs, --repeats and --bench-rows must be >= 1")
+        seeds = tuple(int(t) for t in args.seeds.split(",") if t.strip())
+        if not seeds:
+            raise SystemExit("multi_dataset: --seeds needs at least one whole number, e.g. 42,43,44")
         cfg = SuiteConfig(datasets=parse_datasets(args.datasets), data_root=args.data_root, work=args.work,
                           results=args.results, zh_vocab=args.zh_vocab, epochs=args.epochs, seed=args.seed,
+                          train_seeds=seeds, train_only=args.train_only,
                           bench_rows={1: args.bench_rows[0], 64: args.bench_rows[1]}, repeats=args.repeats,
                           bench=not args.no_bench, fresh=args.fresh, zh_embed_lr=args.zh_embed_lr or None,
                           vocab_ablation=tuple(n for n in args.vocab_ablation.split(",") if n and n != "none"))

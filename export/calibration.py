@@ -54,16 +54,17 @@ def batch_mass(predictor: ExitPredictor, rows: list[np.ndarray]) -> np.ndarray:
 
 def dev_curve(
     mass: np.ndarray, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, ckpt: Checkpoint,
-    quantiles: tuple[float, ...], margins: tuple[int, ...],
-) -> list[dict[str, float]]:
-    """Accuracy, FLOPs speed-up (one head per sample) and mean depth for every (quantile, margin)."""
+    quantiles: tuple[float, ...], margins: tuple[int, ...], answers: bool = False,
+) -> list[dict[str, Any]]:
+    """Accuracy, FLOPs speed-up (one head per sample) and mean depth for every (quantile, margin); ``answers``:
+    also each row's predicted class (see ``exit_figures``)."""
     L = logits.shape[1]
     curve = []
     for m in margins:
         for q in quantiles:
             d = depths_from_mass(mass, q, m, L)
             curve.append({"quantile": float(q), "margin": int(m),
-                          **exit_figures(ckpt.shape, logits, labels, lengths, d, heads=1)})
+                          **exit_figures(ckpt.shape, logits, labels, lengths, d, heads=1, answers=answers)})
     return curve
 
 

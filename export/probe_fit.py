@@ -84,22 +84,28 @@ def cross_fitted_probabilities(features: np.ndarray, exit_depths: np.ndarray, nu
 
 
 def dispatch_figures(shape: BertShape, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
-                     depths: np.ndarray, escalated: np.ndarray, exit_mode: str = "student") -> dict[str, float]:
+                     depths: np.ndarray, escalated: np.ndarray, exit_mode: str = "student",
+                     answers: bool = False) -> dict[str, Any]:
     """Accuracy, FLOPs speed-up and mean depth of the probe dispatch.
 
     Every row runs layer 1 and head 1; a row at depth d > 1 continues with layers 2..d and head d; an escalated
     row continues from its cached layer-1 states with layers 2..L and head L (one dense pass for all of them).
     ``logits`` are the exits the dispatch answers from: with ``exit_mode="skip"`` the shared exit path's
     (``geep_deploy.evaluate.exit_path_logits``), priced one layer more below depth L (``probe_cost``).
+    ``answers``: also the predicted class per row (an array under ``"answers"``: not JSON).
     """
     L = logits.shape[1]
     d = np.asarray(depths, dtype=np.int64)
     esc = np.asarray(escalated, dtype=bool)
     answer = np.where(esc, L, d)
     layers, heads = probe_cost(d, esc, L, exit_mode)
-    return {"accuracy": float((predictions_at(logits, answer) == labels).mean()),
-            "flops_speedup": flops_speedup(shape, logits.shape[2], lengths, layers, heads),
-            "mean_depth": float(d.mean()), "escalated_share": float(esc.mean())}
+    pred = predictions_at(logits, answer)
+    out: dict[str, Any] = {"accuracy": float((pred == labels).mean()),
+                           "flops_speedup": flops_speedup(shape, logits.shape[2], lengths, layers, heads),
+                           "mean_depth": float(d.mean()), "escalated_share": float(esc.mean())}
+    if answers:
+        out["answers"] = pred
+    return out
 
 
 def probe_knob(risk: float, escalate: float | None, source: str | None = None) -> str:
@@ -111,7 +117,7 @@ def probe_knob(risk: float, escalate: float | None, source: str | None = None) -
 def probe_curve(probabilities: np.ndarray, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
                 shape: BertShape, risks: Sequence[float] = RISK_GRID,
                 escalations: Sequence[float | None] = (None,), exit_mode: str = "student",
-                source: str | None = None) -> list[dict[str, Any]]:
+                source: str | None = None, answers: bool = False) -> list[dict[str, Any]]:
     """Every (risk, escalation) point: accuracy, FLOPs speed-up, mean depth, escalated share, knob.
 
     ``logits`` are the exits of ``exit_mode`` (see ``dispatch_figures``); ``source`` goes into the knob."""
@@ -123,5 +129,5 @@ def probe_curve(probabilities: np.ndarray, logits: np.ndarray, labels: np.ndarra
             exit_logits = logits[np.arange(len(d)), d - 1]
             flagged = escalation_mask(exit_logits, d, esc, L)
             out.append({"knob": probe_knob(r, esc, source), "risk": float(r), "escalate": esc,
-                        **dispatch_figures(shape, logits, labels, lengths, d, flagged, exit_mode)})
+                        **dispatch_figures(shape, logits, labels, lengths, d, flagged, exit_mode, answers)})
     return out

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from geep_deploy.config import BertShape
@@ -109,10 +111,16 @@ def predictions_at(logits: np.ndarray, depths: np.ndarray) -> np.ndarray:
 
 
 def exit_figures(shape: BertShape, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, depths: np.ndarray,
-                 heads: np.ndarray | int = 1) -> dict[str, float]:
-    """Accuracy, FLOPs speed-up and mean depth of rows exiting at ``depths`` (``heads`` classifiers applied each)."""
-    return {
-        "accuracy": float((predictions_at(logits, depths) == labels).mean()),
+                 heads: np.ndarray | int = 1, answers: bool = False) -> dict[str, Any]:
+    """Accuracy, FLOPs speed-up and mean depth of rows exiting at ``depths`` (``heads`` classifiers applied each).
+
+    ``answers``: also the predicted class per row (``"answers"``, an array: not JSON), for per-row statistics."""
+    pred = predictions_at(logits, depths)
+    out: dict[str, Any] = {
+        "accuracy": float((pred == labels).mean()),
         "flops_speedup": flops_speedup(shape, logits.shape[2], lengths, depths, heads),
         "mean_depth": float(np.mean(depths)),
     }
+    if answers:
+        out["answers"] = pred
+    return out

@@ -167,13 +167,41 @@ def _run_stage(
         p.requires_grad_(True)
 
 
+def teacher_identity(ckpt: Checkpoint) -> dict[str, Any]:
+    """What ties a FastBERT checkpoint to the ``full`` checkpoint its students were distilled from."""
+    return {"method": ckpt.method, "seed": ckpt.hparams.get("seed"), "epochs": ckpt.hparams.get("epochs"),
+            "train_seconds": ckpt.metrics.get("train_seconds"), "weights_sha256": ckpt.weights_sha256}
+
+
+def _from_teacher(model: ExitBert, stages: list, teacher: Checkpoint, train_ds: TextDataset,
+                  cfg: TrainConfig) -> list:
+    """Load ``teacher``'s backbone and teacher head into ``model``; FastBERT then runs its distillation only."""
+    if cfg.method != "fastbert":
+        raise ConfigError(f"train | a teacher checkpoint is FastBERT's first stage; {cfg.method} trains without one.")
+    if teacher.method != "full":
+        raise ConfigError(f"train | FastBERT's teacher must be a `full` checkpoint, got a {teacher.method} one.")
+    if list(teacher.label_names) != list(train_ds.label_names) or teacher.shape != model.shape:
+        raise ConfigError("train | the teacher checkpoint was trained for other labels or another backbone shape.")
+    L = model.num_layers
+    keep = {k: v for k, v in teacher.model.state_dict().items()
+            if not k.startswith("heads.") or k.startswith(f"heads.{L - 1}.")}
+    missing = set(model.state_dict()) - set(keep)
+    if any(not k.startswith("heads.") for k in missing):
+        raise ConfigError(f"train | the teacher checkpoint lacks backbone weights: {sorted(missing)[:3]}.")
+    model.load_state_dict(keep, strict=False)
+    return [s for s in stages if s.frozen_eval]
+
+
 def train(
     backbone: Backbone, train_ds: TextDataset, dev_ds: TextDataset | None, cfg: TrainConfig,
-    monitor: Monitor | None = None,
+    monitor: Monitor | None = None, teacher: Checkpoint | None = None,
 ) -> Checkpoint:
     """Fine-tune ``backbone`` with exits by ``cfg.method``; evaluates on ``dev_ds`` after every epoch.
 
     ``monitor`` (optional) sees the model and batch before every optimiser step (``bench/train_diagnostics.py``).
+    ``teacher`` (FastBERT only): a ``full`` checkpoint fine-tuned on the same rows. FastBERT as published starts
+    its self-distillation from the fully fine-tuned backbone and teacher, so its first stage is that checkpoint
+    (its depth L answers exactly as ``full`` does) and only the students train, for ``distill_epochs``.
 
     Returns:
         The trained ``Checkpoint`` (not yet saved), with hyper-parameters and the training history as metrics.
@@ -185,6 +213,8 @@ def train(
     set_seed(cfg.seed)
     model = ExitBert(backbone.shape, len(train_ds.label_names), pooling=cfg.pooling)
     model.load_backbone(backbone.weights)
+    if teacher is not None:
+        stages = _from_teacher(model, stages, teacher, train_ds, cfg)
     model.to(cfg.device)
     encoder = TextEncoder(backbone.tokenizer_json, cfg.max_len)
     enc = encoder.encode(train_ds.texts_a, train_ds.texts_b)
@@ -206,6 +236,8 @@ def train(
     hparams = asdict(cfg)
     hparams["geep"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in hparams["geep"].items()}
     hparams["train_rows"], hparams["backbone"] = len(train_ds), str(backbone.path)
+    if teacher is not None:
+        hparams["teacher"] = teacher_identity(teacher)
     return Checkpoint(
         model=model, method=cfg.method, label_names=list(train_ds.label_names),
         tokenizer_json=backbone.tokenizer_json, max_len=cfg.max_len, hparams=hparams,

@@ -1,6 +1,6 @@
 """The compared methods, run by the same runtime and backends and timed the same way.
 
-- ``full``: depth L, one batch padded to its longest row.
+- ``full``: depth L for every row.
 - ``static:k``: depth k for every row.
 - ``geep``: predicted depths, rows grouped by (depth, length), one dense group per depth (`GeepEngine`).
 - ``probe:<risk>[+esc<threshold>]``: the layer-1 probe dispatch (`runtime.probe_dispatch`) at those knobs.
@@ -9,10 +9,12 @@
 - ``pabee:<patience>``: layer by layer; a row leaves once its prediction stayed the same for ``patience``
   consecutive layers.
 
-Every method is handed the same batches (rows sorted by length, then cut), so none gains from bucketing alone.
-The layer-by-layer methods run the export's segment graphs (``embed``, ``layer{k}``) on ONNX Runtime/TensorRT,
-and the `ExitBert` modules directly on torch. When rows leave, the padded width shrinks to the longest row still
-in the batch (``trim``), which helps the baselines, never GEEP.
+Every method is handed the same batches (rows sorted by length), and every method cuts a batch into engine calls
+the same way: by padded work plus the engine's cost per call (``runtime.dispatch.length_cuts``, the engine's
+``call_cost``). ``full`` and ``static`` run through GEEP's own dispatch with every row at one depth; the
+layer-by-layer methods cut the batch before layer 1 and cut the rows still running again whenever rows leave.
+They run the export's segment graphs (``embed``, ``layer{k}``) on ONNX Runtime/TensorRT, and the `ExitBert`
+modules directly on torch.
 """
 
 from __future__ import annotations
@@ -227,39 +229,86 @@ class TorchSegments:
 
 
 def run_layerwise(segments: Segments, feed: dict[str, np.ndarray], num_layers: int, spec: MethodSpec,
-                  trim: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """FastBERT/PABEE batch inference with a shrinking batch; returns (logits, exit depth) per row."""
+                  trim: bool = True, call_cost: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """FastBERT/PABEE batch inference with a shrinking batch; returns (logits, exit depth) per row.
+
+    With a ``call_cost`` (tokens; the engine's, as GEEP's dispatch uses it) the batch is cut into calls the way
+    GEEP's groups are (``runtime.dispatch.length_cuts``: rows sorted by length, least padded work plus the cost
+    per call), and every time rows leave, the rows still running are cut again the same way, each piece trimmed
+    to its own longest row. Without one the batch runs as one call, trimmed as it shrinks (``trim``).
+    """
     n = feed["input_ids"].shape[0]
     lengths = feed["attention_mask"].sum(axis=1)
-    alive = np.arange(n)
-    logits_out: np.ndarray | None = None
-    depth = np.full(n, num_layers, dtype=np.int64)
-    prev = np.full(n, -1, dtype=np.int64)
-    run = np.zeros(n, dtype=np.int64)
-    state = segments.embed(feed)
-    for k in range(1, num_layers + 1):
-        lg = segments.layer(k, state)
-        if logits_out is None:
-            logits_out = np.empty((n, lg.shape[1]), dtype=np.float32)
-        if k == num_layers:
-            leave = np.ones(len(alive), dtype=bool)
-        elif spec.family == "fastbert":
-            leave = normalized_entropy(lg) < float(spec.param)
-        else:
-            pred = lg.argmax(axis=1)
-            run = np.where(pred == prev, run + 1, 0)
-            prev = pred
-            leave = run >= int(spec.param)
-        logits_out[alive[leave]] = lg[leave]
-        depth[alive[leave]] = k
-        if leave.all():
-            break
-        stay = np.flatnonzero(~leave)
-        alive, prev, run = alive[stay], prev[stay], run[stay]
-        width = int(lengths[alive].max()) if trim else feed["input_ids"].shape[1]
-        state = segments.keep(state, stay, width)
-    assert logits_out is not None
-    return logits_out, depth
+    walk = _LayerWalk(segments, num_layers, spec, lengths, n, trim, call_cost)
+    if call_cost is None:
+        walk.advance(segments.embed(feed), np.arange(n), 1)
+    else:
+        order = np.argsort(lengths, kind="stable")
+        for rows in walk.pieces(order):
+            width = int(lengths[rows].max())
+            walk.advance(segments.embed({k: np.ascontiguousarray(v[rows, :width]) for k, v in feed.items()}), rows, 1)
+    assert walk.logits is not None
+    return walk.logits, walk.depth
+
+
+class _LayerWalk:
+    """The exit rule applied layer by layer to rows of one batch, with the cuts of ``run_layerwise``."""
+
+    def __init__(self, segments: Segments, num_layers: int, spec: MethodSpec, lengths: np.ndarray, n: int,
+                 trim: bool, call_cost: float | None) -> None:
+        self.segments, self.L, self.spec, self.lengths = segments, num_layers, spec, lengths
+        self.trim, self.call_cost = trim, call_cost
+        self.logits: np.ndarray | None = None
+        self.depth = np.full(n, num_layers, dtype=np.int64)
+        self.prev = np.full(n, -1, dtype=np.int64)  # PABEE: the last prediction and how long it held, per row
+        self.run = np.zeros(n, dtype=np.int64)
+
+    def pieces(self, rows: np.ndarray) -> list[np.ndarray]:
+        """``rows`` (sorted by length) cut into calls by padded work plus the cost per call."""
+        from runtime.dispatch import length_cuts
+
+        cuts = length_cuts(self.lengths[rows], len(rows), float(self.call_cost))
+        return [rows[a:b] for a, b in zip([0, *cuts[:-1]], cuts)]
+
+    def leave(self, k: int, lg: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if k == self.L:
+            return np.ones(len(rows), dtype=bool)
+        if self.spec.family == "fastbert":
+            return normalized_entropy(lg) < float(self.spec.param)
+        pred = lg.argmax(axis=1)
+        self.run[rows] = np.where(pred == self.prev[rows], self.run[rows] + 1, 0)
+        self.prev[rows] = pred
+        return self.run[rows] >= int(self.spec.param)
+
+    def advance(self, state: Any, rows: np.ndarray, first: int) -> None:
+        """Run ``rows`` (whose state ``state`` holds, in that order) from layer ``first`` until every row left."""
+        for k in range(first, self.L + 1):
+            lg = self.segments.layer(k, state)
+            if self.logits is None:
+                self.logits = np.empty((len(self.depth), lg.shape[1]), dtype=np.float32)
+            leave = self.leave(k, lg, rows)
+            self.logits[rows[leave]], self.depth[rows[leave]] = lg[leave], k
+            if leave.all():
+                return
+            stay = np.flatnonzero(~leave)
+            if self.call_cost is not None:
+                parts = self.pieces(rows[stay])
+                if len(parts) > 1:  # cut again: each piece continues on its own, trimmed to its longest row
+                    at = 0
+                    for part in parts:
+                        sel = stay[at: at + len(part)]
+                        at += len(part)
+                        self.advance(self.segments.keep(state, sel, int(self.lengths[part].max())), part, k + 1)
+                    return
+            rows = rows[stay]
+            width = int(self.lengths[rows].max()) if self.trim else state_width(state)
+            state = self.segments.keep(state, stay, width)
+
+
+def state_width(state: Any) -> int:
+    """The padded width a segment state runs at (its attention mask's second axis)."""
+    mask = state["attention_mask"] if "attention_mask" in state else state["mask"]
+    return int(mask.shape[1])
 
 
 class MethodRunner:
@@ -287,11 +336,10 @@ class MethodRunner:
             return BatchOut(out.logits, out.depths, out.heads, t.seconds["model"], t.seconds["predict_exits"],
                             layers=out.layers, escalated=out.escalated)
         t0 = time.perf_counter()
-        if s.family in ("full", "static"):
+        if s.family in ("full", "static"):  # the same cut dispatch as GEEP's groups (one depth, every row)
             k = self.num_layers if s.family == "full" else int(s.param)
-            logits = eng.run_depth(enc, k)
-            d = np.full(len(enc), k, dtype=np.int64)
+            logits, d = eng.run_encoded(enc, depths=np.full(len(enc), k, dtype=np.int64), batch_size=len(enc))
             return BatchOut(logits, d, np.ones_like(d), time.perf_counter() - t0)
         feed = pad_batch(enc, pad_id=eng.encoder.pad_id)
-        logits, d = run_layerwise(self.segments, feed, self.num_layers, s)
+        logits, d = run_layerwise(self.segments, feed, self.num_layers, s, call_cost=eng.call_cost)
         return BatchOut(logits, d, d.copy(), time.perf_counter() - t0)

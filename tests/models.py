@@ -66,8 +66,9 @@ POSITIVE = ["good", "great", "fine", "lovely", "excellent", "nice", "wonderful",
 NEGATIVE = ["bad", "awful", "poor", "terrible", "horrible", "dull", "boring", "weak"]
 
 
-def write_toy_dataset(path: Path, rows: int = 64, seed: int = 0, pair: bool = False) -> Path:
-    """A learnable two-class TSV dataset: the label is carried by one sentiment word."""
+def write_toy_dataset(path: Path, rows: int = 64, seed: int = 0, pair: bool = False, unique: bool = False) -> Path:
+    """A learnable two-class TSV dataset: the label is carried by one sentiment word. ``unique``: every row's text
+    differs (a scene number and a tail of varied length), so no row of one split repeats another's."""
     import random
 
     rng = random.Random(seed)
@@ -75,10 +76,12 @@ def write_toy_dataset(path: Path, rows: int = 64, seed: int = 0, pair: bool = Fa
     (path / "labels.txt").write_text("negative\npositive\n")
     for split, n in (("train", rows), ("dev", max(16, rows // 4))):
         lines = ["label\ttext_a\ttext_b" if pair else "label\ttext"]
-        for _ in range(n):
+        for i in range(n):
             y = rng.randrange(2)
             word = rng.choice(POSITIVE if y else NEGATIVE)
             text = f"the film was {word} and the cast {rng.choice(['acted', 'played', 'sang'])}"
+            if unique:
+                text += f" in {split} scene {i}" + " again" * rng.randrange(12)
             lines.append(f"{y}\t{text}\tand so it goes" if pair else f"{y}\t{text}")
         (path / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     return path
@@ -98,3 +101,23 @@ TEXTS = [
     "austere locales .",
     "bad bad bad",
 ]
+
+
+def reliability_workspace(d: Path, layers: int = 3) -> dict[str, Path]:
+    """The reliability tests' workspace: checkpoint, toy data, an exit table (random exits 1..L) and an export
+    without segment graphs."""
+    import numpy as np
+
+    from export.bundle import export_checkpoint
+    from geep_deploy.data import load_split
+    from geep_deploy.encoding import TextEncoder
+    from runtime.predictor import build_predictor
+
+    ckpt = tiny_checkpoint(d / "tiny.pt")
+    data = write_toy_dataset(d / "data", rows=32)
+    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
+    rows = enc.encode(load_split(data, "train").texts_a).ids
+    exits = np.random.default_rng(0).integers(1, layers + 1, len(rows))
+    table = build_predictor(rows, exits, layers, sorted(enc.special_ids)).save(d / "table.npz")
+    export_checkpoint(d / "tiny.pt", d / "export", exit_table=table, segments=False, progress=False)
+    return {"dir": d, "ckpt": d / "tiny.pt", "data": data, "table": table, "export": d / "export"}

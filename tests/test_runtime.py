@@ -194,9 +194,44 @@ def test_layerwise_baselines_match_exit_rules(model, encoder, graph_dir, segment
         want_depth = entropy_exit_depths(all_logits, spec.param)
     else:
         want_depth = patience_exit_depths(all_logits, spec.param)
-    logits, depth = run_layerwise(segments, feed, L, spec)
-    np.testing.assert_array_equal(depth, want_depth)
-    np.testing.assert_allclose(logits, all_logits[np.arange(len(TEXTS)), want_depth - 1], atol=1e-4)
+    for call_cost in (None, 0.0, 8.0, 1e6):  # one call; cut by padding alone; cut with a per-call cost; never cut
+        logits, depth = run_layerwise(segments, feed, L, spec, call_cost=call_cost)
+        np.testing.assert_array_equal(depth, want_depth)
+        np.testing.assert_allclose(logits, all_logits[np.arange(len(TEXTS)), want_depth - 1], atol=1e-4)
+
+
+class _CountingSegments:
+    """The real torch segments, recording the (rows, width) of every layer call."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def embed(self, feed):
+        return self.inner.embed(feed)
+
+    def layer(self, k, state):
+        self.calls.append(tuple(state["hidden"].shape[:2]))
+        return self.inner.layer(k, state)
+
+    def keep(self, state, rows, width):
+        return self.inner.keep(state, rows, width)
+
+
+def test_layerwise_cut_path_pads_less_and_cuts_again_as_rows_leave(model, encoder):
+    """The baselines get GEEP's call cutting: with no cost per call, rows of different lengths never share a
+    padded call, and the rows still running after an exit are cut again (here: PABEE, nobody leaves at layer 1)."""
+    feed = pad_batch(encoder.encode(TEXTS))
+    lengths = feed["attention_mask"].sum(axis=1)
+    spec = MethodSpec("pabee", 2)
+    work = {}
+    for cost in (None, 0.0):
+        seg = _CountingSegments(TorchSegments(model))
+        run_layerwise(seg, feed, L, spec, call_cost=cost)
+        work[cost] = sum(r * w for r, w in seg.calls)
+        if cost is not None:
+            assert all(w == int(lengths[lengths == w].max()) for _, w in seg.calls)  # every call is unpadded
+            assert len(seg.calls) > L  # more than one call per layer
+    assert work[0.0] < work[None]
 
 
 def test_method_runner_static_full_geep(engines, encoder, per_row_reference):

@@ -89,12 +89,23 @@ def test_sample_is_seeded_and_write_tsv_round_trips(tmp_path: Path) -> None:
     assert (back.texts_a, back.texts_b, back.labels) == (s1.texts_a, s1.texts_b, s1.labels)
 
 
-def test_equal_budgets_split_fastbert_only() -> None:
-    from geep_deploy.suite.run import stage_epochs
+def test_fastbert_fine_tunes_for_the_whole_budget_then_distils() -> None:
+    from geep_deploy.suite.run import FASTBERT_DISTILL_EPOCHS, stage_epochs
 
     assert stage_epochs("geep", 4) == stage_epochs("pabee", 4) == (4, None)
-    assert stage_epochs("fastbert", 4) == (2, 2) and stage_epochs("fastbert", 5) == (2, 3)
+    assert stage_epochs("fastbert", 4) == (4, FASTBERT_DISTILL_EPOCHS) == (4, 5)
     assert stage_epochs("full", 4) == stage_epochs("full-minilm-vocab", 4) == (4, None)
+
+
+def test_drop_seen_removes_test_rows_whose_text_was_trained_or_tuned_on() -> None:
+    from geep_deploy.suite.datasets import drop_seen
+
+    test = TextDataset(["A  b", "c", "d", "e"], ["x", "y", "z", "w"], [0, 1, 0, 1], ["n", "p"])
+    train = TextDataset(["a b", "c"], ["x", "other"], [0, 0], ["n", "p"])  # "c" pairs with another text_b
+    pool = TextDataset(["E"], ["W"], [1], ["n", "p"])
+    kept, dropped = drop_seen(test, train, pool)
+    assert dropped == 2 and kept.texts_a == ["c", "d"] and kept.texts_b == ["y", "z"] and kept.labels == [1, 0]
+    assert drop_seen(test)[1] == 0
 
 
 def test_training_checks_pick_the_better_exit_per_depth() -> None:
@@ -178,7 +189,8 @@ def test_transplanted_embeddings_keep_shared_rows(tmp_path: Path) -> None:
 
 
 def test_full_is_fastbert_first_stage(tmp_path: Path) -> None:
-    """The suite reads `full` off FastBERT's depth L: both must come out of identical training."""
+    """FastBERT as published distils its students from the fully fine-tuned model: given the `full` checkpoint as
+    its teacher, its depth L answers exactly as `full`, only the students change, and the teacher is recorded."""
     from geep_deploy.backbone import load_backbone_dir
     from geep_deploy.encoding import TextEncoder
     from geep_deploy.evaluate import collect_depth_logits
@@ -187,64 +199,69 @@ def test_full_is_fastbert_first_stage(tmp_path: Path) -> None:
     data = write_toy_dataset(tmp_path / "toy", rows=48)
     bb = load_backbone_dir(tiny_backbone_dir(tmp_path / "bb"))
     ds = load_split(data, "train")
-    out = {}
-    for m in ("full", "fastbert"):
-        ck = train(bb, ds, None, TrainConfig(method=m, epochs=1, batch_size=8, max_len=32))
-        enc = TextEncoder(ck.tokenizer_json, 32).encode(ds.texts_a)
-        out[m] = collect_depth_logits(ck.model, enc)[:, -1]
-    np.testing.assert_array_equal(out["full"], out["fastbert"])
+    full = train(bb, ds, None, TrainConfig(method="full", epochs=1, batch_size=8, max_len=32))
+    fb = train(bb, ds, None, TrainConfig(method="fastbert", epochs=1, distill_epochs=1, batch_size=8, max_len=32),
+               teacher=full)
+    enc = TextEncoder(full.tokenizer_json, 32).encode(ds.texts_a)
+    lf, lb = collect_depth_logits(full.model, enc), collect_depth_logits(fb.model, enc)
+    np.testing.assert_array_equal(lf[:, -1], lb[:, -1])
+    assert not np.allclose(lf[:, 0], lb[:, 0])  # the students were distilled
+    assert list(fb.metrics["stage_seconds"]) == ["fastbert-2-distill"]
+    assert fb.hparams["teacher"]["weights_sha256"] == full.weights_sha256
+    with pytest.raises(ConfigError, match="must be a `full` checkpoint"):
+        train(bb, ds, None, TrainConfig(method="fastbert", epochs=1, batch_size=8, max_len=32), teacher=fb)
+    with pytest.raises(ConfigError, match="trains without one"):
+        train(bb, ds, None, TrainConfig(method="geep", epochs=1, batch_size=8, max_len=32), teacher=full)
 
 
-def test_tiny_suite_run_resumes_and_renders(tmp_path: Path) -> None:
-    """The whole pipeline on a random-weight 3-layer backbone: JSON, page, plots; a re-run reuses every step."""
+def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
+    """The whole pipeline on a random-weight 3-layer backbone, two training seeds: per-seed JSON with the fair
+    figures, the consistency rows and two bench runs; a summary across seeds; a re-run reuses every step."""
     from geep_deploy.suite import run as suite_run
-    from geep_deploy.suite.page import write_page
-    from geep_deploy.suite.run import SuiteConfig, run_dataset
+    from geep_deploy.suite.aggregate import aggregate_dataset
+    from geep_deploy.suite.run import ALL_DEPTH_L, HEADLINE, SuiteConfig, noise_knob, run_dataset, seed_dir
 
     root = tmp_path / "data"
-    write_toy_dataset(root / "toy", rows=160)
+    write_toy_dataset(root / "toy", rows=160, unique=True)
     spec = DatasetSpec("toy", "Toy (en, 2 classes)", "en", "train", "dev", 40, 16, 32, "toy split.", pool_rows=120)
     cfg = SuiteConfig(datasets=[spec], data_root=root, work=tmp_path / "work", results=tmp_path / "results",
                       backbone=tiny_backbone_dir(tmp_path / "bb"), epochs=1, bench_rows={1: 4, 64: 16}, repeats=1,
-                      command="test")
-    s = run_dataset(cfg, spec, suite_run._Log())
-    assert s["rows"] == {"train": 40, "pool": 120, "test": 16, "tune": 120}
-    assert set(s["curves"]) == {"full", "geep", "probe", "probe_esc", "probe_skip", "fastbert", "pabee", "static"}
-    # the probe over the shared exit path runs on its own export, named in its knobs
+                      command="test", train_seeds=(1, 2))
+    s = run_dataset(cfg, spec, suite_run._Log(), 1)
+    assert s["rows"] == {"train": 40, "pool": 120, "test": 16, "tune": 120} and s["test_dropped_duplicates"] == 0
+    assert set(s["curves"]) == {"full", "geep", "probe", "probe_esc", "probe_skip", "fastbert", "pabee", "static",
+                                "geep_entropy"}
+    assert s["headline"] == HEADLINE and set(s["fair"]["methods"]) == set(s["curves"]) - {"full"}
+    # the probe over the shared exit path and GEEP's students under the entropy exit run on named exports
     assert all(c["knob"].endswith("@skip") for c in s["curves"]["probe_skip"])
-    assert json.loads((cfg.work / "toy" / "export" / "geep_skip" / "manifest.json").read_text())["exit_mode"] == "skip"
+    assert all(c["knob"].endswith("@geep_export") for c in s["curves"]["geep_entropy"])
+    work = seed_dir(cfg, spec, 1)
+    assert json.loads((work / "export" / "geep_skip" / "manifest.json").read_text())["exit_mode"] == "skip"
     assert {"probe", "probe_with_table", "depth1_entropy"} <= set(s["hard_row_auc"])
-    # every operating point was chosen on the pool and carries the pool figures it was chosen by
     assert all(p is None or "held_out" in p for ps in s["points"].values() for p in ps)
-    # equal budgets: one epoch for every method here (FastBERT's two stages get one each: the minimum), times kept
-    assert s["epochs"] == {"geep": [1], "fastbert": [1, 1], "pabee": [1], "full": [1]} and s["epoch_budget"] == 1
-    assert set(s["stage_seconds"]["fastbert"]) == {"fastbert-1-teacher", "fastbert-2-distill"}
-    assert len(s["per_depth_shared_path"]) == 2 and all(0 <= a <= 1 for a in s["per_depth_shared_path"])
-    knobs = {p["knob"] for ps in s["points"].values() for p in ps if p is not None}
-    assert knobs <= set(s["bench"]["64"]["records"]) and "full" in s["bench"]["1"]["records"]
-    full_bench = s["bench"]["64"]["records"]["full"]
+    # FastBERT as published: `full` for the whole budget, then its own distillation epochs
+    assert s["epochs"]["fastbert"] == [1, 5] and s["epochs"]["full"] == [1] and s["epoch_budget"] == 1
+    assert set(s["stage_seconds"]["fastbert"]) == {"fastbert-2-distill"}
+    assert {r["method"] for r in s["consistency"]} >= {"geep_probe", "fastbert"}
+    b64 = s["bench"]["64"]
+    assert b64["runs"] == 2 and {"full", noise_knob(3), ALL_DEPTH_L} <= set(b64["records"])
+    assert all(len(r["wall_speedup_runs"]) == 2 for r in b64["records"].values()) and b64["noise"] is not None
+    full_bench = b64["records"]["full"]
     assert full_bench["wall_speedup"] == 1.0 and full_bench["accuracy"] == pytest.approx(s["full_accuracy"])
-    stamp = {p: p.stat().st_mtime_ns for p in (cfg.work / "toy").rglob("*.pt")}
-    again = run_dataset(cfg, spec, suite_run._Log())
+    stamp = {p: p.stat().st_mtime_ns for p in work.rglob("*.pt")}
+    again = run_dataset(cfg, spec, suite_run._Log(), 1)
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp and again["points"] == s["points"]
-    (cfg.work / "toy" / "logits.npz").write_bytes(b"PK\x03\x04 truncated")  # interrupted writes are redone
-    (cfg.work / "toy" / "bench_b64.json").write_text('{"records": [')
-    healed = run_dataset(cfg, spec, suite_run._Log())
-    assert healed["points"] == s["points"] and set(healed["bench"]["64"]["records"]) == set(s["bench"]["64"]["records"])
-    cfg.seed = 7  # another recipe: the cached checkpoints are stale and everything after them is redone
-    other = run_dataset(cfg, spec, suite_run._Log())
-    assert all(p.stat().st_mtime_ns != t for p, t in stamp.items()) and other["seed"] == 7
-    page = write_page(cfg.results, out=tmp_path / "docs" / "results.md")
-    text = page.read_text()
-    assert "## Toy (en, 2 classes)" in text and "GEEP, token table @2x" in text and "GEEP, layer-1 probe @2x" in text
-    assert "geep, shared exit path (+1 layer)" in text and "Training wall-clock" in text
-    assert "GEEP d1..L-1 - FastBERT students (mean pts)" in text
-    assert (tmp_path / "docs" / "results" / "toy.png").stat().st_size > 1000
-    assert json.loads((cfg.results / "toy.json").read_text())["command"] == "test"
-    (cfg.results / "broken.json").write_text("{")
-    with pytest.raises(ConfigError, match="broken.json is not a readable summary"):
-        write_page(cfg.results, out=tmp_path / "docs" / "results.md")
-    assert "## Toy" in page.read_text()  # the page already written is left as it was
+    (work / "logits.npz").write_bytes(b"PK\x03\x04 truncated")  # interrupted writes are redone
+    (work / "bench_b64_run1.json").write_text('{"records": [')
+    healed = run_dataset(cfg, spec, suite_run._Log(), 1)
+    assert healed["points"] == s["points"] and set(healed["bench"]["64"]["records"]) == set(b64["records"])
+    run_dataset(cfg, spec, suite_run._Log(), 2)  # another training seed: same slices, its own checkpoints
+    assert (seed_dir(cfg, spec, 2) / "ckpt" / "geep.pt").is_file()
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    agg = aggregate_dataset(cfg.results, cfg.work, "toy")
+    assert agg["seeds"] == [1, 2] and agg["fastbert_depth_l_equals_full"] is True
+    assert agg["depth_l_minus_full"]["seeds"] == 2 and set(agg["gaps"]["vs_fastbert"]) >= {"probe", "geep_entropy"}
+    assert json.loads((cfg.results / "toy" / "summary.json").read_text())["seeds"] == [1, 2]
 
 
 @settings(max_examples=30, deadline=None)
@@ -257,3 +274,77 @@ def test_paired_difference_ci_brackets_the_difference(rows: list[tuple[bool, boo
     assert paired_difference_ci(a, a, resamples=50)[1:] == (0.0, 0.0)  # identical answers: no spread
     if (a >= b).all():
         assert lo >= 0.0  # a is right wherever b is: every resample favours a
+
+
+def _pt(knob: str, acc: float, x: float) -> dict:
+    return {"knob": knob, "accuracy": acc, "flops_speedup": x}
+
+
+def test_interpolation_reads_every_method_off_its_tuned_frontier() -> None:
+    from geep_deploy.suite.points import area_under, interpolate_at, tuned_frontier
+
+    tune = [_pt("a", 0.90, 1.0), _pt("b", 0.85, 2.5), _pt("c", 0.70, 4.0), _pt("d", 0.80, 1.5)]  # d is dominated
+    test = [_pt("a", 0.88, 1.0), _pt("b", 0.80, 2.0), _pt("c", 0.72, 4.2), _pt("d", 0.99, 1.4)]
+    curve = tuned_frontier(tune, test)
+    assert [c["knob"] for c in curve] == ["a", "b", "c"]  # chosen on the tuning rows: d's test score is unused
+    at = interpolate_at(curve, 1.5)
+    assert at["low"] == "a" and at["high"] == "b" and at["weight"] == pytest.approx(0.5)
+    assert at["accuracy"] == pytest.approx(0.84)
+    assert interpolate_at(curve, 2.0)["accuracy"] == pytest.approx(0.80)  # on a point: that point
+    assert interpolate_at(curve, 5.0) is None and interpolate_at([], 2.0) is None
+    assert interpolate_at(curve[1:], 1.2)["accuracy"] == pytest.approx(0.80)  # below the curve: its slowest point
+    area = area_under(curve, 1.0, 3.0)
+    assert 0.80 < area < 0.88 and area_under(curve, 1.0, 5.0) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(1.0, 6.0)), min_size=1, max_size=12),
+       st.floats(1.0, 6.0))
+def test_interpolated_accuracy_lies_between_its_neighbours(pts: list[tuple[float, float]], x: float) -> None:
+    from geep_deploy.suite.points import interpolate_at, tuned_frontier
+
+    curve = [_pt(f"k{i}", a, s) for i, (a, s) in enumerate(pts)]
+    fr = tuned_frontier(curve, curve)
+    at = interpolate_at(fr, x)
+    if at is None:
+        assert x > max(c["flops_speedup"] for c in fr)
+        return
+    by = {c["knob"]: c["accuracy"] for c in fr}
+    lo, hi = sorted((by[at["low"]], by[at["high"]]))
+    assert lo - 1e-9 <= at["accuracy"] <= hi + 1e-9 and 0.0 <= at["weight"] <= 1.0
+
+
+def test_interpolated_correct_averages_to_the_interpolated_accuracy() -> None:
+    from geep_deploy.suite.points import interpolate_at, interpolated_correct
+
+    labels = np.array([0, 1, 1, 0, 1])
+    answers = {"a": np.array([0, 1, 1, 0, 0]), "b": np.array([1, 1, 0, 0, 0])}
+    curve = [_pt("a", 0.8, 1.0), _pt("b", 0.4, 3.0)]
+    at = interpolate_at(curve, 2.5)
+    assert interpolated_correct(at, answers, labels).mean() == pytest.approx(at["accuracy"])
+
+
+def test_seed_row_bootstrap_brackets_the_mean_and_sees_seed_spread() -> None:
+    from geep_deploy.suite.points import seed_row_bootstrap
+
+    rng = np.random.default_rng(0)
+    same = [rng.integers(-1, 2, size=400).astype(float)] * 3
+    m, lo, hi = seed_row_bootstrap(same, resamples=400)
+    assert lo <= m <= hi
+    # seeds that disagree widen the interval beyond what rows alone give
+    spread = [same[0] + 0.3, same[0] - 0.3, same[0]]
+    m2, lo2, hi2 = seed_row_bootstrap(spread, resamples=400)
+    assert m2 == pytest.approx(m) and hi2 - lo2 > hi - lo
+    assert seed_row_bootstrap([np.zeros(5)] * 2, resamples=50) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        seed_row_bootstrap([np.zeros(3), np.zeros(4)])
+
+
+def test_verdicts_follow_the_interval() -> None:
+    from geep_deploy.suite.aggregate import verdict
+
+    assert verdict({"points": 1.0, "low": 0.2, "high": 1.8}) == "ahead"
+    assert verdict({"points": 0.1, "low": -0.5, "high": 0.7}) == "level"
+    assert verdict({"points": -1.0, "low": -1.5, "high": -0.1}) == "behind"
+    assert verdict({"points": -0.4, "low": -0.9, "high": 0.1}, margin=1.0) == "met"
+    assert verdict({"points": -0.4, "low": -1.2, "high": 0.1}, margin=1.0) == "missed" and verdict(None) == "-"

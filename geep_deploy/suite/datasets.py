@@ -92,12 +92,35 @@ def write_tsv(ds: TextDataset, path: Path) -> None:
     atomic_write_text(path, "\n".join([header, *rows]) + "\n")
 
 
+def text_key(text_a: str, text_b: str | None = None) -> str:
+    """A row's text for duplicate checks: case and runs of whitespace ignored, both texts of a pair."""
+    return " ".join(text_a.lower().split()) + ("" if text_b is None else "\t" + " ".join(text_b.lower().split()))
+
+
+def drop_seen(test: TextDataset, *seen: TextDataset) -> tuple[TextDataset, int]:
+    """``test`` without the rows whose text (``text_key``) is in any of ``seen``; returns (kept, dropped count).
+
+    Example:
+        >>> a = TextDataset(["Good film", "bad"], None, [1, 0], ["neg", "pos"])
+        >>> kept, n = drop_seen(a, TextDataset(["good  FILM"], None, [1], ["neg", "pos"]))
+        >>> kept.texts_a, n
+        (['bad'], 1)
+    """
+    known = {text_key(a, b) for ds in seen for a, b in zip(ds.texts_a, ds.texts_b or [None] * len(ds))}
+    keep = [i for i, (a, b) in enumerate(zip(test.texts_a, test.texts_b or [None] * len(test)))
+            if text_key(a, b) not in known]
+    kept = TextDataset([test.texts_a[i] for i in keep], None if test.texts_b is None else
+                       [test.texts_b[i] for i in keep], [test.labels[i] for i in keep], test.label_names, test.source)
+    return kept, len(test) - len(keep)
+
+
 def write_slices(spec: DatasetSpec, data_root: Path, out: Path, seed: int = 0) -> dict[str, int]:
     """Write ``out/{labels.txt,train.tsv,dev.tsv,test.tsv}`` from the spec's splits; returns the row counts.
 
     ``dev.tsv`` is the held-out pool: rows of the train split that the training slice does not (the same seeded order, after it):
     no model trains on them, so their exit labels do not leak, and every method's operating point is chosen on
-    them rather than on the reported test rows.
+    them rather than on the reported test rows. Test rows whose text is in the train slice or the pool are
+    dropped (``test_dropped_duplicates`` counts them): a model may have seen them, or chosen its knobs on them.
     """
     src = Path(data_root) / spec.name
     if not src.is_dir():
@@ -107,7 +130,7 @@ def write_slices(spec: DatasetSpec, data_root: Path, out: Path, seed: int = 0) -
     source = load_split(src, spec.train_split)
     train = sample(source, spec.train_rows, seed)
     pool = sample(source, spec.pool_rows, seed, offset=spec.train_rows)
-    test = sample(load_split(src, spec.test_split), spec.test_rows, seed + 1)
+    test, dropped = drop_seen(sample(load_split(src, spec.test_split), spec.test_rows, seed + 1), train, pool)
     if len(pool) < 100:
         raise ConfigError(f"suite | {spec.name}: only {len(pool)} rows of {spec.train_split} are left after the "
                           f"{spec.train_rows} training rows; the held-out pool needs at least 100.")
@@ -116,7 +139,7 @@ def write_slices(spec: DatasetSpec, data_root: Path, out: Path, seed: int = 0) -
     write_tsv(train, out / "train.tsv")
     write_tsv(pool, out / "dev.tsv")
     write_tsv(test, out / "test.tsv")
-    return {"train": len(train), "pool": len(pool), "test": len(test)}
+    return {"train": len(train), "pool": len(pool), "test": len(test), "test_dropped_duplicates": dropped}
 
 
 def tune_split(spec: DatasetSpec, n_test: int, seed: int) -> tuple[np.ndarray | None, np.ndarray]:

@@ -31,41 +31,130 @@ Point = dict[str, Any]
 
 
 def _point(knob: str, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape,
-           depths: np.ndarray, heads: np.ndarray | int) -> Point:
-    return {"knob": knob, **exit_figures(shape, logits, labels, lengths, depths, heads)}
+           depths: np.ndarray, heads: np.ndarray | int, answers: bool = False) -> Point:
+    return {"knob": knob, **exit_figures(shape, logits, labels, lengths, depths, heads, answers=answers)}
 
 
-def static_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape) -> list[Point]:
-    """Every row at depth k, for k = 1..L (``static:L`` is the model's own full depth)."""
+def static_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape,
+                 answers: bool = False) -> list[Point]:
+    """Every row at depth k, for k = 1..L (``static:L`` is the model's own full depth). ``answers``: every
+    point also carries each row's predicted class (an array under ``"answers"``, see ``split_answers``)."""
     n, L = logits.shape[:2]
-    return [_point(f"static:{k}", logits, labels, lengths, shape, np.full(n, k), 1) for k in range(1, L + 1)]
+    return [_point(f"static:{k}", logits, labels, lengths, shape, np.full(n, k), 1, answers) for k in range(1, L + 1)]
 
 
 def entropy_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape,
-                  speeds: Sequence[float] = FASTBERT_SPEEDS) -> list[Point]:
-    """FastBERT's exit: the first depth whose normalised entropy is below the speed threshold."""
+                  speeds: Sequence[float] = FASTBERT_SPEEDS, answers: bool = False, suffix: str = "") -> list[Point]:
+    """FastBERT's exit: the first depth whose normalised entropy is below the speed threshold (``suffix`` ends
+    the knob, e.g. ``@geep`` for the same rule over GEEP's heads)."""
     out = []
     for s in speeds:
         d = entropy_exit_depths(logits, s)
-        out.append(_point(f"fastbert:{s:g}", logits, labels, lengths, shape, d, d))
+        out.append(_point(f"fastbert:{s:g}{suffix}", logits, labels, lengths, shape, d, d, answers))
     return out
 
 
 def patience_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, shape: BertShape,
-                   patiences: Sequence[int] = PABEE_PATIENCES) -> list[Point]:
+                   patiences: Sequence[int] = PABEE_PATIENCES, answers: bool = False) -> list[Point]:
     """PABEE's exit: once the prediction stayed the same for ``patience`` consecutive layers."""
     out = []
     for p in patiences:
         if p < logits.shape[1]:
             d = patience_exit_depths(logits, p)
-            out.append(_point(f"pabee:{p}", logits, labels, lengths, shape, d, d))
+            out.append(_point(f"pabee:{p}", logits, labels, lengths, shape, d, d, answers))
     return out
 
 
 def geep_curve(calibration_curve: list[dict[str, Any]]) -> list[Point]:
     """The predictor's (quantile, margin) grid as curve points (from ``export.calibration.dev_curve``)."""
-    return [{"knob": f"geep:{c['quantile']:g}+{c['margin']}", "accuracy": c["accuracy"],
-             "flops_speedup": c["flops_speedup"], "mean_depth": c["mean_depth"]} for c in calibration_curve]
+    keep = ("accuracy", "flops_speedup", "mean_depth", "answers")
+    return [{"knob": f"geep:{c['quantile']:g}+{c['margin']}", **{k: c[k] for k in keep if k in c}}
+            for c in calibration_curve]
+
+
+def split_answers(curves: dict[str, list[Point]]) -> tuple[dict[str, list[Point]], dict[str, np.ndarray]]:
+    """(curves without their per-row answers, ``{knob: answers}``): the JSON part and the per-row part."""
+    plain = {m: [{k: v for k, v in c.items() if k != "answers"} for c in cs] for m, cs in curves.items()}
+    rows = {c["knob"]: np.asarray(c["answers"]) for cs in curves.values() for c in cs if "answers" in c}
+    return plain, rows
+
+
+# -- the same rule for every method: accuracy at exactly a FLOPs speed-up -------------------------------------
+
+def tuned_frontier(tune_curve: list[Point], test_curve: list[Point]) -> list[Point]:
+    """The knobs on the tuning rows' accuracy/FLOPs frontier, with their figures on the reported rows, by
+    increasing reported FLOPs speed-up: the curve a method's accuracy at a speed-up is read off. The knobs are
+    chosen where test rows are not seen; the reported figures are never used to choose them."""
+    by_knob = {c["knob"]: c for c in test_curve}
+    chosen = [by_knob[c["knob"]] for c in frontier(tune_curve) if c["knob"] in by_knob]
+    return sorted(chosen, key=lambda c: (c["flops_speedup"], c["knob"]))
+
+
+def interpolate_at(curve: list[Point], target: float) -> dict[str, Any] | None:
+    """Accuracy at exactly ``target`` FLOPs speed-up, linear between the two points of ``curve`` (sorted by
+    speed-up, as ``tuned_frontier`` gives it) that bracket it. Below the curve's slowest point that point answers
+    (it is at least as fast as asked); above its fastest, None.
+
+    Returns ``{"accuracy", "low", "high", "weight"}``: the knobs either side and the weight of ``low``.
+
+    Example:
+        >>> interpolate_at([{"knob": "a", "accuracy": 0.9, "flops_speedup": 1.0},
+        ...                 {"knob": "b", "accuracy": 0.7, "flops_speedup": 3.0}], 2.0)["accuracy"]
+        0.8
+    """
+    if not curve:
+        return None
+    for c in curve:
+        if abs(c["flops_speedup"] - target) < 1e-9:
+            return {"accuracy": c["accuracy"], "low": c["knob"], "high": c["knob"], "weight": 1.0}
+    if target < curve[0]["flops_speedup"]:
+        c = curve[0]
+        return {"accuracy": c["accuracy"], "low": c["knob"], "high": c["knob"], "weight": 1.0}
+    for lo, hi in zip(curve, curve[1:]):
+        if lo["flops_speedup"] < target < hi["flops_speedup"]:
+            w = (hi["flops_speedup"] - target) / (hi["flops_speedup"] - lo["flops_speedup"])
+            return {"accuracy": round(w * lo["accuracy"] + (1 - w) * hi["accuracy"], 12), "low": lo["knob"],
+                    "high": hi["knob"], "weight": w}
+    return None
+
+
+def area_under(curve: list[Point], lo: float = 1.0, hi: float = 3.0, steps: int = 201) -> float | None:
+    """Mean accuracy over FLOPs speed-ups ``lo``..``hi`` (area under the interpolated curve over its width);
+    None when the curve does not span the range."""
+    xs = np.linspace(lo, hi, steps)
+    ys = [interpolate_at(curve, float(x)) for x in xs]
+    if any(y is None for y in ys):
+        return None
+    acc = np.array([y["accuracy"] for y in ys])
+    return float(((acc[1:] + acc[:-1]) / 2).mean())
+
+
+def interpolated_correct(at: dict[str, Any], answers: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """Per-row correctness of an ``interpolate_at`` point: the weighted mix of its two knobs' rows (its mean is
+    the interpolated accuracy), for paired bootstraps over rows."""
+    low = (answers[at["low"]] == labels).astype(np.float64)
+    high = (answers[at["high"]] == labels).astype(np.float64)
+    return at["weight"] * low + (1 - at["weight"]) * high
+
+
+def seed_row_bootstrap(diffs: Sequence[np.ndarray], resamples: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-row differences over training seeds, with a bootstrap interval that resamples seeds and,
+    within them, the same test rows for every seed (paired: both methods answer the same rows).
+
+    ``diffs``: one (n,) array per seed, over the same n rows. Returns (mean, low, high).
+    """
+    d = np.stack([np.asarray(x, dtype=np.float64) for x in diffs])
+    if d.ndim != 2 or d.size == 0:
+        raise ValueError(f"seed_row_bootstrap needs equal, non-empty 1-D arrays, got shape {d.shape}.")
+    rng = np.random.default_rng(seed)
+    s, n = d.shape
+    means = np.empty(resamples)
+    for b in range(resamples):
+        seeds, rows = rng.integers(0, s, size=s), rng.integers(0, n, size=n)
+        means[b] = d[seeds][:, rows].mean()
+    tail = (1 - level) / 2
+    return float(d.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
 def pick(curve: list[Point], target: float) -> Point | None:

@@ -1,14 +1,16 @@
 """The resumable multi-dataset evaluation: slices, backbone, training, logits, calibration, export, bench, summary.
 
-Every step writes its output atomically under ``work/<dataset>/`` and is skipped when that output exists, so an
-interrupted run continues where it stopped (``--fresh`` redoes a dataset). Every method gets the same epoch budget
-over the same rows (``stage_epochs``): ``full`` (plain fine-tuning), GEEP and PABEE all of it in one stage,
-FastBERT half for its teacher (its first stage, which is ``full`` at half the budget: ``tests/test_suite.py``
-checks the logits are identical).
+Every step writes its output atomically under ``work/<dataset>/`` (the seeded slices) and
+``work/<dataset>/seed<S>/`` (what training seed S trained and measured), and is skipped when that output exists,
+so an interrupted run continues where it stopped (``--fresh`` redoes a dataset). ``full``, GEEP and PABEE get the
+same epoch budget over the same rows; FastBERT is trained as published (``stage_epochs``): its first stage is the
+``full`` checkpoint itself (so its depth L answers exactly as ``full`` does), then its students self-distil with
+that backbone frozen for FastBERT's own distillation epochs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
@@ -22,18 +24,23 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.atomic import atomic_write_text
+from geep_deploy.suite.consistency import consistency_table
 from geep_deploy.suite.datasets import DatasetSpec, head_slice, tune_split, write_slices
 from geep_deploy.suite.points import (
     TARGET_SPEEDUPS,
+    area_under,
     auc,
     entropy_curve,
     geep_curve,
+    interpolate_at,
     noise_knob,
     operating_points,
     paired_difference_ci,
     patience_curve,
+    split_answers,
     static_curve,
     transfer,
+    tuned_frontier,
 )
 
 TRAINED = ("geep", "fastbert", "pabee", "full")
@@ -53,11 +60,13 @@ class SuiteConfig:
     results: Path = Path("bench/results/multi_dataset")
     zh_vocab: Path | None = None  # defaults to <data_root>/../models/vocab/bert-base-chinese/vocab.txt
     backbone: Path | None = None  # defaults to the packaged MiniLM
-    epochs: int = 4  # the training budget every method gets: GEEP and PABEE 4, FastBERT 2 (teacher) + 2 (students)
+    epochs: int = 4  # the fine-tuning budget: full, GEEP and PABEE; FastBERT's teacher is `full`
     geep_loss: Any = None  # GeepLossConfig; None = the trainer's defaults with SUITE_DISTILL_WEIGHT
-    seed: int = 42
+    seed: int = 42  # the slices' seed (train/pool/test rows are the same for every training seed)
+    train_seeds: tuple[int, ...] = (42,)  # every method is trained once per seed on the same rows
+    train_only: bool = False  # train every checkpoint, measure nothing (long runs start early)
     bench_rows: dict[int, int] = field(default_factory=lambda: {1: 300, 64: 1024})
-    repeats: int = 3
+    repeats: int = 5  # interleaved repeats per bench run (two runs: BENCH_RUNS)
     threads: int | None = None
     bench: bool = True
     vocab_ablation: tuple[str, ...] = ("afqmc", "thucnews_titles")
@@ -98,14 +107,19 @@ def _backbone(cfg: SuiteConfig, lang: str, log: _Log) -> Any:
     return bb
 
 
-def stage_epochs(method: str, budget: int) -> tuple[int, int | None]:
-    """(epochs, distill_epochs) giving ``method`` a total of ``budget`` epochs over the same rows.
+FASTBERT_DISTILL_EPOCHS = 5
+"""FastBERT's self-distillation epochs: its reference code distils for separate epochs after fine-tuning, and its
+README's example command fine-tunes for 3 and distils for 5 (``--epochs_num 3 --distill_epochs_num 5``)."""
 
-    FastBERT's two stages split the budget (2 + 2 of 4); GEEP, PABEE and ``full`` get all of it in one stage.
+
+def stage_epochs(method: str, budget: int) -> tuple[int, int | None]:
+    """(epochs, distill_epochs) of ``method`` at a fine-tuning budget of ``budget`` epochs.
+
+    ``full``, GEEP and PABEE fine-tune for the whole budget in one stage. FastBERT as published: its first stage
+    is ``full`` (the whole budget, the same checkpoint), then ``FASTBERT_DISTILL_EPOCHS`` of distillation.
     """
     if method.split("-")[0] == "fastbert":
-        first = max(1, budget // 2)
-        return first, max(1, budget - first)
+        return budget, FASTBERT_DISTILL_EPOCHS
     return budget, None
 
 
@@ -134,38 +148,46 @@ def _loss_dict(loss: Any) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(loss).items()}
 
 
-def _recipe(cfg: SuiteConfig, spec: DatasetSpec, method: str, rows: int) -> dict[str, Any]:
-    """The hyper-parameters a cached checkpoint must match to be reused."""
+def _recipe(cfg: SuiteConfig, spec: DatasetSpec, method: str, rows: int, seed: int,
+            teacher: Any = None) -> dict[str, Any]:
+    """The hyper-parameters a cached checkpoint must match to be reused (FastBERT's: also its teacher's weights)."""
     epochs, distill = stage_epochs(method, cfg.epochs)
-    recipe = {"epochs": epochs, "distill_epochs": distill, "max_len": spec.max_len, "seed": cfg.seed,
+    recipe = {"epochs": epochs, "distill_epochs": distill, "max_len": spec.max_len, "seed": seed,
               "train_rows": rows, "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None}
     if method == "geep":
         recipe["geep"] = _loss_dict(_geep_loss(cfg))
+    if teacher is not None:
+        recipe["teacher"] = {"weights_sha256": teacher.weights_sha256}
     return recipe
 
 
 def _train(cfg: SuiteConfig, spec: DatasetSpec, method: str, backbone: Any, train_ds: Any, path: Path,
-           log: _Log) -> tuple[Any, bool]:
-    """A checkpoint trained by ``cfg``'s recipe: reused when one is cached, else trained. Returns (ckpt, trained)."""
+           log: _Log, seed: int, teacher: Any = None) -> tuple[Any, bool]:
+    """A checkpoint trained by ``cfg``'s recipe: reused when one is cached, else trained. Returns (ckpt, trained).
+
+    ``teacher``: FastBERT's first stage (the ``full`` checkpoint of the same seed); only its students train."""
     from geep_deploy.checkpoint import load_checkpoint, save_checkpoint
     from geep_deploy.trainer import TrainConfig, train
 
-    recipe = _recipe(cfg, spec, method, len(train_ds))
+    recipe = _recipe(cfg, spec, method, len(train_ds), seed, teacher)
     if path.is_file():
         ckpt = load_checkpoint(path)
         cached = {k: ckpt.hparams.get(k) for k in recipe}
+        if isinstance(cached.get("teacher"), dict):
+            cached["teacher"] = {"weights_sha256": cached["teacher"].get("weights_sha256")}
         if isinstance(cached.get("geep"), dict):  # options added since it was trained had their default then
             cached["geep"] = {**_loss_dict(_default_loss()), **cached["geep"]}
         if cached == recipe:
             return ckpt, False
         print(f"retraining {path}: it was trained with {cached}, the run asks for {recipe}")
     epochs, distill = recipe["epochs"], recipe["distill_epochs"]
-    log.step(spec.name, f"train {method} on {len(train_ds)} rows ({epochs}" + (f" + {distill}" if distill else "")
-             + " epochs)")
+    what = (f"{distill} distillation epochs from the `full` teacher" if teacher is not None
+            else f"{epochs} epochs")
+    log.step(spec.name, f"train {method} (seed {seed}) on {len(train_ds)} rows ({what})")
     ckpt = train(backbone, train_ds, None, TrainConfig(method=method.split("-")[0], epochs=epochs,
                                                        distill_epochs=distill, max_len=spec.max_len,
-                                                       seed=cfg.seed, embed_lr=recipe["embed_lr"],
-                                                       geep=_geep_loss(cfg)))
+                                                       seed=seed, embed_lr=recipe["embed_lr"],
+                                                       geep=_geep_loss(cfg)), teacher=teacher)
     save_checkpoint(ckpt, path)
     return ckpt, True
 
@@ -218,30 +240,48 @@ def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: 
     return out
 
 
+BENCH_RUNS = 2
+"""Separate bench runs per batch size: the spread between them is printed beside every wall-clock figure."""
+
+
 def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], reported: np.ndarray,
-           log: _Log, ds: str) -> dict[int, dict[str, Any]]:
+           log: _Log, ds: str) -> dict[int, list[dict[str, Any]]]:
+    """``BENCH_RUNS`` separate runs per batch size (cached per run), every run with the same methods and rows."""
+    out: dict[int, list[dict[str, Any]]] = {bs: [] for bs in BENCH_BATCHES}
+    for run in range(1, BENCH_RUNS + 1):
+        for bs in BENCH_BATCHES:
+            out[bs].append(_bench_run(cfg, work, exports, knobs, reported, log, ds, bs, run))
+    return out
+
+
+def _bench_run(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], reported: np.ndarray,
+               log: _Log, ds: str, bs: int, run: int) -> dict[str, Any]:
     from runtime.benchmark import BenchConfig, run_bench
 
-    out: dict[int, dict[str, Any]] = {}
-    for bs in BENCH_BATCHES:
-        path = work / f"bench_b{bs}.json"
-        rows = cfg.bench_rows[bs]
-        cached = _read_cached(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
-        if cached is not None:  # reused only when it ran the same methods on as many rows as often
-            recs = cached["records"]
-            if (sorted(r["method"] for r in recs) == sorted(knobs)
-                    and all(r["rows"] == min(rows, len(reported)) and r["repeats"] == cfg.repeats for r in recs)):
-                out[bs] = cached
-                continue
-        log.step(ds, f"wall-clock bench, ONNX Runtime CPU fp32, batch {bs}, {rows} test rows, {len(knobs)} methods")
-        data = head_slice(work / "data", work / f"bench_rows_b{bs}", rows, among=reported)
-        res = run_bench(BenchConfig(
-            export=exports["geep"], data=data, split="test", batch_sizes=(bs,), methods=",".join(knobs),
-            baseline_exports={m: exports[m] for m in ("full", "fastbert", "pabee", SKIP_EXPORT)},
-            repeats=cfg.repeats, threads=cfg.threads))
-        atomic_write_text(path, json.dumps(res, indent=1) + "\n")
-        out[bs] = res
-    return out
+    path = work / f"bench_b{bs}_run{run}.json"
+    rows = cfg.bench_rows[bs]
+    cached = _read_cached(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+    if cached is not None:  # reused only when it ran the same methods on as many rows as often
+        recs = cached["records"]
+        if (sorted(r["method"] for r in recs) == sorted(knobs)
+                and all(r["rows"] == min(rows, len(reported)) and r["repeats"] == cfg.repeats for r in recs)):
+            return cached
+    log.step(ds, f"wall-clock bench run {run}/{BENCH_RUNS}, ONNX Runtime CPU fp32, batch {bs}, {rows} test rows, "
+                 f"{len(knobs)} methods")
+    data = head_slice(work.parent / "data", work / f"bench_rows_b{bs}", rows, among=reported)
+    res = run_bench(BenchConfig(
+        export=exports["geep"], data=data, split="test", batch_sizes=(bs,), methods=",".join(knobs),
+        baseline_exports={**{m: exports[m] for m in ("full", "fastbert", "pabee", SKIP_EXPORT)},
+                          GEEP_EXPORT: exports["geep"]},
+        repeats=cfg.repeats, threads=cfg.threads))
+    if res.get("errors"):  # the page shows a failed method as unmeasured; the run says why, loudly
+        from geep_deploy.errors import ConfigError
+
+        reasons = "; ".join(f"{e.get('method')}: {e.get('reason', '')[:160]}" for e in res["errors"])
+        raise ConfigError(f"suite | {ds} bench run {run} at batch {bs} failed for {len(res['errors'])} cell(s): "
+                          f"{reasons}. Nothing was cached for it; fix the cause and rerun (finished steps resume).")
+    atomic_write_text(path, json.dumps(res, indent=1) + "\n")
+    return res
 
 
 PROBE_POOL_SIZES = (250, 500, 1000, 2000)
@@ -270,13 +310,23 @@ def _logit_arrays(work: Path, ckpts: dict[str, Any], geep: Any, enc_pool: Any, e
 
 SKIP_EXPORT = "skip"
 """The bench's name for GEEP's export that exits through the shared exit path (knobs ``probe:R@skip``)."""
+GEEP_EXPORT = "geep_export"
+"""The bench's name for GEEP's main export when a baseline's rule runs on GEEP's heads (``fastbert:S@geep``)."""
+
+HEADLINE = "probe"
+"""The one GEEP configuration the suite reports as GEEP, named before any test row is scored: the layer-1 probe
+dispatch over GEEP's students (``calibrate --predictor probe``, exit mode ``student``, no escalation), its risk
+chosen on the tuning rows at each target like every method's knob. The token table, escalation, the shared exit
+path and GEEP's students under FastBERT's entropy exit are ablations, never picked per set."""
+ABLATIONS = ("geep", "probe_esc", "probe_skip", "geep_entropy", "static")
 
 
 def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengths: np.ndarray, geep: Any,
             mass: np.ndarray, probe_probs: np.ndarray, skip_probs: np.ndarray,
             rows: np.ndarray | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every method's accuracy/FLOPs sweep on one split (``pool`` or ``test``; its ``rows`` when given), with
-    identical knobs on every split. ``skip_probs`` are the probe's over the shared exit path."""
+    identical knobs on every split. ``skip_probs`` are the probe's over the shared exit path. Every point carries
+    its per-row answers (``points.split_answers`` separates them)."""
     from export.calibration import DEFAULT_QUANTILES, dev_curve
     from export.probe_fit import ESCALATE_GRID, probe_curve
 
@@ -287,19 +337,19 @@ def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengt
     shared = _shared_exits(arrays, split)[sel]
     full = arrays[f"{split}_full"][sel] if f"{split}_full" in arrays else lg["fastbert"]  # the pool never picks it
     return {
-        "full": [{**static_curve(full, labels, lengths, shape)[-1], "knob": "full"}],
+        "full": [{**static_curve(full, labels, lengths, shape, answers=True)[-1], "knob": "full"}],
         "geep": geep_curve(dev_curve(mass, lg["geep"], labels, lengths, geep, DEFAULT_QUANTILES,
-                                     tuple(range(min(2, L - 1) + 1)))),
-        "probe": probe_curve(probe_probs, lg["geep"], labels, lengths, shape),
+                                     tuple(range(min(2, L - 1) + 1)), answers=True)),
+        "probe": probe_curve(probe_probs, lg["geep"], labels, lengths, shape, answers=True),
         "probe_esc": probe_curve(probe_probs, lg["geep"], labels, lengths, shape,
-                                 escalations=[e for e in ESCALATE_GRID if e is not None]),
+                                 escalations=[e for e in ESCALATE_GRID if e is not None], answers=True),
         "probe_skip": probe_curve(skip_probs[sel], shared, labels, lengths, shape, exit_mode="skip",
-                                  source=SKIP_EXPORT),
-        "fastbert": entropy_curve(lg["fastbert"], labels, lengths, shape),
-        "pabee": patience_curve(lg["pabee"], labels, lengths, shape),
-        "static": static_curve(lg["geep"], labels, lengths, shape)[:-1],
-        # GEEP's own students under FastBERT's entropy exit (FLOPs only): separates the training from the predictor
-        "geep_entropy": entropy_curve(lg["geep"], labels, lengths, shape),
+                                  source=SKIP_EXPORT, answers=True),
+        "fastbert": entropy_curve(lg["fastbert"], labels, lengths, shape, answers=True),
+        "pabee": patience_curve(lg["pabee"], labels, lengths, shape, answers=True),
+        "static": static_curve(lg["geep"], labels, lengths, shape, answers=True),
+        # GEEP's own students under FastBERT's entropy exit, run on GEEP's export: separates training from prediction
+        "geep_entropy": entropy_curve(lg["geep"], labels, lengths, shape, answers=True, suffix=f"@{GEEP_EXPORT}"),
     }
 
 
@@ -310,8 +360,58 @@ def _shared_exits(arrays: dict[str, np.ndarray], split: str) -> np.ndarray:
     return exit_path_logits(arrays[f"{split}_geep"], arrays[f"{split}_geep_shared_path"])
 
 
-def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any]:
-    """All steps for one dataset; returns (and writes) its summary."""
+def prepare_slices(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any]:
+    """``work/<dataset>/data``: the seeded train/pool/test slices, written once (``write_slices``); returns their
+    record (row counts, duplicates dropped from test). New slices make everything trained on the old ones stale."""
+    root = cfg.work / spec.name
+    if cfg.fresh and root.is_dir():
+        shutil.rmtree(root)
+    data = root / "data"
+    slicing = {"seed": cfg.seed, "train_rows": spec.train_rows, "test_rows": spec.test_rows,
+               "pool_rows": spec.pool_rows, "train_split": spec.train_split, "test_split": spec.test_split,
+               "test_dedup": "text in train or pool"}
+    marker = data / "slices.json"
+    cached = _read_cached(marker, lambda p: json.loads(p.read_text(encoding="utf-8")))
+    if cached is None or {k: cached.get(k) for k in slicing} != slicing:
+        log.step(spec.name, "write the seeded train/pool/test slices")
+        for derived in (p for p in root.glob("*") if p.name != "data"):  # trained or measured on other rows
+            shutil.rmtree(derived) if derived.is_dir() else derived.unlink()
+        cached = {**slicing, "rows": write_slices(spec, cfg.data_root, data, seed=cfg.seed)}
+        atomic_write_text(marker, json.dumps(cached))
+        print(f"{spec.name}: {cached['rows']['test_dropped_duplicates']} test rows dropped: their text is in the "
+              "train slice or the pool")
+    return cached
+
+
+def train_checkpoints(cfg: SuiteConfig, spec: DatasetSpec, seed: int, log: _Log) -> dict[str, tuple[Any, bool]]:
+    """Every method's checkpoint for training seed ``seed`` (cached): ``full`` first, as FastBERT's teacher."""
+    from geep_deploy.data import load_split
+
+    prepare_slices(cfg, spec, log)
+    train_ds = load_split(cfg.work / spec.name / "data", "train")
+    backbone = _backbone(cfg, spec.lang, log)
+    ckpt_dir = seed_dir(cfg, spec, seed) / "ckpt"
+    trained = {"full": _train(cfg, spec, "full", backbone, train_ds, ckpt_dir / "full.pt", log, seed)}
+    for m in TRAINED:
+        if m != "full":
+            teacher = trained["full"][0] if m == "fastbert" else None
+            trained[m] = _train(cfg, spec, m, backbone, train_ds, ckpt_dir / f"{m}.pt", log, seed, teacher)
+    return {m: trained[m] for m in TRAINED}
+
+
+def seed_summary_path(results: Path, dataset: str, seed: int) -> Path:
+    """Where one training seed's summary of a dataset goes (``aggregate`` reads every seed's)."""
+    return results / dataset / f"seed{seed}.json"
+
+
+def seed_dir(cfg: SuiteConfig, spec: DatasetSpec, seed: int) -> Path:
+    """What training seed ``seed`` trained and measured on ``spec``'s slices."""
+    return cfg.work / spec.name / f"seed{seed}"
+
+
+def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None = None) -> dict[str, Any]:
+    """All steps for one dataset and training seed (default: the first of ``cfg.train_seeds``); returns (and
+    writes) its summary."""
     from export.calibration import batch_mass, calibrate_from_logits
     from export.probe_calibration import out_of_fold_mass
     from export.probe_fit import cross_fitted_probabilities, fit_probe
@@ -319,31 +419,22 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     from geep_deploy.exits import consistency_exit_depths
     from runtime.probe import probe_features
 
-    work = cfg.work / spec.name
-    if cfg.fresh and work.is_dir():
-        shutil.rmtree(work)
-    data = work / "data"
-    slicing = {"seed": cfg.seed, "train_rows": spec.train_rows, "test_rows": spec.test_rows,
-               "pool_rows": spec.pool_rows, "train_split": spec.train_split, "test_split": spec.test_split}
-    marker = data / "slices.json"
-    if not marker.is_file() or json.loads(marker.read_text(encoding="utf-8")) != slicing:
-        log.step(spec.name, "write the seeded train/pool/test slices")
-        for derived in (p for p in work.glob("*") if p.name != "data"):  # trained or measured on other rows
-            shutil.rmtree(derived) if derived.is_dir() else derived.unlink()
-        write_slices(spec, cfg.data_root, data, seed=cfg.seed)
-        atomic_write_text(marker, json.dumps(slicing))
+    seed = cfg.train_seeds[0] if seed is None else seed
+    trained = train_checkpoints(cfg, spec, seed, log)
+    slices = prepare_slices(cfg, spec, log)
+    data, work = cfg.work / spec.name / "data", seed_dir(cfg, spec, seed)
     train_ds, pool_ds, test_ds = (load_split(data, s) for s in ("train", "dev", "test"))  # dev = the pool
     backbone = _backbone(cfg, spec.lang, log)
-    trained = {m: _train(cfg, spec, m, backbone, train_ds, work / "ckpt" / f"{m}.pt", log) for m in TRAINED}
     ckpts = {m: ck for m, (ck, _) in trained.items()}
     if any(new for _, new in trained.values()):  # everything derived from older checkpoints is stale
-        for stale in (work / "logits.npz", work / "exit_table.geep", work / "probe.json", *work.glob("bench_b*.json")):
+        for stale in (work / "logits.npz", work / "exit_table.geep", work / "probe.json", work / "probe_skip.json",
+                      work / "answers.npz", *work.glob("bench_b*.json")):
             stale.unlink(missing_ok=True)
         shutil.rmtree(work / "export", ignore_errors=True)
     ablation = None
     if spec.lang == "zh" and spec.name in cfg.vocab_ablation:
         ck, _ = _train(cfg, spec, VOCAB_ABLATION, _backbone(cfg, "en", log), train_ds,
-                       work / "ckpt" / f"{VOCAB_ABLATION}.pt", log)
+                       work / "ckpt" / f"{VOCAB_ABLATION}.pt", log, seed)
         ablation = _ablation_figures(ck, test_ds)
 
     from geep_deploy.encoding import TextEncoder
@@ -366,6 +457,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
     calib = calibrate_from_logits(geep, enc_pool.ids, arrays["pool_geep"], sel_ids, sel_logits, sel_labels,
                                   sorted(encoder.special_ids), target_speedup=2.0)
     table = work / "exit_table.geep"
+    calib.predictor.checkpoint = geep.weights_sha256  # what `calibrate` records: export checks it
     if not table.is_file():
         calib.predictor.save(table)
     # The table was built from every pool row's exit label, so on the pool its figures would be in-sample (on AG
@@ -397,13 +489,27 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
                               rows=tune)
     curves = _curves(arrays, "test", labels, lengths, geep, mass["test"], probs["test"], skip_probs["test"],
                      rows=report)
+    tune_curves, _ = split_answers(tune_curves)
+    curves, answers = split_answers(curves)
     # Operating points are chosen on the tuning rows for every method alike, then reported on the other rows.
     points = {m: transfer(operating_points(tune_curves[m]), curves[m]) for m in curves if m != "full"}
+    fair = fair_figures(tune_curves, curves)
+    tsplit = "pool" if tune is None else "test"
+    trows = slice(None) if tune is None else tune
+    consistency = consistency_table(
+        geep.shape, arrays[f"{tsplit}_geep"][trows], arrays["test_geep"][report],
+        (pool_lengths if tune is None else lengths)[trows], lengths[report],
+        (probs["pool"] if tune is None else probs["test"])[trows], probs["test"][report],
+        pool_labels=(pool_labels if tune is None else labels)[trows], test_labels=labels[report],
+        fastbert_pool_logits=arrays[f"{tsplit}_fastbert"][trows], fastbert_test_logits=arrays["test_fastbert"][report])
+    np.savez(work / "answers.tmp.npz", labels=labels[report], **answers)
+    (work / "answers.tmp.npz").replace(work / "answers.npz")
     probe_path, skip_probe_path = work / "probe.json", work / "probe_skip.json"
     for fitted, path, export_dir, method in ((probe, probe_path, "geep", "probe"),
                                              (skip_probe, skip_probe_path, "geep_skip", "probe_skip")):
         at2 = points[method][TARGET_SPEEDUPS.index(2.0)]
-        fitted = fitted.with_knobs(risk=at2["risk"] if at2 else 0.5)
+        fitted = dataclasses.replace(fitted.with_knobs(risk=at2["risk"] if at2 else 0.5),
+                                     checkpoint=geep.weights_sha256)
         _invalidate_if_probe_changed(work, fitted, export_dir)
         fitted.save(path)
     y = labels[report]
@@ -414,12 +520,16 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         "dataset": spec.to_dict(),
         "rows": {"train": len(train_ds), "pool": len(pool_ds), "test": len(report),
                  "tune": len(pool_ds) if tune is None else len(tune)},
-        "command": cfg.command, "epoch_budget": cfg.epochs, "seed": cfg.seed,
+        "command": cfg.command, "epoch_budget": cfg.epochs, "seed": seed, "slice_seed": cfg.seed,
+        "test_dropped_duplicates": slices["rows"]["test_dropped_duplicates"],
         "epochs": {m: [e for e in stage_epochs(m, cfg.epochs) if e] for m in TRAINED},
-        "geep_loss": _recipe(cfg, spec, "geep", len(train_ds))["geep"],
+        "geep_loss": _recipe(cfg, spec, "geep", len(train_ds), seed)["geep"],
         "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None,
         "backbone": str(backbone.path.name if spec.lang == "zh" else "all-MiniLM-L6-v2 (packaged)"),
-        "train_seconds": {m: ck.metrics.get("train_seconds") for m, ck in ckpts.items()},
+        # FastBERT's training is its teacher's (the `full` checkpoint) plus its distillation
+        "train_seconds": {m: ck.metrics.get("train_seconds") + (ckpts["full"].metrics.get("train_seconds")
+                                                                 if m == "fastbert" else 0.0)
+                          for m, ck in ckpts.items()},
         "stage_seconds": {m: ck.metrics.get("stage_seconds") for m, ck in ckpts.items()},
         "full_accuracy": curves["full"][0]["accuracy"], "per_depth_accuracy": per_depth,
         "depth_l_minus_full_ci95": list(paired_difference_ci(arrays["test_geep"][report, -1].argmax(-1) == y,
@@ -430,14 +540,15 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
                                   for k in range(shared_path.shape[1])],
         "majority_share": float(np.bincount(y).max() / len(y)),
         "targets": list(TARGET_SPEEDUPS), "points_chosen_on": spec.tune_on,
-        "curves": {m: c for m, c in curves.items() if m != "geep_entropy"}, "points": points,
+        "curves": curves, "points": points, "headline": HEADLINE, "fair": fair,
+        # issue 27: knobs certified on the tuning rows to disagree with depth L on at most EPS of rows
+        "consistency": consistency,
         "exit_prediction": {k: calib.figures[k] for k in (
             "dev_mae_layers", "dev_within_one_layer", "dev_mae_layers_constant_median", "oracle_accuracy",
             "oracle_flops_speedup", "table_keys", "dev_exit_hist", "dev_predicted_hist", "calib_rows")},
         "vocab_ablation": ablation,
         "hard_row_auc": _hard_row_auc(probs["test"][:, 0], feats, mass, exits_pool, arrays, lengths, L,
                                       pool_lengths),
-        "geep_students_entropy_points": points.pop("geep_entropy"),
     }
     if cfg.bench:
         exports = {"geep": _export(work / "ckpt" / "geep.pt", work / "export" / "geep", table, log, spec.name,
@@ -447,17 +558,38 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, Any
         for m in ("fastbert", "pabee", "full"):
             exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
         L = int(ckpts["geep"].model.num_layers)
+        # every chosen point, the identical contender (noise) and GEEP sending every row to depth L (probe:0)
         knobs = ["full"] + sorted({p["knob"] for m, ps in points.items() for p in ps if p is not None}
-                                  | {noise_knob(L)})
+                                  | {noise_knob(L), ALL_DEPTH_L})
         benches = _bench(cfg, work, exports, knobs, report, log, spec.name)
-        summary["machine"] = benches[BENCH_BATCHES[0]]["machine"]
-        summary["bench"] = {str(bs): {"rows": b["records"][0]["rows"], "repeats": cfg.repeats,
-                                      "records": {r["method"]: _bench_fields(r) for r in b["records"]}}
-                            for bs, b in benches.items()}
-    out = cfg.results / f"{spec.name}.json"
+        summary["machine"] = benches[BENCH_BATCHES[0]][0]["machine"]
+        summary["bench"] = {str(bs): _bench_summary(runs, L, cfg.repeats) for bs, runs in benches.items()}
+    out = seed_summary_path(cfg.results, spec.name, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(summary, indent=1) + "\n")
     print(f"wrote {out}")
     return summary
+
+
+ALL_DEPTH_L = "probe:0"
+"""GEEP's probe dispatch with every row sent to depth L: it must time within the noise line of ``full``."""
+AREA_RANGE = (1.0, 3.0)
+
+
+def fair_figures(tune_curves: dict[str, list[Any]], curves: dict[str, list[Any]]) -> dict[str, Any]:
+    """One rule for every method: its curve is the tuning rows' frontier knobs with their reported figures
+    (``tuned_frontier``); its accuracy at exactly each target FLOPs speed-up is interpolated on that curve
+    (``interpolate_at``), and its area is the mean accuracy over ``AREA_RANGE``. Every method's curve starts
+    from its own depth L (``full``'s single point is depth L)."""
+    out: dict[str, Any] = {"targets": list(TARGET_SPEEDUPS), "area_range": list(AREA_RANGE), "methods": {}}
+    for m, test_curve in curves.items():
+        if m == "full":
+            continue
+        curve = tuned_frontier(tune_curves[m], test_curve)
+        out["methods"][m] = {"frontier": [c["knob"] for c in curve],
+                             "at": {f"{t:g}": interpolate_at(curve, t) for t in TARGET_SPEEDUPS},
+                             "area": area_under(curve, *AREA_RANGE)}
+    return out
 
 
 def _invalidate_if_probe_changed(work: Path, probe: Any, export_dir: str = "geep") -> None:
@@ -500,6 +632,19 @@ def _hard_row_auc(probe_score: np.ndarray, feats: dict[str, np.ndarray], mass: d
             "probe_by_pool_size": by_size}
 
 
+def _bench_summary(runs: list[dict[str, Any]], num_layers: int, repeats: int) -> dict[str, Any]:
+    """One batch size's runs: every method's fields (wall-clock: the mean of the runs' speed-ups, each run's
+    beside it), and the noise: how far the identical contender (``noise_knob``) sits from 1.00x in any run."""
+    per_run = [{r["method"]: _bench_fields(r) for r in b["records"]} for b in runs]
+    records = {}
+    for m, first in per_run[0].items():
+        walls = [pr[m]["wall_speedup"] for pr in per_run if m in pr]
+        records[m] = {**first, "wall_speedup": float(np.mean(walls)), "wall_speedup_runs": walls}
+    noise = [abs(pr[noise_knob(num_layers)]["wall_speedup"] - 1.0) for pr in per_run if noise_knob(num_layers) in pr]
+    return {"rows": runs[0]["records"][0]["rows"], "repeats": repeats, "runs": len(runs), "records": records,
+            "noise": max(noise) if noise else None}
+
+
 def _bench_fields(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in ("accuracy", "flops_speedup", "wall_speedup", "wall_speedup_e2e", "model_s",
                               "exit_s", "mean_depth", "batch_latency_ms", "escalated_share") if k in r}
@@ -522,6 +667,15 @@ def run_suite(cfg: SuiteConfig) -> list[dict[str, Any]]:
 
     cfg.command = cfg.command or shlex.join([".venv/bin/python", sys.argv[0], *sys.argv[1:]])
     log = _Log()
-    out = [run_dataset(cfg, spec, log) for spec in cfg.datasets]
+    if cfg.train_only:  # every dataset's first seed before any second seed: whole seeds land first
+        for seed in cfg.train_seeds:
+            for spec in cfg.datasets:
+                train_checkpoints(cfg, spec, seed, log)
+        return []
+    from geep_deploy.suite.aggregate import aggregate_dataset
+
+    out = [run_dataset(cfg, spec, log, seed) for seed in cfg.train_seeds for spec in cfg.datasets]
+    for spec in cfg.datasets:
+        aggregate_dataset(cfg.results, cfg.work, spec.name)
     write_page(cfg.results)
     return out

@@ -1,0 +1,194 @@
+"""Across training seeds: every gap the results page states, as a mean with a 95% interval over seeds and test rows.
+
+Each training seed's summary (``results/<dataset>/seed<S>.json``) names, per method, the knobs its accuracy at a
+target FLOPs speed-up is interpolated between (``run.fair_figures``); each seed's ``answers.npz`` (in the work
+folder) holds every knob's answer per reported test row. A gap is the per-row difference of two methods'
+interpolated correctness, averaged over rows and seeds; its interval comes from a bootstrap that resamples seeds
+and, paired, the same test rows for both methods (``points.seed_row_bootstrap``). The FLOPs weights of an
+interpolation are held fixed in the resamples. A goal counts as met only where the interval says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geep_deploy.atomic import atomic_write_text
+from geep_deploy.errors import ConfigError
+from geep_deploy.suite.points import interpolate_at, interpolated_correct, seed_row_bootstrap
+
+FULL_MARGIN_POINTS = 1.0
+"""GEEP at a target may sit at most this many points below ``full`` (interval's low end) for the goal."""
+CONTENDERS = ("probe", "geep", "probe_esc", "probe_skip", "geep_entropy", "static", "pabee")
+"""Every method compared with FastBERT; the first is the headline (``run.HEADLINE``), the rest are ablations."""
+
+
+def seed_summaries(results: Path, dataset: str) -> dict[int, dict[str, Any]]:
+    """Every seed's summary of ``dataset``, by seed."""
+    out = {}
+    for p in sorted((results / dataset).glob("seed*.json")):
+        try:
+            s = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"suite | {p} is not a readable summary ({e}); rerun the suite for that seed.") from e
+        out[int(s["seed"])] = s
+    return out
+
+
+def _curve(summary: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    by_knob = {c["knob"]: c for c in summary["curves"][method]}
+    return [by_knob[k] for k in summary["fair"]["methods"][method]["frontier"]]
+
+
+def area_rows(curve: list[dict[str, Any]], answers: dict[str, np.ndarray], labels: np.ndarray,
+              lo: float, hi: float, steps: int = 201) -> np.ndarray | None:
+    """Per-row contribution to the area under the interpolated accuracy/FLOPs curve over ``lo``..``hi`` (its
+    mean over rows is ``points.area_under``); None when the curve does not span the range."""
+    xs = np.linspace(lo, hi, steps)
+    cols = []
+    for x in xs:
+        at = interpolate_at(curve, float(x))
+        if at is None:
+            return None
+        cols.append(interpolated_correct(at, answers, labels))
+    c = np.stack(cols, axis=1)
+    return ((c[:, 1:] + c[:, :-1]) / 2).mean(axis=1)
+
+
+def _gap(a: list[np.ndarray | None], b: list[np.ndarray | None], seed: int) -> dict[str, Any] | None:
+    """Mean per-row difference (points) with its seed x row interval, or None if any seed lacks either side."""
+    if not a or any(x is None for x in a) or any(x is None for x in b):
+        return None
+    mean, low, high = seed_row_bootstrap([x - y for x, y in zip(a, b)], seed=seed)
+    return {"points": 100 * mean, "low": 100 * low, "high": 100 * high, "seeds": len(a)}
+
+
+def verdict(gap: dict[str, Any] | None, margin: float = 0.0) -> str:
+    """Without a margin: ``ahead`` (the whole interval above 0), ``behind`` (below 0) or ``level``. With one:
+    ``met`` when the interval's low end is at or above ``-margin`` points, else ``missed``. ``-``: not measured."""
+    if gap is None:
+        return "-"
+    if margin:
+        return "met" if gap["low"] >= -margin - 1e-9 else "missed"
+    if gap["low"] > 0:
+        return "ahead"
+    return "behind" if gap["high"] < 0 else "level"
+
+
+def _rows(summary: dict[str, Any], answers: dict[str, np.ndarray], labels: np.ndarray, method: str,
+          target: str) -> np.ndarray | None:
+    at = summary["fair"]["methods"].get(method, {}).get("at", {}).get(target)
+    return None if at is None else interpolated_correct(at, answers, labels)
+
+
+def wall_clock_pairs(summary: dict[str, Any], headline: str = "probe", batch: str = "64") -> list[dict[str, Any]]:
+    """At equal accuracy, GEEP's wall-clock against FastBERT's, chosen on the tuning rows only: for each target,
+    FastBERT's operating point, and the headline's fastest benched point (by tuning FLOPs) whose tuning accuracy
+    is at least FastBERT's there. Each carries both wall-clock speed-ups (mean of the bench runs, each run's too)
+    and the run's noise; ``ahead`` is said only when the difference is larger than that noise and the run-to-run
+    spread of both points."""
+    bench = (summary.get("bench") or {}).get(batch)
+    if not bench:
+        return []
+    recs, noise = bench["records"], bench.get("noise") or 0.0
+    ours = [p for p in summary["points"].get(headline, []) if p is not None and p["knob"] in recs]
+    out = []
+    for fb in summary["points"].get("fastbert", []):
+        if fb is None or fb["knob"] not in recs:
+            continue
+        ok = [p for p in ours if p["held_out"]["accuracy"] >= fb["held_out"]["accuracy"]]
+        if not ok:
+            out.append({"target": fb["target"], "fastbert": fb["knob"], "geep": None})
+            continue
+        g = max(ok, key=lambda p: (p["held_out"]["flops_speedup"], p["held_out"]["accuracy"]))
+        wg, wf = recs[g["knob"]], recs[fb["knob"]]
+        spread = max([noise, *(max(r["wall_speedup_runs"]) - min(r["wall_speedup_runs"]) for r in (wg, wf))])
+        diff = wg["wall_speedup"] - wf["wall_speedup"]
+        out.append({"target": fb["target"], "fastbert": fb["knob"], "geep": g["knob"],
+                    "fastbert_wall": wf["wall_speedup"], "geep_wall": wg["wall_speedup"],
+                    "fastbert_runs": wf["wall_speedup_runs"], "geep_runs": wg["wall_speedup_runs"],
+                    "geep_test_accuracy": g["accuracy"], "fastbert_test_accuracy": fb["accuracy"],
+                    "spread": spread, "verdict": "ahead" if diff > spread else "behind" if -diff > spread else "level"})
+    return out
+
+
+def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any] | None:
+    """``results/<dataset>/summary.json`` from every seed measured so far; None when no seed is."""
+    seeds = seed_summaries(results, dataset)
+    if not seeds:
+        return None
+    per_seed = {}
+    for seed in seeds:
+        path = work / dataset / f"seed{seed}" / "answers.npz"
+        if not path.is_file():
+            raise ConfigError(f"suite | {path} is missing: rerun the suite for {dataset} seed {seed} (it writes "
+                              "every knob's answers there).")
+        with np.load(path) as z:
+            per_seed[seed] = {k: z[k] for k in z.files}
+    order = sorted(seeds)
+    first = seeds[order[0]]
+    targets = [f"{t:g}" for t in first["fair"]["targets"]]
+    lo, hi = first["fair"]["area_range"]
+    labels = {s: per_seed[s].pop("labels") for s in order}
+
+    def rows(method: str, target: str) -> list[np.ndarray | None]:
+        return [_rows(seeds[s], per_seed[s], labels[s], method, target) for s in order]
+
+    def full_rows() -> list[np.ndarray]:
+        return [(per_seed[s]["full"] == labels[s]).astype(np.float64) for s in order]
+
+    def areas(method: str) -> list[np.ndarray | None]:
+        return [area_rows(_curve(seeds[s], method), per_seed[s], labels[s], lo, hi)
+                if method in seeds[s]["fair"]["methods"] else None for s in order]
+
+    gaps: dict[str, Any] = {"vs_fastbert": {}, "vs_full": {}, "area_vs_fastbert": {}}
+    for m in CONTENDERS:
+        gaps["vs_fastbert"][m] = {t: _gap(rows(m, t), rows("fastbert", t), order[0]) for t in targets}
+        gaps["vs_full"][m] = {t: _gap(rows(m, t), full_rows(), order[0]) for t in targets}
+        gaps["area_vs_fastbert"][m] = _gap(areas(m), areas("fastbert"), order[0])
+    geep_l = [(per_seed[s][f"static:{len(first['per_depth_accuracy']['geep'])}"] == labels[s]).astype(np.float64)
+              for s in order]
+    methods = list(first["fair"]["methods"])
+    summary = {
+        "dataset": first["dataset"], "seeds": order, "headline": first.get("headline", "probe"),
+        "rows": first["rows"], "test_dropped_duplicates": first.get("test_dropped_duplicates"),
+        "full_accuracy": _mean_sd([seeds[s]["full_accuracy"] for s in order]),
+        "accuracy_at": {m: {t: _mean_sd([(seeds[s]["fair"]["methods"][m]["at"].get(t) or {}).get("accuracy")
+                                         for s in order]) for t in targets} for m in methods},
+        "area": {m: _mean_sd([seeds[s]["fair"]["methods"][m]["area"] for s in order]) for m in methods},
+        "gaps": gaps,
+        "depth_l_minus_full": _gap(geep_l, full_rows(), order[0]),
+        "fastbert_depth_l_equals_full": all(
+            bool(np.array_equal(per_seed[s]["fastbert:0"], per_seed[s]["full"])) for s in order
+            if "fastbert:0" in per_seed[s]),
+        "train_seconds": {m: _mean_sd([(seeds[s].get("train_seconds") or {}).get(m) for s in order])
+                          for m in ("full", "geep", "pabee", "fastbert")},
+        "wall_clock": {str(s): wall_clock_pairs(seeds[s], first.get("headline", "probe")) for s in order},
+        "all_depth_l_check": {str(s): _all_depth_l(seeds[s]) for s in order},
+        "full_margin_points": FULL_MARGIN_POINTS,
+    }
+    out = results / dataset / "summary.json"
+    atomic_write_text(out, json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _all_depth_l(summary: dict[str, Any], batch: str = "64") -> dict[str, Any] | None:
+    """GEEP with every row at depth L (``probe:0``) against ``full``: within the run's noise or not."""
+    bench = (summary.get("bench") or {}).get(batch)
+    if not bench or "probe:0" not in bench["records"]:
+        return None
+    r = bench["records"]["probe:0"]
+    noise = bench.get("noise") or 0.0
+    return {"wall_speedup": r["wall_speedup"], "runs": r["wall_speedup_runs"], "noise": noise,
+            "within_noise": abs(r["wall_speedup"] - 1.0) <= noise + 1e-9}
+
+
+def _mean_sd(values: list[float | None]) -> dict[str, Any] | None:
+    vals = [v for v in values if v is not None]
+    if not vals or len(vals) < len(values):
+        return None
+    a = np.asarray(vals, dtype=np.float64)
+    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size)}
