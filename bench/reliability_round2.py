@@ -37,7 +37,7 @@ def _tree(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file() and not p.is_symlink()}
 
 
-def _rehash_files(root: Path) -> None:
+def rehash_files(root: Path) -> None:
     """Recompute every file checksum and the manifest's own (a forger with write access)."""
     from runtime.manifest import SELF_HASH, listed_files, manifest_digest, sha256_file
 
@@ -259,7 +259,7 @@ def nested_json_cases(ws: dict[str, Path], tmp: Path, run_cli: Callable, run_api
                     shutil.copytree(probe_export, out)
                     (out / where).write_text(bomb)
                     if where != "manifest.json":
-                        _rehash_files(out)
+                        rehash_files(out)
                 return out
 
             def load(make: Callable = make) -> Any:
@@ -284,23 +284,25 @@ def nested_json_cases(ws: dict[str, Path], tmp: Path, run_cli: Callable, run_api
     return cases
 
 
+def point_external_data(graph: Path, location: str) -> None:
+    """Rewrite every external-data location of the graph at ``graph`` (what a crafted export does)."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    for t in model.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = location
+    graph.write_bytes(model.SerializeToString())
+
+
 # -- artifact paths ------------------------------------------------------------------------------------------------
 def artifact_path_cases(ws: dict[str, Path], tmp: Path, run_api: Callable) -> list[Case]:
     """A graph's external data (checksums recomputed) or a listed file pointing at a FIFO, a device, a file
     outside the export or a symlink out: a clean error before anything opens it, never a hang."""
-    import onnx
-
     from runtime.engine import GeepEngine
 
     cases: list[Case] = []
-
-    def point(graph: Path, location: str) -> None:
-        model = onnx.load(str(graph), load_external_data=False)
-        for t in model.graph.initializer:
-            for e in t.external_data:
-                if e.key == "location":
-                    e.value = location
-        graph.write_bytes(model.SerializeToString())
 
     def external(where: str, share: bool) -> tuple[str, str]:
         out = tmp / f"ap-{abs(hash((where, share)))}"
@@ -314,8 +316,8 @@ def artifact_path_cases(ws: dict[str, Path], tmp: Path, run_api: Callable) -> li
         elif where == "symlink out":
             (d / "out.bin").symlink_to(ws["export"] / "onnx" / "fp32" / "weights.bin")
             location = "out.bin"
-        point(d / "depth1.onnx", location)
-        _rehash_files(out)
+        point_external_data(d / "depth1.onnx", location)
+        rehash_files(out)
 
         def go() -> Any:
             with GeepEngine.load(out, "onnxruntime", threads=1, share_weights=share) as eng:

@@ -20,7 +20,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from models import tiny_checkpoint, tiny_model, write_toy_dataset
+from models import reliability_workspace, tiny_checkpoint, tiny_model
 
 from export.bundle import export_checkpoint
 from export.pipeline import clean_stale_temps
@@ -28,7 +28,6 @@ from geep_deploy.atomic import check_output_file, exchange_paths
 from geep_deploy.checkpoint import content_digest, load_checkpoint
 from geep_deploy.cli import main
 from geep_deploy.data import load_split, read_labels
-from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import (
     ArtifactError,
     CheckpointError,
@@ -41,7 +40,7 @@ from geep_deploy.limits import check_count, check_depths
 from runtime.artifacts import load_export
 from runtime.engine import GeepEngine, depth_map
 from runtime.manifest import SELF_HASH, manifest_digest, sha256_file
-from runtime.predictor import FixedDepth, build_predictor
+from runtime.predictor import FixedDepth
 
 ROOT = Path(__file__).resolve().parent.parent
 L = 3
@@ -50,15 +49,7 @@ L = 3
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Checkpoint, toy data, exit table (random exits 1..3) and an export without segment graphs."""
-    d = tmp_path_factory.mktemp("rel")
-    ckpt = tiny_checkpoint(d / "tiny.pt")
-    data = write_toy_dataset(d / "data", rows=32)
-    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
-    rows = enc.encode(load_split(data, "train").texts_a).ids
-    exits = np.random.default_rng(0).integers(1, L + 1, len(rows))
-    table = build_predictor(rows, exits, L, sorted(enc.special_ids)).save(d / "table.npz")
-    export_checkpoint(d / "tiny.pt", d / "export", exit_table=table, segments=False, progress=False)
-    return {"dir": d, "ckpt": d / "tiny.pt", "data": data, "table": table, "export": d / "export"}
+    return reliability_workspace(tmp_path_factory.mktemp("rel"), L)
 
 
 def _copy(ws: dict[str, Path], tmp_path: Path) -> Path:

@@ -10,34 +10,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from models import tiny_checkpoint, write_toy_dataset
+from models import reliability_workspace, tiny_checkpoint
 
 from export.bundle import export_checkpoint
 from export.pipeline import clean_stale_temps
 from geep_deploy.cli import main
-from geep_deploy.data import load_split
-from geep_deploy.encoding import TextEncoder
-from runtime.predictor import build_predictor
 
-L = 3
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from reliability_round2 import point_external_data, rehash_files, valid_probe  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Checkpoint, toy data, exit table (random exits 1..3) and an export without segment graphs."""
-    d = tmp_path_factory.mktemp("rel2")
-    ckpt = tiny_checkpoint(d / "tiny.pt")
-    data = write_toy_dataset(d / "data", rows=32)
-    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
-    rows = enc.encode(load_split(data, "train").texts_a).ids
-    exits = np.random.default_rng(0).integers(1, L + 1, len(rows))
-    table = build_predictor(rows, exits, L, sorted(enc.special_ids)).save(d / "table.npz")
-    export_checkpoint(d / "tiny.pt", d / "export", exit_table=table, segments=False, progress=False)
-    return {"dir": d, "ckpt": d / "tiny.pt", "data": data, "table": table, "export": d / "export"}
+    return reliability_workspace(tmp_path_factory.mktemp("rel2"))
 
 
 def _tree(d: Path) -> dict[str, bytes]:
@@ -167,46 +156,14 @@ def test_checkpoint_version_edits_do_not_skip_the_checksum(ws, tmp_path, capsys,
     assert capsys.readouterr().err.startswith("error: checkpoint |")
 
 
-def _probe(**kw):
-    from runtime.probe import FEATURES, ProbeModel
-
-    f = len(FEATURES)
-    return ProbeModel(num_layers=L, mean=np.zeros(f), scale=np.ones(f), weights=np.zeros((L - 1, f + 1)),
-                      risk=0.5, uses_table=False, **kw)
-
-
 @pytest.fixture(scope="module")
 def probe_export(ws) -> Path:
     out = ws["dir"] / "export_probe"
-    export_checkpoint(ws["ckpt"], out, exit_table=ws["table"], probe=_probe(), segments=False, progress=False)
+    export_checkpoint(ws["ckpt"], out, exit_table=ws["table"], probe=valid_probe(), segments=False, progress=False)
     return out
 
 
-def _rehash_files(root: Path) -> None:
-    """Recompute every file checksum and the manifest's own: what a forger with write access does."""
-    from runtime.manifest import SELF_HASH, listed_files, manifest_digest, sha256_file
-
-    m = json.loads((root / "manifest.json").read_text())
-    for e in listed_files(m):
-        p = root / e["file"]
-        if p.is_file() and not p.is_symlink():
-            e["sha256"] = sha256_file(p)
-    m[SELF_HASH] = manifest_digest(m)
-    (root / "manifest.json").write_text(json.dumps(m))
-
-
 # -- 3 and 13. every artifact path resolves inside the export, regular files only, before anything opens it ----------
-def _point_external_data(graph: Path, location: str) -> None:
-    import onnx
-
-    model = onnx.load(str(graph), load_external_data=False)
-    for t in model.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location":
-                e.value = location
-    graph.write_bytes(model.SerializeToString())
-
-
 @pytest.mark.parametrize("where", ["fifo", "/etc/services", "../../../tiny.pt", "symlink out"])
 @pytest.mark.parametrize("share_weights", [True, False])
 def test_a_graph_cannot_make_the_loader_open_a_path_outside_the_export(ws, tmp_path, where, share_weights) -> None:
@@ -224,8 +181,8 @@ def test_a_graph_cannot_make_the_loader_open_a_path_outside_the_export(ws, tmp_p
         location = "out.bin"
     else:
         location = where
-    _point_external_data(d / "depth1.onnx", location)
-    _rehash_files(out)
+    point_external_data(d / "depth1.onnx", location)
+    rehash_files(out)
     with pytest.raises(ArtifactError, match="outside|not a regular file"):
         GeepEngine.load(out, "onnxruntime", threads=1, share_weights=share_weights)
 
@@ -272,7 +229,7 @@ def test_deeply_nested_json_is_a_clean_error_everywhere(ws, probe_export, tmp_pa
     assert "nested" in capsys.readouterr().err
     shutil.copytree(probe_export, tmp_path / "exp2")
     (tmp_path / "exp2" / "probe.json").write_text(bomb)
-    _rehash_files(tmp_path / "exp2")
+    rehash_files(tmp_path / "exp2")
     with pytest.raises(GeepError, match="nested"):
         GeepEngine.load(tmp_path / "exp2", "onnxruntime")
 
@@ -286,7 +243,7 @@ def test_a_garbage_probe_graph_with_a_matching_checksum_is_named(probe_export, t
     out = tmp_path / "exp"
     shutil.copytree(probe_export, out)
     (out / "onnx" / "fp32" / graph).write_bytes(b"\x08\x96\x01 not a real file " * 40)
-    _rehash_files(out)
+    rehash_files(out)
     with pytest.raises(ArtifactError, match=graph):
         GeepEngine.load(out, "onnxruntime", threads=1)
 
@@ -354,7 +311,7 @@ def test_probe_json_is_validated(ws, tmp_path, capsys, edit, match) -> None:
     from geep_deploy.errors import TableError
     from runtime.probe import ProbeModel
 
-    d = _probe().to_dict()
+    d = valid_probe().to_dict()
     edit(d)
     p = tmp_path / "p.json"
     p.write_text(json.dumps(d))
@@ -375,7 +332,7 @@ def test_a_probe_or_table_from_another_model_is_refused(ws, tmp_path, capsys) ->
     other = tiny_checkpoint(tmp_path / "other.pt", seed=1)  # same layer count, other weights
     mine = load_checkpoint(ws["ckpt"]).weights_sha256
     assert other.weights_sha256 != mine
-    foreign_probe = _probe(checkpoint=other.weights_sha256).save(tmp_path / "foreign.probe.json")
+    foreign_probe = valid_probe(checkpoint=other.weights_sha256).save(tmp_path / "foreign.probe.json")
     table = ExitPredictor.load(ws["table"])
     table.checkpoint = other.weights_sha256
     foreign_table = table.save(tmp_path / "foreign.npz")
@@ -385,7 +342,7 @@ def test_a_probe_or_table_from_another_model_is_refused(ws, tmp_path, capsys) ->
                      *extra]) == 1
         assert "calibrated on another model" in capsys.readouterr().err and not (tmp_path / "e").exists()
     # the right identity exports, and the manifest records the checkpoint's
-    good = _probe(checkpoint=mine).save(tmp_path / "good.probe.json")
+    good = valid_probe(checkpoint=mine).save(tmp_path / "good.probe.json")
     table.checkpoint = mine
     good_table = table.save(tmp_path / "good.npz")
     out = tmp_path / "ok"
@@ -395,7 +352,7 @@ def test_a_probe_or_table_from_another_model_is_refused(ws, tmp_path, capsys) ->
     assert json.loads((out / "manifest.json").read_text())["checkpoint"]["weights_sha256"] == mine
     # a probe swapped inside the export (checksums recomputed) is caught at load
     shutil.copy(foreign_probe, out / "probe.json")
-    _rehash_files(out)
+    rehash_files(out)
     with pytest.raises(ArtifactError, match="calibrated on another model"):
         GeepEngine.load(out, "onnxruntime", threads=1)
 
