@@ -679,8 +679,8 @@ def _threads_equal_serial(eng: Any, texts: list[str], n: int = 4) -> tuple[bool,
 
 def bench(ctx: Ctx, precision: str) -> dict[str, Any]:
     """full, static, GEEP (table), probe and FastBERT on the torch backend at one precision."""
+    from geep_deploy.bench.harness import BenchConfig, run_bench
     from geep_deploy.data import bundled_data_dir
-    from runtime.benchmark import BenchConfig, run_bench
 
     st = ctx.state
     L = st["num_layers"]

@@ -405,7 +405,7 @@ def service_cases(ws: dict[str, Path], tmp: Path) -> list[Case]:
     be cut within the bound, and the log stays small."""
     import urllib.request
 
-    from geep_deploy.service.loadgen import ServerProcess
+    from geep_deploy.bench.loadgen import ServerProcess
 
     def go(kind: str) -> tuple[str, str]:
         log = tmp / f"serve-{kind}.log"

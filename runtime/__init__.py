@@ -13,11 +13,8 @@ _LAZY = {
     "GeepEngine": "runtime.engine",
     "PredictResult": "runtime.engine",
     "Prediction": "runtime.engine",
+    "EngineView": "runtime.engine",
     "FixedDepth": "runtime.predictor",
-    "MethodSpec": "runtime.baselines",
-    "parse_methods": "runtime.baselines",
-    "run_bench": "runtime.benchmark",
-    "BenchConfig": "runtime.benchmark",
     "load_export": "runtime.artifacts",
     "ExportBundle": "runtime.artifacts",
 }

@@ -16,7 +16,7 @@ Thread safety: one `GeepEngine` may serve several threads. ONNX Runtime sessions
 torch modules in inference mode hold no per-call state (each CUDA-graph engine locks its static buffers); the
 TensorRT engines share one scratch block and serialise on its lock. The exit predictor and the probe are
 read-only after load, and the probe dispatch keeps each call's layer-1 states in that call's own arrays; views
-made by `with_predictor`/`with_probe` share the engines and are as safe.
+made by `with_predictor`/`with_probe` (`EngineView`) borrow the engines and are as safe.
 """
 
 from __future__ import annotations
@@ -93,7 +93,177 @@ def _explicit_depths(depths: Any, n: int, num_layers: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-class GeepEngine:
+class _Classifier:
+    """What an engine and its views share: ``predict``, ``dispatch``, the guarantee and making views; no lifetime
+    (`GeepEngine` owns and closes its engines, `EngineView` borrows them)."""
+
+    def __init__(self, encoder: TextEncoder, predictor: Any, engines: dict[int, BaseEngine],
+                 label_names: Sequence[str], *, max_group: int | None, info: dict[str, Any] | None,
+                 probe: ProbeDispatch | None, call_cost: float | None, manifest: dict[str, Any] | None) -> None:
+        if not engines:
+            raise ConfigError("runtime | GeepEngine needs at least one depth engine.")
+        max_group = check_count("runtime | max_group", max_group, allow_none=True)  # 0 is not "the default"
+        self.encoder, self.predictor, self.engines = encoder, predictor, dict(sorted(engines.items()))
+        self.label_names, self.max_group, self.probe = list(label_names), max_group, probe
+        self.call_cost, self.manifest = call_cost, manifest
+        self.num_layers = int(getattr(predictor, "num_layers", None) or getattr(probe, "num_layers", None)
+                              or max(self.engines))
+        self.info = dict(info or {})
+        self._depth_map = depth_map(sorted(self.engines), self.num_layers)
+
+    def _view(self, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any]) -> EngineView:
+        return EngineView(getattr(self, "owner", self), predictor, probe, {**self.info, **info})
+
+    def with_predictor(self, predictor: Any) -> EngineView:
+        """A view sharing this engine's depth engines but predicting exits with ``predictor`` (table dispatch).
+
+        Example: ``eng.with_predictor(eng.predictor.with_params(quantile=0.5, margin=1))`` trades accuracy for
+        speed without reloading. The view borrows the engines: it has no ``close``; close the owner.
+
+        Raises:
+            ConfigError: ``predictor`` is None (an export without an exit table has nothing to dispatch by).
+        """
+        if predictor is None:
+            raise ConfigError("runtime | this export has no exit table, so the table dispatch is not available; "
+                              "use the probe (predictor='probe') or export with --exit-table.")
+        return self._view(predictor, None, {"predictor": type(predictor).__name__, "predictor_params": (
+            getattr(predictor, "quantile", None), getattr(predictor, "margin", None))})
+
+    def with_probe(self, risk: float | None = None, escalate: float | None | str = "keep") -> EngineView:
+        """A view sharing this engine's engines, dispatching by the probe at ``risk`` / ``escalate``.
+
+        Example: ``eng.with_probe(risk=0.3, escalate=0.6)``; ``escalate=None`` turns escalation off, and either
+        left out keeps the stored value. The view borrows the engines: it has no ``close``; close the owner.
+
+        Raises:
+            ConfigError: the engine was loaded without the probe dispatch, or a knob is out of range.
+        """
+        if self.probe is None:
+            raise ConfigError("runtime | this engine has no probe dispatch: load an export that carries a probe "
+                              "with predictor='probe' (exports get one with `geep-deploy export --probe`).")
+        probe = self.probe.with_knobs(risk, escalate)
+        return self._view(self.predictor, probe, {"predictor": "probe", "probe": probe.describe()})
+
+    # -- inference ------------------------------------------------------------------------------------------
+    def predict(
+        self,
+        texts: Sequence[str],
+        texts_b: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        depths: Sequence[int] | np.ndarray | None = None,
+        exact: bool = False,
+    ) -> PredictResult:
+        """Classify ``texts`` (or pairs with ``texts_b``).
+
+        Rows are grouped by predicted depth across the whole call (a group never exceeds ``batch_size`` rows),
+        so a caller that collects requests gets the largest dense groups.
+
+        Args:
+            texts: first texts; non-empty strings. Longer inputs are truncated to the export's max length.
+            texts_b: second texts of pairs, same length as ``texts``.
+            batch_size: most rows per engine call. Defaults to ``max_group`` or 64.
+            depths: run each row at this depth instead of the predicted one (1..L).
+            exact: run every row at depth L, the full model's answer (no early exit; ``depths`` must be None).
+
+        Raises:
+            DataError: empty list, empty or non-string text, or pair sides of different lengths.
+            ConfigError: ``exact`` with ``depths``, or ``exact`` on an engine without depth L loaded.
+        """
+        if exact:
+            if depths is not None:
+                raise ConfigError("runtime | exact=True runs every row at depth L; drop depths, or exact.")
+            if self.num_layers not in self.engines:
+                raise ConfigError(f"runtime | exact=True needs depth {self.num_layers} (the full model), but this "
+                                  f"engine loaded depths {sorted(self.engines)}. Load depth {self.num_layers}.")
+            depths = np.full(len(texts), self.num_layers, dtype=np.int64)
+        times = StageTimes()
+        with times.stage("total"):
+            with times.stage("tokenize"):
+                enc = self.encoder.encode(texts, texts_b)
+            out = self.dispatch(enc, depths=depths, batch_size=batch_size, times=times)
+        times.calls, times.rows = 1, len(enc)
+        return PredictResult(out.logits, out.depths, self.label_names, times,
+                             escalated=out.escalated if self.probe is not None and depths is None else None)
+
+    @property
+    def guarantee(self) -> dict[str, Any] | None:
+        """The consistency guarantee of the setting this engine serves (``calibrate --max-disagree``), or None.
+
+        ``{"max_disagree": EPS, "confidence": 1 - DELTA, "calibration_rows", "certified_bound", "knob", ...}``:
+        with probability at least 1 - DELTA over the calibration draw, at most EPS of rows drawn like the
+        calibration rows get another answer than depth L's. None when the export records none, or when this
+        engine dispatches by another predictor, other knobs or a fixed depth than the certified ones.
+        """
+        from runtime.guarantee import served_guarantee
+
+        manifest = self.manifest
+        if not isinstance(manifest, dict):
+            return None
+        if self.probe is not None:
+            p = self.probe.probe
+            return served_guarantee(manifest, "probe", {"risk": p.risk, "escalate": p.escalate})
+        pred = self.predictor
+        if not isinstance(pred, FixedDepth) and hasattr(pred, "quantile") and hasattr(pred, "margin"):
+            return served_guarantee(manifest, "table", {"quantile": pred.quantile, "margin": pred.margin})
+        return None
+
+    def predict_depths(self, enc: Encoded) -> np.ndarray:
+        """Exit depths of tokenized rows by the table predictor, mapped onto the loaded depths."""
+        if self.predictor is None:
+            raise ConfigError("runtime | this export has no exit table to predict depths from tokens; the probe "
+                              "dispatch decides depths after layer 1 (call predict).")
+        d = np.asarray(self.predictor.predict(enc.ids), dtype=np.int64)
+        return self._map_depths(np.clip(d, 1, self.num_layers))
+
+    def _map_depths(self, d: np.ndarray) -> np.ndarray:
+        """Raise each depth to the next loaded one; a row needing a depth above every loaded one is an error."""
+        used = self._depth_map[d]
+        if (used == 0).any():
+            need = int(d[used == 0].max())
+            raise ConfigError(f"runtime | a row needs depth {need}, but the deepest loaded depth is "
+                              f"{max(self.engines)}; running it shallower would give a worse answer than "
+                              f"predicted. Load depth {need} or deeper.")
+        return used
+
+    def dispatch(
+        self,
+        enc: Encoded,
+        depths: Sequence[int] | np.ndarray | None = None,
+        batch_size: int | None = None,
+        times: StageTimes | None = None,
+    ) -> Dispatched:
+        """Dispatch tokenized rows: by the probe when the engine has one (and no ``depths`` are given), else by
+        the table (or the given depths); answers in input order with what each row ran (`Dispatched`)."""
+        from runtime.dispatch import plan_groups, restore_order
+
+        times = times if times is not None else StageTimes()
+        cap = check_count("runtime | batch_size", batch_size, allow_none=True) or self.max_group or 64
+        if depths is None and self.probe is not None:
+            return self.probe.run(enc, cap, times, self.call_cost)
+        with times.stage("predict_exits"):
+            if depths is None:
+                d = self.predict_depths(enc)
+            else:
+                d = _explicit_depths(depths, len(enc), self.num_layers)
+                d = self._map_depths(d)
+        with times.stage("model"):
+            groups = plan_groups(d, enc.lengths, max_group=cap, call_cost=self.call_cost)
+            outs = [self._run_group(enc.take(g.indices), g.depth) for g in groups]
+            logits = restore_order(groups, outs)
+        return Dispatched.direct(logits, d)
+
+    def _run_group(self, sub: Encoded, depth: int) -> np.ndarray:
+        feed = pad_batch(sub, pad_id=self.encoder.pad_id)
+        logits = self.engines[int(depth)].infer(feed, check_inputs=False)["logits"]
+        return check_logits(logits, len(sub), len(self.label_names), f"depth {depth}")
+
+    def __repr__(self) -> str:
+        e = next(iter(self.engines.values()))
+        return (f"<{type(self).__name__} {e.backend} {e.device} {e.precision} depths={list(self.engines)} "
+                f"dispatch={'probe' if self.probe is not None else 'table'} labels={self.label_names}>")
+
+
+class GeepEngine(_Classifier):
     """Tokenizer + exit predictor + one engine per depth, behind ``predict(texts)``.
 
     Build it with `GeepEngine.load` from an export directory; the constructor takes ready parts (tests and
@@ -111,6 +281,11 @@ class GeepEngine:
             instead of ``predictor``. Defaults to None.
         call_cost: when given, every depth group is cut into engine calls by padded work plus this many tokens
             per call (`runtime.dispatch.length_cuts`) instead of every ``max_group`` rows. Defaults to None.
+        owned: further objects to close with the engine (the probe dispatch's engines, shared weights).
+        manifest: the export's manifest, for `guarantee`. Defaults to None (no guarantee).
+
+    The engine owns its engines: ``close`` (or leaving ``with``) closes them. `with_predictor` and `with_probe`
+    return views (`EngineView`) that borrow them and have no ``close``; closing the engine ends them too.
     """
 
     def __init__(
@@ -125,19 +300,11 @@ class GeepEngine:
         owned: Sequence[Any] = (),
         probe: ProbeDispatch | None = None,
         call_cost: float | None = None,
+        manifest: dict[str, Any] | None = None,
     ) -> None:
-        if not engines:
-            raise ConfigError("runtime | GeepEngine needs at least one depth engine.")
-        max_group = check_count("runtime | max_group", max_group, allow_none=True)  # 0 is not "the default"
-        self.encoder, self.predictor, self.engines = encoder, predictor, dict(sorted(engines.items()))
-        self.label_names, self.max_group, self.probe = list(label_names), max_group, probe
-        self.call_cost = call_cost
-        self.num_layers = int(getattr(predictor, "num_layers", None) or getattr(probe, "num_layers", None)
-                              or max(self.engines))
-        self.info = dict(info or {})
+        super().__init__(encoder, predictor, engines, label_names, max_group=max_group, info=info, probe=probe,
+                         call_cost=call_cost, manifest=manifest)
         self._owned = list(owned)
-        self.parts: Any = None  # what `load` built (bundle, shared weights), for the baselines' segment engines
-        self._depth_map = depth_map(sorted(self.engines), self.num_layers)
 
     # -- construction from an export ------------------------------------------------------------------------
     @classmethod
@@ -203,182 +370,27 @@ class GeepEngine:
             raise ConfigError(f"runtime | export_dir must be the path of an export folder (str or Path), got "
                               f"{export_dir!r} ({type(export_dir).__name__}).")
         check_count("runtime | max_group", max_group, allow_none=True)
+        from runtime.dispatch import parse_call_cost
+
+        cost = parse_call_cost(call_cost)  # checked before anything loads
         parts = build_parts(Path(export_dir), backend, device, precision, depths=depths, fixed_depth=fixed_depth,
                             threads=threads, share_weights=share_weights, verify=verify,
                             disable_prepacking=disable_prepacking, mmap_weights=mmap_weights, predictor=predictor,
                             risk=risk, escalate=escalate)
+        return cls.from_parts(parts, max_group=max_group, call_cost=cost)
+
+    @classmethod
+    def from_parts(cls, parts: Any, *, max_group: int | None = None,
+                   call_cost: float | None | str = "auto") -> GeepEngine:
+        """An engine over what `runtime.loading.build_parts` loaded (``load`` is ``build_parts`` then this); it
+        owns and closes the parts' engines. ``call_cost`` as in ``load``."""
         from runtime.dispatch import default_call_cost, parse_call_cost
 
         cost = parse_call_cost(call_cost)
-        cost = default_call_cost(device) if cost == "auto" else cost
-        eng = cls(parts.encoder, parts.predictor, parts.engines, parts.label_names, max_group=max_group,
-                  info=parts.info, owned=parts.owned, probe=parts.probe, call_cost=cost)
-        eng.parts = parts
-        return eng
-
-    def _view(self, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any]) -> GeepEngine:
-        view = GeepEngine(self.encoder, predictor, self.engines, self.label_names, max_group=self.max_group,
-                          info={**self.info, **info}, probe=probe, call_cost=self.call_cost)
-        view.parts = self.parts
-        return view
-
-    def with_predictor(self, predictor: Any) -> GeepEngine:
-        """A view sharing this engine's depth engines but predicting exits with ``predictor`` (table dispatch).
-
-        Example: ``eng.with_predictor(eng.predictor.with_params(quantile=0.5, margin=1))`` trades accuracy for
-        speed without reloading. Close only the original engine.
-
-        Raises:
-            ConfigError: ``predictor`` is None (an export without an exit table has nothing to dispatch by).
-        """
-        if predictor is None:
-            raise ConfigError("runtime | this export has no exit table, so the table dispatch is not available; "
-                              "use the probe (predictor='probe') or export with --exit-table.")
-        return self._view(predictor, None, {"predictor": type(predictor).__name__, "predictor_params": (
-            getattr(predictor, "quantile", None), getattr(predictor, "margin", None))})
-
-    def with_probe(self, risk: float | None = None, escalate: float | None | str = "keep") -> GeepEngine:
-        """A view sharing this engine's engines, dispatching by the probe at ``risk`` / ``escalate``.
-
-        Example: ``eng.with_probe(risk=0.3, escalate=0.6)``; ``escalate=None`` turns escalation off, and either
-        left out keeps the stored value. Close only the original engine.
-
-        Raises:
-            ConfigError: the engine was loaded without the probe dispatch, or a knob is out of range.
-        """
-        if self.probe is None:
-            raise ConfigError("runtime | this engine has no probe dispatch: load an export that carries a probe "
-                              "with predictor='probe' (exports get one with `geep-deploy export --probe`).")
-        probe = self.probe.with_knobs(risk, escalate)
-        return self._view(self.predictor, probe, {"predictor": "probe", "probe": probe.describe()})
-
-    # -- inference ------------------------------------------------------------------------------------------
-    def predict(
-        self,
-        texts: Sequence[str],
-        texts_b: Sequence[str] | None = None,
-        batch_size: int | None = None,
-        depths: Sequence[int] | np.ndarray | None = None,
-        exact: bool = False,
-    ) -> PredictResult:
-        """Classify ``texts`` (or pairs with ``texts_b``).
-
-        Rows are grouped by predicted depth across the whole call (a group never exceeds ``batch_size`` rows),
-        so a caller that collects requests gets the largest dense groups.
-
-        Args:
-            texts: first texts; non-empty strings. Longer inputs are truncated to the export's max length.
-            texts_b: second texts of pairs, same length as ``texts``.
-            batch_size: most rows per engine call. Defaults to ``max_group`` or 64.
-            depths: run each row at this depth instead of the predicted one (1..L).
-            exact: run every row at depth L, the full model's answer (no early exit; ``depths`` must be None).
-
-        Raises:
-            DataError: empty list, empty or non-string text, or pair sides of different lengths.
-            ConfigError: ``exact`` with ``depths``, or ``exact`` on an engine without depth L loaded.
-        """
-        if exact:
-            if depths is not None:
-                raise ConfigError("runtime | exact=True runs every row at depth L; drop depths, or exact.")
-            if self.num_layers not in self.engines:
-                raise ConfigError(f"runtime | exact=True needs depth {self.num_layers} (the full model), but this "
-                                  f"engine loaded depths {sorted(self.engines)}. Load depth {self.num_layers}.")
-            depths = np.full(len(texts), self.num_layers, dtype=np.int64)
-        times = StageTimes()
-        with times.stage("total"):
-            with times.stage("tokenize"):
-                enc = self.encoder.encode(texts, texts_b)
-            out = self.dispatch(enc, depths=depths, batch_size=batch_size, times=times)
-        times.calls, times.rows = 1, len(enc)
-        return PredictResult(out.logits, out.depths, self.label_names, times,
-                             escalated=out.escalated if self.probe is not None and depths is None else None)
-
-    @property
-    def guarantee(self) -> dict[str, Any] | None:
-        """The consistency guarantee of the setting this engine serves (``calibrate --max-disagree``), or None.
-
-        ``{"max_disagree": EPS, "confidence": 1 - DELTA, "calibration_rows", "certified_bound", "knob", ...}``:
-        with probability at least 1 - DELTA over the calibration draw, at most EPS of rows drawn like the
-        calibration rows get another answer than depth L's. None when the export records none, or when this
-        engine dispatches by another predictor, other knobs or a fixed depth than the certified ones.
-        """
-        from runtime.guarantee import served_guarantee
-
-        manifest = getattr(getattr(self.parts, "bundle", None), "manifest", None)
-        if not isinstance(manifest, dict):
-            return None
-        if self.probe is not None:
-            p = self.probe.probe
-            return served_guarantee(manifest, "probe", {"risk": p.risk, "escalate": p.escalate})
-        pred = self.predictor
-        if not isinstance(pred, FixedDepth) and hasattr(pred, "quantile") and hasattr(pred, "margin"):
-            return served_guarantee(manifest, "table", {"quantile": pred.quantile, "margin": pred.margin})
-        return None
-
-    def predict_depths(self, enc: Encoded) -> np.ndarray:
-        """Exit depths of tokenized rows by the table predictor, mapped onto the loaded depths."""
-        if self.predictor is None:
-            raise ConfigError("runtime | this export has no exit table to predict depths from tokens; the probe "
-                              "dispatch decides depths after layer 1 (call predict).")
-        d = np.asarray(self.predictor.predict(enc.ids), dtype=np.int64)
-        return self._map_depths(np.clip(d, 1, self.num_layers))
-
-    def _map_depths(self, d: np.ndarray) -> np.ndarray:
-        """Raise each depth to the next loaded one; a row needing a depth above every loaded one is an error."""
-        used = self._depth_map[d]
-        if (used == 0).any():
-            need = int(d[used == 0].max())
-            raise ConfigError(f"runtime | a row needs depth {need}, but the deepest loaded depth is "
-                              f"{max(self.engines)}; running it shallower would give a worse answer than "
-                              f"predicted. Load depth {need} or deeper.")
-        return used
-
-    def run_encoded(
-        self,
-        enc: Encoded,
-        depths: Sequence[int] | np.ndarray | None = None,
-        batch_size: int | None = None,
-        times: StageTimes | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Dispatch tokenized rows; returns (logits (N, C) in input order, depth used per row)."""
-        out = self.dispatch(enc, depths=depths, batch_size=batch_size, times=times)
-        return out.logits, out.depths
-
-    def dispatch(
-        self,
-        enc: Encoded,
-        depths: Sequence[int] | np.ndarray | None = None,
-        batch_size: int | None = None,
-        times: StageTimes | None = None,
-    ) -> Dispatched:
-        """Dispatch tokenized rows: by the probe when the engine has one (and no ``depths`` are given), else by
-        the table (or the given depths); answers in input order with what each row ran (`Dispatched`)."""
-        from runtime.dispatch import plan_groups, restore_order
-
-        times = times if times is not None else StageTimes()
-        cap = check_count("runtime | batch_size", batch_size, allow_none=True) or self.max_group or 64
-        if depths is None and self.probe is not None:
-            return self.probe.run(enc, cap, times, self.call_cost)
-        with times.stage("predict_exits"):
-            if depths is None:
-                d = self.predict_depths(enc)
-            else:
-                d = _explicit_depths(depths, len(enc), self.num_layers)
-                d = self._map_depths(d)
-        with times.stage("model"):
-            groups = plan_groups(d, enc.lengths, max_group=cap, call_cost=self.call_cost)
-            outs = [self._run_group(enc.take(g.indices), g.depth) for g in groups]
-            logits = restore_order(groups, outs)
-        return Dispatched.direct(logits, d)
-
-    def _run_group(self, sub: Encoded, depth: int) -> np.ndarray:
-        feed = pad_batch(sub, pad_id=self.encoder.pad_id)
-        logits = self.engines[int(depth)].infer(feed, check_inputs=False)["logits"]
-        return check_logits(logits, len(sub), len(self.label_names), f"depth {depth}")
-
-    def run_depth(self, enc: Encoded, depth: int) -> np.ndarray:
-        """All rows at one depth as one batch padded to its longest row (``full`` and ``static:k``)."""
-        return self._run_group(enc, int(self._map_depths(np.array([depth], dtype=np.int64))[0]))
+        cost = default_call_cost(parts.info.get("device", "cpu")) if cost == "auto" else cost
+        return cls(parts.encoder, parts.predictor, parts.engines, parts.label_names, max_group=max_group,
+                   info=parts.info, owned=parts.owned, probe=parts.probe, call_cost=cost,
+                   manifest=parts.bundle.manifest)
 
     # -- lifetime -------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -396,8 +408,15 @@ class GeepEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        e = next(iter(self.engines.values()))
-        return (f"<GeepEngine {e.backend} {e.device} {e.precision} depths={list(self.engines)} "
-                f"dispatch={'probe' if self.probe is not None else 'table'} labels={self.label_names}>")
+
+class EngineView(_Classifier):
+    """A `GeepEngine` seen through another predictor or other probe knobs (`GeepEngine.with_predictor`,
+    `GeepEngine.with_probe`): it borrows the owner's engines, so it has no ``close`` and is no context manager.
+    The owner closes them; a view used after that fails as the owner would.
+    """
+
+    def __init__(self, owner: GeepEngine, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any]) -> None:
+        super().__init__(owner.encoder, predictor, owner.engines, owner.label_names, max_group=owner.max_group,
+                         info=info, probe=probe, call_cost=owner.call_cost, manifest=owner.manifest)
+        self.owner = owner
 

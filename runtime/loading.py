@@ -1,4 +1,4 @@
-"""From an export directory to the parts of a `GeepEngine` (and the baselines' segment engines).
+"""From an export directory to the parts of a `GeepEngine` (and the segment engines of the bench's baselines).
 
 Kept apart from `runtime.engine` so that the engine itself knows nothing of manifests: it takes an encoder, a
 predictor and engines, whoever built them.
@@ -136,7 +136,7 @@ def build_parts(
                 raise  # by, or the graphs are there but damaged: never answer by another predictor silently
             warnings.warn(f"{e} Dispatching by the exit table instead.", RuntimeWarning, stacklevel=3)
         else:
-            parts.owned.insert(0, parts.probe)  # closed with the engine, before the shared scratch
+            parts.owned[:0] = parts.probe.engines  # closed with the engine, before the shared scratch
     _check_runs(parts)
     e = parts.engines[want[-1]]
     parts.info = {

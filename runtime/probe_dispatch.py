@@ -21,6 +21,9 @@ logits and small index arrays cross to and from the host. Other engines (ONNX Ru
 
 Thread safety: a ``ProbeDispatch`` holds no per-call state (the probe is frozen; layer-1 states live in the
 call's own arrays), and its engines are the runtime's engines, as safe to share as ``GeepEngine``'s.
+
+Lifetime: a dispatch borrows its engines and has no ``close``; `with_knobs` makes another dispatch over the same
+engines. The `GeepEngine` that loaded them closes them.
 """
 
 from __future__ import annotations
@@ -100,10 +103,8 @@ class ProbeDispatch:
 
     def with_knobs(self, risk: float | None = None, escalate: float | None | str = "keep") -> ProbeDispatch:
         """The same engines with the probe at another risk level and/or escalation threshold (None: off)."""
-        view = object.__new__(ProbeDispatch)
-        view.__dict__.update(self.__dict__)
-        view.probe = self.probe.with_knobs(risk, escalate)
-        return view
+        return ProbeDispatch(self.probe.with_knobs(risk, escalate), self.prefix, self.continuations,
+                             num_labels=self.num_labels, table=self.table, pad_id=self.pad_id)
 
     def describe(self) -> dict[str, Any]:
         """The knobs and graphs ``GeepEngine.info`` reports."""
@@ -113,11 +114,8 @@ class ProbeDispatch:
 
     @property
     def engines(self) -> list[BaseEngine]:
+        """The prefix and continuation engines, borrowed: whoever opened them closes them (`GeepEngine`)."""
         return [self.prefix, *self.continuations.values()]
-
-    def close(self) -> None:
-        for e in self.engines:
-            e.close()
 
     # -- one call ------------------------------------------------------------------------------------------------
     def run(self, enc: Encoded, max_group: int, times: StageTimes | None = None,

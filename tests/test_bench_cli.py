@@ -14,6 +14,7 @@ from geep_deploy.cli import main
 from geep_deploy.data import bundled_data_dir, load_split
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ArtifactError
+from runtime.artifacts import load_export
 from runtime.engine import GeepEngine
 from runtime.predictor import ExitPredictor, build_predictor
 
@@ -50,7 +51,7 @@ def test_load_backends_agree_and_use_the_table(tiny_export):
         with GeepEngine.load(tiny_export, backend=backend) as eng:
             assert eng.info["backend"] == backend and sorted(eng.engines) == [1, 2, 3]
             results[backend] = eng.predict(texts)
-            table = ExitPredictor.load(eng.parts.bundle.exit_table)
+            table = ExitPredictor.load(load_export(tiny_export).exit_table)
             assert results[backend].depths.tolist() == table.predict(eng.encoder.encode(texts).ids).tolist()
     np.testing.assert_allclose(results["onnxruntime"].logits, results["torch"].logits, atol=1e-4)
     with GeepEngine.load(tiny_export, backend="auto") as eng:

@@ -11,12 +11,12 @@ import pytest
 from models import tiny_checkpoint
 
 from export.bundle import export_checkpoint
+from geep_deploy.bench import baselines
+from geep_deploy.bench.harness import BenchConfig, format_table, refusal, run_bench
 from geep_deploy.cli import main
 from geep_deploy.data import bundled_data_dir, load_split
 from geep_deploy.encoding import TextEncoder
-from runtime import baselines
 from runtime.artifacts import load_export
-from runtime.benchmark import BenchConfig, format_table, refusal, run_bench
 from runtime.predictor import build_predictor
 
 

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("geep_deploy", "engines", "runtime", "export")
-APP_PREFIXES = ("geep_deploy.cli", "geep_deploy.suite", "geep_deploy.service", "bench")
+APP_PREFIXES = ("geep_deploy.cli", "geep_deploy.suite", "geep_deploy.service", "geep_deploy.bench", "bench")
 LAYERS = {"core": 0, "engines": 1, "runtime": 2, "export": 3, "app": 4}
 
 
@@ -141,6 +141,27 @@ def test_checker_catches_a_backward_import() -> None:
     g = {"runtime.loading": {"export.bundle"}, "export.bundle": set()}
     assert backward_imports(g) == ["runtime.loading (runtime) -> export.bundle (export)"]
     assert cycles({"a.x": {"a.y"}, "a.y": {"a.x"}, "a.z": set()}) == [["a.x", "a.y"]]
+
+
+def test_serving_loads_no_bench_harness() -> None:
+    """Every ``runtime`` module (what serving imports) loads no dataset loader, plotting or bench code."""
+    import subprocess
+    import sys
+
+    code = ("import pkgutil, importlib, sys, runtime\n"
+            "from geep_deploy.errors import BackendUnavailable\n"
+            "for m in pkgutil.walk_packages(runtime.__path__, 'runtime.'):\n"
+            "    try:\n"
+            "        importlib.import_module(m.name)\n"
+            "    except BackendUnavailable:\n"  # CuPy kernels where CuPy is not installed
+            "        pass\n"
+            "for name in runtime.__all__:\n"
+            "    getattr(runtime, name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib' or m == 'geep_deploy.data'"
+            " or m.startswith('geep_deploy.bench')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", f"runtime loads bench-only modules: {out.stdout.strip()}"
 
 
 def test_optional_imports_name_one_install_hint() -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from export.probe_fit import dispatch_figures, fit_probe, probe_knob
+from geep_deploy.bench.methods import parse_methods, probe_knobs
 from geep_deploy.errors import ConfigError, TableError
-from runtime.baselines import parse_methods, probe_knobs
 from runtime.probe import FEATURES, ProbeModel, probe_cost
 
 L = 4

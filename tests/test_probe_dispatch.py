@@ -16,6 +16,7 @@ import pytest
 import torch
 from models import TEXTS, real_tokenizer_json, tiny_checkpoint, tiny_model
 
+from engines.base import EngineStateError
 from engines.ort import OrtEngine
 from engines.torch_engine import TorchEngine
 from export.bundle import export_checkpoint
@@ -25,7 +26,8 @@ from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.cli import main
 from geep_deploy.encoding import TextEncoder, pad_batch
 from geep_deploy.errors import ArtifactError, ConfigError, TableError
-from runtime.engine import GeepEngine
+from runtime.artifacts import load_export
+from runtime.engine import EngineView, GeepEngine
 from runtime.keys import pad_rows
 from runtime.manifest import MANIFEST, SELF_HASH
 from runtime.predictor import ExitPredictor, build_predictor
@@ -132,7 +134,7 @@ def test_prefix_then_continuation_equals_depth_graph(backend, export, model, enc
 
 def _expected_depths(engine: GeepEngine, offline: np.ndarray) -> np.ndarray:
     enc = engine.encoder.encode(TEXTS)
-    mass = ExitPredictor.load(engine.parts.bundle.exit_table).exit_mass(*pad_rows(enc.ids))
+    mass = ExitPredictor.load(load_export(engine.info["export"]).exit_table).exit_mass(*pad_rows(enc.ids))
     return length_probe().depths(probe_features(offline[:, 0], enc.lengths, mass))
 
 
@@ -211,6 +213,32 @@ def test_threads_equal_serial(engines, backend) -> None:
         np.testing.assert_allclose(results[j].logits, want.logits, atol=1e-5)
         np.testing.assert_array_equal(results[j].depths, want.depths)
         np.testing.assert_array_equal(results[j].escalated, want.escalated)
+
+
+def test_views_borrow_the_owners_engines(export) -> None:
+    """A view (other probe knobs, another predictor) borrows its owner's engines: no ``close``, no ``with``. The old
+    bug: ``with engine.with_probe(risk=0.3) as v:`` closed the owner's engines on leaving the block; now a view can
+    be used and dropped and the owner still predicts. Closing the owner closes every engine, the probe's too."""
+    owner = GeepEngine.load(export, backend="onnxruntime", threads=1)
+    want = owner.predict(TEXTS).logits
+    probe_view = owner.with_probe(risk=0.3)
+    views = [probe_view, owner.with_predictor(owner.predictor), probe_view.with_probe(escalate=None)]
+    for v in views:
+        assert isinstance(v, EngineView) and not isinstance(v, GeepEngine) and v.owner is owner
+        assert not hasattr(v, "close") and v.engines == owner.engines
+        with pytest.raises((TypeError, AttributeError)):
+            with v:  # a view is no context manager: leaving a block cannot close what it borrows
+                pass
+        v.predict(TEXTS)
+    knobs = owner.probe.with_knobs(risk=0.3)  # the probe dispatch's view: the same engines, nothing to close
+    assert knobs.prefix is owner.probe.prefix and not hasattr(knobs, "close")
+    del views, probe_view, knobs
+    np.testing.assert_allclose(owner.predict(TEXTS).logits, want)
+    survivor = owner.with_probe(risk=0.3)
+    owner.close()
+    assert all(e.is_closed for e in [*owner.engines.values(), *owner.probe.engines])
+    with pytest.raises(EngineStateError, match="closed"):
+        survivor.predict(TEXTS)  # closing the owner ends its views
 
 
 def test_table_dispatch_on_the_same_export(export, engines) -> None:

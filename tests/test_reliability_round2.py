@@ -390,7 +390,7 @@ def test_stalled_connections_are_closed_and_good_requests_still_answered(tmp_pat
     from models import TEXTS
     from service_helpers import tiny_service_export
 
-    from geep_deploy.service.loadgen import ServerProcess, http_get
+    from geep_deploy.bench.loadgen import ServerProcess, http_get
 
     export = tiny_service_export(tmp_path)
     log = tmp_path / "serve.log"

@@ -14,17 +14,11 @@ from runtime_helpers import export_depth_graphs, export_segment_graphs
 
 from engines.ort import OrtEngine, OrtWeightPool
 from engines.torch_engine import TorchEngine
+from geep_deploy.bench.baselines import EngineSegments, MethodRunner, run_layerwise
+from geep_deploy.bench.methods import MethodSpec, parse_methods
 from geep_deploy.encoding import TextEncoder, pad_batch
 from geep_deploy.errors import ConfigError, DataError
 from geep_deploy.exits import entropy_exit_depths, patience_exit_depths
-from runtime.baselines import (
-    EngineSegments,
-    MethodRunner,
-    MethodSpec,
-    TorchSegments,
-    parse_methods,
-    run_layerwise,
-)
 from runtime.engine import FixedDepth, GeepEngine
 
 L = 3
@@ -175,7 +169,14 @@ def reference_all_depths(model, feed):
     return np.stack([x.numpy() for x in out], axis=1)
 
 
-@pytest.mark.parametrize("segments_kind", ["onnxruntime", "torch-engines", "torch-modules"])
+def torch_segments(model, resident: bool = False) -> EngineSegments:
+    """The ``embed`` and ``layer{k}`` torch engines; ``resident``: states stay torch tensors between layers."""
+    return EngineSegments(TorchEngine(model, kind="embed", resident=resident).load(),
+                          [TorchEngine(model, kind="layer", depth=k, resident=resident).load()
+                           for k in range(1, L + 1)])
+
+
+@pytest.mark.parametrize("segments_kind", ["onnxruntime", "torch-engines", "torch-resident"])
 @pytest.mark.parametrize("spec", [MethodSpec("fastbert", 0.0), MethodSpec("fastbert", 0.69),
                                   MethodSpec("fastbert", 1.0), MethodSpec("pabee", 1), MethodSpec("pabee", 2)])
 def test_layerwise_baselines_match_exit_rules(model, encoder, graph_dir, segments_kind, spec):
@@ -183,11 +184,9 @@ def test_layerwise_baselines_match_exit_rules(model, encoder, graph_dir, segment
     if segments_kind == "onnxruntime":
         segments = EngineSegments(OrtEngine(seg["embed"]).load(),
                                   [OrtEngine(seg[f"layer{k}"]).load() for k in range(1, L + 1)])
-    elif segments_kind == "torch-engines":
-        segments = EngineSegments(TorchEngine(model, kind="embed").load(),
-                                  [TorchEngine(model, kind="layer", depth=k).load() for k in range(1, L + 1)])
     else:
-        segments = TorchSegments(model)
+        segments = torch_segments(model, resident=segments_kind == "torch-resident")
+        assert segments.resident == (segments_kind == "torch-resident")
     feed = pad_batch(encoder.encode(TEXTS))
     all_logits = reference_all_depths(model, feed)
     if spec.family == "fastbert":
@@ -225,7 +224,7 @@ def test_layerwise_cut_path_pads_less_and_cuts_again_as_rows_leave(model, encode
     spec = MethodSpec("pabee", 2)
     work = {}
     for cost in (None, 0.0):
-        seg = _CountingSegments(TorchSegments(model))
+        seg = _CountingSegments(torch_segments(model, resident=True))
         run_layerwise(seg, feed, L, spec, call_cost=cost)
         work[cost] = sum(r * w for r, w in seg.calls)
         if cost is not None:

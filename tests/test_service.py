@@ -19,6 +19,7 @@ from service_helpers import TEXTS, tiny_service_export
 pytest.importorskip("fastapi", reason="the service needs the `service` extra: pip install 'geep-deploy[service]'")
 pytest.importorskip("aiohttp", reason="the load test needs aiohttp (the `dev` extra)")
 
+from geep_deploy.bench.loadgen import ServerProcess, http_get, load, run_load  # noqa: E402
 from geep_deploy.cli import main  # noqa: E402
 from geep_deploy.service.batcher import BatcherConfig, MicroBatcher, QueueFull, ShuttingDown  # noqa: E402
 from geep_deploy.service.limits import (  # noqa: E402
@@ -27,7 +28,6 @@ from geep_deploy.service.limits import (  # noqa: E402
     RequestTooLarge,
     check_request,
 )
-from geep_deploy.service.loadgen import ServerProcess, http_get, load, run_load  # noqa: E402
 from geep_deploy.service.metrics import Counter, Histogram, Registry, parse_samples  # noqa: E402
 from geep_deploy.service.pooling import Rows, plan_pool, scatter, take_pool  # noqa: E402
 from geep_deploy.service.runner import PoolRunner  # noqa: E402

@@ -62,7 +62,7 @@ def _payloads(n: int) -> list[dict]:
 
 
 def _check_answers(url: str, export_dir: Path, n: int = 48) -> None:
-    from geep_deploy.service.loadgen import load
+    from geep_deploy.bench.loadgen import load
     from runtime import GeepEngine
 
     payloads = _payloads(n)
@@ -79,7 +79,7 @@ def test_ray_serve_local_same_routes_and_answers(export_dir: Path, no_leftovers:
     import ray
     from ray import serve
 
-    from geep_deploy.service.loadgen import free_port, http_get
+    from geep_deploy.bench.loadgen import free_port, http_get
     from geep_deploy.service.ray_app import app_builder
 
     port = free_port()
@@ -109,7 +109,7 @@ def test_two_node_cluster_one_replica_per_node_both_answer(export_dir: Path, no_
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    from geep_deploy.service.loadgen import free_port, http_get
+    from geep_deploy.bench.loadgen import free_port, http_get
     from geep_deploy.service.ray_app import GeepDeployment
 
     port = free_port()

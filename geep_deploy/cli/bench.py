@@ -66,8 +66,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from geep_deploy.atomic import atomic_path, check_output_file
+    from geep_deploy.bench.harness import BenchConfig, format_table, run_bench
+    from geep_deploy.bench.plot import plot
     from geep_deploy.limits import check_count
-    from runtime.benchmark import BenchConfig, format_table, plot, run_bench
 
     if args.repeats < 1:
         raise ConfigError(f"bench | --repeats must be >= 1, got {args.repeats}.")

@@ -256,7 +256,7 @@ def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[s
 
 def _bench_run(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], reported: np.ndarray,
                log: _Log, ds: str, bs: int, run: int) -> dict[str, Any]:
-    from runtime.benchmark import BenchConfig, run_bench
+    from geep_deploy.bench.harness import BenchConfig, run_bench
 
     path = work / f"bench_b{bs}_run{run}.json"
     rows = cfg.bench_rows[bs]

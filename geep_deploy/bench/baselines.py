@@ -13,132 +13,23 @@ Every method is handed the same batches (rows sorted by length), and every metho
 the same way: by padded work plus the engine's cost per call (``runtime.dispatch.length_cuts``, the engine's
 ``call_cost``). ``full`` and ``static`` run through GEEP's own dispatch with every row at one depth; the
 layer-by-layer methods cut the batch before layer 1 and cut the rows still running again whenever rows leave.
-They run the export's segment graphs (``embed``, ``layer{k}``) on ONNX Runtime/TensorRT, and the `ExitBert`
-modules directly on torch.
+They run the export's segment engines (``embed``, ``layer{k}``: graphs on ONNX Runtime/TensorRT, the `ExitBert`
+modules on torch) through the runner protocol of `engines.base`, as every other method does.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from engines.torch_cuda import fp32_precision_scope
+from geep_deploy.bench.methods import GEEP_FAMILIES, MethodSpec, probe_knobs
 from geep_deploy.encoding import Encoded, pad_batch
 from geep_deploy.errors import ConfigError
-from geep_deploy.exits import BENCH_SWEEPS, normalized_entropy
+from geep_deploy.exits import normalized_entropy
 from runtime.timing import StageTimes
-
-FAMILIES = ("full", "static", "geep", "geep-pool", "probe", "fastbert", "pabee")
-GEEP_FAMILIES = ("geep", "geep-pool")
-DEFAULT_SWEEPS = BENCH_SWEEPS
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A method name with its parameter: ``fastbert:0.3`` -> ("fastbert", 0.3)."""
-
-    family: str
-    param: float | int | str | None = None
-    source: str | None = None  # ``probe:0.3@skip``: runs on the bench's export named ``skip``
-
-    @property
-    def name(self) -> str:
-        at = "" if self.source is None else f"@{self.source}"
-        if self.param is None:
-            return self.family + at
-        return (f"{self.family}:{self.param}" if isinstance(self.param, str) else f"{self.family}:{self.param:g}") + at
-
-    @property
-    def layerwise(self) -> bool:
-        return self.family in ("fastbert", "pabee")
-
-
-def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
-    """Parse ``full,geep,fastbert:0.3,pabee,static:2``; a bare fastbert/pabee/static expands to a sweep.
-
-    ``geep`` uses the export's tuned exit table; ``geep:Q+M`` overrides its quantile Q and margin M.
-    ``probe`` uses the export's probe at its stored knobs; ``probe:R`` sets the risk R, ``probe:R+escT`` also the
-    escalation threshold T (``export.probe_fit.probe_knob`` writes these strings).
-    ``geep-pool`` (same parameters) pools the whole split per predicted depth before batching, as a service
-    that collects requests does: batches are cut from rows sorted by (depth, length), not from length order.
-    A suffix ``@NAME`` runs the method on another export the bench was given under that name
-    (``probe:0.3@skip``: the probe dispatch of an export that exits through the shared exit path).
-
-    Raises:
-        ConfigError: unknown family or bad parameter, naming the expected form.
-    """
-    out: list[MethodSpec] = []
-    for item in (t.strip() for t in text.split(",") if t.strip()):
-        method, at, source = item.partition("@")
-        if at and not source.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(f"bench | bad method {item!r}: after @ comes the name of an export given to the bench "
-                              "(letters, digits, - and _), e.g. probe:0.3@skip.")
-        before = len(out)
-        family, _, arg = method.partition(":")
-        if family not in FAMILIES:
-            raise ConfigError(f"bench | unknown method {family!r}. Expected one of {FAMILIES} "
-                              "(with :speed for fastbert, :patience for pabee, :k for static).")
-        try:
-            if family == "full":
-                if arg:
-                    raise ValueError
-                out.append(MethodSpec(family))
-            elif family in GEEP_FAMILIES:
-                if arg:
-                    q, _, m = arg.partition("+")
-                    if not 0.0 <= float(q) <= 1.0 or int(m or 0) < 0:
-                        raise ValueError
-                    out.append(MethodSpec(family, f"{float(q):g}+{int(m or 0)}"))
-                else:
-                    out.append(MethodSpec(family))
-            elif family == "probe":
-                out.append(MethodSpec(family, _probe_param(arg) if arg else None))
-            elif family == "static":
-                ks = [int(arg)] if arg else list(range(1, num_layers))
-                if any(not 1 <= k <= num_layers for k in ks):
-                    raise ValueError
-                out += [MethodSpec("static", k) for k in ks]
-            elif family == "fastbert":
-                speeds = [float(arg)] if arg else list(DEFAULT_SWEEPS["fastbert"])
-                if any(not 0.0 <= s <= 1.0 for s in speeds):
-                    raise ValueError
-                out += [MethodSpec("fastbert", s) for s in speeds]
-            else:
-                ps = [int(arg)] if arg else list(DEFAULT_SWEEPS["pabee"])
-                if any(p < 1 for p in ps):
-                    raise ValueError
-                out += [MethodSpec("pabee", p) for p in ps]
-        except ValueError:
-            raise ConfigError(f"bench | bad method {item!r}: static:k needs 1 <= k <= {num_layers}, fastbert:s "
-                              "needs 0 <= s <= 1, pabee:p needs p >= 1, geep:Q+M needs quantile 0 <= Q <= 1 and "
-                              "margin M >= 0 (e.g. geep:0.5+1), probe:R[+escT] needs risk and threshold in [0, 1] "
-                              "(e.g. probe:0.3+esc0.6).") from None
-        if at:
-            out[before:] = [MethodSpec(m.family, m.param, source) for m in out[before:]]
-    if not out:
-        raise ConfigError(f"bench | --methods {text!r} names no method. Give a comma list such as full,geep.")
-    return list(dict.fromkeys(out))
-
-
-def _probe_param(arg: str) -> str:
-    """``0.3`` or ``0.3+esc0.6`` checked and normalised (ValueError when malformed)."""
-    risk, esc = probe_knobs(arg)
-    return f"{risk:g}" + ("" if esc is None else f"+esc{esc:g}")
-
-
-def probe_knobs(param: str) -> tuple[float, float | None]:
-    """(risk, escalation threshold or None) of a ``probe:`` parameter; ValueError when malformed."""
-    r, plus, e = param.partition("+")
-    if plus and not e.startswith("esc"):
-        raise ValueError(param)
-    risk, esc = float(r), float(e[3:]) if plus else None
-    if not 0.0 <= risk <= 1.0 or (esc is not None and not 0.0 <= esc <= 1.0):
-        raise ValueError(param)
-    return risk, esc
 
 
 @dataclass
@@ -167,65 +58,59 @@ class Segments(Protocol):
 
 
 class EngineSegments:
-    """Segments over `BaseEngine` objects (ONNX Runtime, TensorRT, or torch engines of kind embed/layer)."""
+    """Segments over `BaseEngine` objects of kind ``embed`` and ``layer`` (ONNX Runtime, TensorRT or torch).
+
+    When every engine is ``device_resident`` (torch on CUDA, TensorRT) the states stay on the device between
+    layers (``infer_states``; only each layer's logits cross to the host), else they are host arrays (``infer``).
+    """
 
     def __init__(self, embed: Any, layers: list[Any]) -> None:
         self.embed_engine, self.layers = embed, layers
+        self.resident = all(getattr(e, "device_resident", False) for e in (embed, *layers))
 
-    def embed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        h = self.embed_engine.infer({"input_ids": feed["input_ids"], "token_type_ids": feed["token_type_ids"]},
-                                    check_inputs=False)["hidden"]
-        return {"hidden": h, "attention_mask": feed["attention_mask"]}
+    def _run(self, engine: Any, feed: dict[str, Any]) -> dict[str, Any]:
+        return engine.infer_states(feed) if self.resident else engine.infer(feed, check_inputs=False)
 
-    def layer(self, k: int, state: dict[str, np.ndarray]) -> np.ndarray:
-        out = self.layers[k - 1].infer(state, check_inputs=False)
+    def embed(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        h = self._run(self.embed_engine, {"input_ids": feed["input_ids"],
+                                          "token_type_ids": feed["token_type_ids"]})["hidden"]
+        mask = feed["attention_mask"]
+        return {"hidden": h, "attention_mask": _beside(mask, h) if self.resident else mask}
+
+    def layer(self, k: int, state: dict[str, Any]) -> np.ndarray:
+        engine = self.layers[k - 1]
+        out = self._run(engine, state)
         state["hidden"] = next(v for n, v in out.items() if n != "logits")
-        return out["logits"]
+        return engine.to_host(out["logits"]) if self.resident else out["logits"]
 
-    def keep(self, state: dict[str, np.ndarray], rows: np.ndarray, width: int) -> dict[str, np.ndarray]:
-        return {"hidden": np.ascontiguousarray(state["hidden"][rows, :width]),
-                "attention_mask": np.ascontiguousarray(state["attention_mask"][rows, :width])}
+    def keep(self, state: dict[str, Any], rows: np.ndarray, width: int) -> dict[str, Any]:
+        return {k: _take(v, rows, width) for k, v in state.items()}
 
     def close(self) -> None:
         for eng in (self.embed_engine, *self.layers):
             eng.close()
 
 
-class TorchSegments:
-    """Segments straight on a loaded `ExitBert` (tensors stay on the device between layers)."""
-
-    def __init__(self, model: Any, device: str = "cpu", precision: str = "fp32") -> None:
+def _beside(a: np.ndarray, ref: Any) -> Any:
+    """Host array ``a`` on the device and library of ``ref`` (a torch tensor or a CuPy array)."""
+    if type(ref).__module__.startswith("torch"):
         import torch
 
-        self.torch, self.model, self.device, self.precision = torch, model, device, precision
+        return torch.as_tensor(a, device=ref.device)
+    import cupy as cp
 
-    def _scope(self) -> Any:
-        """The engines' TF32/fp32 setting, so the baselines run in the same arithmetic as GEEP and ``full``."""
-        if self.device != "cuda":  # the TF32 switch only governs CUDA matmuls
-            return contextlib.nullcontext()
-        return fp32_precision_scope(self.torch, self.precision)
+    return cp.asarray(a)
 
-    def embed(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
-        from geep_deploy.model import mask_to_bias
 
-        t = {k: self.torch.from_numpy(v).to(self.device) for k, v in feed.items()}
-        with self.torch.inference_mode(), self._scope():
-            h = self.model.embeddings(t["input_ids"], t["token_type_ids"])
-            return {"hidden": h, "mask": t["attention_mask"], "bias": mask_to_bias(t["attention_mask"], h.dtype)}
+def _take(x: Any, rows: np.ndarray, width: int) -> Any:
+    """Rows ``rows`` of ``x`` cut to ``width`` columns, contiguous, where ``x`` lives (NumPy, torch or CuPy)."""
+    if isinstance(x, np.ndarray):
+        return np.ascontiguousarray(x[rows, :width])
+    if type(x).__module__.startswith("torch"):
+        return x[_beside(rows, x), :width].contiguous()
+    import cupy as cp
 
-    def layer(self, k: int, state: dict[str, Any]) -> np.ndarray:
-        with self.torch.inference_mode(), self._scope():
-            h = self.model.run_layers(state["hidden"], state["bias"], k - 1, k)
-            state["hidden"] = h
-            return self.model.classify(k, h, state["mask"]).float().cpu().numpy()
-
-    def keep(self, state: dict[str, Any], rows: np.ndarray, width: int) -> dict[str, Any]:
-        idx = self.torch.from_numpy(rows).to(self.device)
-        return {k: v.index_select(0, idx)[..., :width] if k == "bias" else v.index_select(0, idx)[:, :width]
-                for k, v in state.items()}
-
-    def close(self) -> None:  # the model belongs to the engine that loaded it
-        pass
+    return cp.ascontiguousarray(x[cp.asarray(rows), :width])
 
 
 def run_layerwise(segments: Segments, feed: dict[str, np.ndarray], num_layers: int, spec: MethodSpec,
@@ -307,8 +192,7 @@ class _LayerWalk:
 
 def state_width(state: Any) -> int:
     """The padded width a segment state runs at (its attention mask's second axis)."""
-    mask = state["attention_mask"] if "attention_mask" in state else state["mask"]
-    return int(mask.shape[1])
+    return int(state["attention_mask"].shape[1])
 
 
 class MethodRunner:
@@ -338,8 +222,8 @@ class MethodRunner:
         t0 = time.perf_counter()
         if s.family in ("full", "static"):  # the same cut dispatch as GEEP's groups (one depth, every row)
             k = self.num_layers if s.family == "full" else int(s.param)
-            logits, d = eng.run_encoded(enc, depths=np.full(len(enc), k, dtype=np.int64), batch_size=len(enc))
-            return BatchOut(logits, d, np.ones_like(d), time.perf_counter() - t0)
+            out = eng.dispatch(enc, depths=np.full(len(enc), k, dtype=np.int64), batch_size=len(enc))
+            return BatchOut(out.logits, out.depths, out.heads, time.perf_counter() - t0)
         feed = pad_batch(enc, pad_id=eng.encoder.pad_id)
         logits, d = run_layerwise(self.segments, feed, self.num_layers, s, call_cost=eng.call_cost)
         return BatchOut(logits, d, d.copy(), time.perf_counter() - t0)

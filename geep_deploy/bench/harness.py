@@ -18,14 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from geep_deploy.bench.baselines import EngineSegments, MethodRunner
+from geep_deploy.bench.methods import GEEP_FAMILIES, MethodSpec, parse_methods
 from geep_deploy.data import load_split
 from geep_deploy.encoding import length_sorted_batches
 from geep_deploy.errors import ArtifactError, ConfigError
 from geep_deploy.flops import flops_speedup
 from geep_deploy.machine import machine_info
-from runtime.baselines import GEEP_FAMILIES, EngineSegments, MethodRunner, MethodSpec, TorchSegments
 from runtime.dispatch import plan_groups
 from runtime.engine import GeepEngine
+from runtime.loading import Parts, build_parts, segment_engines
 from runtime.timing import median, percentiles
 
 
@@ -47,14 +49,15 @@ class BenchConfig:
     progress: bool = True
 
 
-def _segments(eng: GeepEngine, backend: str, device: str, precision: str, threads: int | None) -> Any:
-    if eng.parts is None:
-        raise ConfigError("bench | layer-by-layer baselines need an engine loaded with GeepEngine.load.")
-    if eng.parts.model is not None:
-        return TorchSegments(eng.parts.model, device, precision)
-    from runtime.loading import segment_engines
+def _load(export: str | Path, backend: str, device: str, precision: str, **options: Any) -> tuple[GeepEngine, Parts]:
+    """An engine over one export, and the parts it was built from (the segment engines share their weights)."""
+    parts = build_parts(Path(export), backend, device, precision, **options)
+    return GeepEngine.from_parts(parts), parts
 
-    embed, layers = segment_engines(eng.parts, backend, device, precision, threads)
+
+def _segments(parts: Parts, backend: str, device: str, precision: str, threads: int | None) -> EngineSegments:
+    """The ``embed`` and ``layer{k}`` engines of an export, on the weights its depth engines already hold."""
+    embed, layers = segment_engines(parts, backend, device, precision, threads)
     return EngineSegments(embed, layers)
 
 
@@ -207,7 +210,6 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     from runtime.artifacts import load_export
-    from runtime.baselines import parse_methods
 
     bundle = load_export(cfg.export, verify=True)
     L = bundle.shape.num_hidden_layers
@@ -229,15 +231,16 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             else:
                 run_specs.append(spec)
         wants_geep = any(s.family in (*GEEP_FAMILIES, "probe") and s.source is None for s in run_specs)
-        engines: dict[str, GeepEngine] = {}
+        engines: dict[str, tuple[GeepEngine, Parts]] = {}
         segments: dict[str, Any] = {}
         try:
-            ok, main = _guarded(errors, _cell(precision, cfg.backend), GeepEngine.load, cfg.export, cfg.backend,
-                                cfg.device, precision, threads=cfg.threads, depths=bundle.depths,
-                                fixed_depth=None if wants_geep else L, verify=False)
+            ok, loaded = _guarded(errors, _cell(precision, cfg.backend), _load, cfg.export, cfg.backend,
+                                  cfg.device, precision, threads=cfg.threads, depths=bundle.depths,
+                                  fixed_depth=None if wants_geep else L, verify=False)
             if not ok:
                 continue
-            engines["same-export"] = main
+            engines["same-export"] = loaded
+            main = loaded[0]
             backend = main.info["backend"]
             contenders: list[_Contender] = []
             for spec in run_specs:
@@ -264,29 +267,30 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                         bar.update(1)
                 bar.close()
                 if live:
-                    records += _summarise(live, labels, lengths, main, backend, cfg.device, precision, bs)
+                    records += _summarise(live, labels, lengths, bundle.shape, backend, cfg.device, precision,
+                                          bs)
         finally:  # a failed run leaves no session or CUDA context behind
             for seg in segments.values():
                 if seg is not None:
                     seg.close()
-            for e in engines.values():
+            for e, _ in engines.values():
                 e.close()
     return {"machine": machine_info(cfg.device), "config": _config_dict(cfg), "records": records,
             "skipped": skipped, "errors": errors}
 
 
 def _contender(cfg: BenchConfig, spec: MethodSpec, precision: str, backend: str, L: int,
-               engines: dict[str, GeepEngine], segments: dict[str, Any],
+               engines: dict[str, tuple[GeepEngine, Parts]], segments: dict[str, Any],
                skipped: list[dict[str, Any]]) -> _Contender | None:
     """A method bound to its engine (loaded once per export and precision); None when its graphs are missing."""
     source = _source(cfg, spec)
     if source not in engines:  # an export named by @ dispatches; a baseline's runs fixed depths
-        engines[source] = GeepEngine.load(source, backend, cfg.device, precision,
-                                          fixed_depth=None if spec.source else L, threads=cfg.threads)
-    eng = engines[source]
+        engines[source] = _load(source, backend, cfg.device, precision, fixed_depth=None if spec.source else L,
+                                threads=cfg.threads)
+    eng, parts = engines[source]
     if spec.layerwise and source not in segments:
         try:
-            segments[source] = _segments(eng, backend, cfg.device, precision, cfg.threads)
+            segments[source] = _segments(parts, backend, cfg.device, precision, cfg.threads)
         except ArtifactError as e:
             segments[source] = None
             skipped.append({"precision": precision, "source": source, "reason": str(e)})
@@ -304,17 +308,16 @@ def _warm_up(c: _Contender, cfg: BenchConfig, ds: Any, enc_all: Any, batches: li
     c.run(ds.texts_a, ds.texts_b, c.own[: cfg.warmup_batches], record=False, timed=False)
 
 
-def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.ndarray, main: GeepEngine,
+def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.ndarray, shape: Any,
                backend: str, device: str, precision: str, bs: int) -> list[dict[str, Any]]:
-    shape, C = main.parts.bundle.shape, len(main.label_names)
-    L = shape.num_hidden_layers
+    C, L = len(contenders[0].runner.engine.label_names), shape.num_hidden_layers
     full = next((c for c in contenders if c.spec.family == "full"), None)  # None: full failed at this cell
     full_model = median(full.model_s) if full is not None else None
     full_e2e = median(full.e2e_s) if full is not None else None
     out = []
     for c in contenders:
         d = c.depths
-        skip = c.runner.engine.parts is not None and c.runner.engine.parts.bundle.exit_mode == "skip"
+        skip = c.runner.engine.info.get("exit_mode") == "skip"
         layers = d + ((d < L) & skip) if c.spec.family in (*GEEP_FAMILIES, "static") else c.layers
         acc = float((c.logits.argmax(axis=1) == labels).mean())
         m_model, m_e2e = median(c.model_s), median(c.e2e_s)
@@ -372,31 +375,3 @@ def format_table(records: list[dict[str, Any]], errors: Sequence[dict[str, Any]]
         bs = "" if e.get("batch_size") is None else f" batch {e['batch_size']}"
         lines.append(f"{e['status'].upper()}: {e['method']} {e['backend']} {e['precision']}{bs}: {e['reason']}")
     return "\n".join(lines)
-
-
-def plot(records: list[dict[str, Any]], out: Path) -> Path:
-    """Accuracy against wall-clock speed-up, one series per (method family, precision, batch size)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    series: dict[tuple, list[dict[str, Any]]] = {}
-    for r in records:
-        if r["wall_speedup"] is not None:  # None: no full model at that cell to compare with
-            series.setdefault((r["family"], r["precision"], r["batch_size"]), []).append(r)
-    markers = {"full": "*", "static": "s", "geep": "o", "geep-pool": "D", "probe": "P", "fastbert": "^", "pabee": "v"}
-    for (fam, prec, bs), rs in sorted(series.items()):
-        rs = sorted(rs, key=lambda r: r["wall_speedup"])
-        ax.plot([r["wall_speedup"] for r in rs], [r["accuracy"] for r in rs], marker=markers.get(fam, "x"),
-                label=f"{fam} {prec} b{bs}", linestyle="-" if len(rs) > 1 else "none")
-    ax.set_xlabel("wall-clock speed-up vs full (model time)")
-    ax.set_ylabel("accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out

@@ -1,0 +1,4 @@
+"""The benchmark harness (app layer, beside the CLI, the suite and the service): the methods and their parsing
+(`methods`), the layer-by-layer baselines (`baselines`), the bench runner (`harness`), its figure (`plot`) and
+the HTTP load generator (`loadgen`). Serving (`runtime`) imports none of it.
+"""
