@@ -151,7 +151,7 @@ def main() -> int:
                 path = b.find(depth=k, precision=p, variant=v).path
                 try:
                     logits, secs = dev_logits(path, enc, batches, args.threads)
-                except Exception as e:  # noqa: BLE001 - record what ORT cannot run
+                except Exception as e:  # record what ORT cannot run
                     agree[key][k] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
                     print(f"{key} depth{k}: not runnable on ORT CPU", flush=True)
                     continue

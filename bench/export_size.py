@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def checkpoint(path: Path | None):  # noqa: ANN201 - a geep_deploy Checkpoint
+def checkpoint(path: Path | None):  # a geep_deploy Checkpoint
     from geep_deploy.checkpoint import Checkpoint, load_checkpoint
 
     if path is not None:

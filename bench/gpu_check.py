@@ -209,7 +209,7 @@ def child(args: argparse.Namespace) -> int:
         sec = {"status": "ok", **out}
     except Skip as e:
         sec = {"status": "skipped", "reason": str(e)}
-    except Exception as e:  # noqa: BLE001 - recorded; the parent judges the section failed
+    except Exception as e:  # recorded; the parent judges the section failed
         sec = {"status": "error", "error": f"{type(e).__name__}: {str(e)[:1000]}",
                "traceback": traceback.format_exc()[-4000:], "checks": ctx.checks}
     write_json(args.result, sec)
@@ -289,13 +289,13 @@ def environment(ctx: Ctx) -> dict[str, Any]:
         info["cuda_runtime"] = cp.cuda.runtime.runtimeGetVersion()
         try:
             info["nvrtc"] = ".".join(map(str, cp.cuda.nvrtc.getVersion()))
-        except Exception as e:  # noqa: BLE001 - recorded
+        except Exception as e:  # recorded
             info["nvrtc"] = f"unavailable ({type(e).__name__}: {e})"
         k = cp.RawKernel(r'extern "C" __global__ void twice(float* x) { x[threadIdx.x] *= 2.0f; }', "twice")
         x = cp.arange(32, dtype=cp.float32)
         k((1,), (32,), (x,))
         ctx.check("cupy_kernel_compiles", bool((x.get() == 2 * cp.arange(32).get()).all()))
-    except Exception as e:  # noqa: BLE001 - the check fails with the reason
+    except Exception as e:  # the check fails with the reason
         ctx.check("cupy_kernel_compiles", False, error=f"{type(e).__name__}: {str(e)[:500]}")
     return {"result": info, "checks": ctx.checks}
 
@@ -580,7 +580,7 @@ def graphs(ctx: Ctx) -> dict[str, Any]:
         try:
             for _ in range(5):
                 outs[(k, j)] = engs[k - 1].infer(f)["logits"]
-        except Exception as e:  # noqa: BLE001 - collected and judged below
+        except Exception as e:  # collected and judged below
             errors.append(f"depth {k} thread {j}: {type(e).__name__}: {e}")
 
     ts = [threading.Thread(target=work, args=(k, j)) for k in range(1, L + 1) for j in range(2)]
@@ -664,7 +664,7 @@ def _threads_equal_serial(eng: Any, texts: list[str], n: int = 4) -> tuple[bool,
     def work(i: int) -> None:
         try:
             got[i] = eng.predict(texts[i::n], batch_size=16)
-        except Exception as e:  # noqa: BLE001 - judged by the caller
+        except Exception as e:  # judged by the caller
             errs.append(f"{type(e).__name__}: {e}")
 
     ts = [threading.Thread(target=work, args=(i,)) for i in range(n)]

@@ -51,7 +51,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> 
     return scores
 
 
-def two_level_curve(score: np.ndarray, logits: np.ndarray, labels: np.ndarray, shape, lengths) -> list[dict]:  # noqa: ANN001
+def two_level_curve(score: np.ndarray, logits: np.ndarray, labels: np.ndarray, shape, lengths) -> list[dict]:
     """Accuracy and FLOPs speed-up when rows scoring below each quantile answer at depth 1, the rest at depth L."""
     from geep_deploy.flops import flops_speedup
 

@@ -106,7 +106,7 @@ def run_cli(argv: list[str], expect_ok: bool = False) -> tuple[str, str]:
             rc = main(argv)
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 2
-    except BaseException as e:  # noqa: BLE001 - what the user would see as a traceback
+    except BaseException as e:  # what the user would see as a traceback
         return "traceback", f"{type(e).__name__}: {e}"[:300]
     text = err.getvalue().strip()
     if "Traceback" in text:
@@ -123,7 +123,7 @@ def run_api(fn: Callable[[], Any], check: Callable[[Any], bool] | None = None) -
         res = fn()
     except GeepError as e:
         return "clean", f"{type(e).__name__}: {e}"[:300]
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         return "traceback", f"{type(e).__name__}: {e}"[:300] + " | " + traceback.format_exc().splitlines()[-3][:120]
     if check is not None and check(res):
         return "correct", "ran, same answer as the reference"
@@ -575,7 +575,7 @@ def interrupt_cases(ws: dict[str, Path], tmp: Path, ref: tuple[list[str], list[i
             return "traceback", err.strip().splitlines()[-1][:300]
         try:
             labels = load_and_predict(out)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             return "data_lost", f"the export no longer loads: {type(e).__name__}: {e}"[:300]
         if not predict_matches(ref)(labels):
             return "data_lost", "the export answers differently after the kill"

@@ -42,7 +42,7 @@ class ReferenceEngine(BaseEngine):
         try:
             self._proto = onnx.load(str(self.path))
             self._ev = ReferenceEvaluator(self._proto)
-        except Exception as e:  # noqa: BLE001 - onnx raises protobuf, OSError and its own errors
+        except Exception as e:  # onnx raises protobuf, OSError and its own errors
             raise EngineBuildError(f"{self.name} | onnx.reference cannot load {self.path}: {e}") from e
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -242,10 +242,6 @@ class OrtEngine(BaseEngine):
     def _output_names(self) -> list[str]:
         return [o.name for o in self._session.get_outputs()]
 
-    def output_names(self) -> list[str]:
-        self._require_loaded()
-        return self._output_names
-
     def _input_metadata(self) -> dict[str, TensorMeta]:
         meta = {}
         for i in self._session.get_inputs():

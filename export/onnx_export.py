@@ -93,7 +93,7 @@ def export_graph(
                     opset_version=max(opset, 18), dynamo=True, verbose=False, optimize=True,
                 )
                 proto = prog.model_proto
-    except Exception as e:  # noqa: BLE001 - any exporter failure becomes one actionable error
+    except Exception as e:  # any exporter failure becomes one actionable error
         raise ExportError(
             f"onnx | exporting {graph_name(kind, depth)} with the {exporter} exporter failed: "
             f"{type(e).__name__}: {str(e)[:400]}. Try --exporter {'dynamo' if exporter == 'torchscript' else 'torchscript'}."

@@ -52,7 +52,7 @@ def quantize_dynamic_graph(fp32_path: str | Path) -> onnx.ModelProto:
                 q.quantize_dynamic(str(fp32_path), str(out), weight_type=q.QuantType.QInt8,
                                    op_types_to_quantize=["MatMul"], per_channel=False,
                                    extra_options={"MatMulConstBOnly": True})
-        except Exception as e:  # noqa: BLE001 - the quantiser raises untyped errors
+        except Exception as e:  # the quantiser raises untyped errors
             raise ExportError(f"int8 | dynamic quantisation of {Path(fp32_path).name} failed: {str(e)[:300]}") from e
         return onnx.load(str(out))
 
@@ -89,7 +89,7 @@ def quantize_qdq_graph(fp32_path: str | Path, calib_feeds: Sequence[dict[str, np
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "MatMulConstBOnly": True,
                                    "QuantizeBias": False},
                 )
-        except Exception as e:  # noqa: BLE001 - the quantiser raises untyped errors
+        except Exception as e:  # the quantiser raises untyped errors
             raise ExportError(f"int8 | Q/DQ quantisation of {Path(fp32_path).name} failed: {str(e)[:300]}") from e
         proto = onnx.load(str(out))
     bad = sorted({n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx")})

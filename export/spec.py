@@ -65,7 +65,7 @@ class Profile:
 
     shapes: dict[str, ShapeRange] = field(default_factory=dict)
 
-    def add(self, name: str, min: Sequence[int], opt: Sequence[int], max: Sequence[int]) -> Profile:  # noqa: A002
+    def add(self, name: str, min: Sequence[int], opt: Sequence[int], max: Sequence[int]) -> Profile:
         return Profile({**self.shapes, name: ShapeRange(tuple(min), tuple(opt), tuple(max))})
 
     def to_dict(self) -> dict[str, dict[str, list[int]]]:

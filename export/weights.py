@@ -71,7 +71,7 @@ class SharedWeightsFile:
         self.path = Path(path)
         self.min_bytes, self.align = min_bytes, align
         self._index: dict[str, tuple[int, int]] = {}
-        self._f: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self._f: BinaryIO | None = open(self.path, "wb")  # closed in close()
 
     def __enter__(self) -> SharedWeightsFile:
         return self

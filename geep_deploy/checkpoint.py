@@ -172,7 +172,7 @@ def _check_metadata(payload: dict[str, Any]) -> None:
         TextEncoder(payload["tokenizer_json"], max(max_len, 8))
     except GeepError:
         raise
-    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for a malformed tokenizer
+    except Exception as e:  # tokenizers raises a bare Exception for a malformed tokenizer
         raise ValueError(f"its tokenizer does not load ({type(e).__name__}: {str(e)[:150]})") from None
 
 

@@ -32,13 +32,13 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     for mod in LIBRARIES:
         try:
             info[mod] = importlib.import_module(mod).__version__
-        except Exception:  # noqa: BLE001 - absent or broken libraries are simply not recorded
+        except Exception:  # absent or broken libraries are simply not recorded
             pass
     if device == "cuda":
         try:
             import torch
 
             info["gpu"] = torch.cuda.get_device_name(0)
-        except Exception:  # noqa: BLE001 - machine info is best effort; the run itself reports real failures
+        except Exception:  # machine info is best effort; the run itself reports real failures
             info["gpu"] = "unknown"
     return info

@@ -95,7 +95,7 @@ class ExportBundle:
 
             try:
                 return load_file(str(art.path))
-            except Exception as e:  # noqa: BLE001 - SafetensorError, OSError: a damaged file, named
+            except Exception as e:  # SafetensorError, OSError: a damaged file, named
                 raise ArtifactError(f"export | {art.path} cannot be read ({type(e).__name__}: {e}). "
                                     "Re-export with --force.") from None
         try:

@@ -300,7 +300,7 @@ def _damaged_if_it_fails(parts: Parts, what: str) -> Iterator[None]:
         yield
     except GeepError:
         raise
-    except Exception as e:  # noqa: BLE001 - ORT Fail, shape errors, ...: all a damaged export
+    except Exception as e:  # ORT Fail, shape errors, ...: all a damaged export
         raise ArtifactError(f"export | the {what} graph of {parts.bundle.root} fails on a one-row check run "
                             f"({type(e).__name__}: {str(e).strip()[:300]}). Re-export with --force.") from None
 
@@ -310,7 +310,7 @@ def _encoder(bundle: Any) -> TextEncoder:
         return TextEncoder(bundle.tokenizer_json, bundle.max_len)
     except GeepError as e:
         raise ArtifactError(f"export | {bundle.root / bundle.manifest['tokenizer']['file']}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for a malformed file
+    except Exception as e:  # tokenizers raises a bare Exception for a malformed file
         raise ArtifactError(f"export | {bundle.root / bundle.manifest['tokenizer']['file']} is not a valid "
                             f"tokenizer ({type(e).__name__}: {str(e)[:200]}). Re-export with --force.") from None
 
@@ -323,7 +323,7 @@ def _open_checked(bundle: Any, parts: Parts, backend: str, device: str, precisio
         return make_engine(bundle, parts, backend, device, precision, kind=kind, depth=depth, threads=threads)
     except (GeepError, ImportError):
         raise
-    except Exception as e:  # noqa: BLE001 - onnx DecodeError, ORT Fail, truncated data: all a damaged export
+    except Exception as e:  # onnx DecodeError, ORT Fail, truncated data: all a damaged export
         try:
             where = bundle.find(kind=kind, depth=depth, backend=FORMAT_OF_BACKEND[backend],
                                 precision=weights_precision(precision)).path
@@ -338,7 +338,7 @@ def _load_predictor(path: Path, device: str) -> Any:
     pred = ExitPredictor.load(path)
     if device == "cuda" and importlib.util.find_spec("cupy") is not None:
         try:
-            return _DevicePredictor(pred)
+            return DevicePredictor(pred)
         except BackendUnavailable as e:  # e.g. CuPy without NVRTC headers: the host predictor gives the same depths
             warnings.warn(f"{e} Predicting exits on the host instead.", RuntimeWarning, stacklevel=2)
     return pred
@@ -369,7 +369,7 @@ def device_predictor_min_batch(value: int | str | None = None) -> int:
     return n
 
 
-class _DevicePredictor:
+class DevicePredictor:
     """The exit predictor on CUDA loads: host NumPy for small batches, the GPU lookup for large ones.
 
     Both give the same depths (fixed-point mass, see ``runtime.predictor``). The kernels are compiled and the
@@ -382,8 +382,8 @@ class _DevicePredictor:
         self.quantile, self.margin = getattr(pred, "quantile", None), getattr(pred, "margin", None)
         self.min_batch = device_predictor_min_batch(min_batch)
 
-    def with_params(self, quantile: float, margin: int) -> _DevicePredictor:
-        return _DevicePredictor(self.pred.with_params(quantile, margin), self.min_batch)
+    def with_params(self, quantile: float, margin: int) -> DevicePredictor:
+        return DevicePredictor(self.pred.with_params(quantile, margin), self.min_batch)
 
     def predict(self, ids: list[Any]) -> Any:
         if len(ids) < max(self.min_batch, 1):

@@ -37,7 +37,7 @@ def has_cupy_gpu() -> bool:
         import cupy
 
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - any CUDA driver failure means "no usable GPU"
+    except Exception:  # any CUDA driver failure means "no usable GPU"
         return False
 
 

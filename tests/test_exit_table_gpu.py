@@ -23,7 +23,7 @@ from runtime.keys import EMPTY_KEY, pad_rows, padded_keys
 L = 5
 
 
-def _to_device(host: ExitHashTable):  # noqa: ANN202 - CuPy is imported only where a GPU test runs
+def _to_device(host: ExitHashTable):  # CuPy is imported only where a GPU test runs
     from runtime.kernels.cupy_table import CupyExitHashTable
 
     return CupyExitHashTable.from_host(host)

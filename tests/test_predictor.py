@@ -170,7 +170,7 @@ def test_device_predictor_threshold_is_a_setting(monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.cupy
 def test_device_predictor_paths_and_quantiles_agree_with_numpy_exactly() -> None:
-    from runtime.loading import _DevicePredictor
+    from runtime.loading import DevicePredictor
 
     rng = np.random.default_rng(5)
     rows = _rows(*[rng.choice([7, 8, 9, 500, 501, 502], size=int(rng.integers(0, 30))).tolist() for _ in range(200)])
@@ -178,5 +178,5 @@ def test_device_predictor_paths_and_quantiles_agree_with_numpy_exactly() -> None
         for q in (0.0, 0.25, 0.5, 0.6, 0.9, 1.0):
             p = _predictor(weighting).with_params(q, 0)
             want = p.predict(rows).tolist()
-            assert _DevicePredictor(p, min_batch=0).predict(rows).tolist() == want  # always the GPU
-            assert _DevicePredictor(p, min_batch=10**6).predict(rows).tolist() == want  # always the host
+            assert DevicePredictor(p, min_batch=0).predict(rows).tolist() == want  # always the GPU
+            assert DevicePredictor(p, min_batch=10**6).predict(rows).tolist() == want  # always the host

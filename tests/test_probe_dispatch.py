@@ -200,7 +200,7 @@ def test_threads_equal_serial(engines, backend) -> None:
         try:
             v, ix, b = jobs[j]
             results[j] = v.predict([TEXTS[i] for i in ix], batch_size=b)
-        except BaseException as e:  # noqa: BLE001 - re-raised below in the main thread
+        except BaseException as e:  # re-raised below in the main thread
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]

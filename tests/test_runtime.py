@@ -118,7 +118,7 @@ def test_threads_equal_serial(engines, backend):
         try:
             ix, d = jobs[j]
             results[j] = eng.predict([TEXTS[i] for i in ix], depths=d, batch_size=3).logits
-        except BaseException as e:  # noqa: BLE001 - re-raised below in the main thread
+        except BaseException as e:  # re-raised below in the main thread
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]

@@ -141,7 +141,7 @@ def _guarded(errors: list[dict[str, Any]], cell: dict[str, Any], fn: Callable[..
     """
     try:
         return True, fn(*args, **kwargs)
-    except Exception as e:  # noqa: BLE001 - one failing cell must not lose the others (or the JSON)
+    except Exception as e:  # one failing cell must not lose the others (or the JSON)
         reason = f"{type(e).__name__}: {str(e).strip()[:600]}"
         errors.append({**cell, "status": "error", "reason": reason})
         where = " ".join(f"{k}={v}" for k, v in cell.items() if v not in (None, "*"))
@@ -156,7 +156,7 @@ def _release_device_memory() -> None:
     if torch is not None and torch.cuda.is_available():
         try:
             torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001 - best effort; the next cell reports its own failure
+        except Exception:  # best effort; the next cell reports its own failure
             pass
 
 

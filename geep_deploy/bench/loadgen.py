@@ -37,7 +37,7 @@ def free_port() -> int:
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
     """(status, body) of a GET; connection errors give status 0."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback URLs we built
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # loopback URLs we built
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -51,7 +51,7 @@ def _children(pid: int) -> list[int]:
         import psutil
 
         return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except Exception:  # noqa: BLE001 - no psutil, or the process is gone: nothing to clean up
+    except Exception:  # no psutil, or the process is gone: nothing to clean up
         return []
 
 
@@ -87,7 +87,7 @@ class ServerProcess:
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         cmd = [sys.executable, "-m", "geep_deploy.cli", "serve", *self.serve_args, "--host", "127.0.0.1",
                "--port", str(self.port)]
-        self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:

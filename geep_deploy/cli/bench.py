@@ -8,8 +8,8 @@ expand to a sweep (speeds 0.1,0.2,0.3,0.5; patience 1,2,3; depths 1..L-1); give 
 normalised entropy 0.6); `geep` always dispatches by the exit table.
 
 Example:
-  geep-deploy bench --export runs/export --data geep_deploy/datasets/sst2_demo --batch-sizes 64 \\
-      --methods full,geep,fastbert,pabee --baseline-export fastbert=runs/export_fastbert --json out.json
+  geep-deploy bench --export runs/demo/export_geep --data geep_deploy/datasets/sst2_demo --batch-sizes 64 \\
+      --methods full,probe,fastbert --baseline-export fastbert=runs/demo/export_fastbert --json out.json
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from geep_deploy.errors import ConfigError
 from geep_deploy.names import AUTO, BACKENDS, DEVICES, ONNXRUNTIME, PRECISIONS
 
 
-def _csv(kind: type, what: str):  # noqa: ANN202 - argparse type factory
+def _csv(kind: type, what: str):  # argparse type factory
     def parse(text: str) -> list:
         try:
             vals = [kind(x) for x in text.split(",") if x.strip()]

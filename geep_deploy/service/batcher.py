@@ -198,7 +198,7 @@ class MicroBatcher:
             try:
                 outcome = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self.run_pool, [p.rows for p in pool])
-            except Exception as e:  # noqa: BLE001 - an engine crash answers every request of the pool
+            except Exception as e:  # an engine crash answers every request of the pool
                 for p in pool:
                     if not p.future.done():
                         p.future.set_exception(e)

@@ -60,7 +60,6 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
                 "test rows (posts: mean 65 characters, p90 138; 23 exact dev/test duplicates exist in the full "
                 "files)."),
 )}
-DEFAULT_DATASETS = tuple(DATASETS)
 
 
 def parse_datasets(text: str) -> list[DatasetSpec]:

@@ -39,7 +39,7 @@ def _module() -> Any:
     try:
         mod = cupy.RawModule(code=SOURCE, options=("--std=c++11",))
         mod.compile()
-    except Exception as e:  # noqa: BLE001 - NVRTC / header lookup errors come in several types
+    except Exception as e:  # NVRTC / header lookup errors come in several types
         raise BackendUnavailable(f"exit table | compiling the CUDA kernels failed ({type(e).__name__}: "
                                  f"{str(e)[:300]}). {_NVRTC_HINT}") from e
     return mod
