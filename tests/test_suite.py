@@ -108,40 +108,82 @@ def test_drop_seen_removes_test_rows_whose_text_was_trained_or_tuned_on() -> Non
     assert drop_seen(test)[1] == 0
 
 
-def test_training_checks_pick_the_better_exit_per_depth() -> None:
-    from geep_deploy.suite.page import training_checks
-
-    s = {"per_depth_accuracy": {"geep": [0.50, 0.70, 0.80], "fastbert": [0.66, 0.72, 0.81]},
-         "per_depth_shared_path": [0.64, 0.69], "majority_share": 0.5, "full_accuracy": 0.81,
-         "train_seconds": {"geep": 10.0, "fastbert": 8.0}}
-    c = training_checks(s)
-    assert c["students_mean_points"] == pytest.approx(100 * ((0.64 + 0.70) - (0.66 + 0.72)) / 2)
-    assert c["shared_path_better_at"] == [1] and c["geep_at_chance_where_fastbert_learns"] == [1]
-    assert c["depth_l_minus_full_points"] == pytest.approx(-1.0)
+def _gap(points: float, low: float, high: float) -> dict:
+    return {"points": points, "low": low, "high": high, "seeds": 1}
 
 
-def test_goal_margins_count_a_gap_exactly_at_the_margin_as_met() -> None:
-    """6 rows of 2,000 is 0.30 points, which float subtraction turns into -0.30000000000000027."""
-    from geep_deploy.suite.page import FASTBERT_GOAL_POINTS, within
+def _pair(target: float, verdict: str | None) -> dict:
+    if verdict is None:
+        return {"target": target, "fastbert": "fastbert:0.3", "geep": None}
+    return {"target": target, "fastbert": "fastbert:0.3", "geep": "probe:0.1", "fastbert_wall": 2.0,
+            "geep_wall": 2.4, "fastbert_runs": [1.9, 2.1], "geep_runs": [2.3, 2.5], "geep_test_accuracy": 0.8,
+            "fastbert_test_accuracy": 0.79, "spread": 0.2, "verdict": verdict}
 
-    gap = 100 * (0.883 - 0.886)
-    assert gap < -FASTBERT_GOAL_POINTS and within(gap, FASTBERT_GOAL_POINTS)
-    assert not within(100 * (0.8825 - 0.886), FASTBERT_GOAL_POINTS) and within(+2.0, 0.0)
+
+def _set(name: str, fb: dict | None, full: dict | None, walls: dict, entropy: float = 0.7, majority: float = 0.5):
+    from geep_deploy.suite.page import SetResults
+
+    at = {"probe": {"2": {"mean": 0.8, "sd": 0.0, "n": 1}}, "geep_entropy": {"2": {"mean": entropy, "sd": 0, "n": 1}}}
+    summary = {"seeds": [1], "full_margin_points": 1.0, "wall_clock": walls, "accuracy_at": at,
+               "gaps": {"vs_fastbert": {"probe": {"2": fb}}, "vs_full": {"probe": {"2": full}}}}
+    seed = {"per_depth_accuracy": {"geep": [0.5, 0.8]}, "full_accuracy": 0.8, "majority_share": majority}
+    return SetResults(name, name, {1: seed}, summary)
 
 
-def test_goal_tally_counts_only_the_sets_that_learn() -> None:
-    from geep_deploy.suite.page import goal_tally
+def test_wall_verdict_needs_every_seed_to_agree() -> None:
+    from geep_deploy.suite.page_tables import wall_verdict
 
-    def summary(name: str, geep: list[float], full: float, fastbert: tuple = (0.6, 0.7, 0.8)) -> dict:
-        return {"dataset": {"name": name}, "per_depth_accuracy": {"geep": geep, "fastbert": list(fastbert)},
-                "per_depth_shared_path": [], "majority_share": 0.5, "full_accuracy": full, "targets": [2.0],
-                "points": {"fastbert": [None]}, "train_seconds": {}}
+    assert wall_verdict({"1": [_pair(2.0, "ahead")], "2": [_pair(2.0, "ahead"), _pair(3.0, "behind")]}) == "ahead"
+    assert wall_verdict({"1": [_pair(2.0, "ahead")], "2": [_pair(2.0, "level")]}) == "mixed"
+    assert wall_verdict({"1": [_pair(2.0, None)]}) == "unmatched"
+    assert wall_verdict({"1": [_pair(3.0, "ahead")]}) == wall_verdict({}) == "-"
 
-    t = goal_tally([summary("a", [0.7, 0.75, 0.8], 0.803), summary("b", [0.6, 0.7, 0.79], 0.80),
-                    summary("flat", [0.5, 0.5, 0.5], 0.505, (0.5, 0.5, 0.5))])
-    assert t["sets_that_learn"] == ["a", "b"]
-    assert t["depth_l"] == [1, 2] and t["students"] == [2, 2] and t["no_head_at_chance"] == [2, 2]
-    assert t["fastbert_2x"] == [0, 2] and t["probe_auc"] == [0, 2]  # nothing measured is nothing met
+
+def test_goal_tally_counts_interval_verdicts_on_the_sets_that_learn() -> None:
+    from geep_deploy.suite.page import learns
+    from geep_deploy.suite.page_tables import goal_rows, goal_tally, losses, tally_lines
+
+    sets = [_set("a", _gap(1.0, 0.2, 1.8), _gap(-0.5, -0.9, 0.1), {"1": [_pair(2.0, "ahead")]}),
+            _set("b", _gap(-1.0, -1.6, -0.2), _gap(-2.0, -3.0, -1.2), {"1": [_pair(2.0, None)]}, entropy=0.9),
+            _set("c", None, None, {}),
+            _set("flat", _gap(5.0, 4.0, 6.0), _gap(0, 0, 0), {}, majority=0.8)]
+    learning = [s for s in sets if learns(s)]
+    assert [s.name for s in learning] == ["a", "b", "c"]  # `flat`: no classifier beats its majority class
+    t = goal_tally(learning)
+    assert t["vs_fastbert_verdict"] == {"ahead": ["a"], "behind": ["b"], "-": ["c"]}
+    assert t["vs_full_verdict"] == {"met": ["a"], "missed": ["b"], "-": ["c"]}
+    assert t["wall"] == {"ahead": ["a"], "unmatched": ["b"], "-": ["c"]}
+    lines = tally_lines(t, 1.0)
+    assert "ahead on 1 of 3 (a); behind on 1 of 3 (b); not measured on 1 of 3 (c)" in lines[0]
+    assert "met on 1 of 3 (a); missed on 1 of 3 (b)" in lines[1]
+    assert goal_rows(learning)[0][2:4] == ["+1.00 [+0.20, +1.80]", "ahead"]
+    said = " ".join(losses(learning))
+    assert "loses to FastBERT at 2x FLOPs on b" in said and "below `full` at 2x FLOPs on b" in said
+    assert "no point as accurate, on b" in said and "entropy exit are more accurate" in said
+    assert losses(learning[:1]) == ["The pre-registered GEEP loses no comparison of the tally on the sets measured "
+                                    "so far."]
+
+
+def test_consistency_rows_flag_budgets_exceeded_on_test() -> None:
+    from geep_deploy.suite.page import SetResults
+    from geep_deploy.suite.page_tables import consistency_rows, violation_lines
+
+    def row(method: str, eps: float, test: float) -> dict:
+        return {"method": method, "rule": "max_disagree", "eps": eps, "delta": 0.1, "certified": True,
+                "test_disagreement": test, "upper_bound": eps * 0.9, "flops_speedup": 2.0, "violated": test > eps}
+
+    drop = {"method": "geep_probe", "rule": "max_drop", "test_disagreement": 0.03, "flops_speedup": 2.5,
+            "violated_at": {"0.01": True, "0.05": False}}
+    too_few = {"method": "fastbert", "rule": "max_disagree", "eps": 0.01, "delta": 0.1, "certified": False,
+               "error": "too few", "rows_needed": 230}
+    recs = [row("geep_probe", 0.01, 0.02), too_few, row("geep_probe", 0.05, 0.01), row("fastbert", 0.05, 0.04), drop]
+    s = SetResults("a", "a", {7: {"consistency": recs}}, {})
+    rows = consistency_rows([s])
+    assert rows[0] == ["a", "7", "1%", "2.00 **exceeds** / 0.90 / 2.00x", "pool too small (230 rows needed)",
+                       "3.00 **exceeds** / 2.50x"]
+    assert rows[1][3:] == ["1.00 / 4.50 / 2.00x", "4.00 / 4.50 / 2.00x", "3.00 / 2.50x"]
+    assert violation_lines([s]) == ["geep_probe: 1 of 2 certified cases exceed EPS on test (delta 0.1).",
+                                    "fastbert: 0 of 1 certified cases exceed EPS on test (delta 0.1)."]
 
 
 def test_tune_split_halves_are_disjoint_and_cover_the_test_rows() -> None:
@@ -224,7 +266,8 @@ def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
     root = tmp_path / "data"
     write_toy_dataset(root / "toy", rows=160, unique=True)
     spec = DatasetSpec("toy", "Toy (en, 2 classes)", "en", "train", "dev", 40, 16, 32, "toy split.", pool_rows=120)
-    cfg = SuiteConfig(datasets=[spec], data_root=root, work=tmp_path / "work", results=tmp_path / "results",
+    cfg = SuiteConfig(datasets=[spec], data_root=root, work=tmp_path / "work",
+                      results=tmp_path / "results" / "multi_dataset",
                       backbone=tiny_backbone_dir(tmp_path / "bb"), epochs=1, bench_rows={1: 4, 64: 16}, repeats=1,
                       command="test", train_seeds=(1, 2))
     s = run_dataset(cfg, spec, suite_run._Log(), 1)
@@ -262,6 +305,32 @@ def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
     assert agg["seeds"] == [1, 2] and agg["fastbert_depth_l_equals_full"] is True
     assert agg["depth_l_minus_full"]["seeds"] == 2 and set(agg["gaps"]["vs_fastbert"]) >= {"probe", "geep_entropy"}
     assert json.loads((cfg.results / "toy" / "summary.json").read_text())["seeds"] == [1, 2]
+    _page_renders_from_the_seed_files(cfg.results, cfg.work, tmp_path)
+
+
+def _page_renders_from_the_seed_files(results: Path, work: Path, tmp_path: Path) -> None:
+    """docs/results.md and the README block from a tiny run's JSON: the protocol before any table, the sets
+    not measured yet and the missing seeds named, a plot per measured set."""
+    import importlib.util
+
+    from geep_deploy.suite.page import refresh_summaries, write_page
+
+    assert refresh_summaries(results, work) == []
+    (results / "toy" / "summary.json").unlink()
+    assert refresh_summaries(results, tmp_path / "elsewhere")[0].startswith("toy: kept the committed summary")
+    refresh_summaries(results, work)
+    text = write_page(results, tmp_path / "docs" / "results.md", planned=(1, 2, 3)).read_text()
+    assert text.index("## The protocol") < text.index("\n|") and text.index("`probe`: the layer-1 probe") < text.index("\n|")
+    assert "- toy: seeds 1, 2; missing 3" in text and "- sst2: not measured yet" in text
+    assert "toy equal" in text and "## Training compute" in text and "## The consistency guarantee" in text
+    assert (tmp_path / "docs" / "results" / "toy.png").is_file()
+    spec = importlib.util.spec_from_file_location("render_docs", Path(__file__).parents[1] / "bench" / "render_docs.py")
+    rd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rd)
+    block = rd.block_multi_dataset(rd.Results(results.parent))
+    assert block[0].startswith("_Generated by `bench/render_docs.py` from `bench/results/") and "written by `test`" in block[0]
+    assert any(line.startswith("| toy | 1, 2 |") for line in block)
+    assert any(line.startswith("| sst2 | not measured yet |") for line in block)
 
 
 @settings(max_examples=30, deadline=None)
@@ -348,3 +417,28 @@ def test_verdicts_follow_the_interval() -> None:
     assert verdict({"points": -1.0, "low": -1.5, "high": -0.1}) == "behind"
     assert verdict({"points": -0.4, "low": -0.9, "high": 0.1}, margin=1.0) == "met"
     assert verdict({"points": -0.4, "low": -1.2, "high": 0.1}, margin=1.0) == "missed" and verdict(None) == "-"
+
+
+def test_fastbert_compute_is_full_plus_distillation() -> None:
+    """bench/train_time.py scales FastBERT as published: `full`'s epochs (same repeats) plus its distillation;
+    the page's table adds the suite's distillation seconds beside FastBERT's total."""
+    import importlib.util
+
+    from geep_deploy.suite.page import SetResults
+    from geep_deploy.suite.page_tables import training_rows
+
+    spec = importlib.util.spec_from_file_location("train_time", Path(__file__).parents[1] / "bench" / "train_time.py")
+    tt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tt)
+    per_epoch = {"full": {"full": [10.0, 12.0, 11.0]}, "fastbert": {"fastbert-2-distill": [3.0, 4.0, 5.0]},
+                 "geep": {"geep": [20.0]}}
+    fb = tt.budget_record(per_epoch, "fastbert", 4, 10)
+    assert fb["budget_epochs"] == [4, 5] and list(fb["seconds_per_epoch"]) == [tt.TEACHER_STAGE, "fastbert-2-distill"]
+    assert fb["seconds_at_budget"] == pytest.approx(11 * 4 + 4 * 5)
+    assert tt.budget_record(per_epoch, "geep", 4, 10)["seconds_at_budget"] == pytest.approx(80)
+    secs = {m: {"mean": v, "sd": 0.0, "n": 2} for m, v in (("full", 100.0), ("geep", 150.0), ("pabee", 120.0),
+                                                           ("fastbert", 130.0))}
+    seeds = {1: {"stage_seconds": {"fastbert": {"fastbert-2-distill": 28.0}}},
+             2: {"stage_seconds": {"fastbert": {"fastbert-2-distill": 32.0}}}}
+    row = training_rows([SetResults("a", "a", seeds, {"seeds": [1, 2], "train_seconds": secs})])[0]
+    assert row == ["a", "1, 2", "100 ± 0", "150 ± 0", "120 ± 0", "130 ± 0 (distillation 30)", "1.15"]

@@ -1,0 +1,365 @@
+"""The results page's tables and verdict sentences, each built from the suite's JSON (``page.SetResults``).
+
+Every figure comes from a seed file (``<results>/<set>/seed<S>.json``, ``run.run_dataset``) or the summary across
+seeds (``<results>/<set>/summary.json``, ``aggregate.aggregate_dataset``); nothing here computes a new statistic
+beyond means over seeds and counts of verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from geep_deploy.suite.aggregate import verdict
+from geep_deploy.suite.consistency import violation_summary
+from geep_deploy.suite.run import ABLATIONS, ALL_DEPTH_L, HEADLINE
+
+LABELS = {"full": "full", "probe": "GEEP (pre-registered: layer-1 probe)", "geep": "GEEP, token table",
+          "probe_esc": "GEEP, probe + escalation", "probe_skip": "GEEP, probe, shared exit path",
+          "geep_entropy": "GEEP's students, entropy exit", "fastbert": "FastBERT (entropy)",
+          "pabee": "PABEE (patience)", "static": "static truncation (GEEP's students)"}
+BASELINES = (HEADLINE, "fastbert", "pabee")
+TARGET = "2"  # the goal tally's target FLOPs speed-up (a key of the summary's per-target dicts)
+TRAINED = ("full", "geep", "pabee", "fastbert")
+NONE = "–"
+
+
+def pct(x: float | None) -> str:
+    return NONE if x is None else f"{100 * x:.2f}"
+
+
+def mean_sd(d: dict[str, Any] | None, scale: float = 100.0, fmt: str = "{:.2f}") -> str:
+    """``mean ± sd`` over seeds (the sd only with more than one seed)."""
+    if not d:
+        return NONE
+    text = fmt.format(scale * d["mean"])
+    return text if d["n"] < 2 else f"{text} ± {fmt.format(scale * d['sd'])}"
+
+
+def gap_text(g: dict[str, Any] | None) -> str:
+    """A gap in points with its 95% interval: ``+1.23 [+0.30, +2.10]``."""
+    return NONE if g is None else f"{g['points']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}]"
+
+
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def names(sets: Iterable[Any]) -> str:
+    return ", ".join(s.name for s in sets) or "none"
+
+
+# -- the goal tally --------------------------------------------------------------------------------------------
+
+def wall_verdict(pairs_by_seed: dict[str, list[dict[str, Any]]], target: float = 2.0) -> str:
+    """One set's equal-accuracy wall-clock verdict at ``target`` over its seeds (``aggregate.wall_clock_pairs``):
+    the seeds' common verdict (``ahead`` / ``level`` / ``behind``; ``unmatched`` where no benched GEEP point was
+    as accurate on the tuning rows), ``mixed`` when the seeds disagree, ``-`` when nothing was benched."""
+    found = [p for pairs in pairs_by_seed.values() for p in pairs if p["target"] == target]
+    if not found:
+        return "-"
+    verdicts = {"unmatched" if p["geep"] is None else p["verdict"] for p in found}
+    return verdicts.pop() if len(verdicts) == 1 else "mixed"
+
+
+def set_goals(summary: dict[str, Any]) -> dict[str, Any]:
+    """The pre-registered GEEP's three goals on one set, each with its interval and verdict."""
+    fb = summary["gaps"]["vs_fastbert"][HEADLINE][TARGET]
+    full = summary["gaps"]["vs_full"][HEADLINE][TARGET]
+    return {"vs_fastbert": fb, "vs_fastbert_verdict": verdict(fb),
+            "vs_full": full, "vs_full_verdict": verdict(full, summary["full_margin_points"]),
+            "wall": wall_verdict(summary["wall_clock"])}
+
+
+def goal_tally(learning: list[Any]) -> dict[str, Any]:
+    """Counts of each verdict over the measured sets that learn: ``{goal: {verdict: [set names]}}``."""
+    out: dict[str, dict[str, list[str]]] = {"vs_fastbert_verdict": {}, "vs_full_verdict": {}, "wall": {}}
+    for s in learning:
+        g = set_goals(s.summary)
+        for k in out:
+            out[k].setdefault(g[k], []).append(s.name)
+    return {"sets": [s.name for s in learning], **out}
+
+
+def tally_lines(t: dict[str, Any], margin: float) -> list[str]:
+    n = len(t["sets"])
+
+    def counts(goal: str, order: tuple[str, ...]) -> str:
+        """Every verdict that occurs (the goal's own, first, always), with its sets; ``-``: not measured."""
+        shown = [v for v in order if t[goal].get(v) or v == order[0]]
+        return "; ".join(f"{'not measured' if v == '-' else v} on {len(t[goal].get(v, []))} of {n}"
+                         + (f" ({', '.join(t[goal][v])})" if t[goal].get(v) else "") for v in shown)
+
+    return ["- at exactly 2x FLOPs, the pre-registered GEEP against FastBERT: "
+            + counts("vs_fastbert_verdict", ("ahead", "level", "behind", "-")) + ";",
+            f"- at exactly 2x FLOPs, against `full` (goal: the interval's low end at most {margin:g} point below): "
+            + counts("vs_full_verdict", ("met", "missed", "-")) + ";",
+            "- at equal accuracy (chosen on tuning rows), batch-64 wall-clock against FastBERT at the 2x target: "
+            + counts("wall", ("ahead", "level", "behind", "unmatched", "mixed", "-")) + "."]
+
+
+def goal_rows(learning: list[Any]) -> list[list[str]]:
+    rows = []
+    for s in learning:
+        g = set_goals(s.summary)
+        rows.append([s.name, ", ".join(map(str, s.summary["seeds"])), gap_text(g["vs_fastbert"]),
+                     g["vs_fastbert_verdict"], gap_text(g["vs_full"]), g["vs_full_verdict"], g["wall"]])
+    return rows
+
+
+GOAL_HEAD = ["set", "seeds", "GEEP - FastBERT at 2x (pts, 95% CI)", "verdict", "GEEP - full at 2x (pts, 95% CI)",
+             "verdict", "b64 wall-clock at equal accuracy"]
+
+
+def losses(learning: list[Any]) -> list[str]:
+    """Plain sentences for every set where the pre-registered GEEP loses a comparison."""
+    t = goal_tally(learning)
+    out = []
+    behind = t["vs_fastbert_verdict"].get("behind", [])
+    if behind:
+        out.append(f"GEEP loses to FastBERT at 2x FLOPs on {', '.join(behind)}: the whole interval is below zero.")
+    missed = t["vs_full_verdict"].get("missed", [])
+    if missed:
+        out.append(f"GEEP falls more than the margin below `full` at 2x FLOPs on {', '.join(missed)}.")
+    slow = t["wall"].get("behind", []) + t["wall"].get("unmatched", [])
+    if slow:
+        out.append(f"At equal accuracy FastBERT is faster at batch 64, or GEEP has no point as accurate, on "
+                   f"{', '.join(slow)}.")
+    mixed = t["wall"].get("mixed", [])
+    if mixed:
+        out.append(f"At equal accuracy the seeds disagree on the batch-64 wall-clock verdict on {', '.join(mixed)}.")
+    entropy = [s.name for s in learning if _mean_at(s, "geep_entropy") > _mean_at(s, HEADLINE)]
+    if entropy:
+        out.append(f"GEEP's own students under FastBERT's entropy exit are more accurate at 2x than the probe "
+                   f"dispatch (mean over seeds; see the ablation table for both against FastBERT) on "
+                   f"{', '.join(entropy)}.")
+    return [f"- {x}" for x in out] or ["The pre-registered GEEP loses no comparison of the tally on the sets "
+                                       "measured so far."]
+
+
+def _mean_at(s: Any, method: str) -> float:
+    d = (s.summary["accuracy_at"].get(method) or {}).get(TARGET)
+    return float("-inf") if d is None else d["mean"]
+
+
+# -- accuracy at each target, area, ablations ------------------------------------------------------------------
+
+def accuracy_rows(sets: list[Any]) -> tuple[list[str], list[list[str]]]:
+    """Per set and method: accuracy at each target (mean ± sd over seeds) and its gap to FastBERT with interval."""
+    s0 = sets[0].summary
+    targets = list(next(iter(s0["accuracy_at"].values())))
+    head = ["set", "method"] + [f"{t}x: accuracy %; - FastBERT (pts, 95% CI)" for t in targets]
+    rows = []
+    for s in sets:
+        summ = s.summary
+        rows.append([s.name, "full (depth L)"] + [mean_sd(summ["full_accuracy"])] * len(targets))
+        for m in (*BASELINES, "static"):
+            gaps = summ["gaps"]["vs_fastbert"].get(m, {})
+            rows.append([s.name, LABELS[m]] + [
+                mean_sd(summ["accuracy_at"].get(m, {}).get(t))
+                + ("" if m == "fastbert" else f"; {gap_text(gaps.get(t))}") for t in targets])
+    return head, rows
+
+
+def area_rows(sets: list[Any]) -> list[list[str]]:
+    rows = []
+    for s in sets:
+        summ = s.summary
+        for m in (*BASELINES, *ABLATIONS):
+            g = summ["gaps"]["area_vs_fastbert"].get(m)
+            rows.append([s.name, LABELS[m], mean_sd(summ["area"].get(m)),
+                         NONE if m == "fastbert" else gap_text(g), NONE if m == "fastbert" else verdict(g)])
+    return rows
+
+
+AREA_HEAD = ["set", "method", "mean accuracy over [1x, 3x] FLOPs %", "- FastBERT (pts, 95% CI)", "verdict"]
+
+
+def ablation_rows(sets: list[Any]) -> list[list[str]]:
+    rows = []
+    for s in sets:
+        summ = s.summary
+        for m in (HEADLINE, *ABLATIONS):
+            g = summ["gaps"]["vs_fastbert"].get(m, {}).get(TARGET)
+            rows.append([s.name, LABELS[m] + (" (headline)" if m == HEADLINE else ""),
+                         mean_sd(summ["accuracy_at"].get(m, {}).get(TARGET)), gap_text(g), verdict(g)])
+    return rows
+
+
+ABLATION_HEAD = ["set", "GEEP variant", "accuracy at 2x %", "- FastBERT at 2x (pts, 95% CI)", "verdict"]
+
+
+# -- training compute ------------------------------------------------------------------------------------------
+
+def _distill_seconds(seeds: dict[int, dict[str, Any]]) -> float | None:
+    secs = [sum((((s.get("stage_seconds") or {}).get("fastbert")) or {}).values()) for s in seeds.values()]
+    return sum(secs) / len(secs) if secs and all(secs) else None
+
+
+def training_rows(sets: list[Any]) -> list[list[str]]:
+    """Seconds per method (mean over seeds); FastBERT = its teacher `full` + its distillation."""
+    rows = []
+    for s in sets:
+        t = s.summary["train_seconds"]
+        distill = _distill_seconds(s.seeds)
+        fb = mean_sd(t.get("fastbert"), 1.0, "{:.0f}")
+        if distill is not None:
+            fb += f" (distillation {distill:.0f})"
+        ratio = (NONE if not t.get("geep") or not t.get("fastbert")
+                 else f"{t['geep']['mean'] / t['fastbert']['mean']:.2f}")
+        rows.append([s.name, ", ".join(map(str, s.summary["seeds"]))]
+                    + [mean_sd(t.get(m), 1.0, "{:.0f}") for m in TRAINED[:3]] + [fb, ratio])
+    return rows
+
+
+TRAINING_HEAD = ["set", "seeds", "full s", "GEEP s", "PABEE s", "FastBERT s (full + distillation)",
+                 "GEEP / FastBERT"]
+
+
+# -- issue 27: the consistency guarantee -----------------------------------------------------------------------
+
+def _cert_cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return NONE
+    if "error" in r:
+        return f"pool too small ({r.get('rows_needed', '?')} rows needed)"
+    flag = " **exceeds**" if r["violated"] else ""
+    return (f"{pct(r['test_disagreement'])}{flag} / {pct(r['upper_bound'])} / {r['flops_speedup']:.2f}x"
+            + ("" if r["certified"] else " (none certified: depth L)"))
+
+
+def _drop_cell(r: dict[str, Any] | None, eps: float) -> str:
+    if r is None:
+        return NONE
+    flag = " **exceeds**" if r["violated_at"].get(f"{eps:g}") else ""
+    return f"{pct(r['test_disagreement'])}{flag} / {r['flops_speedup']:.2f}x"
+
+
+def consistency_rows(sets: list[Any]) -> list[list[str]]:
+    rows = []
+    for s in sets:
+        for seed, summ in sorted(s.seeds.items()):
+            recs = summ.get("consistency") or []
+            drop = next((r for r in recs if r["rule"] == "max_drop"), None)
+            for eps in sorted({r["eps"] for r in recs if r["rule"] == "max_disagree"}):
+                by = {r["method"]: r for r in recs if r["rule"] == "max_disagree" and r["eps"] == eps}
+                rows.append([s.name, str(seed), f"{100 * eps:g}%", _cert_cell(by.get("geep_probe")),
+                             _cert_cell(by.get("fastbert")), _drop_cell(drop, eps)])
+    return rows
+
+
+CONSISTENCY_HEAD = ["set", "seed", "EPS", "GEEP probe: test disagreement % / certified bound % / FLOPs x",
+                    "FastBERT: test disagreement % / bound % / FLOPs x", "max-drop rule: disagreement % / FLOPs x"]
+
+
+def violation_lines(sets: list[Any]) -> list[str]:
+    summ = violation_summary(r for s in sets for seed in s.seeds.values() for r in seed.get("consistency") or [])
+    if not summ:
+        return ["No consistency rows measured yet."]
+    return [f"{m}: {v['violations']} of {v['cases']} certified cases exceed EPS on test (delta {v['delta']:g})."
+            for m, v in summ.items()]
+
+
+# -- one set: wall-clock, per-depth accuracy, exit prediction --------------------------------------------------
+
+def _runs(rec: dict[str, Any] | None) -> str:
+    if rec is None:
+        return NONE
+    return f"{rec['wall_speedup']:.2f}x ({' / '.join(f'{w:.2f}' for w in rec['wall_speedup_runs'])})"
+
+
+def noise_line(seed: int, summ: dict[str, Any]) -> str:
+    bench = summ.get("bench") or {}
+    parts = [f"batch {bs}: {100 * b['noise']:.1f}%" for bs, b in bench.items() if b.get("noise") is not None]
+    first = next(iter(bench.values()), {})
+    return (f"Seed {seed}: {first.get('runs', '?')} bench runs x {first.get('repeats', '?')} interleaved repeats; "
+            f"noise (the identical contender's largest distance from 1.00x in any run) {'; '.join(parts) or NONE}; "
+            "a difference is called ahead only outside the noise and both points' run-to-run spread.")
+
+
+def wall_rows(seed: int, summ: dict[str, Any], num_layers: int) -> list[list[str]]:
+    """Every benched operating point of the headline and the baselines, with each bench run's speed-up."""
+    bench = summ.get("bench") or {}
+    recs = {bs: b["records"] for bs, b in bench.items()}
+    rows = []
+    for m in (*BASELINES, "static"):
+        for p in summ["points"].get(m) or []:
+            if p is None:
+                continue
+            rows.append([str(seed), f"{LABELS[m]} @{p['target']:g}x", f"`{p['knob']}`", pct(p["accuracy"]),
+                         f"{p['flops_speedup']:.2f}x"] + [_runs(r.get(p["knob"])) for r in recs.values()])
+    for knob, what in ((f"static:{num_layers}", "noise: identical contender"),
+                       (ALL_DEPTH_L, "GEEP, every row at depth L")):
+        first = next(iter(recs.values()), {}).get(knob)
+        if first is not None:
+            rows.append([str(seed), what, f"`{knob}`", pct(first["accuracy"]), f"{first['flops_speedup']:.2f}x"]
+                        + [_runs(r.get(knob)) for r in recs.values()])
+    return rows
+
+
+def equal_accuracy_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for seed, pairs in summary["wall_clock"].items():
+        for p in pairs:
+            if p["geep"] is None:
+                rows.append([seed, f"{p['target']:g}x", f"`{p['fastbert']}`", NONE, "no GEEP point as accurate "
+                             "on tuning rows", NONE, "unmatched"])
+                continue
+            rows.append([seed, f"{p['target']:g}x", f"`{p['fastbert']}` {p['fastbert_wall']:.2f}x "
+                         f"({' / '.join(f'{w:.2f}' for w in p['fastbert_runs'])})",
+                         f"`{p['geep']}` {p['geep_wall']:.2f}x ({' / '.join(f'{w:.2f}' for w in p['geep_runs'])})",
+                         f"{pct(p['geep_test_accuracy'])} vs {pct(p['fastbert_test_accuracy'])}",
+                         f"{p['spread']:.2f}", p["verdict"]])
+    return rows
+
+
+EQUAL_ACCURACY_HEAD = ["seed", "target", "FastBERT point, b64 wall (runs)", "GEEP point, b64 wall (runs)",
+                       "test accuracy % GEEP vs FastBERT", "spread", "verdict"]
+
+
+def all_depth_l_text(summary: dict[str, Any]) -> str:
+    checks = {s: c for s, c in summary["all_depth_l_check"].items() if c is not None}
+    if not checks:
+        return f"`{ALL_DEPTH_L}` against `full`: not benched."
+    return f"`{ALL_DEPTH_L}` (GEEP's dispatch with every row at depth L) against `full` at batch 64: " + "; ".join(
+        f"seed {s}: {c['wall_speedup']:.2f}x (runs {' / '.join(f'{w:.2f}' for w in c['runs'])}), noise "
+        f"{100 * c['noise']:.1f}%, {'within' if c['within_noise'] else 'OUTSIDE'} noise" for s, c in checks.items()) \
+        + "."
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def per_depth_rows(seeds: dict[int, dict[str, Any]]) -> list[list[str]]:
+    """Per-depth accuracy of every exit classifier, mean over seeds."""
+    first = next(iter(seeds.values()))
+    rows = [[m] + [pct(_mean([s["per_depth_accuracy"][m][k] for s in seeds.values()])) for k in range(len(accs))]
+            for m, accs in first["per_depth_accuracy"].items()]
+    shared = first.get("per_depth_shared_path")
+    if shared:
+        rows.insert(1, ["geep, shared exit path (+1 layer)"]
+                    + [pct(_mean([s["per_depth_shared_path"][k] for s in seeds.values()])) for k in range(len(shared))]
+                    + [NONE])
+    return rows
+
+
+AUC_KEYS = (("probe", "layer-1 probe"), ("depth1_entropy", "depth 1's entropy"),
+            ("predictor_expected_depth", "token table's expected depth"), ("length", "row length"))
+
+
+def auc_text(seeds: dict[int, dict[str, Any]]) -> str:
+    """ROC AUC for the rows that need more than depth 1, mean over seeds."""
+    aucs = [s["hard_row_auc"] for s in seeds.values() if s.get("hard_row_auc")]
+    if not aucs:
+        return ""
+    parts = []
+    for k, label in AUC_KEYS:
+        vals = [a[k] for a in aucs if a.get(k) is not None]
+        if vals:
+            parts.append(f"{label} {_mean(vals):.2f}")
+    if not parts:
+        return ""
+    share = _mean([a["hard_share"] for a in aucs])
+    return (f"Finding the {100 * share:.0f}% of test rows that need more than depth 1 (ROC AUC, mean over "
+            f"{len(aucs)} seed(s); 0.5 is chance): {', '.join(parts)}.")
