@@ -532,12 +532,13 @@ def value_md_auc(r: Results) -> str:
 
 def _md_headline_row(s: Any) -> list[str]:
     from geep_deploy.suite.page_tables import TARGET, gap_text, mean_sd, set_goals
+    from geep_deploy.suite.run import HEADLINE
 
     if s.summary is None:
         return [s.name, "not measured yet"] + ["–"] * 7
     g, acc = set_goals(s.summary), s.summary["accuracy_at"]
-    return [s.name, ", ".join(map(str, s.summary["seeds"])), mean_sd(acc["probe"][TARGET]),
-            mean_sd(acc["fastbert"][TARGET]), mean_sd(s.summary["full_accuracy"]), gap_text(g["vs_fastbert"]),
+    return [s.name, ", ".join(map(str, s.summary["seeds"])), mean_sd(acc[HEADLINE].get(TARGET)),
+            mean_sd(acc["fastbert"].get(TARGET)), mean_sd(s.summary["full_accuracy"]), gap_text(g["vs_fastbert"]),
             g["vs_fastbert_verdict"], gap_text(g["vs_full"]), g["vs_full_verdict"]]
 
 
