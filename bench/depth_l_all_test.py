@@ -2,7 +2,7 @@
 
 The suite reports each set on a seeded slice (2,000 rows where the test split is larger), where a paired
 difference of half a point is about one standard error. This bench takes the suite's own `geep` and `full`
-checkpoints (``runs/multi_dataset/<set>/ckpt``) and scores both at depth L on the whole test split the suite
+checkpoints (``runs/multi_dataset/<set>/seed<S>/ckpt``, training seed ``--train-seed``) and scores both at depth L on the whole test split the suite
 samples from, plus the rows of that split outside the suite's slice alone (an independent sample: neither
 checkpoint trained on them, and no knob was chosen on them). It trains nothing and changes no suite figure.
 
@@ -48,20 +48,21 @@ def depth_l_correct(ckpt_path: Path, texts_a: list[str], texts_b: list[str] | No
     return correct
 
 
-def measure(name: str, data_root: Path, work: Path, seed: int) -> dict[str, Any] | None:
+def measure(name: str, data_root: Path, work: Path, seed: int, train_seed: int = 42) -> dict[str, Any] | None:
     """Depth L of `geep` and `full` on the set's whole test split, and on the rows outside the suite's slice."""
     from geep_deploy.data import load_split
     from geep_deploy.suite.datasets import DATASETS
     from geep_deploy.suite.points import paired_difference_ci
 
     spec = DATASETS[name]
-    ckpts = {m: work / name / "ckpt" / f"{m}.pt" for m in ("geep", "full")}
+    here = work / name / f"seed{train_seed}"
+    ckpts = {m: here / "ckpt" / f"{m}.pt" for m in ("geep", "full")}
     if not all(p.is_file() for p in ckpts.values()):
-        print(f"{name}: no suite checkpoints under {work / name / 'ckpt'}; run bench/multi_dataset.py first")
+        print(f"{name}: no suite checkpoints under {here / 'ckpt'}; run bench/multi_dataset.py first")
         return None
     ds = load_split(data_root / name, spec.test_split)
     labels = np.asarray(ds.labels)
-    correct = {m: depth_l_correct(p, ds.texts_a, ds.texts_b, labels, work / name / f"all_test_{m}_correct.npy")
+    correct = {m: depth_l_correct(p, ds.texts_a, ds.texts_b, labels, here / f"all_test_{m}_correct.npy")
                for m, p in ckpts.items()}
     in_slice = np.zeros(len(ds), dtype=bool)  # the suite's slice: `write_slices` samples test rows with seed + 1
     in_slice[np.random.default_rng(seed + 1).permutation(len(ds))[: spec.test_rows]] = True
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     p.add_argument("--work", type=Path, default=Path("runs/multi_dataset"), help="the suite's --work")
     p.add_argument("--seed", type=int, default=42, help="the suite's --seed (it fixes the slice)")
+    p.add_argument("--train-seed", type=int, default=42, help="which of the suite's training seeds to score")
     p.add_argument("--json", type=Path, default=ROOT / "bench/results/depth_l_all_test.json")
     args = p.parse_args(argv)
     from geep_deploy.atomic import atomic_write_text
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         specs = parse_datasets(args.datasets)
-        results = {spec.name: measure(spec.name, args.data_root, args.work, args.seed) for spec in specs}
+        results = {spec.name: measure(spec.name, args.data_root, args.work, args.seed, args.train_seed)
+                   for spec in specs}
     except (GeepError, OSError) as e:  # unknown set, missing data folder, damaged checkpoint: nothing is written
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -149,6 +149,10 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
         gaps["vs_fastbert"][m] = {t: _gap(rows(m, t), rows("fastbert", t), order[0]) for t in targets}
         gaps["vs_full"][m] = {t: _gap(rows(m, t), full_rows(), order[0]) for t in targets}
         gaps["area_vs_fastbert"][m] = _gap(areas(m), areas("fastbert"), order[0])
+    # what the prediction ahead of the deep layers buys in accuracy: GEEP's own heads under the entropy exit
+    # against the headline probe on the same heads (positive: the entropy exit is more accurate)
+    gaps["entropy_exit_vs_headline"] = {t: _gap(rows("geep_entropy", t), rows(CONTENDERS[0], t), order[0])
+                                        for t in targets}
     geep_l = [(per_seed[s][f"static:{len(first['per_depth_accuracy']['geep'])}"] == labels[s]).astype(np.float64)
               for s in order]
     methods = list(first["fair"]["methods"])
@@ -161,9 +165,7 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
         "area": {m: _mean_sd([seeds[s]["fair"]["methods"][m]["area"] for s in order]) for m in methods},
         "gaps": gaps,
         "depth_l_minus_full": _gap(geep_l, full_rows(), order[0]),
-        "fastbert_depth_l_equals_full": all(
-            bool(np.array_equal(per_seed[s]["fastbert:0"], per_seed[s]["full"])) for s in order
-            if "fastbert:0" in per_seed[s]),
+        "fastbert_depth_l_equals_full": _same_answers(per_seed, order, "fastbert:0", "full"),
         "train_seconds": {m: _mean_sd([(seeds[s].get("train_seconds") or {}).get(m) for s in order])
                           for m in ("full", "geep", "pabee", "fastbert")},
         "wall_clock": {str(s): wall_clock_pairs(seeds[s], first.get("headline", "probe")) for s in order},
@@ -173,6 +175,13 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
     out = results / dataset / "summary.json"
     atomic_write_text(out, json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _same_answers(per_seed: dict[int, dict[str, np.ndarray]], order: list[int], a: str, b: str) -> bool | None:
+    """Whether knobs ``a`` and ``b`` answer every row alike in every seed; None when a seed lacks either."""
+    if any(a not in per_seed[s] or b not in per_seed[s] for s in order):
+        return None
+    return all(bool(np.array_equal(per_seed[s][a], per_seed[s][b])) for s in order)
 
 
 def _all_depth_l(summary: dict[str, Any], batch: str = "64") -> dict[str, Any] | None:
