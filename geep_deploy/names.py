@@ -40,6 +40,10 @@ GRAPH_KINDS = (DEPTH, EMBED, LAYER, PREFIX, CONT)  # MODEL is the torch weights,
 DEPTHLESS_KINDS = (EMBED, PREFIX)  # graph kinds without a depth (one graph per precision)
 DEVICES = ("cpu", "cuda")
 
+# -- exit predictors (what picks each row's depth) --------------------------------------------------------------
+TABLE, PROBE = "table", "probe"
+PREDICTOR_KINDS = (TABLE, PROBE)  # the token exit table (before the model runs), or the layer-1 probe
+
 # -- exit paths ------------------------------------------------------------------------------------------------
 STUDENT, SKIP = "student", "skip"
 EXIT_MODES = (STUDENT, SKIP)  # depth k < L exits through student head k, or through layer L and the teacher

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from geep_deploy.names import PREDICTOR_KINDS
+
 # what a manifest's guarantee record must hold (more keys may follow)
 REQUIRED = ("max_disagree", "confidence", "calibration_rows", "knob")
 
@@ -47,7 +49,7 @@ def served_guarantee(manifest: dict[str, Any], predictor: str | None, knobs: dic
         The recorded guarantee with ``predictor`` added, when the export records one for ``predictor`` and its
         certified knobs are the ones served; else None.
     """
-    if predictor not in ("probe", "table"):
+    if predictor not in PREDICTOR_KINDS:
         return None
     entry = manifest.get("probe" if predictor == "probe" else "exit_table")
     g = entry.get("guarantee") if isinstance(entry, dict) else None

@@ -25,6 +25,7 @@ from geep_deploy.names import (
     ONNX,
     ONNXRUNTIME,
     PLAN,
+    PREDICTOR_KINDS,
     TENSORRT,
     TORCH,
     first_continuation,
@@ -153,7 +154,7 @@ def build_parts(
 
 def _predictor_kind(bundle: Any, predictor: str | None, fixed_depth: int | None) -> str | None:
     """``"probe"``, ``"table"`` or None (fixed depth): what dispatches, from the caller's choice or the export's."""
-    if predictor is not None and predictor not in ("table", "probe"):
+    if predictor is not None and predictor not in PREDICTOR_KINDS:
         raise ConfigError(f"runtime | predictor must be 'table' or 'probe', got {predictor!r}.")
     if fixed_depth is not None:
         if predictor == "probe":

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.errors import ArtifactError
-from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL, first_continuation
+from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL, PREDICTOR_KINDS, first_continuation
 from geep_deploy.safe_io import UnsafePath, read_json
 from geep_deploy.safe_io import member_path as safe_member
 from runtime.guarantee import guarantee_problems
@@ -49,7 +49,6 @@ FORMAT_VERSION = 4  # 2: torch weights read from onnx/fp32/weights.bin; graph va
 MANIFEST = "manifest.json"
 SELF_HASH = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field (format 3 on)
 KINDS = (*GRAPH_KINDS, MODEL)
-PREDICTOR_KINDS = ("table", "probe")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
