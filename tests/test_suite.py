@@ -90,7 +90,8 @@ def test_sample_is_seeded_and_write_tsv_round_trips(tmp_path: Path) -> None:
 
 
 def test_fastbert_fine_tunes_for_the_whole_budget_then_distils() -> None:
-    from geep_deploy.suite.run import FASTBERT_DISTILL_EPOCHS, stage_epochs
+    from geep_deploy.suite.protocol import FASTBERT_DISTILL_EPOCHS
+    from geep_deploy.suite.run import stage_epochs
 
     assert stage_epochs("geep", 4) == stage_epochs("pabee", 4) == (4, None)
     assert stage_epochs("fastbert", 4) == (4, FASTBERT_DISTILL_EPOCHS) == (4, 5)
@@ -261,7 +262,8 @@ def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
     figures, the consistency rows and two bench runs; a summary across seeds; a re-run reuses every step."""
     from geep_deploy.suite import run as suite_run
     from geep_deploy.suite.aggregate import aggregate_dataset
-    from geep_deploy.suite.run import ALL_DEPTH_L, HEADLINE, SuiteConfig, noise_knob, run_dataset, seed_dir
+    from geep_deploy.suite.protocol import ALL_DEPTH_L, HEADLINE
+    from geep_deploy.suite.run import SuiteConfig, noise_knob, run_dataset, seed_dir
 
     root = tmp_path / "data"
     write_toy_dataset(root / "toy", rows=160, unique=True)

@@ -21,7 +21,7 @@ from geep_deploy.suite import page_tables as T
 from geep_deploy.suite.aggregate import seed_summaries
 from geep_deploy.suite.datasets import DATASETS
 from geep_deploy.suite.points import interpolate_at
-from geep_deploy.suite.run import (
+from geep_deploy.suite.protocol import (
     ABLATIONS,
     ALL_DEPTH_L,
     AREA_RANGE,

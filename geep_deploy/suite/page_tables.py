@@ -12,7 +12,7 @@ from typing import Any
 
 from geep_deploy.suite.aggregate import verdict
 from geep_deploy.suite.consistency import violation_summary
-from geep_deploy.suite.run import ABLATIONS, ALL_DEPTH_L, HEADLINE
+from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, HEADLINE
 
 LABELS = {"full": "full", "probe": "GEEP (pre-registered: layer-1 probe)", "geep": "GEEP, token table",
           "probe_esc": "GEEP, probe + escalation", "probe_skip": "GEEP, probe, shared exit path",

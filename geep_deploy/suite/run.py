@@ -42,6 +42,16 @@ from geep_deploy.suite.points import (
     transfer,
     tuned_frontier,
 )
+from geep_deploy.suite.protocol import (
+    ALL_DEPTH_L,
+    AREA_RANGE,
+    BENCH_RUNS,
+    FASTBERT_DISTILL_EPOCHS,
+    GEEP_EXPORT,
+    HEADLINE,
+    SKIP_EXPORT,
+    SUITE_DISTILL_WEIGHT,
+)
 
 TRAINED = ("geep", "fastbert", "pabee", "full")
 EXITING = ("geep", "fastbert", "pabee")  # the methods with a classifier at every depth
@@ -107,9 +117,7 @@ def _backbone(cfg: SuiteConfig, lang: str, log: _Log) -> Any:
     return bb
 
 
-FASTBERT_DISTILL_EPOCHS = 5
-"""FastBERT's self-distillation epochs: its reference code distils for separate epochs after fine-tuning, and its
-README's example command fine-tunes for 3 and distils for 5 (``--epochs_num 3 --distill_epochs_num 5``)."""
+
 
 
 def stage_epochs(method: str, budget: int) -> tuple[int, int | None]:
@@ -123,11 +131,7 @@ def stage_epochs(method: str, budget: int) -> tuple[int, int | None]:
     return budget, None
 
 
-SUITE_DISTILL_WEIGHT = 0.1
-"""The suite trains GEEP with distillation at 0.1 of the reference weight. On AG News's held-out rows (not the
-suite's test rows) it is the weight that kept depth L level with `full` on two training seeds, with students about as
-accurate as the reference's (`bench/results/train_diagnostics_ag_news.json`, docs/training.md). The library's
-default stays the reference."""
+
 
 
 def _default_loss() -> Any:
@@ -240,8 +244,7 @@ def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: 
     return out
 
 
-BENCH_RUNS = 2
-"""Separate bench runs per batch size: the spread between them is printed beside every wall-clock figure."""
+
 
 
 def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], reported: np.ndarray,
@@ -308,17 +311,7 @@ def _logit_arrays(work: Path, ckpts: dict[str, Any], geep: Any, enc_pool: Any, e
     return arrays
 
 
-SKIP_EXPORT = "skip"
-"""The bench's name for GEEP's export that exits through the shared exit path (knobs ``probe:R@skip``)."""
-GEEP_EXPORT = "geep_export"
-"""The bench's name for GEEP's main export when a baseline's rule runs on GEEP's heads (``fastbert:S@geep``)."""
 
-HEADLINE = "probe"
-"""The one GEEP configuration the suite reports as GEEP, named before any test row is scored: the layer-1 probe
-dispatch over GEEP's students (``calibrate --predictor probe``, exit mode ``student``, no escalation), its risk
-chosen on the tuning rows at each target like every method's knob. The token table, escalation, the shared exit
-path and GEEP's students under FastBERT's entropy exit are ablations, never picked per set."""
-ABLATIONS = ("geep", "probe_esc", "probe_skip", "geep_entropy", "static")
 
 
 def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengths: np.ndarray, geep: Any,
@@ -571,9 +564,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
     return summary
 
 
-ALL_DEPTH_L = "probe:0"
-"""GEEP's probe dispatch with every row sent to depth L: it must time within the noise line of ``full``."""
-AREA_RANGE = (1.0, 3.0)
+
 
 
 def fair_figures(tune_curves: dict[str, list[Any]], curves: dict[str, list[Any]]) -> dict[str, Any]:
