@@ -145,7 +145,7 @@ def protocol_lines(sets: list[SetResults]) -> list[str]:
         "## The protocol", "",
         f"- **FastBERT as published.** Its teacher is the suite's own `full` checkpoint (fine-tuned for {budget}, "
         f"the budget of `full`, GEEP and PABEE), then {distill} distillation epochs train its students with the backbone frozen "
-        "(`run.FASTBERT_DISTILL_EPOCHS`; FastBERT's reference command distils for separate epochs). Its depth L is "
+        "(`protocol.FASTBERT_DISTILL_EPOCHS`; FastBERT's reference command distils for separate epochs). Its depth L is "
         "therefore `full`: the test answers of `fastbert:0` and `full` are compared on every seed "
         "(`fastbert_depth_l_equals_full`): " + _per_set(agg, lambda s: "equal" if s.summary[
             "fastbert_depth_l_equals_full"] else "NOT equal") + ".",
@@ -155,7 +155,7 @@ def protocol_lines(sets: list[SetResults]) -> list[str]:
         f"(GEEP's depth L) on the cut path; `{ALL_DEPTH_L}` (GEEP's dispatch with every row at depth L) must time "
         "within that noise of `full`: " + _per_set(agg, _all_depth_l) + ".",
         f"- **One pre-registered GEEP.** `{HEADLINE}`: the layer-1 probe dispatch over GEEP's students "
-        "(`calibrate --predictor probe`, exit mode `student`, no escalation), named in `geep_deploy/suite/run.py` "
+        "(`calibrate --predictor probe`, exit mode `student`, no escalation), named in `geep_deploy/suite/protocol.py` "
         "(`HEADLINE`) before any test row was scored. The other GEEP variants ("
         + "; ".join(T.LABELS[m] for m in ABLATIONS) + ") are ablations in their own table, never picked per set; "
         "GEEP's students under FastBERT's entropy exit separate what GEEP's training buys from what its "
@@ -179,7 +179,7 @@ def protocol_lines(sets: list[SetResults]) -> list[str]:
         "- **Data hygiene.** Test rows whose text is in the train slice or the pool are dropped: "
         + _per_set(agg, lambda s: f"{s.summary['test_dropped_duplicates']} rows") + ".",
         f"- **GEEP's loss** deviates from the reference in one weight: distillation at {distill_weight_text(sets)} "
-        "(`run.SUITE_DISTILL_WEIGHT`; the reference is 1), chosen on AG News's held-out rows "
+        "(`protocol.SUITE_DISTILL_WEIGHT`; the reference is 1), chosen on AG News's held-out rows "
         "([training.md](training.md#geeps-depth-l-against-full)).", ""]
 
 
