@@ -1,8 +1,12 @@
 """Reading the TSV classification format of ``../shared/data`` and the bundled demo slice.
 
-Format: UTF-8, tab-separated, one header line; single sentences ``label<TAB>text``, pairs
-``label<TAB>text_a<TAB>text_b``. Labels are integers indexing ``labels.txt`` (one name per line).
-Every malformed row is reported with file, line number and what is wrong.
+Format: UTF-8, tab-separated; single sentences ``label<TAB>text``, pairs ``label<TAB>text_a<TAB>text_b``. The
+header line (``label<TAB>text`` or ``label<TAB>text_a<TAB>text_b``) is optional: a first line whose first column is
+``label`` is the header, any other first line is a row. A label is a name listed in ``labels.txt`` (one name per
+line; its line number is the label id) or an id 0..K-1. Without ``labels.txt`` the names are the distinct labels of
+``train.tsv`` (ids 0..K-1 in numeric order when every label is an integer, else sorted by name), and ``geep-deploy
+train`` writes them to ``labels.txt`` so every later command maps them the same way. Every malformed row is
+reported with file, line number and what is wrong.
 """
 
 from __future__ import annotations
@@ -85,37 +89,62 @@ def read_labels(path: Path) -> list[str]:
     return names
 
 
+HEADER_NAMES = ("label", "text", "text_a", "text_b")
+
+
+def _rows_start(p: Path, lines: list[str]) -> tuple[int, int]:
+    """(number of columns, index of the first data line): the header is optional (see the module docstring)."""
+    if not lines or not lines[0].strip():
+        raise DataError(f"data | {p} is empty. Expected rows 'label<TAB>text' (a header line is optional).")
+    first = lines[0].rstrip("\r").split("\t")
+    if first[0].strip().lower() in HEADER_NAMES:
+        if first[0].strip().lower() != "label" or len(first) not in (2, 3):
+            raise DataError(f"data | {p}:1 header is {first!r}. Expected 'label<TAB>text' or "
+                            "'label<TAB>text_a<TAB>text_b' (or no header: rows start on line 1).")
+        return len(first), 1
+    if len(first) not in (2, 3):
+        raise DataError(f"data | {p}:1 has {len(first)} columns. Expected 'label<TAB>text' or "
+                        "'label<TAB>text_a<TAB>text_b'.")
+    return len(first), 0
+
+
+def _label_id(p: Path, lineno: int, raw: str, label_names: list[str], ids: dict[str, int]) -> int:
+    """A label given by name (as in labels.txt) or by id; unknown ones say what is known and what to do."""
+    name = raw.strip()
+    if name in ids:
+        return ids[name]
+    try:
+        label = int(name)
+    except ValueError:
+        shown = ", ".join(label_names[:10]) + (", ..." if len(label_names) > 10 else "")
+        raise DataError(f"data | {p}:{lineno} label {raw!r} is neither a name in labels.txt ({shown}) nor an id "
+                        f"0..{len(label_names) - 1}. Add it to labels.txt (one name per line), or delete labels.txt "
+                        "to have the names taken from train.tsv.") from None
+    if not 0 <= label < len(label_names):
+        raise DataError(
+            f"data | {p}:{lineno} label {label} is unknown; labels.txt names {len(label_names)} "
+            f"labels (0..{len(label_names) - 1})."
+        )
+    return label
+
+
 def read_tsv(path: str | Path, label_names: list[str]) -> TextDataset:
     """Read one split; rows must all have the same number of columns (2 single, 3 pair)."""
     p = Path(path)
     lines = read_text_file(p).split("\n")
-    if not lines or not lines[0].strip():
-        raise DataError(f"data | {p} is empty. Expected a header line such as 'label<TAB>text'.")
-    header = lines[0].rstrip("\r").split("\t")
-    if header[0] != "label" or len(header) not in (2, 3):
-        raise DataError(
-            f"data | {p}:1 header is {header!r}. Expected 'label<TAB>text' or 'label<TAB>text_a<TAB>text_b'."
-        )
-    ncol = len(header)
+    ncol, start = _rows_start(p, lines)
+    ids = {n: i for i, n in enumerate(label_names)}
     texts_a: list[str] = []
     texts_b: list[str] = []
     labels: list[int] = []
-    for lineno, raw in enumerate(lines[1:], start=2):
+    for lineno, raw in enumerate(lines[start:], start=start + 1):
         line = raw.rstrip("\r")
         if not line:
             continue
         cols = line.split("\t")
         if len(cols) != ncol:
             raise DataError(f"data | {p}:{lineno} has {len(cols)} columns, expected {ncol} like the header.")
-        try:
-            label = int(cols[0])
-        except ValueError:
-            raise DataError(f"data | {p}:{lineno} label {cols[0]!r} is not an integer.") from None
-        if not 0 <= label < len(label_names):
-            raise DataError(
-                f"data | {p}:{lineno} label {label} is unknown; labels.txt names {len(label_names)} "
-                f"labels (0..{len(label_names) - 1})."
-            )
+        label = _label_id(p, lineno, cols[0], label_names, ids)
         if not cols[1].strip() or (ncol == 3 and not cols[2].strip()):
             raise DataError(f"data | {p}:{lineno} has an empty text field.")
         labels.append(label)
@@ -123,7 +152,7 @@ def read_tsv(path: str | Path, label_names: list[str]) -> TextDataset:
         if ncol == 3:
             texts_b.append(cols[2])
     if not labels:
-        raise DataError(f"data | {p} has a header but no rows.")
+        raise DataError(f"data | {p} has {'a header but ' if start else ''}no rows.")
     return TextDataset(texts_a, texts_b if ncol == 3 else None, labels, label_names, str(p))
 
 
@@ -134,7 +163,32 @@ def load_split(data_dir: str | Path, split: str) -> TextDataset:
     d = Path(data_dir)
     if not d.is_dir():
         raise DataError(f"data | {d} is not a directory. Expected a folder with labels.txt and <split>.tsv.")
-    return read_tsv(d / f"{split}.tsv", read_labels(d / "labels.txt"))
+    return read_tsv(d / f"{split}.tsv", label_names(d))
+
+
+def label_names(data_dir: str | Path) -> list[str]:
+    """``DIR/labels.txt``, or without it the distinct labels of ``DIR/train.tsv`` (see the module docstring)."""
+    d = Path(data_dir)
+    if (d / "labels.txt").exists() or not (d / "train.tsv").is_file():
+        return read_labels(d / "labels.txt")
+    return labels_from_data(d / "train.tsv")
+
+
+def labels_from_data(path: Path) -> list[str]:
+    """The distinct labels of a TSV file: ids in numeric order when every label is an integer, else sorted."""
+    lines = read_text_file(path).split("\n")
+    _, start = _rows_start(path, lines)
+    names = {ln.split("\t", 1)[0].strip() for ln in lines[start:] if ln.strip()}
+    if all(n.lstrip("-").isdigit() for n in names):
+        top = max(int(n) for n in names)
+        if min(int(n) for n in names) < 0:
+            raise DataError(f"data | {path} has a negative label id; ids run 0..K-1 (or give names).")
+        names_list = [str(i) for i in range(top + 1)]
+    else:
+        names_list = sorted(names)
+    if len(names_list) < 2:
+        raise DataError(f"data | {path} has {len(names_list)} distinct label(s); a classifier needs at least 2.")
+    return names_list
 
 
 def available_splits(data_dir: str | Path) -> list[str]:

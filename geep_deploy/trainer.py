@@ -161,8 +161,8 @@ def _run_stage(
             rec["dev_accuracy_per_depth"] = per_depth_accuracy(model, dev[0], dev[1], cfg)
         history.append(rec)
         acc = rec.get("dev_accuracy_per_depth")
-        accs = " ".join(f"{a * 100:.1f}" for a in acc) if acc else "-"
-        tqdm.write(f"[{stage.name}] epoch {epoch}: loss {rec['loss']:.4f}, dev acc per depth: {accs} ({rec['seconds']}s)")
+        accs = f", dev acc per depth: {' '.join(f'{a * 100:.1f}' for a in acc)}" if acc else ""
+        tqdm.write(f"[{stage.name}] epoch {epoch}: loss {rec['loss']:.4f}{accs} ({rec['seconds']}s)")
     for p in model.parameters():
         p.requires_grad_(True)
 

@@ -83,10 +83,13 @@ def test_cli_writes_table_and_prints_curve(tiny_ckpt_path: Path, data_dir: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli.npz"
     rc = main(["calibrate", "--checkpoint", str(tiny_ckpt_path), "--data", str(data_dir), "--out", str(out),
-               "--max-calib", "10", "--batch-size", "4"])
-    text = capsys.readouterr().out
+               "--max-calib", "10", "--batch-size", "4", "--predictor", "table"])
+    captured = capsys.readouterr()
+    text = captured.out
     assert rc == 0 and out.is_file()
     assert "dev curve (8 rows" in text and "chosen: quantile" in text and " *" in text
+    assert "recommendation: export this table" in text
+    assert "--max-drop 0.5 points is smaller than one of the 8 tuning rows (12.50 points)" in captured.err
     p = ExitPredictor.load(out)
     assert p.calibration["calib_rows"] == 10
     assert p.predict([np.array([101, 2307, 102])]).shape == (1,)
@@ -102,3 +105,22 @@ def test_full_checkpoint_is_refused(tmp_path: Path, data_dir: Path, capsys: pyte
     rc = main(["calibrate", "--checkpoint", str(tmp_path / "full.pt"), "--data", str(data_dir),
                "--out", str(tmp_path / "x.npz")])
     assert rc == 1 and "Train with --method geep" in capsys.readouterr().err
+
+
+def test_without_dev_tsv_part_of_train_is_held_out(tiny_ckpt_path: Path, data_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    data = tmp_path / "nodev"
+    shutil.copytree(data_dir, data)
+    (data / "dev.tsv").unlink()
+    out = tmp_path / "t.npz"
+    rc = main(["calibrate", "--checkpoint", str(tiny_ckpt_path), "--data", str(data), "--out", str(out),
+               "--batch-size", "8", "--predictor", "table"])  # the probe needs 20 calibration rows; these are few
+    captured = capsys.readouterr()
+    n = len(load_split(data, "train"))
+    held = round(0.2 * n)
+    assert rc == 0 and out.is_file(), captured.err
+    assert f"no dev.tsv in {data}: holding out the last {held} of {n} train rows" in captured.err
+    assert ExitPredictor.load(out).calibration["calib_rows"] == n - held
+    assert "recommendation: export this table" in captured.out

@@ -40,9 +40,10 @@ def test_pairs(tmp_path: Path) -> None:
     ("content", "match"),
     [
         ("", "is empty"),
+        ("1\tfine\n0\tx\ty\n", r"x\.tsv:2 has 3 columns"),
         ("text\tlabel\n1\tx\n", "header"),
         ("label\ttext\n1\tfine\n0\tx\ty\n", r"x\.tsv:3 has 3 columns"),
-        ("label\ttext\nyes\tfine\n", r"x\.tsv:2 label 'yes' is not an integer"),
+        ("label\ttext\nyes\tfine\n", r"x\.tsv:2 label 'yes' is neither a name in labels.txt \(neg, pos\)"),
         ("label\ttext\n2\tfine\n", r"x\.tsv:2 label 2 is unknown"),
         ("label\ttext\n1\t  \n", r"x\.tsv:2 has an empty text"),
         ("label\ttext\n", "no rows"),

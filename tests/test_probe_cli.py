@@ -52,7 +52,7 @@ def test_calibrate_export_predict_bench(data: Path, tmp_path: Path, capsys: pyte
     res = json.loads(capsys.readouterr().out)
     assert res["engine"]["predictor"] == "probe" and "escalated" in res["timings"] and len(res["predictions"]) == 2
     assert main(["predict", "--export", str(export), "--text", "bad", "--predictor", "table", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["engine"]["predictor"] == "ExitPredictor"
+    assert json.loads(capsys.readouterr().out)["engine"]["predictor"] == "table"  # the kind, not the class
 
     bench = tmp_path / "bench.json"
     assert main(["bench", "--export", str(export), "--data", str(data), "--methods", "geep,probe:0.5,probe:0.5+esc0",

@@ -1,31 +1,36 @@
-"""Build the exit table from calibration data and tune the exit predictor.
+"""Build the exit table from calibration data and tune the exit predictor (by default also the layer-1 probe).
 
 Runs every depth of the checkpoint on the calibration split (train by default), labels each row's exit layer by
 the rule, builds the exit table from the rows' token unigrams and bigrams, then tunes the predictor's quantile
 and margin on the dev split: the fastest setting whose accuracy is at most --max-drop points below depth L's
 (default 0.5), or the most accurate one reaching --target-speedup (FLOPs). Prints the dev curve and writes one
-table file holding the table, the tuned parameters and the calibration figures.
+table file holding the table, the tuned parameters and the calibration figures. Without dev.tsv, the last 20% of
+the calibration rows are held out for tuning (it says how many). It ends with one line saying which predictor to
+export and why, and warns when --max-drop is smaller than one dev row.
 
 With --max-disagree EPS the knobs are instead the fastest setting whose disagreement with depth L (the full
 model's answer) is certified to be at most EPS of rows, at --confidence (default 0.9), on the dev rows: a
 distribution-free guarantee (Learn then Test, export/consistency.py; docs/consistency.md says what it covers). It
 needs no gold labels, and the dev rows must be rows the model, the table and the probe did not fit.
 
-With --predictor probe it also fits the layer-1 probe (features: depth 1's entropy, margin and top probability,
-and the length; --probe-with-table adds the table's statistics) on the calibration rows' exit labels, tunes its risk level (and with --escalation tune
-its escalation threshold) on dev for the same budget, and writes it as JSON next to the table (--probe-out).
+By default (--predictor probe, the product's default: exit mode student, no escalation) it also fits the layer-1
+probe (features: depth 1's entropy, margin and top probability, and the length; --probe-with-table adds the
+table's statistics) on the calibration rows' exit labels, tunes its risk level (and with --escalation tune its
+escalation threshold) on dev for the same budget, and writes it as JSON next to the table (--probe-out).
+--predictor table builds and tunes the token table only.
 Export both with `geep-deploy export --exit-table TABLE --probe PROBE`. With --exit-mode skip the probe dispatches
 to GEEP's shared exit path (layers 1..k, then layer L and the teacher: one layer more, often more accurate than
 the students); export that probe with --exit-mode skip.
 
-Example:
-  geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz
-  geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz \\
-      --predictor probe --escalation tune
-  geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/exit_table.npz \\
-      --predictor probe --max-disagree 0.02 --confidence 0.9   # certified: <= 2% of rows differ from depth L
-  geep-deploy calibrate --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --out runs/skip_table.npz \
-      --predictor probe --exit-mode skip   # then: export ... --probe runs/skip_table.probe.json --exit-mode skip
+Example (runs/demo/geep.pt is written by `geep-deploy demo`, or by `geep-deploy train`):
+  geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
+      --out runs/exit_table.npz          # also writes runs/exit_table.probe.json
+  geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
+      --out runs/exit_table.npz --escalation tune
+  geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
+      --out runs/exit_table.npz --max-disagree 0.02 --confidence 0.9   # certified: <= 2% of rows differ
+  geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
+      --out runs/skip_table.npz --exit-mode skip   # then: export ... --probe runs/skip_table.probe.json --exit-mode skip
 """
 
 from __future__ import annotations
@@ -38,17 +43,24 @@ from typing import Any
 from geep_deploy.data import load_split
 from geep_deploy.names import DEVICES, EXIT_MODES
 
+DEFAULT_MAX_DROP = 0.5
+"""The accuracy budget in points below depth L (``--max-drop``), also the demo's."""
+HOLDOUT_SHARE = 0.2
+"""Without dev.tsv, this share of the calibration rows (the last ones) is held out to tune the knobs."""
+
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint from `geep-deploy train`")
-    p.add_argument("--data", required=True, help="dataset directory (labels.txt, <calib-split>.tsv, dev.tsv)")
+    p.add_argument("--data", required=True,
+                   help="dataset directory (labels.txt, <calib-split>.tsv, optionally dev.tsv: without it the last "
+                        f"{100 * HOLDOUT_SHARE:.0f}%% of the calibration rows tune the knobs)")
     p.add_argument("--out", required=True, help="exit-table file to write (.npz, written atomically)")
     p.add_argument("--rule", choices=("entropy", "consistency"), default="consistency",
                    help="exit-label rule (default consistency: first depth from which all deeper ones agree)")
     p.add_argument("--tau", type=float, default=None, help="entropy threshold for --rule entropy (default 0.3)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--max-drop", type=float, default=0.5,
-                        help="accuracy budget in points below depth L's dev accuracy (default 0.5)")
+    budget.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP,
+                        help=f"accuracy budget in points below depth L's dev accuracy (default {DEFAULT_MAX_DROP})")
     budget.add_argument("--target-speedup", type=float, default=None, help="FLOPs speed-up to reach instead")
     budget.add_argument("--max-disagree", type=float, default=None, metavar="EPS",
                         help="instead: the fastest setting whose disagreement with depth L is certified <= EPS "
@@ -60,8 +72,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-calib", type=int, default=None, help="use only the first N calibration rows")
     p.add_argument("--batch-size", type=int, default=64)
     probe = p.add_argument_group("probe (--predictor probe)")
-    probe.add_argument("--predictor", choices=("table", "probe"), default="table",
-                       help="table: the token exit table only (default); probe: also fit the layer-1 probe")
+    probe.add_argument("--predictor", choices=("table", "probe"), default="probe",
+                       help="probe: the table and the layer-1 probe, which an export then dispatches by (default); "
+                            "table: the token exit table only")
     probe.add_argument("--probe-out", default=None,
                        help="probe JSON to write (default: next to --out, e.g. exit_table.probe.json)")
     probe.add_argument("--escalation", choices=("off", "tune"), default="off",
@@ -124,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
         print("calibrate | note: exit labels come from the train split, which the model was trained on; they are "
               "optimistic (the model is surer on rows it saw). For labels without leakage pass --calib-split with "
               "held-out rows (no gold labels needed).", file=sys.stderr)
-    calib = load_split(args.data, args.calib_split).subset(args.max_calib)
-    dev = load_split(args.data, "dev")
+    calib, dev = calibration_rows(args)
+    warn_budget(args, len(dev))
     kwargs = dict(rule=args.rule, tau=args.tau, max_drop=args.max_drop, target_speedup=args.target_speedup,
                   device=args.device, batch_size=args.batch_size, max_disagree=args.max_disagree,
                   confidence=confidence(args))
@@ -163,7 +176,59 @@ def run(args: argparse.Namespace) -> int:
             print(format_guarantee(pres.figures["guarantee"], "probe"))
         probe = dataclasses.replace(pres.probe, checkpoint=ckpt.weights_sha256)
         print(f"wrote {probe.save(probe_path(args), extra={'calibration': {**pres.figures, 'chosen': pres.chosen}})}")
+    print(recommendation(args, c, pres.chosen if args.predictor == "probe" else None))
     return 0
+
+
+def calibration_rows(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(calibration rows, tuning rows): dev.tsv tunes; without it the last HOLDOUT_SHARE of the calibration rows
+    are held out for tuning, and the user is told how many."""
+    import sys
+
+    from geep_deploy.data import TextDataset, available_splits
+    from geep_deploy.errors import ConfigError
+
+    calib = load_split(args.data, args.calib_split).subset(args.max_calib)
+    if "dev" in available_splits(args.data) and args.calib_split != "dev":
+        return calib, load_split(args.data, "dev")
+    n_tune = max(1, int(round(HOLDOUT_SHARE * len(calib))))
+    if len(calib) - n_tune < 2:
+        raise ConfigError(f"calibrate | {args.data} has no dev.tsv and {len(calib)} {args.calib_split} rows are "
+                          "too few to hold some out for tuning; add a dev.tsv (same format as train.tsv).")
+
+    def rows(a: int, b: int | None) -> TextDataset:
+        return TextDataset(calib.texts_a[a:b], None if calib.texts_b is None else calib.texts_b[a:b],
+                           calib.labels[a:b], calib.label_names, calib.source)
+
+    print(f"calibrate | no dev.tsv in {args.data}: holding out the last {n_tune} of {len(calib)} {args.calib_split} "
+          f"rows ({HOLDOUT_SHARE:.0%}) to tune the knobs; the other {len(calib) - n_tune} calibrate.", file=sys.stderr)
+    return rows(0, len(calib) - n_tune), rows(len(calib) - n_tune, None)
+
+
+def warn_budget(args: argparse.Namespace, dev_rows: int) -> None:
+    """Warn when the accuracy budget is finer than one tuning row: then only settings that lose no row qualify."""
+    import sys
+
+    if args.max_disagree is None and args.target_speedup is None and args.max_drop < 100.0 / dev_rows:
+        print(f"calibrate | warning: --max-drop {args.max_drop:g} points is smaller than one of the {dev_rows} "
+              f"tuning rows ({100.0 / dev_rows:.2f} points), so only settings that lose no tuning row qualify and "
+              "the speed-up may be small. Give more dev rows, or a --max-drop of at least "
+              f"{100.0 / dev_rows:.2f}.", file=sys.stderr)
+
+
+def recommendation(args: argparse.Namespace, table: dict[str, Any], probe: dict[str, Any] | None) -> str:
+    """One line: which predictor to export, and why (the faster one at the same budget on the tuning rows)."""
+    t_cmd = f"geep-deploy export --checkpoint {args.checkpoint} --out DIR --exit-table {args.out}"
+    if probe is None:
+        return (f"recommendation: export this table ({t_cmd}); the default --predictor probe also fits the layer-1 "
+                "probe, which found the rows that need more depth far better on every set in docs/results.md.")
+    p_cmd = f"{t_cmd} --probe {probe_path(args)}" + ("" if args.exit_mode == "student" else " --exit-mode skip")
+    pf, tf = probe["flops_speedup"], table["flops_speedup"]
+    if probe["target_met"] and (pf >= tf or not table["target_met"]):
+        return (f"recommendation: export the probe ({p_cmd}): on the tuning rows it meets the budget at {pf:.2f}x "
+                f"FLOPs against the table's {tf:.2f}x.")
+    return (f"recommendation: export the table only ({t_cmd}): on these tuning rows it meets the budget at "
+            f"{tf:.2f}x FLOPs against the probe's {pf:.2f}x.")
 
 
 def format_probe(pres: Any, goal: str) -> str:

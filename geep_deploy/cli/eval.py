@@ -5,7 +5,7 @@ patience exit on the students; for pabee checkpoints the patience exit. For geep
 shared exit path per depth (layers 1..k, then layer L and the teacher: what GEEP's shared exit loss trains).
 
 Example:
-  geep-deploy eval --checkpoint runs/geep.pt --data geep_deploy/datasets/sst2_demo --split dev --json eval.json
+  geep-deploy eval --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo --split dev --json eval.json
 """
 
 from __future__ import annotations

@@ -2,15 +2,17 @@
 
 Writes DIR/manifest.json, DIR/onnx/<precision>/{depthK,embed,layerK}.onnx sharing DIR/onnx/<precision>/weights.bin,
 DIR/tokenizer.json, the exit table and (where TensorRT imports) DIR/tensorrt/*.plan. With --probe it also writes
-the probe dispatch's prefix.onnx and contK.onnx graphs and DIR/probe.json, and the export dispatches by the probe.
+the probe dispatch's prefix.onnx and contK.onnx graphs and DIR/probe.json, and makes the probe the export's
+dispatcher (what predict, serve and GeepEngine use unless told --predictor table).
 Every graph is validated against PyTorch with ONNX Runtime; a mismatch fails the export unless --allow-mismatch.
 The export is built next to DIR and renamed into place, so a failed run leaves a previous export intact.
 
 Example:
-  geep-deploy export --checkpoint runs/geep.pt --out exports/geep --exit-table runs/exit_table.npz \\
-      --precision fp32,int8
-  geep-deploy export --checkpoint runs/geep.pt --out exports/geep_probe --exit-table runs/exit_table.npz \\
-      --probe runs/exit_table.probe.json
+  # after `geep-deploy calibrate --checkpoint runs/demo/geep.pt ... --out runs/exit_table.npz` (its default: probe)
+  geep-deploy export --checkpoint runs/demo/geep.pt --out exports/geep --exit-table runs/exit_table.npz \\
+      --probe runs/exit_table.probe.json        # the probe becomes the export's dispatcher
+  geep-deploy export --checkpoint runs/demo/geep.pt --out exports/geep_table --exit-table runs/exit_table.npz \\
+      --precision fp32,int8                     # table dispatch only, plus int8 graphs
 """
 
 from __future__ import annotations
@@ -75,5 +77,6 @@ def run(args: argparse.Namespace) -> int:
     if m.get("probe"):
         p = m["probe"]["params"]
         print(f"  probe {m['probe']['file']}: risk={p['risk']} escalate={p['escalate']} "
-              f"(uses the table: {p['uses_table']}); the export dispatches by the probe")
+              f"(uses the table: {p['uses_table']}); the export dispatches by the probe (predict, serve and "
+              "GeepEngine use it; --predictor table picks the exit table instead)")
     return 0

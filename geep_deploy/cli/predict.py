@@ -1,11 +1,14 @@
 """Classify texts with an exported model (GEEP: each input runs only to its predicted exit depth).
 
 Give texts with --text (repeatable; --text-b adds the second side of a pair, once per --text) or a TSV file
-with --input: a header line naming the columns `text` (or `text_a` and `text_b`); a `label` column, if present,
-is ignored. Texts longer than the export's max length are truncated.
+with --input: a header line naming the columns `text` (or `text_a` and `text_b`) and optionally `label`, or no
+header and the training format (`label<TAB>text`, `label<TAB>text_a<TAB>text_b`; one column: texts only). When
+the file has labels (names or ids), it also prints the accuracy. Texts longer than the export's max length are
+truncated.
 
-Example:
-  geep-deploy predict --export runs/export --text "a charming and often affecting journey" --json
+Example (runs/demo/export_geep is written by `geep-deploy demo`):
+  geep-deploy predict --export runs/demo/export_geep --text "a charming and often affecting journey" --json
+  geep-deploy predict --export runs/demo/export_geep --input geep_deploy/datasets/sst2_demo/dev.tsv
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", required=True, type=Path, help="export directory (geep-deploy export --out)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
-    src.add_argument("--input", type=Path, help="TSV file with a header: text, or text_a<TAB>text_b")
+    src.add_argument("--input", type=Path,
+                     help="TSV file: a header naming text (or text_a, text_b) and optionally label, or the training "
+                          "format without header; with labels, the accuracy is printed too")
     p.add_argument("--text-b", action="append", help="second text of a pair, one per --text")
     p.add_argument("--backend", default=AUTO, choices=(AUTO, *BACKENDS))
     p.add_argument("--device", default="cpu", choices=DEVICES)
@@ -65,19 +70,37 @@ def predict_with_progress(eng: Any, texts_a: list[str], texts_b: list[str] | Non
 
 
 def read_inputs(path: Path) -> tuple[list[str], list[str] | None]:
-    """Texts (and second texts) of a TSV file whose header names text, or text_a and text_b."""
+    """Texts (and second texts) of a TSV file (see ``read_labelled_inputs``)."""
+    texts_a, texts_b, _ = read_labelled_inputs(path)
+    return texts_a, texts_b
+
+
+HEADERLESS = {1: ("text",), 2: ("label", "text"), 3: ("label", "text_a", "text_b")}
+
+
+def read_labelled_inputs(path: Path) -> tuple[list[str], list[str] | None, list[str] | None]:
+    """Texts, second texts and labels (as written) of a TSV file whose header names text, or text_a and text_b,
+    and optionally label; a file without such a header is read as the training format (``HEADERLESS``)."""
     from geep_deploy.data import read_text_file
 
     lines = [ln.rstrip("\r") for ln in read_text_file(path, "predict").split("\n")]
     header = lines[0].split("\t") if lines and lines[0] else []
-    names = {n: i for i, n in enumerate(header)}
+    start = 1
+    if not {"text", "text_a", "label"} & {h.strip().lower() for h in header}:
+        if len(header) not in HEADERLESS:
+            raise DataError(f"predict | {path}:1 has {len(header)} columns and no header; give a header naming "
+                            "`text` (or `text_a`, `text_b`) and optionally `label`.")
+        header, start = list(HEADERLESS[len(header)]), 0
+    names = {n.strip().lower(): i for i, n in enumerate(header)}
     a_col = names.get("text", names.get("text_a"))
     b_col = names.get("text_b")
+    y_col = names.get("label")
     if a_col is None:
         raise DataError(f"predict | {path}:1 header {header!r} names no `text` or `text_a` column.")
     texts_a: list[str] = []
     texts_b: list[str] = []
-    for lineno, line in enumerate(lines[1:], start=2):
+    labels: list[str] = []
+    for lineno, line in enumerate(lines[start:], start=start + 1):
         if not line:
             continue
         cols = line.split("\t")
@@ -86,9 +109,26 @@ def read_inputs(path: Path) -> tuple[list[str], list[str] | None]:
         texts_a.append(cols[a_col])
         if b_col is not None:
             texts_b.append(cols[b_col])
+        if y_col is not None:
+            labels.append(cols[y_col].strip())
     if not texts_a:
-        raise DataError(f"predict | {path} has a header but no rows.")
-    return texts_a, (texts_b if b_col is not None else None)
+        raise DataError(f"predict | {path} has {'a header but ' if start else ''}no rows.")
+    return texts_a, (texts_b if b_col is not None else None), (labels if y_col is not None else None)
+
+
+def accuracy_line(labels: list[str], label_ids: Any, label_names: list[str]) -> str:
+    """``# accuracy ...`` of predictions against labels given by name or id; rows with another label are named."""
+    ids = {n: i for i, n in enumerate(label_names)}
+    gold = [ids.get(y, int(y) if y.isdigit() and int(y) < len(label_names) else None) for y in labels]
+    known = [(g, int(p)) for g, p in zip(gold, label_ids) if g is not None]
+    unknown = sorted({y for y, g in zip(labels, gold) if g is None})
+    if not known:
+        return (f"# no accuracy: the file's labels ({', '.join(unknown[:5])}) are none of the model's "
+                f"({', '.join(label_names)}) nor ids 0..{len(label_names) - 1}")
+    correct = sum(g == p for g, p in known)
+    return (f"# accuracy {100 * correct / len(known):.2f}% ({correct} of {len(known)} labelled rows)"
+            + (f"; {len(labels) - len(known)} rows with labels the model does not know skipped: "
+               f"{', '.join(unknown[:5])}" if unknown else ""))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
     if args.input is not None:
         if args.text_b:
             raise DataError("predict | --text-b goes with --text; put pairs in the --input file as text_a/text_b.")
-        texts_a, texts_b = read_inputs(args.input)
+        texts_a, texts_b, labels = read_labelled_inputs(args.input)
     else:
+        labels = None
         texts_a, texts_b = args.text, args.text_b
         if texts_b is not None and len(texts_b) != len(texts_a):
             raise DataError(f"predict | got {len(texts_a)} --text but {len(texts_b)} --text-b; give one each.")
@@ -108,9 +149,24 @@ def run(args: argparse.Namespace) -> int:
                          predictor=args.predictor) as eng:
         res = predict_with_progress(eng, list(texts_a), None if texts_b is None else list(texts_b),
                                     args.batch_size, not args.no_progress)
-        info = eng.info
+        info = dict(eng.info)
+    if info.get("predictor") not in (None, "probe"):
+        info["predictor"] = "table"  # the kind, not the class that implements it
+    if args.depth is not None:
+        info["predictor"] = f"fixed depth {args.depth}"
+    switched = (args.backend == AUTO and info.get("backend") == "torch" and args.precision not in ("fp32", "tf32"))
+    if switched:
+        import sys
+
+        print(f"predict | the export has no {args.precision} ONNX graphs, so {args.precision} runs on the torch "
+              f"backend; for ONNX Runtime re-export with --precision fp32,{args.precision}, or pass --backend "
+              "onnxruntime --precision fp32.", file=sys.stderr)
+    acc = None if labels is None else accuracy_line(labels, [p.label_id for p in res.predictions],
+                                                   list(res.label_names))
     if args.json:
         out = {"engine": info, "timings": res.timings.as_dict(), "predictions": res.to_records()}
+        if acc is not None:
+            out["accuracy"] = acc.lstrip("# ")
         print(json.dumps(out, indent=1))
         return 0
     for p, text in zip(res.predictions, texts_a):
@@ -121,4 +177,6 @@ def run(args: argparse.Namespace) -> int:
           f"(tokenize {t['tokenize_s'] * 1e3:.1f}, exits {t['predict_exits_s'] * 1e3:.1f}, "
           f"model {t['model_s'] * 1e3:.1f})"
           + (f"; probe dispatch, {res.num_escalated} escalated" if res.escalated is not None else ""))
+    if acc is not None:
+        print(acc)
     return 0

@@ -1,14 +1,19 @@
 """Train BERT with exits on a TSV dataset directory (train.tsv, dev.tsv, labels.txt).
 
 Methods: geep (shared exit loss + distillation in one step), fastbert (teacher, then distilled students),
-pabee (depth-weighted CE at every layer), full (plain fine-tuning). The checkpoint holds weights, tokenizer,
-labels and the training history.
+pabee (depth-weighted CE at every layer), full (plain fine-tuning). FastBERT as published (what the demo and the
+multi-dataset suite run): train `full` first, then `--method fastbert --teacher full.pt`, which starts from that
+checkpoint and runs only FastBERT's distillation epochs. The checkpoint holds weights, tokenizer, labels and the
+training history. Data: train.tsv (labels as names or ids, header optional; see geep_deploy/data.py), optional
+dev.tsv, optional labels.txt.
 
 Example:
-  geep-deploy train --data geep_deploy/datasets/sst2_demo --method geep --out runs/geep.pt --epochs 2
-  # Chinese text: MiniLM's vocabulary makes most Chinese tokens [UNK]; swap in bert-base-chinese's
-  geep-deploy train --data ../shared/data/chnsenticorp --method geep --out runs/zh.pt \
-      --vocab ../shared/models/vocab/bert-base-chinese/vocab.txt
+  geep-deploy train --data geep_deploy/datasets/sst2_demo --method geep --out runs/geep.pt --epochs 4
+  geep-deploy train --data geep_deploy/datasets/sst2_demo --method full --out runs/full.pt --epochs 4
+  geep-deploy train --data geep_deploy/datasets/sst2_demo --method fastbert --out runs/fastbert.pt \\
+      --teacher runs/full.pt            # FastBERT as published: 5 distillation epochs from the full model
+  # Chinese text: MiniLM's vocabulary makes most Chinese tokens [UNK]; swap in a Chinese BERT vocabulary
+  geep-deploy train --data my_chinese_data --method geep --out runs/zh.pt --vocab bert-base-chinese/vocab.txt
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 from geep_deploy.errors import ConfigError
+from geep_deploy.suite.run import FASTBERT_DISTILL_EPOCHS, SUITE_DISTILL_WEIGHT
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -25,7 +31,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None, help="Hugging Face BERT directory (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--max-train", type=int, default=None, help="use only the first N training rows")
     p.add_argument("--epochs", type=int, default=2, help="epochs per stage (default 2)")
-    p.add_argument("--distill-epochs", type=int, default=None, help="epochs of FastBERT's distillation stage")
+    p.add_argument("--distill-epochs", type=int, default=None,
+                   help=f"epochs of FastBERT's distillation stage (default: {FASTBERT_DISTILL_EPOCHS} with --teacher, "
+                        "else --epochs)")
+    p.add_argument("--teacher", default=None, metavar="FULL_CKPT",
+                   help="fastbert: start from this `full` checkpoint (trained on the same rows) and run only the "
+                        "distillation, as FastBERT is published")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=128, help="truncate inputs to N tokens (default 128)")
     p.add_argument("--lr", type=float, default=5e-5, help="backbone learning rate (default 5e-5)")
@@ -44,7 +55,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="geep: ramp the distillation weight from 0 over this share of the steps (default 0)")
     p.add_argument("--distill-weight", type=float, default=1.0,
                    help="geep: weight of the students' distillation (default 1, the reference; the multi-dataset "
-                        "suite uses 0.3, see docs/training.md)")
+                        f"suite and the demo use {SUITE_DISTILL_WEIGHT}, see docs/training.md)")
     p.add_argument("--skip-weight", type=float, default=1.0,
                    help="geep: weight of the shallow depths' shared-path terms (k < L-1) against the full path's "
                         "(default 1, the reference)")
@@ -67,8 +78,14 @@ def run(args: argparse.Namespace) -> int:
         exit_set = tuple(int(x) for x in args.exit_set.split(",")) if args.exit_set else None
     except ValueError:
         raise ConfigError(f"train | --exit-set {args.exit_set!r} is not a comma-separated list of depths.") from None
+    if args.teacher is not None and args.method != "fastbert":
+        raise ConfigError(f"train | --teacher is FastBERT's first stage (a `full` checkpoint); --method "
+                          f"{args.method} trains without one. Drop --teacher, or use --method fastbert.")
+    distill_epochs = args.distill_epochs
+    if args.teacher is not None and distill_epochs is None:
+        distill_epochs = FASTBERT_DISTILL_EPOCHS
     cfg = TrainConfig(
-        method=args.method, epochs=args.epochs, distill_epochs=args.distill_epochs, batch_size=args.batch_size,
+        method=args.method, epochs=args.epochs, distill_epochs=distill_epochs, batch_size=args.batch_size,
         lr=args.lr, head_lr=args.head_lr, embed_lr=args.embed_lr, max_len=args.max_len, seed=args.seed,
         device=args.device, pooling=args.pooling,
         geep=GeepLossConfig(exit_set=exit_set, temperature=args.temperature,
@@ -82,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, "train --out")  # fail now, not after hours of training
     check_count("train | --max-train", args.max_train, allow_none=True)
+    teacher = None
+    if args.teacher is not None:
+        from geep_deploy.checkpoint import load_checkpoint
+
+        teacher = load_checkpoint(args.teacher)
+        if teacher.method != "full":
+            raise ConfigError(f"train | --teacher {args.teacher} is a `{teacher.method}` checkpoint; FastBERT's "
+                              "teacher is a `full` one: train it first with --method full on the same data.")
     backbone = load_backbone_dir(args.backbone)
     check_max_len("train | --max-len", args.max_len, backbone.shape.max_position_embeddings)
     if args.vocab:
@@ -95,10 +120,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"train | vocabulary {args.vocab}: {report.copied} of {report.new_vocab_size} tokens keep a "
               f"pretrained embedding, {report.drawn} start random")
     train_ds = load_split(args.data, "train").subset(args.max_train)
+    write_label_names(args.data, train_ds.label_names)
     dev_ds = load_split(args.data, "dev") if "dev" in available_splits(args.data) and not args.no_dev else None
     print(f"train | {args.method} on {len(train_ds)} rows of {args.data} ({backbone.path.name}, "
           f"{backbone.shape.num_hidden_layers} layers), device {args.device}")
-    ckpt = train(backbone, train_ds, dev_ds, cfg)
+    ckpt = train(backbone, train_ds, dev_ds, cfg, teacher=teacher)
     save_checkpoint(ckpt, args.out)
     print(f"train | wrote {args.out} in {ckpt.metrics['train_seconds']}s")
     return 0
+
+
+def write_label_names(data: str, names: list[str]) -> None:
+    """Without labels.txt, write the names taken from train.tsv, so every later command maps labels the same way."""
+    from pathlib import Path
+
+    from geep_deploy.atomic import atomic_write_text
+
+    path = Path(data) / "labels.txt"
+    if path.exists():
+        return
+    try:
+        atomic_write_text(path, "\n".join(names) + "\n")
+        print(f"train | no labels.txt in {data}: wrote it from train.tsv's labels ({', '.join(names[:10])}"
+              f"{', ...' if len(names) > 10 else ''}; line number = label id)")
+    except OSError as e:
+        print(f"train | no labels.txt in {data} and it cannot be written ({e.strerror}); labels are mapped in the "
+              "order shown by the checkpoint.")

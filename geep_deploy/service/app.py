@@ -26,7 +26,7 @@ from geep_deploy.service.metrics import Registry
 from geep_deploy.service.middleware import RequestGuard
 from geep_deploy.service.pooling import Rows
 from geep_deploy.service.runner import PoolRunner, Record, default_engine_batch
-from geep_deploy.service.schema import ClassifyRequest, ClassifyResponse, ErrorResponse, Health
+from geep_deploy.service.schema import Alive, ClassifyRequest, ClassifyResponse, ErrorResponse, Health
 from geep_deploy.service.telemetry import ServiceMetrics
 
 
@@ -134,7 +134,7 @@ def build_app(service: Callable[[], Service], lifespan: Callable[[FastAPI], Any]
             return _error(500, f"service | the engine failed: {e}")
         return {"predictions": records, "num_layers": svc.info["num_layers"]}
 
-    @app.get("/healthz", response_model=Health)
+    @app.get("/healthz", response_model=Alive)
     async def healthz() -> Any:
         """Liveness: the process answers."""
         return {"status": "ok"}

@@ -45,6 +45,12 @@ class ErrorResponse(BaseModel):
     detail: str | list
 
 
+class Alive(BaseModel):
+    """``/healthz``: the process answers (what it serves is at ``/readyz``)."""
+
+    status: str
+
+
 class Health(BaseModel):
     status: str
     model: dict = Field(default_factory=dict)
