@@ -29,7 +29,7 @@ test: setup
 
 # One prepared call of every GPU check (bench/gpu_check.py): each section in its own subprocess and timeout, the
 # JSON (OUT_DIR/gpu_check.json) rewritten after each, exit 1 if any check fails. Uses the Python already there
-# (never installs torch). BACKBONE defaults to models-local/all-MiniLM-L6-v2-fp16 (see README, Checking a GPU).
+# (never installs torch). BACKBONE defaults to models-local/all-MiniLM-L6-v2-fp16 (see docs/gpu.md).
 GPU_PYTHON ?= python3
 DEVICE ?= cuda
 OUT_DIR ?= bench/results/gpu_check

@@ -404,7 +404,7 @@ def make_export(ctx: Ctx) -> dict[str, Any]:
     from runtime.predictor import build_predictor
 
     if ctx.backbone is None:
-        raise RuntimeError(f"no backbone: copy the packaged MiniLM fp16 folder to {DEFAULT_BACKBONE} (README, "
+        raise RuntimeError(f"no backbone: copy the packaged MiniLM fp16 folder to {DEFAULT_BACKBONE} (docs/gpu.md, "
                            "'Checking a GPU') or pass --backbone DIR")
     torch.manual_seed(0)
     bb = load_backbone_dir(ctx.backbone)

@@ -26,7 +26,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-DOCS = ("README.md", "docs/runtime.md", "docs/export.md", "docs/exit_prediction.md", "docs/training.md")
+DOCS = ("README.md", "docs/runtime.md", "docs/export.md", "docs/exit_prediction.md", "docs/training.md",
+        "docs/serving.md", "docs/gpu.md", "docs/how-it-works.md", "docs/measurements.md")
 
 BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures -->)", re.S)
 VALUE = re.compile(r"(<!-- value:([\w.-]+) -->)(.*?)(<!-- /value -->)", re.S)
@@ -130,6 +131,29 @@ def block_demo_accuracy(r: Results) -> list[str]:
             f"{s['max_len']}, on {_machine(d['machine'], load=False)}; the machine was shared, so these are upper "
             "bounds; load figures where the training run recorded them): "
             + ", ".join(trained(m) for m in methods) + "."]
+
+
+DEMO = "demo_sst2.json"
+
+
+def block_demo(r: Results) -> list[str]:
+    """The demo's final table, verdict, noise and phase timings, as `geep-deploy demo` prints them."""
+    from geep_deploy.cli.demo_deploy import format_table, noise_line, timing_line, verdict
+
+    d = r(DEMO)
+    s = d["settings"]
+    return [r.source(DEMO), "", *format_table(d), "",
+            f"{s['train_rows']} training rows, {s['epochs']} epochs; {s['pool_rows']} further train rows calibrate "
+            f"the probe (unlabeled); knobs chosen on {s['tune_rows']} dev rows, figures on the other "
+            f"{s['report_rows']} (batch 1: the first {d['bench']['1'][0]['rows']} of them). {verdict(d)}", "", noise_line(d), "",
+            f"{timing_line(d)} Machine: {_machine(d['machine'], load=False)}."]
+
+
+def value_demo_time(r: Results) -> str:
+    d = r(DEMO)
+    la = d["load_average"]
+    return (f"{d['total_s'] / 60:.1f} minutes on {d['cpu_count']} CPU cores with a 1-minute load average of "
+            f"{la['before'][0]:.1f} at the start and {la['after'][0]:.1f} at the end")
 
 
 def value_demo_geep_minus_full(r: Results) -> str:
@@ -869,7 +893,7 @@ def value_pool_chunking(r: Results) -> str:
 
 
 BLOCKS: dict[str, Callable[[Results], list[str]]] = {
-    "demo_accuracy": block_demo_accuracy, "ort_bench_summary": block_ort_bench_summary, "ort_bench": block_ort_bench,
+    "demo": block_demo, "demo_accuracy": block_demo_accuracy, "ort_bench_summary": block_ort_bench_summary, "ort_bench": block_ort_bench,
     "int8_bench": block_int8_bench, "exit_table": block_exit_table, "padding": block_padding,
     "memory": block_memory, "export": block_export, "exit_prediction": block_exit_prediction,
     "train_diagnostics": block_train_diagnostics, "train_time": block_train_time,
@@ -879,7 +903,7 @@ BLOCKS: dict[str, Callable[[Results], list[str]]] = {
     "probe_auc": block_probe_auc, "depth_l_all_test": block_depth_l_all_test,
 }
 VALUES: dict[str, Callable[[Results], str]] = {
-    "demo.geep_minus_full": value_demo_geep_minus_full, "demo.geep_vs_fastbert": value_demo_geep_vs_fastbert,
+    "demo.time": value_demo_time, "demo.geep_minus_full": value_demo_geep_minus_full, "demo.geep_vs_fastbert": value_demo_geep_vs_fastbert,
     "ort.noise": value_ort_noise, "ort.geep_vs_pool": value_geep_vs_pool, "ort.geep_vs_pool_09": value_geep_vs_pool_09,
     "ort.geep_wall_over_flops_b64": value_geep_wall_over_flops_b64, "table.lookups": value_table_lookups,
     "table.prediction_share": value_prediction_share, "padding.ratio": value_padding_ratio,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,37 @@ def test_train_with_another_vocabulary(tmp_path: Path, capsys: pytest.CaptureFix
     vocab.write_text("hello\nworld\n")
     assert main([*args, "--vocab", str(vocab)]) == 1
     assert "special tokens" in capsys.readouterr().err
+
+
+def test_help_lists_commands_in_the_order_a_user_runs_them_and_examples_keep_line_breaks(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    main([])
+    out = capsys.readouterr().out
+    assert [c for c in SUBCOMMANDS] == ["demo", "train", "eval", "calibrate", "export", "predict", "serve", "bench"]
+    at = [re.search(rf"^ +{c}\b", out, re.M).start() for c in SUBCOMMANDS]
+    assert at == sorted(at), out
+    for cmd in SUBCOMMANDS:
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        text = capsys.readouterr().out
+        example = text[text.index("Example"):]
+        assert "../shared" not in example, cmd
+        for line in example.splitlines():  # a continued command ends its line with one backslash, then breaks
+            assert not line.rstrip().endswith("\\\\") and " \\ " not in line, (cmd, line)
+            assert "    --" not in line.strip(), (cmd, line)  # a continuation joined onto its command line
+
+
+def test_train_teacher_must_be_a_full_checkpoint_for_fastbert(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from models import tiny_checkpoint, write_toy_dataset
+
+    data = write_toy_dataset(tmp_path / "data", rows=8)
+    tiny_checkpoint(tmp_path / "geep.pt", method="geep")
+    base = ["train", "--data", str(data), "--out", str(tmp_path / "fb.pt")]
+    assert main([*base, "--method", "geep", "--teacher", str(tmp_path / "geep.pt")]) == 1
+    assert "--teacher is FastBERT's first stage" in capsys.readouterr().err
+    assert main([*base, "--method", "fastbert", "--teacher", str(tmp_path / "geep.pt")]) == 1
+    assert "is a `geep` checkpoint; FastBERT's teacher is a `full` one" in capsys.readouterr().err

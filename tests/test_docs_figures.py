@@ -28,8 +28,9 @@ R = _renderer()
 
 # Blocks each page must keep: deleting a block's markers would otherwise silently stop checking its figures.
 REQUIRED = {
-    "README.md": {"demo_accuracy", "exit_modes", "ort_bench_summary", "multi_dataset", "int8_bench", "export",
-                  "serving", "serving_threads1"},
+    "README.md": {"multi_dataset", "demo"},
+    "docs/measurements.md": {"demo_accuracy", "exit_modes", "ort_bench_summary", "int8_bench", "export"},
+    "docs/serving.md": {"serving", "serving_threads1"},
     "docs/runtime.md": {"memory", "padding", "ort_bench", "int8_bench"},
     "docs/exit_prediction.md": {"exit_table", "exit_prediction", "probe_auc", "probe_suite"},
     "docs/training.md": {"train_diagnostics", "train_time", "train_diagnostics_ag_news", "depth_l_all_test"},
@@ -74,10 +75,14 @@ def test_check_detects_a_changed_json(tmp_path: Path) -> None:
     geep64 = next(x for x in d["records"] if (x["method"], x["batch_size"]) == ("geep", 64))
     geep64["wall_speedup"] += 0.5
     path.write_text(json.dumps(d), encoding="utf-8")
-    assert set(R.run(check=True, root=tmp_path, results=results)) == {"README.md", "docs/runtime.md"}
-    assert R.run(check=False, root=tmp_path, results=results) == ["README.md", "docs/runtime.md"]
+    assert set(R.run(check=True, root=tmp_path, results=results)) == {"docs/measurements.md", "docs/runtime.md"}
+    assert R.run(check=False, root=tmp_path, results=results) == ["docs/runtime.md", "docs/measurements.md"]
     assert R.run(check=True, root=tmp_path, results=results) == []
-    assert f"{geep64['wall_speedup']:.2f}" in (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert f"{geep64['wall_speedup']:.2f}" in (tmp_path / "docs/measurements.md").read_text(encoding="utf-8")
+    demo = json.loads((results / "demo_sst2.json").read_text(encoding="utf-8"))
+    demo["table"][2]["wall_speedup_b64"] += 0.5  # the README's demo table follows its JSON too
+    (results / "demo_sst2.json").write_text(json.dumps(demo), encoding="utf-8")
+    assert R.run(check=True, root=tmp_path, results=results) == ["README.md"]
 
 
 def test_noise_is_the_identical_pair_and_within_noise_needs_a_small_gap() -> None:

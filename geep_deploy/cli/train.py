@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 
 from geep_deploy.errors import ConfigError
-from geep_deploy.suite.run import FASTBERT_DISTILL_EPOCHS, SUITE_DISTILL_WEIGHT
+from geep_deploy.suite.protocol import FASTBERT_DISTILL_EPOCHS, SUITE_DISTILL_WEIGHT
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
