@@ -27,7 +27,7 @@ SECONDS = Range(0, 3600, lo_open=True)
 # dest -> range; one meaning per name across subcommands (``--batch-size`` is rows per call everywhere)
 FLAG_RANGES: dict[str, Range] = {
     "batch_size": COUNT, "batch_sizes": COUNT, "repeats": COUNT, "threads": Range(1, 1024), "max_rows": COUNT,
-    "max_calib": COUNT, "max_train": COUNT, "epochs": COUNT, "distill_epochs": COUNT, "max_batch": COUNT,
+    "max_calib": COUNT, "max_train": COUNT, "train_rows": COUNT, "pool_rows": COUNT, "epochs": COUNT, "distill_epochs": COUNT, "max_batch": COUNT,
     "depth": COUNT, "max_queue": COUNT, "workers": Range(1, 1024), "engine_batch": COUNT, "max_chars": COUNT,
     "replicas": COUNT, "max_body_kb": Range(1, 1 << 20), "max_connections": Range(1, 1 << 20),
     # checked against the model's position limit once the checkpoint is read (geep_deploy.limits.check_max_len)
@@ -40,7 +40,8 @@ FLAG_RANGES: dict[str, Range] = {
     "student_ce_weight": WEIGHT, "distill_warmup": SHARE, "distill_weight": WEIGHT, "skip_weight": WEIGHT,
 }
 
-INPUT_FLAGS = ("checkpoint", "data", "export", "backbone", "vocab", "input", "exit_table", "calib_data", "probe")
+INPUT_FLAGS = ("checkpoint", "data", "export", "backbone", "vocab", "input", "exit_table", "calib_data", "probe",
+               "teacher")
 OUTPUT_FLAGS = ("out", "json", "plot", "probe_out")
 
 
