@@ -46,6 +46,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="results JSON to write (default DIR/demo.json)")
     p.add_argument("--plot", default=None, help="plot to write (default DIR/demo.png)")
     p.add_argument("--fresh", action="store_true", help="retrain and re-export even if results exist")
+    p.add_argument("--skip-deploy", action="store_true", help="stop after training the three models")
 
 
 class Phases:
@@ -143,6 +144,11 @@ def run(args: argparse.Namespace) -> int:
           f"probe (unlabeled); dev split into {len(tune_ds)} tuning rows (knobs chosen there) and {len(report_ds)} "
           f"reported rows. {os.cpu_count()} CPU(s), 1-minute load average {load_before[0]:.1f}.")
     ckpts = _train_all(args, out, train_ds, phase)
+    if args.skip_deploy:
+        phase.end()
+        print(f"\ntrained {', '.join(ckpts)} under {out}/ in {phase.total() / 60:.1f} min (--skip-deploy: nothing "
+              "calibrated, exported or benched)")
+        return 0
     summary = deploy_and_report(out, ckpts, pool_ds, tune_ds, report_ds, fresh=args.fresh, phase=phase)
     phase.end()
     summary.update({
