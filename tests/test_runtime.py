@@ -246,6 +246,34 @@ def test_method_runner_static_full_geep(engines, encoder, per_row_reference):
         MethodRunner(MethodSpec("pabee", 2), eng)
 
 
+def test_full_and_static_take_geeps_cut_path(engines, encoder, per_row_reference):
+    """`full` and `static` run through GEEP's dispatch: with a cost per call their rows are cut by padded work,
+    exactly as `plan_groups` cuts a GEEP depth group, and the answers do not change."""
+    from runtime.dispatch import plan_groups
+
+    eng = engines["onnxruntime"]
+    enc = encoder.encode(TEXTS)
+    depth_engine = eng.engines[L]
+    shapes = []
+    real_infer = depth_engine.infer
+
+    def recording_infer(feed, **kw):
+        shapes.append(feed["input_ids"].shape)
+        return real_infer(feed, **kw)
+
+    saved = eng.call_cost
+    depth_engine.infer, eng.call_cost = recording_infer, 0.0
+    try:
+        out = MethodRunner(MethodSpec("full"), eng).run_batch(enc)
+    finally:
+        depth_engine.infer, eng.call_cost = real_infer, saved
+    want = plan_groups(np.full(len(enc), L), enc.lengths, max_group=len(enc), call_cost=0.0)
+    assert len(shapes) == len(want) > 1
+    assert sorted(s[1] for s in shapes) == sorted(int(enc.lengths[g.indices].max()) for g in want)
+    assert sum(s[0] * s[1] for s in shapes) < len(enc) * int(enc.lengths.max())  # less padding than one call
+    np.testing.assert_allclose(out.logits, per_row_reference[:, L - 1], atol=1e-4)
+
+
 def test_parse_methods():
     specs = parse_methods("full,geep,fastbert:0.3,pabee,static", 6)
     names = [s.name for s in specs]
