@@ -36,6 +36,9 @@ from runtime.timing import StageTimes
 class BatchOut:
     """One batch's result: logits, depth per row, exit heads and layers run per row, and the seconds spent.
 
+    ``model_s`` is the method's whole time on the batch after tokenisation, its exit decisions included (GEEP's
+    exit prediction, FastBERT's entropy and PABEE's patience checks), so every method is timed alike;
+    ``exit_s`` is the part of it GEEP spends predicting exits (0 for the others, whose checks run between layers).
     ``layers`` defaults to ``depths``; the probe dispatch runs more for escalated rows (`runtime.probe.probe_cost`).
     """
 
@@ -216,8 +219,9 @@ class MethodRunner:
         s, eng = self.spec, self.engine
         if s.family in (*GEEP_FAMILIES, "probe"):
             t = StageTimes()
+            t0 = time.perf_counter()  # the whole dispatch, exit prediction included, as `full`'s below
             out = eng.dispatch(enc, batch_size=len(enc), times=t)
-            return BatchOut(out.logits, out.depths, out.heads, t.seconds["model"], t.seconds["predict_exits"],
+            return BatchOut(out.logits, out.depths, out.heads, time.perf_counter() - t0, t.seconds["predict_exits"],
                             layers=out.layers, escalated=out.escalated)
         t0 = time.perf_counter()
         if s.family in ("full", "static"):  # the same cut dispatch as GEEP's groups (one depth, every row)

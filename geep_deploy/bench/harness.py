@@ -3,8 +3,8 @@
 For each precision and batch size, every method gets the same batches (dev rows sorted by length, then cut).
 Repeats are interleaved (repeat r runs every method once, in a rotated order) so machine noise hits all methods
 alike; times are medians over repeats. Speed-ups are against ``full`` with the same backend, precision and batch
-size. ``model`` time covers the engines only (and, for GEEP, the dispatch); ``e2e`` adds tokenisation and exit
-prediction.
+size. ``model`` time covers everything after tokenisation: the engines, the dispatch and every method's exit
+decisions (GEEP's exit prediction included; ``exit`` reports that part alone); ``e2e`` adds tokenisation.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class _Contender:
             out = self.runner.run_batch(enc)
             model_t += out.model_s
             exit_t += out.exit_s
-            e2e = tok + out.exit_s + out.model_s
+            e2e = tok + out.model_s  # model_s includes the exit decisions (BatchOut)
             e2e_t += e2e
             if timed:
                 self.batch_ms.append(1e3 * e2e)
@@ -347,7 +347,8 @@ def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
     from export.trt_build import INT8_MEANING
 
     d["precision_notes"] = {"int8": INT8_MEANING, "tf32": "fp32 weights, TF32 matmuls (torch backend only)"}
-    d["timing"] = ("model_s: engines (+ GEEP's grouping/padding) only; e2e_s: + tokenisation + exit prediction; "
+    d["timing"] = ("model_s: engines, dispatch and exit decisions (GEEP's exit prediction included, exit_s is that "
+                   "part); e2e_s: + tokenisation; "
                    "medians over interleaved repeats; speed-ups vs full, same backend/precision/batch size")
     return d
 
