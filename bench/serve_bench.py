@@ -226,10 +226,10 @@ def main() -> int:
     a.log_dir.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((a.export / "manifest.json").read_text())
     num_layers = int(manifest.get("num_layers") or manifest["backbone"]["num_hidden_layers"])
-    from geep_deploy.service.runner import default_engine_batch
+    from geep_deploy.service.runner import DEFAULT_ENGINE_BATCH
     from runtime.dispatch import default_call_cost
 
-    engine_batch = a.engine_batch or default_engine_batch("cpu")
+    engine_batch = a.engine_batch or DEFAULT_ENGINE_BATCH
     dev = load_split(bundled_data_dir(), "dev")
     texts, labels = list(dev.texts_a), [int(y) for y in dev.labels]
     levels = [int(x) for x in a.concurrency.split(",")]

@@ -18,21 +18,25 @@ import numpy as np
 
 from export.consistency import Guarantee
 from export.guarantee import depth_l_answer, table_family
+from export.options import (  # noqa: F401 - DEFAULT_* re-exported: callers import them from here
+    DEFAULT_CONFIDENCE,
+    DEFAULT_ENTROPY_TAU,
+    DEFAULT_QUANTILES,
+    DEFAULT_RULE,
+    CalibrationOptions,
+)
 from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ConfigError
 from geep_deploy.evaluate import collect_depth_and_skip_logits, collect_depth_logits, exit_path_logits
-from geep_deploy.exits import EXIT_RULES, QUANTILE_GRID, exit_depths, exit_figures, predictions_at
+from geep_deploy.exits import exit_depths, exit_figures, predictions_at
 from geep_deploy.flops import flops_speedup
 from geep_deploy.names import SKIP
+from geep_deploy.options import build_options
 from runtime.keys import pad_rows
 from runtime.predictor import ExitPredictor, build_predictor, depths_from_mass
 
-DEFAULT_RULE = "consistency"
-DEFAULT_ENTROPY_TAU = 0.3
-DEFAULT_QUANTILES = QUANTILE_GRID
-DEFAULT_CONFIDENCE = 0.9  # --max-disagree's default confidence 1 - delta
 _MASS_CHUNK = 1024
 
 
@@ -83,13 +87,6 @@ def choose(curve: list[dict[str, float]], full_accuracy: float, max_drop: float,
     return {**max(ok, key=lambda c: (c["flops_speedup"], c["accuracy"])), "target_met": True}
 
 
-def budget_mode(max_disagree: float | None, target_speedup: float | None) -> str:
-    """What chose the knobs: ``max_disagree`` (certified consistency), ``target_speedup`` or ``max_drop``."""
-    if max_disagree is not None:
-        return "max_disagree"
-    return "target_speedup" if target_speedup is not None else "max_drop"
-
-
 def certified_point(curve: list[dict[str, Any]], guarantee: Guarantee) -> dict[str, Any]:
     """The curve point of the certified knob (``target_met``); when nothing certifies, the deepest point."""
     ok = guarantee.knob is not None
@@ -102,21 +99,12 @@ def calibrate_checkpoint(
     ckpt: Checkpoint,
     calib: TextDataset,
     dev: TextDataset,
+    options: CalibrationOptions | None = None,
     *,
-    rule: str = DEFAULT_RULE,
-    tau: float | None = None,
-    max_drop: float = 0.5,
-    target_speedup: float | None = None,
     device: str = "cpu",
     batch_size: int = 64,
     progress: bool = True,
-    quantiles: tuple[float, ...] | None = None,
-    margins: tuple[int, ...] | None = None,
-    weighting: str = "log",
-    orders: tuple[int, ...] | None = None,
-    load_factor: float = 0.5,
-    max_disagree: float | None = None,
-    confidence: float = DEFAULT_CONFIDENCE,
+    **fields: Any,
 ) -> CalibrationResult:
     """Build and tune an exit predictor for ``ckpt``.
 
@@ -124,22 +112,11 @@ def calibrate_checkpoint(
         ckpt: a trained checkpoint whose every depth has a trained classifier (not ``full``).
         calib: calibration rows (their exit labels fill the table).
         dev: rows on which quantile and margin are tuned.
-        rule: ``consistency`` (default) or ``entropy``.
-        tau: entropy threshold. Defaults to 0.3 for ``entropy``; ignored by ``consistency``.
-        max_drop: accuracy budget in points below depth L's dev accuracy (used unless ``target_speedup``).
-        target_speedup: FLOPs speed-up to reach; then the most accurate such setting is chosen.
-        device: torch device for the per-depth pass.
-        batch_size: rows per forward pass.
-        progress: show progress bars.
-        quantiles: grid of q. Defaults to 0.05, 0.10, ..., 0.85, then 0.86, 0.87, ..., 1.0 (1.0 always gives depth L).
-        margins: grid of m. Defaults to 0, 1, 2 (capped at L - 1).
-        weighting: key weighting (see ``runtime.predictor``).
-        orders: n-gram orders. Defaults to (1, 2).
-        load_factor: exit-table load after the build.
-        max_disagree: instead of the accuracy budget: the fastest (q, m) whose disagreement with depth L is
-            certified <= this share of rows at ``confidence`` on the dev rows (``export.consistency``; no gold
-            labels used). Defaults to None.
-        confidence: 1 - delta of that guarantee. Defaults to 0.9.
+        options: rule, budget and grids (`export.options.CalibrationOptions`). Defaults to one from ``fields``.
+        device: torch device for the per-depth pass. batch_size: rows per forward pass. progress: progress bars.
+        **fields: any `CalibrationOptions` field (``rule``, ``tau``, ``max_drop``, ``target_speedup``,
+            ``max_disagree``, ``confidence``, ``quantiles``, ``margins``, ``weighting``, ``orders``,
+            ``load_factor``), replacing the one in ``options``.
 
     Returns:
         A ``CalibrationResult`` whose predictor carries the chosen q, m and the figures (with ``max_disagree``,
@@ -149,38 +126,24 @@ def calibrate_checkpoint(
         ConfigError: ``full`` checkpoint, unknown rule, bad budget, or mismatched labels.
         TooFewRows: with ``max_disagree``, too few dev rows to certify it (the message says how many).
     """
-    tau = check_calibration_args(ckpt, dev, rule, tau, max_drop, target_speedup)
+    opts = build_options(CalibrationOptions, options, fields, "calibrate_checkpoint()")
+    check_calibration_inputs(ckpt, dev)
     c = collect_logits(ckpt, calib, dev, batch_size, device, progress)
-    return calibrate_from_logits(
-        ckpt, c.calib_ids, c.calib_logits, c.dev_ids, c.dev_logits, c.dev_labels, c.special_ids,
-        rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup, quantiles=quantiles,
-        margins=margins, weighting=weighting, orders=orders, load_factor=load_factor, max_disagree=max_disagree,
-        confidence=confidence,
-    )
+    return calibrate_table(ckpt, c, opts)
 
 
-def check_calibration_args(ckpt: Checkpoint, dev: TextDataset, rule: str, tau: float | None, max_drop: float,
-                           target_speedup: float | None) -> float | None:
-    """Refuse what calibration cannot serve (a ``full`` checkpoint, an unknown rule, a bad budget, another label
-    set); returns the entropy threshold to use (the default for ``entropy``)."""
+def check_calibration_inputs(ckpt: Checkpoint, dev: TextDataset) -> None:
+    """Refuse what calibration cannot serve: a ``full`` checkpoint, or dev rows with another label set (the
+    rule and budget were checked by `CalibrationOptions`)."""
     if ckpt.method == "full":
         raise ConfigError(
             "calibrate | this checkpoint was trained with method 'full': only depth L has a trained classifier, "
             "so there is no exit to predict. Train with --method geep (or fastbert/pabee) and calibrate that."
         )
-    if rule not in EXIT_RULES:
-        raise ConfigError(f"calibrate | unknown rule {rule!r}. Expected one of {EXIT_RULES}.")
-    if rule == "entropy" and tau is None:
-        tau = DEFAULT_ENTROPY_TAU
-    if target_speedup is not None and target_speedup < 1.0:
-        raise ConfigError(f"calibrate | target speed-up must be >= 1.0, got {target_speedup}.")
-    if max_drop < 0:
-        raise ConfigError(f"calibrate | max_drop must be >= 0 points, got {max_drop}.")
     if len(dev.label_names) != len(ckpt.label_names):
         raise ConfigError(
             f"calibrate | dev data has {len(dev.label_names)} labels, the checkpoint {len(ckpt.label_names)}."
         )
-    return tau
 
 
 @dataclass
@@ -229,43 +192,39 @@ def calibrate_from_logits(
     dev_logits: np.ndarray,
     dev_labels: np.ndarray,
     special_ids: list[int],
-    *,
-    rule: str = DEFAULT_RULE,
-    tau: float | None = None,
-    max_drop: float = 0.5,
-    target_speedup: float | None = None,
-    quantiles: tuple[float, ...] | None = None,
-    margins: tuple[int, ...] | None = None,
-    weighting: str = "log",
-    orders: tuple[int, ...] | None = None,
-    load_factor: float = 0.5,
-    max_disagree: float | None = None,
-    confidence: float = DEFAULT_CONFIDENCE,
+    **fields: Any,
 ) -> CalibrationResult:
-    """The model-free part of ``calibrate_checkpoint``, from per-depth logits (reused by benchmarks).
+    """``calibrate_table`` from arrays (reused by benchmarks and the suite).
 
     Args:
         ckpt: the checkpoint (its shape and label count give the FLOPs).
         calib_ids / calib_logits: calibration rows and their (N, L, C) logits.
         dev_ids / dev_logits / dev_labels: dev rows, logits and gold labels.
         special_ids: token ids that never form keys.
-        rule, tau, max_drop, target_speedup, quantiles, margins, weighting, orders, load_factor, max_disagree,
-            confidence: as in ``calibrate_checkpoint`` (already validated there when called through it).
-
-    Returns:
-        A ``CalibrationResult``.
+        **fields: `CalibrationOptions` fields (``options=`` an options object, which they replace).
     """
+    options = fields.pop("options", None)
+    opts = build_options(CalibrationOptions, options, fields, "calibrate_from_logits()")
+    c = CalibrationLogits(calib_ids, calib_logits, dev_ids, dev_logits, np.asarray(dev_labels), special_ids)
+    return calibrate_table(ckpt, c, opts)
+
+
+def calibrate_table(ckpt: Checkpoint, c: CalibrationLogits, options: CalibrationOptions) -> CalibrationResult:
+    """The model-free part of ``calibrate_checkpoint``: build the exit table from the calibration rows' exit
+    labels and tune its (quantile, margin) on the dev rows under ``options``' budget."""
+    o = options
+    rule, tau, max_drop, target_speedup = o.rule, o.tau, o.max_drop, o.target_speedup
+    max_disagree, confidence, weighting = o.max_disagree, o.confidence, o.weighting
+    calib_ids, dev_ids, special_ids = c.calib_ids, c.dev_ids, c.special_ids
     L = ckpt.model.num_layers
-    if rule == "entropy" and tau is None:
-        tau = DEFAULT_ENTROPY_TAU
-    quantiles = DEFAULT_QUANTILES if quantiles is None else tuple(quantiles)
+    quantiles = DEFAULT_QUANTILES if o.quantiles is None else tuple(o.quantiles)
     if max_disagree is not None:  # every chain of the certification starts at depth L (q = 1.0)
         quantiles = tuple(sorted({*quantiles, 1.0}))
-    margins = tuple(range(min(2, L - 1) + 1)) if margins is None else tuple(margins)
+    margins = tuple(range(min(2, L - 1) + 1)) if o.margins is None else tuple(o.margins)
 
-    logits_c, logits_d, labels = calib_logits, dev_logits, np.asarray(dev_labels)
+    logits_c, logits_d, labels = c.calib_logits, c.dev_logits, np.asarray(c.dev_labels)
     exits_c = exit_depths(logits_c, rule, tau)
-    predictor = build_predictor(calib_ids, exits_c, L, special_ids, orders=orders, load_factor=load_factor,
+    predictor = build_predictor(calib_ids, exits_c, L, special_ids, orders=o.orders, load_factor=o.load_factor,
                                 weighting=weighting)
     lengths = np.fromiter((len(r) for r in dev_ids), dtype=np.int64, count=len(dev_ids))
     full_acc = float((logits_d[:, -1].argmax(-1) == labels).mean())
@@ -285,7 +244,7 @@ def calibrate_from_logits(
     const = int(np.median(exits_c))
     C = logits_d.shape[2]
     figures = {
-        "rule": rule, "tau": tau, "mode": budget_mode(max_disagree, target_speedup),
+        "rule": rule, "tau": tau, "mode": o.budget_mode,
         "max_drop_points": max_drop, "target_speedup": target_speedup,
         "calib_rows": len(calib_ids), "dev_rows": len(dev_ids),
         "table_keys": predictor.table.size, "table_capacity": predictor.table.capacity,

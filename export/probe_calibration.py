@@ -15,37 +15,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from export.calibration import (
-    DEFAULT_CONFIDENCE,
-    DEFAULT_RULE,
     CalibrationLogits,
     CalibrationResult,
     batch_mass,
-    budget_mode,
-    calibrate_from_logits,
+    calibrate_table,
     certified_point,
-    check_calibration_args,
+    check_calibration_inputs,
     choose,
     collect_logits,
 )
 from export.consistency import TooFewRows
 from export.guarantee import depth_l_answer, probe_family
-from export.probe_fit import RISK_GRID, fit_probe, probe_curve
+from export.options import PROBE_RISKS, CalibrationOptions  # noqa: F401 - PROBE_RISKS re-exported (the suite)
+from export.probe_fit import fit_probe, probe_curve
 from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import exit_depths
-from geep_deploy.names import EXIT_MODES, check_choice
+from geep_deploy.options import build_options
 from runtime.predictor import build_predictor
 from runtime.probe import ProbeModel, probe_features
 
-PROBE_RISKS = (0.0, *RISK_GRID)  # risk 0: P(exit > k) <= 0 never holds, so every row runs to depth L
 TABLE_FOLDS = 5
 MIN_ROWS = 20  # fit_probe's own floor
 
@@ -65,71 +61,47 @@ def calibrate_probe(
     ckpt: Checkpoint,
     calib: TextDataset,
     dev: TextDataset,
+    options: CalibrationOptions | None = None,
     *,
-    rule: str = DEFAULT_RULE,
-    tau: float | None = None,
-    max_drop: float = 0.5,
-    target_speedup: float | None = None,
-    escalations: Sequence[float | None] = (None,),
-    uses_table: bool = False,
-    exit_mode: str = "student",
     device: str = "cpu",
     batch_size: int = 64,
     progress: bool = True,
-    max_disagree: float | None = None,
-    confidence: float = DEFAULT_CONFIDENCE,
+    **fields: Any,
 ) -> ProbeCalibration:
     """Fit the layer-1 probe for ``ckpt`` and tune its knobs on dev (see the module docstring).
 
     Args:
-        ckpt, calib, dev, rule, tau, max_drop, target_speedup, device, batch_size, progress: as in
-            ``export.calibration.calibrate_checkpoint``.
-        escalations: escalation thresholds to try (None = off). Defaults to off only;
-            ``export.probe_fit.ESCALATE_GRID`` tries them all.
-        uses_table: give the probe the exit table's statistics as features. Defaults to False: in
-            docs/results.md they left its AUC about where it was, and without them no table is
-            needed.
-        exit_mode: the exits the export will answer from: ``"student"`` heads, or ``"skip"``, GEEP's shared exit
-            path (layers 1..k, then layer L and the teacher; export with ``--exit-mode skip``). Exit labels and
-            the dev curve come from those exits; the features stay depth 1's student head.
-        max_disagree, confidence: instead of the accuracy budget, the fastest (risk, escalation) whose
-            disagreement with depth L is certified <= ``max_disagree`` at ``confidence`` on the dev rows (the
-            table is certified the same way); see ``export.consistency``.
+        ckpt, calib, dev, device, batch_size, progress: as in ``export.calibration.calibrate_checkpoint``.
+        options: rule, budget and grids (`export.options.CalibrationOptions`); the probe reads ``escalations``
+            (thresholds to try, None = off; ``export.probe_fit.ESCALATE_GRID`` tries them all), ``uses_table``
+            (the exit table's statistics as features; default False: in docs/results.md they left its AUC about
+            where it was, and without them no table is needed), ``exit_mode`` (the exits the export answers
+            from: ``"student"`` heads or ``"skip"``, GEEP's shared exit path; exit labels and the dev curve come
+            from those exits, the features stay depth 1's student head) and ``risks``. With ``max_disagree``, the
+            fastest (risk, escalation) certified at ``confidence`` on the dev rows (the table likewise).
+        **fields: any `CalibrationOptions` field, replacing the one in ``options``.
 
     Raises:
         ConfigError: as ``calibrate_checkpoint``, or fewer than 20 calibration rows.
         TooFewRows: with ``max_disagree``, too few dev rows to certify it (the message says how many).
     """
-    tau = check_calibration_args(ckpt, dev, rule, tau, max_drop, target_speedup)
-    c = collect_logits(ckpt, calib, dev, batch_size, device, progress, check_choice("exit mode", exit_mode,
-                                                                                   EXIT_MODES))
-    args = (ckpt, c.calib_ids, c.calib_logits, c.dev_ids, c.dev_logits, c.dev_labels, c.special_ids)
-    budget = dict(rule=rule, tau=tau, max_drop=max_drop, target_speedup=target_speedup)
+    opts = build_options(CalibrationOptions, options, fields, "calibrate_probe()")
+    check_calibration_inputs(ckpt, dev)
+    c = collect_logits(ckpt, calib, dev, batch_size, device, progress, opts.exit_mode)
     try:
-        table = calibrate_from_logits(*args, **budget, max_disagree=max_disagree, confidence=confidence)
+        table = calibrate_table(ckpt, c, opts)
     except TooFewRows:  # the table (the export's fallback dispatch) has more chains than the probe: tune it by
-        table = calibrate_from_logits(*args, **budget)  # the accuracy budget; the probe is certified below
-    return calibrate_probe_from_logits(ckpt, c, table, rule=rule, tau=tau, max_drop=max_drop,
-                                       target_speedup=target_speedup, escalations=escalations, uses_table=uses_table,
-                                       max_disagree=max_disagree, confidence=confidence)
+        table = calibrate_table(ckpt, c, replace(opts, max_disagree=None))  # the accuracy budget; the probe
+    return calibrate_probe_from_logits(ckpt, c, table, opts)  # is certified below
 
 
-def calibrate_probe_from_logits(
-    ckpt: Checkpoint,
-    c: CalibrationLogits,
-    table: CalibrationResult,
-    *,
-    rule: str = DEFAULT_RULE,
-    tau: float | None = None,
-    max_drop: float = 0.5,
-    target_speedup: float | None = None,
-    escalations: Sequence[float | None] = (None,),
-    uses_table: bool = False,
-    risks: Sequence[float] = PROBE_RISKS,
-    max_disagree: float | None = None,
-    confidence: float = DEFAULT_CONFIDENCE,
-) -> ProbeCalibration:
+def calibrate_probe_from_logits(ckpt: Checkpoint, c: CalibrationLogits, table: CalibrationResult,
+                                options: CalibrationOptions | None = None) -> ProbeCalibration:
     """The model-free part of ``calibrate_probe``, from per-depth logits and the calibrated table."""
+    o = options or CalibrationOptions()
+    rule, tau, max_drop, target_speedup = o.rule, o.tau, o.max_drop, o.target_speedup
+    escalations, uses_table, risks = o.escalations, o.uses_table, o.risks
+    max_disagree, confidence = o.max_disagree, o.confidence
     L = ckpt.model.num_layers
     if len(c.calib_ids) < MIN_ROWS:
         raise ConfigError(f"calibrate | {len(c.calib_ids)} calibration rows are too few to fit a probe; give at "
@@ -159,7 +131,7 @@ def calibrate_probe_from_logits(
     exits_d = exit_depths(c.exits("dev"), rule, tau)
     planned = tuned.depths(feats_d)
     figures = {
-        "rule": rule, "tau": tau, "mode": budget_mode(max_disagree, target_speedup),
+        "rule": rule, "tau": tau, "mode": o.budget_mode,
         "max_drop_points": max_drop, "target_speedup": target_speedup, "uses_table": uses_table,
         "exit_mode": c.exit_mode,
         "table_folds": TABLE_FOLDS if uses_table else None, "calib_rows": len(c.calib_ids),

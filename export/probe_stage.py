@@ -14,7 +14,7 @@ from typing import Any
 
 from export.manifest import file_entry
 from geep_deploy.errors import ConfigError
-from runtime.probe import ProbeModel
+from runtime.probe import ProbeModel, check_probe_fits
 
 PROBE_FILE = "probe.json"
 
@@ -43,18 +43,10 @@ def check_probe(probe: str | Path | ProbeModel, num_layers: int, *, has_table: b
     """
     model = probe if isinstance(probe, ProbeModel) else ProbeModel.load(probe)
     where = "the probe" if isinstance(probe, ProbeModel) else f"probe {probe}"
-    if model.num_layers != num_layers:
-        raise ConfigError(f"export | {where} was fitted for {model.num_layers} layers; the checkpoint has "
-                          f"{num_layers}. Re-run `geep-deploy calibrate --predictor probe` on this checkpoint.")
     if not has_depths:
         raise ConfigError("export | a 'full' checkpoint has no early exits, so no probe; drop --probe.")
-    if model.uses_table and not has_table:
-        raise ConfigError(f"export | {where} reads exit-table statistics, but the export gets no exit table. "
-                          "Add --exit-table (the table calibrate wrote next to the probe) or --calib-data.")
-    if model.exit_mode != exit_mode:
-        raise ConfigError(f"export | {where} was fitted for the {model.exit_mode!r} exits, but the export exits "
-                          f"through {exit_mode!r}. Calibrate with --exit-mode {exit_mode}, or export with "
-                          f"--exit-mode {model.exit_mode}.")
+    check_probe_fits(model, num_layers, exit_mode=exit_mode, has_table=has_table, where=f"export | {where}",
+                     owner="the export")
     return model
 
 
@@ -67,8 +59,9 @@ def probe_stage(root: Path, probe: str | Path | ProbeModel, num_layers: int) -> 
     else:
         model = ProbeModel.load(probe)
         shutil.copyfile(probe, dst)
-    if model.num_layers != num_layers:  # checked before the long work too; a file swapped meanwhile lands here
-        raise ConfigError(f"export | probe {probe} was fitted for {model.num_layers} layers, not {num_layers}.")
+    # checked before the long work too; a file swapped meanwhile lands here
+    check_probe_fits(model, num_layers, exit_mode=None, has_table=True, where=f"export | probe {probe}",
+                     owner="the export")
     guarantee = recorded_guarantee(dst)
     return file_entry(root, dst, params=probe_params(model), **({"guarantee": guarantee} if guarantee else {}))
 

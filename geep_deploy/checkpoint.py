@@ -129,15 +129,10 @@ def _read_payload(p: Path) -> dict[str, Any]:
             f"checkpoint | {p} cannot be read ({type(e).__name__}: {_first_line(e)}). "
             "The file is truncated, corrupted or not a geep-deploy checkpoint."
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint | {p} is not a geep-deploy checkpoint (no '{FORMAT}' format tag).")
-    version = payload.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint | {p} has format version {version!r}; this geep-deploy reads 1..{FORMAT_VERSION}"
-            + (". Upgrade geep-deploy." if isinstance(version, int) and version > FORMAT_VERSION else
-               ": the file is damaged or was edited. Copy it again or retrain.")
-        )
+    from geep_deploy.safe_io import check_format
+
+    version = check_format(payload, FORMAT, FORMAT_VERSION, what="geep-deploy checkpoint", where=f"checkpoint | {p}",
+                           error=CheckpointError)
     if version >= 2 or "sha256" in payload:  # format 1 never had the field: a version edited down is still checked
         try:
             ok = payload.get("sha256") == content_digest(payload)

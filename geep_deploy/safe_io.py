@@ -97,3 +97,30 @@ def read_json(path: str | Path, *, max_bytes: int = MAX_BYTES, max_depth: int = 
     if len(data) > max_bytes:
         raise JsonLimitError(f"is over {max_bytes} bytes")
     return loads_bounded(data.decode("utf-8"), max_depth)
+
+
+def check_format(doc: Any, tag: str, newest: int, *, what: str, where: str, error: type[Exception],
+                 version_key: str = "format_version", oldest: int = 1) -> int:
+    """The one check of a file's format tag and version (exports, exit tables, probes, checkpoints).
+
+    Args:
+        doc: the parsed header (a dict, else it is not ours).
+        tag: the ``"format"`` value our files carry. newest / oldest: the versions this release reads.
+        what: what the file should be (``"geep-deploy exit table"``); where: the message prefix with the path.
+        error: the exception to raise. version_key: the header's version field.
+
+    Returns:
+        The version.
+
+    Raises:
+        error: another or no format tag, or a version that is not an integer in ``oldest..newest``.
+    """
+    if not isinstance(doc, dict) or doc.get("format") != tag:
+        raise error(f"{where} is not a {what} (format tag {tag!r} missing).")
+    v = doc.get(version_key)
+    if isinstance(v, bool) or not isinstance(v, int) or not oldest <= v <= newest:
+        newer = isinstance(v, int) and not isinstance(v, bool) and v > newest
+        raise error(f"{where} has format version {v!r}; this geep-deploy reads {oldest}..{newest}"
+                    + (". Upgrade geep-deploy, or re-create the file with this version." if newer else
+                       ": the file is damaged, edited or from another tool. Re-create it with this version."))
+    return v

@@ -15,6 +15,8 @@ _LAZY = {
     "Prediction": "runtime.engine",
     "EngineView": "runtime.engine",
     "FixedDepth": "runtime.predictor",
+    "LoadOptions": "runtime.options",
+    "KEEP": "geep_deploy.options",
     "load_export": "runtime.artifacts",
     "ExportBundle": "runtime.artifacts",
 }

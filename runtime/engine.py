@@ -34,7 +34,10 @@ from geep_deploy.encoding import Encoded, TextEncoder, pad_batch
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import check_logits, softmax
 from geep_deploy.limits import check_count
+from geep_deploy.names import PROBE, TABLE
+from geep_deploy.options import KEEP, Keep
 from runtime.dispatch import depth_map
+from runtime.options import LoadOptions
 from runtime.predictor import FixedDepth  # noqa: F401 - re-exported: `from runtime.engine import FixedDepth`
 from runtime.probe_dispatch import Dispatched, ProbeDispatch
 from runtime.timing import StageTimes
@@ -126,10 +129,11 @@ class _Classifier:
         if predictor is None:
             raise ConfigError("runtime | this export has no exit table, so the table dispatch is not available; "
                               "use the probe (predictor='probe') or export with --exit-table.")
-        return self._view(predictor, None, {"predictor": type(predictor).__name__, "predictor_params": (
+        kind = None if isinstance(predictor, FixedDepth) else TABLE
+        return self._view(predictor, None, {"predictor": kind, "predictor_params": (
             getattr(predictor, "quantile", None), getattr(predictor, "margin", None))})
 
-    def with_probe(self, risk: float | None = None, escalate: float | None | str = "keep") -> EngineView:
+    def with_probe(self, risk: float | None = None, escalate: float | None | Keep = KEEP) -> EngineView:
         """A view sharing this engine's engines, dispatching by the probe at ``risk`` / ``escalate``.
 
         Example: ``eng.with_probe(risk=0.3, escalate=0.6)``; ``escalate=None`` turns escalation off, and either
@@ -142,7 +146,7 @@ class _Classifier:
             raise ConfigError("runtime | this engine has no probe dispatch: load an export that carries a probe "
                               "with predictor='probe' (exports get one with `geep-deploy export --probe`).")
         probe = self.probe.with_knobs(risk, escalate)
-        return self._view(self.predictor, probe, {"predictor": "probe", "probe": probe.describe()})
+        return self._view(self.predictor, probe, {"predictor": PROBE, "probe": probe.describe()})
 
     # -- inference ------------------------------------------------------------------------------------------
     def predict(
@@ -311,73 +315,51 @@ class GeepEngine(_Classifier):
     def load(
         cls,
         export_dir: str | Path,
-        backend: str = "auto",
-        device: str = "cpu",
-        precision: str = "fp32",
+        backend: str | None = None,
+        device: str | None = None,
+        precision: str | None = None,
         *,
-        depths: Sequence[int] | None = None,
-        fixed_depth: int | None = None,
-        threads: int | None = None,
-        share_weights: bool = True,
-        disable_prepacking: bool = False,
-        mmap_weights: bool = True,
-        max_group: int | None = None,
-        verify: bool = True,
-        predictor: str | None = None,
-        risk: float | None = None,
-        escalate: float | None | str = "keep",
-        call_cost: float | None | str = "auto",
+        options: LoadOptions | None = None,
+        **fields: Any,
     ) -> GeepEngine:
         """Load an export directory written by ``geep-deploy export``.
 
         Args:
             export_dir: the export directory (``manifest.json`` inside).
-            backend: ``"onnxruntime"``, ``"torch"``, ``"tensorrt"`` or ``"auto"`` (TensorRT on CUDA when its
-                plans and library are there, else ONNX Runtime, else torch).
-            device: ``"cpu"`` or ``"cuda"``.
-            precision: ``"fp32"``, ``"tf32"`` (torch), ``"fp16"``, ``"bf16"`` or ``"int8"`` (what the export has).
-            depths: depths to load. Defaults to every exported depth.
-            fixed_depth: send every row to this depth instead of predicting (``static:k``; also what an export
-                without an exit table needs).
-            threads: intra-op CPU threads. Defaults to the backend's choice.
-            share_weights: ONNX Runtime only; one copy of the weights and one arena for all depths.
-            disable_prepacking: ONNX Runtime only; no per-session packed weight copies (slower at small batches).
-            mmap_weights: ONNX Runtime with ``share_weights``; map the weights file read-only instead of copying.
-            max_group: cap on rows per engine call. Defaults to 64.
-            verify: check the artifacts' checksums on load.
-            predictor: ``"probe"`` (the layer-1 probe dispatch) or ``"table"`` (the token exit table). Defaults
-                to what the export records: the probe where the export carries one, else the table.
-            risk: the probe's risk level (lower = deeper, safer). Defaults to the stored one.
-            escalate: the probe's escalation threshold (normalised entropy at the exit; None turns escalation
-                off). Defaults to the stored one.
-            call_cost: fixed cost of one engine call in padded tokens; rows of a depth group are cut into calls
-                that minimise padded tokens plus this (`runtime.dispatch.length_cuts`). ``"auto"``: the measured
-                default of the device (`runtime.dispatch.default_call_cost`); None: fixed ``max_group`` chunks.
+            backend, device, precision: as in `LoadOptions` (``"auto"``, ``"cpu"``, ``"fp32"`` unless given
+                here or in ``options``).
+            options: a `runtime.options.LoadOptions` built once (the CLI and the service do). Defaults to one
+                from the keywords.
+            **fields: any other `LoadOptions` field, replacing the one in ``options``: ``depths``,
+                ``fixed_depth``, ``predictor`` (``"probe"`` or ``"table"``), ``risk``, ``escalate``,
+                ``threads``, ``share_weights``, ``disable_prepacking``, ``mmap_weights``, ``verify``,
+                ``max_group``, ``call_cost``.
 
         Raises:
             ArtifactError: a file of the export is missing or corrupt.
             BackendUnavailable: the backend's library is not installed (the message names the extra).
-            ConfigError: a predictor the export does not carry, or a probe that does not fit it.
+            ConfigError: an option out of range, a predictor the export does not carry, or a probe that does
+                not fit it.
             TableError: a damaged probe or table file (with ``verify=False``).
+            TypeError: a keyword that is no `LoadOptions` field.
 
         Example:
             >>> eng = GeepEngine.load("runs/export", backend="onnxruntime")  # doctest: +SKIP
             >>> eng.predict(["a charming journey"]).predictions[0].label  # doctest: +SKIP
+            >>> opts = LoadOptions(backend="onnxruntime", threads=1, predictor="probe")  # doctest: +SKIP
+            >>> eng = GeepEngine.load("runs/export", options=opts)  # doctest: +SKIP
         """
+        from geep_deploy.options import build_options
         from runtime.loading import build_parts
 
         if isinstance(export_dir, bytes) or not isinstance(export_dir, (str, os.PathLike)):
             raise ConfigError(f"runtime | export_dir must be the path of an export folder (str or Path), got "
                               f"{export_dir!r} ({type(export_dir).__name__}).")
-        check_count("runtime | max_group", max_group, allow_none=True)
-        from runtime.dispatch import parse_call_cost
-
-        cost = parse_call_cost(call_cost)  # checked before anything loads
-        parts = build_parts(Path(export_dir), backend, device, precision, depths=depths, fixed_depth=fixed_depth,
-                            threads=threads, share_weights=share_weights, verify=verify,
-                            disable_prepacking=disable_prepacking, mmap_weights=mmap_weights, predictor=predictor,
-                            risk=risk, escalate=escalate)
-        return cls.from_parts(parts, max_group=max_group, call_cost=cost)
+        given = {k: v for k, v in (("backend", backend), ("device", device), ("precision", precision))
+                 if v is not None}
+        opts = build_options(LoadOptions, options, {**given, **fields}, "GeepEngine.load()")  # checked here
+        parts = build_parts(Path(export_dir), opts)
+        return cls.from_parts(parts, max_group=opts.max_group, call_cost=opts.call_cost)
 
     @classmethod
     def from_parts(cls, parts: Any, *, max_group: int | None = None,

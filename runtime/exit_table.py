@@ -319,14 +319,10 @@ def load_table(path: str | Path) -> tuple[ExitHashTable, dict[str, Any]]:
             f"exit table | {p} cannot be read ({type(e).__name__}: {str(e)[:150]}). "
             "The file is truncated, corrupted or not an exit table; re-run `geep-deploy calibrate`."
         ) from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise TableError(f"exit table | {p} is not a geep-deploy exit table (no '{FORMAT}' format tag).")
-    version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise TableError(
-            f"exit table | {p} has format version {version!r}; this geep-deploy reads up to {FORMAT_VERSION}. "
-            "Upgrade geep-deploy."
-        )
+    from geep_deploy.safe_io import check_format
+
+    check_format(header, FORMAT, FORMAT_VERSION, what="geep-deploy exit table", where=f"exit table | {p}",
+                 error=TableError)
     if header.get("hash") != HASH_SCHEME or header.get("slot") != SLOT_SCHEME:
         raise TableError(
             f"exit table | {p} uses hash {header.get('hash')!r} / slot {header.get('slot')!r}; "

@@ -19,19 +19,22 @@ from engines.base import BaseEngine
 from engines.registry import open_engine, resolve_backend
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ArtifactError, BackendUnavailable, ConfigError, GeepError
-from geep_deploy.limits import check_count, check_depths
+from geep_deploy.limits import check_depths
 from geep_deploy.names import (
     FORMAT_OF_BACKEND,
     ONNX,
     ONNXRUNTIME,
     PLAN,
-    PREDICTOR_KINDS,
+    PROBE,
+    TABLE,
     TENSORRT,
     TORCH,
     first_continuation,
     weights_precision,
 )
+from geep_deploy.options import KEEP, Keep
 from runtime.artifacts import load_export
+from runtime.options import LoadOptions
 from runtime.predictor import ExitPredictor, FixedDepth
 
 
@@ -68,38 +71,23 @@ def make_engine(bundle: Any, parts: Parts, backend: str, device: str, precision:
     return open_engine(TENSORRT, art.path, precision=precision, scratch=parts.shared, check_inputs=False)
 
 
-def build_parts(
-    export_dir: Path,
-    backend: str,
-    device: str,
-    precision: str,
-    *,
-    depths: Sequence[int] | None = None,
-    fixed_depth: int | None = None,
-    threads: int | None = None,
-    share_weights: bool = True,
-    verify: bool = True,
-    disable_prepacking: bool = False,
-    mmap_weights: bool = True,
-    predictor: str | None = None,
-    risk: float | None = None,
-    escalate: float | None | str = "keep",
-) -> Parts:
+def build_parts(export_dir: Path, options: LoadOptions | None = None) -> Parts:
     """Load manifest, tokenizer, exit predictor (table and/or probe) and the engines of one export."""
-    check_count("runtime | threads", threads, allow_none=True)
-    bundle = load_export(export_dir, verify=verify)
+    o = options or LoadOptions()
+    device, precision, fixed_depth, predictor = o.device, o.precision, o.fixed_depth, o.predictor
+    bundle = load_export(export_dir, verify=o.verify)
     arts = list(bundle.artifacts)
     wp = weights_precision(precision)
-    backend = resolve_backend(backend, device, precision=precision,
+    backend = resolve_backend(o.backend, device, precision=precision,
                               has_plans=any(a.backend == PLAN and a.precision == wp for a in arts),
                               has_onnx=any(a.backend == ONNX and a.precision == wp for a in arts))
     if precision == "tf32" and backend != TORCH:
         raise ConfigError(f"runtime | precision tf32 (TF32 matmuls) runs on the torch backend only; {backend} "
                           "would run fp32. Use --backend torch, or --precision fp32.")
     L = bundle.shape.num_hidden_layers
-    want = _wanted_depths(bundle.depths, depths, fixed_depth)
+    want = _wanted_depths(bundle.depths, o.depths, fixed_depth)
     kind = _predictor_kind(bundle, predictor, fixed_depth)
-    _check_probe_knobs(kind, risk, escalate, bundle)
+    _check_probe_knobs(kind, o, bundle)
     if fixed_depth is not None:
         table = FixedDepth(fixed_depth, L)
     elif kind == "table" and bundle.exit_table is None:
@@ -111,25 +99,25 @@ def build_parts(
         table = _load_predictor(bundle.exit_table, device) if bundle.exit_table is not None else None
         if table is not None:
             check_same_model(bundle, bundle.exit_table, getattr(table, "checkpoint", None))
-    probe = load_probe(bundle, risk, escalate) if kind == "probe" else None
+    probe = load_probe(bundle, o.risk, o.escalate) if kind == PROBE else None
     parts = Parts(_encoder(bundle), table, {}, list(bundle.label_names),
-                  {}, bundle, ort_options={"disable_prepacking": disable_prepacking})
+                  {}, bundle, ort_options={"disable_prepacking": o.disable_prepacking})
     if backend == TORCH:
         parts.model = bundle.torch_model()
-    elif backend == ONNXRUNTIME and share_weights:
+    elif backend == ONNXRUNTIME and o.share_weights:
         from engines.ort import OrtWeightPool
 
-        parts.shared = OrtWeightPool(mmap=mmap_weights)
+        parts.shared = OrtWeightPool(mmap=o.mmap_weights)
     elif backend == TENSORRT:
         from engines.trt import TrtScratch
 
         parts.shared = TrtScratch()
         parts.owned.append(parts.shared)
     for k in want:
-        parts.engines[k] = _open_checked(bundle, parts, backend, device, precision, depth=k, threads=threads)
+        parts.engines[k] = _open_checked(bundle, parts, backend, device, precision, depth=k, threads=o.threads)
     if probe is not None:
         try:
-            parts.probe = _probe_dispatch(parts, probe, backend, device, precision, want, threads)
+            parts.probe = _probe_dispatch(parts, probe, backend, device, precision, want, o.threads)
         except ArtifactError as e:
             damaged = backend != TORCH and bundle.has(kind="prefix", backend=FORMAT_OF_BACKEND[backend],
                                                       precision=weights_precision(precision))
@@ -144,7 +132,7 @@ def build_parts(
         "export": str(export_dir), "backend": backend, "device": device, "precision": precision,
         "provider": getattr(e, "provider", None), "depths": want, "method": bundle.method,
         "exit_mode": bundle.exit_mode,
-        "predictor": "probe" if parts.probe is not None else type(table).__name__,
+        "predictor": PROBE if parts.probe is not None else (None if fixed_depth is not None else TABLE),
         "num_layers": L,
     }
     if parts.probe is not None:
@@ -154,12 +142,7 @@ def build_parts(
 
 def _predictor_kind(bundle: Any, predictor: str | None, fixed_depth: int | None) -> str | None:
     """``"probe"``, ``"table"`` or None (fixed depth): what dispatches, from the caller's choice or the export's."""
-    if predictor is not None and predictor not in PREDICTOR_KINDS:
-        raise ConfigError(f"runtime | predictor must be 'table' or 'probe', got {predictor!r}.")
-    if fixed_depth is not None:
-        if predictor == "probe":
-            raise ConfigError("runtime | fixed_depth runs every row at one depth; it cannot go with "
-                              "predictor='probe'. Drop one of them.")
+    if fixed_depth is not None:  # LoadOptions refused fixed_depth with predictor='probe'
         return None
     kind = predictor or bundle.predictor or "table"
     if kind == "probe" and bundle.probe is None:
@@ -168,25 +151,19 @@ def _predictor_kind(bundle: Any, predictor: str | None, fixed_depth: int | None)
     return kind
 
 
-def _check_probe_knobs(kind: str | None, risk: Any, escalate: Any, bundle: Any) -> None:
-    """``risk``/``escalate`` must be valid (real numbers in [0, 1]) and must apply: they tune the probe dispatch
-    only, so with the exit table, a fixed depth or a table-only export they would be ignored; say so instead."""
-    from runtime.probe import check_knobs
-
-    if isinstance(escalate, str) and escalate != "keep":
-        raise ConfigError(f"runtime | escalate must be a number in [0, 1], None (off) or 'keep', got {escalate!r}.")
-    given = [n for n, v, unset in (("risk", risk, None), ("escalate", escalate, "keep")) if v is not unset]
-    if not given:
+def _check_probe_knobs(kind: str | None, o: LoadOptions, bundle: Any) -> None:
+    """``risk``/``escalate`` (range-checked by `LoadOptions`) must apply: they tune the probe dispatch only, so
+    with the exit table, a fixed depth or a table-only export they would be ignored; say so instead."""
+    given = o.knobs_given
+    if not given or kind == PROBE:
         return
-    check_knobs(0.5 if risk is None else risk, None if isinstance(escalate, str) else escalate)
-    if kind != "probe":
-        why = ("fixed_depth runs every row at one depth" if kind is None else
-               "this load dispatches by the exit table" if bundle.probe is not None else
-               f"{bundle.root} carries no probe (a table-only export)")
-        raise ConfigError(f"runtime | {' and '.join(given)} tune the layer-1 probe dispatch, but {why}; "
-                          f"{'they' if len(given) > 1 else 'it'} would be ignored. Drop {', '.join(given)}"
-                          + (", or load with predictor='probe'." if bundle.probe is not None else
-                             ", or export with --probe."))
+    why = ("fixed_depth runs every row at one depth" if kind is None else
+           "this load dispatches by the exit table" if bundle.probe is not None else
+           f"{bundle.root} carries no probe (a table-only export)")
+    raise ConfigError(f"runtime | {' and '.join(given)} tune the layer-1 probe dispatch, but {why}; "
+                      f"{'they' if len(given) > 1 else 'it'} would be ignored. Drop {', '.join(given)}"
+                      + (", or load with predictor='probe'." if bundle.probe is not None else
+                         ", or export with --probe."))
 
 
 def check_same_model(bundle: Any, path: Path, recorded: str | None) -> None:
@@ -209,28 +186,20 @@ def check_same_model(bundle: Any, path: Path, recorded: str | None) -> None:
                             "the table and probe `geep-deploy calibrate` wrote for this checkpoint.")
 
 
-def load_probe(bundle: Any, risk: float | None = None, escalate: float | None | str = "keep") -> Any:
+def load_probe(bundle: Any, risk: float | None = None, escalate: float | None | Keep = KEEP) -> Any:
     """The export's probe at the given knobs, checked against the export.
 
     Raises:
         TableError: the probe file is damaged or foreign. ConfigError: it was fitted for another layer count,
             reads table statistics the export lacks, or the export does not exit through the student heads.
     """
-    from runtime.probe import ProbeModel
+    from runtime.probe import ProbeModel, check_probe_fits
 
     probe = ProbeModel.load(bundle.probe).with_knobs(risk, escalate)
     check_same_model(bundle, bundle.probe, probe.checkpoint)
-    L = bundle.shape.num_hidden_layers
-    if probe.num_layers != L:
-        raise ConfigError(f"runtime | the probe {bundle.probe} was fitted for {probe.num_layers} layers; the "
-                          f"export's model has {L}. Re-export with a probe calibrated on this checkpoint.")
-    if probe.uses_table and bundle.exit_table is None:
-        raise ConfigError(f"runtime | the probe {bundle.probe} reads exit-table statistics, but the export has no "
-                          "exit table. Re-export with --exit-table.")
-    if probe.exit_mode != bundle.exit_mode:
-        raise ConfigError(f"runtime | the probe {bundle.probe} was fitted for the {probe.exit_mode!r} exits, but "
-                          f"this export exits through {bundle.exit_mode!r}. Calibrate the probe with --exit-mode "
-                          f"{bundle.exit_mode} and re-export, or load with predictor='table'.")
+    check_probe_fits(probe, bundle.shape.num_hidden_layers, exit_mode=bundle.exit_mode,
+                     has_table=bundle.exit_table is not None, where=f"runtime | the probe {bundle.probe}",
+                     owner="the export")
     return probe
 
 

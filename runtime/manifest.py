@@ -39,7 +39,7 @@ from typing import Any
 
 from geep_deploy.errors import ArtifactError
 from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL, PREDICTOR_KINDS, first_continuation
-from geep_deploy.safe_io import UnsafePath, read_json
+from geep_deploy.safe_io import UnsafePath, check_format, read_json
 from geep_deploy.safe_io import member_path as safe_member
 from runtime.guarantee import guarantee_problems
 
@@ -85,14 +85,8 @@ def read_manifest(root: Path) -> dict[str, Any]:
         m = read_json(member_path(root, MANIFEST))
     except (ValueError, OSError) as e:  # not JSON, too deep or too large (geep_deploy.safe_json), unreadable
         raise ArtifactError(f"export | {p} is not valid JSON ({e}). Re-export with --force.") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise ArtifactError(f"export | {p} is not a geep-deploy export manifest (format tag {FORMAT!r} missing).")
-    v = m.get("format_version")
-    if not isinstance(v, int) or v > FORMAT_VERSION or v < 1:
-        raise ArtifactError(
-            f"export | {p} has format version {v!r}; this geep-deploy reads 1..{FORMAT_VERSION}. "
-            "Upgrade geep-deploy or re-export with this version."
-        )
+    v = check_format(m, FORMAT, FORMAT_VERSION, what="geep-deploy export manifest", where=f"export | {p}",
+                     error=ArtifactError)
     if v >= 3:
         try:
             digest = manifest_digest(m)

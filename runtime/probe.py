@@ -36,6 +36,7 @@ import numpy as np
 from geep_deploy.errors import ConfigError, TableError
 from geep_deploy.exits import normalized_entropy, softmax
 from geep_deploy.names import EXIT_MODES, SKIP
+from geep_deploy.options import KEEP, Keep
 
 FEATURES = ("entropy", "margin", "max_prob", "table_depth", "table_deep", "log_length")
 PROBE_FORMAT = "geep-probe"
@@ -117,15 +118,17 @@ class ProbeModel:
                               "row to depth L).")
         check_knobs(self.risk, self.escalate)
 
-    def with_knobs(self, risk: float | None = None, escalate: float | None | str = "keep") -> ProbeModel:
-        """The same probe at another risk level and/or escalation threshold (``escalate=None`` turns it off)."""
+    def with_knobs(self, risk: float | None = None, escalate: float | None | Keep = KEEP) -> ProbeModel:
+        """The same probe at another risk level and/or escalation threshold: ``risk=None`` and ``escalate=KEEP``
+        keep the stored value, ``escalate=None`` turns escalation off."""
         from dataclasses import replace
 
-        if isinstance(escalate, str) and escalate != "keep":
-            raise ConfigError(f"probe | escalate must be a number in [0, 1], None (off) or 'keep', got {escalate!r}.")
-        check_knobs(self.risk if risk is None else risk, None if isinstance(escalate, str) else escalate)
-        return replace(self, risk=self.risk if risk is None else float(risk),
-                       escalate=self.escalate if escalate == "keep" else escalate)
+        esc = self.escalate if isinstance(escalate, Keep) else escalate
+        if isinstance(esc, str):
+            raise ConfigError(f"probe | escalate must be a number in [0, 1], None (off) or KEEP (the stored value), "
+                              f"got {escalate!r}.")
+        check_knobs(self.risk if risk is None else risk, esc)
+        return replace(self, risk=self.risk if risk is None else float(risk), escalate=esc)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """(B, L-1): P(exit > k) for k = 1..L-1."""
@@ -150,10 +153,10 @@ class ProbeModel:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "probe") -> ProbeModel:
-        if not isinstance(d, dict) or d.get("format") != PROBE_FORMAT:
-            raise TableError(f"{source} | not a GEEP probe file (format {d.get('format') if isinstance(d, dict) else d!r}).")
-        if d.get("version") != PROBE_VERSION:
-            raise TableError(f"{source} | probe version {d.get('version')} is not {PROBE_VERSION}; re-run calibrate.")
+        from geep_deploy.safe_io import check_format
+
+        check_format(d, PROBE_FORMAT, PROBE_VERSION, oldest=PROBE_VERSION, version_key="version",
+                     what="GEEP probe file", where=source, error=TableError)
         if not isinstance(d.get("features"), list) or tuple(d["features"]) != FEATURES:
             raise TableError(f"{source} | probe features {d.get('features')} differ from this runtime's {FEATURES}.")
         try:
@@ -247,3 +250,30 @@ def check_knobs(risk: Any, escalate: Any) -> None:
     check_number("probe | risk", risk, Range(0, 1))
     if escalate is not None:
         check_number("probe | escalation threshold (escalate; None turns it off)", escalate, Range(0, 1))
+
+
+def check_probe_fits(model: ProbeModel, num_layers: int, *, exit_mode: str | None, has_table: bool,
+                     where: str, owner: str) -> None:
+    """The one check of a probe against what will run it (export, load, dispatch): its layer count, its exit path
+    and, when it reads table statistics, an exit table.
+
+    Args:
+        model: the probe. num_layers: the model's L. exit_mode: the exits the model answers from (None: not
+            checked). has_table: whether an exit table goes with it.
+        where: the message's subject (``"export | probe p.json"``). owner: what it must fit (``"the export"``).
+
+    Raises:
+        ConfigError: naming what differs and how to get a probe that fits (`geep-deploy calibrate`).
+    """
+    fix = "Re-run `geep-deploy calibrate --predictor probe` on this checkpoint"
+    if model.num_layers != num_layers:
+        raise ConfigError(f"{where} was fitted for {model.num_layers} layers; {owner}'s model has {num_layers}. "
+                          f"{fix}.")
+    if model.uses_table and not has_table:
+        raise ConfigError(f"{where} reads exit-table statistics, but {owner} has no exit table. Export with "
+                          "--exit-table (the table calibrate wrote next to the probe), or refit the probe without "
+                          "the table (calibrate without --probe-with-table).")
+    if exit_mode is not None and model.exit_mode != exit_mode:
+        raise ConfigError(f"{where} was fitted for the {model.exit_mode!r} exits, but {owner} exits through "
+                          f"{exit_mode!r}. {fix} with --exit-mode {exit_mode}, or export with --exit-mode "
+                          f"{model.exit_mode}.")

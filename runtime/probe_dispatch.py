@@ -39,9 +39,10 @@ from geep_deploy.encoding import Encoded, pad_batch
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import check_logits
 from geep_deploy.names import first_continuation
+from geep_deploy.options import KEEP, Keep
 from runtime.dispatch import Group, depth_map, plan_groups, restore_order
 from runtime.keys import pad_rows
-from runtime.probe import ProbeModel, probe_cost, probe_features
+from runtime.probe import ProbeModel, check_probe_fits, probe_cost, probe_features
 from runtime.timing import StageTimes
 
 
@@ -90,18 +91,15 @@ class ProbeDispatch:
         if max(continuations, default=0) != L or min(continuations, default=first) < first:
             raise ConfigError(f"probe | the dispatch needs continuation graphs for depths in {first}..{L}, depth {L} "
                               f"included (deep rows and escalation run it); got {sorted(continuations)}.")
-        if probe.uses_table and table is None:
-            raise ConfigError("probe | this probe reads exit-table statistics, but no exit table was given. Load "
-                              "an export that has both, or refit the probe without the table.")
-        if table is not None and getattr(table, "num_layers", L) != L:
-            raise ConfigError(f"probe | the exit table has {table.num_layers} layers, the probe {L}.")
+        check_probe_fits(probe, getattr(table, "num_layers", L), exit_mode=None, has_table=table is not None,
+                         where="probe | this probe", owner="the dispatch")
         self.probe, self.prefix, self.continuations = probe, prefix, dict(sorted(continuations.items()))
         self.num_labels, self.table, self.pad_id = num_labels, table if probe.uses_table else None, pad_id
         self.num_layers, self.first = L, first
         self.resident = all(getattr(e, "device_resident", False) for e in (prefix, *continuations.values()))
         self._map = depth_map([1, *self.continuations] if first > 1 else list(self.continuations), L)
 
-    def with_knobs(self, risk: float | None = None, escalate: float | None | str = "keep") -> ProbeDispatch:
+    def with_knobs(self, risk: float | None = None, escalate: float | None | Keep = KEEP) -> ProbeDispatch:
         """The same engines with the probe at another risk level and/or escalation threshold (None: off)."""
         return ProbeDispatch(self.probe.with_knobs(risk, escalate), self.prefix, self.continuations,
                              num_labels=self.num_labels, table=self.table, pad_id=self.pad_id)

@@ -74,7 +74,7 @@ def test_json_round_trip_keeps_extras_out(probe: ProbeModel, tmp_path: Path) -> 
 @pytest.mark.parametrize("damage, match", [
     (lambda d: "{not json", "is not JSON"),
     (lambda d: json.dumps({**d, "format": "other"}), "not a GEEP probe file"),
-    (lambda d: json.dumps({**d, "version": 99}), "probe version 99"),
+    (lambda d: json.dumps({**d, "version": 99}), "format version 99"),
     (lambda d: json.dumps({**d, "features": ["entropy"]}), "features"),
     (lambda d: json.dumps({k: v for k, v in d.items() if k != "weights"}), "damaged probe file"),
     (lambda d: json.dumps([1, 2]), "not a GEEP probe file"),

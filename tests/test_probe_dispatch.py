@@ -244,7 +244,7 @@ def test_views_borrow_the_owners_engines(export) -> None:
 def test_table_dispatch_on_the_same_export(export, engines) -> None:
     enc_texts = TEXTS[:6]
     with GeepEngine.load(export, predictor="table") as eng:
-        assert eng.probe is None and eng.info["predictor"] == "ExitPredictor"
+        assert eng.probe is None and eng.info["predictor"] == "table"
         res = eng.predict(enc_texts)
         assert res.escalated is None
         want = eng.predictor.predict(eng.encoder.encode(enc_texts).ids)
@@ -313,7 +313,7 @@ def test_bad_probes_are_named(export, model, table_file, tmp_path) -> None:
     (damaged / "probe.json").write_text('{"format": "geep-probe", "version": 1}')
     with pytest.raises(ArtifactError, match="probe.json is corrupted"):
         GeepEngine.load(damaged)
-    with pytest.raises(TableError, match="probe version|damaged probe file|features"):
+    with pytest.raises(TableError, match="format version|damaged probe file|features"):
         GeepEngine.load(damaged, verify=False)
 
     foreign = tmp_path / "foreign"
@@ -409,7 +409,7 @@ def test_probe_and_export_must_share_the_exit_path(export, tmp_path) -> None:
 
     replace(length_probe(), exit_mode="skip").save(mixed / "probe.json")
     _rewrite(mixed, lambda m: m.update(probe=file_entry(mixed, mixed / "probe.json", params={})))
-    with pytest.raises(ConfigError, match="fitted for the 'skip' exits, but this export exits through 'student'"):
+    with pytest.raises(ConfigError, match="fitted for the 'skip' exits, but the export exits through 'student'"):
         GeepEngine.load(mixed)
     with pytest.raises(ConfigError, match="exit_mode must be one of"):
         replace(length_probe(), exit_mode="teacher")

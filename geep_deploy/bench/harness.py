@@ -28,6 +28,7 @@ from geep_deploy.machine import machine_info
 from runtime.dispatch import plan_groups
 from runtime.engine import GeepEngine
 from runtime.loading import Parts, build_parts, segment_engines
+from runtime.options import LoadOptions
 from runtime.timing import median, percentiles
 
 
@@ -51,7 +52,8 @@ class BenchConfig:
 
 def _load(export: str | Path, backend: str, device: str, precision: str, **options: Any) -> tuple[GeepEngine, Parts]:
     """An engine over one export, and the parts it was built from (the segment engines share their weights)."""
-    parts = build_parts(Path(export), backend, device, precision, **options)
+    opts = LoadOptions(backend=backend, device=device, precision=precision, **options)
+    parts = build_parts(Path(export), opts)
     return GeepEngine.from_parts(parts), parts
 
 

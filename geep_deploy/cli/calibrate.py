@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.data import load_split
-from geep_deploy.names import DEVICES, EXIT_MODES
+from geep_deploy.names import DEVICES, EXIT_MODES, PREDICTOR_KINDS
 
 DEFAULT_MAX_DROP = 0.5
 """The accuracy budget in points below depth L (``--max-drop``), also the demo's."""
@@ -72,7 +72,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-calib", type=int, default=None, help="use only the first N calibration rows")
     p.add_argument("--batch-size", type=int, default=64)
     probe = p.add_argument_group("probe (--predictor probe)")
-    probe.add_argument("--predictor", choices=("table", "probe"), default="probe",
+    probe.add_argument("--predictor", choices=PREDICTOR_KINDS, default="probe",
                        help="probe: the table and the layer-1 probe, which an export then dispatches by (default); "
                             "table: the token exit table only")
     probe.add_argument("--probe-out", default=None,
@@ -139,18 +139,22 @@ def run(args: argparse.Namespace) -> int:
               "held-out rows (no gold labels needed).", file=sys.stderr)
     calib, dev = calibration_rows(args)
     warn_budget(args, len(dev))
-    kwargs = dict(rule=args.rule, tau=args.tau, max_drop=args.max_drop, target_speedup=args.target_speedup,
-                  device=args.device, batch_size=args.batch_size, max_disagree=args.max_disagree,
-                  confidence=confidence(args))
+    from export.options import CalibrationOptions
+    from export.probe_fit import ESCALATE_GRID
+
+    opts = CalibrationOptions(rule=args.rule, tau=args.tau, max_drop=args.max_drop,
+                              target_speedup=args.target_speedup, max_disagree=args.max_disagree,
+                              confidence=confidence(args),
+                              escalations=ESCALATE_GRID if args.escalation == "tune" else (None,),
+                              uses_table=args.probe_with_table, exit_mode=args.exit_mode)
+    run_opts = dict(device=args.device, batch_size=args.batch_size)
     if args.predictor == "probe":
         from export.probe_calibration import calibrate_probe
-        from export.probe_fit import ESCALATE_GRID
 
-        pres = calibrate_probe(ckpt, calib, dev, escalations=ESCALATE_GRID if args.escalation == "tune" else (None,),
-                               uses_table=args.probe_with_table, exit_mode=args.exit_mode, **kwargs)
+        pres = calibrate_probe(ckpt, calib, dev, opts, **run_opts)
         res = pres.table
     else:
-        res = calibrate_checkpoint(ckpt, calib, dev, **kwargs)
+        res = calibrate_checkpoint(ckpt, calib, dev, opts, **run_opts)
     res.predictor.checkpoint = ckpt.weights_sha256  # export and load refuse it with another model's weights
     path = res.predictor.save(args.out)
     f, c = res.figures, res.chosen

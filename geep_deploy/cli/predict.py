@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.errors import DataError
-from geep_deploy.names import AUTO, BACKENDS, DEVICES, PRECISIONS
+from geep_deploy.names import AUTO, BACKENDS, DEVICES, PRECISIONS, PREDICTOR_KINDS
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="tf32 is torch-only (default fp32)")
     p.add_argument("--batch-size", type=int, default=64, help="most rows per engine call (default 64)")
     p.add_argument("--depth", type=int, default=None, help="run every input at this depth (no exit prediction)")
-    p.add_argument("--predictor", choices=("table", "probe"), default=None,
+    p.add_argument("--predictor", choices=PREDICTOR_KINDS, default=None,
                    help="dispatch by the exit table or the layer-1 probe (default: what the export records)")
     p.add_argument("--json", action="store_true", help="print JSON (one record per input, plus timings)")
     p.add_argument("--no-progress", action="store_true", help=f"no progress bar (shown above {CHUNK} rows)")
@@ -133,6 +133,7 @@ def accuracy_line(labels: list[str], label_ids: Any, label_names: list[str]) -> 
 
 def run(args: argparse.Namespace) -> int:
     from runtime.engine import GeepEngine
+    from runtime.options import LoadOptions
 
     if args.input is not None:
         if args.text_b:
@@ -145,13 +146,12 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"predict | got {len(texts_a)} --text but {len(texts_b)} --text-b; give one each.")
     if args.batch_size < 1:
         raise DataError(f"predict | --batch-size must be >= 1, got {args.batch_size}.")
-    with GeepEngine.load(args.export, args.backend, args.device, args.precision, fixed_depth=args.depth,
-                         predictor=args.predictor) as eng:
+    opts = LoadOptions(backend=args.backend, device=args.device, precision=args.precision, fixed_depth=args.depth,
+                       predictor=args.predictor)
+    with GeepEngine.load(args.export, options=opts) as eng:
         res = predict_with_progress(eng, list(texts_a), None if texts_b is None else list(texts_b),
                                     args.batch_size, not args.no_progress)
         info = dict(eng.info)
-    if info.get("predictor") not in (None, "probe"):
-        info["predictor"] = "table"  # the kind, not the class that implements it
     if args.depth is not None:
         info["predictor"] = f"fixed depth {args.depth}"
     switched = (args.backend == AUTO and info.get("backend") == "torch" and args.precision not in ("fp32", "tf32"))

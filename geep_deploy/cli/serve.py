@@ -21,8 +21,12 @@ import argparse
 import ipaddress
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geep_deploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from runtime.options import LoadOptions
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -71,9 +75,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     if args.engine_batch is None:
-        from geep_deploy.service.runner import default_engine_batch
+        from geep_deploy.service.runner import DEFAULT_ENGINE_BATCH
 
-        args.engine_batch = default_engine_batch(args.device)
+        args.engine_batch = DEFAULT_ENGINE_BATCH
     # every numeric flag was range-checked (finite, in range) by geep_deploy.cli.checks before this runs
     from runtime.dispatch import parse_call_cost
 
@@ -99,6 +103,14 @@ def _check(args: argparse.Namespace) -> None:
               file=sys.stderr)
 
 
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    """The `LoadOptions` of ``serve``'s flags (built once; Ray's replicas get the same object)."""
+    from runtime.options import LoadOptions
+
+    return LoadOptions(backend=args.backend, device=args.device, precision=args.precision, fixed_depth=args.depth,
+                       threads=args.threads, call_cost=args.call_cost)
+
+
 def _import_service() -> None:
     from geep_deploy.optional import require
 
@@ -112,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray:
         from geep_deploy.service.ray_app import RayOptions, run_on_ray
 
-        return run_on_ray(RayOptions.from_args(args))
+        return run_on_ray(RayOptions.from_args(args, load_options(args)))
     import uvicorn
 
     from geep_deploy.service.app import LocalService, create_app
@@ -120,8 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from geep_deploy.service.limits import RequestLimits
     from runtime import GeepEngine
 
-    engine = GeepEngine.load(args.export, args.backend, args.device, args.precision, fixed_depth=args.depth,
-                             threads=args.threads, call_cost=args.call_cost)
+    engine = GeepEngine.load(args.export, options=load_options(args))
     service = LocalService(
         engine,
         BatcherConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1e3, max_queue_rows=args.max_queue,

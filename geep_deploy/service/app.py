@@ -25,7 +25,7 @@ from geep_deploy.service.limits import InvalidRequest, RequestLimits, RequestToo
 from geep_deploy.service.metrics import Registry
 from geep_deploy.service.middleware import RequestGuard
 from geep_deploy.service.pooling import Rows
-from geep_deploy.service.runner import PoolRunner, Record, default_engine_batch
+from geep_deploy.service.runner import DEFAULT_ENGINE_BATCH, PoolRunner, Record
 from geep_deploy.service.schema import Alive, ClassifyRequest, ClassifyResponse, ErrorResponse, Health
 from geep_deploy.service.telemetry import ServiceMetrics
 
@@ -49,7 +49,7 @@ class LocalService:
         engine: a loaded ``runtime.GeepEngine``; the service closes it on ``stop()``.
         batcher: pool size, wait, queue bound and workers.
         limits: request limits.
-        engine_batch: most rows per engine call inside one ``predict``. Defaults to 64 (`default_engine_batch`).
+        engine_batch: most rows per engine call inside one ``predict``. Defaults to 64 (`DEFAULT_ENGINE_BATCH`).
     """
 
     def __init__(self, engine: Any, batcher: BatcherConfig | None = None, limits: RequestLimits | None = None,
@@ -59,8 +59,7 @@ class LocalService:
         self.metrics = ServiceMetrics(queue_rows=lambda: self.batcher.queued_rows,
                                       pools_in_flight=lambda: self.batcher.pools_in_flight,
                                       ready=lambda: float(self.ready()), guarantee=guarantee)
-        device = str(getattr(engine, "info", {}).get("device", "cpu"))
-        self.batcher = MicroBatcher(PoolRunner(engine, engine_batch or default_engine_batch(device)),
+        self.batcher = MicroBatcher(PoolRunner(engine, engine_batch or DEFAULT_ENGINE_BATCH),
                                     batcher or BatcherConfig(),
                                     self.metrics)
         self.info = {**engine.info, "num_layers": engine.num_layers, "labels": list(engine.label_names),

@@ -26,10 +26,45 @@ from geep_deploy.errors import ConfigError
 from geep_deploy.optional import require
 from geep_deploy.service.limits import RequestLimits
 from geep_deploy.service.pooling import Rows
-from geep_deploy.service.runner import PoolRunner, Record, default_engine_batch
+from geep_deploy.service.runner import DEFAULT_ENGINE_BATCH, PoolRunner, Record
 from geep_deploy.service.telemetry import ServiceMetrics
+from runtime.options import LoadOptions
 
 serve = require("ray.serve", "serve --ray", "for scale-out on Ray Serve")
+
+
+@dataclass(frozen=True)
+class ReplicaOptions:
+    """What one replica pools and accepts, beside the engine's `LoadOptions`.
+
+    Args:
+        max_batch: most requests per ``@serve.batch`` pool. max_wait_ms: longest wait for a pool to fill.
+        engine_batch: most rows per engine call (`geep_deploy.names`: rows per call).
+        max_rows, max_chars, max_body_kb: request limits.
+    """
+
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    engine_batch: int = DEFAULT_ENGINE_BATCH
+    max_rows: int = 256
+    max_chars: int = 4096
+    max_body_kb: int = 1024
+
+
+def split_options(load: LoadOptions | None, replica: ReplicaOptions | None,
+                  fields: dict[str, Any]) -> tuple[LoadOptions, ReplicaOptions]:
+    """``fields`` by name into the load and the replica options (unknown names: TypeError listing both)."""
+    from dataclasses import fields as fields_of
+
+    from geep_deploy.options import build_options
+
+    own = {f.name for f in fields_of(ReplicaOptions)}
+    rep = {k: v for k, v in fields.items() if k in own}
+    rest = {k: v for k, v in fields.items() if k not in own}
+    if rep.get("engine_batch", 0) is None:
+        rep.pop("engine_batch")
+    return (build_options(LoadOptions, load, rest, "GeepDeployment"),
+            build_options(ReplicaOptions, replica, rep, "GeepDeployment"))
 
 
 @serve.deployment(name="geep", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=256,
@@ -40,24 +75,22 @@ class GeepDeployment:
 
     Args:
         export: export directory, readable on every node that runs a replica.
-        backend, device, precision, fixed_depth, threads, call_cost: as ``GeepEngine.load``.
-        max_batch: most requests per pool. max_wait_ms: longest wait for a pool to fill.
-        engine_batch: most rows per engine call (default 64, `default_engine_batch`).
-        max_rows, max_chars, max_body_kb: request limits.
+        load: how to load it (`runtime.options.LoadOptions`). replica: pooling and limits (`ReplicaOptions`).
+        **fields: fields of either, by name (``threads=1, max_batch=16``), replacing those in ``load``/``replica``.
     """
 
-    def __init__(self, export: str, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
-                 fixed_depth: int | None = None, threads: int | None = None, max_batch: int = 64,
-                 max_wait_ms: float = 5.0, engine_batch: int | None = None, max_rows: int = 256,
-                 max_chars: int = 4096, max_body_kb: int = 1024, call_cost: float | None | str = "auto") -> None:
+    def __init__(self, export: str, load: LoadOptions | None = None, replica: ReplicaOptions | None = None,
+                 **fields: Any) -> None:
         import ray
 
         from runtime import GeepEngine
 
-        self.engine = GeepEngine.load(export, backend, device, precision, fixed_depth=fixed_depth,
-                                      threads=threads, call_cost=call_cost)
-        self.runner = PoolRunner(self.engine, engine_batch or default_engine_batch(device))
-        self.limits = RequestLimits(max_rows=max_rows, max_chars=max_chars, max_body_bytes=max_body_kb * 1024)
+        load, replica = split_options(load, replica, fields)
+        max_batch, max_wait_ms = replica.max_batch, replica.max_wait_ms
+        self.engine = GeepEngine.load(export, options=load)
+        self.runner = PoolRunner(self.engine, replica.engine_batch)
+        self.limits = RequestLimits(max_rows=replica.max_rows, max_chars=replica.max_chars,
+                                    max_body_bytes=replica.max_body_kb * 1024)
         self.metrics = ServiceMetrics(ready=lambda: 1.0, guarantee=self.engine.guarantee)
         ctx = serve.get_replica_context()
         self.info = {**self.engine.info, "num_layers": self.engine.num_layers,
@@ -120,11 +153,11 @@ class RayOptions:
     app_args: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_args(cls, a: argparse.Namespace) -> RayOptions:
-        app_args = {"export": str(a.export), "backend": a.backend, "device": a.device, "precision": a.precision,
-                    "fixed_depth": a.depth, "threads": a.threads, "max_batch": a.max_batch,
-                    "max_wait_ms": a.max_wait_ms, "engine_batch": a.engine_batch, "max_rows": a.max_rows,
-                    "max_chars": a.max_chars, "max_body_kb": a.max_body_kb, "call_cost": a.call_cost}
+    def from_args(cls, a: argparse.Namespace, load: LoadOptions) -> RayOptions:
+        """``serve --ray``'s flags; ``load`` is the `LoadOptions` the CLI built from them."""
+        replica = ReplicaOptions(max_batch=a.max_batch, max_wait_ms=a.max_wait_ms, engine_batch=a.engine_batch,
+                                 max_rows=a.max_rows, max_chars=a.max_chars, max_body_kb=a.max_body_kb)
+        app_args = {"export": str(a.export), "load": load, "replica": replica}
         return cls(a.ray_address, a.host, a.port, a.replicas, app_args)
 
 
@@ -142,7 +175,8 @@ def run_on_ray(opts: RayOptions) -> int:
     ray.init(**init)
     try:
         serve.start(http_options={"host": opts.host, "port": opts.port})
-        num_gpus = 1 if opts.app_args.get("device") == "cuda" else 0
+        load = opts.app_args.get("load")
+        num_gpus = 1 if (load.device if load is not None else opts.app_args.get("device")) == "cuda" else 0
         app = GeepDeployment.options(num_replicas=opts.replicas,
                                      ray_actor_options={"num_cpus": 1, "num_gpus": num_gpus})
         print(f"Ray Serve: {opts.replicas} replica(s) of {opts.app_args['export']} on "
@@ -156,4 +190,4 @@ def run_on_ray(opts: RayOptions) -> int:
     return 0
 
 
-__all__ = ["GeepDeployment", "RayOptions", "app_builder", "run_on_ray"]
+__all__ = ["GeepDeployment", "RayOptions", "ReplicaOptions", "app_builder", "run_on_ray", "split_options"]

@@ -28,17 +28,16 @@ class PoolOutcome:
     seconds: float = 0.0
 
 
-def default_engine_batch(device: str) -> int:
-    """Most rows per engine call inside a pool: 64. On the CPU the engine cuts each depth group into calls by
-    padded work (`runtime.dispatch.length_cuts`), so a mixed pool no longer pays for its longest row in every
-    call (the padding that made 64-row calls slower than 8-row ones, `bench/results/pool_chunking_cpu.json`)."""
-    return 64
+# Most rows per engine call inside a pool, on every device. The engine cuts each depth group into calls by padded
+# work (`runtime.dispatch.length_cuts`), so a mixed pool no longer pays for its longest row in every call (the
+# padding that made 64-row calls slower than 8-row ones on the CPU, `bench/results/pool_chunking_cpu.json`).
+DEFAULT_ENGINE_BATCH = 64
 
 
 class PoolRunner:
     """Classify pools with one engine; ``engine_batch`` caps rows per engine call inside ``predict``."""
 
-    def __init__(self, engine: Any, engine_batch: int = 64) -> None:
+    def __init__(self, engine: Any, engine_batch: int = DEFAULT_ENGINE_BATCH) -> None:
         self.engine, self.engine_batch = engine, engine_batch
 
     def _predict(self, call: PoolCall, timings: dict[str, float], depths: Counter[int]) -> list[Record]:
