@@ -442,7 +442,7 @@ def make_export(ctx: Ctx) -> dict[str, Any]:
         ctx.work / "table.npz")
     t0 = time.perf_counter()
     b = export_checkpoint(ckpt, ctx.work / "export", exit_table=table_file, probe=_probe(L), precisions=("fp32",),
-                          backends=("onnx",), max_batch=128 if ctx.cuda else 16, segments=False, progress=False,
+                          formats=("onnx",), max_batch=128 if ctx.cuda else 16, segments=False, progress=False,
                           force=True)
     manifest = json.loads((b.root / "manifest.json").read_text())
     kinds = {(a["kind"], a.get("depth")) for a in manifest["artifacts"]}

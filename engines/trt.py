@@ -63,7 +63,7 @@ class TrtEngine(BaseEngine):
     """One serialized TensorRT plan.
 
     Args:
-        path: the ``.plan`` file built by ``geep-deploy export --backend tensorrt``.
+        path: the ``.plan`` file built by ``geep-deploy export --format tensorrt``.
         precision: the precision the plan was built in (recorded; TensorRT fixed it at build time).
         scratch: share device scratch memory, the stream and the execution lock with other engines.
             Defaults to a private one.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Artifact", "ExportBundle", "export_checkpoint", "load_export"]
+__all__ = ["Artifact", "ExportBundle", "ExportOptions", "export_checkpoint", "load_export"]
 
 
 def __getattr__(name: str) -> Any:

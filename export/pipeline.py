@@ -25,12 +25,13 @@ import numpy as np
 from export.context import ExportContext
 from export.manifest import file_entry, write_manifest
 from export.onnx_export import OnnxFromCheckpoint, graph_name
+from export.options import ExportOptions
 from export.spec import ExportSpec, invoke_if_callable, parse_depths
 from export.validate import calibration_feeds, compare, judge, run_graph, run_reference, validation_feeds
 from export.weights import SharedWeightsFile, save_graph
 from geep_deploy.atomic import apply_umask, check_parents, exchange_paths
 from geep_deploy.errors import ConfigError, EngineBuildError, ExportError
-from geep_deploy.limits import check_count, check_max_len
+from geep_deploy.limits import check_max_len
 from geep_deploy.names import (
     CONT,
     DEPTH,
@@ -41,6 +42,7 @@ from geep_deploy.names import (
     ONNX,
     ONNX_REFERENCE,
     ONNXRUNTIME,
+    PLAN,
     PREFIX,
     QDQ,
     WEIGHTS,
@@ -341,27 +343,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, calib_data: Any = None,
-               depths: Any = None, precisions: tuple[str, ...] = ("fp32",), backends: tuple[str, ...] = ("onnx",),
-               max_batch: int = 128, max_len: int | None = None, force: bool = False, allow_mismatch: bool = False,
-               progress: bool = True, exporter: str = "torchscript", segments: bool | None = None,
-               probe: Any = None, continuations: bool | None = None, exit_mode: str | None = None) -> Path:
+def run_export(checkpoint: Any, out_dir: str | Path, options: ExportOptions) -> Path:
     """Build the export in a temporary directory and rename it into place; see ``export_checkpoint``."""
     from tqdm.auto import tqdm
 
+    o = options
+    exit_table, calib_data, depths, probe, continuations = o.exit_table, o.calib_data, o.depths, o.probe, o.continuations
+    precisions, formats, progress = o.precisions, o.formats, o.progress
     t0 = time.perf_counter()
     out = Path(out_dir).absolute()
-    _check_target(out, force)
-    check_count("export | --max-batch", max_batch)
+    _check_target(out, o.force)
     ckpt = _resolve_checkpoint(checkpoint)
-    if exit_mode is not None and exit_mode != ckpt.exit_mode:  # the depth graphs exit through this path
+    if o.exit_mode is not None and o.exit_mode != ckpt.exit_mode:  # the depth graphs exit through this path
         import dataclasses
 
-        from geep_deploy.names import EXIT_MODES, check_choice
-
-        ckpt = dataclasses.replace(ckpt, exit_mode=check_choice("exit mode", exit_mode, EXIT_MODES))
+        ckpt = dataclasses.replace(ckpt, exit_mode=o.exit_mode)
     L = ckpt.model.num_layers
-    max_len = check_max_len("export | --max-len", ckpt.max_len if max_len is None else max_len,
+    max_len = check_max_len("export | --max-len", ckpt.max_len if o.max_len is None else o.max_len,
                             ckpt.shape.max_position_embeddings)
     if ckpt.method == "full":
         if depths is not None and parse_depths(depths, L) != (L,):
@@ -373,25 +371,21 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
             raise ConfigError("export | a 'full' checkpoint has no early exits, so no continuation graphs; drop "
                               "--continuations.")
     dlist = (L,) if ckpt.method == "full" else parse_depths(depths, L)
-    precisions = tuple(dict.fromkeys(("fp32", *precisions)))
     if probe is not None:  # fail before the long work, not after it
         from export.probe_stage import check_probe
 
         check_probe(probe, L, has_table=exit_table is not None or calib_data is not None,
                     exit_mode=ckpt.exit_mode, has_depths=ckpt.method != "full")
-        if continuations is False:
-            raise ConfigError("export | the probe dispatch runs the continuation graphs, so continuations=False "
-                              "and a probe exclude each other; drop one.")
         if L not in dlist:
             raise ConfigError(f"export | the probe dispatch continues its deepest rows (and escalated ones) to "
                               f"depth {L}; add {L} to --depths.")
-    spec = ExportSpec(depths=dlist, precisions=precisions, backends=backends, exporter=exporter,
-                      segments=(ckpt.method != "full") if segments is None else segments,
+    spec = ExportSpec(depths=dlist, precisions=precisions, formats=formats, exporter=o.exporter,
+                      segments=(ckpt.method != "full") if o.segments is None else o.segments,
                       continuations=(probe is not None) if continuations is None else continuations,
-                      max_batch=max_batch, max_len=max_len, allow_mismatch=allow_mismatch)
+                      max_batch=o.max_batch, max_len=max_len, allow_mismatch=o.allow_mismatch)
     if spec.continuations and L < 2:
         raise ConfigError("export | a one-layer model has nothing to continue after layer 1; drop --continuations.")
-    if "tensorrt" in backends:
+    if PLAN in formats:
         from export.trt_build import require_tensorrt
 
         require_tensorrt()
@@ -409,7 +403,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, *, exit_table: Any = None, 
         graphs += [(PREFIX, None)] + [(CONT, k) for k in dlist if k >= first_continuation(ckpt.exit_mode)]
     n_var = sum(p != "fp32" for p in precisions)
     total = len(graphs) * (1 + n_var) + ("int8" in precisions) * len(dlist) + 4
-    if "tensorrt" in backends:
+    if PLAN in formats:
         from export.trt_build import plan_graphs
 
         total += sum(len(plan_graphs(graphs, p)) for p in precisions)
@@ -469,7 +463,7 @@ def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int |
     """Write every graph, weight file and table into ``tmp``; return the manifest describing them."""
     from geep_deploy import __version__
 
-    precisions, backends = spec.precisions, spec.backends
+    precisions, formats = spec.precisions, spec.formats
     ctx = ExportContext(tmp=tmp, ckpt=ckpt, spec=spec, graphs=graphs, bar=bar)
     (tmp / "tokenizer.json").write_text(ckpt.tokenizer_json, encoding="utf-8")
     _export_fp32(ctx)
@@ -479,7 +473,7 @@ def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int |
     if "int8" in precisions:
         _export_qdq(ctx, calibration_texts(calib_data))
     trt = None
-    if "tensorrt" in backends:
+    if PLAN in formats:
         from export.trt_build import build_all
 
         trt = build_all(ctx, tmp)
@@ -504,7 +498,7 @@ def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int |
         "predictor": "probe" if probe_entry else ("table" if table else None),
         "not_validated": ctx.not_validated, "tensorrt": trt,
         "export": {"opset": spec.opset, "exporter": spec.exporter, "precisions": list(precisions),
-                   "backends": list(backends), "max_batch": spec.max_batch, "atol_fp32": spec.atol,
+                   "formats": list(formats), "max_batch": spec.max_batch, "atol_fp32": spec.atol,
                    "allow_mismatch": spec.allow_mismatch, "segments": spec.segments,
                    "continuations": spec.continuations,
                    "seconds": round(time.perf_counter() - t0, 2), "versions": _versions()},

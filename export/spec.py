@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from geep_deploy.errors import ConfigError
-from geep_deploy.names import EXPORT_FORMATS as BACKENDS
-from geep_deploy.names import EXPORT_PRECISIONS as PRECISIONS
+from geep_deploy.names import EXPORT_FORMATS, EXPORT_PRECISIONS
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 17  # LayerNormalization needs 17; TensorRT 10 and 11 parse it.
@@ -103,7 +102,7 @@ def profiles_from_flags(
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """What to export: depths, precisions, backends, exporter, graph sets and validation settings.
+    """What to export: depths, precisions, artifact formats, exporter, graph sets and validation settings.
 
     ``segments``: the ``embed``/``layer{k}`` graphs of the layer-by-layer baselines. ``continuations``: the probe
     dispatch's ``prefix`` and ``cont{d}`` graphs (every exported depth d >= 2).
@@ -111,7 +110,7 @@ class ExportSpec:
 
     depths: tuple[int, ...]
     precisions: tuple[str, ...] = ("fp32",)
-    backends: tuple[str, ...] = ("onnx",)
+    formats: tuple[str, ...] = ("onnx",)  # artifact formats (`geep_deploy.names.EXPORT_FORMATS`)
     opset: int = DEFAULT_OPSET
     exporter: str = "torchscript"
     segments: bool = True
@@ -122,8 +121,8 @@ class ExportSpec:
     allow_mismatch: bool = False
 
     def __post_init__(self) -> None:
-        _check_subset("precision", self.precisions, PRECISIONS)
-        _check_subset("backend", self.backends, BACKENDS)
+        _check_subset("precision", self.precisions, EXPORT_PRECISIONS)
+        _check_subset("format", self.formats, EXPORT_FORMATS)
         if self.exporter not in EXPORTERS:
             raise ConfigError(f"export | exporter {self.exporter!r} is unknown. Expected one of {EXPORTERS}.")
         if "fp32" not in self.precisions:
@@ -143,7 +142,7 @@ class BuildSpec:
     builder_optimization_level: int | None = None
 
     def __post_init__(self) -> None:
-        _check_subset("precision", (self.precision,), PRECISIONS)
+        _check_subset("precision", (self.precision,), EXPORT_PRECISIONS)
 
 
 def _check_subset(what: str, got: Iterable[str], allowed: Sequence[str]) -> None:

@@ -33,7 +33,7 @@ INT8_MEANING = ("int8 = the Q/DQ graph's MatMuls in int8 (weights per tensor, sy
 
 def require_tensorrt() -> Any:
     """Import ``tensorrt`` or raise ``BackendUnavailable`` naming the pip extra."""
-    return require("tensorrt", "tensorrt", "for --backend tensorrt")
+    return require("tensorrt", "tensorrt", "for --format tensorrt")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,16 @@ kind is added here once. Two vocabularies meet in an export and are kept apart o
   evaluator, used to check graphs ONNX Runtime cannot run);
 - an artifact *format* is what an export holds (``onnx`` graphs, ``tensorrt`` plans, ``torch`` weights).
 
+Rows per call, one meaning per name:
+
+- ``batch_size``: most rows in one engine call of one ``predict``/``dispatch`` (``predict --batch-size``); also the
+  rows per forward pass of training and calibration;
+- ``max_group``: the engine's default ``batch_size`` (`runtime.options.LoadOptions.max_group`), and the largest
+  depth group ``plan_groups`` cuts;
+- ``engine_batch``: the ``batch_size`` the service passes to every pooled ``predict`` (``serve --engine-batch``);
+- ``max_batch``: the largest batch an engine accepts (``export --max-batch``: TensorRT profiles, CUDA-graph
+  buckets) and, in the service, the most requests per pool (``serve --max-batch``, ``@serve.batch``).
+
 A precision says what numbers the arithmetic uses; how a graph reaches it is its *variant* (int8 is ONNX Runtime's
 dynamic quantisation for ``onnxruntime`` and a Q/DQ graph for TensorRT).
 """
@@ -23,7 +33,7 @@ BACKEND_ALIASES = {"ort": ONNXRUNTIME, "trt": TENSORRT, "pytorch": TORCH, "onnxr
 
 # -- artifact formats (what an export holds) -----------------------------------------------------------------
 ONNX, PLAN, WEIGHTS = "onnx", "tensorrt", "torch"
-EXPORT_FORMATS = (ONNX, PLAN)  # what `geep-deploy export --backend` builds (torch weights come with onnx)
+EXPORT_FORMATS = (ONNX, PLAN)  # what `geep-deploy export --format` builds (torch weights come with onnx)
 FORMAT_OF_BACKEND = {ONNXRUNTIME: ONNX, ONNX_REFERENCE: ONNX, TENSORRT: PLAN, TORCH: WEIGHTS}
 
 # -- precisions and graph variants ---------------------------------------------------------------------------

@@ -121,3 +121,34 @@ def reliability_workspace(d: Path, layers: int = 3) -> dict[str, Path]:
     table = build_predictor(rows, exits, layers, sorted(enc.special_ids)).save(d / "table.npz")
     export_checkpoint(d / "tiny.pt", d / "export", exit_table=table, segments=False, progress=False)
     return {"dir": d, "ckpt": d / "tiny.pt", "data": data, "table": table, "export": d / "export"}
+
+
+def sst2_slice(d: Path, train: int = 60, dev: int = 40) -> Path:
+    """The first ``train``/``dev`` rows of the bundled SST-2 slice (and its labels.txt), copied into ``d``."""
+    from geep_deploy.data import bundled_data_dir
+
+    src = bundled_data_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "labels.txt").write_text((src / "labels.txt").read_text())
+    for split, n in (("train", train), ("dev", dev)):
+        lines = (src / f"{split}.tsv").read_text().splitlines()[: n + 1]
+        (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return d
+
+
+def tiny_table_export(tmp: Path, data: Path, **options: object) -> Path:
+    """A 3-layer tiny checkpoint exported with an exit table of random exits on ``data``'s train texts (the
+    table says nothing; the dispatch around it is what tests check). ``options``: `ExportOptions` fields."""
+    import numpy as np
+
+    from export import export_checkpoint
+    from geep_deploy.data import load_split
+    from geep_deploy.encoding import TextEncoder
+    from runtime.predictor import build_predictor
+
+    ckpt = tiny_checkpoint(tmp / "tiny.pt")
+    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
+    rows = enc.encode(load_split(data, "train").texts_a).ids
+    exits = np.random.default_rng(0).integers(1, 4, len(rows))
+    table = build_predictor(rows, exits, 3, sorted(enc.special_ids)).save(tmp / "table.npz")
+    return export_checkpoint(tmp / "tiny.pt", tmp / "export", exit_table=table, progress=False, **options).root

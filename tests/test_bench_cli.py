@@ -7,16 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from models import tiny_checkpoint
+from models import sst2_slice, tiny_table_export
 
-from export.bundle import export_checkpoint
 from geep_deploy.cli import main
-from geep_deploy.data import bundled_data_dir, load_split
-from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ArtifactError
 from runtime.artifacts import load_export
 from runtime.engine import GeepEngine
-from runtime.predictor import ExitPredictor, build_predictor
+from runtime.predictor import ExitPredictor
 
 REQUIRED = {"method", "backend", "device", "precision", "batch_size", "accuracy", "flops_speedup", "wall_speedup",
             "samples_per_s"}
@@ -25,23 +22,12 @@ REQUIRED = {"method", "backend", "device", "precision", "batch_size", "accuracy"
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     """A 40-row dev / 60-row train slice of the bundled SST-2 data, copied into tmp."""
-    src, d = bundled_data_dir(), tmp_path_factory.mktemp("data")
-    (d / "labels.txt").write_text((src / "labels.txt").read_text())
-    for split, n in (("train", 60), ("dev", 40)):
-        lines = (src / f"{split}.tsv").read_text().splitlines()[: n + 1]
-        (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-    return d
+    return sst2_slice(tmp_path_factory.mktemp("data"), train=60, dev=40)
 
 
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory, tiny_data) -> Path:
-    tmp = tmp_path_factory.mktemp("export")
-    ckpt = tiny_checkpoint(tmp / "tiny.pt")
-    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
-    rows = enc.encode(load_split(tiny_data, "train").texts_a).ids
-    exits = np.random.default_rng(0).integers(1, 4, len(rows))
-    table = build_predictor(rows, exits, 3, sorted(enc.special_ids)).save(tmp / "table.npz")
-    return export_checkpoint(tmp / "tiny.pt", tmp / "export", exit_table=table, progress=False).root
+    return tiny_table_export(tmp_path_factory.mktemp("export"), tiny_data)
 
 
 def test_load_backends_agree_and_use_the_table(tiny_export):

@@ -6,40 +6,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from models import tiny_checkpoint
+from models import sst2_slice, tiny_table_export
 
-from export.bundle import export_checkpoint
 from geep_deploy.bench import baselines
 from geep_deploy.bench.harness import BenchConfig, format_table, refusal, run_bench
 from geep_deploy.cli import main
-from geep_deploy.data import bundled_data_dir, load_split
-from geep_deploy.encoding import TextEncoder
 from runtime.artifacts import load_export
-from runtime.predictor import build_predictor
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    src, d = bundled_data_dir(), tmp_path_factory.mktemp("data")
-    (d / "labels.txt").write_text((src / "labels.txt").read_text())
-    for split, n in (("train", 40), ("dev", 24)):
-        lines = (src / f"{split}.tsv").read_text().splitlines()[: n + 1]
-        (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-    return d
+    return sst2_slice(tmp_path_factory.mktemp("data"), train=40, dev=24)
 
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory, data) -> Path:
-    tmp = tmp_path_factory.mktemp("export")
-    ckpt = tiny_checkpoint(tmp / "tiny.pt")
-    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
-    rows = enc.encode(load_split(data, "train").texts_a).ids
-    exits = np.random.default_rng(0).integers(1, 4, len(rows))
-    table = build_predictor(rows, exits, 3, sorted(enc.special_ids)).save(tmp / "table.npz")
-    return export_checkpoint(tmp / "tiny.pt", tmp / "export", exit_table=table, segments=False,
-                             progress=False).root
+    return tiny_table_export(tmp_path_factory.mktemp("export"), data, segments=False)
 
 
 def _cfg(export: Path, data: Path, **kw) -> BenchConfig:

@@ -211,8 +211,22 @@ def test_tensorrt_backend_unavailable_names_pip_extra(tiny_ckpt_path: Path, tmp_
     except ImportError:
         pass
     with pytest.raises(BackendUnavailable, match=r"pip install '?geep-deploy\[tensorrt\]"):
+        export_checkpoint(tiny_ckpt_path, tmp_path / "x", formats=("onnx", "tensorrt"), progress=False)
+    # backends= is the deprecated name of formats=: it still works, and warns
+    with pytest.warns(DeprecationWarning, match="formats="), pytest.raises(BackendUnavailable):
         export_checkpoint(tiny_ckpt_path, tmp_path / "x", backends=("onnx", "tensorrt"), progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_export_options_are_one_object(tiny_ckpt_path: Path, tmp_path: Path) -> None:
+    from export.options import ExportOptions
+
+    with pytest.raises(ConfigError, match="unknown format"):
+        ExportOptions(formats="onnx,plan9")
+    with pytest.raises(TypeError, match="unknown option.*formats"):
+        export_checkpoint(tiny_ckpt_path, tmp_path / "x", format="onnx")
+    opts = ExportOptions(precisions="fp16", formats="onnx", progress=False)
+    assert opts.precisions == ("fp32", "fp16") and opts.formats == ("onnx",)
 
 
 def test_full_method_exports_depth_L_only(tmp_path: Path) -> None:

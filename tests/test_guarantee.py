@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from models import tiny_checkpoint
+from models import sst2_slice, tiny_checkpoint
 
 from geep_deploy.cli import main
-from geep_deploy.data import bundled_data_dir
 from runtime.guarantee import guarantee_problems, served_guarantee
 from runtime.manifest import read_manifest
 
@@ -24,12 +23,7 @@ EPS = 0.1  # min_rows(0.1, 0.1) = 22 rows; the 40 dev rows below are enough
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """60 train / 40 dev rows of the bundled SST-2 slice."""
-    src, d = bundled_data_dir(), tmp_path_factory.mktemp("data")
-    (d / "labels.txt").write_text((src / "labels.txt").read_text())
-    for split, n in (("train", 60), ("dev", 40)):
-        lines = (src / f"{split}.tsv").read_text().splitlines()[: n + 1]
-        (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-    return d
+    return sst2_slice(tmp_path_factory.mktemp("data"), train=60, dev=40)
 
 
 @pytest.fixture(scope="module")

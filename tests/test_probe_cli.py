@@ -6,22 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-from models import tiny_checkpoint
+from models import sst2_slice, tiny_checkpoint
 
 from geep_deploy.cli import main
-from geep_deploy.data import bundled_data_dir
 from runtime.probe import ProbeModel
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """60 train / 24 dev rows of the bundled SST-2 slice."""
-    src, d = bundled_data_dir(), tmp_path_factory.mktemp("data")
-    (d / "labels.txt").write_text((src / "labels.txt").read_text())
-    for split, n in (("train", 60), ("dev", 24)):
-        lines = (src / f"{split}.tsv").read_text().splitlines()[: n + 1]
-        (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-    return d
+    return sst2_slice(tmp_path_factory.mktemp("data"), train=60, dev=24)
 
 
 def test_calibrate_export_predict_bench(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

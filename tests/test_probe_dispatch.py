@@ -339,7 +339,7 @@ def test_tensorrt_plans_cover_the_continuations() -> None:
 @pytest.mark.trt
 def test_real_continuation_plans(model, table_file, tmp_path) -> None:
     b = export_checkpoint(_ckpt(model), tmp_path / "e", exit_table=table_file, probe=length_probe(),
-                          backends=("onnx", "tensorrt"), max_batch=8, segments=False, progress=False)
+                          formats=("onnx", "tensorrt"), max_batch=8, segments=False, progress=False)
     for kind, d in (("prefix", None), ("cont", 2), ("cont", 3)):
         assert b.find(kind=kind, depth=d, backend="tensorrt").path.stat().st_size > 0
 

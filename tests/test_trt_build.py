@@ -60,8 +60,8 @@ def test_specs_and_parsers_validate() -> None:
         parse_list("fp8", ("fp32",), "precision")
     with pytest.raises(ConfigError, match="fp32 is the reference"):
         ExportSpec(depths=(1,), precisions=("fp16",))
-    with pytest.raises(ConfigError, match="unknown backend"):
-        ExportSpec(depths=(1,), backends=("tvm",))
+    with pytest.raises(ConfigError, match="unknown format"):
+        ExportSpec(depths=(1,), formats=("tvm",))
     assert BuildSpec(precision="int8").tf32 is False
 
 
@@ -77,7 +77,7 @@ def test_real_plan_build_validates(tiny_ckpt_path: Path, tmp_path: Path, precisi
     from export import export_checkpoint
 
     b = export_checkpoint(tiny_ckpt_path, tmp_path / "e", depths="1,3", precisions=("fp32", precision),
-                          backends=("onnx", "tensorrt"), max_batch=8, max_len=64, segments=False, progress=False)
+                          formats=("onnx", "tensorrt"), max_batch=8, max_len=64, segments=False, progress=False)
     for k in (1, 3):
         art = b.find(depth=k, backend="tensorrt", precision=precision)
         assert art.path.stat().st_size > 0

@@ -189,7 +189,7 @@ def refusal(bundle: Any, backend: str, device: str, precision: str, family: str 
         have = bundle.precisions(fmt)
         if wp not in have:
             return (f"the export has no {backend} {wp} artifacts (it has {have or 'none'}); re-export with "
-                    f"--precision {wp}{' --backend tensorrt' if backend == TENSORRT else ''}.")
+                    f"--precision {wp}{' --format tensorrt' if backend == TENSORRT else ''}.")
         if family == "probe" and not all(bundle.has(kind=k, depth=d, backend=fmt, precision=wp)
                                          for k, d in continuation_kinds(bundle)):
             return (f"the export has no {backend} {wp} prefix/cont graphs, which the probe dispatch runs"

@@ -18,9 +18,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from export.spec import BACKENDS, EXPORTERS, PRECISIONS, parse_list
-from geep_deploy.names import EXIT_MODES
+from export.spec import EXPORTERS
+from geep_deploy.names import EXIT_MODES, EXPORT_FORMATS, EXPORT_PRECISIONS, ONNX
+
+if TYPE_CHECKING:
+    from export.options import ExportOptions
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +44,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "one layer more); default: the checkpoint's. A --probe must have been calibrated with the same "
                              "--exit-mode")
     parser.add_argument("--depths", default="all", help="'all' or a list like 1,3,6 (default: all)")
-    parser.add_argument("--precision", default="fp32", help=f"comma list of {','.join(PRECISIONS)} (default: fp32)")
-    parser.add_argument("--backend", default="onnx", help=f"comma list of {','.join(BACKENDS)} (default: onnx)")
+    parser.add_argument("--precision", default="fp32",
+                        help=f"comma list of {','.join(EXPORT_PRECISIONS)} (default: fp32)")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--format", default=None, dest="format",
+                     help=f"artifact formats to build, comma list of {','.join(EXPORT_FORMATS)} (tensorrt: plans; "
+                          "default: onnx)")
+    fmt.add_argument("--backend", default=None, dest="old_backend", help=argparse.SUPPRESS)  # deprecated: --format
     parser.add_argument("--max-batch", type=int, default=128, help="largest batch of TensorRT profiles (default 128)")
     parser.add_argument("--max-len", type=int, default=None, help="longest sequence (default: the checkpoint's)")
     parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
@@ -54,17 +63,30 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def export_options(args: argparse.Namespace) -> ExportOptions:
+    """The `ExportOptions` of ``export``'s flags (``--backend`` is the deprecated name of ``--format``: it warns)."""
+    import sys
+
+    from export.options import ExportOptions
+
+    formats = args.format
+    if args.old_backend is not None:
+        print("export | --backend is now --format (onnx and tensorrt are artifact formats; a backend runs them, as in "
+              "`predict --backend`); --backend will be removed.", file=sys.stderr)
+        formats = args.old_backend
+    return ExportOptions(
+        exit_table=args.exit_table, calib_data=args.calib_data, probe=args.probe, depths=args.depths,
+        precisions=args.precision, formats=formats or ONNX, max_batch=args.max_batch, max_len=args.max_len,
+        exporter=args.exporter, segments=False if args.no_segments else None,
+        continuations=True if args.continuations else None, exit_mode=args.exit_mode, force=args.force,
+        allow_mismatch=args.allow_mismatch, progress=not args.quiet,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from export.bundle import export_checkpoint
 
-    bundle = export_checkpoint(
-        args.checkpoint, args.out, exit_table=args.exit_table, calib_data=args.calib_data,
-        depths=args.depths, precisions=parse_list(args.precision, PRECISIONS, "precision") or ("fp32",),
-        backends=parse_list(args.backend, BACKENDS, "backend") or ("onnx",), max_batch=args.max_batch,
-        max_len=args.max_len, force=args.force, allow_mismatch=args.allow_mismatch, progress=not args.quiet,
-        exporter=args.exporter, segments=False if args.no_segments else None, probe=args.probe,
-        continuations=True if args.continuations else None, exit_mode=args.exit_mode,
-    )
+    bundle = export_checkpoint(args.checkpoint, args.out, export_options(args))
     m = bundle.manifest
     size = sum(w["bytes"] for w in m["weights"]) + sum(a["bytes"] for a in m["artifacts"] if a["backend"] != "torch")
     print(f"wrote {bundle.root}: {len(bundle.artifacts)} artifacts, depths {bundle.depths} (exit {bundle.exit_mode}), "
