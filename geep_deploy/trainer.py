@@ -174,14 +174,24 @@ def teacher_identity(ckpt: Checkpoint) -> dict[str, Any]:
 
 
 def _from_teacher(model: ExitBert, stages: list, teacher: Checkpoint, train_ds: TextDataset,
-                  cfg: TrainConfig) -> list:
+                  cfg: TrainConfig, tokenizer_json: str) -> list:
     """Load ``teacher``'s backbone and teacher head into ``model``; FastBERT then runs its distillation only."""
     if cfg.method != "fastbert":
         raise ConfigError(f"train | a teacher checkpoint is FastBERT's first stage; {cfg.method} trains without one.")
     if teacher.method != "full":
         raise ConfigError(f"train | FastBERT's teacher must be a `full` checkpoint, got a {teacher.method} one.")
-    if list(teacher.label_names) != list(train_ds.label_names) or teacher.shape != model.shape:
-        raise ConfigError("train | the teacher checkpoint was trained for other labels or another backbone shape.")
+    mismatch = {
+        "labels": list(teacher.label_names) != list(train_ds.label_names),
+        "backbone shape": teacher.shape != model.shape,
+        "pooling": teacher.model.pooling != model.pooling,
+        "max_len": int(teacher.max_len) != int(cfg.max_len),
+        "tokenizer": teacher.tokenizer_json != tokenizer_json,
+        "training rows": teacher.hparams.get("train_rows") not in (None, len(train_ds)),
+    }
+    if any(mismatch.values()):
+        raise ConfigError(f"train | the teacher checkpoint differs from this run in its "
+                          f"{', '.join(k for k, bad in mismatch.items() if bad)}: FastBERT distils from the `full` "
+                          "model fine-tuned on the same rows with the same settings; train that one first.")
     L = model.num_layers
     keep = {k: v for k, v in teacher.model.state_dict().items()
             if not k.startswith("heads.") or k.startswith(f"heads.{L - 1}.")}
@@ -214,7 +224,7 @@ def train(
     model = ExitBert(backbone.shape, len(train_ds.label_names), pooling=cfg.pooling)
     model.load_backbone(backbone.weights)
     if teacher is not None:
-        stages = _from_teacher(model, stages, teacher, train_ds, cfg)
+        stages = _from_teacher(model, stages, teacher, train_ds, cfg, backbone.tokenizer_json)
     model.to(cfg.device)
     encoder = TextEncoder(backbone.tokenizer_json, cfg.max_len)
     enc = encoder.encode(train_ds.texts_a, train_ds.texts_b)

@@ -19,11 +19,10 @@ import numpy as np
 from geep_deploy.atomic import atomic_write_text
 from geep_deploy.errors import ConfigError
 from geep_deploy.suite.points import interpolate_at, interpolated_correct, seed_row_bootstrap
+from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, FULL_MARGIN_POINTS, HEADLINE
 
-FULL_MARGIN_POINTS = 1.0
-"""GEEP at a target may sit at most this many points below ``full`` (interval's low end) for the goal."""
-CONTENDERS = ("probe", "geep", "probe_esc", "probe_skip", "geep_entropy", "static", "pabee")
-"""Every method compared with FastBERT; the first is the headline (``run.HEADLINE``), the rest are ablations."""
+CONTENDERS = (HEADLINE, *ABLATIONS, "pabee")
+"""Every method compared with FastBERT; the first is the headline (``protocol.HEADLINE``), then the ablations."""
 
 
 def seed_summaries(results: Path, dataset: str) -> dict[int, dict[str, Any]]:
@@ -84,7 +83,7 @@ def _rows(summary: dict[str, Any], answers: dict[str, np.ndarray], labels: np.nd
     return None if at is None else interpolated_correct(at, answers, labels)
 
 
-def wall_clock_pairs(summary: dict[str, Any], headline: str = "probe", batch: str = "64") -> list[dict[str, Any]]:
+def wall_clock_pairs(summary: dict[str, Any], headline: str = HEADLINE, batch: str = "64") -> list[dict[str, Any]]:
     """At equal accuracy, GEEP's wall-clock against FastBERT's, chosen on the tuning rows only: for each target,
     FastBERT's operating point, and the headline's fastest benched point (by tuning FLOPs) whose tuning accuracy
     is at least FastBERT's there. Each carries both wall-clock speed-ups (mean of the bench runs, each run's too)
@@ -157,7 +156,7 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
               for s in order]
     methods = list(first["fair"]["methods"])
     summary = {
-        "dataset": first["dataset"], "seeds": order, "headline": first.get("headline", "probe"),
+        "dataset": first["dataset"], "seeds": order, "headline": first.get("headline", HEADLINE),
         "rows": first["rows"], "test_dropped_duplicates": first.get("test_dropped_duplicates"),
         "full_accuracy": _mean_sd([seeds[s]["full_accuracy"] for s in order]),
         "accuracy_at": {m: {t: _mean_sd([(seeds[s]["fair"]["methods"][m]["at"].get(t) or {}).get("accuracy")
@@ -168,7 +167,7 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
         "fastbert_depth_l_equals_full": _same_answers(per_seed, order, "fastbert:0", "full"),
         "train_seconds": {m: _mean_sd([(seeds[s].get("train_seconds") or {}).get(m) for s in order])
                           for m in ("full", "geep", "pabee", "fastbert")},
-        "wall_clock": {str(s): wall_clock_pairs(seeds[s], first.get("headline", "probe")) for s in order},
+        "wall_clock": {str(s): wall_clock_pairs(seeds[s], first.get("headline", HEADLINE)) for s in order},
         "all_depth_l_check": {str(s): _all_depth_l(seeds[s]) for s in order},
         "full_margin_points": FULL_MARGIN_POINTS,
     }
@@ -187,9 +186,9 @@ def _same_answers(per_seed: dict[int, dict[str, np.ndarray]], order: list[int], 
 def _all_depth_l(summary: dict[str, Any], batch: str = "64") -> dict[str, Any] | None:
     """GEEP with every row at depth L (``probe:0``) against ``full``: within the run's noise or not."""
     bench = (summary.get("bench") or {}).get(batch)
-    if not bench or "probe:0" not in bench["records"]:
+    if not bench or ALL_DEPTH_L not in bench["records"]:
         return None
-    r = bench["records"]["probe:0"]
+    r = bench["records"][ALL_DEPTH_L]
     noise = bench.get("noise") or 0.0
     return {"wall_speedup": r["wall_speedup"], "runs": r["wall_speedup_runs"], "noise": noise,
             "within_noise": abs(r["wall_speedup"] - 1.0) <= noise + 1e-9}

@@ -86,11 +86,17 @@ def refresh_summaries(results: Path, work: Path) -> list[str]:
 
 
 def learns(s: SetResults) -> bool:
-    """Some classifier (any method's depth, or `full`) beats the majority-class share by more than a point on some
-    seed; otherwise the set's accuracy comparisons say nothing."""
+    """Some classifier (any method at any depth) beats the majority-class share by more than a point on the tuning
+    rows of some seed; otherwise the set's accuracy comparisons say nothing. Decided on the tuning rows (seed
+    files written before they recorded them: on the reported rows)."""
     for seed in s.seeds.values():
-        accs = [a for v in seed["per_depth_accuracy"].values() for a in v] + [seed["full_accuracy"]]
-        if max(accs) > seed["majority_share"] + LEARN_MARGIN:
+        t = seed.get("tuning")
+        if t is not None:
+            best, majority = t["best_accuracy"], t["majority_share"]
+        else:
+            best = max([a for v in seed["per_depth_accuracy"].values() for a in v] + [seed["full_accuracy"]])
+            majority = seed["majority_share"]
+        if best > majority + LEARN_MARGIN:
             return True
     return False
 
@@ -169,13 +175,17 @@ def protocol_lines(sets: list[SetResults]) -> list[str]:
         "- **Seeds and 95% intervals.** A gap is the per-row difference of two methods' interpolated correctness, "
         "averaged over test rows and training seeds; its interval is a bootstrap that resamples seeds and, paired, "
         "the same test rows for both methods (`points.seed_row_bootstrap`): where another draw of seeds and test "
-        "rows of the same size could put the gap (with one seed, test rows only). Verdicts: *ahead* when the whole "
+        "rows of the same size could put the gap (with one seed, test rows only: training noise is then not in the "
+        "interval at all; with three, a percentile bootstrap over seeds is still too narrow, so read verdicts from "
+        "few seeds as provisional). Verdicts: *ahead* when the whole "
         "interval is above 0, *behind* when below, else *level*; against `full`, *met* when the interval's low end "
-        f"is at most {margin if margin is not None else '`aggregate.FULL_MARGIN_POINTS`'} point below 0.",
+        f"is at most {margin if margin is not None else '`protocol.FULL_MARGIN_POINTS`'} point below 0.",
         f"- **Wall-clock** from {BENCH_RUNS} separate bench runs x {_repeats(sets)} interleaved repeats (model "
-        "time, speed-up "
-        "against `full` in the same run); each run's figure is printed beside the mean, the noise next to every "
-        "wall-clock table, and *ahead* only outside both.",
+        "time: everything after tokenisation, GEEP's exit prediction and the baselines' exit checks included; "
+        "speed-up against `full` in the same run); each run's figure is printed beside the mean, the noise next to "
+        "every wall-clock table, and *ahead* only outside both. Every method cuts its calls with the same cost per "
+        "call, measured on depth-L calls; whether one-layer calls (FastBERT's and PABEE's steps, GEEP's prefix) "
+        "should be cut with another cost is not measured.",
         "- **Data hygiene.** Test rows whose text is in the train slice or the pool are dropped: "
         + _per_set(agg, lambda s: f"{s.summary['test_dropped_duplicates']} rows") + ".",
         f"- **GEEP's loss** deviates from the reference in one weight: distillation at {distill_weight_text(sets)} "

@@ -117,9 +117,6 @@ def _backbone(cfg: SuiteConfig, lang: str, log: _Log) -> Any:
     return bb
 
 
-
-
-
 def stage_epochs(method: str, budget: int) -> tuple[int, int | None]:
     """(epochs, distill_epochs) of ``method`` at a fine-tuning budget of ``budget`` epochs.
 
@@ -131,9 +128,6 @@ def stage_epochs(method: str, budget: int) -> tuple[int, int | None]:
     return budget, None
 
 
-
-
-
 def _default_loss() -> Any:
     from geep_deploy.methods import GeepLossConfig
 
@@ -141,14 +135,10 @@ def _default_loss() -> Any:
 
 
 def _geep_loss(cfg: SuiteConfig) -> Any:
-    import dataclasses
-
     return cfg.geep_loss or dataclasses.replace(_default_loss(), distill_weight=SUITE_DISTILL_WEIGHT)
 
 
 def _loss_dict(loss: Any) -> dict[str, Any]:
-    import dataclasses
-
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(loss).items()}
 
 
@@ -244,9 +234,6 @@ def _export(ckpt_path: Path, out: Path, exit_table: Path | None, log: _Log, ds: 
     return out
 
 
-
-
-
 def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], reported: np.ndarray,
            log: _Log, ds: str) -> dict[int, list[dict[str, Any]]]:
     """``BENCH_RUNS`` separate runs per batch size (cached per run), every run with the same methods and rows."""
@@ -309,9 +296,6 @@ def _logit_arrays(work: Path, ckpts: dict[str, Any], geep: Any, enc_pool: Any, e
         np.savez(path.with_suffix(".tmp.npz"), **arrays)
         path.with_suffix(".tmp.npz").replace(path)
     return arrays
-
-
-
 
 
 def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengths: np.ndarray, geep: Any,
@@ -487,13 +471,19 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
     # Operating points are chosen on the tuning rows for every method alike, then reported on the other rows.
     points = {m: transfer(operating_points(tune_curves[m]), curves[m]) for m in curves if m != "full"}
     fair = fair_figures(tune_curves, curves)
-    tsplit = "pool" if tune is None else "test"
-    trows = slice(None) if tune is None else tune
+    # The guarantee needs certifying rows the probe did not fit: on the pool, a probe fitted on one half scores
+    # the other half (which certifies) and the test rows; SST-2's tuning half of test never fitted the pool's probe.
+    if tune is None:
+        fit, trows = np.array_split(np.random.default_rng(cfg.seed + 3).permutation(len(pool_labels)), 2)
+        half = fit_probe(feats["pool"][fit], exits_pool[fit], L, uses_table=False)
+        cert_probs, test_probs = half.probabilities(feats["pool"][trows]), half.probabilities(feats["test"][report])
+        tsplit, tlen, tlab = "pool", pool_lengths, pool_labels
+    else:
+        trows, tsplit, tlen, tlab = tune, "test", lengths, labels
+        cert_probs, test_probs = probs["test"][tune], probs["test"][report]
     consistency = consistency_table(
-        geep.shape, arrays[f"{tsplit}_geep"][trows], arrays["test_geep"][report],
-        (pool_lengths if tune is None else lengths)[trows], lengths[report],
-        (probs["pool"] if tune is None else probs["test"])[trows], probs["test"][report],
-        pool_labels=(pool_labels if tune is None else labels)[trows], test_labels=labels[report],
+        geep.shape, arrays[f"{tsplit}_geep"][trows], arrays["test_geep"][report], tlen[trows], lengths[report],
+        cert_probs, test_probs, pool_labels=tlab[trows], test_labels=labels[report],
         fastbert_pool_logits=arrays[f"{tsplit}_fastbert"][trows], fastbert_test_logits=arrays["test_fastbert"][report])
     np.savez(work / "answers.tmp.npz", labels=labels[report], **answers)
     (work / "answers.tmp.npz").replace(work / "answers.npz")
@@ -520,9 +510,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
         "embed_lr": cfg.zh_embed_lr if spec.lang == "zh" else None,
         "backbone": str(backbone.path.name if spec.lang == "zh" else "all-MiniLM-L6-v2 (packaged)"),
         # FastBERT's training is its teacher's (the `full` checkpoint) plus its distillation
-        "train_seconds": {m: ck.metrics.get("train_seconds") + (ckpts["full"].metrics.get("train_seconds")
-                                                                 if m == "fastbert" else 0.0)
-                          for m, ck in ckpts.items()},
+        "train_seconds": {m: _train_seconds(ckpts, m) for m in ckpts},
         "stage_seconds": {m: ck.metrics.get("stage_seconds") for m, ck in ckpts.items()},
         "full_accuracy": curves["full"][0]["accuracy"], "per_depth_accuracy": per_depth,
         "depth_l_minus_full_ci95": list(paired_difference_ci(arrays["test_geep"][report, -1].argmax(-1) == y,
@@ -532,6 +520,8 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
         "per_depth_shared_path": [float((shared_path[:, k].argmax(-1) == y).mean())
                                   for k in range(shared_path.shape[1])],
         "majority_share": float(np.bincount(y).max() / len(y)),
+        # whether the set learns at all is decided on the tuning rows, like every other choice
+        "tuning": _tuning_figures(arrays, labels if tune is not None else pool_labels, tune),
         "targets": list(TARGET_SPEEDUPS), "points_chosen_on": spec.tune_on,
         "curves": curves, "points": points, "headline": HEADLINE, "fair": fair,
         # issue 27: knobs certified on the tuning rows to disagree with depth L on at most EPS of rows
@@ -564,14 +554,11 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
     return summary
 
 
-
-
-
 def fair_figures(tune_curves: dict[str, list[Any]], curves: dict[str, list[Any]]) -> dict[str, Any]:
     """One rule for every method: its curve is the tuning rows' frontier knobs with their reported figures
     (``tuned_frontier``); its accuracy at exactly each target FLOPs speed-up is interpolated on that curve
-    (``interpolate_at``), and its area is the mean accuracy over ``AREA_RANGE``. Every method's curve starts
-    from its own depth L (``full``'s single point is depth L)."""
+    (``interpolate_at``; below the curve's slowest point, that point answers: a knob at least as fast and, on the
+    tuning rows, at least as accurate as any slower one), and its area is the mean accuracy over ``AREA_RANGE``."""
     out: dict[str, Any] = {"targets": list(TARGET_SPEEDUPS), "area_range": list(AREA_RANGE), "methods": {}}
     for m, test_curve in curves.items():
         if m == "full":
@@ -581,6 +568,25 @@ def fair_figures(tune_curves: dict[str, list[Any]], curves: dict[str, list[Any]]
                              "at": {f"{t:g}": interpolate_at(curve, t) for t in TARGET_SPEEDUPS},
                              "area": area_under(curve, *AREA_RANGE)}
     return out
+
+
+def _tuning_figures(arrays: dict[str, np.ndarray], labels: np.ndarray, tune: np.ndarray | None) -> dict[str, Any]:
+    """On the tuning rows: the best accuracy of any method at any depth (FastBERT's depth L is `full`) and the
+    majority-class share, so the page can tell a set that learns without reading the reported rows."""
+    split, rows = ("pool", slice(None)) if tune is None else ("test", tune)
+    y = labels[rows]
+    best = max(float((arrays[f"{split}_{m}"][rows][:, k].argmax(-1) == y).mean())
+               for m in EXITING for k in range(arrays[f"{split}_{m}"].shape[1]))
+    return {"rows": int(len(y)), "best_accuracy": best, "majority_share": float(np.bincount(y).max() / len(y))}
+
+
+def _train_seconds(ckpts: dict[str, Any], method: str) -> float | None:
+    """A method's training seconds; FastBERT's are its teacher's (the `full` checkpoint) plus its distillation.
+    None when a checkpoint did not record its time."""
+    parts = [ckpts[method].metrics.get("train_seconds")]
+    if method == "fastbert":
+        parts.append(ckpts["full"].metrics.get("train_seconds"))
+    return None if any(p is None for p in parts) else float(sum(parts))
 
 
 def _invalidate_if_probe_changed(work: Path, probe: Any, export_dir: str = "geep") -> None:
