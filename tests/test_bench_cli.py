@@ -57,7 +57,7 @@ def test_help(cmd, capsys):
         main([cmd, "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "--export" in out and "Example:" in out
+    assert "--export" in out and "Example" in out  # "Example:" or "Example (what writes the files it names):"
 
 
 def test_bench_cli_writes_records_and_plot(tiny_export, tiny_data, tmp_path, capsys):
@@ -112,7 +112,8 @@ def test_predict_cli(tiny_export, tmp_path, capsys):
     tsv.write_text("label\ttext\n1\tgood fun\n0\tawful\n")
     assert main(["predict", "--export", str(tiny_export), "--input", str(tsv), "--backend", "torch"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and "depth" in lines[0] and lines[-1].startswith("# torch cpu fp32")
+    assert len(lines) == 4 and "depth" in lines[0] and lines[2].startswith("# torch cpu fp32")
+    assert lines[3].startswith("# accuracy ") and "of 2 labelled rows" in lines[3]  # the file has labels
     assert main(["predict", "--export", str(tiny_export), "--text", "a", "--text-b", "b", "--text-b", "c"]) == 1
     assert "give one each" in capsys.readouterr().err
     assert main(["predict", "--export", str(tiny_export), "--text", "  "]) == 1

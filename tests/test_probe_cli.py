@@ -60,7 +60,7 @@ def test_calibrate_export_predict_bench(data: Path, tmp_path: Path, capsys: pyte
     assert esc["flops_speedup"] <= records["probe:0.5"]["flops_speedup"] and "escalated_share" in esc
 
     assert main(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "x.npz"),
-                 "--escalation", "tune"]) == 1
+                 "--predictor", "table", "--escalation", "tune"]) == 1  # the probe is the default predictor
     assert "add --predictor probe" in capsys.readouterr().err
 
 
