@@ -225,7 +225,7 @@ def recommendation(args: argparse.Namespace, table: dict[str, Any], probe: dict[
     t_cmd = f"geep-deploy export --checkpoint {args.checkpoint} --out DIR --exit-table {args.out}"
     if probe is None:
         return (f"recommendation: export this table ({t_cmd}); the default --predictor probe also fits the layer-1 "
-                "probe, which found the rows that need more depth far better on every set in docs/results.md.")
+                "probe, which reads depth 1's confidence instead of tokens alone (docs/exit_prediction.md compares them).")
     p_cmd = f"{t_cmd} --probe {probe_path(args)}" + ("" if args.exit_mode == "student" else " --exit-mode skip")
     pf, tf = probe["flops_speedup"], table["flops_speedup"]
     if probe["target_met"] and (pf >= tf or not table["target_met"]):
