@@ -114,6 +114,12 @@ def test_predict_cli(tiny_export, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and "depth" in lines[0] and lines[2].startswith("# torch cpu fp32")
     assert lines[3].startswith("# accuracy ") and "of 2 labelled rows" in lines[3]  # the file has labels
+    assert main(["predict", "--export", str(tiny_export), "--text", "a charming journey", "--text", "dull",
+                 "--exact", "--json"]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert [p["depth"] for p in exact["predictions"]] == [3, 3] and exact["engine"]["predictor"] == "exact (depth L)"
+    assert main(["predict", "--export", str(tiny_export), "--text", "x", "--exact", "--depth", "1"]) == 1
+    assert "cannot be combined" in capsys.readouterr().err
     assert main(["predict", "--export", str(tiny_export), "--text", "a", "--text-b", "b", "--text-b", "c"]) == 1
     assert "give one each" in capsys.readouterr().err
     assert main(["predict", "--export", str(tiny_export), "--text", "  "]) == 1

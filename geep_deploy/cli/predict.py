@@ -35,6 +35,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="tf32 is torch-only (default fp32)")
     p.add_argument("--batch-size", type=int, default=64, help="most rows per engine call (default 64)")
     p.add_argument("--depth", type=int, default=None, help="run every input at this depth (no exit prediction)")
+    p.add_argument("--exact", action="store_true",
+                   help="the full model's answers: every input at depth L, no early exit (the guarantee does not "
+                        "apply because nothing exits early)")
     p.add_argument("--predictor", choices=PREDICTOR_KINDS, default=None,
                    help="dispatch by the exit table or the layer-1 probe (default: what the export records)")
     p.add_argument("--json", action="store_true", help="print JSON (one record per input, plus timings)")
@@ -45,7 +48,7 @@ CHUNK = 4096  # rows per predict call when showing progress: large enough for fu
 
 
 def predict_with_progress(eng: Any, texts_a: list[str], texts_b: list[str] | None, batch_size: int,
-                          progress: bool) -> Any:
+                          progress: bool, exact: bool = False) -> Any:
     """``eng.predict`` in chunks of CHUNK rows with a progress bar on stderr (a 100k-row file takes minutes);
     the same results as one call, since rows never interact."""
     import numpy as np
@@ -55,12 +58,12 @@ def predict_with_progress(eng: Any, texts_a: list[str], texts_b: list[str] | Non
     from runtime.timing import StageTimes
 
     if not progress or len(texts_a) <= CHUNK:
-        return eng.predict(texts_a, texts_b, batch_size=batch_size)
+        return eng.predict(texts_a, texts_b, batch_size=batch_size, exact=exact)
     parts, times = [], StageTimes()
     with tqdm(total=len(texts_a), desc="predict", unit="row") as bar:
         for s in range(0, len(texts_a), CHUNK):
             r = eng.predict(texts_a[s:s + CHUNK], None if texts_b is None else texts_b[s:s + CHUNK],
-                            batch_size=batch_size)
+                            batch_size=batch_size, exact=exact)
             parts.append(r)
             times.merge(r.timings)
             bar.update(len(r))
@@ -146,14 +149,18 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"predict | got {len(texts_a)} --text but {len(texts_b)} --text-b; give one each.")
     if args.batch_size < 1:
         raise DataError(f"predict | --batch-size must be >= 1, got {args.batch_size}.")
+    if args.exact and args.depth is not None:
+        raise DataError("predict | --exact runs depth L; it cannot be combined with --depth.")
     opts = LoadOptions(backend=args.backend, device=args.device, precision=args.precision, fixed_depth=args.depth,
                        predictor=args.predictor)
     with GeepEngine.load(args.export, options=opts) as eng:
         res = predict_with_progress(eng, list(texts_a), None if texts_b is None else list(texts_b),
-                                    args.batch_size, not args.no_progress)
+                                    args.batch_size, not args.no_progress, exact=args.exact)
         info = dict(eng.info)
     if args.depth is not None:
         info["predictor"] = f"fixed depth {args.depth}"
+    elif args.exact:
+        info["predictor"] = "exact (depth L)"
     switched = (args.backend == AUTO and info.get("backend") == "torch" and args.precision not in ("fp32", "tf32"))
     if switched:
         import sys
