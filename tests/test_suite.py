@@ -126,7 +126,9 @@ def _set(name: str, fb: dict | None, full: dict | None, walls: dict, entropy: fl
 
     at = {"probe": {"2": {"mean": 0.8, "sd": 0.0, "n": 1}}, "geep_entropy": {"2": {"mean": entropy, "sd": 0, "n": 1}}}
     summary = {"seeds": [1], "full_margin_points": 1.0, "wall_clock": walls, "accuracy_at": at,
-               "gaps": {"vs_fastbert": {"probe": {"2": fb}}, "vs_full": {"probe": {"2": full}}}}
+               "gaps": {"vs_fastbert": {"probe": {"2": fb}}, "vs_full": {"probe": {"2": full}},
+                        "entropy_exit_vs_headline": {"2": _gap(100 * (entropy - 0.8), 100 * (entropy - 0.8) - 5,
+                                                               100 * (entropy - 0.8) + 5)}}}
     seed = {"per_depth_accuracy": {"geep": [0.5, 0.8]}, "full_accuracy": 0.8, "majority_share": majority}
     return SetResults(name, name, {1: seed}, summary)
 

@@ -128,18 +128,20 @@ def losses(learning: list[Any]) -> list[str]:
     mixed = t["wall"].get("mixed", [])
     if mixed:
         out.append(f"At equal accuracy the seeds disagree on the batch-64 wall-clock verdict on {', '.join(mixed)}.")
-    entropy = [s.name for s in learning if _mean_at(s, "geep_entropy") > _mean_at(s, HEADLINE)]
-    if entropy:
+    by_verdict: dict[str, list[str]] = {}
+    for s in learning:
+        gap = s.summary["gaps"].get("entropy_exit_vs_headline", {}).get("2")
+        by_verdict.setdefault(verdict(gap), []).append(
+            s.name if gap is None else f"{s.name} ({gap['points']:+.2f} [{gap['low']:+.2f}, {gap['high']:+.2f}])")
+    if by_verdict.get("ahead"):
         out.append(f"GEEP's own students under FastBERT's entropy exit are more accurate at 2x than the probe "
-                   f"dispatch (mean over seeds; see the ablation table for both against FastBERT) on "
-                   f"{', '.join(entropy)}.")
+                   f"dispatch (whole interval above 0) on {', '.join(by_verdict['ahead'])}: what the prediction "
+                   "ahead of the deep layers buys there is dense groups, not accuracy.")
+    if by_verdict.get("level"):
+        out.append(f"At 2x, GEEP's students under the entropy exit and the probe dispatch are level (entropy minus "
+                   f"probe, points) on {', '.join(by_verdict['level'])}.")
     return [f"- {x}" for x in out] or ["The pre-registered GEEP loses no comparison of the tally on the sets "
                                        "measured so far."]
-
-
-def _mean_at(s: Any, method: str) -> float:
-    d = (s.summary["accuracy_at"].get(method) or {}).get(TARGET)
-    return float("-inf") if d is None else d["mean"]
 
 
 # -- accuracy at each target, area, ablations ------------------------------------------------------------------
