@@ -26,9 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from geep_deploy.atomic import atomic_write_text  # noqa: E402
+from geep_deploy.atomic import atomic_write_text
 
 METHODS = ("geep", "fastbert", "pabee", "full")
 DEMO_EPOCHS, DEMO_MAX_LEN = 2, 64  # the earlier demo's recipe (the current demo: geep_deploy/cli/demo.py)

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def depth_l_correct(ckpt_path: Path, texts_a: list[str], texts_b: list[str] | None, labels: np.ndarray,

@@ -20,19 +20,15 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from exit_table_bench import machine_info  # noqa: E402
-
-from export.calibration import calibrate_from_logits  # noqa: E402
-from geep_deploy.atomic import atomic_write_text  # noqa: E402
-from geep_deploy.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
-from geep_deploy.data import bundled_data_dir, load_split  # noqa: E402
-from geep_deploy.encoding import TextEncoder  # noqa: E402
-from geep_deploy.evaluate import collect_depth_logits  # noqa: E402
-from geep_deploy.exits import entropy_exit_depths, predictions_at  # noqa: E402
-from geep_deploy.flops import flops_speedup  # noqa: E402
+from export.calibration import calibrate_from_logits
+from geep_deploy.atomic import atomic_write_text
+from geep_deploy.bench.machine import cpu_bench_machine_info
+from geep_deploy.checkpoint import Checkpoint, load_checkpoint
+from geep_deploy.data import bundled_data_dir, load_split
+from geep_deploy.encoding import TextEncoder
+from geep_deploy.evaluate import collect_depth_logits
+from geep_deploy.exits import entropy_exit_depths, predictions_at
+from geep_deploy.flops import flops_speedup
 
 TARGETS = (1.05, 1.1, 1.15, 1.2, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 TAUS = tuple(round(t, 2) for t in np.arange(0.0, 1.0001, 0.05))
@@ -83,7 +79,7 @@ def main() -> int:
     data = bundled_data_dir()
     train, dev = load_split(data, "train").subset(args.max_calib), load_split(data, "dev")
     labels = np.asarray(dev.labels)
-    result: dict[str, Any] = {"machine": machine_info(), "data": str(data.name), "calib_rows": len(train),
+    result: dict[str, Any] = {"machine": cpu_bench_machine_info(), "data": str(data.name), "calib_rows": len(train),
                               "dev_rows": len(dev), "command": "python " + " ".join(sys.argv)}
 
     geep = load_with_pooling(args.geep)

@@ -28,24 +28,13 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from geep_deploy.atomic import atomic_write_text  # noqa: E402
-from runtime.exit_table import ExitHashTable  # noqa: E402
-from runtime.keys import EMPTY_KEY  # noqa: E402
+from geep_deploy.atomic import atomic_write_text
+from geep_deploy.bench.machine import cpu_bench_machine_info
+from runtime.exit_table import ExitHashTable
+from runtime.keys import EMPTY_KEY
 
 L = 6
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine_info() -> dict[str, Any]:
-    """The shared machine record plus the load and torch threads this script's figures depend on."""
-    import torch
-
-    from geep_deploy.machine import machine_info as shared_machine_info
-
-    return {**shared_machine_info("cpu"), "load_average_at_start": list(os.getloadavg()),
-            "torch_threads": torch.get_num_threads()}
 
 
 def _random_keys(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -204,7 +193,7 @@ def main() -> int:
     ap.add_argument("--torch-threads", type=int, default=1, help="torch CPU threads for the model (default 1)")
     args = ap.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
-    result: dict[str, Any] = {"machine": machine_info(), "num_layers": L, "load_factor": 0.5,
+    result: dict[str, Any] = {"machine": cpu_bench_machine_info(), "num_layers": L, "load_factor": 0.5,
                               "command": " ".join([".venv/bin/python", *sys.argv])}
     if not args.skip_table:
         result["numpy_table"] = bench_numpy_table(sizes, args.repeats)

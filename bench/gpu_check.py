@@ -43,8 +43,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 DEFAULT_BACKBONE = ROOT / "models-local" / "all-MiniLM-L6-v2-fp16"
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -485,8 +483,8 @@ def engines(ctx: Ctx) -> dict[str, Any]:
     """torch on the device at every precision vs ONNX Runtime fp32 on the CPU: depth L, depth 1, prefix, cont L."""
     import copy
 
-    from engines.ort import OrtEngine
-    from engines.torch_engine import TorchEngine
+    from engines.registry import open_engine
+    from geep_deploy.names import ONNXRUNTIME, TORCH
     from runtime.artifacts import load_export
 
     st = ctx.state
@@ -497,7 +495,7 @@ def engines(ctx: Ctx) -> dict[str, Any]:
     kinds = [("depth", L), ("depth", 1), ("prefix", None), ("cont", L)]
     refs, states = {}, None
     for kind, d in kinds:
-        with OrtEngine(bundle.find(kind=kind, depth=d).path, threads=4) as e:
+        with open_engine(ONNXRUNTIME, bundle.find(kind=kind, depth=d).path, threads=4) as e:
             f = {"hidden": states, "attention_mask": feed["attention_mask"]} if kind == "cont" else feed
             out = e.infer(f)
         refs[(kind, d)] = out["logits"]
@@ -507,7 +505,7 @@ def engines(ctx: Ctx) -> dict[str, Any]:
     for precision in PRECISIONS:
         m = copy.deepcopy(model)
         for kind, d in kinds:
-            with TorchEngine(m, kind=kind, depth=d, device=dev, precision=precision, cuda_graphs=False,
+            with open_engine(TORCH, m, kind=kind, depth=d, device=dev, precision=precision, cuda_graphs=False,
                              resident=False) as e:
                 f = {"hidden": states, "attention_mask": feed["attention_mask"]} if kind == "cont" else feed
                 got = e.infer(f)["logits"]
@@ -526,8 +524,9 @@ def graphs(ctx: Ctx) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from engines.registry import open_engine
     from engines.torch_cuda import GraphBuckets, tf32_state
-    from engines.torch_engine import TorchEngine
+    from geep_deploy.names import TORCH
     from runtime.artifacts import load_export
 
     st = ctx.state
@@ -543,10 +542,10 @@ def graphs(ctx: Ctx) -> dict[str, Any]:
 
     for precision in ("fp32", "fp16"):
         m = copy.deepcopy(model)
-        eager = {k: TorchEngine(m, kind=k, depth=d, device="cuda", precision=precision, cuda_graphs=False,
-                                check_inputs=False).load() for k, d in (("depth", L), ("prefix", None), ("cont", L))}
-        graph = {k: TorchEngine(m, kind=k, depth=d, device="cuda", precision=precision, graph_buckets=gb,
-                                check_inputs=False).load() for k, d in (("depth", L), ("prefix", None), ("cont", L))}
+        eager = {k: open_engine(TORCH, m, kind=k, depth=d, device="cuda", precision=precision, cuda_graphs=False,
+                                check_inputs=False) for k, d in (("depth", L), ("prefix", None), ("cont", L))}
+        graph = {k: open_engine(TORCH, m, kind=k, depth=d, device="cuda", precision=precision, graph_buckets=gb,
+                                check_inputs=False) for k, d in (("depth", L), ("prefix", None), ("cont", L))}
         worst, resident_ok = 0.0, True
         for b, s in shapes:
             f = sub(b, s)
@@ -565,12 +564,13 @@ def graphs(ctx: Ctx) -> dict[str, Any]:
         for e in (*eager.values(), *graph.values()):
             e.close()
     before = tf32_state(torch)
-    with TorchEngine(copy.deepcopy(model), device="cuda", precision="tf32", graph_buckets=GraphBuckets(8, 32)) as e:
+    with open_engine(TORCH, copy.deepcopy(model), device="cuda", precision="tf32",
+                     graph_buckets=GraphBuckets(8, 32)) as e:
         e.infer(sub(4, 20))
     ctx.check("tf32_scoped", tf32_state(torch) == before, before=before, after=tf32_state(torch))
     # concurrent first use: two threads per depth engine capture lazily the same buckets, vs serial answers
     m = copy.deepcopy(model)
-    engs = [TorchEngine(m, depth=k, device="cuda", capture="lazy", graph_buckets=GraphBuckets(8, 32)).load()
+    engs = [open_engine(TORCH, m, depth=k, device="cuda", capture="lazy", graph_buckets=GraphBuckets(8, 32))
             for k in range(1, L + 1)]
     f = sub(6, 20)
     errors: list[str] = []
@@ -594,11 +594,11 @@ def graphs(ctx: Ctx) -> dict[str, Any]:
     for e in engs:
         e.close()
     m = copy.deepcopy(model)
-    TorchEngine(m, device="cuda", cuda_graphs=False).load().close()
+    open_engine(TORCH, m, device="cuda", cuda_graphs=False).close()
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     m0, t0 = torch.cuda.memory_reserved(), time.perf_counter()
-    e = TorchEngine(m, device="cuda", graph_buckets=GraphBuckets(128, st["max_len"])).load()
+    e = open_engine(TORCH, m, device="cuda", graph_buckets=GraphBuckets(128, st["max_len"]))
     load_s = time.perf_counter() - t0
     m1, n = torch.cuda.memory_reserved(), len(e.captured_buckets)
     e.close()

@@ -25,9 +25,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from geep_deploy.atomic import atomic_write_text  # noqa: E402
+from geep_deploy.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -74,10 +72,12 @@ def main() -> int:
     ap.add_argument("--out", default=str(RESULTS / "padding_bench.json"))
     a = ap.parse_args()
 
-    from engines.ort import OrtEngine
+    from engines.base import BaseEngine
+    from engines.registry import open_engine
     from geep_deploy.data import bundled_data_dir, load_split
     from geep_deploy.encoding import TextEncoder, length_sorted_batches, pad_batch
     from geep_deploy.machine import machine_info
+    from geep_deploy.names import ONNXRUNTIME
     from runtime.artifacts import load_export
 
     load_start = list(os.getloadavg())
@@ -89,10 +89,8 @@ def main() -> int:
     enc = encoder.encode(ds.texts_a, ds.texts_b)
     n, b = len(enc), a.batch_size
 
-    def engine(**kw: Any) -> OrtEngine:
-        e = OrtEngine(graph, threads=a.threads, check_inputs=False, **kw)
-        e.load()
-        return e
+    def engine(**kw: Any) -> BaseEngine:
+        return open_engine(ONNXRUNTIME, graph, threads=a.threads, check_inputs=False, **kw)
 
     def batches_of(groups: list[np.ndarray]) -> tuple[list[dict[str, np.ndarray]], float]:
         feeds = [pad_batch(enc.take(g), encoder.pad_id) for g in groups]

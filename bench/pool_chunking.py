@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 COSTS = (0.0, 4.0, 16.0, 64.0, 256.0)
 

@@ -13,7 +13,7 @@ one of:
 - ``traceback``: any other exception escaped;
 - ``silent_wrong``: it ran but gave another answer than the reference, or succeeded where it must fail;
 - ``data_lost``: a file the user had (or the previous export) is gone or changed;
-- ``hang``: no answer within the case's time bound (``bench/reliability_round2.py``, issue 25's cases).
+- ``hang``: no answer within the case's time bound (``geep_deploy/bench/reliability_cases.py``, issue 25's cases).
 
 The last four must be 0. Takes 3-6 minutes on two cores; ``FAST`` categories run in ``make test``.
 """
@@ -36,13 +36,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from geep_deploy.errors import GeepError
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))  # reliability_round2 (issue 25's cases)
-
-import numpy as np  # noqa: E402
-
-from geep_deploy.errors import GeepError  # noqa: E402
 
 OUTCOMES = ("clean", "correct", "traceback", "silent_wrong", "data_lost", "hang")
 BAD = ("traceback", "silent_wrong", "data_lost", "hang")
@@ -673,7 +671,7 @@ FAST = ("numeric_flags", "path_equality", "look_alike", "probe_json", "nested_js
 
 
 def run_all(ws: dict[str, Path], tmp: Path, only: set[str] | None = None) -> dict[str, Any]:
-    import reliability_round2 as r2
+    from geep_deploy.bench import reliability_cases as r2
 
     ref = reference(ws["export"])
     builders = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -948,7 +947,6 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if any generated text differs from its JSON")
     a = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
     stale = run(a.check)
     if a.check and stale:
         print("stale generated figures in: " + ", ".join(stale) + "; run `python bench/render_docs.py`")

@@ -32,7 +32,6 @@ CONFIGS = {
 
 
 def child(export: str, data: str, name: str) -> dict:
-    sys.path.insert(0, str(ROOT))
     from geep_deploy.data import load_split
     from runtime.memory import rss_mb, uss_mb
 
@@ -76,7 +75,6 @@ def main() -> int:
         print(f"{name:<34} RSS load +{r['load_mb']:>7.1f} MB, after batch-64 runs +{r['after_runs_mb']:>7.1f} MB; "
               f"USS +{r['uss_load_mb']:>7.1f} / +{r['uss_after_runs_mb']:>7.1f} MB")
     if a.json:
-        sys.path.insert(0, str(ROOT))
         from geep_deploy.atomic import atomic_write_text
         from geep_deploy.machine import machine_info
 

@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from geep_deploy.bench.loadgen import ServerProcess, http_get, load
+from geep_deploy.data import bundled_data_dir, load_split
+from geep_deploy.service.metrics import parse_samples
 
-from geep_deploy.bench.loadgen import ServerProcess, http_get, load  # noqa: E402
-from geep_deploy.data import bundled_data_dir, load_split  # noqa: E402
-from geep_deploy.service.metrics import parse_samples  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 POOL_ON = ["--max-batch", "64", "--max-wait-ms", "5"]
 POOL_OFF = ["--max-batch", "1", "--max-wait-ms", "0"]

@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 EPOCH_BUDGET = 4  # GEEP and PABEE: 4 epochs; FastBERT: 2 (teacher) + 2 (students), as in the suite
 

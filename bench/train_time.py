@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 METHODS = ("full", "geep", "fastbert", "pabee", "full-again")  # `full` first: each repeat's FastBERT distils from it
 TEACHER_STAGE = "full (teacher)"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,8 @@ from models import reliability_workspace, tiny_checkpoint
 
 from export.bundle import export_checkpoint
 from export.pipeline import clean_stale_temps
+from geep_deploy.bench.reliability_cases import point_external_data, rehash_files, valid_probe
 from geep_deploy.cli import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from reliability_round2 import point_external_data, rehash_files, valid_probe  # noqa: E402
 
 
 @pytest.fixture(scope="module")
