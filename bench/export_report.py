@@ -28,53 +28,15 @@ def machine() -> dict:
 
 
 def load_source(ckpt_path: Path | None):
-    from geep_deploy.checkpoint import Checkpoint, load_checkpoint
+    from geep_deploy.bench.minilm import fit_heads_on_frozen_states, fresh_head_checkpoint
+    from geep_deploy.checkpoint import load_checkpoint
 
     if ckpt_path is not None and ckpt_path.is_file():
         return load_checkpoint(ckpt_path), f"trained checkpoint {ckpt_path}"
-    import torch
-
-    from geep_deploy.backbone import load_backbone_dir
-    from geep_deploy.model import ExitBert
-
-    bb = load_backbone_dir()
-    torch.manual_seed(0)
-    model = ExitBert(bb.shape, 2)
-    model.load_backbone(bb.weights)
-    labels = (ROOT / "geep_deploy/datasets/sst2_demo/labels.txt").read_text().split()
-    ckpt = Checkpoint(model=model.eval(), method="geep", label_names=labels, tokenizer_json=bb.tokenizer_json,
-                      max_len=128)
-    fit_probe_heads(ckpt)
+    ckpt = fresh_head_checkpoint()
+    fit_heads_on_frozen_states(ckpt)
     return ckpt, ("pretrained all-MiniLM-L6-v2 encoder (frozen) with exit heads fitted as linear probes on the "
                   "bundled 2,000 train rows (no runs/geep.pt yet)")
-
-
-def fit_probe_heads(ckpt, rows: int = 2000, steps: int = 300) -> None:
-    """Fit each exit head on frozen [CLS] states, so the report's accuracies are not those of a constant."""
-    import torch
-
-    from geep_deploy.data import bundled_data_dir, load_split
-    from geep_deploy.encoding import TextEncoder
-    from geep_deploy.evaluate import iter_sorted_batches
-
-    train = load_split(bundled_data_dir(), "train").subset(rows)
-    enc = TextEncoder(ckpt.tokenizer_json, ckpt.max_len).encode(train.texts_a)
-    model, L = ckpt.model, ckpt.model.num_layers
-    feats = torch.zeros(len(enc), L, model.shape.hidden_size)
-    with torch.inference_mode():
-        for idx, batch in iter_sorted_batches(enc, 64, "cpu", desc="probe features"):
-            res = model.forward_all(**batch)
-            feats[torch.from_numpy(idx)] = torch.stack([h[:, 0] for h in res.hidden], dim=1)
-    y = torch.tensor(train.labels)
-    for k in range(L):
-        head = model.head(k + 1).train()
-        opt = torch.optim.Adam(head.parameters(), lr=3e-3, weight_decay=1e-4)
-        x = feats[:, k].clone()
-        for _ in range(steps):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(head(x), y).backward()
-            opt.step()
-        head.eval()
 
 
 def dev_logits(path: Path, enc, batches, threads: int) -> tuple[np.ndarray, float]:

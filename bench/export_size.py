@@ -20,23 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def checkpoint(path: Path | None):  # a geep_deploy Checkpoint
-    from geep_deploy.checkpoint import Checkpoint, load_checkpoint
+    from geep_deploy.bench.minilm import fresh_head_checkpoint
+    from geep_deploy.checkpoint import load_checkpoint
 
     if path is not None:
         return load_checkpoint(path), str(path)
-    import torch
-
-    from geep_deploy.backbone import load_backbone_dir
-    from geep_deploy.data import bundled_data_dir, read_labels
-    from geep_deploy.model import ExitBert
-
-    bb = load_backbone_dir()
-    torch.manual_seed(0)
-    model = ExitBert(bb.shape, 2)
-    model.load_backbone(bb.weights)
-    labels = read_labels(bundled_data_dir() / "labels.txt")
-    return (Checkpoint(model=model.eval(), method="geep", label_names=labels, tokenizer_json=bb.tokenizer_json,
-                       max_len=128), "packaged all-MiniLM-L6-v2 with fresh exit heads")
+    return fresh_head_checkpoint(), "packaged all-MiniLM-L6-v2 with fresh exit heads"
 
 
 def measure(ckpt_path: Path | None) -> dict:
