@@ -110,9 +110,8 @@ def calibrate_probe_from_logits(ckpt: Checkpoint, c: CalibrationLogits, table: C
     len_c, len_d = _lengths(c.calib_ids), _lengths(c.dev_ids)
     mass_c = out_of_fold_mass(c.calib_ids, exits_c, L, c.special_ids) if uses_table else None
     mass_d = batch_mass(table.predictor, c.dev_ids) if uses_table else None
-    feats_c = probe_features(c.calib_logits[:, 0], len_c, mass_c)
+    probe, feats_c = fit_layer1_probe(c.calib_logits[:, 0], len_c, exits_c, L, mass=mass_c, exit_mode=c.exit_mode)
     feats_d = probe_features(c.dev_logits[:, 0], len_d, mass_d)
-    probe = fit_probe(feats_c, exits_c, L, uses_table=uses_table, exit_mode=c.exit_mode)
     probs_d = probe.probabilities(feats_d)
     if max_disagree is not None:  # every chain of the certification starts at depth L (risk 0)
         risks = tuple(sorted({0.0, *(float(r) for r in risks)}))
@@ -143,6 +142,14 @@ def calibrate_probe_from_logits(ckpt: Checkpoint, c: CalibrationLogits, table: C
     if guarantee is not None:
         figures["guarantee"] = guarantee.to_dict()
     return ProbeCalibration(probe=tuned, curve=curve, chosen=chosen, table=table, figures=figures)
+
+
+def fit_layer1_probe(depth1_logits: np.ndarray, lengths: np.ndarray, exits: np.ndarray, num_layers: int, *,
+                     mass: np.ndarray | None = None, exit_mode: str = "student") -> tuple[ProbeModel, np.ndarray]:
+    """The probe fitted on rows' exit labels, and its features: depth 1's logits, the length and, with ``mass``,
+    the table's exit mass (the probe then reads the table). One path for ``calibrate`` and the suite."""
+    feats = probe_features(depth1_logits, lengths, mass)
+    return fit_probe(feats, exits, num_layers, uses_table=mass is not None, exit_mode=exit_mode), feats
 
 
 def out_of_fold_mass(rows: list[np.ndarray], exits: np.ndarray, num_layers: int, special_ids: list[int],

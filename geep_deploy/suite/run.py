@@ -390,7 +390,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
     """All steps for one dataset and training seed (default: the first of ``cfg.train_seeds``); returns (and
     writes) its summary."""
     from export.calibration import batch_mass, calibrate_from_logits
-    from export.probe_calibration import out_of_fold_mass
+    from export.probe_calibration import fit_layer1_probe, out_of_fold_mass
     from export.probe_fit import cross_fitted_probabilities, fit_probe
     from geep_deploy.data import load_split
     from geep_deploy.exits import consistency_exit_depths
@@ -448,14 +448,13 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
     # 1's logits and the length, not the table: with the table's features (cross-fitted on the pool) its AUC was
     # about the same
     # (`probe_with_table` in `hard_row_auc`).
-    feats = {"pool": probe_features(arrays["pool_geep"][:, 0], pool_lengths),
-             "test": probe_features(arrays["test_geep"][:, 0], lengths)}
-    probe = fit_probe(feats["pool"], exits_pool, L, uses_table=False)
+    probe, pool_feats = fit_layer1_probe(arrays["pool_geep"][:, 0], pool_lengths, exits_pool, L)
+    feats = {"pool": pool_feats, "test": probe_features(arrays["test_geep"][:, 0], lengths)}
     probs = {"pool": cross_fitted_probabilities(feats["pool"], exits_pool, L, seed=cfg.seed),
              "test": probe.probabilities(feats["test"])}
     # The same probe features, with exit labels and answers from GEEP's shared exit path (one layer more).
     exits_skip = consistency_exit_depths(_shared_exits(arrays, "pool"))
-    skip_probe = fit_probe(feats["pool"], exits_skip, L, uses_table=False, exit_mode="skip")
+    skip_probe, _ = fit_layer1_probe(arrays["pool_geep"][:, 0], pool_lengths, exits_skip, L, exit_mode="skip")
     skip_probs = {"pool": cross_fitted_probabilities(feats["pool"], exits_skip, L, seed=cfg.seed),
                   "test": skip_probe.probabilities(feats["test"])}
     if tune is None:
@@ -609,6 +608,7 @@ def _hard_row_auc(probe_score: np.ndarray, feats: dict[str, np.ndarray], mass: d
     Also the probe with the table's features added, and the probe against the size of the pool it was fitted on.
     """
     test_mass = mass["test"]
+    from export.probe_calibration import fit_layer1_probe
     from export.probe_fit import fit_probe
     from geep_deploy.exits import consistency_exit_depths, normalized_entropy
     from runtime.probe import probe_features
@@ -616,7 +616,7 @@ def _hard_row_auc(probe_score: np.ndarray, feats: dict[str, np.ndarray], mass: d
     logits = arrays["test_geep"]
     hard = consistency_exit_depths(logits) > 1
     expected = (test_mass * np.arange(1, test_mass.shape[1] + 1)).sum(axis=1)
-    with_table = fit_probe(probe_features(arrays["pool_geep"][:, 0], pool_lengths, mass["pool"]), exits_pool, L)
+    with_table, _ = fit_layer1_probe(arrays["pool_geep"][:, 0], pool_lengths, exits_pool, L, mass=mass["pool"])
     by_size = {}
     for n in (*[n for n in PROBE_POOL_SIZES if n < len(exits_pool)], len(exits_pool)):
         fitted = fit_probe(feats["pool"][:n], exits_pool[:n], L, uses_table=False)
