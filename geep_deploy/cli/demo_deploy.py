@@ -227,7 +227,7 @@ def timing_line(d: dict[str, Any]) -> str:
 NEXT_STEPS = """Next steps:
   geep-deploy serve --export {export}       # HTTP service (docs/serving.md)
   your own data: the README's quickstart (train -> calibrate -> export -> predict -> serve)
-  the five-dataset results, GEEP against every baseline: docs/results.md"""
+  the multi-dataset results, GEEP against every baseline: docs/results.md"""
 
 
 def plot(d: dict[str, Any], path: Path) -> Path:
