@@ -144,10 +144,13 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
                 if method in seeds[s]["fair"]["methods"] else None for s in order]
 
     gaps: dict[str, Any] = {"vs_fastbert": {}, "vs_full": {}, "area_vs_fastbert": {}}
+    fastbert = {t: rows("fastbert", t) for t in targets}
+    full, fastbert_area = full_rows(), areas("fastbert")
     for m in CONTENDERS:
-        gaps["vs_fastbert"][m] = {t: _gap(rows(m, t), rows("fastbert", t), order[0]) for t in targets}
-        gaps["vs_full"][m] = {t: _gap(rows(m, t), full_rows(), order[0]) for t in targets}
-        gaps["area_vs_fastbert"][m] = _gap(areas(m), areas("fastbert"), order[0])
+        ours = {t: rows(m, t) for t in targets}
+        gaps["vs_fastbert"][m] = {t: _gap(ours[t], fastbert[t], order[0]) for t in targets}
+        gaps["vs_full"][m] = {t: _gap(ours[t], full, order[0]) for t in targets}
+        gaps["area_vs_fastbert"][m] = _gap(areas(m), fastbert_area, order[0])
     # what the prediction ahead of the deep layers buys in accuracy: GEEP's own heads under the entropy exit
     # against the headline probe on the same heads (positive: the entropy exit is more accurate)
     gaps["entropy_exit_vs_headline"] = {t: _gap(rows("geep_entropy", t), rows(CONTENDERS[0], t), order[0])
@@ -163,7 +166,7 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
                                          for s in order]) for t in targets} for m in methods},
         "area": {m: _mean_sd([seeds[s]["fair"]["methods"][m]["area"] for s in order]) for m in methods},
         "gaps": gaps,
-        "depth_l_minus_full": _gap(geep_l, full_rows(), order[0]),
+        "depth_l_minus_full": _gap(geep_l, full, order[0]),
         "fastbert_depth_l_equals_full": _same_answers(per_seed, order, "fastbert:0", "full"),
         "train_seconds": {m: _mean_sd([(seeds[s].get("train_seconds") or {}).get(m) for s in order])
                           for m in ("full", "geep", "pabee", "fastbert")},

@@ -341,8 +341,6 @@ def prepare_slices(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, 
     """``work/<dataset>/data``: the seeded train/pool/test slices, written once (``write_slices``); returns their
     record (row counts, duplicates dropped from test). New slices make everything trained on the old ones stale."""
     root = cfg.work / spec.name
-    if cfg.fresh and root.is_dir():
-        shutil.rmtree(root)
     data = root / "data"
     slicing = {"seed": cfg.seed, "train_rows": spec.train_rows, "test_rows": spec.test_rows,
                "pool_rows": spec.pool_rows, "train_split": spec.train_split, "test_split": spec.test_split,
@@ -360,13 +358,15 @@ def prepare_slices(cfg: SuiteConfig, spec: DatasetSpec, log: _Log) -> dict[str, 
     return cached
 
 
-def train_checkpoints(cfg: SuiteConfig, spec: DatasetSpec, seed: int, log: _Log) -> dict[str, tuple[Any, bool]]:
-    """Every method's checkpoint for training seed ``seed`` (cached): ``full`` first, as FastBERT's teacher."""
+def train_checkpoints(cfg: SuiteConfig, spec: DatasetSpec, seed: int, log: _Log,
+                      backbone: Any = None) -> dict[str, tuple[Any, bool]]:
+    """Every method's checkpoint for training seed ``seed`` (cached): ``full`` first, as FastBERT's teacher.
+    ``backbone``: the dataset's backbone when the caller already has it."""
     from geep_deploy.data import load_split
 
     prepare_slices(cfg, spec, log)
     train_ds = load_split(cfg.work / spec.name / "data", "train")
-    backbone = _backbone(cfg, spec.lang, log)
+    backbone = backbone or _backbone(cfg, spec.lang, log)
     ckpt_dir = seed_dir(cfg, spec, seed) / "ckpt"
     trained = {"full": _train(cfg, spec, "full", backbone, train_ds, ckpt_dir / "full.pt", log, seed)}
     for m in TRAINED:
@@ -397,11 +397,11 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
     from runtime.probe import probe_features
 
     seed = cfg.train_seeds[0] if seed is None else seed
-    trained = train_checkpoints(cfg, spec, seed, log)
     slices = prepare_slices(cfg, spec, log)
+    backbone = _backbone(cfg, spec.lang, log)
+    trained = train_checkpoints(cfg, spec, seed, log, backbone)
     data, work = cfg.work / spec.name / "data", seed_dir(cfg, spec, seed)
     train_ds, pool_ds, test_ds = (load_split(data, s) for s in ("train", "dev", "test"))  # dev = the pool
-    backbone = _backbone(cfg, spec.lang, log)
     ckpts = {m: ck for m, (ck, _) in trained.items()}
     if any(new for _, new in trained.values()):  # everything derived from older checkpoints is stale
         for stale in (work / "logits.npz", work / "exit_table.geep", work / "probe.json", work / "probe_skip.json",
@@ -664,6 +664,9 @@ def run_suite(cfg: SuiteConfig) -> list[dict[str, Any]]:
 
     cfg.command = cfg.command or shlex.join([".venv/bin/python", sys.argv[0], *sys.argv[1:]])
     log = _Log()
+    if cfg.fresh:  # once, before any seed: a later seed must not delete what an earlier one trained
+        for spec in cfg.datasets:
+            shutil.rmtree(cfg.work / spec.name, ignore_errors=True)
     if cfg.train_only:  # every dataset's first seed before any second seed: whole seeds land first
         for seed in cfg.train_seeds:
             for spec in cfg.datasets:
