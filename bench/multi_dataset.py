@@ -87,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _seeds(text: str) -> tuple[int, ...]:
-    seeds = tuple(int(t) for t in text.split(",") if t.strip())
-    if not seeds:
-        raise SystemExit("multi_dataset: --seeds needs at least one whole number, e.g. 42,43,44")
+    try:
+        seeds = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"multi_dataset: --seeds {text!r} must be distinct whole numbers, e.g. 42,43,44")
     return seeds
 
 
