@@ -18,7 +18,7 @@ import numpy as np
 
 from geep_deploy.atomic import atomic_write_text
 from geep_deploy.errors import ConfigError
-from geep_deploy.suite.points import interpolate_at, interpolated_correct, seed_row_bootstrap
+from geep_deploy.suite.points import fastest_mix_at, interpolate_at, interpolated_correct, seed_row_bootstrap
 from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, FULL_MARGIN_POINTS, HEADLINE
 
 CONTENDERS = (HEADLINE, *ABLATIONS, "pabee")
@@ -111,6 +111,41 @@ def wall_clock_pairs(summary: dict[str, Any], headline: str = HEADLINE, batch: s
                     "fastbert_runs": wf["wall_speedup_runs"], "geep_runs": wg["wall_speedup_runs"],
                     "geep_test_accuracy": g["accuracy"], "fastbert_test_accuracy": fb["accuracy"],
                     "spread": spread, "verdict": "ahead" if diff > spread else "behind" if -diff > spread else "level"})
+    return out
+
+
+def mixed_wall_pairs(summary: dict[str, Any], contender: str, reference: str,
+                     batch: str = "64") -> list[dict[str, Any]]:
+    """At each of ``reference``'s benched operating points, ``contender``'s fastest wall-clock speed-up at that
+    point's tuning accuracy or above, mixing two of its benched points (``points.fastest_mix_at``; tuning
+    accuracies only). ``ahead`` (the contender faster) or ``behind`` only when the difference is larger than the
+    run's noise line and the run-to-run spread of both sides; ``-`` where no contender point is that accurate.
+
+    Unlike ``wall_clock_pairs`` (the pre-registered FastBERT check, which takes the contender's fastest single
+    benched point), a mix does not force the contender to a point far more accurate than asked, so it can be read
+    in both directions; it answers which dispatch to run on the same heads (issue 23, item 3)."""
+    bench = (summary.get("bench") or {}).get(batch)
+    if not bench:
+        return []
+    recs, noise = bench["records"], bench.get("noise") or 0.0
+
+    def benched(method: str) -> list[tuple[str, float, dict[str, Any]]]:
+        return [(p["knob"], p["held_out"]["accuracy"], recs[p["knob"]]) for p in summary["points"].get(method, [])
+                if p is not None and p["knob"] in recs]
+
+    ours = benched(contender)
+    out = []
+    for knob, acc, ref in {b[0]: b for b in benched(reference)}.values():  # a knob chosen at two targets: once
+        runs = len(ref["wall_speedup_runs"])
+        mixes = [fastest_mix_at([(a, r["wall_speedup_runs"][i]) for _, a, r in ours], acc) for i in range(runs)]
+        mean = fastest_mix_at([(a, r["wall_speedup"]) for _, a, r in ours], acc)
+        row = {"reference": knob, "tuning_accuracy": acc, "reference_wall": ref["wall_speedup"],
+               "contender_wall": mean, "verdict": "-"}
+        if mean is not None and None not in mixes:
+            spread = max(noise, max(mixes) - min(mixes), max(ref["wall_speedup_runs"]) - min(ref["wall_speedup_runs"]))
+            diff = mean - ref["wall_speedup"]
+            row.update(spread=spread, verdict="ahead" if diff > spread else "behind" if -diff > spread else "level")
+        out.append(row)
     return out
 
 

@@ -118,6 +118,28 @@ def interpolate_at(curve: list[Point], target: float) -> dict[str, Any] | None:
     return None
 
 
+def fastest_mix_at(points: Sequence[tuple[float, float]], accuracy: float) -> float | None:
+    """The fastest wall-clock speed-up a method reaches at ``accuracy`` or above from its benched
+    ``(accuracy, speed-up)`` points, sending a share of the rows to each of two points (or all to one): the mix's
+    accuracy and time per row are the shares' weighted means, so speed-ups mix harmonically. None when no point is
+    that accurate.
+
+    Example:
+        >>> fastest_mix_at([(0.9, 1.0), (0.8, 3.0)], 0.85)  # half the rows at each: time (1 + 1/3) / 2
+        1.5
+    """
+    best = None
+    for a_hi, s_hi in points:
+        if a_hi < accuracy:
+            continue
+        best = max(best or s_hi, s_hi)
+        for a_lo, s_lo in points:
+            if a_lo < accuracy < a_hi:
+                w = (accuracy - a_lo) / (a_hi - a_lo)  # share at the accurate point
+                best = max(best, 1.0 / (w / s_hi + (1 - w) / s_lo))
+    return None if best is None else round(best, 12)
+
+
 def area_under(curve: list[Point], lo: float = 1.0, hi: float = 3.0, steps: int = 201) -> float | None:
     """Mean accuracy over FLOPs speed-ups ``lo``..``hi`` (area under the interpolated curve over its width);
     None when the curve does not span the range."""

@@ -1,0 +1,64 @@
+"""Equal-accuracy wall-clock comparisons of the suite: mixing two benched points (`points.fastest_mix_at`) and the
+per-point verdicts built on it (`aggregate.mixed_wall_pairs`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geep_deploy.suite.aggregate import mixed_wall_pairs
+from geep_deploy.suite.points import fastest_mix_at
+
+_points = st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(0.5, 5.0)), min_size=1, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_points, st.floats(0.0, 1.0))
+def test_a_mix_is_at_least_as_fast_as_any_accurate_point_and_no_faster_than_the_fastest(pts, acc) -> None:
+    got = fastest_mix_at(pts, acc)
+    accurate = [s for a, s in pts if a >= acc]
+    if not accurate:
+        assert got is None
+        return
+    assert got >= max(accurate) - 1e-9
+    assert got <= max(s for _, s in pts) + 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(_points, st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_asking_for_more_accuracy_never_makes_it_faster(pts, a, b) -> None:
+    lo, hi = sorted((a, b))
+    fast, slow = fastest_mix_at(pts, lo), fastest_mix_at(pts, hi)
+    if slow is not None:
+        assert fast is not None and fast >= slow - 1e-9
+
+
+def test_the_mix_is_harmonic_in_speed_up() -> None:
+    # 3/4 of the rows at the accurate point (speed-up 1), 1/4 at the fast one (speed-up 4): time 3/4 + 1/16.
+    assert abs(fastest_mix_at([(0.9, 1.0), (0.5, 4.0)], 0.8) - 1 / (0.75 + 0.0625)) < 1e-12
+    assert fastest_mix_at([(0.9, 1.0), (0.5, 4.0)], 0.95) is None
+
+
+def _summary(points: dict[str, list[tuple[str, float, list[float]]]], noise: float = 0.02) -> dict[str, Any]:
+    recs, pts = {}, {}
+    for method, rows in points.items():
+        pts[method] = []
+        for knob, acc, runs in rows:
+            recs[knob] = {"wall_speedup": sum(runs) / len(runs), "wall_speedup_runs": runs}
+            pts[method].append({"knob": knob, "accuracy": acc, "held_out": {"accuracy": acc, "flops_speedup": 1.0}})
+    return {"points": pts, "bench": {"64": {"records": recs, "noise": noise}}}
+
+
+def test_mixed_wall_pairs_say_ahead_only_outside_the_noise_and_the_run_spread() -> None:
+    s = _summary({"a": [("a1", 0.90, [1.5, 1.5]), ("a2", 0.80, [3.0, 3.0])],
+                  "b": [("b1", 0.85, [1.5, 1.5]), ("b2", 0.95, [1.0, 1.0])],
+                  "c": [("c1", 0.85, [1.9, 2.1])]})
+    by_ref = {r["reference"]: r for r in mixed_wall_pairs(s, contender="a", reference="b")}
+    assert by_ref["b1"]["verdict"] == "ahead" and abs(by_ref["b1"]["contender_wall"] - 2.0) < 1e-9
+    assert by_ref["b2"]["verdict"] == "-" and by_ref["b2"]["contender_wall"] is None
+    # 2.0 against c1's 2.0 mean: level; c1's own runs spread by 0.2, so even 2.15 would be level.
+    (row,) = mixed_wall_pairs(s, contender="a", reference="c")
+    assert row["verdict"] == "level" and row["spread"] >= 0.2 - 1e-9
+    assert mixed_wall_pairs({"points": {}, "bench": {}}, "a", "b") == []
