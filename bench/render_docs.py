@@ -501,7 +501,7 @@ MD_PLANNED = ".venv/bin/python bench/multi_dataset.py --datasets all --data-root
 
 def _md_sets(r: Results) -> tuple[list[Any], list[Any]]:
     """Every suite set (``page.SetResults``, measured or not) and the measured ones that learn."""
-    from geep_deploy.suite.page import aggregated, learns, load_sets
+    from geep_deploy.reporting.suite_results import aggregated, learns, load_sets
 
     sets = load_sets(r.root / "multi_dataset")
     return sets, [s for s in aggregated(sets) if learns(s)]
@@ -531,7 +531,7 @@ def _seed_mean(s: Any, get: Callable[[dict[str, Any]], float | None]) -> float |
 def value_md_distill_weight(r: Results) -> str:
     """The distillation weight GEEP was trained with in the suite's seed files (the suite's setting until a seed
     is measured)."""
-    from geep_deploy.suite.page import distill_weight_text
+    from geep_deploy.reporting.suite_tables import distill_weight_text
 
     weights = distill_weight_text(_md_sets(r)[0])
     if "," in weights:
@@ -554,7 +554,7 @@ def value_md_auc(r: Results) -> str:
 
 
 def _md_headline_row(s: Any) -> list[str]:
-    from geep_deploy.suite.page_tables import TARGET, gap_text, mean_sd, set_goals
+    from geep_deploy.reporting.suite_tables import TARGET, gap_text, mean_sd, set_goals
     from geep_deploy.suite.run import HEADLINE
 
     if s.summary is None:
@@ -567,8 +567,8 @@ def _md_headline_row(s: Any) -> list[str]:
 
 def block_multi_dataset(r: Results) -> list[str]:
     """The README's headline: the pre-registered GEEP against FastBERT and `full` at exactly 2x FLOPs."""
-    from geep_deploy.suite.page import learns
-    from geep_deploy.suite.page_tables import losses
+    from geep_deploy.reporting.suite_results import learns
+    from geep_deploy.reporting.suite_tables import losses
 
     sets, learned = _md_sets(r)
     flat = [s.name for s in sets if s.summary is not None and not learns(s)]
@@ -609,7 +609,7 @@ def _auc_row(s: Any) -> str:
 
 
 def _at2_row(s: Any) -> str:
-    from geep_deploy.suite.page_tables import TARGET, mean_sd
+    from geep_deploy.reporting.suite_tables import TARGET, mean_sd
 
     cost = _seed_mean(s, _probe_cost)
     return (f"| {s.name} | " + " | ".join(mean_sd(s.summary["accuracy_at"][m][TARGET]) for m in PROBE_SUITE_METHODS)
@@ -619,7 +619,7 @@ def _at2_row(s: Any) -> str:
 def block_probe_suite(r: Results) -> list[str]:
     """Per measured set: how well each signal finds the rows that need more than depth 1, and GEEP's predictors
     against FastBERT at exactly 2x FLOPs (means over seeds)."""
-    from geep_deploy.suite.page_tables import LABELS
+    from geep_deploy.reporting.suite_tables import LABELS
 
     sets, learned = _md_sets(r)
     return [_md_source(sets), "",

@@ -122,7 +122,7 @@ def _pair(target: float, verdict: str | None) -> dict:
 
 
 def _set(name: str, fb: dict | None, full: dict | None, walls: dict, entropy: float = 0.7, majority: float = 0.5):
-    from geep_deploy.suite.page import SetResults
+    from geep_deploy.reporting.suite_results import SetResults
 
     at = {"probe": {"2": {"mean": 0.8, "sd": 0.0, "n": 1}}, "geep_entropy": {"2": {"mean": entropy, "sd": 0, "n": 1}}}
     summary = {"seeds": [1], "full_margin_points": 1.0, "wall_clock": walls, "accuracy_at": at,
@@ -134,7 +134,7 @@ def _set(name: str, fb: dict | None, full: dict | None, walls: dict, entropy: fl
 
 
 def test_wall_verdict_needs_every_seed_to_agree() -> None:
-    from geep_deploy.suite.page_tables import wall_verdict
+    from geep_deploy.reporting.suite_tables import wall_verdict
 
     assert wall_verdict({"1": [_pair(2.0, "ahead")], "2": [_pair(2.0, "ahead"), _pair(3.0, "behind")]}) == "ahead"
     assert wall_verdict({"1": [_pair(2.0, "ahead")], "2": [_pair(2.0, "level")]}) == "mixed"
@@ -143,8 +143,8 @@ def test_wall_verdict_needs_every_seed_to_agree() -> None:
 
 
 def test_goal_tally_counts_interval_verdicts_on_the_sets_that_learn() -> None:
-    from geep_deploy.suite.page import learns
-    from geep_deploy.suite.page_tables import goal_rows, goal_tally, losses, tally_lines
+    from geep_deploy.reporting.suite_results import learns
+    from geep_deploy.reporting.suite_tables import goal_rows, goal_tally, losses, tally_lines
 
     sets = [_set("a", _gap(1.0, 0.2, 1.8), _gap(-0.5, -0.9, 0.1), {"1": [_pair(2.0, "ahead")]}),
             _set("b", _gap(-1.0, -1.6, -0.2), _gap(-2.0, -3.0, -1.2), {"1": [_pair(2.0, None)]}, entropy=0.9),
@@ -168,8 +168,8 @@ def test_goal_tally_counts_interval_verdicts_on_the_sets_that_learn() -> None:
 
 
 def test_consistency_rows_flag_budgets_exceeded_on_test() -> None:
-    from geep_deploy.suite.page import SetResults
-    from geep_deploy.suite.page_tables import consistency_rows, violation_lines
+    from geep_deploy.reporting.suite_results import SetResults
+    from geep_deploy.reporting.suite_tables import consistency_rows, violation_lines
 
     def row(method: str, eps: float, test: float) -> dict:
         return {"method": method, "rule": "max_disagree", "eps": eps, "delta": 0.1, "certified": True,
@@ -428,8 +428,8 @@ def test_fastbert_compute_is_full_plus_distillation() -> None:
     the page's table adds the suite's distillation seconds beside FastBERT's total."""
     import importlib.util
 
-    from geep_deploy.suite.page import SetResults
-    from geep_deploy.suite.page_tables import training_rows
+    from geep_deploy.reporting.suite_results import SetResults
+    from geep_deploy.reporting.suite_tables import training_rows
 
     spec = importlib.util.spec_from_file_location("train_time", Path(__file__).parents[1] / "bench" / "train_time.py")
     tt = importlib.util.module_from_spec(spec)

@@ -1,8 +1,11 @@
 """The suite's protocol in names: what is trained how, what is benched how, and the one GEEP it reports.
 
-Named apart from the run (``run.py``) and the page (``page.py``) so that both read the same choices and neither
-imports the other.
+Named apart from the run (``run.py``) and the page (``geep_deploy.reporting.results_page``) so that both read the
+same choices and neither imports the other.
 """
+
+PLANNED_SEEDS = (42, 43, 44)
+"""The training seeds the committed run trains on every set (issue 23: three); the page names the missing ones."""
 
 FASTBERT_DISTILL_EPOCHS = 5
 """FastBERT's self-distillation epochs: its reference code distils for separate epochs after fine-tuning, and its

@@ -1,4 +1,4 @@
-"""The results page's tables and verdict sentences, each built from the suite's JSON (``page.SetResults``).
+"""The results page's tables and verdict sentences, each built from the suite's JSON (``suite_results.SetResults``).
 
 Every figure comes from a seed file (``<results>/<set>/seed<S>.json``, ``run.run_dataset``) or the summary across
 seeds (``<results>/<set>/summary.json``, ``aggregate.aggregate_dataset``); nothing here computes a new statistic
@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from geep_deploy.reporting.format import NONE, gap_text, mean, mean_sd, pct, slashed
 from geep_deploy.suite.aggregate import verdict
 from geep_deploy.suite.consistency import violation_summary
-from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, HEADLINE
+from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, HEADLINE, SUITE_DISTILL_WEIGHT
 
 LABELS = {"full": "full", "probe": "GEEP (pre-registered: layer-1 probe)", "geep": "GEEP, token table",
           "probe_esc": "GEEP, probe + escalation", "probe_skip": "GEEP, probe, shared exit path",
@@ -21,32 +22,17 @@ LABELS = {"full": "full", "probe": "GEEP (pre-registered: layer-1 probe)", "geep
 BASELINES = (HEADLINE, "fastbert", "pabee")
 TARGET = "2"  # the goal tally's target FLOPs speed-up (a key of the summary's per-target dicts)
 TRAINED = ("full", "geep", "pabee", "fastbert")
-NONE = "–"
-
-
-def pct(x: float | None) -> str:
-    return NONE if x is None else f"{100 * x:.2f}"
-
-
-def mean_sd(d: dict[str, Any] | None, scale: float = 100.0, fmt: str = "{:.2f}") -> str:
-    """``mean ± sd`` over seeds (the sd only with more than one seed)."""
-    if not d:
-        return NONE
-    text = fmt.format(scale * d["mean"])
-    return text if d["n"] < 2 else f"{text} ± {fmt.format(scale * d['sd'])}"
-
-
-def gap_text(g: dict[str, Any] | None) -> str:
-    """A gap in points with its 95% interval: ``+1.23 [+0.30, +2.10]``."""
-    return NONE if g is None else f"{g['points']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}]"
-
-
-def table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def names(sets: Iterable[Any]) -> str:
     return ", ".join(s.name for s in sets) or "none"
+
+
+def distill_weight_text(sets: list[Any]) -> str:
+    """The distillation weight GEEP was trained with in the seed files (the suite's setting until a seed is
+    measured); several, comma-separated, where seeds differ."""
+    found = {x["geep_loss"]["distill_weight"] for s in sets for x in s.seeds.values()}
+    return ", ".join(f"{w:g}" for w in sorted(found)) if found else f"{SUITE_DISTILL_WEIGHT:g}"
 
 
 # -- the goal tally --------------------------------------------------------------------------------------------
@@ -132,7 +118,7 @@ def losses(learning: list[Any]) -> list[str]:
     for s in learning:
         gap = s.summary["gaps"].get("entropy_exit_vs_headline", {}).get("2")
         by_verdict.setdefault(verdict(gap), []).append(
-            s.name if gap is None else f"{s.name} ({gap['points']:+.2f} [{gap['low']:+.2f}, {gap['high']:+.2f}])")
+            s.name if gap is None else f"{s.name} ({gap_text(gap)})")
     if by_verdict.get("ahead"):
         out.append(f"GEEP's own students under FastBERT's entropy exit are more accurate at 2x than the probe "
                    f"dispatch (whole interval above 0) on {', '.join(by_verdict['ahead'])}: what the prediction "
@@ -226,7 +212,7 @@ def _cert_cell(r: dict[str, Any] | None) -> str:
     if "error" in r:
         return f"pool too small ({r.get('rows_needed', '?')} rows needed)"
     flag = " **exceeds**" if r["violated"] else ""
-    return (f"{pct(r['test_disagreement'])}{flag} / {pct(r['upper_bound'])} / {r['flops_speedup']:.2f}x"
+    return (f"{pct(r['test_disagreement'], '')}{flag} / {pct(r['upper_bound'], '')} / {r['flops_speedup']:.2f}x"
             + ("" if r["certified"] else " (none certified: depth L)"))
 
 
@@ -234,7 +220,7 @@ def _drop_cell(r: dict[str, Any] | None, eps: float) -> str:
     if r is None:
         return NONE
     flag = " **exceeds**" if r["violated_at"].get(f"{eps:g}") else ""
-    return f"{pct(r['test_disagreement'])}{flag} / {r['flops_speedup']:.2f}x"
+    return f"{pct(r['test_disagreement'], '')}{flag} / {r['flops_speedup']:.2f}x"
 
 
 def consistency_rows(sets: list[Any]) -> list[list[str]]:
@@ -267,7 +253,7 @@ def violation_lines(sets: list[Any]) -> list[str]:
 def _runs(rec: dict[str, Any] | None) -> str:
     if rec is None:
         return NONE
-    return f"{rec['wall_speedup']:.2f}x ({' / '.join(f'{w:.2f}' for w in rec['wall_speedup_runs'])})"
+    return f"{rec['wall_speedup']:.2f}x ({slashed(rec['wall_speedup_runs'])})"
 
 
 def noise_line(seed: int, summ: dict[str, Any]) -> str:
@@ -288,13 +274,13 @@ def wall_rows(seed: int, summ: dict[str, Any], num_layers: int) -> list[list[str
         for p in summ["points"].get(m) or []:
             if p is None:
                 continue
-            rows.append([str(seed), f"{LABELS[m]} @{p['target']:g}x", f"`{p['knob']}`", pct(p["accuracy"]),
+            rows.append([str(seed), f"{LABELS[m]} @{p['target']:g}x", f"`{p['knob']}`", pct(p["accuracy"], ""),
                          f"{p['flops_speedup']:.2f}x"] + [_runs(r.get(p["knob"])) for r in recs.values()])
     for knob, what in ((f"static:{num_layers}", "noise: identical contender"),
                        (ALL_DEPTH_L, "GEEP, every row at depth L")):
         first = next(iter(recs.values()), {}).get(knob)
         if first is not None:
-            rows.append([str(seed), what, f"`{knob}`", pct(first["accuracy"]), f"{first['flops_speedup']:.2f}x"]
+            rows.append([str(seed), what, f"`{knob}`", pct(first["accuracy"], ""), f"{first['flops_speedup']:.2f}x"]
                         + [_runs(r.get(knob)) for r in recs.values()])
     return rows
 
@@ -308,9 +294,9 @@ def equal_accuracy_rows(summary: dict[str, Any]) -> list[list[str]]:
                              "on tuning rows", NONE, "unmatched"])
                 continue
             rows.append([seed, f"{p['target']:g}x", f"`{p['fastbert']}` {p['fastbert_wall']:.2f}x "
-                         f"({' / '.join(f'{w:.2f}' for w in p['fastbert_runs'])})",
-                         f"`{p['geep']}` {p['geep_wall']:.2f}x ({' / '.join(f'{w:.2f}' for w in p['geep_runs'])})",
-                         f"{pct(p['geep_test_accuracy'])} vs {pct(p['fastbert_test_accuracy'])}",
+                         f"({slashed(p['fastbert_runs'])})",
+                         f"`{p['geep']}` {p['geep_wall']:.2f}x ({slashed(p['geep_runs'])})",
+                         f"{pct(p['geep_test_accuracy'], '')} vs {pct(p['fastbert_test_accuracy'], '')}",
                          f"{p['spread']:.2f}", p["verdict"]])
     return rows
 
@@ -324,24 +310,20 @@ def all_depth_l_text(summary: dict[str, Any]) -> str:
     if not checks:
         return f"`{ALL_DEPTH_L}` against `full`: not benched."
     return f"`{ALL_DEPTH_L}` (GEEP's dispatch with every row at depth L) against `full` at batch 64: " + "; ".join(
-        f"seed {s}: {c['wall_speedup']:.2f}x (runs {' / '.join(f'{w:.2f}' for w in c['runs'])}), noise "
+        f"seed {s}: {c['wall_speedup']:.2f}x (runs {slashed(c['runs'])}), noise "
         f"{100 * c['noise']:.1f}%, {'within' if c['within_noise'] else 'OUTSIDE'} noise" for s, c in checks.items()) \
         + "."
-
-
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs)
 
 
 def per_depth_rows(seeds: dict[int, dict[str, Any]]) -> list[list[str]]:
     """Per-depth accuracy of every exit classifier, mean over seeds."""
     first = next(iter(seeds.values()))
-    rows = [[m] + [pct(_mean([s["per_depth_accuracy"][m][k] for s in seeds.values()])) for k in range(len(accs))]
+    rows = [[m] + [pct(mean([s["per_depth_accuracy"][m][k] for s in seeds.values()]), "") for k in range(len(accs))]
             for m, accs in first["per_depth_accuracy"].items()]
     shared = first.get("per_depth_shared_path")
     if shared:
         rows.insert(1, ["geep, shared exit path (+1 layer)"]
-                    + [pct(_mean([s["per_depth_shared_path"][k] for s in seeds.values()])) for k in range(len(shared))]
+                    + [pct(mean([s["per_depth_shared_path"][k] for s in seeds.values()]), "") for k in range(len(shared))]
                     + [NONE])
     return rows
 
@@ -359,9 +341,9 @@ def auc_text(seeds: dict[int, dict[str, Any]]) -> str:
     for k, label in AUC_KEYS:
         vals = [a[k] for a in aucs if a.get(k) is not None]
         if vals:
-            parts.append(f"{label} {_mean(vals):.2f}")
+            parts.append(f"{label} {mean(vals):.2f}")
     if not parts:
         return ""
-    share = _mean([a["hard_share"] for a in aucs])
+    share = mean([a["hard_share"] for a in aucs])
     return (f"Finding the {100 * share:.0f}% of test rows that need more than depth 1 (ROC AUC, mean over "
             f"{len(aucs)} seed(s); 0.5 is chance): {', '.join(parts)}.")
