@@ -7,10 +7,11 @@ are NumPy arrays; a backend converts at its own edge.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +21,45 @@ from geep_deploy.names import DEVICES, PRECISIONS
 
 class EngineStateError(GeepError):
     """An engine was used before ``load()`` or after ``close()``."""
+
+
+OptionsT = TypeVar("OptionsT", bound="EngineOptions")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What every runner takes besides its source (a graph, a plan, a model), as one value: a runner's constructor
+    stays small, and `engines.registry.open_engine` builds it once from its keywords. A runner with settings of
+    its own takes a subclass (`engines.torch_engine.TorchOptions`); its ``options_type`` names which.
+
+    Args:
+        device: ``"cpu"`` or ``"cuda"``. Defaults to the runner's own (TensorRT: cuda; the others: cpu).
+        precision: the precision the artifact holds (recorded, not converted; torch casts its model to it).
+        check_inputs: validate every feed against ``input_metadata()``; turn off on a hot path whose feeds are
+            built by the runtime itself.
+        name: label used in error messages and reports. Defaults to the backend and the file (or kind and depth).
+    """
+
+    device: str | None = None
+    precision: str = "fp32"
+    check_inputs: bool = True
+    name: str | None = None
+
+    @classmethod
+    def coerce(cls: type[OptionsT], options: EngineOptions | None) -> OptionsT:
+        """``options`` as this class: None gives the defaults; a plain `EngineOptions` given to a runner that
+        takes a subclass keeps its fields (the subclass's own take their defaults).
+
+        Raises:
+            TypeError: ``options`` is no `EngineOptions`.
+        """
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        if not isinstance(options, EngineOptions):
+            raise TypeError(f"engine options must be a {cls.__name__}, got {type(options).__name__}.")
+        return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(EngineOptions)})
 
 
 @dataclass(frozen=True)
@@ -79,6 +119,7 @@ class BaseEngine:
 
     backend = "base"
     device_resident = False  # True: ``infer_states`` keeps outputs on the device (see `infer_states`)
+    options_type: type[EngineOptions] = EngineOptions  # what the constructor's ``options`` is (`open_engine`)
 
     def __init__(self, name: str, precision: str = "fp32", device: str = "cpu", check_inputs: bool = True) -> None:
         if precision not in PRECISIONS:

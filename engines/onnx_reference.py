@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import BaseEngine, TensorMeta
-from geep_deploy.errors import EngineBuildError
+from engines.base import BaseEngine, EngineOptions, TensorMeta
+from geep_deploy.errors import ConfigError, EngineBuildError
 
 
 class ReferenceEngine(BaseEngine):
@@ -21,14 +21,17 @@ class ReferenceEngine(BaseEngine):
 
     Args:
         path: the ``.onnx`` file (its external-data file next to it).
-        precision: the precision the graph was exported in (recorded, not converted).
+        options: precision (the graph's, recorded, not converted), check_inputs, name (`EngineOptions`); the
+            device is the CPU.
     """
 
     backend = "onnx-reference"
 
-    def __init__(self, path: str | Path, *, precision: str = "fp32", check_inputs: bool = True,
-                 name: str | None = None) -> None:
-        super().__init__(name or f"onnx-reference {Path(path).name}", precision, "cpu", check_inputs)
+    def __init__(self, path: str | Path, options: EngineOptions | None = None) -> None:
+        o = EngineOptions.coerce(options)
+        if o.device not in (None, "cpu"):
+            raise ConfigError(f"onnx-reference | the reference evaluator runs on the CPU only, not {o.device!r}.")
+        super().__init__(o.name or f"onnx-reference {Path(path).name}", o.precision, "cpu", o.check_inputs)
         self.path = Path(path)
         self._ev: Any = None
         self._proto: Any = None

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import BaseEngine, TensorMeta
+from engines.base import BaseEngine, EngineOptions, TensorMeta
 from geep_deploy.errors import ArtifactError, BackendUnavailable, EngineBuildError
 from geep_deploy.optional import require
 
@@ -160,8 +160,9 @@ class OrtEngine(BaseEngine):
 
     Args:
         path: the ``.onnx`` file (its external-data file next to it).
-        device: ``"cpu"``, or ``"cuda"`` for the CUDA execution provider (needs ``onnxruntime-gpu``).
-        precision: the precision the graph was exported in (recorded, not converted).
+        options: device (``"cpu"``, or ``"cuda"`` for the CUDA execution provider, which needs
+            ``onnxruntime-gpu``), precision (the graph's, recorded, not converted), check_inputs, name
+            (`EngineOptions`). Defaults to CPU, fp32.
         pool: share weights and the arena with the other engines built with the same pool. Defaults to none.
         threads: intra-op threads. Defaults to ORT's choice (one per core).
         disable_prepacking: trade small-batch latency for no per-session packed weight copies.
@@ -173,17 +174,15 @@ class OrtEngine(BaseEngine):
     def __init__(
         self,
         path: str | Path,
+        options: EngineOptions | None = None,
         *,
-        device: str = "cpu",
-        precision: str = "fp32",
         pool: OrtWeightPool | None = None,
         threads: int | None = None,
         disable_prepacking: bool = False,
         strict_provider: bool = True,
-        check_inputs: bool = True,
-        name: str | None = None,
     ) -> None:
-        super().__init__(name or f"onnxruntime {Path(path).name}", precision, device, check_inputs)
+        o = EngineOptions.coerce(options)
+        super().__init__(o.name or f"onnxruntime {Path(path).name}", o.precision, o.device or "cpu", o.check_inputs)
         self.path, self.pool, self.threads = Path(path), pool, threads
         self.disable_prepacking, self.strict_provider = disable_prepacking, strict_provider
         self.provider: str | None = None

@@ -6,12 +6,14 @@ through ``open_engine``, so there is one way to build a runner per backend.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 from typing import Any
 
-from engines.base import BaseEngine
+from engines.base import BaseEngine, EngineOptions
 from geep_deploy.names import AUTO, ONNX_REFERENCE, ONNXRUNTIME, TENSORRT, TORCH, canonical_backend
+from geep_deploy.options import build_options
 
 BACKENDS: dict[str, tuple[str, str, str]] = {
     # name: (module, class, the library whose presence makes it available)
@@ -30,12 +32,24 @@ def engine_class(name: str) -> type[BaseEngine]:
     return getattr(importlib.import_module(module), cls)
 
 
-def open_engine(backend: str, source: Any, **options: Any) -> BaseEngine:
+def open_engine(backend: str, source: Any, options: EngineOptions | None = None, **keywords: Any) -> BaseEngine:
     """Build and load one engine: ``source`` is a graph/plan path (or, for torch, an ``ExitBert``).
 
-    ``options`` go to the backend's constructor (precision, device, pool, kind/depth for torch, ...).
+    ``keywords`` that are fields of the backend's options (`EngineOptions`: device, precision, check_inputs,
+    name; torch's `TorchOptions` adds cuda_graphs, max_len, graph_buckets, capture, max_batch, resident) build
+    ``options`` (or replace its fields); the rest go to the constructor (pool, threads, disable_prepacking,
+    strict_provider for onnxruntime, scratch for tensorrt, kind/depth/exit_mode for torch).
+
+    Raises:
+        TypeError: a keyword the backend does not take.
     """
-    return engine_class(backend)(source, **options).load()
+    cls = engine_class(backend)
+    kind = cls.options_type
+    names = {f.name for f in dataclasses.fields(kind)}
+    fields = {k: v for k, v in keywords.items() if k in names}
+    rest = {k: v for k, v in keywords.items() if k not in names}
+    opts = build_options(kind, kind.coerce(options), fields, f"open_engine({backend!r})")
+    return cls(source, opts, **rest).load()
 
 
 def available_backends() -> list[str]:

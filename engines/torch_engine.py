@@ -22,11 +22,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from engines.base import BaseEngine, TensorMeta
+from engines.base import BaseEngine, EngineOptions, TensorMeta
 from engines.torch_cuda import (
     CAPTURE_ERROR_MODE,
     CAPTURE_LOCK,
@@ -66,60 +67,79 @@ def prepare_model(model: Any, device: str, precision: str) -> Any:
     return model.to(device=device, dtype=torch_dtype(precision)).eval()
 
 
+@dataclass(frozen=True)
+class TorchOptions(EngineOptions):
+    """`EngineOptions` plus the torch runner's own settings (CUDA graphs, device residency), so that
+    `TorchEngine` takes one options value instead of a dozen keywords; `open_engine` builds it from them.
+
+    Args:
+        cuda_graphs: capture CUDA graphs per shape bucket (depth, prefix and cont engines on CUDA only). Defaults to
+            True on CUDA.
+        max_len: the longest sequence a CUDA-graph length bucket may pad to. Defaults to the model's positions.
+        graph_buckets: the bucket set. Defaults to ``GraphBuckets(max_batch=max_batch, max_len=max_len)``.
+        capture: ``"load"`` (every bucket at load) or ``"lazy"`` (a bucket on its first use). Defaults to "load".
+        max_batch: the largest graph batch bucket (the export's ``--max-batch``) when ``graph_buckets`` is not
+            given. Defaults to 128.
+        resident: offer ``infer_states`` (torch tensors in and out, kept on the device). Defaults to True on CUDA.
+
+    Raises:
+        ConfigError: an unknown ``capture``.
+    """
+
+    cuda_graphs: bool | None = None
+    max_len: int | None = None
+    graph_buckets: GraphBuckets | None = None
+    capture: str = "load"
+    max_batch: int = 128
+    resident: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.capture not in ("load", "lazy"):
+            raise ConfigError(f"torch | capture must be 'load' or 'lazy', got {self.capture!r}.")
+
+
 class TorchEngine(BaseEngine):
     """One depth (or the ``embed`` / ``layer{k}`` segment) of a shared `ExitBert`.
 
     Args:
-        model: the shared model; it is moved to ``device``/``precision`` on load, in place.
+        model: the shared model; it is moved to the options' device and precision on load, in place.
+        options: device, precision, check_inputs, name and the CUDA-graph settings (`TorchOptions`; a plain
+            `EngineOptions` takes the CUDA-graph defaults). Defaults to CPU, fp32.
         kind: ``"depth"`` (input_ids, attention_mask, token_type_ids -> logits), ``"embed"`` (input_ids,
             token_type_ids -> hidden), ``"layer"`` (hidden, attention_mask -> hidden_out, logits), ``"prefix"``
             (input_ids, attention_mask, token_type_ids -> hidden, logits) or ``"cont"`` (hidden, attention_mask ->
             logits); see ``geep_deploy.graphs``.
         depth: the depth (``depth``, ``cont``), or the layer number for ``kind="layer"``.
         exit_mode: ``"student"`` or ``"skip"`` (see `ExitBert.forward`).
-        cuda_graphs: capture CUDA graphs per shape bucket (depth, prefix and cont engines on CUDA only). Defaults to True on CUDA.
-        max_len: the longest sequence a CUDA-graph length bucket may pad to. Defaults to the model's positions.
-        graph_buckets: the bucket set. Defaults to ``GraphBuckets(max_batch=128, max_len=max_len)``.
-        capture: ``"load"`` (every bucket at load) or ``"lazy"`` (a bucket on its first use). Defaults to "load".
-        max_batch: the largest graph batch bucket (the export's ``--max-batch``) when ``graph_buckets`` is not
-            given. Defaults to 128.
-        resident: offer ``infer_states`` (torch tensors in and out, kept on the device). Defaults to True on CUDA.
     """
 
     backend = "torch"
+    options_type = TorchOptions
 
     def __init__(
         self,
         model: Any,
+        options: EngineOptions | None = None,
         *,
         kind: str = "depth",
         depth: int | None = None,
         exit_mode: str = "student",
-        device: str = "cpu",
-        precision: str = "fp32",
-        cuda_graphs: bool | None = None,
-        max_len: int | None = None,
-        graph_buckets: GraphBuckets | None = None,
-        capture: str = "load",
-        check_inputs: bool = True,
-        max_batch: int = 128,
-        resident: bool | None = None,
     ) -> None:
+        o = TorchOptions.coerce(options)
         if kind not in KINDS:
             raise ConfigError(f"torch | kind must be one of {KINDS}, got {kind!r}.")
         depth = model.num_layers if depth is None and kind == "depth" else depth
         label = kind if kind in DEPTHLESS_KINDS else f"{kind} {depth}"
-        super().__init__(f"torch {label}", precision, device, check_inputs)
+        device = o.device or "cpu"
+        super().__init__(o.name or f"torch {label}", o.precision, device, o.check_inputs)
         if kind not in DEPTHLESS_KINDS:
             model._check_depth(depth)
         self.model, self.kind, self.depth, self.exit_mode = model, kind, depth, exit_mode
-        self.cuda_graphs = (device == "cuda") if cuda_graphs is None else cuda_graphs
-        self.max_len = max_len or model.shape.max_position_embeddings
-        if capture not in ("load", "lazy"):
-            raise ConfigError(f"torch | capture must be 'load' or 'lazy', got {capture!r}.")
-        self.buckets = graph_buckets or GraphBuckets(max_batch=max_batch, max_len=self.max_len)
-        self.device_resident = (device == "cuda") if resident is None else bool(resident)
-        self.capture = capture
+        self.cuda_graphs = (device == "cuda") if o.cuda_graphs is None else o.cuda_graphs
+        self.max_len = o.max_len or model.shape.max_position_embeddings
+        self.buckets = o.graph_buckets or GraphBuckets(max_batch=o.max_batch, max_len=self.max_len)
+        self.device_resident = (device == "cuda") if o.resident is None else bool(o.resident)
+        self.capture = o.capture
         self._graphs: dict[tuple[int, int], tuple[Any, dict[str, Any], dict[str, Any]]] = {}
         self._pool: Any = None
         self._lock = threading.Lock()

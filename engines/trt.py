@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import BaseEngine, TensorMeta
-from geep_deploy.errors import EngineBuildError, EngineRunError
+from engines.base import BaseEngine, EngineOptions, TensorMeta
+from geep_deploy.errors import ConfigError, EngineBuildError, EngineRunError
 from geep_deploy.optional import require
 
 
@@ -64,7 +64,8 @@ class TrtEngine(BaseEngine):
 
     Args:
         path: the ``.plan`` file built by ``geep-deploy export --format tensorrt``.
-        precision: the precision the plan was built in (recorded; TensorRT fixed it at build time).
+        options: precision (the plan's, recorded; TensorRT fixed it at build time), check_inputs, name
+            (`EngineOptions`); the device is CUDA.
         scratch: share device scratch memory, the stream and the execution lock with other engines.
             Defaults to a private one.
     """
@@ -72,16 +73,12 @@ class TrtEngine(BaseEngine):
     backend = "tensorrt"
     device_resident = True  # outputs are CuPy arrays on the GPU until copied to the host
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        precision: str = "fp32",
-        scratch: TrtScratch | None = None,
-        check_inputs: bool = True,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(name or f"tensorrt {Path(path).name}", precision, "cuda", check_inputs)
+    def __init__(self, path: str | Path, options: EngineOptions | None = None, *,
+                 scratch: TrtScratch | None = None) -> None:
+        o = EngineOptions.coerce(options)
+        if o.device not in (None, "cuda"):
+            raise ConfigError(f"tensorrt | TensorRT runs on CUDA only, got device={o.device!r}.")
+        super().__init__(o.name or f"tensorrt {Path(path).name}", o.precision, "cuda", o.check_inputs)
         self.path = Path(path)
         self.scratch = scratch or TrtScratch()
         self._engine: Any = None

@@ -14,7 +14,7 @@ from models import TEXTS, real_tokenizer_json, tiny_model
 from test_probe_dispatch import L, length_probe
 
 from engines.torch_cuda import fill_static, static_buffers
-from engines.torch_engine import TorchEngine
+from engines.torch_engine import TorchEngine, TorchOptions
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ConfigError
 from runtime.probe_dispatch import DeviceStates, ProbeDispatch, gather_states
@@ -31,9 +31,9 @@ def enc():
 
 
 def _dispatch(model, resident: bool, escalate: float | None = None) -> ProbeDispatch:
-    prefix = TorchEngine(model, kind="prefix", resident=resident, check_inputs=False).load()
-    conts = {d: TorchEngine(model, kind="cont", depth=d, resident=resident, check_inputs=False).load()
-             for d in range(2, L + 1)}
+    opts = TorchOptions(resident=resident, check_inputs=False)
+    prefix = TorchEngine(model, opts, kind="prefix").load()
+    conts = {d: TorchEngine(model, opts, kind="cont", depth=d).load() for d in range(2, L + 1)}
     return ProbeDispatch(length_probe(uses_table=False).with_knobs(escalate=escalate), prefix, conts, num_labels=2)
 
 
@@ -102,7 +102,7 @@ def test_cont_static_buffers_take_states_from_host_or_device() -> None:
 
 
 def test_max_batch_sets_the_graph_buckets(model) -> None:
-    eng = TorchEngine(model, max_batch=32)
+    eng = TorchEngine(model, TorchOptions(max_batch=32))
     assert max(eng.buckets.batches) == 32
 
 

@@ -10,7 +10,7 @@ import torch
 from models import tiny_model
 from runtime_helpers import export_depth_graphs, export_segment_graphs
 
-from engines import EngineStateError, available_backends, canonical_backend, engine_class
+from engines import EngineOptions, EngineStateError, available_backends, canonical_backend, engine_class
 from engines.ort import OrtEngine, OrtWeightPool
 from engines.torch_engine import TorchEngine
 from geep_deploy.errors import BackendUnavailable, ConfigError, DataError, GeepError
@@ -79,7 +79,7 @@ def test_torch_engine_depths_and_bf16(model):
         with TorchEngine(model, depth=k) as eng:
             np.testing.assert_allclose(eng.infer(feed)["logits"], reference(model, feed, k), atol=1e-5)
     m16 = tiny_model()
-    with TorchEngine(m16, depth=L, precision="bf16") as eng:
+    with TorchEngine(m16, EngineOptions(precision="bf16"), depth=L) as eng:
         np.testing.assert_allclose(eng.infer(feed)["logits"], reference(model, feed, L), atol=5e-2)
 
 
@@ -135,9 +135,9 @@ def test_missing_file_and_unknown_options(tmp_path, model):
     with pytest.raises(GeepError, match="does not exist"):
         OrtEngine(tmp_path / "nope.onnx").load()
     with pytest.raises(GeepError, match="unknown precision"):
-        OrtEngine(tmp_path / "x.onnx", precision="fp8")
+        OrtEngine(tmp_path / "x.onnx", EngineOptions(precision="fp8"))
     with pytest.raises(ConfigError, match="int8 needs"):
-        TorchEngine(model, precision="int8").load()
+        TorchEngine(model, EngineOptions(precision="int8")).load()
     with pytest.raises(ConfigError, match="unknown backend 'tvm'"):
         engine_class("tvm")
 
@@ -148,6 +148,26 @@ def test_registry():
     assert {"onnxruntime", "torch"} <= set(available_backends())
     # the TensorRT module imports without TensorRT; only load() needs it
     assert engine_class("tensorrt").backend == "tensorrt"
+
+
+def test_open_engine_builds_the_options_from_its_keywords(graphs, model):
+    """The keywords that are option fields become the runner's options; the rest reach its constructor."""
+    from engines import open_engine
+    from engines.torch_engine import TorchOptions
+    from engines.trt import TrtEngine
+
+    with open_engine("onnxruntime", graphs[0][1], threads=1, check_inputs=False, name="d1") as eng:
+        assert (eng.name, eng.check_inputs, eng.threads, eng.device) == ("d1", False, 1, "cpu")
+    with open_engine("torch", model, EngineOptions(check_inputs=False), depth=2, max_batch=32) as eng:
+        assert not eng.check_inputs and eng.depth == 2 and max(eng.buckets.batches) == 32
+    assert TorchOptions.coerce(EngineOptions(precision="bf16")).precision == "bf16"  # a plain one keeps its fields
+    with pytest.raises(TypeError, match="threads"):
+        open_engine("torch", model, threads=2)
+    with pytest.raises(ConfigError, match="capture"):
+        open_engine("torch", model, capture="sometimes")
+    with pytest.raises(ConfigError, match="CUDA only"):
+        TrtEngine("unused.plan", EngineOptions(device="cpu"))
+    assert TrtEngine("unused.plan").device == "cuda"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
@@ -166,10 +186,10 @@ def test_cuda_requests_fail_clearly_without_gpu(graphs, model):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
     with pytest.raises(BackendUnavailable, match="ort-gpu"):
-        OrtEngine(graphs[0][1], device="cuda").load()
+        OrtEngine(graphs[0][1], EngineOptions(device="cuda")).load()
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailable, match="torch sees no GPU"):
-            TorchEngine(tiny_model(), device="cuda").load()
+            TorchEngine(tiny_model(), EngineOptions(device="cuda")).load()
 
 
 def test_ort_cuda_options_turn_tf32_off_for_fp32():

@@ -22,8 +22,6 @@ ALLOWED = {
     "export/probe_fit.py:probe_curve":
         "called by geep_deploy/suite (frozen, see above) with these keywords; take a grid object once it is free",
     # Not yet done (issue 26 follow-up): constructors of parts, reached through one front door each.
-    "engines/ort.py:OrtEngine.__init__": "built only by engines.registry.open_engine (its keywords); EngineOptions next",
-    "engines/torch_engine.py:TorchEngine.__init__": "built only by engines.registry.open_engine; EngineOptions next",
     "runtime/engine.py:GeepEngine.__init__": "ready parts for tests/custom pipelines; users call GeepEngine.load "
                                              "(LoadOptions); group the parts (runtime.loading.Parts) next",
 }

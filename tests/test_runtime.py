@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from models import TEXTS, real_tokenizer_json, tiny_model
 from runtime_helpers import export_depth_graphs, export_segment_graphs
 
+from engines.base import EngineOptions
 from engines.ort import OrtEngine, OrtWeightPool
-from engines.torch_engine import TorchEngine
+from engines.torch_engine import TorchEngine, TorchOptions
 from geep_deploy.bench.baselines import EngineSegments, MethodRunner, run_layerwise
 from geep_deploy.bench.methods import MethodSpec, parse_methods
 from geep_deploy.encoding import TextEncoder, pad_batch
@@ -42,7 +43,7 @@ def graph_dir(model, tmp_path_factory):
 
 def ort_engine(graph_dir, encoder, predictor=None) -> GeepEngine:
     pool = OrtWeightPool()
-    engines = {k: OrtEngine(p, pool=pool, threads=1, check_inputs=False).load() for k, p in graph_dir[0].items()}
+    engines = {k: OrtEngine(p, EngineOptions(check_inputs=False), pool=pool, threads=1).load() for k, p in graph_dir[0].items()}
     return GeepEngine(encoder, predictor or FixedDepth(L, L), engines, ["neg", "pos"])
 
 
@@ -171,9 +172,9 @@ def reference_all_depths(model, feed):
 
 def torch_segments(model, resident: bool = False) -> EngineSegments:
     """The ``embed`` and ``layer{k}`` torch engines; ``resident``: states stay torch tensors between layers."""
-    return EngineSegments(TorchEngine(model, kind="embed", resident=resident).load(),
-                          [TorchEngine(model, kind="layer", depth=k, resident=resident).load()
-                           for k in range(1, L + 1)])
+    opts = TorchOptions(resident=resident)
+    return EngineSegments(TorchEngine(model, opts, kind="embed").load(),
+                          [TorchEngine(model, opts, kind="layer", depth=k).load() for k in range(1, L + 1)])
 
 
 @pytest.mark.parametrize("segments_kind", ["onnxruntime", "torch-engines", "torch-resident"])
