@@ -14,6 +14,7 @@ _LAZY = {
     "PredictResult": "runtime.engine",
     "Prediction": "runtime.engine",
     "EngineView": "runtime.engine",
+    "EngineParts": "runtime.engine",
     "FixedDepth": "runtime.predictor",
     "LoadOptions": "runtime.options",
     "KEEP": "geep_deploy.options",

@@ -21,6 +21,7 @@ made by `with_predictor`/`with_probe` (`EngineView`) borrow the engines and are 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -96,22 +97,51 @@ def _explicit_depths(depths: Any, n: int, num_layers: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+@dataclass(frozen=True)
+class EngineParts:
+    """The ready parts a `GeepEngine` classifies with, as one record: `runtime.loading.build_parts` builds them
+    from an export (``GeepEngine.load``); tests and custom pipelines build their own. One value instead of eight
+    constructor arguments, and the same record gives a view (`EngineView`) the owner's parts with another
+    predictor or probe.
+
+    Args:
+        encoder: tokenizer with truncation (`TextEncoder`).
+        predictor: anything with ``predict(ids: list[np.ndarray]) -> depths`` and ``num_layers`` (the table
+            dispatch), or None when only the probe dispatches.
+        engines: loaded depth engines by depth; depths without one are raised to the next depth that has one.
+        label_names: class names, index = label id.
+        probe: the probe dispatch (`ProbeDispatch`); when given, rows without explicit depths go through it
+            instead of ``predictor``. Defaults to None.
+        info: what was loaded (backend, device, precision, ...), for reports. Defaults to empty.
+        owned: further objects to close with the engine (the probe dispatch's engines, shared weights).
+        manifest: the export's manifest, for `guarantee`. Defaults to None (no guarantee).
+    """
+
+    encoder: TextEncoder
+    predictor: Any
+    engines: dict[int, BaseEngine]
+    label_names: Sequence[str]
+    probe: ProbeDispatch | None = None
+    info: dict[str, Any] | None = None
+    owned: Sequence[Any] = ()
+    manifest: dict[str, Any] | None = None
+
+
 class _Classifier:
     """What an engine and its views share: ``predict``, ``dispatch``, the guarantee and making views; no lifetime
     (`GeepEngine` owns and closes its engines, `EngineView` borrows them)."""
 
-    def __init__(self, encoder: TextEncoder, predictor: Any, engines: dict[int, BaseEngine],
-                 label_names: Sequence[str], *, max_group: int | None, info: dict[str, Any] | None,
-                 probe: ProbeDispatch | None, call_cost: float | None, manifest: dict[str, Any] | None) -> None:
-        if not engines:
+    def __init__(self, parts: EngineParts, *, max_group: int | None, call_cost: float | None) -> None:
+        if not parts.engines:
             raise ConfigError("runtime | GeepEngine needs at least one depth engine.")
         max_group = check_count("runtime | max_group", max_group, allow_none=True)  # 0 is not "the default"
-        self.encoder, self.predictor, self.engines = encoder, predictor, dict(sorted(engines.items()))
-        self.label_names, self.max_group, self.probe = list(label_names), max_group, probe
-        self.call_cost, self.manifest = call_cost, manifest
-        self.num_layers = int(getattr(predictor, "num_layers", None) or getattr(probe, "num_layers", None)
+        self._parts = parts
+        self.encoder, self.predictor, self.probe = parts.encoder, parts.predictor, parts.probe
+        self.engines, self.label_names = dict(sorted(parts.engines.items())), list(parts.label_names)
+        self.max_group, self.call_cost, self.manifest = max_group, call_cost, parts.manifest
+        self.num_layers = int(getattr(self.predictor, "num_layers", None) or getattr(self.probe, "num_layers", None)
                               or max(self.engines))
-        self.info = dict(info or {})
+        self.info = dict(parts.info or {})
         self._depth_map = depth_map(sorted(self.engines), self.num_layers)
 
     def _view(self, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any]) -> EngineView:
@@ -274,41 +304,21 @@ class GeepEngine(_Classifier):
     custom pipelines).
 
     Args:
-        encoder: tokenizer with truncation (`TextEncoder`).
-        predictor: anything with ``predict(ids: list[np.ndarray]) -> depths`` and ``num_layers`` (the table
-            dispatch), or None when only the probe dispatches.
-        engines: loaded depth engines by depth; depths without one are raised to the next depth that has one.
-        label_names: class names, index = label id.
+        parts: the encoder, predictor, depth engines, label names, probe dispatch, info, owned objects and
+            manifest (`EngineParts`).
         max_group: split a depth group into chunks of at most this many rows. Defaults to 64 (a ``predict``
             call's ``batch_size`` overrides it).
-        probe: the probe dispatch (`ProbeDispatch`); when given, rows without explicit depths go through it
-            instead of ``predictor``. Defaults to None.
         call_cost: when given, every depth group is cut into engine calls by padded work plus this many tokens
             per call (`runtime.dispatch.length_cuts`) instead of every ``max_group`` rows. Defaults to None.
-        owned: further objects to close with the engine (the probe dispatch's engines, shared weights).
-        manifest: the export's manifest, for `guarantee`. Defaults to None (no guarantee).
 
-    The engine owns its engines: ``close`` (or leaving ``with``) closes them. `with_predictor` and `with_probe`
-    return views (`EngineView`) that borrow them and have no ``close``; closing the engine ends them too.
+    The engine owns its engines (and ``parts.owned``): ``close`` (or leaving ``with``) closes them. `with_predictor`
+    and `with_probe` return views (`EngineView`) that borrow them and have no ``close``; closing the engine ends
+    them too.
     """
 
-    def __init__(
-        self,
-        encoder: TextEncoder,
-        predictor: Any,
-        engines: dict[int, BaseEngine],
-        label_names: Sequence[str],
-        *,
-        max_group: int | None = None,
-        info: dict[str, Any] | None = None,
-        owned: Sequence[Any] = (),
-        probe: ProbeDispatch | None = None,
-        call_cost: float | None = None,
-        manifest: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(encoder, predictor, engines, label_names, max_group=max_group, info=info, probe=probe,
-                         call_cost=call_cost, manifest=manifest)
-        self._owned = list(owned)
+    def __init__(self, parts: EngineParts, *, max_group: int | None = None, call_cost: float | None = None) -> None:
+        super().__init__(parts, max_group=max_group, call_cost=call_cost)
+        self._owned = list(parts.owned)
 
     # -- construction from an export ------------------------------------------------------------------------
     @classmethod
@@ -370,9 +380,9 @@ class GeepEngine(_Classifier):
 
         cost = parse_call_cost(call_cost)
         cost = default_call_cost(parts.info.get("device", "cpu")) if cost == "auto" else cost
-        return cls(parts.encoder, parts.predictor, parts.engines, parts.label_names, max_group=max_group,
-                   info=parts.info, owned=parts.owned, probe=parts.probe, call_cost=cost,
-                   manifest=parts.bundle.manifest)
+        ready = EngineParts(parts.encoder, parts.predictor, parts.engines, parts.label_names, probe=parts.probe,
+                            info=parts.info, owned=parts.owned, manifest=parts.bundle.manifest)
+        return cls(ready, max_group=max_group, call_cost=cost)
 
     # -- lifetime -------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -398,7 +408,8 @@ class EngineView(_Classifier):
     """
 
     def __init__(self, owner: GeepEngine, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any]) -> None:
-        super().__init__(owner.encoder, predictor, owner.engines, owner.label_names, max_group=owner.max_group,
-                         info=info, probe=probe, call_cost=owner.call_cost, manifest=owner.manifest)
+        parts = dataclasses.replace(owner._parts, engines=owner.engines, predictor=predictor, probe=probe, info=info,
+                                    owned=())  # borrowed: the owner closes them
+        super().__init__(parts, max_group=owner.max_group, call_cost=owner.call_cost)
         self.owner = owner
 

@@ -21,9 +21,6 @@ ALLOWED = {
         "geep_deploy/suite is frozen while a long suite run imports it; group its arrays once it is free",
     "export/probe_fit.py:probe_curve":
         "called by geep_deploy/suite (frozen, see above) with these keywords; take a grid object once it is free",
-    # Not yet done (issue 26 follow-up): constructors of parts, reached through one front door each.
-    "runtime/engine.py:GeepEngine.__init__": "ready parts for tests/custom pipelines; users call GeepEngine.load "
-                                             "(LoadOptions); group the parts (runtime.loading.Parts) next",
 }
 
 

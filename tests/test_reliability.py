@@ -38,7 +38,7 @@ from geep_deploy.errors import (
 )
 from geep_deploy.limits import check_count, check_depths
 from runtime.artifacts import load_export
-from runtime.engine import GeepEngine, depth_map
+from runtime.engine import EngineParts, GeepEngine, depth_map
 from runtime.manifest import SELF_HASH, manifest_digest, sha256_file
 from runtime.predictor import FixedDepth
 
@@ -111,7 +111,7 @@ def test_load_without_the_deepest_depth_is_refused(ws) -> None:
 
 def test_a_row_deeper_than_every_loaded_engine_is_an_error(ws) -> None:
     with GeepEngine.load(ws["export"], "torch", fixed_depth=1) as eng:
-        view = GeepEngine(eng.encoder, FixedDepth(3, L), eng.engines, eng.label_names)
+        view = GeepEngine(EngineParts(eng.encoder, FixedDepth(3, L), eng.engines, eng.label_names))
         with pytest.raises(ConfigError, match="needs depth 3"):
             view.predict(["good"])
 
@@ -159,7 +159,7 @@ def test_a_consistent_label_count_forgery_fails_at_load(ws, tmp_path) -> None:
 
 def test_logits_width_must_match_the_labels(ws) -> None:
     with GeepEngine.load(ws["export"], "torch") as eng:
-        three = GeepEngine(eng.encoder, eng.predictor, eng.engines, ["a", "b", "c"])
+        three = GeepEngine(EngineParts(eng.encoder, eng.predictor, eng.engines, ["a", "b", "c"]))
         with pytest.raises(ArtifactError, match="names 3 labels"):
             three.predict(["good"])
 
@@ -309,7 +309,8 @@ def test_non_finite_logits_are_an_error_not_label_0(ws) -> None:
     with torch.no_grad():
         model.heads[2].dense.weight.fill_(float("inf"))
     with GeepEngine.load(ws["export"], "torch", fixed_depth=3) as eng:
-        broken = GeepEngine(eng.encoder, FixedDepth(3, L), {3: TorchEngine(model, depth=3).load()}, eng.label_names)
+        engines = {3: TorchEngine(model, depth=3).load()}
+        broken = GeepEngine(EngineParts(eng.encoder, FixedDepth(3, L), engines, eng.label_names))
         with pytest.raises(EngineRunError, match="non-finite logits"):
             broken.predict(["good", "bad"])
         with pytest.raises(CheckpointError, match="NaN/inf logits"):

@@ -20,7 +20,7 @@ from geep_deploy.bench.methods import MethodSpec, parse_methods
 from geep_deploy.encoding import TextEncoder, pad_batch
 from geep_deploy.errors import ConfigError, DataError
 from geep_deploy.exits import entropy_exit_depths, patience_exit_depths
-from runtime.engine import FixedDepth, GeepEngine
+from runtime.engine import EngineParts, FixedDepth, GeepEngine
 
 L = 3
 
@@ -44,12 +44,12 @@ def graph_dir(model, tmp_path_factory):
 def ort_engine(graph_dir, encoder, predictor=None) -> GeepEngine:
     pool = OrtWeightPool()
     engines = {k: OrtEngine(p, EngineOptions(check_inputs=False), pool=pool, threads=1).load() for k, p in graph_dir[0].items()}
-    return GeepEngine(encoder, predictor or FixedDepth(L, L), engines, ["neg", "pos"])
+    return GeepEngine(EngineParts(encoder, predictor or FixedDepth(L, L), engines, ["neg", "pos"]))
 
 
 def torch_engine(model, encoder, predictor=None) -> GeepEngine:
     engines = {k: TorchEngine(model, depth=k).load() for k in range(1, L + 1)}
-    return GeepEngine(encoder, predictor or FixedDepth(L, L), engines, ["neg", "pos"])
+    return GeepEngine(EngineParts(encoder, predictor or FixedDepth(L, L), engines, ["neg", "pos"]))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,8 @@ def test_predict_result_fields(engines):
 
 
 def test_missing_depth_engine_runs_deeper(graph_dir, encoder, per_row_reference):
-    eng = GeepEngine(encoder, FixedDepth(1, L), {3: OrtEngine(graph_dir[0][3]).load()}, ["neg", "pos"])
+    parts = EngineParts(encoder, FixedDepth(1, L), {3: OrtEngine(graph_dir[0][3]).load()}, ["neg", "pos"])
+    eng = GeepEngine(parts)
     res = eng.predict(TEXTS[:3])
     assert res.depths.tolist() == [3, 3, 3]
     np.testing.assert_allclose(res.logits, per_row_reference[:3, 2], atol=1e-4)
