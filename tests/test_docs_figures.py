@@ -1,7 +1,8 @@
 """The published figures cannot drift from their JSON: README.md and docs/*.md are checked against bench/results.
 
-Runs `bench/render_docs.py --check` logic (no retraining, no model runs), shows that the check catches a changed
-JSON value, and that no measured-looking figure is typed by hand outside the generated blocks.
+Runs the renderer behind `bench/render_docs.py --check` (`geep_deploy.reporting.docs`; no retraining, no model
+runs), shows that the check catches a changed JSON value, and that no measured-looking figure is typed by hand
+outside the generated blocks.
 """
 
 from __future__ import annotations
@@ -14,17 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from geep_deploy.reporting import docs as R
+from geep_deploy.reporting.blocks_bench import compare_walls, noise
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _renderer():
-    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "bench" / "render_docs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-R = _renderer()
 
 # Blocks each page must keep: deleting a block's markers would otherwise silently stop checking its figures.
 REQUIRED = {
@@ -40,8 +34,16 @@ FIGURE = re.compile(r"\d+\.\d+%|\b\d+\.\d{2}x\b|\b\d(?:\.\d+)?e[+-]?\d+/s")
 
 
 def test_every_generated_figure_matches_its_json() -> None:
-    stale = R.run(check=True)
+    stale = R.run(check=True, root=ROOT)
     assert stale == [], f"run `python bench/render_docs.py` and commit: stale figures in {stale}"
+
+
+def test_the_command_line_checks_the_repository(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "bench" / "render_docs.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main(["--check"]) == 0
+    assert capsys.readouterr().out.strip() == "all generated figures match their JSON"
 
 
 @pytest.mark.parametrize("doc", sorted(REQUIRED))
@@ -90,9 +92,9 @@ def test_noise_is_the_identical_pair_and_within_noise_needs_a_small_gap() -> Non
             {"method": "static:6", "precision": "fp32", "batch_size": 64, "mean_depth": 6.0, "wall_speedup": 0.95},
             {"method": "a", "precision": "fp32", "batch_size": 64, "mean_depth": 4.0, "wall_speedup": 1.50},
             {"method": "b", "precision": "fp32", "batch_size": 64, "mean_depth": 4.0, "wall_speedup": 1.10}]
-    assert R.noise(recs) == pytest.approx(1 / 0.95 - 1)
-    assert "outside" in R._compare(recs, "a", "b", 64)
+    assert noise(recs) == pytest.approx(1 / 0.95 - 1)
+    assert "outside" in compare_walls(recs, "a", "b", 64)
     recs[3]["wall_speedup"] = 1.46
-    assert "within" in R._compare(recs, "a", "b", 64)
+    assert "within" in compare_walls(recs, "a", "b", 64)
     with pytest.raises(SystemExit, match="noise is not measured"):
-        R.noise([r for r in recs if r["method"] != "static:6"])
+        noise([r for r in recs if r["method"] != "static:6"])
