@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from geep_deploy.reporting.format import NONE, interval, slashed
+from geep_deploy.reporting.format import NONE, interval, slashed, table
 from geep_deploy.reporting.sources import Results
 
 
@@ -34,13 +34,14 @@ def block_train_diagnostics(r: Results, name: str = "train_diagnostics_thucnews_
         if _seed(v) != _seed({}):  # variants on the suite's seed show none
             opts["seed"] = _seed(v)
         label = f"{v_name} ({v['method']}{', ' + ', '.join(f'{k}={x:g}' for k, x in opts.items()) if opts else ''})"
-        rows.append(f"| {label} | {'+'.join(map(str, v['epochs']['per_stage']))} | {_pcts(fd['students'])} | "
-                    + (_pcts(fd["shared_path"]) if v["method"] == "geep" else "–") + " | "
-                    + (f"{sum(early) / len(early):.2f}" if early else "–") + f" | {v['train_seconds']:.0f} |")
+        rows.append([label, "+".join(map(str, v["epochs"]["per_stage"])), _pcts(fd["students"]),
+                     _pcts(fd["shared_path"]) if v["method"] == "geep" else NONE,
+                     f"{sum(early) / len(early):.2f}" if early else NONE, f"{v['train_seconds']:.0f}"])
     return [r.source(name), "",
-            "| variant | epochs | held-out accuracy % per depth (d1 / ... / dL) | shared exit path % (d1 / ... / "
-            "dL-1) | teacher's mean normalised entropy, first quarter of the steps | training s |",
-            "|---|---|---|---|---:|---:|", *rows, "",
+            *table(["variant", "epochs", "held-out accuracy % per depth (d1 / ... / dL)",
+                    "shared exit path % (d1 / ... / dL-1)",
+                    "teacher's mean normalised entropy, first quarter of the steps", "training s"], rows, "----r"),
+            "",
             *_early_gradients(d),
             f"{d['rows']['train']} training rows (the suite's slice), {d['rows']['held_out']} held-out rows of the "
             f"same split (majority class {100 * d['held_out_majority_share']:.1f}%); training seconds include the "
@@ -71,14 +72,14 @@ def block_depth_l_all_test(r: Results) -> list[str]:
         gap = interval(100 * f["depth_l_minus_full"], 100 * f["ci95"][0], 100 * f["ci95"][1])
         return f"{gap} ({f['rows']:,} rows)"
 
-    rows = [f"| {n} | {x['test_split']} | {cell(x['suite_slice'])} | {cell(x['outside_suite_slice'])} | "
-            f"{cell(x['all_rows'])} |" for n, x in d["datasets"].items()]
+    rows = [[n, x["test_split"], cell(x["suite_slice"]), cell(x["outside_suite_slice"]), cell(x["all_rows"])]
+            for n, x in d["datasets"].items()]
     return [r.source("depth_l_all_test.json"), "",
             "GEEP's depth L minus `full`, points, with a 95% paired bootstrap interval over the rows (the suite's "
             "own `geep` and `full` checkpoints; SST-2's slice is its whole dev split, of which the suite reports "
             "half):", "",
-            "| dataset | split | the suite's test slice | the rest of the split | the whole split |",
-            "|---|---|---:|---:|---:|", *rows]
+            *table(["dataset", "split", "the suite's test slice", "the rest of the split", "the whole split"], rows,
+                   "--r")]
 
 
 def _early_gradients(d: dict[str, Any]) -> list[str]:
@@ -103,12 +104,12 @@ def _early_gradients(d: dict[str, Any]) -> list[str]:
 def block_train_time(r: Results) -> list[str]:
     d = r("train_time.json")
     rec = d["records"]
-    rows = [f"| {m} | {'+'.join(map(str, x['budget_epochs']))} | "
-            + " + ".join(f"{v:.1f} ({k})" for k, v in x["seconds_per_epoch"].items())
-            + f" | {x['seconds_at_budget']:.0f} |" for m, x in rec.items()]
+    rows = [[m, "+".join(map(str, x["budget_epochs"])),
+             " + ".join(f"{v:.1f} ({k})" for k, v in x["seconds_per_epoch"].items()), f"{x['seconds_at_budget']:.0f}"]
+            for m, x in rec.items()]
     return [r.source("train_time.json"), "",
-            "| method | epochs at the budget | seconds per epoch of each stage (median) | seconds at the budget |",
-            "|---|---|---|---:|", *rows, "",
+            *table(["method", "epochs at the budget", "seconds per epoch of each stage (median)",
+                    "seconds at the budget"], rows, "---r"), "",
             f"{d['rows']} SST-2 rows per epoch, batch {d['batch_size']}, {d['max_len']} tokens, medians of "
             f"{d['repeats']} interleaved repeats. GEEP / FastBERT "
             + ("as published (`full`'s epochs + distillation): " if d.get("fastbert_teacher") == "full"
