@@ -33,7 +33,7 @@ from export.calibration import (
 from export.consistency import TooFewRows
 from export.guarantee import depth_l_answer, probe_family
 from export.options import PROBE_RISKS, CalibrationOptions  # noqa: F401 - PROBE_RISKS re-exported (the suite)
-from export.probe_fit import fit_probe, probe_curve
+from export.probe_fit import ProbeSweep, fit_probe, probe_curve
 from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.errors import ConfigError
@@ -115,8 +115,8 @@ def calibrate_probe_from_logits(ckpt: Checkpoint, c: CalibrationLogits, table: C
     probs_d = probe.probabilities(feats_d)
     if max_disagree is not None:  # every chain of the certification starts at depth L (risk 0)
         risks = tuple(sorted({0.0, *(float(r) for r in risks)}))
-    curve = probe_curve(probs_d, c.exits("dev"), c.dev_labels, len_d, ckpt.shape, risks=risks,
-                        escalations=escalations, exit_mode=c.exit_mode)
+    curve = probe_curve(probs_d, c.exits("dev"), c.dev_labels, len_d, ckpt.shape,
+                        ProbeSweep(risks, escalations, c.exit_mode))
     full_acc = float((c.dev_logits[:, -1].argmax(-1) == c.dev_labels).mean())
     guarantee = None
     if max_disagree is not None:  # the probe was fitted on the calibration rows, so dev rows test it fairly

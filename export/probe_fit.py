@@ -9,6 +9,7 @@ that scored them; the stored probe is then refitted on the whole pool.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from geep_deploy.config import BertShape
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import predictions_at
 from geep_deploy.flops import flops_speedup
+from geep_deploy.names import EXIT_MODES, STUDENT, check_choice
 from runtime.probe import FEATURES, ProbeModel, depths_at_risk, escalation_mask, probe_cost
 
 RISK_GRID = tuple(round(x, 2) for x in np.linspace(0.02, 0.98, 49))
@@ -114,20 +116,50 @@ def probe_knob(risk: float, escalate: float | None, source: str | None = None) -
     return f"probe:{risk:g}" + ("" if escalate is None else f"+esc{escalate:g}") + (f"@{source}" if source else "")
 
 
-def probe_curve(probabilities: np.ndarray, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
-                shape: BertShape, risks: Sequence[float] = RISK_GRID,
-                escalations: Sequence[float | None] = (None,), exit_mode: str = "student",
-                source: str | None = None, answers: bool = False) -> list[dict[str, Any]]:
-    """Every (risk, escalation) point: accuracy, FLOPs speed-up, mean depth, escalated share, knob.
+@dataclass(frozen=True)
+class ProbeSweep:
+    """What `probe_curve` sweeps and what each point carries: the probe's knob grid, the exits the logits are and
+    the report's extras, as one value, so a caller names only what differs from the default sweep.
 
-    ``logits`` are the exits of ``exit_mode`` (see ``dispatch_figures``); ``source`` goes into the knob."""
+    Args:
+        risks: risk levels to try. Defaults to ``RISK_GRID``.
+        escalations: escalation thresholds to try (None = off). Defaults to off only.
+        exit_mode: the exits the logits are, ``"student"`` or ``"skip"`` (the shared exit path; see
+            ``dispatch_figures``).
+        source: the bench export each knob string names (``probe:0.3@skip``). Defaults to the main one.
+        answers: also the predicted class per row of each point (an array under ``"answers"``: not JSON).
+
+    Raises:
+        ConfigError: an unknown exit mode.
+    """
+
+    risks: Sequence[float] = RISK_GRID
+    escalations: Sequence[float | None] = (None,)
+    exit_mode: str = STUDENT
+    source: str | None = None
+    answers: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("exit mode", self.exit_mode, EXIT_MODES)
+        object.__setattr__(self, "risks", tuple(self.risks))
+        object.__setattr__(self, "escalations", tuple(self.escalations))
+
+
+def probe_curve(probabilities: np.ndarray, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
+                shape: BertShape, sweep: ProbeSweep | None = None) -> list[dict[str, Any]]:
+    """Every (risk, escalation) point of ``sweep`` (default: ``ProbeSweep()``): accuracy, FLOPs speed-up, mean
+    depth, escalated share, knob.
+
+    ``logits`` are the exits of ``sweep.exit_mode`` (see ``dispatch_figures``); ``sweep.source`` goes into the
+    knob."""
+    s = sweep if sweep is not None else ProbeSweep()
     L = logits.shape[1]
     out = []
-    for esc in escalations:
-        for r in risks:
+    for esc in s.escalations:
+        for r in s.risks:
             d = depths_at_risk(probabilities, r, L)
             exit_logits = logits[np.arange(len(d)), d - 1]
             flagged = escalation_mask(exit_logits, d, esc, L)
-            out.append({"knob": probe_knob(r, esc, source), "risk": float(r), "escalate": esc,
-                        **dispatch_figures(shape, logits, labels, lengths, d, flagged, exit_mode, answers)})
+            out.append({"knob": probe_knob(r, esc, s.source), "risk": float(r), "escalate": esc,
+                        **dispatch_figures(shape, logits, labels, lengths, d, flagged, s.exit_mode, s.answers)})
     return out

@@ -147,9 +147,10 @@ def test_families_start_at_depth_l_and_price_like_the_curves() -> None:
     pro = probe_family(probs, logits, lengths, shape, (0.5, 0.0, 0.3), (None, 0.5))
     assert pro.knobs[0] == {"risk": 0.0, "escalate": None} and (pro.answers[0] == L).all()
     assert not pro.disagreements(logits, ref)[0].any()
-    from export.probe_fit import probe_curve
+    from export.probe_fit import ProbeSweep, probe_curve
 
-    curve = probe_curve(probs, logits, ref, lengths, shape, risks=(0.0, 0.3, 0.5), escalations=(None, 0.5))
+    sweep = ProbeSweep(risks=(0.0, 0.3, 0.5), escalations=(None, 0.5))
+    curve = probe_curve(probs, logits, ref, lengths, shape, sweep)
     assert np.allclose(pro.speedup, [c["flops_speedup"] for c in curve])
     # against labels = depth L's answers, the curve's accuracy is 1 - disagreement
     assert np.allclose(1 - pro.disagreements(logits, ref).mean(axis=1), [c["accuracy"] for c in curve])

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from geep_deploy.config import BertShape
-from geep_deploy.suite.consistency import consistency_table, violation_summary
+from geep_deploy.suite.consistency import ConsistencyGrid, ScoredRows, consistency_table, violation_summary
 
 SHAPE = BertShape(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
                   max_position_embeddings=64)
@@ -30,9 +30,8 @@ def test_consistency_table_rows_on_random_logits() -> None:
     rng = np.random.default_rng(0)
     pool, test = _split(rng, 1500), _split(rng, 3000)
     fb_pool, fb_test = _split(rng, 1500)[0], _split(rng, 3000)[0]
-    rows = consistency_table(SHAPE, pool[0], test[0], pool[1], test[1], pool[2], test[2], pool_labels=pool[3],
-                             test_labels=test[3], fastbert_pool_logits=fb_pool, fastbert_test_logits=fb_test,
-                             escalations=(None, 0.5))
+    rows = consistency_table(SHAPE, ScoredRows(*pool, fastbert_logits=fb_pool),
+                             ScoredRows(*test, fastbert_logits=fb_test), ConsistencyGrid(escalations=(None, 0.5)))
     json.dumps(rows, allow_nan=False)  # JSON-able as they are
     certified = [r for r in rows if r["rule"] == "max_disagree"]
     assert [(r["method"], r["eps"]) for r in certified] == [(m, e) for e in (0.01, 0.02, 0.05)
@@ -53,7 +52,8 @@ def test_consistency_table_rows_on_random_logits() -> None:
 def test_too_small_a_pool_is_a_row_with_the_rows_needed() -> None:
     rng = np.random.default_rng(1)
     pool, test = _split(rng, 100), _split(rng, 200)
-    rows = consistency_table(SHAPE, pool[0], test[0], pool[1], test[1], pool[2], test[2], eps_list=(0.01, 0.05))
+    grid = ConsistencyGrid(eps_list=(0.01, 0.05))
+    rows = consistency_table(SHAPE, ScoredRows(*pool[:3]), ScoredRows(*test[:3]), grid)  # no labels
     by_eps = {r["eps"]: r for r in rows}
     assert by_eps[0.01]["rows_needed"] == 230 and "at least 230 rows" in by_eps[0.01]["error"]
     assert "error" not in by_eps[0.05] and len(rows) == 2  # no labels: no --max-drop row

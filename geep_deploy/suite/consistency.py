@@ -13,6 +13,7 @@ part of the pool or on training rows); cross-fitted scores approximate that. Pur
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from export.calibration import choose
 from export.consistency import TooFewRows
 from export.guarantee import KnobFamily, depth_l_answer, entropy_family, probe_family
 from export.probe_calibration import PROBE_RISKS
-from export.probe_fit import probe_curve, probe_knob
+from export.probe_fit import ProbeSweep, probe_curve, probe_knob
 from geep_deploy.config import BertShape
 from geep_deploy.exits import SPEED_GRID, predictions_at
 
@@ -58,47 +59,60 @@ def _certified_row(method: str, family: KnobFamily, logits: np.ndarray, eps: flo
             "violated": measured["test_disagreement"] > eps}
 
 
-def consistency_table(
-    shape: BertShape,
-    pool_logits: np.ndarray,
-    test_logits: np.ndarray,
-    pool_lengths: np.ndarray,
-    test_lengths: np.ndarray,
-    pool_probe_probs: np.ndarray,
-    test_probe_probs: np.ndarray,
-    *,
-    pool_labels: np.ndarray | None = None,
-    test_labels: np.ndarray | None = None,
-    fastbert_pool_logits: np.ndarray | None = None,
-    fastbert_test_logits: np.ndarray | None = None,
-    eps_list: Sequence[float] = EPS_LIST,
-    delta: float = DELTA,
-    risks: Sequence[float] = PROBE_RISKS,
-    escalations: Sequence[float | None] = (None,),
-    taus: Sequence[float] = SPEED_GRID,
-    max_drop: float | None = 0.5,
-    exit_mode: str = "student",
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True, eq=False)
+class ScoredRows:
+    """One split's per-row arrays for `consistency_table`: the pool that certifies, or the test rows that check.
+    One record per split, so the two splits' arrays cannot be passed crosswise.
+
+    Args:
+        logits: (N, L, C) logits of the exits GEEP's dispatch answers from (per depth). Depth L's answer is the
+            reference.
+        lengths: (N,) real token counts.
+        probe_probs: (N, L-1) the probe's P(exit > k); the pool's from a probe that did not fit those rows.
+        labels: gold labels, for the ``--max-drop`` row (pool) and accuracy (test). Optional: the guarantee needs
+            none.
+        fastbert_logits: (N, L, C) of the FastBERT checkpoint; its rows are left out unless both splits have them.
+    """
+
+    logits: np.ndarray
+    lengths: np.ndarray
+    probe_probs: np.ndarray
+    labels: np.ndarray | None = None
+    fastbert_logits: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ConsistencyGrid:
+    """The budgets `consistency_table` certifies at and the knob grids it searches, as one value (the suite runs
+    the defaults; a test names what differs).
+
+    Args:
+        eps_list: disagreement budgets. Defaults to 1%, 2%, 5%.
+        delta: error level (confidence 1 - delta). Defaults to 0.1.
+        risks, escalations: the probe's grid (escalation chains share delta, Bonferroni).
+        taus: FastBERT's entropy thresholds (0 = depth L is always tested first).
+        max_drop: the ``--max-drop`` budget in accuracy points (needs the pool's labels); None leaves its row out.
+        exit_mode: ``"student"`` or ``"skip"`` (then the logits are the shared exit path's; FLOPs priced so).
+    """
+
+    eps_list: Sequence[float] = EPS_LIST
+    delta: float = DELTA
+    risks: Sequence[float] = PROBE_RISKS
+    escalations: Sequence[float | None] = (None,)
+    taus: Sequence[float] = SPEED_GRID
+    max_drop: float | None = 0.5
+    exit_mode: str = "student"
+
+
+def consistency_table(shape: BertShape, pool: ScoredRows, test: ScoredRows,
+                      grid: ConsistencyGrid | None = None) -> list[dict[str, Any]]:
     """Rows per EPS for GEEP's probe dispatch and FastBERT's entropy exit, both certified on the pool, plus the
     ``--max-drop`` rule's row; each measured on the test rows.
 
     Args:
         shape: the backbone (FLOPs).
-        pool_logits / test_logits: (N, L, C) logits of the exits GEEP's dispatch answers from (per depth), on the
-            pool (calibration) and the test rows. Depth L's answer is the reference.
-        pool_lengths / test_lengths: (N,) real token counts.
-        pool_probe_probs / test_probe_probs: (N, L-1) the probe's P(exit > k); the pool's from a probe that did
-            not fit those rows.
-        pool_labels / test_labels: gold labels, for the ``--max-drop`` row (pool) and accuracy (test). Optional:
-            the guarantee needs none.
-        fastbert_pool_logits / fastbert_test_logits: (N, L, C) of the FastBERT checkpoint; its rows are left out
-            without them.
-        eps_list: disagreement budgets. Defaults to 1%, 2%, 5%.
-        delta: error level (confidence 1 - delta). Defaults to 0.1.
-        risks, escalations: the probe's grid (escalation chains share delta, Bonferroni).
-        taus: FastBERT's entropy thresholds (0 = depth L is always tested first).
-        max_drop: the ``--max-drop`` budget in accuracy points (needs ``pool_labels``); None leaves its row out.
-        exit_mode: ``"student"`` or ``"skip"`` (then the logits are the shared exit path's; FLOPs priced so).
+        pool / test: the calibration (pool) rows and the test rows (`ScoredRows`).
+        grid: the budgets and knob grids (`ConsistencyGrid`). Defaults to ``ConsistencyGrid()``.
 
     Returns:
         JSON-able rows: ``method`` (``geep_probe`` or ``fastbert``), ``rule`` (``max_disagree`` or ``max_drop``),
@@ -108,40 +122,43 @@ def consistency_table(
         ``flops_speedup`` (on test), ``test_accuracy`` when labels are given; a budget the pool is too small for
         gives ``error`` and ``rows_needed`` instead.
     """
-    risks = tuple(sorted({0.0, *(float(r) for r in risks)}))
-    taus = tuple(sorted({0.0, *(float(t) for t in taus)}))
-    pool_probe = probe_family(pool_probe_probs, pool_logits, pool_lengths, shape, risks, escalations, exit_mode)
+    g = grid if grid is not None else ConsistencyGrid()
+    delta, escalations, exit_mode = g.delta, g.escalations, g.exit_mode
+    risks = tuple(sorted({0.0, *(float(r) for r in g.risks)}))
+    taus = tuple(sorted({0.0, *(float(t) for t in g.taus)}))
+    pool_probe = probe_family(pool.probe_probs, pool.logits, pool.lengths, shape, risks, escalations, exit_mode)
 
     def probe_test(knob: dict[str, Any]) -> dict[str, Any]:
-        fam = probe_family(test_probe_probs, test_logits, test_lengths, shape, (knob["risk"],), (knob["escalate"],),
+        fam = probe_family(test.probe_probs, test.logits, test.lengths, shape, (knob["risk"],), (knob["escalate"],),
                            exit_mode)
-        return _measure(fam, test_logits, test_labels)
+        return _measure(fam, test.logits, test.labels)
 
     def probe_name(knob: dict[str, Any]) -> str:
         return probe_knob(knob["risk"], knob["escalate"])
 
-    fastbert = fastbert_pool_logits is not None and fastbert_test_logits is not None
-    fb_pool = entropy_family(fastbert_pool_logits, pool_lengths, shape, taus) if fastbert else None
+    fb_test = test.fastbert_logits
+    fastbert = pool.fastbert_logits is not None and fb_test is not None
+    fb_pool = entropy_family(pool.fastbert_logits, pool.lengths, shape, taus) if fastbert else None
     rows = []
-    for eps in eps_list:
-        rows.append(_certified_row("geep_probe", pool_probe, pool_logits, eps, delta, probe_test, probe_name))
+    for eps in g.eps_list:
+        rows.append(_certified_row("geep_probe", pool_probe, pool.logits, eps, delta, probe_test, probe_name))
         if fb_pool is not None:
             rows.append(_certified_row(
-                "fastbert", fb_pool, fastbert_pool_logits, eps, delta,
-                lambda k: _measure(entropy_family(fastbert_test_logits, test_lengths, shape, (k["tau"],)),
-                                   fastbert_test_logits, test_labels),
+                "fastbert", fb_pool, pool.fastbert_logits, eps, delta,
+                lambda k: _measure(entropy_family(fb_test, test.lengths, shape, (k["tau"],)), fb_test, test.labels),
                 lambda k: f"fastbert:{k['tau']:g}"))
-    if max_drop is not None and pool_labels is not None:
-        curve = probe_curve(pool_probe_probs, pool_logits, np.asarray(pool_labels), pool_lengths, shape, risks=risks,
-                            escalations=escalations, exit_mode=exit_mode)
-        full = float((depth_l_answer(pool_logits) == np.asarray(pool_labels)).mean())
-        c = choose(curve, full, max_drop, None)
+    if g.max_drop is not None and pool.labels is not None:
+        pool_labels = np.asarray(pool.labels)
+        curve = probe_curve(pool.probe_probs, pool.logits, pool_labels, pool.lengths, shape,
+                            ProbeSweep(risks, escalations, exit_mode))
+        full = float((depth_l_answer(pool.logits) == pool_labels).mean())
+        c = choose(curve, full, g.max_drop, None)
         knob = {"risk": c["risk"], "escalate": c["escalate"]}
         measured = probe_test(knob)
-        rows.append({"method": "geep_probe", "rule": "max_drop", "max_drop_points": max_drop, "delta": None,
-                     "pool_rows": int(pool_logits.shape[0]), "certified": False, "knob": knob,
+        rows.append({"method": "geep_probe", "rule": "max_drop", "max_drop_points": g.max_drop, "delta": None,
+                     "pool_rows": int(pool.logits.shape[0]), "certified": False, "knob": knob,
                      "knob_name": probe_name(knob), "pool_accuracy": c["accuracy"], "pool_full_accuracy": full,
-                     **measured, "violated_at": {f"{e:g}": measured["test_disagreement"] > e for e in eps_list}})
+                     **measured, "violated_at": {f"{e:g}": measured["test_disagreement"] > e for e in g.eps_list}})
     return rows
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.atomic import atomic_write_text
-from geep_deploy.suite.consistency import consistency_table
+from geep_deploy.suite.consistency import ScoredRows, consistency_table
 from geep_deploy.suite.datasets import DatasetSpec, head_slice, tune_split, write_slices
 from geep_deploy.suite.points import (
     TARGET_SPEEDUPS,
@@ -305,7 +305,7 @@ def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengt
     identical knobs on every split. ``skip_probs`` are the probe's over the shared exit path. Every point carries
     its per-row answers (``points.split_answers`` separates them)."""
     from export.calibration import DEFAULT_QUANTILES, dev_curve
-    from export.probe_fit import ESCALATE_GRID, probe_curve
+    from export.probe_fit import ESCALATE_GRID, ProbeSweep, probe_curve
 
     sel = slice(None) if rows is None else rows
     labels, lengths, mass, probe_probs = labels[sel], lengths[sel], mass[sel], probe_probs[sel]
@@ -317,11 +317,11 @@ def _curves(arrays: dict[str, np.ndarray], split: str, labels: np.ndarray, lengt
         "full": [{**static_curve(full, labels, lengths, shape, answers=True)[-1], "knob": "full"}],
         "geep": geep_curve(dev_curve(mass, lg["geep"], labels, lengths, geep, DEFAULT_QUANTILES,
                                      tuple(range(min(2, L - 1) + 1)), answers=True)),
-        "probe": probe_curve(probe_probs, lg["geep"], labels, lengths, shape, answers=True),
+        "probe": probe_curve(probe_probs, lg["geep"], labels, lengths, shape, ProbeSweep(answers=True)),
         "probe_esc": probe_curve(probe_probs, lg["geep"], labels, lengths, shape,
-                                 escalations=[e for e in ESCALATE_GRID if e is not None], answers=True),
-        "probe_skip": probe_curve(skip_probs[sel], shared, labels, lengths, shape, exit_mode="skip",
-                                  source=SKIP_EXPORT, answers=True),
+                                 ProbeSweep(escalations=[e for e in ESCALATE_GRID if e is not None], answers=True)),
+        "probe_skip": probe_curve(skip_probs[sel], shared, labels, lengths, shape,
+                                  ProbeSweep(exit_mode="skip", source=SKIP_EXPORT, answers=True)),
         "fastbert": entropy_curve(lg["fastbert"], labels, lengths, shape, answers=True),
         "pabee": patience_curve(lg["pabee"], labels, lengths, shape, answers=True),
         "static": static_curve(lg["geep"], labels, lengths, shape, answers=True),
@@ -481,9 +481,11 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
         trows, tsplit, tlen, tlab = tune, "test", lengths, labels
         cert_probs, test_probs = probs["test"][tune], probs["test"][report]
     consistency = consistency_table(
-        geep.shape, arrays[f"{tsplit}_geep"][trows], arrays["test_geep"][report], tlen[trows], lengths[report],
-        cert_probs, test_probs, pool_labels=tlab[trows], test_labels=labels[report],
-        fastbert_pool_logits=arrays[f"{tsplit}_fastbert"][trows], fastbert_test_logits=arrays["test_fastbert"][report])
+        geep.shape,
+        ScoredRows(arrays[f"{tsplit}_geep"][trows], tlen[trows], cert_probs, labels=tlab[trows],
+                   fastbert_logits=arrays[f"{tsplit}_fastbert"][trows]),
+        ScoredRows(arrays["test_geep"][report], lengths[report], test_probs, labels=labels[report],
+                   fastbert_logits=arrays["test_fastbert"][report]))
     np.savez(work / "answers.tmp.npz", labels=labels[report], **answers)
     (work / "answers.tmp.npz").replace(work / "answers.npz")
     probe_path, skip_probe_path = work / "probe.json", work / "probe_skip.json"
