@@ -83,7 +83,7 @@ def main() -> int:
     load_start = list(os.getloadavg())
     bundle = load_export(a.export)
     L = bundle.shape.num_hidden_layers
-    graph = Path(bundle.find(kind="depth", depth=L, backend="onnx", precision="fp32").path)
+    graph = Path(bundle.find(kind="depth", depth=L, format="onnx", precision="fp32").path)
     ds = load_split(a.data or bundled_data_dir(), a.split)
     encoder = TextEncoder(bundle.tokenizer_json, bundle.max_len)
     enc = encoder.encode(ds.texts_a, ds.texts_b)

@@ -33,12 +33,13 @@ class ExportContext:
         self.bar.set_postfix_str(what, refresh=False)
         self.bar.update(1)
 
-    def record(self, path: Path, kind: str, depth: int | None, backend: str, precision: str,
+    def record(self, path: Path, kind: str, depth: int | None, fmt: str, precision: str,
                validation: dict | None, *, variant: str = "", **extra: Any) -> None:
-        """Add one artifact (file entry, I/O spec, validation figures) to the manifest being built."""
+        """Add one artifact (file entry, I/O spec, validation figures) to the manifest being built; ``fmt`` is its
+        file format (`geep_deploy.names`: onnx, tensorrt plan, torch weights), not the backend that runs it."""
         m = self.ckpt.model
         inputs, outputs = ({}, {}) if kind == MODEL else io_spec(kind, m.shape.hidden_size, m.num_labels)
-        self.artifacts.append({"kind": kind, "depth": depth, "backend": backend, "precision": precision,
+        self.artifacts.append({"kind": kind, "depth": depth, "format": fmt, "precision": precision,
                                "variant": variant, **file_entry(self.tmp, path), "inputs": inputs,
                                "outputs": outputs, "validation": validation, **extra})
 

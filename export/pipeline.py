@@ -258,7 +258,7 @@ def _write_graphs(ctx: ExportContext, precision: str, make: Any, *, variant: str
             # the torch backend reads the same file: the state dict is placed once, reusing the graphs' bytes
             sd = {n: t.detach().cpu().numpy() for n, t in ctx.ckpt.model.state_dict().items()}
             tensors = w.add_tensors(sd)
-    ctx.weights.append(file_entry(ctx.tmp, d / "weights.bin", backend=ONNX, precision=precision, variant=variant,
+    ctx.weights.append(file_entry(ctx.tmp, d / "weights.bin", format=ONNX, precision=precision, variant=variant,
                                   tensors=w.num_tensors))
     if precision == "fp32" and not variant:
         ctx.record(d / "weights.bin", MODEL, None, WEIGHTS, "fp32", None, tensors=tensors)

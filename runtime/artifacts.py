@@ -1,6 +1,6 @@
 """The export directory as an object: ``load_export`` checks it and returns an ``ExportBundle``.
 
-This is the contract the runtime codes against: ``ExportBundle.find(kind=, depth=, backend=, precision=)`` returns
+This is the contract the runtime codes against: ``ExportBundle.find(kind=, depth=, format=, precision=)`` returns
 an ``Artifact`` whose ``path`` is absolute and whose ``inputs``/``outputs`` give names, dtypes and symbolic shapes.
 It needs neither torch nor onnx (torch is imported only by ``torch_model``); the compiler that writes exports is
 ``export.export_checkpoint``.
@@ -8,6 +8,7 @@ It needs neither torch nor onnx (torch is imported only by ``torch_model``); the
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ from runtime.manifest import MANIFEST, read_manifest, verify_files
 
 @dataclass(frozen=True)
 class Artifact:
-    """One exported file: a depth graph/plan, a segment graph, or the torch weights (kind ``model``)."""
+    """One exported file: a depth graph/plan, a segment graph, or the torch weights (kind ``model``). ``format`` is
+    the file's format (``onnx``, ``tensorrt`` plan, ``torch`` weights), not the backend that runs it."""
 
     kind: str
     depth: int | None
-    backend: str
+    format: str
     precision: str
     path: Path
     sha256: str
@@ -35,12 +37,28 @@ class Artifact:
     variant: str = ""
     tensors: dict = field(default_factory=dict)  # kind "model": state-dict name -> where it lies in ``path``
 
+    @property
+    def backend(self) -> str:
+        """Deprecated: the file format, now `format` (a backend runs a file; this never named one)."""
+        warnings.warn("Artifact.backend is now Artifact.format (onnx, tensorrt, torch are file formats; a backend "
+                      "runs them); .backend will be removed.", DeprecationWarning, stacklevel=2)
+        return self.format
+
+
+def _format_arg(fmt: str, backend: str | None, where: str) -> str:
+    """``fmt``, or the deprecated ``backend=`` keyword of ``where`` when given (with a `DeprecationWarning`)."""
+    if backend is None:
+        return fmt
+    warnings.warn(f"ExportBundle.{where}: backend= is now format= (onnx, tensorrt, torch are file formats; a "
+                  "backend runs them); backend= will be removed.", DeprecationWarning, stacklevel=3)
+    return backend
+
 
 def _artifact(root: Path, a: dict[str, Any]) -> Artifact:
     precision, variant = a["precision"], a.get("variant", "")
     if precision == "int8_qdq":  # format 1 named the Q/DQ graph variant as a precision
         precision, variant = "int8", QDQ
-    return Artifact(kind=a["kind"], depth=a.get("depth"), backend=a["backend"], precision=precision,
+    return Artifact(kind=a["kind"], depth=a.get("depth"), format=a["format"], precision=precision,
                     path=root / a["file"], sha256=a["sha256"], inputs=a.get("inputs", {}),
                     outputs=a.get("outputs", {}), variant=variant, tensors=a.get("tensors") or {})
 
@@ -64,32 +82,34 @@ class ExportBundle:
     probe: Path | None = None  # the layer-1 probe (format 4 on)
     predictor: str | None = None  # what dispatches by default: "probe", "table", or None (no predictor)
 
-    def find(self, *, kind: str = "depth", depth: int | None = None, backend: str = ONNX,
-             precision: str = "fp32", variant: str = "") -> Artifact:
-        """The artifact of (kind, depth, format ``backend``, precision, variant).
+    def find(self, *, kind: str = "depth", depth: int | None = None, format: str = ONNX,
+             precision: str = "fp32", variant: str = "", backend: str | None = None) -> Artifact:
+        """The artifact of (kind, depth, file ``format``, precision, variant).
 
-        ``backend="torch"`` returns the torch weights (kind ``model``), which every depth shares.
+        ``format="torch"`` returns the torch weights (kind ``model``), which every depth shares. ``backend=`` is
+        the deprecated name of ``format=`` (it warns).
 
         Raises:
             ArtifactError: listing what the export contains when nothing matches.
         """
+        format = _format_arg(format, backend, "find")
         for a in self.artifacts:
-            if backend == WEIGHTS and a.backend == WEIGHTS and a.precision == precision:
+            if format == WEIGHTS and a.format == WEIGHTS and a.precision == precision:
                 return a
-            if (a.kind, a.depth, a.backend, a.precision, a.variant) == (kind, depth, backend, precision, variant):
+            if (a.kind, a.depth, a.format, a.precision, a.variant) == (kind, depth, format, precision, variant):
                 return a
         listing = ", ".join(sorted({_describe(a) for a in self.artifacts}))
         raise ArtifactError(
-            f"export | {self.root} has no {kind} artifact for depth={depth}, backend={backend}, "
+            f"export | {self.root} has no {kind} artifact for depth={depth}, format={format}, "
             f"precision={precision}{f', variant={variant}' if variant else ''}. It has: {listing}. "
-            "Re-export with the --depths/--precision/--backend you need."
+            "Re-export with the --depths/--precision/--format you need."
         )
 
     def torch_state_dict(self) -> dict[str, Any]:
         """The ``ExitBert`` state dict, read from the export's fp32 weights file (no checkpoint needed)."""
         import torch
 
-        art = self.find(backend=WEIGHTS)
+        art = self.find(format=WEIGHTS)
         if art.path.suffix == ".safetensors":  # format 1 stored a second copy of the weights
             from safetensors.torch import load_file
 
@@ -116,18 +136,21 @@ class ExportBundle:
             raise ArtifactError(f"export | the torch weights of {self.root} do not fit the model: {e}") from None
         return model.eval()
 
-    def has(self, *, kind: str, depth: int | None = None, backend: str = ONNX, precision: str = "fp32") -> bool:
-        """Whether ``find`` would return an artifact (without raising)."""
-        return any((a.kind, a.depth, a.backend, a.precision, a.variant) == (kind, depth, backend, precision, "")
+    def has(self, *, kind: str, depth: int | None = None, format: str = ONNX, precision: str = "fp32",
+            backend: str | None = None) -> bool:
+        """Whether ``find`` would return an artifact (without raising); ``backend=`` as in ``find``."""
+        format = _format_arg(format, backend, "has")
+        return any((a.kind, a.depth, a.format, a.precision, a.variant) == (kind, depth, format, precision, "")
                    for a in self.artifacts)
 
-    def precisions(self, backend: str = ONNX) -> list[str]:
-        return sorted({a.precision for a in self.artifacts if a.backend == backend and a.kind == "depth"})
+    def precisions(self, format: str = ONNX) -> list[str]:
+        """The precisions of the depth artifacts of file ``format``."""
+        return sorted({a.precision for a in self.artifacts if a.format == format and a.kind == "depth"})
 
 
 def _describe(a: Artifact) -> str:
     depth = "" if a.depth is None else str(a.depth)
-    return f"{a.kind}{depth}/{a.backend}/{a.precision}{'-' + a.variant if a.variant else ''}"
+    return f"{a.kind}{depth}/{a.format}/{a.precision}{'-' + a.variant if a.variant else ''}"
 
 
 def read_tensor(raw: np.ndarray, entry: dict[str, Any], path: Path) -> np.ndarray:

@@ -60,7 +60,7 @@ def make_engine(bundle: Any, parts: Parts, backend: str, device: str, precision:
         return open_engine(TORCH, parts.model, kind=kind, depth=depth, exit_mode=bundle.exit_mode, device=device,
                            precision=precision, max_len=bundle.max_len, check_inputs=False,
                            max_batch=int((bundle.manifest.get("export") or {}).get("max_batch") or 128))
-    art = bundle.find(kind=kind, depth=depth, backend=FORMAT_OF_BACKEND[backend],
+    art = bundle.find(kind=kind, depth=depth, format=FORMAT_OF_BACKEND[backend],
                       precision=weights_precision(precision))
     if backend == ONNXRUNTIME:
         return open_engine(ONNXRUNTIME, art.path, device=device, precision=precision, pool=parts.shared,
@@ -79,8 +79,8 @@ def build_parts(export_dir: Path, options: LoadOptions | None = None) -> Parts:
     arts = list(bundle.artifacts)
     wp = weights_precision(precision)
     backend = resolve_backend(o.backend, device, precision=precision,
-                              has_plans=any(a.backend == PLAN and a.precision == wp for a in arts),
-                              has_onnx=any(a.backend == ONNX and a.precision == wp for a in arts))
+                              has_plans=any(a.format == PLAN and a.precision == wp for a in arts),
+                              has_onnx=any(a.format == ONNX and a.precision == wp for a in arts))
     if precision == "tf32" and backend != TORCH:
         raise ConfigError(f"runtime | precision tf32 (TF32 matmuls) runs on the torch backend only; {backend} "
                           "would run fp32. Use --backend torch, or --precision fp32.")
@@ -119,7 +119,7 @@ def build_parts(export_dir: Path, options: LoadOptions | None = None) -> Parts:
         try:
             parts.probe = _probe_dispatch(parts, probe, backend, device, precision, want, o.threads)
         except ArtifactError as e:
-            damaged = backend != TORCH and bundle.has(kind="prefix", backend=FORMAT_OF_BACKEND[backend],
+            damaged = backend != TORCH and bundle.has(kind="prefix", format=FORMAT_OF_BACKEND[backend],
                                                       precision=weights_precision(precision))
             if predictor is not None or table is None or damaged:  # asked for by name, nothing else to dispatch
                 raise  # by, or the graphs are there but damaged: never answer by another predictor silently
@@ -295,7 +295,7 @@ def _open_checked(bundle: Any, parts: Parts, backend: str, device: str, precisio
         raise
     except Exception as e:  # onnx DecodeError, ORT Fail, truncated data: all a damaged export
         try:
-            where = bundle.find(kind=kind, depth=depth, backend=FORMAT_OF_BACKEND[backend],
+            where = bundle.find(kind=kind, depth=depth, format=FORMAT_OF_BACKEND[backend],
                                 precision=weights_precision(precision)).path
         except (GeepError, KeyError):
             where = bundle.root

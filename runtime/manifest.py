@@ -2,17 +2,19 @@
 
 The compiler writes it (``export.manifest``); the runtime reads it here, so serving needs neither torch nor onnx.
 
-Layout (version 4; version 3 had no ``probe``/``predictor`` and no ``prefix``/``cont`` graphs; version 2 had no
-``manifest_sha256``; version 1 also had ``model.safetensors`` and int8 Q/DQ graphs as precision ``int8_qdq``)::
+Layout (version 5; versions 1-4 named each file's format ``backend``, read here as ``format``; version 3 had no
+``probe``/``predictor`` and no ``prefix``/``cont`` graphs; version 2 had no ``manifest_sha256``; version 1 also had
+``model.safetensors`` and int8 Q/DQ graphs as precision ``int8_qdq``)::
 
-    {"format": "geep-deploy-export", "format_version": 4, "manifest_sha256": "<sha256 of the canonical JSON of
+    {"format": "geep-deploy-export", "format_version": 5, "manifest_sha256": "<sha256 of the canonical JSON of
      everything else: sorted keys, no spaces, UTF-8>", "geep_deploy_version": "...", "created": "...",
      "backbone": {...BertShape...}, "num_labels": 2, "shared_head": false, "label_names": [...],
      "method": "geep", "exit_mode": "student", "max_len": 128, "depths": [1, ..., L],
      "tokenizer": {"file": "tokenizer.json", "sha256": "..."},
-     "weights": [{"file": "onnx/fp32/weights.bin", "backend": "onnx", "precision": "fp32", "sha256", "bytes",
+     "weights": [{"file": "onnx/fp32/weights.bin", "format": "onnx", "precision": "fp32", "sha256", "bytes",
                   "tensors"}, ...],
-     "artifacts": [{"kind": "depth"|"embed"|"layer"|"prefix"|"cont"|"model", "depth": 3, "backend": "onnx"|"tensorrt"|"torch",
+     "artifacts": [{"kind": "depth"|"embed"|"layer"|"prefix"|"cont"|"model", "depth": 3,
+                    "format": "onnx"|"tensorrt"|"torch" (an ONNX graph, a TensorRT plan, the torch weights),
                     "precision": "fp32", "variant": ""|"qdq", "file": "onnx/fp32/depth3.onnx",
                     "inputs": {name: {"dtype", "shape"}}, "tensors": {state-dict name: {"offset", "dtype",
                     "shape", "transposed"}} (kind "model" only),
@@ -38,14 +40,24 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.errors import ArtifactError
-from geep_deploy.names import CONT, DEPTH, GRAPH_KINDS, LAYER, MODEL, PREDICTOR_KINDS, first_continuation
+from geep_deploy.names import (
+    CONT,
+    DEPTH,
+    GRAPH_KINDS,
+    LAYER,
+    MODEL,
+    ONNX,
+    PREDICTOR_KINDS,
+    first_continuation,
+)
 from geep_deploy.safe_io import UnsafePath, check_format, read_json
 from geep_deploy.safe_io import member_path as safe_member
 from runtime.guarantee import guarantee_problems
 
 FORMAT = "geep-deploy-export"
-FORMAT_VERSION = 4  # 2: torch weights read from onnx/fp32/weights.bin; graph variants; 3: manifest_sha256;
-# 4: the probe dispatch (probe file, predictor kind, prefix/cont graphs)
+FORMAT_VERSION = 5  # 2: torch weights read from onnx/fp32/weights.bin; graph variants; 3: manifest_sha256;
+# 4: the probe dispatch (probe file, predictor kind, prefix/cont graphs); 5: each file's format is named "format"
+FORMAT_KEY_SINCE = 5  # versions before it name each artifact's and weights file's format "backend"
 MANIFEST = "manifest.json"
 SELF_HASH = "manifest_sha256"  # sha256 of the manifest's canonical JSON without this field (format 3 on)
 KINDS = (*GRAPH_KINDS, MODEL)
@@ -96,10 +108,25 @@ def read_manifest(root: Path) -> dict[str, Any]:
         if m.get(SELF_HASH) != digest:
             raise ArtifactError(f"export | {p} was changed after export: its content does not match its "
                                 f"{SELF_HASH}. Re-export with --force rather than editing the manifest.")
+    if v < FORMAT_KEY_SINCE:
+        m = upgrade_format_key(m)
     problems = schema_problems(m)
     if problems:
         raise ArtifactError(f"export | {p} is malformed: {'; '.join(problems[:5])}. Re-export with --force.")
     return m
+
+
+def upgrade_format_key(m: dict[str, Any]) -> dict[str, Any]:
+    """A manifest of version 1-4, whose artifacts and weights files named their file format (onnx, tensorrt,
+    torch) ``backend``, with that key renamed ``format`` as version 5 writes it (a new dict; the schema check
+    follows)."""
+    def renamed(entries: Any) -> Any:
+        if not isinstance(entries, list):
+            return entries  # the schema check names it
+        return [{("format" if k == "backend" else k): v for k, v in e.items()} if isinstance(e, dict) else e
+                for e in entries]
+
+    return {**m, "weights": renamed(m.get("weights", [])), "artifacts": renamed(m.get("artifacts"))}
 
 
 def _is_int(x: Any) -> bool:
@@ -123,9 +150,10 @@ def _artifact_problems(i: int, a: Any, depths: list[int], num_labels: int, first
         return out
     if a.get("kind") not in KINDS:
         out.append(f"{where}.kind must be one of {list(KINDS)}, got {a.get('kind')!r}")
-    for key in ("backend", "precision"):
+    for key in ("format", "precision"):
         if not isinstance(a.get(key), str):
-            out.append(f"{where}.{key} must be a string")
+            old = key == "format" and "backend" in a
+            out.append(f"{where}.{key} must be a string" + (" (format versions 1-4 named it backend)" if old else ""))
     depth, kind = a.get("depth"), a.get("kind")
     if kind in (DEPTH, LAYER, CONT) and not _is_int(depth):
         out.append(f"{where}.depth must be an integer, got {depth!r}")
@@ -133,7 +161,7 @@ def _artifact_problems(i: int, a: Any, depths: list[int], num_labels: int, first
         if depth not in depths or (kind == CONT and depth < first):
             out.append(f"{where}.depth {depth} is not in depths {depths}" + (f" (from {first})" if kind == CONT else ""))
         stem = Path(a["file"]).stem
-        if a.get("backend") == "onnx" and stem != f"{kind}{depth}":
+        if a.get("format") == ONNX and stem != f"{kind}{depth}":
             out.append(f"{where} says {kind} {depth} but its file is {a['file']}")
     for key in ("inputs", "outputs", "tensors"):
         if a.get(key) is not None and not isinstance(a[key], dict):

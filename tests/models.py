@@ -21,6 +21,15 @@ TINY_SHAPE = BertShape(
 )
 
 
+def as_old_manifest(m: dict, version: int) -> dict:
+    """``m`` (in place) as an export of format ``version`` < 5 wrote it: each artifact's and weights file's format
+    under the key ``backend``. Other differences of that version are the caller's."""
+    m["format_version"] = version
+    for e in [*m.get("weights", []), *m["artifacts"]]:
+        e["backend"] = e.pop("format")
+    return m
+
+
 def real_tokenizer_json() -> str:
     """The packaged MiniLM tokenizer (real vocabulary, so real words get real ids)."""
     return load_backbone_dir().tokenizer_json

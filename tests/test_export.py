@@ -10,8 +10,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from models import as_old_manifest
 
 from export import export_checkpoint, load_export
+from export.manifest import write_manifest
 from export.onnx_export import export_graph
 from export.validate import compare, judge, run_graph
 from export.weights import external_locations
@@ -26,7 +28,7 @@ from geep_deploy.errors import (
     ShapeMismatch,
     ToleranceExceeded,
 )
-from runtime.manifest import sha256_file
+from runtime.manifest import FORMAT_VERSION, SELF_HASH, sha256_file
 
 SENTENCES = [
     "a gripping , beautifully acted film",
@@ -109,11 +111,11 @@ def test_segments_chained_equal_depth_graph(exported: Path, ckpt) -> None:
 def test_manifest_lists_every_file_with_checksums(exported: Path, ckpt) -> None:
     bundle = load_export(exported)
     m = json.loads((exported / "manifest.json").read_text())
-    assert m["format"] == "geep-deploy-export" and m["format_version"] == 4 and m["manifest_sha256"]
+    assert m["format"] == "geep-deploy-export" and m["format_version"] == 5 and m["manifest_sha256"]
     assert bundle.depths == [1, 2, 3] and bundle.method == "geep" and bundle.num_labels == 2
     for a in m["artifacts"] + m["weights"] + [m["tokenizer"]]:
         assert sha256_file(exported / a["file"]) == a["sha256"]
-    kinds = {(a.kind, a.depth) for a in bundle.artifacts if a.backend == "onnx"}
+    kinds = {(a.kind, a.depth) for a in bundle.artifacts if a.format == "onnx"}
     assert kinds == {("depth", 1), ("depth", 2), ("depth", 3), ("embed", None), ("layer", 1), ("layer", 2),
                      ("layer", 3)}
     art = bundle.find(kind="layer", depth=2)
@@ -130,7 +132,7 @@ def test_manifest_lists_every_file_with_checksums(exported: Path, ckpt) -> None:
 
 def test_weights_stored_once_for_onnx_and_torch(exported: Path, ckpt) -> None:
     bundle = load_export(exported)
-    torch_art = bundle.find(backend="torch")
+    torch_art = bundle.find(format="torch")
     assert torch_art.path == exported / "onnx" / "fp32" / "weights.bin"
     assert not list(exported.glob("*.safetensors"))
     assert any(e["transposed"] for e in torch_art.tensors.values())  # MatMul weights are shared transposed
@@ -147,8 +149,7 @@ def test_format_1_exports_still_load(exported: Path, ckpt, tmp_path: Path) -> No
     old = tmp_path / "v1"
     shutil.copytree(exported, old)
     save_file({k: v.contiguous() for k, v in ckpt.model.state_dict().items()}, str(old / "model.safetensors"))
-    m = json.loads((old / "manifest.json").read_text())
-    m["format_version"] = 1
+    m = as_old_manifest(json.loads((old / "manifest.json").read_text()), 1)
     for a in m["artifacts"]:
         a.pop("variant", None)
         if a["kind"] == "model":
@@ -156,9 +157,37 @@ def test_format_1_exports_still_load(exported: Path, ckpt, tmp_path: Path) -> No
             a.update(file="model.safetensors", sha256=sha256_file(old / "model.safetensors"))
     (old / "manifest.json").write_text(json.dumps(m))
     bundle = load_export(old)
-    assert bundle.find(backend="torch").path.name == "model.safetensors"
+    assert bundle.find(format="torch").path.name == "model.safetensors"
     for k, v in ckpt.model.state_dict().items():
         assert torch.equal(bundle.torch_state_dict()[k], v), k
+
+
+def test_format_4_manifests_name_the_file_format_backend_and_still_load(exported: Path, tmp_path: Path) -> None:
+    """Export writes each file's format as "format" (version 5); a version-4 manifest's "backend" reads as it."""
+    m = json.loads((exported / "manifest.json").read_text())
+    assert m["format_version"] == FORMAT_VERSION == 5
+    assert all(e["format"] in ("onnx", "torch") and "backend" not in e for e in m["artifacts"] + m["weights"])
+    old = tmp_path / "v4"
+    shutil.copytree(exported, old)
+    m.pop(SELF_HASH)
+    write_manifest(old, as_old_manifest(m, 4))  # checksummed as version 4 wrote it
+    written = json.loads((old / "manifest.json").read_text())["artifacts"]
+    assert all("backend" in a and "format" not in a for a in written)
+    bundle, new = load_export(old), load_export(exported)
+    assert [(a.kind, a.depth, a.format) for a in bundle.artifacts] == [(a.kind, a.depth, a.format)
+                                                                      for a in new.artifacts]
+    assert bundle.find(format="torch").path.name == "weights.bin" and bundle.precisions() == ["fp32"]
+    assert all("backend" not in a and a["format"] for a in bundle.manifest["artifacts"])
+    with pytest.warns(DeprecationWarning, match="format="):
+        assert bundle.find(backend="torch") == bundle.find(format="torch")
+    with pytest.warns(DeprecationWarning, match="Artifact.format"):
+        assert bundle.artifacts[0].backend == bundle.artifacts[0].format
+    write_manifest(old, {**m, "format_version": 5})  # version 5 with the old key: malformed, named
+    with pytest.raises(ArtifactError, match=r"artifacts\[0\]\.format must be a string"):
+        load_export(old)
+    write_manifest(old, {**m, "format_version": 6})
+    with pytest.raises(ArtifactError, match=r"format version 6; this geep-deploy reads 1\.\.5\. Upgrade"):
+        load_export(old)
 
 
 def test_corrupted_and_missing_files_are_named(exported: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from models import TEXTS, real_tokenizer_json, tiny_checkpoint, tiny_model
+from models import TEXTS, as_old_manifest, real_tokenizer_json, tiny_checkpoint, tiny_model
 
 from engines.base import EngineStateError
 from engines.ort import OrtEngine
@@ -94,7 +94,7 @@ def offline(model, encoder) -> np.ndarray:
 
 def test_manifest_records_the_probe_and_its_graphs(export) -> None:
     m = json.loads((export / MANIFEST).read_text())
-    assert m["format_version"] == 4 and m["predictor"] == "probe"
+    assert m["format_version"] == 5 and m["predictor"] == "probe"
     assert m["probe"]["file"] == "probe.json" and m["probe"]["params"] == {
         "num_layers": L, "risk": 0.5, "escalate": None, "uses_table": True, "exit_mode": "student"}
     kinds = {(a["kind"], a["depth"]): a for a in m["artifacts"]}
@@ -277,7 +277,7 @@ def test_old_exports_dispatch_by_the_table(model, table_file, tmp_path, encoder)
         GeepEngine.load(plain, predictor="probe")
 
     def as_format_3(m: dict) -> None:
-        m["format_version"] = 3
+        as_old_manifest(m, 3)
         del m["probe"], m["predictor"]
 
     _rewrite(plain, as_format_3)
@@ -285,8 +285,8 @@ def test_old_exports_dispatch_by_the_table(model, table_file, tmp_path, encoder)
         old = eng.predict(TEXTS)
     np.testing.assert_array_equal(old.logits, new.logits)
     np.testing.assert_array_equal(old.depths, new.depths)
-    _rewrite(plain, lambda m: m.update(format_version=5))
-    with pytest.raises(ArtifactError, match=r"format version 5; this geep-deploy reads 1\.\.4"):
+    _rewrite(plain, lambda m: m.update(format_version=6))
+    with pytest.raises(ArtifactError, match=r"format version 6; this geep-deploy reads 1\.\.5"):
         GeepEngine.load(plain)
 
 
@@ -341,7 +341,7 @@ def test_real_continuation_plans(model, table_file, tmp_path) -> None:
     b = export_checkpoint(_ckpt(model), tmp_path / "e", exit_table=table_file, probe=length_probe(),
                           formats=("onnx", "tensorrt"), max_batch=8, segments=False, progress=False)
     for kind, d in (("prefix", None), ("cont", 2), ("cont", 3)):
-        assert b.find(kind=kind, depth=d, backend="tensorrt").path.stat().st_size > 0
+        assert b.find(kind=kind, depth=d, format="tensorrt").path.stat().st_size > 0
 
 
 def test_skip_exit_mode_export(tmp_path, encoder) -> None:

@@ -20,7 +20,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from models import reliability_workspace, tiny_checkpoint, tiny_model
+from models import as_old_manifest, reliability_workspace, tiny_checkpoint, tiny_model
 
 from export.bundle import export_checkpoint
 from export.pipeline import clean_stale_temps
@@ -535,7 +535,7 @@ def test_format_1_safetensors_with_a_corrupted_header_is_named(ws, tmp_path) -> 
     save_file({k: v.contiguous() for k, v in ckpt.model.state_dict().items()}, str(st))
 
     def to_v1(m: dict) -> None:
-        m["format_version"] = 1
+        as_old_manifest(m, 1)
         m.pop(SELF_HASH, None)
         for a in m["artifacts"]:
             if a["kind"] == "model":

@@ -79,7 +79,7 @@ def test_real_plan_build_validates(tiny_ckpt_path: Path, tmp_path: Path, precisi
     b = export_checkpoint(tiny_ckpt_path, tmp_path / "e", depths="1,3", precisions=("fp32", precision),
                           formats=("onnx", "tensorrt"), max_batch=8, max_len=64, segments=False, progress=False)
     for k in (1, 3):
-        art = b.find(depth=k, backend="tensorrt", precision=precision)
+        art = b.find(depth=k, format="tensorrt", precision=precision)
         assert art.path.stat().st_size > 0
     entry = next(a for a in b.manifest["artifacts"] if a["file"] == f"tensorrt/{precision}/depth3.plan")
     if entry["validation"] is None:  # TensorRT without CuPy: the plan is built but cannot be run here

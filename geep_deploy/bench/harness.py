@@ -175,7 +175,7 @@ def refusal(bundle: Any, backend: str, device: str, precision: str, family: str 
 
         wp = weights_precision(precision)
         backend = resolve_backend(backend, device, precision=precision,
-                                  has_plans=any(a.backend == PLAN and a.precision == wp for a in bundle.artifacts),
+                                  has_plans=any(a.format == PLAN and a.precision == wp for a in bundle.artifacts),
                                   has_onnx=precision in bundle.precisions())
     if backend == TENSORRT and device != "cuda":
         return "TensorRT runs on CUDA only; use --device cuda or another backend."
@@ -190,7 +190,7 @@ def refusal(bundle: Any, backend: str, device: str, precision: str, family: str 
         if wp not in have:
             return (f"the export has no {backend} {wp} artifacts (it has {have or 'none'}); re-export with "
                     f"--precision {wp}{' --format tensorrt' if backend == TENSORRT else ''}.")
-        if family == "probe" and not all(bundle.has(kind=k, depth=d, backend=fmt, precision=wp)
+        if family == "probe" and not all(bundle.has(kind=k, depth=d, format=fmt, precision=wp)
                                          for k, d in continuation_kinds(bundle)):
             return (f"the export has no {backend} {wp} prefix/cont graphs, which the probe dispatch runs"
                     f"{' (int8 plans are built for the depth graphs only)' if wp == 'int8' else ''}.")

@@ -21,7 +21,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from export.spec import EXPORTERS
-from geep_deploy.names import EXIT_MODES, EXPORT_FORMATS, EXPORT_PRECISIONS, ONNX
+from geep_deploy.names import EXIT_MODES, EXPORT_FORMATS, EXPORT_PRECISIONS, ONNX, WEIGHTS
 
 if TYPE_CHECKING:
     from export.options import ExportOptions
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = export_checkpoint(args.checkpoint, args.out, export_options(args))
     m = bundle.manifest
-    size = sum(w["bytes"] for w in m["weights"]) + sum(a["bytes"] for a in m["artifacts"] if a["backend"] != "torch")
+    size = sum(w["bytes"] for w in m["weights"]) + sum(a["bytes"] for a in m["artifacts"] if a["format"] != WEIGHTS)
     print(f"wrote {bundle.root}: {len(bundle.artifacts)} artifacts, depths {bundle.depths} (exit {bundle.exit_mode}), "
           f"precisions {bundle.precisions()}, {size / 1e6:.1f} MB, {m['export']['seconds']} s")
     for nv in m.get("not_validated", []):
