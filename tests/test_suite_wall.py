@@ -62,3 +62,18 @@ def test_mixed_wall_pairs_say_ahead_only_outside_the_noise_and_the_run_spread() 
     (row,) = mixed_wall_pairs(s, contender="a", reference="c")
     assert row["verdict"] == "level" and row["spread"] >= 0.2 - 1e-9
     assert mixed_wall_pairs({"points": {}, "bench": {}}, "a", "b") == []
+
+
+def test_the_dispatch_faster_in_more_comparisons_wins_the_set() -> None:
+    from geep_deploy.reporting.suite_results import SetResults
+    from geep_deploy.reporting.suite_tables import dispatch_rows, dispatch_winner
+
+    fast_entropy = _summary({"geep_entropy": [("e1", 0.90, [2.0, 2.0]), ("e2", 0.80, [3.0, 3.0])],
+                             "probe": [("p1", 0.90, [1.5, 1.5]), ("p2", 0.80, [2.0, 2.0])]})
+    same = _summary({"geep_entropy": [("e1", 0.90, [2.0, 2.0])], "probe": [("p1", 0.90, [2.0, 2.0])]})
+    sets = [SetResults("a", "A", {1: fast_entropy}, None), SetResults("b", "B", {1: same}, None)]
+    tally, per_set = dispatch_winner(sets)
+    assert per_set == {"a": "entropy exit", "b": "level"}
+    assert tally == {"entropy exit": 1, "probe": 0, "level": 1}
+    rows = dispatch_rows(sets)
+    assert len(rows) == 6 and {r[-1] for r in rows if r[0] == "a"} == {"ahead", "behind"}

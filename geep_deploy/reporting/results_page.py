@@ -143,8 +143,32 @@ def cross_set_lines(sets: list[SetResults], results: Path) -> list[str]:
         *table(T.AREA_HEAD, T.area_rows(agg), "-"), "",
         "## Ablations: GEEP's other variants against FastBERT at 2x", "",
         *table(T.ABLATION_HEAD, T.ablation_rows(agg), "-"), "",
+        *dispatch_lines(agg),
         *training_lines(agg, results),
         *consistency_lines(agg)]
+
+
+def dispatch_lines(agg: list[SetResults]) -> list[str]:
+    """Issue 23, item 3: on the same heads (GEEP's students), is the probe dispatch or FastBERT's entropy exit
+    faster at equal accuracy on this machine? Read in both directions, every seed."""
+    tally, per_set = T.dispatch_winner(agg)
+    (_, a), (_, b) = T.DISPATCHES
+    verdicts = ", ".join(f"{name}: {v}" for name, v in per_set.items())
+    winner = a if tally[a] > tally[b] else b if tally[b] > tally[a] else None
+    return ["## Which dispatch on GEEP's heads: probe or entropy exit (CPU, batch 64)", "",
+            "The same students (GEEP's checkpoint), two ways to choose each row's exit: the layer-1 probe, which "
+            "predicts the depth before the deep layers and runs dense groups, and FastBERT's entropy exit, which "
+            "checks every layer's head and shrinks the batch. For each benched operating point of one, the other's "
+            "fastest wall-clock at that point's tuning accuracy or above, mixing two of its benched points "
+            "(`aggregate.mixed_wall_pairs`; a share of the rows at each point, so speed-ups mix harmonically). "
+            "This reading was added after the first seed of SST-2, AG News and THUCNews titles had been benched "
+            "(the pre-registered single-point rule cannot be read both ways); the other sets were measured after.",
+            "",
+            f"A set goes to the dispatch faster in more of its comparisons (verdicts outside the spread): {verdicts}. "
+            f"Sets: {a} {tally[a]}, {b} {tally[b]}, level {tally['level']}. "
+            + (f"On this CPU the {winner} is the faster dispatch on more sets." if winner else
+               "On this CPU neither dispatch is faster on more sets."), "",
+            *table(T.DISPATCH_HEAD, T.dispatch_rows(agg), "-"), ""]
 
 
 def tally_lines(learning: list[SetResults], margin: float) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from geep_deploy.reporting.format import NONE, gap_text, mean, mean_sd, pct, slashed
-from geep_deploy.suite.aggregate import verdict
+from geep_deploy.suite.aggregate import mixed_wall_pairs, verdict
 from geep_deploy.suite.consistency import violation_summary
 from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, HEADLINE, SUITE_DISTILL_WEIGHT
 
@@ -303,6 +303,53 @@ def equal_accuracy_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 EQUAL_ACCURACY_HEAD = ["seed", "target", "FastBERT point, b64 wall (runs)", "GEEP point, b64 wall (runs)",
                        "test accuracy % GEEP vs FastBERT", "spread", "verdict"]
+
+
+DISPATCHES = (("geep_entropy", "entropy exit"), (HEADLINE, "probe"))
+"""The two dispatches over GEEP's own students that issue 23 asks to choose between per device."""
+
+
+def dispatch_pairs(seed_file: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Both directions of ``aggregate.mixed_wall_pairs`` between the entropy exit and the probe on one seed's
+    batch-64 bench: (the contender's name, record) per reference point."""
+    (a, name_a), (b, name_b) = DISPATCHES
+    return [(name_a, r) for r in mixed_wall_pairs(seed_file, contender=a, reference=b)] + [
+        (name_b, r) for r in mixed_wall_pairs(seed_file, contender=b, reference=a)]
+
+
+def dispatch_winner(sets: list[Any]) -> tuple[dict[str, int], dict[str, str]]:
+    """Per set: the dispatch faster at equal accuracy in more comparisons (both directions, every seed), or
+    ``level``; returns (wins per dispatch and level, the verdict per set)."""
+    per_set = {}
+    for s in sets:
+        wins = {name: 0 for _, name in DISPATCHES}
+        for x in s.seeds.values():
+            for contender, r in dispatch_pairs(x):
+                other = next(n for _, n in DISPATCHES if n != contender)
+                if r["verdict"] in ("ahead", "behind"):
+                    wins[contender if r["verdict"] == "ahead" else other] += 1
+        (n1, w1), (n2, w2) = wins.items()
+        per_set[s.name] = n1 if w1 > w2 else n2 if w2 > w1 else "level"
+    tally = {name: sum(v == name for v in per_set.values()) for _, name in DISPATCHES}
+    tally["level"] = sum(v == "level" for v in per_set.values())
+    return tally, per_set
+
+
+def dispatch_rows(sets: list[Any]) -> list[list[str]]:
+    rows = []
+    for s in sets:
+        for seed, x in sorted(s.seeds.items()):
+            for contender, r in dispatch_pairs(x):
+                mix = NONE if r["contender_wall"] is None else f"{r['contender_wall']:.2f}x"
+                rows.append([s.name, str(seed), contender, f"`{r['reference']}`", pct(r["tuning_accuracy"], ""),
+                             f"{r['reference_wall']:.2f}x", mix,
+                             f"{r['spread']:.2f}" if "spread" in r else NONE,
+                             "unmatched" if r["verdict"] == "-" else r["verdict"]])
+    return rows
+
+
+DISPATCH_HEAD = ["set", "seed", "contender", "other dispatch's point", "its tuning accuracy %", "its b64 wall",
+                 "contender's fastest mix at that accuracy", "spread", "contender"]
 
 
 def all_depth_l_text(summary: dict[str, Any]) -> str:
