@@ -1,5 +1,6 @@
-"""The project's hostile harness (``bench/reliability.py``) in CI: its fast categories on the harness's own tiny
-workspace, every case clean or correct (no traceback, silent wrong answer, lost data or hang).
+"""The project's hostile harness (``geep_deploy.bench.reliability``, whose command line is ``bench/reliability.py``)
+in CI: its fast categories on the harness's own tiny workspace, every case clean or correct (no traceback, silent
+wrong answer, lost data or hang).
 
 The full run (every category, interrupted exports and the HTTP service included) regenerates
 docs/reliability.md: ``python bench/reliability.py --json bench/results/reliability.json --doc docs/reliability.md``.
@@ -7,23 +8,12 @@ docs/reliability.md: ``python bench/reliability.py --json bench/results/reliabil
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _harness():
-    spec = importlib.util.spec_from_file_location("reliability", ROOT / "bench" / "reliability.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("reliability", mod)
-    spec.loader.exec_module(mod)
-    return mod
+from geep_deploy.bench import reliability as rel
 
 
 def test_fast_hostile_categories_end_clean_or_correct(tmp_path: Path) -> None:
-    rel = _harness()
     ws = rel.build_workspace(tmp_path)
     result = rel.run_all(ws, tmp_path, set(rel.FAST))
     assert set(result["categories"]) == set(rel.FAST)

@@ -1,9 +1,9 @@
-"""The hostile pass of issue 25 as case builders for ``bench/reliability.py``: numeric flags of every command, outputs
-that are inputs, look-alike folders next to an export, the probe JSON, nested JSON, artifact paths out of the
-export (FIFO, devices, symlinks), the probe knobs of ``GeepEngine.load``, and stalled HTTP connections.
+"""The hostile pass of issue 25 as case builders for `geep_deploy.bench.reliability`: numeric flags of every
+command, outputs that are inputs, look-alike folders next to an export, the probe JSON, nested JSON, artifact paths
+out of the export (FIFO, devices, symlinks), the probe knobs of ``GeepEngine.load``, and stalled HTTP connections.
 
 Each builder returns ``[(name, case)]``; a case returns ``(outcome, detail)`` with the outcomes of
-``bench/reliability.py`` plus ``hang`` (a call that did not return within its time bound).
+`geep_deploy.bench.reliability_base` plus ``hang`` (a call that did not return within its time bound).
 """
 
 from __future__ import annotations
