@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from geep_deploy.bench.baselines import EngineSegments, MethodRunner
+from geep_deploy.bench.baselines import MethodRunner
 from geep_deploy.bench.methods import GEEP_FAMILIES, MethodSpec, parse_methods
 from geep_deploy.data import load_split
 from geep_deploy.encoding import length_sorted_batches
@@ -27,6 +27,7 @@ from geep_deploy.flops import flops_speedup
 from geep_deploy.machine import machine_info
 from runtime.dispatch import plan_groups
 from runtime.engine import GeepEngine
+from runtime.layerwise import EngineSegments
 from runtime.loading import Parts, build_parts, segment_engines
 from runtime.options import LoadOptions
 from runtime.timing import median, percentiles
