@@ -1,212 +1,33 @@
 """Served throughput and latency against concurrency: GEEP vs `full`, pooling on vs off, and Ray Serve replicas.
 
-Usage:
-  PYTHONPATH=$PWD .venv/bin/python bench/serve_bench.py --export runs/demo/export_geep \
-      --json bench/results/serve_cpu.json --plot bench/results/serve_cpu.png [--ray]
-
 Each configuration is one `geep-deploy serve` subprocess on 127.0.0.1 (the same code users run), warmed up, then
 hit with one SST-2 dev text per request at each concurrency from an aiohttp loop, every level bounded in count
 and time. `full` is the same export served with `--depth L` (every row at the last depth, same pooling, same
 length-sorted dispatch). Pooling off is `--max-batch 1 --max-wait-ms 0`: one request per predict call.
 The first configuration runs again at the end: the spread of the two is the run's noise.
 Recorded per level: requests/s, rows/s, p50/p95/p99 latency, mean pooled batch (from /metrics), server CPU
-seconds per request (server process and its children) and rows per depth.
+seconds per request (server process and its children) and rows per depth. The benchmark is
+``geep_deploy.bench.serve_bench``.
+
+example:
+  PYTHONPATH=$PWD .venv/bin/python bench/serve_bench.py --export runs/demo/export_geep \\
+      --json bench/results/serve_cpu.json --plot bench/results/serve_cpu.png [--ray]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
-from geep_deploy.bench.loadgen import ServerProcess, http_get, load
-from geep_deploy.data import bundled_data_dir, load_split
-from geep_deploy.service.metrics import parse_samples
+from geep_deploy.atomic import atomic_write_text
+from geep_deploy.bench.serve_bench import ServeBenchConfig, plot, plot_title, run_serve_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
-POOL_ON = ["--max-batch", "64", "--max-wait-ms", "5"]
-POOL_OFF = ["--max-batch", "1", "--max-wait-ms", "0"]
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
-
-
-def configs(num_layers: int, with_ray: bool, engine_batch: int | None, threads: int) -> list[dict[str, Any]]:
-    full = ["--depth", str(num_layers)]
-    batch = ["--engine-batch", str(engine_batch)] if engine_batch else []  # else the service's default
-    pool_on = [*POOL_ON, *batch, "--threads", str(threads)]
-    pool_off = [*POOL_OFF, "--threads", str(threads)]
-    out = [
-        {"name": "geep_pool", "method": "geep", "pooling": True, "args": pool_on},
-        {"name": "full_pool", "method": "full", "pooling": True, "args": pool_on + full},
-        {"name": "geep_nopool", "method": "geep", "pooling": False, "args": pool_off},
-        {"name": "full_nopool", "method": "full", "pooling": False, "args": pool_off + full},
-        {"name": "geep_pool_repeat", "method": "geep", "pooling": True, "args": pool_on},
-    ]
-    if with_ray:
-        for n in (1, 2):
-            out.append({"name": f"ray_geep_{n}replica", "method": "geep", "pooling": True, "replicas": n,
-                        "args": [*pool_on, "--ray", "--replicas", str(n)]})
-    return out
-
-
-def _server_cpu_s(pid: int) -> float:
-    import psutil
-
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def _pool_stats(url: str) -> dict[str, float]:
-    return parse_samples(http_get(url + "/metrics")[1])
-
-
-def _delta(after: dict[str, float], before: dict[str, float], prefix: str) -> dict[str, float]:
-    return {k: after[k] - before.get(k, 0.0) for k in after if k.startswith(prefix)}
-
-
-def served_accuracy(url: str, texts: list[str], labels: list[int]) -> dict[str, Any]:
-    """Every dev text once (concurrency 32, not timed): the share of answers whose label is the gold one."""
-    res = load(url + "/v1/classify", [{"text": t} for t in texts], concurrency=32, time_limit_s=300,
-               keep_bodies=True)
-    got = [b["predictions"][0]["label_id"] if b else None for b in res.bodies]
-    right = sum(int(g == y) for g, y in zip(got, labels))
-    return {"rows": len(texts), "answered": sum(g is not None for g in got), "accuracy": round(right / len(texts), 4)}
-
-
-def run_config(cfg: dict[str, Any], export: Path, texts: list[str], levels: list[int], max_requests: int,
-               time_limit_s: float, log_dir: Path, labels: list[int] | None = None) -> list[dict[str, Any]]:
-    env_before = dict(os.environ)
-    if "--ray" in cfg["args"]:
-        os.environ.update(RAY_ENV)
-    srv = ServerProcess(["--export", str(export), *cfg["args"]], log_path=log_dir / f"{cfg['name']}.log",
-                        ready_timeout_s=240, stop_timeout_s=60)
-    records = []
-    try:
-        t0 = time.perf_counter()
-        srv.start()
-        startup_s = time.perf_counter() - t0
-        url = srv.url
-        warm = [{"text": texts[i % len(texts)]} for i in range(128)]
-        load(url + "/v1/classify", warm, concurrency=16, time_limit_s=30)
-        for c in levels:
-            payloads = [{"text": texts[(i * 7) % len(texts)]} for i in range(max_requests)]
-            before, cpu0 = _pool_stats(url), _server_cpu_s(srv.proc.pid)
-            res = load(url + "/v1/classify", payloads, concurrency=c, time_limit_s=time_limit_s)
-            after, cpu1 = _pool_stats(url), _server_cpu_s(srv.proc.pid)
-            s = res.summary()
-            pool = _delta(after, before, "geep_pool_rows_")
-            n_pools = pool.get("geep_pool_rows_count", 0.0)
-            depths = {k.split('"')[1]: int(v) for k, v in _delta(after, before, "geep_rows_total").items() if v}
-            rec = {"config": cfg["name"], "method": cfg["method"], "pooling": cfg["pooling"],
-                   "replicas": cfg.get("replicas"), "concurrency": c, **s,
-                   "mean_pool_rows": round(pool.get("geep_pool_rows_sum", 0.0) / n_pools, 2) if n_pools else None,
-                   "server_cpu_ms_per_request": round(1e3 * (cpu1 - cpu0) / max(1, s["requests"]), 3),
-                   "rows_per_depth": depths, "startup_s": round(startup_s, 1),
-                   "load_average": [round(x, 2) for x in os.getloadavg()]}
-            if "--ray" in cfg["args"]:
-                rec["mean_pool_rows"] = None  # /metrics shows one replica's pools only; not comparable
-            print(f"{cfg['name']:>20} c={c:<4} {s['requests_per_s']:>8.1f} req/s  p50 {s['p50_ms']:>7.1f}  "
-                  f"p95 {s['p95_ms']:>7.1f}  p99 {s['p99_ms']:>7.1f} ms  pool {rec['mean_pool_rows']}  "
-                  f"errors {s['errors']}", flush=True)
-            records.append(rec)
-        if labels is not None and records:
-            acc = served_accuracy(url, texts, labels)
-            print(f"{cfg['name']:>20} served accuracy {acc['accuracy']:.4f} on {acc['rows']} dev texts", flush=True)
-            for rec in records:
-                rec["served_accuracy"] = acc
-    finally:
-        srv.stop()
-        os.environ.clear()
-        os.environ.update(env_before)
-    return records
-
-
-def _at(records: list[dict], name: str, c: int, key: str = "requests_per_s") -> float | None:
-    for r in records:
-        if r["config"] == name and r["concurrency"] == c:
-            return r[key]
-    return None
-
-
-def summarize(records: list[dict], c: int = 32) -> dict[str, Any]:
-    """Noise (spread of the two identical GEEP runs) and the issue's two goals at concurrency ``c``."""
-    out: dict[str, Any] = {"concurrency": c}
-    a, b = _at(records, "geep_pool", c), _at(records, "geep_pool_repeat", c)
-    full, off = _at(records, "full_pool", c), _at(records, "geep_nopool", c)
-    if a and b:
-        out["noise_geep_pool_runs_rps"] = [a, b]
-        out["noise_spread_pct"] = round(100 * abs(a - b) / ((a + b) / 2), 1)
-        noise_all = [abs(x - y) / ((x + y) / 2) for x, y in
-                     ((_at(records, "geep_pool", k), _at(records, "geep_pool_repeat", k))
-                      for k in sorted({r["concurrency"] for r in records})) if x and y]
-        out["noise_spread_pct_all_levels"] = [round(100 * v, 1) for v in noise_all]
-    if a and b and full:
-        out["geep_over_full_pooled"] = [round(min(a, b) / full, 3), round(max(a, b) / full, 3)]
-        out["goal_geep_over_full_1.3x_met"] = min(a, b) / full >= 1.3
-    if a and b and off:
-        out["pool_on_over_off_geep"] = [round(min(a, b) / off, 3), round(max(a, b) / off, 3)]
-        out["goal_pool_on_over_off_2x_met"] = min(a, b) / off >= 2.0
-    full_off = _at(records, "full_nopool", c)
-    if full and full_off:
-        out["pool_on_over_off_full"] = round(full / full_off, 3)
-    return out
-
-
-def plot(records: list[dict], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
-
-    fig, grid = plt.subplots(2, 2, figsize=(13, 9))
-    axes = grid.ravel()
-    levels = sorted({r["concurrency"] for r in records})
-    names = list(dict.fromkeys(r["config"] for r in records))
-    for name in names:
-        rs = sorted((r for r in records if r["config"] == name), key=lambda r: r["concurrency"])
-        xs = [r["concurrency"] for r in rs]
-        style = "--" if "nopool" in name else ":" if name.startswith("ray") else "-"
-        for ax, key in zip(axes, ("rows_per_s", "p50_ms", "p95_ms", "p99_ms")):
-            ax.plot(xs, [r[key] for r in rs], style, marker="o", label=name)
-    for ax, label in zip(axes, ("throughput (texts/s)", "p50 latency (ms)", "p95 latency (ms)",
-                                "p99 latency (ms)")):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(levels, [str(x) for x in levels])
-        ax.set_xlabel("concurrent clients")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        if "latency" in label:
-            ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(ScalarFormatter())
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
-
 
 def main() -> int:
-    from geep_deploy.machine import machine_info
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--export", type=Path, required=True)
     ap.add_argument("--json", type=Path, default=ROOT / "bench/results/serve_cpu.json")
@@ -222,45 +43,14 @@ def main() -> int:
     ap.add_argument("--only", default=None, help="comma list of configuration names to run")
     ap.add_argument("--log-dir", type=Path, default=Path("/tmp/serve_bench_logs"))
     a = ap.parse_args()
-    a.log_dir.mkdir(parents=True, exist_ok=True)
-    manifest = json.loads((a.export / "manifest.json").read_text())
-    num_layers = int(manifest.get("num_layers") or manifest["backbone"]["num_hidden_layers"])
-    from geep_deploy.service.runner import DEFAULT_ENGINE_BATCH
-    from runtime.dispatch import default_call_cost
-
-    engine_batch = a.engine_batch or DEFAULT_ENGINE_BATCH
-    dev = load_split(bundled_data_dir(), "dev")
-    texts, labels = list(dev.texts_a), [int(y) for y in dev.labels]
-    levels = [int(x) for x in a.concurrency.split(",")]
-    cfgs = configs(num_layers, a.ray, a.engine_batch, a.threads)
-    if a.only:
-        keep = set(a.only.split(","))
-        cfgs = [c for c in cfgs if c["name"] in keep]
-    t0 = time.perf_counter()
-    records: list[dict] = []
-    for cfg in cfgs:
-        records += run_config(cfg, a.export, texts, levels, a.max_requests, a.time_limit, a.log_dir,
-                              labels=None if cfg["name"].endswith("_repeat") else labels)
-    machine = {**machine_info("cpu"), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-               "node": platform.node()}
-    result = {"command": " ".join([".venv/bin/python", "bench/serve_bench.py", *sys.argv[1:]]),
-              "machine": machine, "export": str(a.export), "num_layers": num_layers,
-              "predictor": manifest.get("predictor") or ("table" if manifest.get("exit_table") else None),
-              "call_cost_tokens": default_call_cost("cpu"),
-              "workload": {"data": "SST-2 dev (bundled), one text per request", "levels": levels,
-                           "max_requests_per_level": a.max_requests, "time_limit_s_per_level": a.time_limit,
-                           "threads": a.threads, "pool_on": [*POOL_ON, "--engine-batch", str(engine_batch)],
-                           "pool_off": POOL_OFF, "pool_wait": "adaptive (the service's default; a lone request "
-                           "goes at once when pools see no other request arrive while they run)",
-                           "client": "aiohttp, same machine"},
-              "wall_s": round(time.perf_counter() - t0, 1), "summary": summarize(records), "records": records}
-    a.json.parent.mkdir(parents=True, exist_ok=True)
-    from geep_deploy.atomic import atomic_write_text
-
+    cfg = ServeBenchConfig(
+        export=a.export, command=" ".join([".venv/bin/python", "bench/serve_bench.py", *sys.argv[1:]]),
+        levels=tuple(int(x) for x in a.concurrency.split(",")), max_requests=a.max_requests,
+        time_limit_s=a.time_limit, engine_batch=a.engine_batch, threads=a.threads, ray=a.ray,
+        only=frozenset(a.only.split(",")) if a.only else None, log_dir=a.log_dir)
+    result = run_serve_bench(cfg)
     atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
-    title = (f"geep-deploy serve, {machine['cpu']} ({machine['cpu_count']} cores, shared), SST-2 dev texts, "
-             f"1 text/request; {a.export.name}")
-    print(f"wrote {a.json} and {plot(records, a.plot, title)}")
+    print(f"wrote {a.json} and {plot(result['records'], a.plot, plot_title(result))}")
     print(json.dumps(result["summary"], indent=1))
     return 0
 
