@@ -100,20 +100,10 @@ def test_students_leave_chance_on_a_separable_task(tmp_path) -> None:
     assert set(ckpt.metrics["stage_seconds"]) == {"geep"}
 
 
-def _diagnostics():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "train_diagnostics.py"
-    spec = importlib.util.spec_from_file_location("train_diagnostics", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_diagnostics_variants_parse_loss_options_and_seed() -> None:
     """``bench/train_diagnostics.py --variant``: loss options go to GeepLossConfig, ``seed`` trains another seed."""
-    parse = _diagnostics().parse_variant
+    from geep_deploy.bench.train_diagnostics import parse_variant as parse
+
     assert parse("d=geep:distill_weight=0.1,seed=7") == ("d", "geep", {"distill_weight": 0.1}, 7)
     assert parse("full=full") == ("full", "full", {}, None)
     for bad in ("x=bert", "=geep", "d=geep:lr=1", "d=geep:exit_set=1", "d=geep:seed=seven", "d=geep:seed=-1"):
