@@ -10,58 +10,27 @@ Noise is measured the way every wall-clock table here states it: an identical co
 ``prepacking_again``: same graph, same batches, its own session) runs in the same interleaved repeats, and the
 ratio between the identical pair is the noise figure written next to the ratios.
 
-Usage:  .venv/bin/python bench/padding_bench.py --export runs/demo/export_geep [--repeats 5]
+The benchmark is ``geep_deploy.bench.padding_bench``.
+
+example:
+  .venv/bin/python bench/padding_bench.py --export runs/demo/export_geep [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from geep_deploy.atomic import atomic_write_text
+from geep_deploy.bench.padding_bench import run_padding_bench
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _time_pass(engine: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[float, float]:
-    """Wall-clock and process CPU time (all ORT threads) of one pass: CPU time is steadier on a loaded machine."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    for f in feeds:
-        engine.infer(f)
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-def interleaved(contenders: dict[str, tuple[Any, list[dict[str, np.ndarray]]]], repeats: int) -> dict[str, Any]:
-    """Seconds per pass of each contender, repeats interleaved in a rotating order after one warm-up pass each."""
-    names = list(contenders)
-    for eng, feeds in contenders.values():
-        _time_pass(eng, feeds[:2])
-    times: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
-    for r in range(repeats):
-        for n in names[r % len(names):] + names[: r % len(names)]:
-            eng, feeds = contenders[n]
-            times[n].append(_time_pass(eng, feeds))
-    return {n: {"seconds": [w for w, _ in t], "median_s": float(np.median([w for w, _ in t])),
-                "cpu_seconds": [c for _, c in t], "median_cpu_s": float(np.median([c for _, c in t]))}
-            for n, t in times.items()}
-
-
-def ratios(stats: dict[str, Any], base: str, names: dict[str, str]) -> dict[str, float]:
-    """``name -> config's median / base's median``, for wall-clock and (prefixed ``cpu_``) CPU time."""
-    out = {name: stats[cfg]["median_s"] / stats[base]["median_s"] for name, cfg in names.items()}
-    out |= {f"cpu_{name}": stats[cfg]["median_cpu_s"] / stats[base]["median_cpu_s"] for name, cfg in names.items()}
-    return out
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--export", default="runs/demo/export_geep", help="an export directory (the demo's GEEP export)")
     ap.add_argument("--data", default=None, help="dataset directory (default: the bundled SST-2 slice)")
     ap.add_argument("--split", default="dev")
@@ -71,71 +40,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: ORT's, one per core)")
     ap.add_argument("--out", default=str(RESULTS / "padding_bench.json"))
     a = ap.parse_args()
-
-    from engines.base import BaseEngine
-    from engines.registry import open_engine
-    from geep_deploy.data import bundled_data_dir, load_split
-    from geep_deploy.encoding import TextEncoder, length_sorted_batches, pad_batch
-    from geep_deploy.machine import machine_info
-    from geep_deploy.names import ONNXRUNTIME
-    from runtime.artifacts import load_export
-
-    load_start = list(os.getloadavg())
-    bundle = load_export(a.export)
-    L = bundle.shape.num_hidden_layers
-    graph = Path(bundle.find(kind="depth", depth=L, format="onnx", precision="fp32").path)
-    ds = load_split(a.data or bundled_data_dir(), a.split)
-    encoder = TextEncoder(bundle.tokenizer_json, bundle.max_len)
-    enc = encoder.encode(ds.texts_a, ds.texts_b)
-    n, b = len(enc), a.batch_size
-
-    def engine(**kw: Any) -> BaseEngine:
-        return open_engine(ONNXRUNTIME, graph, threads=a.threads, check_inputs=False, **kw)
-
-    def batches_of(groups: list[np.ndarray]) -> tuple[list[dict[str, np.ndarray]], float]:
-        feeds = [pad_batch(enc.take(g), encoder.pad_id) for g in groups]
-        real = sum(int(f["attention_mask"].sum()) for f in feeds)
-        return feeds, real / sum(f["attention_mask"].size for f in feeds)
-
-    dataset_order = [np.arange(i, min(i + b, n)) for i in range(0, n, b)]
-    feeds_ds, real_ds = batches_of(dataset_order)
-    feeds_sorted, real_sorted = batches_of(length_sorted_batches(enc.lengths, b))
-    engines = [engine() for _ in range(3)]
-    padding = interleaved({"dataset_order": (engines[0], feeds_ds), "length_sorted": (engines[1], feeds_sorted),
-                           "length_sorted_again": (engines[2], feeds_sorted)}, a.repeats)
-    padding["real_token_fraction"] = {"dataset_order": real_ds, "length_sorted": real_sorted}
-    padding["ratios"] = ratios(padding, "length_sorted", {"dataset_order_over_sorted": "dataset_order",
-                                                          "noise_sorted_again_over_sorted": "length_sorted_again"})
-    for e in engines:
-        e.close()
-
-    rows = np.unique(np.linspace(0, n - 1, min(a.batch1_rows, n)).round().astype(int))
-    feeds_1 = [pad_batch(enc.take([i]), encoder.pad_id) for i in rows]
-    engines = [engine(), engine(), engine(disable_prepacking=True)]
-    prepack = interleaved({"prepacking": (engines[0], feeds_1), "prepacking_again": (engines[1], feeds_1),
-                           "prepacking_disabled": (engines[2], feeds_1)}, a.repeats)
-    prepack["ratios"] = ratios(prepack, "prepacking", {"disabled_over_prepacking": "prepacking_disabled",
-                                                       "noise_again_over_prepacking": "prepacking_again"})
-    prepack["rows"] = len(rows)
-    for e in engines:
-        e.close()
-
-    result: dict[str, Any] = {
-        "command": " ".join([".venv/bin/python", *sys.argv]),
-        "machine": {**machine_info("cpu"), "load_average_at_start": load_start,
-                    "load_average_at_end": list(os.getloadavg())},
-        "config": {"export": a.export, "graph": graph.name, "depth": L, "precision": "fp32",
-                   "backend": "onnxruntime", "device": "cpu", "threads": a.threads, "max_len": bundle.max_len,
-                   "data": str(a.data or "geep_deploy/datasets/sst2_demo"), "split": a.split, "rows": n,
-                   "repeats": a.repeats, "timing": "model time of one pass over the rows (wall-clock, and process "
-                                                   "CPU time of all ORT threads), median of interleaved repeats"},
-        "padding": {"batch_size": b, **padding},
-        "prepacking": {"batch_size": 1, **prepack},
-    }
+    result = run_padding_bench(a.export, a.data, a.split, a.batch_size, a.batch1_rows, a.repeats, a.threads,
+                               command=" ".join([".venv/bin/python", *sys.argv]))
     atomic_write_text(a.out, json.dumps(result, indent=1) + "\n")
-    p, q = result["padding"]["ratios"], result["prepacking"]["ratios"]
-    print(f"batch {b}: dataset order / length-sorted {p['dataset_order_over_sorted']:.2f}x "
-          f"(real tokens {real_ds:.0%} vs {real_sorted:.0%}; noise {p['noise_sorted_again_over_sorted']:.3f}x)")
+    p, q = result["padding"], result["prepacking"]["ratios"]
+    real = p["real_token_fraction"]
+    print(f"batch {p['batch_size']}: dataset order / length-sorted {p['ratios']['dataset_order_over_sorted']:.2f}x "
+          f"(real tokens {real['dataset_order']:.0%} vs {real['length_sorted']:.0%}; "
+          f"noise {p['ratios']['noise_sorted_again_over_sorted']:.3f}x)")
     print(f"batch 1: prepacking disabled / enabled {q['disabled_over_prepacking']:.2f}x "
           f"(noise {q['noise_again_over_prepacking']:.3f}x)")
     print(f"wrote {a.out}")
