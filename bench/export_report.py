@@ -2,9 +2,10 @@
 agreement/accuracy of every precision variant on the bundled SST-2 dev slice (ONNX Runtime, CPU).
 
 Uses ``runs/geep.pt`` when it exists (a trained checkpoint); otherwise an ``ExitBert`` with the pretrained MiniLM
-encoder and random heads, so accuracies are then near chance and only the agreement figures are meaningful.
+encoder and exit heads fitted as linear probes on frozen states. The report is ``geep_deploy.bench.export_report``.
 
-    .venv/bin/python bench/export_report.py --out bench/results/export_minilm.json
+example:
+  .venv/bin/python bench/export_report.py --out bench/results/export_minilm.json
 """
 
 from __future__ import annotations
@@ -12,48 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+from geep_deploy.atomic import atomic_write_text
+from geep_deploy.bench.export_report import run_export_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def machine() -> dict:
-    from geep_deploy.machine import machine_info
-
-    return machine_info("cpu")
-
-
-def load_source(ckpt_path: Path | None):
-    from geep_deploy.bench.minilm import fit_heads_on_frozen_states, fresh_head_checkpoint
-    from geep_deploy.checkpoint import load_checkpoint
-
-    if ckpt_path is not None and ckpt_path.is_file():
-        return load_checkpoint(ckpt_path), f"trained checkpoint {ckpt_path}"
-    ckpt = fresh_head_checkpoint()
-    fit_heads_on_frozen_states(ckpt)
-    return ckpt, ("pretrained all-MiniLM-L6-v2 encoder (frozen) with exit heads fitted as linear probes on the "
-                  "bundled 2,000 train rows (no runs/geep.pt yet)")
-
-
-def dev_logits(path: Path, enc, batches, threads: int) -> tuple[np.ndarray, float]:
-    from engines.registry import open_engine
-    from geep_deploy.encoding import pad_batch
-
-    eng = open_engine("onnxruntime", path, threads=threads, check_inputs=False)
-    out = np.zeros((len(enc), 2), dtype=np.float32)
-    t0 = time.perf_counter()
-    for idx in batches:
-        feed = pad_batch(enc.take(idx))
-        out[idx] = eng.infer(feed)["logits"]
-    return out, time.perf_counter() - t0
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "geep.pt")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export_minilm.json")
     ap.add_argument("--precision", default="fp32,fp16,bf16,int8")
@@ -62,76 +31,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", type=Path, default=None, help="also keep the export here")
     args = ap.parse_args()
-
-    from export import export_checkpoint
-    from export.onnx_export import export_graph
-    from geep_deploy.data import bundled_data_dir, load_split
-    from geep_deploy.encoding import TextEncoder, length_sorted_batches
-    from geep_deploy.names import QDQ, variant_dir
-
-    ckpt, source = load_source(args.checkpoint)
-    L = ckpt.model.num_layers
-    precisions = tuple(args.precision.split(","))
-    report: dict = {"command": " ".join([".venv/bin/python", *sys.argv]), "machine": machine(), "model": source,
-                    "layers": L}
-    with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp:
-        out = args.keep or Path(tmp) / "minilm"
-        t0 = time.perf_counter()
-        b = export_checkpoint(ckpt, out, precisions=precisions, force=args.keep is not None, progress=True)
-        report["export_seconds"] = round(time.perf_counter() - t0, 1)
-        m = b.manifest
-        one = len(export_graph(ckpt.model, "depth", L).SerializeToString())
-        sizes = {}
-        # every graph variant by its folder name: fp32, fp16, bf16, int8 (ORT dynamic), int8_qdq (for TensorRT)
-        variants = [(p, "") for p in b.precisions()] + ([("int8", QDQ)] if "int8" in b.precisions() else [])
-        for p, v in variants:
-            d = b.root / "onnx" / variant_dir(p, v)
-            depth_files = [d / f"depth{k}.onnx" for k in b.depths]
-            total = sum(f.stat().st_size for f in d.iterdir())
-            depth_only = sum(f.stat().st_size for f in depth_files) + (d / "weights.bin").stat().st_size
-            sizes[variant_dir(p, v)] = {"dir_bytes": total, "depth_graphs_plus_weights_bytes": depth_only,
-                        "ratio_dir_to_one_fp32_model": round(total / one, 3),
-                        "ratio_depths_to_one_fp32_model": round(depth_only / one, 3)}
-        report["one_fp32_model_bytes"] = one
-        report["sizes"] = sizes
-        report["validation"] = {a["file"]: a["validation"] for a in m["artifacts"] if a.get("validation")}
-        report["not_validated"] = m["not_validated"]
-
-        dev = load_split(bundled_data_dir(), "dev")
-        texts, labels = dev.texts_a[: args.dev_rows], np.asarray(dev.labels[: args.dev_rows])
-        enc_ = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)
-        enc = enc_.encode(texts)
-        batches = length_sorted_batches(enc.lengths, 64)
-        depths = b.depths if args.eval_depths == "all" else [int(x) for x in args.eval_depths.split(",")]
-        agree: dict = {}
-        fp32_logits: dict[int, np.ndarray] = {}
-        for p, v in sorted(variants, key=lambda pv: pv != ("fp32", "")):
-            key = variant_dir(p, v)
-            agree[key] = {}
-            for k in depths:
-                path = b.find(depth=k, precision=p, variant=v).path
-                try:
-                    logits, secs = dev_logits(path, enc, batches, args.threads)
-                except Exception as e:  # record what ORT cannot run
-                    agree[key][k] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
-                    print(f"{key} depth{k}: not runnable on ORT CPU", flush=True)
-                    continue
-                pred = logits.argmax(-1)
-                if p == "fp32":
-                    fp32_logits[k] = logits
-                diff = np.abs(logits - fp32_logits[k])
-                agree[key][k] = {"accuracy": float((pred == labels).mean()),
-                               "argmax_agree_fp32": float((pred == fp32_logits[k].argmax(-1)).mean()),
-                               "max_abs_logit_diff_fp32": float(diff.max()),
-                               "mean_abs_logit_diff_fp32": float(diff.mean()),
-                               "predicted_positive_rate": float(pred.mean()),
-                               "ort_seconds": round(secs, 2)}
-                print(key, k, agree[key][k], flush=True)
-        report["dev"] = {"rows": len(texts), "batch": 64, "threads": args.threads,
-                         "note": "ONNX Runtime CPU, length-sorted batches; bf16 has no ORT CPU kernels",
-                         "per_precision_depth": agree}
-    from geep_deploy.atomic import atomic_write_text
-
+    report = run_export_report(args.checkpoint, args.out.parent, tuple(args.precision.split(",")), args.eval_depths,
+                               args.dev_rows, args.threads, args.keep, command=" ".join([".venv/bin/python", *sys.argv]))
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("export_seconds", "sizes")}, indent=2))
     return 0
