@@ -9,7 +9,14 @@ from typing import Any
 from geep_deploy.reporting.format import NONE, gap_text, mean_sd, table
 from geep_deploy.reporting.sources import Results, generated_line
 from geep_deploy.reporting.suite_results import SOURCE, SetResults, aggregated, learns, load_sets, seed_mean
-from geep_deploy.reporting.suite_tables import LABELS, TARGET, distill_weight_text, losses, set_goals
+from geep_deploy.reporting.suite_tables import (
+    LABELS,
+    TARGET,
+    dispatch_text,
+    distill_weight_text,
+    losses,
+    set_goals,
+)
 from geep_deploy.suite.protocol import HEADLINE, PLANNED_SEEDS
 
 MD_PLANNED = (".venv/bin/python bench/multi_dataset.py --datasets all --data-root ../shared/data --seeds "
@@ -84,6 +91,9 @@ def block_multi_dataset(r: Results) -> list[str]:
                     "verdict", "GEEP - full (pts, 95% CI)", "verdict"], [_md_headline_row(s) for s in sets],
                    "--" + "r" * 7), "",
             *(losses(learned) if learned else ["No set has been measured under this protocol yet."]),
+            *(["- Which dispatch on GEEP's own heads, batch 64, equal accuracy "
+               "([docs/results.md](docs/results.md#which-dispatch-on-geeps-heads-probe-or-entropy-exit-cpu-batch-64)): "
+               + dispatch_text(learned)] if learned else []),
             *([f"Left out (no classifier beats the majority class by more than a point): {', '.join(flat)}."]
               if flat else [])]
 

@@ -151,10 +151,6 @@ def cross_set_lines(sets: list[SetResults], results: Path) -> list[str]:
 def dispatch_lines(agg: list[SetResults]) -> list[str]:
     """Issue 23, item 3: on the same heads (GEEP's students), is the probe dispatch or FastBERT's entropy exit
     faster at equal accuracy on this machine? Read in both directions, every seed."""
-    tally, per_set = T.dispatch_winner(agg)
-    (_, a), (_, b) = T.DISPATCHES
-    verdicts = ", ".join(f"{name}: {v}" for name, v in per_set.items())
-    winner = a if tally[a] > tally[b] else b if tally[b] > tally[a] else None
     return ["## Which dispatch on GEEP's heads: probe or entropy exit (CPU, batch 64)", "",
             "The same students (GEEP's checkpoint), two ways to choose each row's exit: the layer-1 probe, which "
             "predicts the depth before the deep layers and runs dense groups, and FastBERT's entropy exit, which "
@@ -164,10 +160,7 @@ def dispatch_lines(agg: list[SetResults]) -> list[str]:
             "This reading was added after the first seed of SST-2, AG News and THUCNews titles had been benched "
             "(the pre-registered single-point rule cannot be read both ways); the other sets were measured after.",
             "",
-            f"A set goes to the dispatch faster in more of its comparisons (verdicts outside the spread): {verdicts}. "
-            f"Sets: {a} {tally[a]}, {b} {tally[b]}, level {tally['level']}. "
-            + (f"On this CPU the {winner} is the faster dispatch on more sets." if winner else
-               "On this CPU neither dispatch is faster on more sets."), "",
+            T.dispatch_text(agg), "",
             *table(T.DISPATCH_HEAD, T.dispatch_rows(agg), "-"), ""]
 
 

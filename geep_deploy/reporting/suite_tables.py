@@ -335,6 +335,18 @@ def dispatch_winner(sets: list[Any]) -> tuple[dict[str, int], dict[str, str]]:
     return tally, per_set
 
 
+def dispatch_text(sets: list[Any]) -> str:
+    """The per-set winners of ``dispatch_winner`` and the tally, in one sentence."""
+    tally, per_set = dispatch_winner(sets)
+    (_, a), (_, b) = DISPATCHES
+    verdicts = ", ".join(f"{name}: {v}" for name, v in per_set.items())
+    winner = a if tally[a] > tally[b] else b if tally[b] > tally[a] else None
+    return (f"A set goes to the dispatch faster in more of its comparisons (verdicts outside the spread): {verdicts}. "
+            f"Sets: {a} {tally[a]}, {b} {tally[b]}, level {tally['level']}. "
+            + (f"On this CPU the {winner} is the faster dispatch on more sets." if winner else
+               "On this CPU neither dispatch is faster on more sets."))
+
+
 def dispatch_rows(sets: list[Any]) -> list[list[str]]:
     rows = []
     for s in sets:
