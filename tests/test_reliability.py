@@ -6,7 +6,6 @@ damaging anything.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,6 +24,7 @@ from models import as_old_manifest, reliability_workspace, tiny_checkpoint, tiny
 from export.bundle import export_checkpoint
 from export.pipeline import clean_stale_temps
 from geep_deploy.atomic import check_output_file, exchange_paths
+from geep_deploy.bench.reliability_inputs import edit_manifest
 from geep_deploy.checkpoint import content_digest, load_checkpoint
 from geep_deploy.cli import main
 from geep_deploy.data import load_split, read_labels
@@ -39,7 +39,7 @@ from geep_deploy.errors import (
 from geep_deploy.limits import check_count, check_depths
 from runtime.artifacts import load_export
 from runtime.engine import EngineParts, GeepEngine, depth_map
-from runtime.manifest import SELF_HASH, manifest_digest, sha256_file
+from runtime.manifest import SELF_HASH, sha256_file
 from runtime.predictor import FixedDepth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,17 +56,6 @@ def _copy(ws: dict[str, Path], tmp_path: Path) -> Path:
     out = tmp_path / "exp"
     shutil.copytree(ws["export"], out)
     return out
-
-
-def _edit_manifest(root: Path, edit, rehash: bool = True) -> None:
-    """Apply ``edit(m)`` to the manifest; with ``rehash`` its own checksum is recomputed (a consistent forgery,
-    so what is tested is the schema check, not the checksum)."""
-    p = root / "manifest.json"
-    m = json.loads(p.read_text())
-    edit(m)
-    if rehash and isinstance(m, dict):
-        m[SELF_HASH] = manifest_digest(m)
-    p.write_text(json.dumps(m))
 
 
 # -- 1. data loss: --force replaces only an export, never the current folder ------------------------------------
@@ -119,7 +108,7 @@ def test_a_row_deeper_than_every_loaded_engine_is_an_error(ws) -> None:
 # -- 3. the manifest itself is checked ---------------------------------------------------------------------------
 def test_edited_manifest_is_refused(ws, tmp_path) -> None:
     out = _copy(ws, tmp_path)
-    _edit_manifest(out, lambda m: m["label_names"].reverse(), rehash=False)
+    edit_manifest(out, lambda m: m["label_names"].reverse(), rehash=False)
     with pytest.raises(ArtifactError, match="changed after export"):
         load_export(out)
 
@@ -135,7 +124,7 @@ def test_edited_manifest_is_refused(ws, tmp_path) -> None:
 ])
 def test_inconsistent_manifest_is_refused(ws, tmp_path, edit, msg) -> None:
     out = _copy(ws, tmp_path)
-    _edit_manifest(out, edit)
+    edit_manifest(out, edit)
     with pytest.raises(ArtifactError, match=msg):
         load_export(out)
 
@@ -150,7 +139,7 @@ def test_a_consistent_label_count_forgery_fails_at_load(ws, tmp_path) -> None:
             if a["kind"] == "depth":
                 a["outputs"]["logits"]["shape"] = ["batch", 3]
 
-    _edit_manifest(out, three)
+    edit_manifest(out, three)
     load_export(out)
     for backend in ("onnxruntime", "torch"):
         with pytest.raises(ArtifactError, match="(names 3 labels|do not fit the model)"):
@@ -342,7 +331,7 @@ def test_any_malformed_manifest_is_an_artifact_error(ws, tmp_path_factory, path,
         elif isinstance(node, dict) or (isinstance(node, list) and node):
             node[path[-1]] = value
 
-    _edit_manifest(out, edit, rehash=rehash)
+    edit_manifest(out, edit, rehash=rehash)
     try:
         with GeepEngine.load(out, "onnxruntime", verify=False) as eng:
             eng.predict(["good"])
@@ -358,7 +347,7 @@ def _replace_with(out: Path, rel: str, data: bytes) -> None:
             if e["file"] == rel:
                 e["sha256"], e["bytes"] = sha256_file(out / rel), len(data)
 
-    _edit_manifest(out, fix)
+    edit_manifest(out, fix)
 
 
 @pytest.mark.parametrize("rel, data, msg", [
@@ -542,7 +531,7 @@ def test_format_1_safetensors_with_a_corrupted_header_is_named(ws, tmp_path) -> 
                 a.pop("tensors")
                 a.update(file="model.safetensors", sha256=sha256_file(st))
 
-    _edit_manifest(out, to_v1, rehash=False)
+    edit_manifest(out, to_v1, rehash=False)
     with GeepEngine.load(out, "torch", verify=False) as eng:
         eng.predict(["good"])
     st.write_bytes(b"\xff" * 8 + st.read_bytes()[8:])

@@ -161,7 +161,9 @@ def text_cases(ws: dict[str, Path]) -> list[Case]:
     return cases
 
 
-def _rehash(root: Path, edit: Callable[[dict], None], rehash: bool) -> None:
+def edit_manifest(root: Path, edit: Callable[[dict], None], rehash: bool = True) -> None:
+    """Apply ``edit(m)`` to the export's manifest; with ``rehash`` its own checksum is recomputed (a consistent
+    forgery, so what is tested is the schema check, not the checksum)."""
     from runtime.manifest import SELF_HASH, manifest_digest
 
     p = root / "manifest.json"
@@ -221,7 +223,7 @@ def manifest_cases(ws: dict[str, Path], tmp: Path, ref: tuple[list[str], list[in
             def go(name: str = name, edit: Callable = edit, rehash: bool = rehash) -> tuple[str, str]:
                 out = tmp / f"m-{abs(hash((name, rehash)))}"
                 shutil.copytree(ws["export"], out)
-                _rehash(out, edit, rehash)
+                edit_manifest(out, edit, rehash)
                 check = predict_matches(ref) if (name in harmless and rehash) else None
                 res = run_api(lambda: load_and_predict(out), check)
                 shutil.rmtree(out, ignore_errors=True)
