@@ -11,13 +11,14 @@ comparison with FastBERT's exit. Labels on the training split are optimistic (th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from export.consistency import Guarantee
-from export.guarantee import depth_l_answer, table_family
+from export.consistency import Guarantee, TooFewRows
+from export.guarantee import KnobFamily, depth_l_answer, table_family
 from export.options import (  # noqa: F401 - DEFAULT_* re-exported: callers import them from here
     DEFAULT_CONFIDENCE,
     DEFAULT_ENTROPY_TAU,
@@ -95,6 +96,23 @@ def certified_point(curve: list[dict[str, Any]], guarantee: Guarantee) -> dict[s
     return {**point, "target_met": ok, "certified": ok}
 
 
+def tuned_point(curve: list[dict[str, Any]], options: CalibrationOptions, full_accuracy: float,
+                family: Callable[[], KnobFamily], exits: np.ndarray,
+                reference: np.ndarray) -> tuple[dict[str, Any], Guarantee | None]:
+    """The curve point ``options``' budget picks, one rule for every predictor (table, probe, entropy exit).
+
+    With ``max_disagree``: the fastest knob of ``family()`` (`export.guarantee`) certified on the dev rows to
+    disagree with depth L (``reference``: (N, L, C) logits whose depth L answers) on at most that share of rows at
+    ``confidence``, answering from ``exits`` (`certified_point`); else `choose` (``max_drop`` or
+    ``target_speedup``). Returns (point, the guarantee or None).
+    """
+    if options.max_disagree is None:
+        return choose(curve, full_accuracy, options.max_drop, options.target_speedup), None
+    g = family().certify(exits, depth_l_answer(reference), options.max_disagree, 1.0 - options.confidence,
+                         "dev rows")
+    return certified_point(curve, g), g
+
+
 def calibrate_checkpoint(
     ckpt: Checkpoint,
     calib: TextDataset,
@@ -130,6 +148,22 @@ def calibrate_checkpoint(
     check_calibration_inputs(ckpt, dev)
     c = collect_logits(ckpt, calib, dev, batch_size, device, progress)
     return calibrate_table(ckpt, c, opts)
+
+
+def logits_and_table(ckpt: Checkpoint, calib: TextDataset, dev: TextDataset, options: CalibrationOptions, *,
+                     device: str = "cpu", batch_size: int = 64,
+                     progress: bool = True) -> tuple[CalibrationLogits, CalibrationResult]:
+    """One pass of the model over both splits (`collect_logits`), and the exit table built and tuned from it:
+    the first step of calibrating the probe or the entropy exit, whose exports keep the table as their fallback
+    dispatch. When ``max_disagree`` cannot certify the table (it has more chains than the other predictor), the
+    table is tuned by the accuracy budget instead and the other predictor is still certified."""
+    check_calibration_inputs(ckpt, dev)
+    c = collect_logits(ckpt, calib, dev, batch_size, device, progress, options.exit_mode)
+    try:
+        table = calibrate_table(ckpt, c, options)
+    except TooFewRows:
+        table = calibrate_table(ckpt, c, replace(options, max_disagree=None))
+    return c, table
 
 
 def check_calibration_inputs(ckpt: Checkpoint, dev: TextDataset) -> None:
@@ -214,7 +248,7 @@ def calibrate_table(ckpt: Checkpoint, c: CalibrationLogits, options: Calibration
     labels and tune its (quantile, margin) on the dev rows under ``options``' budget."""
     o = options
     rule, tau, max_drop, target_speedup = o.rule, o.tau, o.max_drop, o.target_speedup
-    max_disagree, confidence, weighting = o.max_disagree, o.confidence, o.weighting
+    max_disagree, weighting = o.max_disagree, o.weighting
     calib_ids, dev_ids, special_ids = c.calib_ids, c.dev_ids, c.special_ids
     L = ckpt.model.num_layers
     quantiles = DEFAULT_QUANTILES if o.quantiles is None else tuple(o.quantiles)
@@ -230,13 +264,9 @@ def calibrate_table(ckpt: Checkpoint, c: CalibrationLogits, options: Calibration
     full_acc = float((logits_d[:, -1].argmax(-1) == labels).mean())
     mass = batch_mass(predictor, dev_ids)
     curve = dev_curve(mass, logits_d, labels, lengths, ckpt, quantiles, margins)
-    guarantee = None
-    if max_disagree is not None:
-        fam = table_family(mass, lengths, ckpt.shape, logits_d.shape[2], quantiles, margins)
-        guarantee = fam.certify(logits_d, depth_l_answer(logits_d), max_disagree, 1.0 - confidence, "dev rows")
-        chosen = certified_point(curve, guarantee)
-    else:
-        chosen = choose(curve, full_acc, max_drop, target_speedup)
+    chosen, guarantee = tuned_point(
+        curve, o, full_acc, lambda: table_family(mass, lengths, ckpt.shape, logits_d.shape[2], quantiles, margins),
+        logits_d, logits_d)
 
     exits_d = exit_depths(logits_d, rule, tau)
     pred_d = depths_from_mass(mass, chosen["quantile"], chosen["margin"], L)

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,14 +24,10 @@ from export.calibration import (
     CalibrationLogits,
     CalibrationResult,
     batch_mass,
-    calibrate_table,
-    certified_point,
-    check_calibration_inputs,
-    choose,
-    collect_logits,
+    logits_and_table,
+    tuned_point,
 )
-from export.consistency import TooFewRows
-from export.guarantee import depth_l_answer, probe_family
+from export.guarantee import probe_family
 from export.options import PROBE_RISKS, CalibrationOptions  # noqa: F401 - PROBE_RISKS re-exported (the suite)
 from export.probe_fit import ProbeSweep, fit_probe, probe_curve
 from geep_deploy.checkpoint import Checkpoint
@@ -86,13 +82,8 @@ def calibrate_probe(
         TooFewRows: with ``max_disagree``, too few dev rows to certify it (the message says how many).
     """
     opts = build_options(CalibrationOptions, options, fields, "calibrate_probe()")
-    check_calibration_inputs(ckpt, dev)
-    c = collect_logits(ckpt, calib, dev, batch_size, device, progress, opts.exit_mode)
-    try:
-        table = calibrate_table(ckpt, c, opts)
-    except TooFewRows:  # the table (the export's fallback dispatch) has more chains than the probe: tune it by
-        table = calibrate_table(ckpt, c, replace(opts, max_disagree=None))  # the accuracy budget; the probe
-    return calibrate_probe_from_logits(ckpt, c, table, opts)  # is certified below
+    c, table = logits_and_table(ckpt, calib, dev, opts, device=device, batch_size=batch_size, progress=progress)
+    return calibrate_probe_from_logits(ckpt, c, table, opts)  # certified here when the table could not be
 
 
 def calibrate_probe_from_logits(ckpt: Checkpoint, c: CalibrationLogits, table: CalibrationResult,
@@ -101,7 +92,7 @@ def calibrate_probe_from_logits(ckpt: Checkpoint, c: CalibrationLogits, table: C
     o = options or CalibrationOptions()
     rule, tau, max_drop, target_speedup = o.rule, o.tau, o.max_drop, o.target_speedup
     escalations, uses_table, risks = o.escalations, o.uses_table, o.risks
-    max_disagree, confidence = o.max_disagree, o.confidence
+    max_disagree = o.max_disagree
     L = ckpt.model.num_layers
     if len(c.calib_ids) < MIN_ROWS:
         raise ConfigError(f"calibrate | {len(c.calib_ids)} calibration rows are too few to fit a probe; give at "
@@ -118,14 +109,11 @@ def calibrate_probe_from_logits(ckpt: Checkpoint, c: CalibrationLogits, table: C
     curve = probe_curve(probs_d, c.exits("dev"), c.dev_labels, len_d, ckpt.shape,
                         ProbeSweep(risks, escalations, c.exit_mode))
     full_acc = float((c.dev_logits[:, -1].argmax(-1) == c.dev_labels).mean())
-    guarantee = None
-    if max_disagree is not None:  # the probe was fitted on the calibration rows, so dev rows test it fairly
-        fam = probe_family(probs_d, c.exits("dev"), len_d, ckpt.shape, risks, escalations, c.exit_mode)
-        guarantee = fam.certify(c.exits("dev"), depth_l_answer(c.dev_logits), max_disagree, 1.0 - confidence,
-                                "dev rows")
-        chosen = certified_point(curve, guarantee)
-    else:
-        chosen = choose(curve, full_acc, max_drop, target_speedup)
+    # the probe was fitted on the calibration rows, so dev rows test it fairly
+    chosen, guarantee = tuned_point(
+        curve, o, full_acc, lambda: probe_family(probs_d, c.exits("dev"), len_d, ckpt.shape, risks, escalations,
+                                                 c.exit_mode),
+        c.exits("dev"), c.dev_logits)
     tuned = probe.with_knobs(chosen["risk"], chosen["escalate"])
     exits_d = exit_depths(c.exits("dev"), rule, tau)
     planned = tuned.depths(feats_d)
