@@ -27,7 +27,7 @@ def export_checkpoint(
         checkpoint: path of a ``ckpt.pt``, or a ``Checkpoint`` (or a zero-argument callable returning one).
         out_dir: the export directory; written next to itself under a temporary name, then renamed into place.
         options: what to export and how (`export.options.ExportOptions`: ``exit_table``, ``calib_data``,
-            ``probe``, ``depths``, ``precisions``, ``formats``, ``max_batch``, ``max_len``, ``exporter``,
+            ``probe``, ``entropy``, ``depths``, ``precisions``, ``formats``, ``max_batch``, ``max_len``, ``exporter``,
             ``segments``, ``continuations``, ``exit_mode``, ``force``, ``allow_mismatch``, ``progress``).
             Defaults to one from ``fields``.
         **fields: any `ExportOptions` field, replacing the one in ``options``. ``backends=`` is the deprecated

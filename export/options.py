@@ -14,7 +14,7 @@ from typing import Any
 from export.probe_fit import RISK_GRID
 from export.spec import EXPORTERS, parse_list
 from geep_deploy.errors import ConfigError
-from geep_deploy.exits import EXIT_RULES, QUANTILE_GRID
+from geep_deploy.exits import EXIT_RULES, QUANTILE_GRID, SPEED_GRID
 from geep_deploy.limits import check_count
 from geep_deploy.names import EXIT_MODES, EXPORT_FORMATS, EXPORT_PRECISIONS, ONNX, STUDENT, check_choice
 
@@ -35,6 +35,9 @@ class ExportOptions:
         calib_data: a data directory (``train.tsv`` calibrates, ``dev.tsv`` tunes) to build the table from.
         probe: a layer-1 probe (a JSON path from ``geep-deploy calibrate`` or a ``runtime.probe.ProbeModel``) to
             copy in; the export then dispatches by it by default.
+        entropy: an entropy-exit threshold (the JSON ``geep-deploy calibrate --predictor entropy`` writes, or a
+            ``runtime.layerwise.EntropyExit``) to record in the manifest; the export then dispatches by FastBERT's
+            entropy exit over its own heads by default, which runs the segment graphs (``segments``).
         depths: ``"all"``, ``"1,3,6"`` or a list. Defaults to every depth (only L for method ``full``).
         precisions: some of fp32, fp16, bf16, int8, or a comma list (fp32 is always included).
         formats: artifact formats to build, some of ``onnx``, ``tensorrt`` (plans), or a comma list
@@ -42,7 +45,8 @@ class ExportOptions:
         max_batch: the largest batch an engine accepts (TensorRT profiles, CUDA-graph buckets). Defaults to 128.
         max_len: longest sequence. Defaults to the checkpoint's max_len.
         exporter: ``torchscript`` (fast) or ``dynamo``.
-        segments: export ``embed``/``layer{k}`` graphs. Defaults to True except for method ``full``.
+        segments: export ``embed``/``layer{k}`` graphs (the entropy exit's, and the bench's FastBERT/PABEE). Defaults
+            to True except for method ``full``.
         continuations: export the probe dispatch's ``prefix``/``cont{d}`` graphs. Defaults to True exactly when
             ``probe`` is given.
         exit_mode: how depth k < L exits, ``"student"`` or ``"skip"``. Defaults to the checkpoint's.
@@ -57,6 +61,7 @@ class ExportOptions:
     exit_table: Any = None
     calib_data: str | Path | Any = None
     probe: Any = None
+    entropy: Any = None
     depths: str | Sequence[int] | None = None
     precisions: Sequence[str] | str = ("fp32",)
     formats: Sequence[str] | str = (ONNX,)
@@ -82,6 +87,13 @@ class ExportOptions:
         if self.probe is not None and self.continuations is False:
             raise ConfigError("export | the probe dispatch runs the continuation graphs, so continuations=False "
                               "and a probe exclude each other; drop one.")
+        if self.entropy is not None and self.segments is False:
+            raise ConfigError("export | the entropy exit runs the segment graphs (embed, layer1..L) layer by layer, "
+                              "so --no-segments (segments=False) and --entropy exclude each other; drop one.")
+        if self.entropy is not None and self.probe is not None:
+            raise ConfigError("export | an export has one default dispatch: give --probe or --entropy, not both "
+                              "(any export with segment graphs still serves the entropy exit through "
+                              "GeepEngine.with_entropy).")
 
     @classmethod
     def from_fields(cls, options: ExportOptions | None, fields: Mapping[str, Any], where: str) -> ExportOptions:
@@ -116,6 +128,8 @@ class CalibrationOptions:
         uses_table: give the probe the exit table's statistics as features. Defaults to False.
         exit_mode: the exits the export will answer from (``"student"`` or ``"skip"``).
         risks: the probe's risk grid. Defaults to ``PROBE_RISKS`` (0 included: every row at depth L).
+        taus: the entropy exit's threshold grid (normalised entropy). Defaults to ``SPEED_GRID`` (0 included: every
+            row at depth L).
 
     Raises:
         ConfigError: an unknown rule or exit mode, or a budget out of range.
@@ -136,6 +150,7 @@ class CalibrationOptions:
     uses_table: bool = False
     exit_mode: str = STUDENT
     risks: Sequence[float] = PROBE_RISKS
+    taus: Sequence[float] = SPEED_GRID
 
     def __post_init__(self) -> None:
         if self.rule not in EXIT_RULES:
@@ -147,6 +162,9 @@ class CalibrationOptions:
         if self.max_drop < 0:
             raise ConfigError(f"calibrate | max_drop must be >= 0 points, got {self.max_drop}.")
         check_choice("exit mode", self.exit_mode, EXIT_MODES)
+        object.__setattr__(self, "taus", tuple(float(t) for t in self.taus))
+        if not self.taus or any(not 0.0 <= t <= 1.0 for t in self.taus):
+            raise ConfigError(f"calibrate | the entropy exit's thresholds must lie in [0, 1], got {self.taus}.")
 
     @property
     def budget_mode(self) -> str:

@@ -370,7 +370,17 @@ def run_export(checkpoint: Any, out_dir: str | Path, options: ExportOptions) -> 
         if continuations:
             raise ConfigError("export | a 'full' checkpoint has no early exits, so no continuation graphs; drop "
                               "--continuations.")
+        if o.entropy is not None:
+            raise ConfigError("export | a 'full' checkpoint has no early exits, so no entropy exit; drop --entropy.")
     dlist = (L,) if ckpt.method == "full" else parse_depths(depths, L)
+    entropy = None
+    if o.entropy is not None:  # fail before the long work, not after it
+        from export.entropy_exit import entropy_record
+
+        entropy = entropy_record(o.entropy, L)
+        if L not in dlist:
+            raise ConfigError(f"export | the entropy exit's exact answers (predict --exact) run depth {L}; add {L} "
+                              "to --depths.")
     if probe is not None:  # fail before the long work, not after it
         from export.probe_stage import check_probe
 
@@ -393,7 +403,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, options: ExportOptions) -> 
         from export.table_stage import check_table_file
 
         check_table_file(exit_table, L)
-    _check_identity(ckpt, exit_table, probe, checkpoint)
+    _check_identity(ckpt, exit_table, probe, checkpoint, entropy)
     if calib_data is not None and not callable(calib_data) and not Path(calib_data).is_dir():
         raise ExportError(f"export | --calib-data {calib_data} is not a directory with train.tsv and dev.tsv.")
     graphs: list[tuple[str, int | None]] = [("depth", k) for k in dlist]
@@ -415,7 +425,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, options: ExportOptions) -> 
         try:
             tmp = _make_temp_dir(out)
             manifest = _build(tmp, ckpt, spec, graphs, bar, exit_table=exit_table, calib_data=calib_data,
-                              probe=probe, progress=progress, t0=t0)
+                              probe=probe, progress=progress, t0=t0, entropy=entropy)
             write_manifest(tmp, manifest)
             apply_umask(tmp)
             _swap_into_place(tmp, out)
@@ -430,10 +440,11 @@ def run_export(checkpoint: Any, out_dir: str | Path, options: ExportOptions) -> 
     return out
 
 
-def _check_identity(ckpt: Any, exit_table: Any, probe: Any, source: Any) -> None:
-    """The exit table and the probe must have been calibrated on this checkpoint's weights (the sha256 that
-    ``geep-deploy calibrate`` records in both): a probe fitted on another model with the same layer count would
-    otherwise plan other depths silently. Files written before the field load with a warning."""
+def _check_identity(ckpt: Any, exit_table: Any, probe: Any, source: Any, entropy: Any = None) -> None:
+    """The exit table, the probe and the entropy exit must have been calibrated on this checkpoint's weights (the
+    sha256 that ``geep-deploy calibrate`` records in each): a probe fitted on another model with the same layer
+    count would otherwise plan other depths silently. Files written before the field load with a warning; an
+    entropy exit given as a threshold (no file) records none and is not checked."""
     import warnings
 
     from runtime.predictor import ExitPredictor
@@ -446,6 +457,8 @@ def _check_identity(ckpt: Any, exit_table: Any, probe: Any, source: Any) -> None
     if probe is not None:
         model = probe if isinstance(probe, ProbeModel) else ProbeModel.load(probe)
         files.append(("--probe", probe if not isinstance(probe, ProbeModel) else "(ProbeModel)", model.checkpoint))
+    if entropy is not None and entropy.get("checkpoint") is not None:
+        files.append(("--entropy", "(entropy exit)", entropy["checkpoint"]))
     for flag, path, recorded in files:
         if recorded is None:
             warnings.warn(f"export | {flag} {path} records no checkpoint identity (written before geep-deploy "
@@ -459,7 +472,8 @@ def _check_identity(ckpt: Any, exit_table: Any, probe: Any, source: Any) -> None
 
 
 def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int | None]], bar: Any, *,
-           exit_table: Any, calib_data: Any, probe: Any, progress: bool, t0: float) -> dict[str, Any]:
+           exit_table: Any, calib_data: Any, probe: Any, progress: bool, t0: float,
+           entropy: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write every graph, weight file and table into ``tmp``; return the manifest describing them."""
     from geep_deploy import __version__
 
@@ -485,6 +499,11 @@ def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int |
 
         probe_entry = probe_stage(tmp, probe, ckpt.model.num_layers)
     ctx.step("probe")
+    entropy_entry = None
+    if entropy is not None:
+        from export.entropy_exit import entropy_entry as make_entry
+
+        entropy_entry = make_entry(entropy)
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "geep_deploy_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "backbone": ckpt.shape.to_dict(),
@@ -495,7 +514,8 @@ def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int |
         "max_len": spec.max_len, "depths": list(spec.depths),
         "tokenizer": file_entry(tmp, tmp / "tokenizer.json"),
         "weights": ctx.weights, "artifacts": ctx.artifacts, "exit_table": table, "probe": probe_entry,
-        "predictor": "probe" if probe_entry else ("table" if table else None),
+        **({"entropy": entropy_entry} if entropy_entry else {}),
+        "predictor": "entropy" if entropy_entry else "probe" if probe_entry else ("table" if table else None),
         "not_validated": ctx.not_validated, "tensorrt": trt,
         "export": {"opset": spec.opset, "exporter": spec.exporter, "precisions": list(precisions),
                    "formats": list(formats), "max_batch": spec.max_batch, "atol_fp32": spec.atol,

@@ -51,8 +51,17 @@ DEPTHLESS_KINDS = (EMBED, PREFIX)  # graph kinds without a depth (one graph per 
 DEVICES = ("cpu", "cuda")
 
 # -- exit predictors (what picks each row's depth) --------------------------------------------------------------
-TABLE, PROBE = "table", "probe"
-PREDICTOR_KINDS = (TABLE, PROBE)  # the token exit table (before the model runs), or the layer-1 probe
+TABLE, PROBE, ENTROPY = "table", "probe", "entropy"
+# the token exit table (before the model runs), the layer-1 probe, or FastBERT's entropy exit over the export's
+# own heads (layer by layer, a head check after every layer: `runtime.layerwise`)
+PREDICTOR_KINDS = (TABLE, PROBE, ENTROPY)
+DEFAULT_PREDICTOR = {"cpu": PROBE, "cuda": PROBE}
+"""The predictor kind the product ships by default on each device (`DEVICES`): what ``geep-deploy calibrate
+--predictor`` defaults to for the device it targets. Set from the measured results page: docs/results.md, "Which
+dispatch on GEEP's heads" (the probe dispatch against the entropy exit over GEEP's own heads at equal accuracy,
+CPU batch 64); the dispatch that wins there is the device's default. The CPU value is switched there once the
+measurement says so; ``cuda`` is unmeasured (no GPU has run the comparison), so it keeps the probe, whose dense
+per-depth groups are what GPUs are expected to need."""
 
 # -- exit paths ------------------------------------------------------------------------------------------------
 STUDENT, SKIP = "student", "skip"

@@ -80,7 +80,8 @@ class ExportBundle:
     artifacts: list[Artifact]
     exit_table: Path | None
     probe: Path | None = None  # the layer-1 probe (format 4 on)
-    predictor: str | None = None  # what dispatches by default: "probe", "table", or None (no predictor)
+    predictor: str | None = None  # what dispatches by default: "probe", "table", "entropy", or None (no predictor)
+    entropy: dict | None = None  # the entropy exit's manifest entry (threshold, num_layers, guarantee), if any
 
     def find(self, *, kind: str = "depth", depth: int | None = None, format: str = ONNX,
              precision: str = "fp32", variant: str = "", backend: str | None = None) -> Artifact:
@@ -214,5 +215,5 @@ def load_export(path: str | Path, verify: bool = True) -> ExportBundle:
         tokenizer_json=tokenizer_json, max_len=m["max_len"], method=m["method"], exit_mode=m["exit_mode"],
         depths=list(m["depths"]), artifacts=artifacts, exit_table=(root / table["file"]) if table else None,
         probe=(root / probe["file"]) if probe else None,
-        predictor=m.get("predictor", "table" if table else None),
+        predictor=m.get("predictor", "table" if table else None), entropy=m.get("entropy"),
     )

@@ -1,6 +1,6 @@
 """`GeepEngine`: load an export directory once, then classify texts with exit-sorted dispatch.
 
-Two dispatches, one per predictor:
+Three dispatches, one per predictor:
 
 - **table** (exports without a probe): predict each row's exit depth from its tokens (the exit table, on the GPU
   for GPU backends, its NumPy twin otherwise); sort rows by (depth, length) with `plan_groups`; run each group on
@@ -9,20 +9,27 @@ Two dispatches, one per predictor:
 - **probe** (exports with a probe, the default there): layer 1 for every row, the probe picks each row's depth
   from what layer 1 knows, and the rows continue from their cached layer-1 states, one dense group per (depth,
   length); unsure exits may escalate to depth L in one pooled pass (`runtime.probe_dispatch`).
+- **entropy** (exports calibrated with ``--predictor entropy``, or any export with segment graphs through
+  `with_entropy`): FastBERT's exit over the export's own heads, layer by layer with a shrinking batch: after
+  layer k, rows whose head-k normalised entropy is below the threshold leave (`runtime.layerwise`, the walk the
+  bench's FastBERT baseline runs). A head check per layer and no dense depth groups.
 
 Rows given explicit ``depths`` run on the depth graphs either way.
 
 Thread safety: one `GeepEngine` may serve several threads. ONNX Runtime sessions are safe for concurrent ``run``;
 torch modules in inference mode hold no per-call state (each CUDA-graph engine locks its static buffers); the
 TensorRT engines share one scratch block and serialise on its lock. The exit predictor and the probe are
-read-only after load, and the probe dispatch keeps each call's layer-1 states in that call's own arrays; views
-made by `with_predictor`/`with_probe` (`EngineView`) borrow the engines and are as safe.
+read-only after load, and the probe dispatch keeps each call's layer-1 states in that call's own arrays (the
+entropy walk likewise its states); views made by `with_predictor`/`with_probe`/`with_entropy` (`EngineView`)
+borrow the engines and are as safe. The segment engines of the entropy dispatch are opened once, under a lock,
+when first needed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +37,15 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import BaseEngine
+from engines.base import BaseEngine, EngineStateError
 from geep_deploy.encoding import Encoded, TextEncoder, pad_batch
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import check_logits, softmax
 from geep_deploy.limits import check_count
-from geep_deploy.names import PROBE, TABLE
+from geep_deploy.names import ENTROPY, PROBE, TABLE
 from geep_deploy.options import KEEP, Keep
 from runtime.dispatch import depth_map
+from runtime.layerwise import EntropyExit, LayerwiseDispatch
 from runtime.options import LoadOptions
 from runtime.predictor import FixedDepth  # noqa: F401 - re-exported: `from runtime.engine import FixedDepth`
 from runtime.probe_dispatch import Dispatched, ProbeDispatch
@@ -63,6 +71,7 @@ class PredictResult:
     label_names: list[str]
     timings: StageTimes = field(default_factory=StageTimes)
     escalated: np.ndarray | None = None  # probe dispatch: rows whose answer was escalated to depth L
+    heads: np.ndarray | None = None  # exit heads each row ran (1, or its depth under the entropy exit)
 
     @property
     def num_escalated(self) -> int:
@@ -115,6 +124,11 @@ class EngineParts:
         info: what was loaded (backend, device, precision, ...), for reports. Defaults to empty.
         owned: further objects to close with the engine (the probe dispatch's engines, shared weights).
         manifest: the export's manifest, for `guarantee`. Defaults to None (no guarantee).
+        entropy: the entropy exit (`runtime.layerwise.EntropyExit`); when given, rows without explicit depths go
+            layer by layer through ``segments`` under it instead of ``probe`` or ``predictor``. Defaults to None.
+        segments: the ``embed`` and ``layer1..L`` engines (`runtime.layerwise.EngineSegments`), or a function
+            without arguments that opens them when the entropy dispatch first needs them (``GeepEngine.load``
+            passes one). The engine owns and closes them. Defaults to None (no entropy dispatch).
     """
 
     encoder: TextEncoder
@@ -125,6 +139,8 @@ class EngineParts:
     info: dict[str, Any] | None = None
     owned: Sequence[Any] = ()
     manifest: dict[str, Any] | None = None
+    entropy: EntropyExit | None = None
+    segments: Any = None
 
 
 class _Classifier:
@@ -136,7 +152,7 @@ class _Classifier:
             raise ConfigError("runtime | GeepEngine needs at least one depth engine.")
         max_group = check_count("runtime | max_group", max_group, allow_none=True)  # 0 is not "the default"
         self._parts = parts
-        self.encoder, self.predictor, self.probe = parts.encoder, parts.predictor, parts.probe
+        self.encoder, self.predictor, self.probe, self.entropy = parts.encoder, parts.predictor, parts.probe, parts.entropy
         self.engines, self.label_names = dict(sorted(parts.engines.items())), list(parts.label_names)
         self.max_group, self.call_cost, self.manifest = max_group, call_cost, parts.manifest
         self.num_layers = int(getattr(self.predictor, "num_layers", None) or getattr(self.probe, "num_layers", None)
@@ -144,8 +160,13 @@ class _Classifier:
         self.info = dict(parts.info or {})
         self._depth_map = depth_map(sorted(self.engines), self.num_layers)
 
-    def _view(self, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any]) -> EngineView:
-        return EngineView(getattr(self, "owner", self), predictor, probe, {**self.info, **info})
+    def _view(self, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any],
+              entropy: EntropyExit | None = None) -> EngineView:
+        return EngineView(getattr(self, "owner", self), predictor, probe, {**self.info, **info}, entropy)
+
+    def _segments(self) -> Any:
+        """The owner's segment engines, opened on first use (`GeepEngine._open_segments`)."""
+        return getattr(self, "owner", self)._open_segments()
 
     def with_predictor(self, predictor: Any) -> EngineView:
         """A view sharing this engine's depth engines but predicting exits with ``predictor`` (table dispatch).
@@ -177,6 +198,24 @@ class _Classifier:
                               "with predictor='probe' (exports get one with `geep-deploy export --probe`).")
         probe = self.probe.with_knobs(risk, escalate)
         return self._view(self.predictor, probe, {"predictor": PROBE, "probe": probe.describe()})
+
+    def with_entropy(self, threshold: float) -> EngineView:
+        """A view sharing this engine's engines, dispatching by FastBERT's entropy exit over the export's own heads
+        at ``threshold`` (a normalised entropy in [0, 1]; 0: every row at depth L).
+
+        Rows go layer by layer through the export's segment graphs with a shrinking batch; a row leaves after
+        layer k when head k's normalised entropy is below ``threshold`` (`runtime.layerwise`). The segment
+        engines are opened once, by the owner, on the first call that needs them (here), and closed with it.
+        Example: ``eng.with_entropy(0.3).predict(texts)``. The view borrows the engines: it has no ``close``.
+
+        Raises:
+            ConfigError: ``threshold`` out of range, or the export has no segment graphs (the message names the
+                export option that makes them).
+        """
+        rule = EntropyExit(threshold)
+        seg = self._segments()  # fails here, not on the first request
+        return self._view(self.predictor, None, {"predictor": ENTROPY, "entropy": {
+            "threshold": rule.threshold, "states_on_device": bool(getattr(seg, "resident", False))}}, rule)
 
     # -- inference ------------------------------------------------------------------------------------------
     def predict(
@@ -216,8 +255,9 @@ class _Classifier:
                 enc = self.encoder.encode(texts, texts_b)
             out = self.dispatch(enc, depths=depths, batch_size=batch_size, times=times)
         times.calls, times.rows = 1, len(enc)
+        dispatched = depths is None and self.entropy is None and self.probe is not None
         return PredictResult(out.logits, out.depths, self.label_names, times,
-                             escalated=out.escalated if self.probe is not None and depths is None else None)
+                             escalated=out.escalated if dispatched else None, heads=out.heads)
 
     @property
     def guarantee(self) -> dict[str, Any] | None:
@@ -233,6 +273,8 @@ class _Classifier:
         manifest = self.manifest
         if not isinstance(manifest, dict):
             return None
+        if self.entropy is not None:
+            return served_guarantee(manifest, ENTROPY, {"tau": self.entropy.threshold})
         if self.probe is not None:
             p = self.probe.probe
             return served_guarantee(manifest, "probe", {"risk": p.risk, "escalate": p.escalate})
@@ -266,12 +308,17 @@ class _Classifier:
         batch_size: int | None = None,
         times: StageTimes | None = None,
     ) -> Dispatched:
-        """Dispatch tokenized rows: by the probe when the engine has one (and no ``depths`` are given), else by
-        the table (or the given depths); answers in input order with what each row ran (`Dispatched`)."""
+        """Dispatch tokenized rows: by the entropy exit or the probe when the engine has one (and no ``depths`` are
+        given), else by the table (or the given depths); answers in input order with what each row ran
+        (`Dispatched`)."""
         from runtime.dispatch import plan_groups, restore_order
 
         times = times if times is not None else StageTimes()
         cap = check_count("runtime | batch_size", batch_size, allow_none=True) or self.max_group or 64
+        if depths is None and self.entropy is not None:
+            walk = LayerwiseDispatch(self._segments(), self.entropy, num_layers=self.num_layers,
+                                     num_labels=len(self.label_names), pad_id=self.encoder.pad_id)
+            return walk.run(enc, cap, times, self.call_cost)
         if depths is None and self.probe is not None:
             return self.probe.run(enc, cap, times, self.call_cost)
         with times.stage("predict_exits"):
@@ -293,8 +340,9 @@ class _Classifier:
 
     def __repr__(self) -> str:
         e = next(iter(self.engines.values()))
+        kind = ENTROPY if self.entropy is not None else PROBE if self.probe is not None else TABLE
         return (f"<{type(self).__name__} {e.backend} {e.device} {e.precision} depths={list(self.engines)} "
-                f"dispatch={'probe' if self.probe is not None else 'table'} labels={self.label_names}>")
+                f"dispatch={kind} labels={self.label_names}>")
 
 
 class GeepEngine(_Classifier):
@@ -311,14 +359,38 @@ class GeepEngine(_Classifier):
         call_cost: when given, every depth group is cut into engine calls by padded work plus this many tokens
             per call (`runtime.dispatch.length_cuts`) instead of every ``max_group`` rows. Defaults to None.
 
-    The engine owns its engines (and ``parts.owned``): ``close`` (or leaving ``with``) closes them. `with_predictor`
-    and `with_probe` return views (`EngineView`) that borrow them and have no ``close``; closing the engine ends
-    them too.
+    The engine owns its engines (and ``parts.owned``, and ``parts.segments`` once opened): ``close`` (or leaving
+    ``with``) closes them. `with_predictor`, `with_probe` and `with_entropy` return views (`EngineView`) that
+    borrow them and have no ``close``; closing the engine ends them too.
     """
 
     def __init__(self, parts: EngineParts, *, max_group: int | None = None, call_cost: float | None = None) -> None:
         super().__init__(parts, max_group=max_group, call_cost=call_cost)
         self._owned = list(parts.owned)
+        seg = parts.segments
+        self._seg_lock = threading.Lock()
+        self._seg_open = seg if callable(seg) else None  # opens them on first use
+        self._seg = None if callable(seg) else seg
+        self._closed = False
+
+    def _open_segments(self) -> Any:
+        """The segment engines, opened once (under a lock: views on several threads may ask at once).
+
+        Raises:
+            ConfigError: none were given and there is nothing to open them from, or the export has none.
+            EngineStateError: the engine was closed.
+        """
+        with self._seg_lock:
+            if self._closed:
+                raise EngineStateError("runtime | this GeepEngine was closed (and its views with it); load the "
+                                       "export again.")
+            if self._seg is None:
+                if self._seg_open is None:
+                    raise ConfigError("runtime | this engine has no segment engines (embed, layer1..L), which the "
+                                      "entropy exit runs: load an export with GeepEngine.load, or pass "
+                                      "EngineParts(segments=EngineSegments(embed, layers)).")
+                self._seg = self._seg_open()
+            return self._seg
 
     # -- construction from an export ------------------------------------------------------------------------
     @classmethod
@@ -381,13 +453,19 @@ class GeepEngine(_Classifier):
         cost = parse_call_cost(call_cost)
         cost = default_call_cost(parts.info.get("device", "cpu")) if cost == "auto" else cost
         ready = EngineParts(parts.encoder, parts.predictor, parts.engines, parts.label_names, probe=parts.probe,
-                            info=parts.info, owned=parts.owned, manifest=parts.bundle.manifest)
+                            info=parts.info, owned=parts.owned, manifest=parts.bundle.manifest,
+                            entropy=getattr(parts, "entropy", None), segments=getattr(parts, "segments", None))
         return cls(ready, max_group=max_group, call_cost=cost)
 
     # -- lifetime -------------------------------------------------------------------------------------------
     def close(self) -> None:
         for e in self.engines.values():
             e.close()
+        with self._seg_lock:
+            self._closed = True
+            seg, self._seg = self._seg, None
+        if seg is not None:  # before the owned objects: a TensorRT scratch outlives its engines
+            seg.close()
         for o in self._owned:
             close = getattr(o, "close", None)
             if close:
@@ -402,14 +480,16 @@ class GeepEngine(_Classifier):
 
 
 class EngineView(_Classifier):
-    """A `GeepEngine` seen through another predictor or other probe knobs (`GeepEngine.with_predictor`,
-    `GeepEngine.with_probe`): it borrows the owner's engines, so it has no ``close`` and is no context manager.
-    The owner closes them; a view used after that fails as the owner would.
+    """A `GeepEngine` seen through another predictor, other probe knobs or the entropy exit
+    (`GeepEngine.with_predictor`, `GeepEngine.with_probe`, `GeepEngine.with_entropy`): it borrows the owner's
+    engines (segment engines included), so it has no ``close`` and is no context manager. The owner closes them;
+    a view used after that fails as the owner would.
     """
 
-    def __init__(self, owner: GeepEngine, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any]) -> None:
+    def __init__(self, owner: GeepEngine, predictor: Any, probe: ProbeDispatch | None, info: dict[str, Any],
+                 entropy: EntropyExit | None = None) -> None:
         parts = dataclasses.replace(owner._parts, engines=owner.engines, predictor=predictor, probe=probe, info=info,
-                                    owned=())  # borrowed: the owner closes them
+                                    owned=(), entropy=entropy, segments=None)  # borrowed: the owner closes them
         super().__init__(parts, max_group=owner.max_group, call_cost=owner.call_cost)
         self.owner = owner
 

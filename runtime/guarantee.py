@@ -3,16 +3,19 @@
 ``geep-deploy calibrate --max-disagree EPS --confidence 1-DELTA`` certifies one setting of the exit dispatch: with
 probability at least 1 - DELTA over the calibration draw, its answers differ from depth L's on at most EPS of rows
 drawn like the calibration rows (``export.consistency``). The export keeps that record in the manifest's
-``probe`` or ``exit_table`` entry under ``guarantee``. It holds only for the setting it was certified for: an
-engine that dispatches by another predictor, other knobs or a fixed depth serves no guarantee. Pure functions.
+``probe``, ``exit_table`` or ``entropy`` entry under ``guarantee``. It holds only for the setting it was
+certified for: an engine that dispatches by another predictor, other knobs or a fixed depth serves no guarantee.
+Pure functions.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from geep_deploy.names import PREDICTOR_KINDS
+from geep_deploy.names import ENTROPY, PREDICTOR_KINDS, PROBE, TABLE
 
+# the manifest entry that holds each predictor's record (and its guarantee)
+ENTRY_OF_PREDICTOR = {TABLE: "exit_table", PROBE: "probe", ENTROPY: "entropy"}
 # what a manifest's guarantee record must hold (more keys may follow)
 REQUIRED = ("max_disagree", "confidence", "calibration_rows", "knob")
 
@@ -41,9 +44,9 @@ def served_guarantee(manifest: dict[str, Any], predictor: str | None, knobs: dic
 
     Args:
         manifest: the export's manifest.
-        predictor: what dispatches: ``"probe"``, ``"table"``, or None (fixed depth).
+        predictor: what dispatches: ``"probe"``, ``"table"``, ``"entropy"``, or None (fixed depth).
         knobs: the dispatch's knobs now: ``{"risk", "escalate"}`` for the probe, ``{"quantile", "margin"}`` for the
-            table.
+            table, ``{"tau"}`` (the threshold) for the entropy exit.
 
     Returns:
         The recorded guarantee with ``predictor`` added, when the export records one for ``predictor`` and its
@@ -51,7 +54,7 @@ def served_guarantee(manifest: dict[str, Any], predictor: str | None, knobs: dic
     """
     if predictor not in PREDICTOR_KINDS:
         return None
-    entry = manifest.get("probe" if predictor == "probe" else "exit_table")
+    entry = manifest.get(ENTRY_OF_PREDICTOR[predictor])
     g = entry.get("guarantee") if isinstance(entry, dict) else None
     if not isinstance(g, dict) or not isinstance(g.get("knob"), dict):
         return None

@@ -7,6 +7,7 @@ predictor and engines, whoever built them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import warnings
@@ -21,7 +22,10 @@ from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ArtifactError, BackendUnavailable, ConfigError, GeepError
 from geep_deploy.limits import check_depths
 from geep_deploy.names import (
+    EMBED,
+    ENTROPY,
     FORMAT_OF_BACKEND,
+    LAYER,
     ONNX,
     ONNXRUNTIME,
     PLAN,
@@ -51,6 +55,8 @@ class Parts:
     shared: Any = None  # OrtWeightPool or TrtScratch, reused for segment engines
     ort_options: dict[str, Any] = field(default_factory=dict)
     probe: Any = None  # the ProbeDispatch, when the probe dispatches
+    entropy: Any = None  # the EntropyExit, when the entropy exit dispatches
+    segments: Any = None  # the embed/layer engines (EngineSegments), or a function that opens them when first needed
 
 
 def make_engine(bundle: Any, parts: Parts, backend: str, device: str, precision: str, *, kind: str,
@@ -126,28 +132,42 @@ def build_parts(export_dir: Path, options: LoadOptions | None = None) -> Parts:
             warnings.warn(f"{e} Dispatching by the exit table instead.", RuntimeWarning, stacklevel=3)
         else:
             parts.owned[:0] = parts.probe.engines  # closed with the engine, before the shared scratch
+    parts.segments = functools.partial(open_segments, parts, backend, device, precision, o.threads)
+    if kind == ENTROPY:  # the walk runs the segment engines: open them now (and check them below)
+        from runtime.layerwise import EntropyExit
+
+        parts.entropy = EntropyExit(bundle.entropy["threshold"])
+        parts.segments = parts.segments()
     _check_runs(parts)
     e = parts.engines[want[-1]]
     parts.info = {
         "export": str(export_dir), "backend": backend, "device": device, "precision": precision,
         "provider": getattr(e, "provider", None), "depths": want, "method": bundle.method,
         "exit_mode": bundle.exit_mode,
-        "predictor": PROBE if parts.probe is not None else (None if fixed_depth is not None else TABLE),
+        "predictor": (ENTROPY if parts.entropy is not None else PROBE if parts.probe is not None
+                      else None if fixed_depth is not None else TABLE),
         "num_layers": L,
     }
     if parts.probe is not None:
         parts.info["probe"] = parts.probe.describe()
+    if parts.entropy is not None:
+        parts.info["entropy"] = {"threshold": parts.entropy.threshold, "states_on_device": parts.segments.resident}
     return parts
 
 
 def _predictor_kind(bundle: Any, predictor: str | None, fixed_depth: int | None) -> str | None:
-    """``"probe"``, ``"table"`` or None (fixed depth): what dispatches, from the caller's choice or the export's."""
-    if fixed_depth is not None:  # LoadOptions refused fixed_depth with predictor='probe'
+    """``"probe"``, ``"table"``, ``"entropy"`` or None (fixed depth): what dispatches, from the caller's choice or
+    the export's."""
+    if fixed_depth is not None:  # LoadOptions refused fixed_depth with predictor='probe' or 'entropy'
         return None
     kind = predictor or bundle.predictor or "table"
     if kind == "probe" and bundle.probe is None:
         raise ConfigError(f"runtime | {bundle.root} carries no probe. Fit one with `geep-deploy calibrate "
                           "--predictor probe` and export with --probe, or load with predictor='table'.")
+    if kind == ENTROPY and bundle.entropy is None:
+        raise ConfigError(f"runtime | {bundle.root} records no entropy-exit threshold. Choose one with "
+                          "`geep-deploy calibrate --predictor entropy` and export with --entropy, or serve a "
+                          "threshold of your own with engine.with_entropy(threshold).")
     return kind
 
 
@@ -158,6 +178,7 @@ def _check_probe_knobs(kind: str | None, o: LoadOptions, bundle: Any) -> None:
     if not given or kind == PROBE:
         return
     why = ("fixed_depth runs every row at one depth" if kind is None else
+           "this load dispatches by the entropy exit" if kind == ENTROPY else
            "this load dispatches by the exit table" if bundle.probe is not None else
            f"{bundle.root} carries no probe (a table-only export)")
     raise ConfigError(f"runtime | {' and '.join(given)} tune the layer-1 probe dispatch, but {why}; "
@@ -261,6 +282,12 @@ def _check_runs(parts: Parts) -> None:
     if parts.probe is not None:
         with _damaged_if_it_fails(parts, "prefix/cont"):
             parts.probe.check(enc)
+    if parts.entropy is not None:
+        from runtime.layerwise import LayerwiseDispatch
+
+        with _damaged_if_it_fails(parts, "embed/layer"):
+            LayerwiseDispatch(parts.segments, parts.entropy, num_layers=parts.bundle.shape.num_hidden_layers,
+                              num_labels=len(parts.label_names), pad_id=parts.encoder.pad_id).check(enc)
 
 
 @contextlib.contextmanager
@@ -386,3 +413,37 @@ def segment_engines(parts: Parts, backend: str, device: str, precision: str,
             f"which the layer-by-layer baselines need: {e}. Re-export with segment graphs."
         ) from None
     return opened[0], opened[1:]
+
+
+def open_segments(parts: Parts, backend: str, device: str, precision: str, threads: int | None = None) -> Any:
+    """The export's ``embed`` and ``layer1..L`` engines as `runtime.layerwise.EngineSegments` (the entropy
+    dispatch's), on the weights the depth engines already hold.
+
+    Raises:
+        ConfigError: the export has no segment graphs for this backend and precision (export made with
+            ``--no-segments``, ``ExportOptions(segments=False)``, or from a ``full`` checkpoint).
+        ArtifactError: a segment graph is there but damaged.
+    """
+    from runtime.layerwise import EngineSegments
+
+    check_segments(parts.bundle, backend, precision)
+    embed, layers = segment_engines(parts, backend, device, precision, threads)
+    return EngineSegments(embed, layers)
+
+
+def check_segments(bundle: Any, backend: str, precision: str) -> None:
+    """Refuse, before opening anything, an export without the ``embed``/``layer{k}`` graphs the layer-by-layer
+    walk runs (torch runs the export's weights and needs none)."""
+    if backend == TORCH:
+        return
+    L = bundle.shape.num_hidden_layers
+    fmt, wp = FORMAT_OF_BACKEND[backend], weights_precision(precision)
+    missing = [f"{k}{d or ''}" for k, d in [(EMBED, None), *((LAYER, k) for k in range(1, L + 1))]
+               if not bundle.has(kind=k, depth=d, format=fmt, precision=wp)]
+    if missing:
+        raise ConfigError(
+            f"runtime | the entropy exit runs the export's segment graphs (embed, layer1..{L}) layer by layer, and "
+            f"{bundle.root} has no {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} for "
+            f"{backend}/{precision}. Re-export without --no-segments (ExportOptions(segments=True); the default "
+            "for every method but 'full'), or serve this export with predictor='probe' or 'table'."
+        )

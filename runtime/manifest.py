@@ -23,12 +23,14 @@ Layout (version 5; versions 1-4 named each file's format ``backend``, read here 
                            "guarantee": {...} (optional)},
      "probe": null | {"file": "probe.json", "sha256", "bytes", "params": {"num_layers", "risk", "escalate",
                       "uses_table"}, "guarantee": {...} (optional)},
-     "predictor": "probe" | "table" | null (what GeepEngine dispatches by unless told otherwise),
+     "entropy": null | {"threshold", "num_layers", "calibration": {}, "guarantee": {...} (optional)} (the entropy
+                exit over the export's own heads; absent before it, still format 5),
+     "predictor": "probe" | "table" | "entropy" | null (what GeepEngine dispatches by unless told otherwise),
      "not_validated": [{"file", "reason"}], "tensorrt": {...} | null, "export": {settings, versions, seconds}}
 
 ``guarantee`` (optional, any version; from ``calibrate --max-disagree``, see ``runtime.guarantee``):
 ``{"max_disagree": EPS, "confidence": 1 - DELTA, "delta", "calibration_rows": n, "certified_bound", "knob":
-{"risk", "escalate"} | {"quantile", "margin"} | null, "calibration_disagreement", "flops_speedup", "method",
+{"risk", "escalate"} | {"quantile", "margin"} | {"tau"} | null, "calibration_disagreement", "flops_speedup", "method",
 "message", ...}``.
 """
 
@@ -52,7 +54,7 @@ from geep_deploy.names import (
 )
 from geep_deploy.safe_io import UnsafePath, check_format, read_json
 from geep_deploy.safe_io import member_path as safe_member
-from runtime.guarantee import guarantee_problems
+from runtime.guarantee import ENTRY_OF_PREDICTOR, guarantee_problems
 
 FORMAT = "geep-deploy-export"
 FORMAT_VERSION = 5  # 2: torch weights read from onnx/fp32/weights.bin; graph variants; 3: manifest_sha256;
@@ -209,11 +211,13 @@ def schema_problems(m: dict[str, Any]) -> list[str]:
     for key in ("exit_table", "probe"):
         if m.get(key) is not None:
             out += _file_problems(key, m[key]) or guarantee_problems(f"{key}.guarantee", m[key].get("guarantee"))
+    if m.get("entropy") is not None:
+        out += entropy_problems(m["entropy"], L)
     pred = m.get("predictor")
     if pred is not None and pred not in PREDICTOR_KINDS:
         out.append(f"predictor must be one of {list(PREDICTOR_KINDS)} or null, got {pred!r}")
-    elif pred is not None and not m.get("exit_table" if pred == "table" else "probe"):
-        out.append(f"predictor is {pred!r} but the manifest has no {'exit_table' if pred == 'table' else 'probe'}")
+    elif pred is not None and not m.get(ENTRY_OF_PREDICTOR[pred]):
+        out.append(f"predictor is {pred!r} but the manifest has no {ENTRY_OF_PREDICTOR[pred]}")
     weights = m.get("weights", [])
     if not isinstance(weights, list):
         out.append("weights must be a list")
@@ -232,6 +236,19 @@ def schema_problems(m: dict[str, Any]) -> list[str]:
     elif trt and trt.get("timing_cache") is not None:
         out += _file_problems("tensorrt.timing_cache", trt["timing_cache"])
     return out
+
+
+def entropy_problems(e: Any, num_layers: int) -> list[str]:
+    """What is wrong with a manifest's ``entropy`` entry (the entropy exit's threshold; empty: nothing)."""
+    if not isinstance(e, dict):
+        return [f"entropy must be an object or null, got {type(e).__name__}"]
+    out = []
+    t = e.get("threshold")
+    if not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0):
+        out.append(f"entropy.threshold must be a number in [0, 1], got {t!r}")
+    if e.get("num_layers") != num_layers:
+        out.append(f"entropy.num_layers must be the backbone's {num_layers}, got {e.get('num_layers')!r}")
+    return out + guarantee_problems("entropy.guarantee", e.get("guarantee"))
 
 
 def listed_files(m: dict[str, Any]) -> list[dict[str, Any]]:

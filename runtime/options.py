@@ -12,7 +12,7 @@ from typing import Literal
 
 from geep_deploy.errors import ConfigError
 from geep_deploy.limits import check_count
-from geep_deploy.names import AUTO, PREDICTOR_KINDS, PROBE
+from geep_deploy.names import AUTO, ENTROPY, PREDICTOR_KINDS, PROBE
 from geep_deploy.options import KEEP, Keep
 
 CallCost = float | Literal["auto"] | None
@@ -30,8 +30,10 @@ class LoadOptions:
         depths: depths to load. Defaults to every exported depth.
         fixed_depth: send every row to this depth instead of predicting (``static:k``; also what an export
             without an exit table needs).
-        predictor: the predictor kind, ``"probe"`` (the layer-1 probe dispatch) or ``"table"`` (the token exit
-            table) (`geep_deploy.names.PREDICTOR_KINDS`). Defaults to what the export records.
+        predictor: the predictor kind, ``"probe"`` (the layer-1 probe dispatch), ``"table"`` (the token exit
+            table) or ``"entropy"`` (FastBERT's entropy exit over the export's own heads, at the threshold the
+            export records; `runtime.layerwise`) (`geep_deploy.names.PREDICTOR_KINDS`). Defaults to what the
+            export records.
         risk: the probe's risk level (lower = deeper, safer). None keeps the stored one.
         escalate: the probe's escalation threshold (normalised entropy at the exit); None turns escalation off,
             `KEEP` (the default) keeps the stored one.
@@ -75,9 +77,9 @@ class LoadOptions:
         if self.predictor is not None and self.predictor not in PREDICTOR_KINDS:
             raise ConfigError(f"runtime | predictor must be one of {list(PREDICTOR_KINDS)} (the predictor kind), "
                               f"got {self.predictor!r}.")
-        if self.fixed_depth is not None and self.predictor == PROBE:
+        if self.fixed_depth is not None and self.predictor in (PROBE, ENTROPY):
             raise ConfigError("runtime | fixed_depth runs every row at one depth; it cannot go with "
-                              "predictor='probe'. Drop one of them.")
+                              f"predictor={self.predictor!r}. Drop one of them.")
         if not isinstance(self.escalate, Keep) and isinstance(self.escalate, str):
             raise ConfigError(f"runtime | escalate must be a number in [0, 1], None (off) or KEEP (the stored "
                               f"value), got {self.escalate!r}.")
