@@ -13,12 +13,16 @@ model's answer) is certified to be at most EPS of rows, at --confidence (default
 distribution-free guarantee (Learn then Test, export/consistency.py; docs/consistency.md says what it covers). It
 needs no gold labels, and the dev rows must be rows the model, the table and the probe did not fit.
 
-By default (--predictor probe, the product's default: exit mode student, no escalation) it also fits the layer-1
-probe (features: depth 1's entropy, margin and top probability, and the length; --probe-with-table adds the
-table's statistics) on the calibration rows' exit labels, tunes its risk level (and with --escalation tune its
-escalation threshold) on dev for the same budget, and writes it as JSON next to the table (--probe-out).
---predictor table builds and tunes the token table only.
-Export both with `geep-deploy export --exit-table TABLE --probe PROBE`. With --exit-mode skip the probe dispatches
+By default (--predictor probe, the product's default for the --device, geep_deploy.names.DEFAULT_PREDICTOR: exit
+mode student, no escalation) it also fits the layer-1 probe (features: depth 1's entropy, margin and top
+probability, and the length; --probe-with-table adds the table's statistics) on the calibration rows' exit
+labels, tunes its risk level (and with --escalation tune its escalation threshold) on dev for the same budget,
+and writes it as JSON next to the table (--probe-out). --predictor table builds and tunes the token table only.
+--predictor entropy chooses instead the threshold of FastBERT's entropy exit over the model's own heads (layer by
+layer, a head check per layer, no dense groups; on the CPU it was often faster than the probe at equal accuracy,
+docs/results.md) on dev for the same budget (--max-drop, --target-speedup, or --max-disagree), and writes it as
+JSON next to the table (--entropy-out).
+Export both with `geep-deploy export --exit-table TABLE --probe PROBE` (or `--entropy ENTROPY`). With --exit-mode skip the probe dispatches
 to GEEP's shared exit path (layers 1..k, then layer L and the teacher: one layer more, often more accurate than
 the students); export that probe with --exit-mode skip.
 
@@ -31,6 +35,8 @@ Example (runs/demo/geep.pt is written by `geep-deploy demo`, or by `geep-deploy 
       --out runs/exit_table.npz --max-disagree 0.02 --confidence 0.9   # certified: <= 2% of rows differ
   geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
       --out runs/skip_table.npz --exit-mode skip   # then: export ... --probe runs/skip_table.probe.json --exit-mode skip
+  geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
+      --out runs/exit_table.npz --predictor entropy   # then: export ... --entropy runs/exit_table.entropy.json
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.data import load_split
-from geep_deploy.names import DEVICES, EXIT_MODES, PREDICTOR_KINDS
+from geep_deploy.names import DEFAULT_PREDICTOR, DEVICES, ENTROPY, EXIT_MODES, PREDICTOR_KINDS, PROBE
 
 DEFAULT_MAX_DROP = 0.5
 """The accuracy budget in points below depth L (``--max-drop``), also the demo's."""
@@ -67,14 +73,21 @@ def add_args(p: argparse.ArgumentParser) -> None:
                              "(e.g. 0.02 = 2%% of rows) at --confidence on the dev rows (no gold labels needed)")
     p.add_argument("--confidence", type=float, default=None,
                    help="confidence 1 - delta of the --max-disagree guarantee (default 0.9)")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="torch device of the calibration pass, and the device whose default --predictor applies "
+                        "(default cpu)")
     p.add_argument("--calib-split", default="train", help="split that fills the table (default train)")
     p.add_argument("--max-calib", type=int, default=None, help="use only the first N calibration rows")
     p.add_argument("--batch-size", type=int, default=64)
     probe = p.add_argument_group("probe (--predictor probe)")
-    probe.add_argument("--predictor", choices=PREDICTOR_KINDS, default="probe",
-                       help="probe: the table and the layer-1 probe, which an export then dispatches by (default); "
-                            "table: the token exit table only")
+    probe.add_argument("--predictor", choices=PREDICTOR_KINDS, default=None,
+                       help="probe: the table and the layer-1 probe, which an export then dispatches by; table: the "
+                            "token exit table only; entropy: the table and the entropy exit's threshold (FastBERT's "
+                            "exit over the model's own heads). Default: the product's default for --device "
+                            f"({', '.join(f'{d}: {k}' for d, k in DEFAULT_PREDICTOR.items())})")
+    probe.add_argument("--entropy-out", default=None,
+                       help="with --predictor entropy: the threshold's JSON to write (default: next to --out, e.g. "
+                            "exit_table.entropy.json)")
     probe.add_argument("--probe-out", default=None,
                        help="probe JSON to write (default: next to --out, e.g. exit_table.probe.json)")
     probe.add_argument("--escalation", choices=("off", "tune"), default="off",
@@ -97,14 +110,27 @@ def format_curve(curve: list[dict], chosen: dict) -> str:
     return "\n".join(lines)
 
 
+def predictor_kind(args: argparse.Namespace) -> str:
+    """``--predictor``, else the product's default for ``--device`` (`geep_deploy.names.DEFAULT_PREDICTOR`)."""
+    return args.predictor or DEFAULT_PREDICTOR[args.device]
+
+
 def probe_path(args: argparse.Namespace) -> Path:
     """Where the probe goes: ``--probe-out``, else next to the table (``exit_table.npz`` -> ``exit_table.probe.json``)."""
     return Path(args.probe_out) if args.probe_out else Path(args.out).with_suffix(".probe.json")
 
 
+def entropy_path(args: argparse.Namespace) -> Path:
+    """Where the entropy exit goes: ``--entropy-out``, else next to the table (``exit_table.entropy.json``)."""
+    return Path(args.entropy_out) if args.entropy_out else Path(args.out).with_suffix(".entropy.json")
+
+
 def derived_outputs(args: argparse.Namespace) -> dict[str, Path]:
-    """Outputs no flag names (the default probe path), for the CLI's output-vs-input check."""
-    return {"--probe-out": probe_path(args)} if args.predictor == "probe" and not args.probe_out else {}
+    """Outputs no flag names (the default probe or entropy path), for the CLI's output-vs-input check."""
+    kind = predictor_kind(args)
+    if kind == PROBE and not args.probe_out:
+        return {"--probe-out": probe_path(args)}
+    return {"--entropy-out": entropy_path(args)} if kind == ENTROPY and not args.entropy_out else {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,16 +146,22 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"calibrate | --tau sets the entropy threshold of --rule entropy; the {args.rule} rule "
                           "has no threshold, so it would be ignored. Drop --tau, or add --rule entropy.")
     check_guarantee_args(args)
+    kind = predictor_kind(args)
     probe_flags = (args.probe_out is not None or args.escalation != "off" or args.probe_with_table
                    or args.exit_mode != "student")
-    if probe_flags and args.predictor != "probe":
+    if probe_flags and kind != PROBE:
         raise ConfigError("calibrate | --probe-out, --escalation, --exit-mode and --probe-with-table set up the "
                           "probe; add --predictor probe, or drop them.")
+    if args.entropy_out is not None and kind != ENTROPY:
+        raise ConfigError("calibrate | --entropy-out names the entropy exit's file; add --predictor entropy, or drop "
+                          "it.")
     from geep_deploy.atomic import check_output_file
 
     check_output_file(args.out, "calibrate --out")
-    if args.predictor == "probe":
+    if kind == PROBE:
         check_output_file(probe_path(args), "calibrate --probe-out")
+    if kind == ENTROPY:
+        check_output_file(entropy_path(args), "calibrate --entropy-out")
     ckpt = load_checkpoint(args.checkpoint)
     if args.calib_split == "train":
         import sys
@@ -148,11 +180,17 @@ def run(args: argparse.Namespace) -> int:
                               escalations=ESCALATE_GRID if args.escalation == "tune" else (None,),
                               uses_table=args.probe_with_table, exit_mode=args.exit_mode)
     run_opts = dict(device=args.device, batch_size=args.batch_size)
-    if args.predictor == "probe":
+    other: Any = None  # the probe's or the entropy exit's calibration
+    if kind == PROBE:
         from export.probe_calibration import calibrate_probe
 
-        pres = calibrate_probe(ckpt, calib, dev, opts, **run_opts)
+        other = pres = calibrate_probe(ckpt, calib, dev, opts, **run_opts)
         res = pres.table
+    elif kind == ENTROPY:
+        from export.entropy_exit import calibrate_entropy
+
+        other = calibrate_entropy(ckpt, calib, dev, opts, **run_opts)
+        res = other.table
     else:
         res = calibrate_checkpoint(ckpt, calib, dev, opts, **run_opts)
     res.predictor.checkpoint = ckpt.weights_sha256  # export and load refuse it with another model's weights
@@ -174,13 +212,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"exit prediction on dev: MAE {f['dev_mae_layers']:.2f} layers, within one layer "
           f"{100 * f['dev_within_one_layer']:.1f}%")
     print(f"wrote {path}")
-    if args.predictor == "probe":
+    if kind == PROBE:
         print(format_probe(pres, goal))
         if "guarantee" in pres.figures:
             print(format_guarantee(pres.figures["guarantee"], "probe"))
         probe = dataclasses.replace(pres.probe, checkpoint=ckpt.weights_sha256)
         print(f"wrote {probe.save(probe_path(args), extra={'calibration': {**pres.figures, 'chosen': pres.chosen}})}")
-    print(recommendation(args, c, pres.chosen if args.predictor == "probe" else None))
+    elif kind == ENTROPY:
+        from export.entropy_exit import save_entropy
+
+        print(format_entropy(other, goal))
+        if "guarantee" in other.figures:
+            print(format_guarantee(other.figures["guarantee"], "entropy exit"))
+        print(f"wrote {save_entropy(entropy_path(args), other, ckpt.model.num_layers, ckpt.weights_sha256)}")
+    print(recommendation(args, c, None if other is None else other.chosen))
     return 0
 
 
@@ -220,19 +265,24 @@ def warn_budget(args: argparse.Namespace, dev_rows: int) -> None:
               f"{100.0 / dev_rows:.2f}.", file=sys.stderr)
 
 
-def recommendation(args: argparse.Namespace, table: dict[str, Any], probe: dict[str, Any] | None) -> str:
-    """One line: which predictor to export, and why (the faster one at the same budget on the tuning rows)."""
+def recommendation(args: argparse.Namespace, table: dict[str, Any], other: dict[str, Any] | None) -> str:
+    """One line: which predictor to export, and why (the faster one at the same budget on the tuning rows).
+    ``other``: the chosen point of the probe or the entropy exit (``--predictor``), None for the table alone."""
     t_cmd = f"geep-deploy export --checkpoint {args.checkpoint} --out DIR --exit-table {args.out}"
-    if probe is None:
+    if other is None:
         return (f"recommendation: export this table ({t_cmd}); the default --predictor probe also fits the layer-1 "
                 "probe, which reads depth 1's confidence instead of tokens alone (docs/exit_prediction.md compares them).")
-    p_cmd = f"{t_cmd} --probe {probe_path(args)}" + ("" if args.exit_mode == "student" else " --exit-mode skip")
-    pf, tf = probe["flops_speedup"], table["flops_speedup"]
-    if probe["target_met"] and (pf >= tf or not table["target_met"]):
-        return (f"recommendation: export the probe ({p_cmd}): on the tuning rows it meets the budget at {pf:.2f}x "
+    if predictor_kind(args) == ENTROPY:
+        name, o_cmd = "entropy exit", f"{t_cmd} --entropy {entropy_path(args)}"
+    else:
+        name = "probe"
+        o_cmd = f"{t_cmd} --probe {probe_path(args)}" + ("" if args.exit_mode == "student" else " --exit-mode skip")
+    pf, tf = other["flops_speedup"], table["flops_speedup"]
+    if other["target_met"] and (pf >= tf or not table["target_met"]):
+        return (f"recommendation: export the {name} ({o_cmd}): on the tuning rows it meets the budget at {pf:.2f}x "
                 f"FLOPs against the table's {tf:.2f}x.")
     return (f"recommendation: export the table only ({t_cmd}): on these tuning rows it meets the budget at "
-            f"{tf:.2f}x FLOPs against the probe's {pf:.2f}x.")
+            f"{tf:.2f}x FLOPs against the {name}'s {pf:.2f}x.")
 
 
 def format_probe(pres: Any, goal: str) -> str:
@@ -245,6 +295,16 @@ def format_probe(pres: Any, goal: str) -> str:
             f"mean depth {c['mean_depth']:.2f}, escalated {100 * c['escalated_share']:.1f}% ({goal}"
             + ("" if c["target_met"] else "; NOT met, closest setting chosen") + ")\n"
             f"dev depths planned by the probe (1..L): {f['dev_planned_hist']}")
+
+
+def format_entropy(eres: Any, goal: str) -> str:
+    """The entropy exit's chosen threshold, one line per fact."""
+    c, f = eres.chosen, eres.figures
+    return (f"entropy exit ({f['dev_rows']} dev rows, {len(eres.curve)} thresholds): threshold {c['tau']:g} -> "
+            f"accuracy {100 * c['accuracy']:.2f}%, FLOPs speed-up {c['flops_speedup']:.2f}x (a head per layer "
+            f"passed), mean depth {c['mean_depth']:.2f} ({goal}"
+            + ("" if c["target_met"] else "; NOT met, closest setting chosen") + ")\n"
+            f"dev depths under the entropy exit (1..L): {f['dev_depth_hist']}")
 
 
 def confidence(args: argparse.Namespace) -> float:

@@ -3,7 +3,9 @@
 Writes DIR/manifest.json, DIR/onnx/<precision>/{depthK,embed,layerK}.onnx sharing DIR/onnx/<precision>/weights.bin,
 DIR/tokenizer.json, the exit table and (where TensorRT imports) DIR/tensorrt/*.plan. With --probe it also writes
 the probe dispatch's prefix.onnx and contK.onnx graphs and DIR/probe.json, and makes the probe the export's
-dispatcher (what predict, serve and GeepEngine use unless told --predictor table).
+dispatcher (what predict, serve and GeepEngine use unless told --predictor table). With --entropy the manifest
+records the entropy exit's threshold instead (from `calibrate --predictor entropy`), and the export dispatches by
+FastBERT's entropy exit over its own heads, layer by layer through its embed/layerK graphs.
 Every graph is validated against PyTorch with ONNX Runtime; a mismatch fails the export unless --allow-mismatch.
 The export is built next to DIR and renamed into place, so a failed run leaves a previous export intact.
 
@@ -13,6 +15,8 @@ Example:
       --probe runs/exit_table.probe.json        # the probe becomes the export's dispatcher
   geep-deploy export --checkpoint runs/demo/geep.pt --out exports/geep_table --exit-table runs/exit_table.npz \\
       --precision fp32,int8                     # table dispatch only, plus int8 graphs
+  geep-deploy export --checkpoint runs/demo/geep.pt --out exports/geep_entropy --exit-table runs/exit_table.npz \\
+      --entropy runs/exit_table.entropy.json    # after `calibrate ... --predictor entropy`
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe", metavar="PROBE",
                         help="layer-1 probe from `calibrate --predictor probe` (JSON): the export dispatches by it and "
                              "gets its prefix/contK graphs")
+    parser.add_argument("--entropy", metavar="ENTROPY",
+                        help="entropy-exit threshold from `calibrate --predictor entropy` (JSON): the export dispatches "
+                             "by FastBERT's entropy exit over its own heads (runs the embed/layerK graphs)")
     parser.add_argument("--continuations", action="store_true",
                         help="export the prefix/contK graphs even without --probe")
     parser.add_argument("--exit-mode", choices=EXIT_MODES, default=None,
@@ -56,7 +63,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
                         help="torch ONNX exporter (default: torchscript, the faster one; dynamo is the new one)")
     parser.add_argument("--no-segments", action="store_true",
-                        help="skip the embed/layerK graphs that the FastBERT/PABEE baselines run on")
+                        help="skip the embed/layerK graphs that the entropy exit (--entropy, GeepEngine.with_entropy) "
+                             "and the FastBERT/PABEE baselines run on")
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="record validation failures in the manifest instead of failing")
     parser.add_argument("--force", action="store_true", help="replace an existing DIR")
@@ -75,7 +83,8 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
               "`predict --backend`); --backend will be removed.", file=sys.stderr)
         formats = args.old_backend
     return ExportOptions(
-        exit_table=args.exit_table, calib_data=args.calib_data, probe=args.probe, depths=args.depths,
+        exit_table=args.exit_table, calib_data=args.calib_data, probe=args.probe, entropy=args.entropy,
+        depths=args.depths,
         precisions=args.precision, formats=formats or ONNX, max_batch=args.max_batch, max_len=args.max_len,
         exporter=args.exporter, segments=False if args.no_segments else None,
         continuations=True if args.continuations else None, exit_mode=args.exit_mode, force=args.force,
@@ -101,4 +110,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  probe {m['probe']['file']}: risk={p['risk']} escalate={p['escalate']} "
               f"(uses the table: {p['uses_table']}); the export dispatches by the probe (predict, serve and "
               "GeepEngine use it; --predictor table picks the exit table instead)")
+    if m.get("entropy"):
+        print(f"  entropy exit: threshold={m['entropy']['threshold']:g}; the export dispatches by it, layer by layer "
+              "(predict, serve and GeepEngine use it; --predictor table picks the exit table instead)")
     return 0

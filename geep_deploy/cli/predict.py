@@ -39,7 +39,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="the full model's answers: every input at depth L, no early exit (the guarantee does not "
                         "apply because nothing exits early)")
     p.add_argument("--predictor", choices=PREDICTOR_KINDS, default=None,
-                   help="dispatch by the exit table or the layer-1 probe (default: what the export records)")
+                   help="dispatch by the exit table, the layer-1 probe or the entropy exit over the model's own heads "
+                        "(default: what the export records)")
     p.add_argument("--json", action="store_true", help="print JSON (one record per input, plus timings)")
     p.add_argument("--no-progress", action="store_true", help=f"no progress bar (shown above {CHUNK} rows)")
 
