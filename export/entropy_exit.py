@@ -67,24 +67,13 @@ def entropy_curve(logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, s
     return out
 
 
-def calibrate_entropy(
-    ckpt: Checkpoint,
-    calib: TextDataset,
-    dev: TextDataset,
-    options: CalibrationOptions | None = None,
-    *,
-    device: str = "cpu",
-    batch_size: int = 64,
-    progress: bool = True,
-    **fields: Any,
-) -> EntropyCalibration:
-    """Choose the entropy exit's threshold for ``ckpt`` on the dev rows (see the module docstring).
-
-    Args:
-        ckpt, calib, dev, device, batch_size, progress: as in ``export.calibration.calibrate_checkpoint``.
-        options: rule (of the table's exit labels), budget and grids (`export.options.CalibrationOptions`); the
-            entropy exit reads ``taus``, ``max_drop``, ``target_speedup``, ``max_disagree`` and ``confidence``.
-        **fields: any `CalibrationOptions` field, replacing the one in ``options``.
+def calibrate_entropy(ckpt: Checkpoint, calib: TextDataset, dev: TextDataset, options: CalibrationOptions | None = None,
+                      *, device: str = "cpu", batch_size: int = 64, progress: bool = True,
+                      **fields: Any) -> EntropyCalibration:
+    """Choose the entropy exit's threshold for ``ckpt`` on the dev rows (see the module docstring). Arguments as
+    ``export.calibration.calibrate_checkpoint``'s; of ``options`` (or ``fields``, `CalibrationOptions` fields that
+    replace its own) the entropy exit reads ``taus``, ``max_drop``, ``target_speedup``, ``max_disagree`` and
+    ``confidence`` (``rule`` and the table's grids build the fallback table).
 
     Raises:
         ConfigError: as ``calibrate_checkpoint``, or an exit mode other than the student heads.

@@ -265,19 +265,14 @@ def test_refusals(export, no_segments, model, tmp_path) -> None:
 
 # -- calibrate --predictor entropy through the CLI ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """60 train / 40 dev rows of the bundled SST-2 slice."""
-    return sst2_slice(tmp_path_factory.mktemp("data"), train=60, dev=40)
-
-
-def test_calibrate_export_serve(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ckpt, table = tmp_path / "t.pt", tmp_path / "table.npz"
+def test_calibrate_export_serve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = sst2_slice(tmp_path / "data", train=60, dev=40)  # 40 dev rows certify 10% at 90% (one chain)
+    ckpt = tmp_path / "t.pt"
     tiny_checkpoint(ckpt)
+    table, file = tmp_path / "table.npz", tmp_path / "table.entropy.json"
     assert main(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(table),
                  "--predictor", "entropy", "--max-disagree", "0.1", "--confidence", "0.9"]) == 0
     out = capsys.readouterr().out
-    file = tmp_path / "table.entropy.json"
     assert "entropy exit (40 dev rows" in out and f"wrote {file}" in out and table.is_file()
     assert "guarantee (entropy exit, 40 dev rows)" in out and "recommendation:" in out
     doc = json.loads(file.read_text())
