@@ -20,7 +20,8 @@ SUBCOMMANDS = {  # in the order a user runs them
     "demo": "Run the end-to-end demo on the bundled SST-2 slice (GEEP's default vs FastBERT vs full).",
     "train": "Train a model with exits: geep, fastbert, pabee or full.",
     "eval": "Accuracy and FLOPs speed-up of a checkpoint per depth and exit threshold.",
-    "calibrate": "Fit the exit predictor (layer-1 probe by default, or the token exit table) and tune its knob.",
+    "calibrate": "Fit the exit predictor (layer-1 probe by default, the token exit table, or the entropy exit's threshold) "
+                 "and tune its knob.",
     "export": "Compile a checkpoint into per-depth ONNX/TensorRT engines, exit predictor and manifest.",
     "predict": "Classify texts with an export (prints the accuracy when the input has labels).",
     "serve": "Serve an export over HTTP with request pooling (FastAPI; Ray Serve with --ray).",
