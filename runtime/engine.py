@@ -413,7 +413,7 @@ class GeepEngine(_Classifier):
             options: a `runtime.options.LoadOptions` built once (the CLI and the service do). Defaults to one
                 from the keywords.
             **fields: any other `LoadOptions` field, replacing the one in ``options``: ``depths``,
-                ``fixed_depth``, ``predictor`` (``"probe"`` or ``"table"``), ``risk``, ``escalate``,
+                ``fixed_depth``, ``predictor`` (``"probe"``, ``"table"`` or ``"entropy"``), ``risk``, ``escalate``,
                 ``threads``, ``share_weights``, ``disable_prepacking``, ``mmap_weights``, ``verify``,
                 ``max_group``, ``call_cost``.
 
