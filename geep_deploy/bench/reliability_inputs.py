@@ -379,7 +379,8 @@ def encoding_cases(ws: dict[str, Path], tmp: Path, ref: tuple[list[str], list[in
     cases.append(("latin-1 labels.txt", bad_labels))
     for name, content, ok in (("predict --input latin-1", b"text\ngood\ncaf\xe9\n", False),
                               ("predict --input BOM (valid)", "\ufefftext\n" + "\n".join(TEXTS) + "\n", True),
-                              ("predict --input no text column", b"words\ngood\n", False),
+                              # one column without a header is texts (documented); four name no text column
+                              ("predict --input no text column", b"words\tid\tdate\tscore\ngood\t1\t2\t3\n", False),
                               ("predict --input header only", b"text\n", False),
                               ("predict --input ragged", b"text\tx\ngood\n", False)):
         def go_in(content: Any = content, ok: bool = ok, name: str = name) -> tuple[str, str]:
