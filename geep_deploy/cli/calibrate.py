@@ -134,7 +134,6 @@ def derived_outputs(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.calibration import calibrate_checkpoint
     from geep_deploy.checkpoint import load_checkpoint
     from geep_deploy.errors import ConfigError
 
@@ -171,30 +170,8 @@ def run(args: argparse.Namespace) -> int:
               "held-out rows (no gold labels needed).", file=sys.stderr)
     calib, dev = calibration_rows(args)
     warn_budget(args, len(dev))
-    from export.options import CalibrationOptions
-    from export.probe_fit import ESCALATE_GRID
-
-    opts = CalibrationOptions(rule=args.rule, tau=args.tau, max_drop=args.max_drop,
-                              target_speedup=args.target_speedup, max_disagree=args.max_disagree,
-                              confidence=confidence(args),
-                              escalations=ESCALATE_GRID if args.escalation == "tune" else (None,),
-                              uses_table=args.probe_with_table, exit_mode=args.exit_mode)
-    run_opts = dict(device=args.device, batch_size=args.batch_size)
-    other: Any = None  # the probe's or the entropy exit's calibration
-    if kind == PROBE:
-        from export.probe_calibration import calibrate_probe
-
-        other = pres = calibrate_probe(ckpt, calib, dev, opts, **run_opts)
-        res = pres.table
-    elif kind == ENTROPY:
-        from export.entropy_exit import calibrate_entropy
-
-        other = calibrate_entropy(ckpt, calib, dev, opts, **run_opts)
-        res = other.table
-    else:
-        res = calibrate_checkpoint(ckpt, calib, dev, opts, **run_opts)
-    res.predictor.checkpoint = ckpt.weights_sha256  # export and load refuse it with another model's weights
-    path = res.predictor.save(args.out)
+    res, other = calibrate_predictor(args, ckpt, calib, dev)  # other: the probe's or the entropy exit's
+    path = save_table(res, ckpt, args.out)
     f, c = res.figures, res.chosen
     print(f"calibration: {f['calib_rows']} rows ({args.calib_split}), rule {f['rule']}"
           + (f" tau {f['tau']}" if f["rule"] == "entropy" else "")
@@ -212,21 +189,65 @@ def run(args: argparse.Namespace) -> int:
     print(f"exit prediction on dev: MAE {f['dev_mae_layers']:.2f} layers, within one layer "
           f"{100 * f['dev_within_one_layer']:.1f}%")
     print(f"wrote {path}")
-    if kind == PROBE:
-        print(format_probe(pres, goal))
-        if "guarantee" in pres.figures:
-            print(format_guarantee(pres.figures["guarantee"], "probe"))
-        probe = dataclasses.replace(pres.probe, checkpoint=ckpt.weights_sha256)
-        print(f"wrote {probe.save(probe_path(args), extra={'calibration': {**pres.figures, 'chosen': pres.chosen}})}")
-    elif kind == ENTROPY:
-        from export.entropy_exit import save_entropy
-
-        print(format_entropy(other, goal))
+    if other is not None:
+        print(format_probe(other, goal) if kind == PROBE else format_entropy(other, goal))
         if "guarantee" in other.figures:
-            print(format_guarantee(other.figures["guarantee"], "entropy exit"))
-        print(f"wrote {save_entropy(entropy_path(args), other, ckpt.model.num_layers, ckpt.weights_sha256)}")
+            print(format_guarantee(other.figures["guarantee"], "probe" if kind == PROBE else "entropy exit"))
+        print(f"wrote {save_predictor(args, other, ckpt)}")
     print(recommendation(args, c, None if other is None else other.chosen))
     return 0
+
+
+def calibration_options(args: argparse.Namespace) -> Any:
+    """The `export.options.CalibrationOptions` of calibrate's flags."""
+    from export.options import CalibrationOptions
+    from export.probe_fit import ESCALATE_GRID
+
+    return CalibrationOptions(rule=args.rule, tau=args.tau, max_drop=args.max_drop,
+                              target_speedup=args.target_speedup, max_disagree=args.max_disagree,
+                              confidence=confidence(args),
+                              escalations=ESCALATE_GRID if args.escalation == "tune" else (None,),
+                              uses_table=args.probe_with_table, exit_mode=args.exit_mode)
+
+
+def calibrate_predictor(args: argparse.Namespace, ckpt: Any, calib: Any, dev: Any,
+                        progress: bool = True) -> tuple[Any, Any]:
+    """What calibrate runs for its predictor kind (`predictor_kind`) on ``calib``/``dev`` rows: (the exit table's
+    `export.calibration.CalibrationResult`, the probe's or the entropy exit's calibration, None for the table
+    alone). The demo calls it too, with calibrate's default flags."""
+    kind, opts = predictor_kind(args), calibration_options(args)
+    run_opts: dict[str, Any] = dict(device=args.device, batch_size=args.batch_size, progress=progress)
+    if kind == PROBE:
+        from export.probe_calibration import calibrate_probe
+
+        pres = calibrate_probe(ckpt, calib, dev, opts, **run_opts)
+        return pres.table, pres
+    if kind == ENTROPY:
+        from export.entropy_exit import calibrate_entropy
+
+        eres = calibrate_entropy(ckpt, calib, dev, opts, **run_opts)
+        return eres.table, eres
+    from export.calibration import calibrate_checkpoint
+
+    return calibrate_checkpoint(ckpt, calib, dev, opts, **run_opts), None
+
+
+def save_table(res: Any, ckpt: Any, path: str | Path) -> Path:
+    """Write the exit table of ``res`` at ``path``, bound to ``ckpt``'s weights (export and load refuse it with
+    another model's)."""
+    res.predictor.checkpoint = ckpt.weights_sha256
+    return Path(res.predictor.save(path))
+
+
+def save_predictor(args: argparse.Namespace, other: Any, ckpt: Any) -> Path:
+    """Write the probe (at `probe_path`) or the entropy exit (at `entropy_path`) that `calibrate_predictor`
+    returned, bound to ``ckpt``'s weights; the file ``export --probe``/``--entropy`` reads."""
+    if predictor_kind(args) == ENTROPY:
+        from export.entropy_exit import save_entropy
+
+        return save_entropy(entropy_path(args), other, ckpt.model.num_layers, ckpt.weights_sha256)
+    probe = dataclasses.replace(other.probe, checkpoint=ckpt.weights_sha256)
+    return Path(probe.save(probe_path(args), extra={"calibration": {**other.figures, "chosen": other.chosen}}))
 
 
 def calibration_rows(args: argparse.Namespace) -> tuple[Any, Any]:
