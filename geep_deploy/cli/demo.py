@@ -2,11 +2,13 @@
 
 Trains three models on the same rows at the multi-dataset suite's budget: `full` (plain fine-tuning), GEEP (shared
 exit loss + distillation, one step) and FastBERT as published (its teacher is the `full` checkpoint, then 5
-self-distillation epochs). Calibrates GEEP as `geep-deploy calibrate` does by default (the layer-1 probe, student
-exits, no escalation; its knob chosen on half of SST-2 dev, the tuning rows) and chooses FastBERT's entropy
-threshold on the same rows by the same rule; exports all three, benches them on the other half of dev at batch 1
-and 64 on one runtime path (ONNX Runtime CPU fp32), serves a few requests through GeepEngine, and prints one table,
-a verdict, the noise and the phase timings. Writes DIR/demo.json and DIR/demo.png (--json/--plot elsewhere).
+self-distillation epochs). Calibrates GEEP as `geep-deploy calibrate` does by default on the CPU, with the
+product's default predictor there (geep_deploy.names.DEFAULT_PREDICTOR["cpu"]: the layer-1 probe, or the entropy
+exit over GEEP's own heads; student exits, no escalation; its knob chosen on half of SST-2 dev, the tuning rows),
+and chooses FastBERT's entropy threshold on the same rows by the same rule; exports all three, benches them on the
+other half of dev at batch 1 and 64 on one runtime path (ONNX Runtime CPU fp32), serves a few requests through
+GeepEngine, and prints one table, a verdict, the noise and the phase timings, naming the predictor GEEP ran with.
+Writes DIR/demo.json and DIR/demo.png (--json/--plot elsewhere).
 Finished training and exports under --out are reused unless --fresh is given.
 
 Example:
@@ -28,7 +30,8 @@ TRAIN_ROWS = 400
 """Rows trained on by default: at the suite's 4-epoch budget, three models (GEEP's step costs about two of
 `full`'s) fit the demo's 10-minute budget on 2 CPU cores only with a few hundred rows."""
 POOL_ROWS = 1000
-"""Further train.tsv rows used unlabeled, as the probe's calibration pool (no model trained on them)."""
+"""Further train.tsv rows used unlabeled, as GEEP's calibration rows (the exit labels the exit table and the probe
+are fitted on; no model trained on them)."""
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -41,7 +44,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-rows", type=int, default=TRAIN_ROWS,
                    help=f"train on the first N of the 2,000 training rows (default {TRAIN_ROWS})")
     p.add_argument("--pool-rows", type=int, default=POOL_ROWS,
-                   help=f"the next N training rows calibrate the probe, without labels (default {POOL_ROWS})")
+                   help=f"the next N training rows calibrate GEEP's exit predictor, without labels (default "
+                        f"{POOL_ROWS})")
     p.add_argument("--max-len", type=int, default=64, help="token limit (default 64; SST-2 rows are short)")
     p.add_argument("--json", default=None, help="results JSON to write (default DIR/demo.json)")
     p.add_argument("--plot", default=None, help="plot to write (default DIR/demo.png)")
@@ -114,13 +118,14 @@ def _train_all(args: argparse.Namespace, out: Path, train_ds: Any, phase: Phases
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from geep_deploy.cli.demo_deploy import deploy_and_report
+    from geep_deploy.cli.demo_deploy import default_predictor, deploy_and_report
     from geep_deploy.data import TextDataset, bundled_data_dir, load_split
     from geep_deploy.errors import ConfigError
 
     for name in ("epochs", "train_rows", "pool_rows", "max_len"):
         if getattr(args, name) < 1:
             raise ConfigError(f"demo | --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    kind = None if args.skip_deploy else default_predictor(Path(args.out))  # refused before any training
     phase = Phases()
     load_before = os.getloadavg()
     out = Path(args.out)
@@ -140,9 +145,9 @@ def run(args: argparse.Namespace) -> int:
     dev = load_split(data, "dev")
     order = np.random.default_rng(42).permutation(len(dev))
     tune_ds, report_ds = rows(dev, sorted(order[: len(dev) // 2])), rows(dev, sorted(order[len(dev) // 2:]))
-    print(f"SST-2 slice {data}: train on {len(train_ds)} rows; {len(pool_ds)} further train rows calibrate the "
-          f"probe (unlabeled); dev split into {len(tune_ds)} tuning rows (knobs chosen there) and {len(report_ds)} "
-          f"reported rows. {os.cpu_count()} CPU(s), 1-minute load average {load_before[0]:.1f}.")
+    print(f"SST-2 slice {data}: train on {len(train_ds)} rows; {len(pool_ds)} further train rows calibrate GEEP's "
+          f"default predictor on the CPU ({f'{kind}; ' if kind else ''}unlabeled); dev split into "
+          f"{len(tune_ds)} tuning rows (knobs chosen there) and {len(report_ds)} reported rows. {os.cpu_count()} CPU(s), 1-minute load average {load_before[0]:.1f}.")
     ckpts = _train_all(args, out, train_ds, phase)
     if args.skip_deploy:
         phase.end()
