@@ -62,6 +62,11 @@ def test_mixed_wall_pairs_say_ahead_only_outside_the_noise_and_the_run_spread() 
     (row,) = mixed_wall_pairs(s, contender="a", reference="c")
     assert row["verdict"] == "level" and row["spread"] >= 0.2 - 1e-9
     assert mixed_wall_pairs({"points": {}, "bench": {}}, "a", "b") == []
+    # every contender point more accurate than b3 and slower: its sweep was not benched that far
+    s["points"]["b"].append({"knob": "b3", "accuracy": 0.7, "held_out": {"accuracy": 0.7, "flops_speedup": 1.0}})
+    s["bench"]["64"]["records"]["b3"] = {"wall_speedup": 4.0, "wall_speedup_runs": [4.0, 4.0]}
+    by_ref = {r["reference"]: r for r in mixed_wall_pairs(s, contender="a", reference="b")}
+    assert by_ref["b3"]["verdict"] == "out of range"
 
 
 def test_the_dispatch_faster_in_more_comparisons_wins_the_set() -> None:

@@ -158,7 +158,10 @@ def dispatch_lines(agg: list[SetResults]) -> list[str]:
             "fastest wall-clock at that point's tuning accuracy or above, mixing two of its benched points "
             "(`aggregate.mixed_wall_pairs`; a share of the rows at each point, so speed-ups mix harmonically). "
             "This reading was added after the first seed of SST-2, AG News and THUCNews titles had been benched "
-            "(the pre-registered single-point rule cannot be read both ways); the other sets were measured after.",
+            "(the pre-registered single-point rule cannot be read both ways); the other sets were measured after. "
+            "*out of range*: every benched point of the contender is more accurate and slower, so the pair says "
+            "nothing (its sweep was not benched down to that accuracy; on sets whose students are unsure, FastBERT's "
+            "threshold grid, which ends at 0.95, may not reach the speed-up).",
             "",
             T.dispatch_text(agg), "",
             *table(T.DISPATCH_HEAD, T.dispatch_rows(agg), "-"), ""]

@@ -119,7 +119,9 @@ def mixed_wall_pairs(summary: dict[str, Any], contender: str, reference: str,
     """At each of ``reference``'s benched operating points, ``contender``'s fastest wall-clock speed-up at that
     point's tuning accuracy or above, mixing two of its benched points (``points.fastest_mix_at``; tuning
     accuracies only). ``ahead`` (the contender faster) or ``behind`` only when the difference is larger than the
-    run's noise line and the run-to-run spread of both sides; ``-`` where no contender point is that accurate.
+    run's noise line and the run-to-run spread of both sides; ``-`` where no contender point is that accurate;
+    ``out of range`` where every benched contender point is more accurate than asked and slower: its sweep was not
+    benched down to that accuracy, so the pair says nothing about which is faster there.
 
     Unlike ``wall_clock_pairs`` (the pre-registered FastBERT check, which takes the contender's fastest single
     benched point), a mix does not force the contender to a point far more accurate than asked, so it can be read
@@ -145,6 +147,8 @@ def mixed_wall_pairs(summary: dict[str, Any], contender: str, reference: str,
             spread = max(noise, max(mixes) - min(mixes), max(ref["wall_speedup_runs"]) - min(ref["wall_speedup_runs"]))
             diff = mean - ref["wall_speedup"]
             row.update(spread=spread, verdict="ahead" if diff > spread else "behind" if -diff > spread else "level")
+            if row["verdict"] == "behind" and min(a for _, a, _ in ours) > acc:
+                row["verdict"] = "out of range"
         out.append(row)
     return out
 
