@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from geep_deploy.names import DEFAULT_PREDICTOR, ENTROPY, PROBE
 from geep_deploy.reporting.format import NONE, gap_text, mean, mean_sd, pct, slashed
 from geep_deploy.suite.aggregate import mixed_wall_pairs, verdict
 from geep_deploy.suite.consistency import violation_summary
@@ -106,7 +107,9 @@ def losses(learning: list[Any]) -> list[str]:
         out.append(f"GEEP loses to FastBERT at 2x FLOPs on {', '.join(behind)}: the whole interval is below zero.")
     missed = t["vs_full_verdict"].get("missed", [])
     if missed:
-        out.append(f"GEEP falls more than the margin below `full` at 2x FLOPs on {', '.join(missed)}.")
+        margin = learning[0].summary["full_margin_points"]
+        out.append(f"GEEP is not shown within {margin:g} point of `full` at 2x FLOPs (the interval's low end is "
+                   f"further below) on {', '.join(missed)}.")
     slow = t["wall"].get("behind", []) + t["wall"].get("unmatched", [])
     if slow:
         out.append(f"At equal accuracy FastBERT is faster at batch 64, or GEEP has no point as accurate, on "
@@ -341,10 +344,20 @@ def dispatch_text(sets: list[Any]) -> str:
     (_, a), (_, b) = DISPATCHES
     verdicts = ", ".join(f"{name}: {v}" for name, v in per_set.items())
     winner = a if tally[a] > tally[b] else b if tally[b] > tally[a] else None
+    shipped = DEFAULT_PREDICTOR["cpu"]
     return (f"A set goes to the dispatch faster in more of its comparisons (verdicts outside the spread): {verdicts}. "
             f"Sets: {a} {tally[a]}, {b} {tally[b]}, level {tally['level']}. "
-            + (f"On this CPU the {winner} is the faster dispatch on more sets." if winner else
-               "On this CPU neither dispatch is faster on more sets."))
+            + (f"On this CPU the {winner} is the faster dispatch on more sets" if winner else
+               "On this CPU neither dispatch is faster on more sets (the probe, the design's dispatch, stays)")
+            + f"; the product's CPU default (`geep_deploy.names.DEFAULT_PREDICTOR`) is `{shipped}`"
+            + ("." if shipped == measured_cpu_default(sets) else ", which is NOT the measured winner."))
+
+
+def measured_cpu_default(sets: list[Any]) -> str:
+    """The predictor kind the CPU measurement picks (``dispatch_winner`` over ``sets``): the entropy exit only when
+    it wins more sets than the probe; the probe (the design's dispatch) when it wins or neither does."""
+    tally, _ = dispatch_winner(sets)
+    return ENTROPY if tally[DISPATCHES[0][1]] > tally[DISPATCHES[1][1]] else PROBE
 
 
 def dispatch_rows(sets: list[Any]) -> list[list[str]]:
