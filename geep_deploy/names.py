@@ -55,13 +55,14 @@ TABLE, PROBE, ENTROPY = "table", "probe", "entropy"
 # the token exit table (before the model runs), the layer-1 probe, or FastBERT's entropy exit over the export's
 # own heads (layer by layer, a head check after every layer: `runtime.layerwise`)
 PREDICTOR_KINDS = (TABLE, PROBE, ENTROPY)
-DEFAULT_PREDICTOR = {"cpu": PROBE, "cuda": PROBE}
+DEFAULT_PREDICTOR = {"cpu": ENTROPY, "cuda": PROBE}
 """The predictor kind the product ships by default on each device (`DEVICES`): what ``geep-deploy calibrate
---predictor`` defaults to for the device it targets. Set from the measured results page: docs/results.md, "Which
-dispatch on GEEP's heads" (the probe dispatch against the entropy exit over GEEP's own heads at equal accuracy,
-CPU batch 64); the dispatch that wins there is the device's default. The CPU value is switched there once the
-measurement says so; ``cuda`` is unmeasured (no GPU has run the comparison), so it keeps the probe, whose dense
-per-depth groups are what GPUs are expected to need."""
+--predictor`` (and the demo) defaults to for the device it targets. Set from the measured results page:
+docs/results.md, "Which dispatch on GEEP's heads" (the probe dispatch against the entropy exit over GEEP's own heads
+at equal accuracy, CPU batch 64, both read from the committed suite JSON); the dispatch that wins more sets there is
+the device's default, and tests/test_default_predictor.py fails when this value and that measurement disagree. On the
+CPU the entropy exit wins more sets (one training seed so far). ``cuda`` is unmeasured (no GPU has run the
+comparison), so it keeps the probe, whose dense per-depth groups are what GPUs are expected to need."""
 
 # -- exit paths ------------------------------------------------------------------------------------------------
 STUDENT, SKIP = "student", "skip"

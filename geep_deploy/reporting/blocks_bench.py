@@ -58,13 +58,13 @@ DEMO = "demo_sst2.json"
 
 def block_demo(r: Results) -> list[str]:
     """The demo's final table, verdict, noise and phase timings, as `geep-deploy demo` prints them."""
-    from geep_deploy.cli.demo_deploy import format_table, noise_line, timing_line, verdict
+    from geep_deploy.cli.demo_deploy import format_table, noise_line, predictor, timing_line, verdict
 
     d = r(DEMO)
     s = d["settings"]
     return [r.source(DEMO), "", *format_table(d), "",
-            f"{s['train_rows']} training rows, {s['epochs']} epochs; {s['pool_rows']} further train rows calibrate "
-            f"the probe (unlabeled); knobs chosen on {s['tune_rows']} dev rows, figures on the other "
+            f"{s['train_rows']} training rows, {s['epochs']} epochs; {s['pool_rows']} further train rows (labels "
+            f"unused) calibrate GEEP's exit predictors, and GEEP runs with the `{predictor(d)}` dispatch; knobs chosen on {s['tune_rows']} dev rows, figures on the other "
             f"{s['report_rows']} (batch 1: the first {d['bench']['1'][0]['rows']} of them). {verdict(d)}", "", noise_line(d), "",
             f"{timing_line(d)} Machine: {machine(d['machine'], load=False)}."]
 

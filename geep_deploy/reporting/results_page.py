@@ -143,7 +143,7 @@ def cross_set_lines(sets: list[SetResults], results: Path) -> list[str]:
         *table(T.AREA_HEAD, T.area_rows(agg), "-"), "",
         "## Ablations: GEEP's other variants against FastBERT at 2x", "",
         *table(T.ABLATION_HEAD, T.ablation_rows(agg), "-"), "",
-        *dispatch_lines(agg),
+        *dispatch_lines(learning),
         *training_lines(agg, results),
         *consistency_lines(agg)]
 
