@@ -68,7 +68,7 @@ def test_readme_quickstart_runs_on_a_users_own_tsv(tmp_path: Path, capsys: pytes
     assert "wrote it from train.tsv's labels" in outputs["train"].out
     assert "dev acc per depth" in outputs["train"].err + outputs["train"].out
     assert "recommendation: export" in outputs["calibrate"].out
-    assert "the export dispatches by the probe" in outputs["export"].out
+    assert "entropy exit: threshold=" in outputs["export"].out  # the CPU default (names.DEFAULT_PREDICTOR)
     assert re.search(r"# accuracy \d+\.\d\d% \(\d+ of 24 labelled rows\)", outputs["predict"].out)
     serve = _localise(cmds[-1], data, out, backbone)[1:]
     if "--port" in serve:
@@ -78,4 +78,4 @@ def test_readme_quickstart_runs_on_a_users_own_tsv(tmp_path: Path, capsys: pytes
         status, body = http_get(srv.url + "/healthz")
         assert status == 200 and json.loads(body) == {"status": "ok"}
         status, body = http_get(srv.url + "/readyz")
-        assert status == 200 and json.loads(body)["model"]["predictor"] == "probe"
+        assert status == 200 and json.loads(body)["model"]["predictor"] == "entropy"

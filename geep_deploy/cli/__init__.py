@@ -20,7 +20,7 @@ SUBCOMMANDS = {  # in the order a user runs them
     "demo": "Run the end-to-end demo on the bundled SST-2 slice (GEEP's default vs FastBERT vs full).",
     "train": "Train a model with exits: geep, fastbert, pabee or full.",
     "eval": "Accuracy and FLOPs speed-up of a checkpoint per depth and exit threshold.",
-    "calibrate": "Fit the exit predictor (layer-1 probe by default, the token exit table, or the entropy exit's threshold) "
+    "calibrate": "Fit the exit predictor (the device's default: the entropy exit's threshold on cpu, the layer-1 probe on cuda; or the token exit table) "
                  "and tune its knob.",
     "export": "Compile a checkpoint into per-depth ONNX/TensorRT engines, exit predictor and manifest.",
     "predict": "Classify texts with an export (prints the accuracy when the input has labels).",

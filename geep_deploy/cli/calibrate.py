@@ -1,4 +1,4 @@
-"""Build the exit table from calibration data and tune the exit predictor (by default also the layer-1 probe).
+"""Build the exit table from calibration data and tune the exit predictor (the --device's default kind too).
 
 Runs every depth of the checkpoint on the calibration split (train by default), labels each row's exit layer by
 the rule, builds the exit table from the rows' token unigrams and bigrams, then tunes the predictor's quantile
@@ -13,8 +13,9 @@ model's answer) is certified to be at most EPS of rows, at --confidence (default
 distribution-free guarantee (Learn then Test, export/consistency.py; docs/consistency.md says what it covers). It
 needs no gold labels, and the dev rows must be rows the model, the table and the probe did not fit.
 
-By default (--predictor probe, the product's default for the --device, geep_deploy.names.DEFAULT_PREDICTOR: exit
-mode student, no escalation) it also fits the layer-1 probe (features: depth 1's entropy, margin and top
+The default --predictor is the product's default for the --device (geep_deploy.names.DEFAULT_PREDICTOR, set from
+the measurement in docs/results.md: entropy on cpu, probe on cuda). --predictor probe (exit mode student, no
+escalation) also fits the layer-1 probe (features: depth 1's entropy, margin and top
 probability, and the length; --probe-with-table adds the table's statistics) on the calibration rows' exit
 labels, tunes its risk level (and with --escalation tune its escalation threshold) on dev for the same budget,
 and writes it as JSON next to the table (--probe-out). --predictor table builds and tunes the token table only.
@@ -291,8 +292,8 @@ def recommendation(args: argparse.Namespace, table: dict[str, Any], other: dict[
     ``other``: the chosen point of the probe or the entropy exit (``--predictor``), None for the table alone."""
     t_cmd = f"geep-deploy export --checkpoint {args.checkpoint} --out DIR --exit-table {args.out}"
     if other is None:
-        return (f"recommendation: export this table ({t_cmd}); the default --predictor probe also fits the layer-1 "
-                "probe, which reads depth 1's confidence instead of tokens alone (docs/exit_prediction.md compares them).")
+        return (f"recommendation: export this table ({t_cmd}); --predictor probe also fits the layer-1 probe, which "
+                "reads depth 1's confidence instead of tokens alone (docs/exit_prediction.md compares them).")
     if predictor_kind(args) == ENTROPY:
         name, o_cmd = "entropy exit", f"{t_cmd} --entropy {entropy_path(args)}"
     else:

@@ -10,7 +10,7 @@ Every graph is validated against PyTorch with ONNX Runtime; a mismatch fails the
 The export is built next to DIR and renamed into place, so a failed run leaves a previous export intact.
 
 Example:
-  # after `geep-deploy calibrate --checkpoint runs/demo/geep.pt ... --out runs/exit_table.npz` (its default: probe)
+  # after `geep-deploy calibrate --checkpoint runs/demo/geep.pt ... --out runs/exit_table.npz --predictor probe`
   geep-deploy export --checkpoint runs/demo/geep.pt --out exports/geep --exit-table runs/exit_table.npz \\
       --probe runs/exit_table.probe.json        # the probe becomes the export's dispatcher
   geep-deploy export --checkpoint runs/demo/geep.pt --out exports/geep_table --exit-table runs/exit_table.npz \\
