@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.atomic import atomic_write_text
+from geep_deploy.names import DEFAULT_PREDICTOR
 from geep_deploy.reporting import suite_tables as T
 from geep_deploy.reporting.format import pct, table
 from geep_deploy.reporting.results_plots import plot_set
@@ -65,6 +66,10 @@ def _all_depth_l(s: SetResults) -> str:
     return f"{sum(c['within_noise'] for c in checks)} of {len(checks)} seeds within noise"
 
 
+def _defaults() -> str:
+    return ", ".join(f"{device} `{kind}`" for device, kind in DEFAULT_PREDICTOR.items())
+
+
 def protocol_lines(sets: list[SetResults]) -> list[str]:
     agg = aggregated(sets)
     budget, distill = _epochs(sets)
@@ -87,7 +92,10 @@ def protocol_lines(sets: list[SetResults]) -> list[str]:
         "(`HEADLINE`) before any test row was scored. The other GEEP variants ("
         + "; ".join(T.LABELS[m] for m in ABLATIONS) + ") are ablations in their own table, never picked per set; "
         "GEEP's students under FastBERT's entropy exit separate what GEEP's training buys from what its "
-        "prediction buys.",
+        "prediction buys. When the headline was named it was also `export`'s default; the product's default "
+        "dispatch per device now follows the measurement in \"Which dispatch on GEEP's heads\" below "
+        f"(`geep_deploy.names.DEFAULT_PREDICTOR`: {_defaults()}), and the headline stays the pre-registered "
+        "probe: the entropy exit's figures are the ablation \"GEEP's students, entropy exit\".",
         "- **Every selection on tuning rows only.** Each method's knob sweep, its frontier and the equal-accuracy "
         "wall-clock pairs are chosen on tuning rows (the held-out pool of the train split; SST-2: a seeded half of "
         "its test slice, reported on the other half); the reported rows never choose anything.",
