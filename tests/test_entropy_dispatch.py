@@ -315,7 +315,7 @@ def test_calibrate_export_serve(tmp_path: Path, capsys: pytest.CaptureFixture[st
                  "--predictor", "entropy", "--escalation", "tune"]) == 1
     assert "add --predictor probe" in capsys.readouterr().err
     assert main(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "y.npz"),
-                 "--entropy-out", str(tmp_path / "y.json")]) == 1
+                 "--predictor", "probe", "--entropy-out", str(tmp_path / "y.json")]) == 1
     assert "add --predictor entropy" in capsys.readouterr().err
 
 
@@ -325,6 +325,7 @@ def test_calibrate_defaults_from_the_device(monkeypatch: pytest.MonkeyPatch) -> 
     from geep_deploy.cli.calibrate import derived_outputs, predictor_kind
 
     args = argparse.Namespace(predictor=None, device="cpu", out="runs/t.npz", probe_out=None, entropy_out=None)
+    monkeypatch.setitem(names.DEFAULT_PREDICTOR, "cpu", PROBE)
     assert predictor_kind(args) == PROBE and list(derived_outputs(args)) == ["--probe-out"]
     monkeypatch.setitem(names.DEFAULT_PREDICTOR, "cpu", ENTROPY)
     assert predictor_kind(args) == ENTROPY and derived_outputs(args) == {"--entropy-out": Path("runs/t.entropy.json")}

@@ -161,7 +161,7 @@ def test_goal_tally_counts_interval_verdicts_on_the_sets_that_learn() -> None:
     assert "met on 1 of 3 (a); missed on 1 of 3 (b)" in lines[1]
     assert goal_rows(learning)[0][2:4] == ["+1.00 [+0.20, +1.80]", "ahead"]
     said = " ".join(losses(learning))
-    assert "loses to FastBERT at 2x FLOPs on b" in said and "below `full` at 2x FLOPs on b" in said
+    assert "loses to FastBERT at 2x FLOPs on b" in said and "not shown within 1 point of `full` at 2x FLOPs" in said
     assert "no point as accurate, on b" in said and "entropy exit are more accurate" in said
     assert losses(learning[:1]) == ["The pre-registered GEEP loses no comparison of the tally on the sets measured "
                                     "so far."]
