@@ -338,26 +338,35 @@ def dispatch_winner(sets: list[Any]) -> tuple[dict[str, int], dict[str, str]]:
     return tally, per_set
 
 
+def _winner(tally: dict[str, int]) -> str | None:
+    """The dispatch (display name) that wins more sets in ``dispatch_winner``'s tally; None on a tie."""
+    (_, a), (_, b) = DISPATCHES
+    return a if tally[a] > tally[b] else b if tally[b] > tally[a] else None
+
+
 def dispatch_text(sets: list[Any]) -> str:
     """The per-set winners of ``dispatch_winner`` and the tally, in one sentence."""
     tally, per_set = dispatch_winner(sets)
     (_, a), (_, b) = DISPATCHES
     verdicts = ", ".join(f"{name}: {v}" for name, v in per_set.items())
-    winner = a if tally[a] > tally[b] else b if tally[b] > tally[a] else None
-    shipped = DEFAULT_PREDICTOR["cpu"]
+    winner, shipped = _winner(tally), DEFAULT_PREDICTOR["cpu"]
     return (f"A set goes to the dispatch faster in more of its comparisons (verdicts outside the spread): {verdicts}. "
             f"Sets: {a} {tally[a]}, {b} {tally[b]}, level {tally['level']}. "
             + (f"On this CPU the {winner} is the faster dispatch on more sets" if winner else
                "On this CPU neither dispatch is faster on more sets (the probe, the design's dispatch, stays)")
             + f"; the product's CPU default (`geep_deploy.names.DEFAULT_PREDICTOR`) is `{shipped}`"
-            + ("." if shipped == measured_cpu_default(sets) else ", which is NOT the measured winner."))
+            + ("." if shipped == _product_kind(winner) else ", which is NOT the measured winner."))
+
+
+def _product_kind(winner: str | None) -> str:
+    """The predictor kind a winner ships as; the probe (the design's dispatch) on a tie."""
+    return ENTROPY if winner == DISPATCHES[0][1] else PROBE
 
 
 def measured_cpu_default(sets: list[Any]) -> str:
     """The predictor kind the CPU measurement picks (``dispatch_winner`` over ``sets``): the entropy exit only when
     it wins more sets than the probe; the probe (the design's dispatch) when it wins or neither does."""
-    tally, _ = dispatch_winner(sets)
-    return ENTROPY if tally[DISPATCHES[0][1]] > tally[DISPATCHES[1][1]] else PROBE
+    return _product_kind(_winner(dispatch_winner(sets)[0]))
 
 
 def dispatch_rows(sets: list[Any]) -> list[list[str]]:
