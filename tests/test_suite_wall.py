@@ -82,3 +82,14 @@ def test_the_dispatch_faster_in_more_comparisons_wins_the_set() -> None:
     assert tally == {"entropy exit": 1, "probe": 0, "level": 1}
     rows = dispatch_rows(sets)
     assert len(rows) == 6 and {r[-1] for r in rows if r[0] == "a"} == {"ahead", "behind"}
+
+
+def test_out_of_range_pairs_say_nothing_unless_counted_as_losses() -> None:
+    from geep_deploy.reporting.suite_results import SetResults
+    from geep_deploy.reporting.suite_tables import dispatch_winner
+
+    s = _summary({"geep_entropy": [("e1", 0.90, [2.0, 2.0])],
+                  "probe": [("p1", 0.90, [1.9, 1.9]), ("p2", 0.80, [3.0, 3.0]), ("p3", 0.70, [4.0, 4.0])]})
+    sets = [SetResults("a", "A", {1: s}, None)]
+    assert dispatch_winner(sets)[1] == {"a": "entropy exit"}  # ahead at p1, and the probe behind at e1
+    assert dispatch_winner(sets, out_of_range_loses=True)[1] == {"a": "level"}  # p2, p3: entropy not benched there

@@ -320,16 +320,18 @@ def dispatch_pairs(seed_file: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
         (name_b, r) for r in mixed_wall_pairs(seed_file, contender=b, reference=a)]
 
 
-def dispatch_winner(sets: list[Any]) -> tuple[dict[str, int], dict[str, str]]:
+def dispatch_winner(sets: list[Any], out_of_range_loses: bool = False) -> tuple[dict[str, int], dict[str, str]]:
     """Per set: the dispatch faster at equal accuracy in more comparisons (both directions, every seed), or
-    ``level``; returns (wins per dispatch and level, the verdict per set)."""
+    ``level``; returns (wins per dispatch and level, the verdict per set). ``out_of_range_loses`` counts an
+    ``out of range`` pair as the contender's loss (the reading before that verdict existed)."""
+    lost = ("behind", "out of range") if out_of_range_loses else ("behind",)
     per_set = {}
     for s in sets:
         wins = {name: 0 for _, name in DISPATCHES}
         for x in s.seeds.values():
             for contender, r in dispatch_pairs(x):
                 other = next(n for _, n in DISPATCHES if n != contender)
-                if r["verdict"] in ("ahead", "behind"):
+                if r["verdict"] == "ahead" or r["verdict"] in lost:
                     wins[contender if r["verdict"] == "ahead" else other] += 1
         (n1, w1), (n2, w2) = wins.items()
         per_set[s.name] = n1 if w1 > w2 else n2 if w2 > w1 else "level"
@@ -355,7 +357,9 @@ def dispatch_text(sets: list[Any]) -> str:
             + (f"On this CPU the {winner} is the faster dispatch on more sets" if winner else
                "On this CPU neither dispatch is faster on more sets (the probe, the design's dispatch, stays)")
             + f"; the product's CPU default (`geep_deploy.names.DEFAULT_PREDICTOR`) is `{shipped}`"
-            + ("." if shipped == _product_kind(winner) else ", which is NOT the measured winner."))
+            + ("." if shipped == _product_kind(winner) else ", which is NOT the measured winner.")
+            + f" Counting *out of range* pairs as the contender's losses instead (that verdict was added after "
+            f"ChnSentiCorp had been benched), the winner would be: {_winner(dispatch_winner(sets, True)[0]) or 'neither'}.")
 
 
 def _product_kind(winner: str | None) -> str:
