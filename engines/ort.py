@@ -14,6 +14,9 @@ the GPU: L depth sessions hold up to L device copies (the pool still saves the h
 measures the device memory per session; sharing device-side ``OrtValue``s is the fix to try if it matters.
 The CUDA provider gets ``use_tf32=0`` for fp32 graphs: ONNX Runtime's default is TF32 on, which would make
 "fp32" on ORT-CUDA a TF32 run while the TensorRT fp32 build turns TF32 off.
+
+On the CPU every session turns off the graph rewrites in `CPU_DISABLED_OPTIMIZERS`, so that every graph kind runs
+the same kernels for the same layer (see there; ``bench/fusion_bench.py`` measures it).
 """
 
 from __future__ import annotations
@@ -38,6 +41,16 @@ _ORT_TYPES = {
 _ARENA_LOCK = threading.Lock()
 _ARENA_REGISTERED = False
 _MIN_SHARED_BYTES = 1024  # smaller inline tensors (shapes, scalars) are not worth sharing
+
+CPU_DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
+"""ONNX Runtime graph rewrites every CPU session turns off (``InferenceSession(disabled_optimizers=...)``).
+
+``SkipLayerNormFusion`` fuses a residual Add with the LayerNormalization after it. It matches in the graphs that
+start from hidden states (``layer{k}``, ``cont{d}``) but not in the depth graphs, whose shape arithmetic breaks the
+pattern, and ORT's CPU SkipLayerNormalization kernel was about twice as slow as the Add + LayerNormalization it
+replaces (ORT 1.32, profiled per node). So the same layer ran slower in FastBERT's and PABEE's layer-wise walk and
+in the probe's continuations than in `full`. Turning it off gives every graph kind the same kernels per layer;
+``bench/fusion_bench.py`` measures both settings."""
 
 
 def import_ort() -> Any:
@@ -145,6 +158,11 @@ def _check_external_files(path: Path) -> None:
             _external_file(path.parent, {e.key: e.value for e in t.external_data}.get("location"), t.name)
 
 
+def default_disabled_optimizers(device: str) -> tuple[str, ...]:
+    """The graph rewrites an `OrtEngine` on ``device`` turns off unless told otherwise."""
+    return CPU_DISABLED_OPTIMIZERS if device == "cpu" else ()
+
+
 def cuda_provider_options(precision: str) -> dict[str, str]:
     """CUDA execution provider options: TF32 off for fp32 and int8 (ORT's default is on; int8's float ops are
     fp32, as in TensorRT's int8, ``export.trt_build.INT8_MEANING``), on for tf32."""
@@ -167,6 +185,8 @@ class OrtEngine(BaseEngine):
         threads: intra-op threads. Defaults to ORT's choice (one per core).
         disable_prepacking: trade small-batch latency for no per-session packed weight copies.
         strict_provider: raise (True) or warn (False) when CUDA was asked but the session fell back to CPU.
+        disabled_optimizers: graph rewrites to turn off. Defaults to `CPU_DISABLED_OPTIMIZERS` on the CPU and none
+            on CUDA (not measured there).
     """
 
     backend = "onnxruntime"
@@ -180,11 +200,14 @@ class OrtEngine(BaseEngine):
         threads: int | None = None,
         disable_prepacking: bool = False,
         strict_provider: bool = True,
+        disabled_optimizers: tuple[str, ...] | None = None,
     ) -> None:
         o = EngineOptions.coerce(options)
         super().__init__(o.name or f"onnxruntime {Path(path).name}", o.precision, o.device or "cpu", o.check_inputs)
         self.path, self.pool, self.threads = Path(path), pool, threads
         self.disable_prepacking, self.strict_provider = disable_prepacking, strict_provider
+        self.disabled_optimizers = tuple(disabled_optimizers if disabled_optimizers is not None
+                                         else default_disabled_optimizers(self.device))
         self.provider: str | None = None
         self.provider_options: dict[str, str] = {}  # what the session reports for its provider (gpu-check reads it)
         self._session: Any = None
@@ -220,7 +243,8 @@ class OrtEngine(BaseEngine):
                 )
             providers = [("CUDAExecutionProvider", cuda_provider_options(self.precision)), "CPUExecutionProvider"]
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
+            self._session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers,
+                                                 disabled_optimizers=list(self.disabled_optimizers))
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types; name the file either way
             raise EngineBuildError(f"{self.name} | ONNX Runtime could not load {self.path}: {e}") from e
         self.provider = self._session.get_providers()[0]

@@ -3,7 +3,7 @@
 Per call (its FLOPs are ``runtime.probe.probe_cost``, the model ``export.probe_fit.dispatch_figures`` prices):
 
 1. ``prefix`` (embeddings + layer 1 + head 1) on length-sorted chunks of at most ``max_group`` rows, each padded
-   to its own longest row; every row keeps its layer-1 states, unpadded, and head 1's logits.
+   to its own longest row; the chunks' layer-1 states stay as the prefix left them, with head 1's logits.
 2. The probe's features (``probe_features``; the exit table's mass when the probe reads it) give each row a
    depth, raised to the next depth with a loaded continuation graph (never lowered).
 3. Rows at depth 1 answer from head 1. The others are grouped by (depth, length) with ``plan_groups``; each group
@@ -14,10 +14,11 @@ Per call (its FLOPs are ``runtime.probe.probe_cost``, the model ``export.probe_f
    above the threshold are pooled across the call and continued from their cached layer-1 states by ``cont{L}``
    in one dense pass (grouped by length, chunks of ``max_group``); they answer, and report, depth L.
 
-Device residency: when the prefix and every continuation engine are ``device_resident`` (torch on CUDA, TensorRT),
-the layer-1 states never leave the device: the prefix's per-chunk state tensors stay where the engine put them,
-and each continuation group is gathered, re-padded and masked there (`gather_states`, torch or CuPy); only
-logits and small index arrays cross to and from the host. Other engines (ONNX Runtime) take the host path above.
+Layer-1 states stay where the prefix left them, as its padded per-chunk outputs (`PrefixStates`), and each
+continuation group is gathered, re-padded and masked from them in one vectorised step per source chunk
+(`gather_states`). When the prefix and every continuation engine are ``device_resident`` (torch on CUDA, TensorRT)
+that is on the device (torch or CuPy) and only logits and small index arrays cross to and from the host; other
+engines (ONNX Runtime) do the same with NumPy arrays.
 
 Thread safety: a ``ProbeDispatch`` holds no per-call state (the probe is frozen; layer-1 states live in the
 call's own arrays), and its engines are the runtime's engines, as safe to share as ``GeepEngine``'s.
@@ -144,27 +145,23 @@ class ProbeDispatch:
         return Dispatched(logits, np.where(escalated, L, planned), planned, escalated, layers, heads)
 
     def _prefix(self, enc: Encoded, max_group: int,
-                call_cost: float | None = None) -> tuple[Any, np.ndarray]:
-        """Layer-1 states and head-1 logits, in input order. Host path: one unpadded (n_i, H) array per row;
-        device path: `DeviceStates` (the prefix's chunk tensors where the engine left them)."""
+                call_cost: float | None = None) -> tuple[PrefixStates, np.ndarray]:
+        """Layer-1 states (`PrefixStates`: the prefix's padded chunk outputs where the engine left them, host
+        arrays or device tensors) and head-1 logits, in input order."""
         groups = _length_chunks(enc, max_group, call_cost)
-        logits = []
-        if self.resident:
-            chunks, chunk_of, pos = [], np.zeros(len(enc), np.int64), np.zeros(len(enc), np.int64)
-            for c, g in enumerate(groups):
-                out = self.prefix.infer_states(pad_batch(enc.take(g.indices), pad_id=self.pad_id))
-                logits.append(check_logits(self.prefix.to_host(out["logits"]), len(g.indices), self.num_labels,
-                                           "prefix"))
-                chunks.append(out["hidden"])
-                chunk_of[g.indices], pos[g.indices] = c, np.arange(len(g.indices))
-            return DeviceStates(chunks, chunk_of, pos), restore_order(groups, logits)
-        states: list[np.ndarray] = [np.empty(0)] * len(enc)
-        for g in groups:
-            out = self.prefix.infer(pad_batch(enc.take(g.indices), pad_id=self.pad_id), check_inputs=False)
+        logits, chunks = [], []
+        chunk_of, pos = np.zeros(len(enc), np.int64), np.zeros(len(enc), np.int64)
+        for c, g in enumerate(groups):
+            feed = pad_batch(enc.take(g.indices), pad_id=self.pad_id)
+            if self.resident:
+                out = self.prefix.infer_states(feed)
+                out["logits"] = self.prefix.to_host(out["logits"])
+            else:
+                out = self.prefix.infer(feed, check_inputs=False)
             logits.append(check_logits(out["logits"], len(g.indices), self.num_labels, "prefix"))
-            for j, i in enumerate(g.indices):
-                states[i] = out["hidden"][j, : len(enc.ids[i])]
-        return states, restore_order(groups, logits)
+            chunks.append(out["hidden"])
+            chunk_of[g.indices], pos[g.indices] = c, np.arange(len(g.indices))
+        return PrefixStates(chunks, chunk_of, pos), restore_order(groups, logits)
 
     def _table_mass(self, enc: Encoded, max_group: int) -> np.ndarray:
         """(B, L) exit mass of the token table, for the probe's table features."""
@@ -172,7 +169,7 @@ class ProbeDispatch:
         masses = [self.table.exit_mass(*pad_rows([enc.ids[i] for i in g.indices])) for g in groups]
         return restore_order(groups, masses)
 
-    def _continue(self, states: Any, rows: np.ndarray, depths: np.ndarray, lengths: np.ndarray,
+    def _continue(self, states: PrefixStates, rows: np.ndarray, depths: np.ndarray, lengths: np.ndarray,
                   max_group: int, call_cost: float | None = None) -> np.ndarray:
         """Logits of ``rows`` continued to ``depths`` from their layer-1 states: one ``cont{d}`` call per
         (depth, length) group, each re-padded to its own longest row. Returned in the order of ``rows``."""
@@ -180,20 +177,13 @@ class ProbeDispatch:
         outs = []
         for g in groups:
             sub = rows[g.indices]
-            width = int(lengths[sub].max())
-            if isinstance(states, DeviceStates):
-                eng = self.continuations[g.depth]
-                hidden, mask = gather_states(states, sub, lengths[sub], width)
-                out = eng.infer_states({"hidden": hidden, "attention_mask": mask})
-                outs.append(check_logits(eng.to_host(out["logits"]), sub.size, self.num_labels, f"cont{g.depth}"))
-                continue
-            hidden = np.zeros((sub.size, width, states[sub[0]].shape[-1]), dtype=np.float32)
-            mask = np.zeros((sub.size, width), dtype=np.int64)
-            for j, i in enumerate(sub):
-                hidden[j, : lengths[i]] = states[i]
-                mask[j, : lengths[i]] = 1
-            out = self.continuations[g.depth].infer({"hidden": hidden, "attention_mask": mask}, check_inputs=False)
-            outs.append(check_logits(out["logits"], sub.size, self.num_labels, f"cont{g.depth}"))
+            eng = self.continuations[g.depth]
+            hidden, mask = gather_states(states, sub, lengths[sub], int(lengths[sub].max()))
+            if self.resident:
+                logits = eng.to_host(eng.infer_states({"hidden": hidden, "attention_mask": mask})["logits"])
+            else:
+                logits = eng.infer({"hidden": hidden, "attention_mask": mask}, check_inputs=False)["logits"]
+            outs.append(check_logits(logits, sub.size, self.num_labels, f"cont{g.depth}"))
         return restore_order(groups, outs)
 
     def check(self, enc: Encoded) -> None:
@@ -206,52 +196,63 @@ class ProbeDispatch:
 
 
 @dataclass
-class DeviceStates:
-    """One call's layer-1 states on the device: the prefix's padded chunk outputs, and where each row lies in them
-    (``chunk_of[i]``, row ``pos[i]`` of that chunk). Never copied to the host."""
+class PrefixStates:
+    """One call's layer-1 states: the prefix's padded chunk outputs, where the engine left them (NumPy arrays on
+    the host path; torch tensors or CuPy arrays on device-resident engines, never copied to the host), and where
+    each row lies in them (``chunk_of[i]``, row ``pos[i]`` of that chunk)."""
 
     chunks: list[Any]
     chunk_of: np.ndarray
     pos: np.ndarray
 
 
-def gather_states(states: DeviceStates, rows: np.ndarray, lengths: np.ndarray, width: int) -> tuple[Any, Any]:
-    """``rows``' states as one (n, width, H) device array, zero past each row's length, and its int64 mask.
+def gather_states(states: PrefixStates, rows: np.ndarray, lengths: np.ndarray, width: int) -> tuple[Any, Any]:
+    """``rows``' states as one (n, width, H) array, zero past each row's length, and its int64 mask.
 
-    One gather per prefix chunk the rows come from, on the chunks' own device and library (torch tensors or CuPy
-    arrays); only the small index arrays are uploaded. Zeroing past each row's length makes the padded input
-    equal to the host path's, so both paths give the same logits.
+    One vectorised gather per prefix chunk the rows come from, in the chunks' own library and device (NumPy,
+    torch or CuPy); on a device only the small index arrays are uploaded. Zeroing past each row's length makes
+    the padded input independent of which chunk a row came from, so every path gives the same logits.
     """
     first = states.chunks[int(states.chunk_of[rows[0]])]
-    torch_like = type(first).__module__.startswith("torch")
-    if torch_like:
-        import torch
-
-        dev = first.device
-
-        def put(a: np.ndarray) -> Any:
-            return torch.as_tensor(a, device=dev)
-
-        out = first.new_zeros((rows.size, width, first.shape[-1]))
-        span = torch.arange(width, device=dev)
-    else:
-        import cupy as cp
-
-        put = cp.asarray
-        out = cp.zeros((rows.size, width, first.shape[-1]), dtype=first.dtype)
-        span = cp.arange(width)
+    xp = _namespace(first)
+    out = xp.zeros((rows.size, width, first.shape[-1]), first)
     src = states.chunk_of[rows]
     for c in np.unique(src):
         j = np.flatnonzero(src == c)
         chunk = states.chunks[int(c)]
         w = min(width, int(chunk.shape[1]))
-        out[put(j), :w] = chunk[put(states.pos[rows[j]])][:, :w]
-    mask = span[None, :] < put(np.asarray(lengths, dtype=np.int64))[:, None]
-    if torch_like:
-        out *= mask[..., None].to(out.dtype)
-        return out, mask.to(torch.int64)
-    out *= mask[..., None].astype(out.dtype)
-    return out, mask.astype(cp.int64)
+        out[xp.put(j), :w] = chunk[xp.put(states.pos[rows[j]])][:, :w]
+    mask = xp.arange(width)[None, :] < xp.put(np.asarray(lengths, dtype=np.int64))[:, None]
+    out *= xp.cast(mask[..., None], out)
+    return out, xp.int64(mask)
+
+
+@dataclass(frozen=True)
+class _Namespace:
+    """The few array operations `gather_states` needs, in the library of the states (NumPy, torch or CuPy)."""
+
+    put: Any  # host index array -> the library's array, on the states' device
+    zeros: Any  # (shape, like) -> zeros of like's dtype and device
+    arange: Any
+    cast: Any  # (array, like) -> array in like's dtype
+    int64: Any
+
+
+def _namespace(like: Any) -> _Namespace:
+    if isinstance(like, np.ndarray):
+        return _Namespace(np.asarray, lambda shape, a: np.zeros(shape, a.dtype), np.arange,
+                          lambda x, a: x.astype(a.dtype), lambda x: x.astype(np.int64))
+    if type(like).__module__.startswith("torch"):
+        import torch
+
+        dev = like.device
+        return _Namespace(lambda a: torch.as_tensor(a, device=dev), lambda shape, a: a.new_zeros(shape),
+                          lambda n: torch.arange(n, device=dev), lambda x, a: x.to(a.dtype),
+                          lambda x: x.to(torch.int64))
+    import cupy as cp
+
+    return _Namespace(cp.asarray, lambda shape, a: cp.zeros(shape, dtype=a.dtype), cp.arange,
+                      lambda x, a: x.astype(a.dtype), lambda x: x.astype(cp.int64))
 
 
 def continuation_kinds(bundle: Any) -> list[tuple[str, int | None]]:

@@ -17,7 +17,7 @@ from engines.torch_cuda import fill_static, static_buffers
 from engines.torch_engine import TorchEngine, TorchOptions
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ConfigError
-from runtime.probe_dispatch import DeviceStates, ProbeDispatch, gather_states
+from runtime.probe_dispatch import PrefixStates, ProbeDispatch, gather_states
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_gather_states_pads_masks_and_crosses_chunks() -> None:
     h = 4
     chunks = [torch.arange(2 * 3 * h, dtype=torch.float32).reshape(2, 3, h) + 1,
               torch.arange(3 * 5 * h, dtype=torch.float32).reshape(3, 5, h) + 100]
-    states = DeviceStates(chunks, chunk_of=np.array([0, 0, 1, 1, 1]), pos=np.array([0, 1, 0, 1, 2]))
+    states = PrefixStates(chunks, chunk_of=np.array([0, 0, 1, 1, 1]), pos=np.array([0, 1, 0, 1, 2]))
     rows, lengths = np.array([4, 1, 2]), np.array([5, 3, 2])
     hidden, mask = gather_states(states, rows, lengths, width=5)
     assert hidden.shape == (3, 5, h) and mask.dtype == torch.int64
@@ -81,6 +81,11 @@ def test_gather_states_pads_masks_and_crosses_chunks() -> None:
     torch.testing.assert_close(hidden[1, :3], chunks[0][1])
     torch.testing.assert_close(hidden[2, :2], chunks[1][0, :2])
     assert not hidden[1, 3:].any() and not hidden[2, 2:].any()  # zero past each row's length
+    host = PrefixStates([c.numpy() for c in chunks], states.chunk_of, states.pos)
+    h_np, m_np = gather_states(host, rows, lengths, width=5)  # the host path: the same gather in NumPy
+    assert isinstance(h_np, np.ndarray) and m_np.dtype == np.int64
+    np.testing.assert_array_equal(h_np, hidden.numpy())
+    np.testing.assert_array_equal(m_np, mask.numpy())
 
 
 def test_infer_states_needs_a_resident_engine(model) -> None:

@@ -209,3 +209,22 @@ def test_auto_backend_follows_the_precision_asked_for() -> None:
     # no ONNX graphs of the precision asked for: torch, which casts the fp32 weights itself
     assert resolve_backend("auto", "cpu", has_plans=False, has_onnx=False, precision="bf16") == "torch"
     assert resolve_backend("ort", "cpu", has_plans=False, has_onnx=False) == "onnxruntime"
+
+
+def test_cpu_sessions_turn_off_the_skip_layernorm_rewrite(graphs):
+    """The rewrite matches in hidden-state graphs only (so it would slow the layer-wise walk and the probe's
+    continuations against `full`); CPU sessions turn it off by default, the same for every graph kind."""
+    from engines.ort import CPU_DISABLED_OPTIMIZERS, default_disabled_optimizers
+    from geep_deploy.bench.fusion_bench import fused_nodes
+
+    depth, layer = graphs[0][L], graphs[1]["layer2"]
+    assert fused_nodes(layer, ()) > 0 and fused_nodes(depth, ()) == 0
+    assert fused_nodes(layer, CPU_DISABLED_OPTIMIZERS) == 0
+    assert default_disabled_optimizers("cpu") == CPU_DISABLED_OPTIMIZERS and default_disabled_optimizers("cuda") == ()
+    assert OrtEngine(layer).disabled_optimizers == CPU_DISABLED_OPTIMIZERS
+    feed = make_feed(3, 8)
+    h = np.random.default_rng(0).standard_normal((3, 8, 32)).astype(np.float32)  # tiny_model: 32 wide
+    with OrtEngine(layer) as plain, OrtEngine(layer, disabled_optimizers=()) as fused:
+        a = plain.infer({"hidden": h, "attention_mask": feed["attention_mask"]})
+        b = fused.infer({"hidden": h, "attention_mask": feed["attention_mask"]})
+    np.testing.assert_allclose(a["logits"], b["logits"], atol=1e-4)  # a speed setting, not a numerics one

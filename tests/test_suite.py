@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from models import TINY_SHAPE, tiny_backbone_dir, write_toy_dataset
 
+from geep_deploy.bench.harness import engine_settings
 from geep_deploy.data import TextDataset, load_split
 from geep_deploy.errors import ConfigError
 from geep_deploy.suite.datasets import DatasetSpec, parse_datasets, sample, write_tsv
@@ -302,6 +303,12 @@ def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
     (work / "bench_b64_run1.json").write_text('{"records": [')
     healed = run_dataset(cfg, spec, suite_run._Log(), 1)
     assert healed["points"] == s["points"] and set(healed["bench"]["64"]["records"]) == set(b64["records"])
+    run2 = work / "bench_b64_run2.json"  # a bench timed under other session settings is timed again
+    stale = json.loads(run2.read_text())
+    stale["config"]["engine_settings"] = {}
+    run2.write_text(json.dumps(stale))
+    run_dataset(cfg, spec, suite_run._Log(), 1)
+    assert json.loads(run2.read_text())["config"]["engine_settings"] == engine_settings("onnxruntime", "cpu")
     run_dataset(cfg, spec, suite_run._Log(), 2)  # another training seed: same slices, its own checkpoints
     assert (seed_dir(cfg, spec, 2) / "ckpt" / "geep.pt").is_file()
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp

@@ -350,10 +350,20 @@ def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
     from export.trt_build import INT8_MEANING
 
     d["precision_notes"] = {"int8": INT8_MEANING, "tf32": "fp32 weights, TF32 matmuls (torch backend only)"}
+    d["engine_settings"] = engine_settings(cfg.backend, cfg.device)
     d["timing"] = ("model_s: engines, dispatch and exit decisions (GEEP's exit prediction included, exit_s is that "
                    "part); e2e_s: + tokenisation; "
                    "medians over interleaved repeats; speed-ups vs full, same backend/precision/batch size")
     return d
+
+
+def engine_settings(backend: str, device: str) -> dict[str, Any]:
+    """The runtime settings that change a timing without changing a graph (a cached bench is stale without them)."""
+    if backend != "onnxruntime":
+        return {}
+    from engines.ort import default_disabled_optimizers
+
+    return {"ort_disabled_optimizers": list(default_disabled_optimizers(device))}
 
 
 def _num(x: Any, spec: str) -> str:

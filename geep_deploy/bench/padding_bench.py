@@ -13,30 +13,38 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 
-def _time_pass(engine: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[float, float]:
+def _time_pass(run: Callable[[], Any]) -> tuple[float, float]:
     """Wall-clock and process CPU time (all ORT threads) of one pass: CPU time is steadier on a loaded machine."""
     t0, c0 = time.perf_counter(), time.process_time()
-    for f in feeds:
-        engine.infer(f)
+    run()
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def interleaved(contenders: dict[str, tuple[Any, list[dict[str, np.ndarray]]]], repeats: int) -> dict[str, Any]:
-    """Seconds per pass of each contender, repeats interleaved in a rotating order after one warm-up pass each."""
+def feed_pass(engine: Any, feeds: list[dict[str, np.ndarray]]) -> Callable[[], None]:
+    """One pass of ``engine`` over ``feeds`` (a contender of `interleaved`)."""
+    def run() -> None:
+        for f in feeds:
+            engine.infer(f)
+    return run
+
+
+def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[str, Any]:
+    """Seconds per pass of each contender (a callable running one pass), repeats interleaved in a rotating order
+    after one warm-up pass each."""
     names = list(contenders)
-    for eng, feeds in contenders.values():
-        _time_pass(eng, feeds[:2])
+    for run in contenders.values():
+        run()
     times: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     for r in range(repeats):
         for n in names[r % len(names):] + names[: r % len(names)]:
-            eng, feeds = contenders[n]
-            times[n].append(_time_pass(eng, feeds))
+            times[n].append(_time_pass(contenders[n]))
     return {n: {"seconds": [w for w, _ in t], "median_s": float(np.median([w for w, _ in t])),
                 "cpu_seconds": [c for _, c in t], "median_cpu_s": float(np.median([c for _, c in t]))}
             for n, t in times.items()}
@@ -83,8 +91,9 @@ def run_padding_bench(export: str, data: str | None = None, split: str = "dev", 
     feeds_ds, real_ds = batches_of(dataset_order)
     feeds_sorted, real_sorted = batches_of(length_sorted_batches(enc.lengths, b))
     engines = [engine() for _ in range(3)]
-    padding = interleaved({"dataset_order": (engines[0], feeds_ds), "length_sorted": (engines[1], feeds_sorted),
-                           "length_sorted_again": (engines[2], feeds_sorted)}, repeats)
+    padding = interleaved({"dataset_order": feed_pass(engines[0], feeds_ds),
+                           "length_sorted": feed_pass(engines[1], feeds_sorted),
+                           "length_sorted_again": feed_pass(engines[2], feeds_sorted)}, repeats)
     padding["real_token_fraction"] = {"dataset_order": real_ds, "length_sorted": real_sorted}
     padding["ratios"] = ratios(padding, "length_sorted", {"dataset_order_over_sorted": "dataset_order",
                                                           "noise_sorted_again_over_sorted": "length_sorted_again"})
@@ -94,8 +103,9 @@ def run_padding_bench(export: str, data: str | None = None, split: str = "dev", 
     rows = np.unique(np.linspace(0, n - 1, min(batch1_rows, n)).round().astype(int))
     feeds_1 = [pad_batch(enc.take([i]), encoder.pad_id) for i in rows]
     engines = [engine(), engine(), engine(disable_prepacking=True)]
-    prepack = interleaved({"prepacking": (engines[0], feeds_1), "prepacking_again": (engines[1], feeds_1),
-                           "prepacking_disabled": (engines[2], feeds_1)}, repeats)
+    prepack = interleaved({"prepacking": feed_pass(engines[0], feeds_1),
+                           "prepacking_again": feed_pass(engines[1], feeds_1),
+                           "prepacking_disabled": feed_pass(engines[2], feeds_1)}, repeats)
     prepack["ratios"] = ratios(prepack, "prepacking", {"disabled_over_prepacking": "prepacking_disabled",
                                                        "noise_again_over_prepacking": "prepacking_again"})
     prepack["rows"] = len(rows)

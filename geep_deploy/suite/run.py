@@ -246,15 +246,16 @@ def _bench(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[s
 
 def _bench_run(cfg: SuiteConfig, work: Path, exports: dict[str, Path], knobs: list[str], reported: np.ndarray,
                log: _Log, ds: str, bs: int, run: int) -> dict[str, Any]:
-    from geep_deploy.bench.harness import BenchConfig, run_bench
+    from geep_deploy.bench.harness import BenchConfig, engine_settings, run_bench
 
     path = work / f"bench_b{bs}_run{run}.json"
     rows = cfg.bench_rows[bs]
     cached = _read_cached(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
-    if cached is not None:  # reused only when it ran the same methods on as many rows as often
+    if cached is not None:  # reused only when it ran the same methods on as many rows as often, same settings
         recs = cached["records"]
         if (sorted(r["method"] for r in recs) == sorted(knobs)
-                and all(r["rows"] == min(rows, len(reported)) and r["repeats"] == cfg.repeats for r in recs)):
+                and all(r["rows"] == min(rows, len(reported)) and r["repeats"] == cfg.repeats for r in recs)
+                and cached.get("config", {}).get("engine_settings") == engine_settings("onnxruntime", "cpu")):
             return cached
     log.step(ds, f"wall-clock bench run {run}/{BENCH_RUNS}, ONNX Runtime CPU fp32, batch {bs}, {rows} test rows, "
                  f"{len(knobs)} methods")
