@@ -115,12 +115,12 @@ def save_entropy(path: str | Path, result: EntropyCalibration, num_layers: int,
                  checkpoint: str | None = None) -> Path:
     """Write the chosen threshold and its calibration as JSON, atomically (``checkpoint``: the weights sha256 of
     the checkpoint it was chosen for; `export_checkpoint` refuses it for another model)."""
-    from export.table_stage import _jsonable
+    from export.table_stage import jsonable
     from geep_deploy.atomic import atomic_write_text
 
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "num_layers": int(num_layers),
            "threshold": result.rule.threshold, "checkpoint": checkpoint,
-           "calibration": _jsonable({**result.figures, "chosen": result.chosen, "curve": result.curve})}
+           "calibration": jsonable({**result.figures, "chosen": result.chosen, "curve": result.curve})}
     atomic_write_text(Path(path), json.dumps(doc, indent=1, allow_nan=False) + "\n")
     return Path(path)
 

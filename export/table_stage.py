@@ -19,7 +19,7 @@ from runtime.predictor import ExitPredictor
 TABLE_STEM = "exit_table"
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Calibration figures as plain JSON (numpy scalars/arrays and dataclasses included; NaN -> None)."""
     if hasattr(obj, "tolist"):
         obj = obj.tolist()
@@ -28,9 +28,9 @@ def _jsonable(obj: Any) -> Any:
 
         obj = asdict(obj)
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, (str, int, float, bool)) or obj is None:
@@ -48,7 +48,7 @@ def _entry(root: Path, path: Path, predictor: Any, calibration: Any) -> dict[str
     for extra in ("weighting",):
         if hasattr(predictor, extra):
             params[extra] = getattr(predictor, extra)
-    cal = _jsonable(calibration or {})
+    cal = jsonable(calibration or {})
     # the consistency guarantee of ``calibrate --max-disagree``: in the table's figures, or under "figures"
     guarantee = cal.get("guarantee") or (cal.get("figures") or {}).get("guarantee")
     return {**file_entry(root, path), "predictor": params, "calibration": cal,
@@ -93,6 +93,6 @@ def table_from_calibration(root: Path, ckpt: Any, data_dir: str | Path, progress
     calib, dev = load_split(data_dir, "train"), load_split(data_dir, "dev")
     result = calibrate_checkpoint(ckpt, calib, dev, device="cpu", progress=progress)
     dst = result.predictor.save(root / f"{TABLE_STEM}.npz")
-    figures = {"chosen": _jsonable(getattr(result, "chosen", None)), "curve": _jsonable(getattr(result, "curve", None)),
-               "figures": _jsonable(getattr(result, "figures", None)), "data": str(Path(data_dir))}
+    figures = {"chosen": jsonable(getattr(result, "chosen", None)), "curve": jsonable(getattr(result, "curve", None)),
+               "figures": jsonable(getattr(result, "figures", None)), "data": str(Path(data_dir))}
     return _entry(root, Path(dst), result.predictor, figures)
