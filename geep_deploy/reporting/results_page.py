@@ -63,7 +63,9 @@ def _all_depth_l(s: SetResults) -> str:
     checks = [c for c in s.summary["all_depth_l_check"].values() if c is not None]
     if not checks:
         return "not benched"
-    return f"{sum(c['within_noise'] for c in checks)} of {len(checks)} seeds within noise"
+    old = sum(not c.get("engine_settings") for c in checks)
+    return (f"{sum(c['within_noise'] for c in checks)} of {len(checks)} seeds within noise"
+            + (f" ({old} timed before SkipLayerNormFusion was turned off)" if old else ""))
 
 
 def _defaults() -> str:
@@ -84,7 +86,10 @@ def protocol_lines(sets: list[SetResults]) -> list[str]:
             "fastbert_depth_l_equals_full"] else "NOT equal") + ".",
         "- **One runtime path for every method.** `full`, static truncation, FastBERT, PABEE and GEEP all run "
         "through the same padding-aware call cutting on ONNX Runtime CPU fp32 (layer-wise baselines are cut again "
-        "as rows leave), length-sorted batches for all. The noise line is the identical contender `static:L` "
+        "as rows leave), length-sorted batches for all, and the same ONNX Runtime session settings for every "
+        "graph kind (`engines.ort.CPU_DISABLED_OPTIMIZERS`: ORT's SkipLayerNormalization rewrite matched only the "
+        "graphs that start from hidden states, on a slower kernel; docs/runtime.md). The noise line is the "
+        "identical contender `static:L` "
         f"(GEEP's depth L) on the cut path; `{ALL_DEPTH_L}` (GEEP's dispatch with every row at depth L) must time "
         "within that noise of `full`: " + _per_set(agg, _all_depth_l) + ".",
         f"- **One pre-registered GEEP.** `{HEADLINE}`: the layer-1 probe dispatch over GEEP's students "

@@ -396,8 +396,12 @@ def all_depth_l_text(summary: dict[str, Any]) -> str:
         return f"`{ALL_DEPTH_L}` against `full`: not benched."
     return f"`{ALL_DEPTH_L}` (GEEP's dispatch with every row at depth L) against `full` at batch 64: " + "; ".join(
         f"seed {s}: {c['wall_speedup']:.2f}x (runs {slashed(c['runs'])}), noise "
-        f"{100 * c['noise']:.1f}%, {'within' if c['within_noise'] else 'OUTSIDE'} noise" for s, c in checks.items()) \
-        + "."
+        f"{100 * c['noise']:.1f}%, {'within' if c['within_noise'] else 'OUTSIDE'} noise{_settings_note(c)}"
+        for s, c in checks.items()) + "."
+
+
+def _settings_note(check: dict[str, Any]) -> str:
+    return "" if check.get("engine_settings") else " (timed before SkipLayerNormFusion was turned off)"
 
 
 def per_depth_rows(seeds: dict[int, dict[str, Any]]) -> list[list[str]]:

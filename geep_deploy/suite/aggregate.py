@@ -233,7 +233,9 @@ def _all_depth_l(summary: dict[str, Any], batch: str = "64") -> dict[str, Any] |
     r = bench["records"][ALL_DEPTH_L]
     noise = bench.get("noise") or 0.0
     return {"wall_speedup": r["wall_speedup"], "runs": r["wall_speedup_runs"], "noise": noise,
-            "within_noise": abs(r["wall_speedup"] - 1.0) <= noise + 1e-9}
+            "within_noise": abs(r["wall_speedup"] - 1.0) <= noise + 1e-9,
+            # None: timed before the runtime recorded its session settings (SkipLayerNormFusion still on)
+            "engine_settings": summary.get("engine_settings")}
 
 
 def _mean_sd(values: list[float | None]) -> dict[str, Any] | None:

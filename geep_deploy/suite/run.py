@@ -548,6 +548,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
                                   | {noise_knob(L), ALL_DEPTH_L})
         benches = _bench(cfg, work, exports, knobs, report, log, spec.name)
         summary["machine"] = benches[BENCH_BATCHES[0]][0]["machine"]
+        summary["engine_settings"] = benches[BENCH_BATCHES[0]][0]["config"].get("engine_settings", {})
         summary["bench"] = {str(bs): _bench_summary(runs, L, cfg.repeats) for bs, runs in benches.items()}
     out = seed_summary_path(cfg.results, spec.name, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
