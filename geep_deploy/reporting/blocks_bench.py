@@ -292,6 +292,38 @@ def value_prepacking_cost(r: Results) -> str:
             f"{_noise_pct(q['noise_again_over_prepacking'])} in wall-clock)")
 
 
+# ---- ONNX Runtime's SkipLayerNormalization rewrite (bench/fusion_bench.py) --------------------------------------
+
+FUSION = "fusion_bench.json"
+FUSION_ROWS = (("full", "depth-L graph (`full`), runtime default (reference)"),
+               ("full_again", "same, its own session again (noise)"),
+               ("full_fused", "depth-L graph, rewrite allowed"),
+               ("layerwise", "embed + layer1..L (the layer-wise walk), runtime default"),
+               ("layerwise_fused", "embed + layer1..L, rewrite allowed (before this setting)"))
+
+
+def block_fusion(r: Results) -> list[str]:
+    d = r(FUSION)
+    p, c = d["passes"], d["config"]
+    ref = p["full"]
+    rows = [[label, f"{p[k]['median_s']:.2f}", f"{p[k]['median_s'] / ref['median_s']:.3f}",
+             f"{p[k]['median_cpu_s'] / ref['median_cpu_s']:.3f}"] for k, label in FUSION_ROWS]
+    fused = ", ".join(f"`{g}` {n}" for g, n in d["fused_nodes_with_rewrite"].items())
+    return [r.source(FUSION), "",
+            f"ONNX Runtime CPU, fp32, {c['rows']} SST-2 {c['split']} rows in length-sorted batches of "
+            f"{c['batch_size']}, {c['threads'] or 'default'} intra-op thread(s), medians of {c['repeats']} "
+            f"interleaved repeats; {machine(d['machine'])} (load average {d['machine']['load_average_at_end'][0]:.1f} "
+            f"at end). SkipLayerNormalization nodes ORT builds with the rewrite on: {fused}. Every configuration "
+            "has its own sessions:", "",
+            *table(["configuration", "seconds per pass", "wall time vs reference", "CPU time vs reference"], rows)]
+
+
+def value_fusion_cost(r: Results) -> str:
+    q = r(FUSION)["passes"]["ratios"]
+    return (f"{q['layerwise_fused_over_full']:.2f}x `full`'s wall-clock with the rewrite and "
+            f"{q['layerwise_over_full']:.2f}x without it (noise {_noise_pct(q['noise_again_over_full'])})")
+
+
 # ---- memory, export, exit-prediction quality ---------------------------------------------------------------------
 
 MEM = "runtime_memory_cpu.json"

@@ -39,6 +39,7 @@ BLOCKS: dict[str, Callable[[Results], list[str]]] = {
     "multi_dataset": suite.block_multi_dataset, "serving": serving.block_serving,
     "serving_threads1": serving.block_serving_threads1, "exit_modes": bench.block_exit_modes,
     "probe_auc": bench.block_probe_auc, "depth_l_all_test": training.block_depth_l_all_test,
+    "fusion": bench.block_fusion,
 }
 VALUES: dict[str, Callable[[Results], str]] = {
     "demo.time": bench.value_demo_time, "demo.geep_minus_full": bench.value_demo_geep_minus_full,
@@ -50,7 +51,7 @@ VALUES: dict[str, Callable[[Results], str]] = {
     "pred.at_2x": bench.value_pred_at_2x, "export.fp32_onnx_ratio": bench.value_export_fp32_onnx_ratio,
     "export_size.ratio": bench.value_export_size_ratio, "md.auc": suite.value_md_auc,
     "md.distill_weight": suite.value_md_distill_weight, "serve.pool_chunking": serving.value_pool_chunking,
-    "train.depth_l_gap_ag": training.value_depth_l_gap_ag,
+    "train.depth_l_gap_ag": training.value_depth_l_gap_ag, "fusion.layerwise": bench.value_fusion_cost,
 }
 
 
