@@ -27,7 +27,8 @@ import json
 from pathlib import Path
 
 from geep_deploy.atomic import atomic_write_text
-from geep_deploy.bench.reliability import BAD, render_doc, run
+from geep_deploy.bench.reliability import BAD, run
+from geep_deploy.reporting.reliability_page import render_doc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,3 +98,11 @@ def test_noise_is_the_identical_pair_and_within_noise_needs_a_small_gap() -> Non
     assert "within" in compare_walls(recs, "a", "b", 64)
     with pytest.raises(SystemExit, match="noise is not measured"):
         noise([r for r in recs if r["method"] != "static:6"])
+
+
+def test_reliability_page_is_what_its_json_renders() -> None:
+    from geep_deploy.reporting.reliability_page import render_doc
+
+    result = json.loads((ROOT / "bench" / "results" / "reliability.json").read_text(encoding="utf-8"))
+    assert (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8") == render_doc(result), \
+        "run `python bench/reliability.py --from-json bench/results/reliability.json --doc docs/reliability.md`"
