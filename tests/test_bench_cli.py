@@ -128,3 +128,17 @@ def test_predict_cli(tiny_export, tmp_path, capsys):
     bad.write_text("label\tsentence\n1\tx\n")
     assert main(["predict", "--export", str(tiny_export), "--input", str(bad)]) == 1
     assert "names no `text`" in capsys.readouterr().err
+
+
+def test_fusion_bench_times_both_settings_on_a_real_export(tiny_export, tiny_data):
+    """bench/fusion_bench.py's measurement on a tiny export: every contender timed, the rewrite found only in the
+    hidden-state graphs, and off in the runtime's default sessions."""
+    from geep_deploy.bench.fusion_bench import run_fusion_bench
+
+    r = run_fusion_bench(str(tiny_export), str(tiny_data), batch_size=16, repeats=1, threads=1, command="test")
+    p = r["passes"]
+    assert set(p) >= {"full", "full_again", "full_fused", "layerwise", "layerwise_fused", "ratios"}
+    assert all(p[k]["median_s"] > 0 and len(p[k]["seconds"]) == 1 for k in p if k != "ratios")
+    assert r["fused_nodes_with_rewrite"]["layer1"] > 0 and r["fused_nodes_with_rewrite"]["depth3"] == 0
+    assert r["fused_nodes_default"] == {"depth3": 0, "layer1": 0}
+    assert r["config"]["default_disabled_optimizers"] == ["SkipLayerNormFusion"] and r["config"]["rows"] == 40
