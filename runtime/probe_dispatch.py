@@ -239,9 +239,6 @@ class _Namespace:
 
 
 def _namespace(like: Any) -> _Namespace:
-    if isinstance(like, np.ndarray):
-        return _Namespace(np.asarray, lambda shape, a: np.zeros(shape, a.dtype), np.arange,
-                          lambda x, a: x.astype(a.dtype), lambda x: x.astype(np.int64))
     if type(like).__module__.startswith("torch"):
         import torch
 
@@ -249,10 +246,12 @@ def _namespace(like: Any) -> _Namespace:
         return _Namespace(lambda a: torch.as_tensor(a, device=dev), lambda shape, a: a.new_zeros(shape),
                           lambda n: torch.arange(n, device=dev), lambda x, a: x.to(a.dtype),
                           lambda x: x.to(torch.int64))
-    import cupy as cp
-
-    return _Namespace(cp.asarray, lambda shape, a: cp.zeros(shape, dtype=a.dtype), cp.arange,
-                      lambda x, a: x.astype(a.dtype), lambda x: x.astype(cp.int64))
+    if isinstance(like, np.ndarray):
+        xp: Any = np
+    else:
+        import cupy as xp
+    return _Namespace(xp.asarray, lambda shape, a: xp.zeros(shape, dtype=a.dtype), xp.arange,
+                      lambda x, a: x.astype(a.dtype), lambda x: x.astype(xp.int64))
 
 
 def continuation_kinds(bundle: Any) -> list[tuple[str, int | None]]:

@@ -230,8 +230,7 @@ def deploy_and_report(out: Path, ckpts: dict[str, Any], pool: Any, tune: Any, re
                       "wall_speedup_b64": r64["wall_speedup"], "mean_depth": r64["mean_depth"]})
     noise = {bs: round(abs(records[bs][f"static:{L}"]["wall_speedup"] - 1.0), 3) for bs in records}
     return {"predictor": kind, "table": table, "noise": noise, "knobs": knobs, "max_drop": cal["max_drop"],
-            "served": served,
-            "machine": bench["64"]["machine"], "bench": {bs: b["records"] for bs, b in bench.items()},
+            "served": served, "machine": bench["64"]["machine"], "bench": {bs: b["records"] for bs, b in bench.items()},
             "exports": {k: str(v) for k, v in exports.items()}, "num_layers": L}
 
 

@@ -63,7 +63,7 @@ def _all_depth_l(s: SetResults) -> str:
     checks = [c for c in s.summary["all_depth_l_check"].values() if c is not None]
     if not checks:
         return "not benched"
-    old = sum(not c.get("engine_settings") for c in checks)
+    old = sum(T.timed_before_settings(c) for c in checks)
     return (f"{sum(c['within_noise'] for c in checks)} of {len(checks)} seeds within noise"
             + (f" ({old} timed before SkipLayerNormFusion was turned off)" if old else ""))
 

@@ -400,8 +400,14 @@ def all_depth_l_text(summary: dict[str, Any]) -> str:
         for s, c in checks.items()) + "."
 
 
+def timed_before_settings(check: dict[str, Any]) -> bool:
+    """Whether an all-depth-L check was timed before benches recorded their session settings (before
+    SkipLayerNormFusion was turned off)."""
+    return not check.get("engine_settings")
+
+
 def _settings_note(check: dict[str, Any]) -> str:
-    return "" if check.get("engine_settings") else " (timed before SkipLayerNormFusion was turned off)"
+    return " (timed before SkipLayerNormFusion was turned off)" if timed_before_settings(check) else ""
 
 
 def per_depth_rows(seeds: dict[int, dict[str, Any]]) -> list[list[str]]:
