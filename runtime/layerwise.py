@@ -270,7 +270,8 @@ class LayerWalk:
                     return
             rows = rows[stay]
             width = int(self.lengths[rows].max()) if self.trim else state_width(state)
-            state = self.segments.keep(state, stay, width)
+            if stay.size < leave.size or width < state_width(state):  # no row left, same width: no copy
+                state = self.segments.keep(state, stay, width)
 
 
 # -- the product dispatch --------------------------------------------------------------------------------------

@@ -212,9 +212,18 @@ def gather_states(states: PrefixStates, rows: np.ndarray, lengths: np.ndarray, w
     One vectorised gather per prefix chunk the rows come from, in the chunks' own library and device (NumPy,
     torch or CuPy); on a device only the small index arrays are uploaded. Zeroing past each row's length makes
     the padded input independent of which chunk a row came from, so every path gives the same logits.
+
+    ``rows`` that are one whole prefix chunk, in its order and at its width (every row continued to one depth,
+    as when all rows go to depth L), get that chunk itself: no copy. Its padded positions keep the prefix's
+    values instead of zeros, which changes nothing: the additive -10000 mask gives them an attention weight of
+    exactly 0 (``exp`` underflows), and no head reads a padded position.
     """
     first = states.chunks[int(states.chunk_of[rows[0]])]
     xp = _namespace(first)
+    mask = xp.arange(width)[None, :] < xp.put(np.asarray(lengths, dtype=np.int64))[:, None]
+    whole = _whole_chunk(states, rows, width)
+    if whole is not None:
+        return whole, xp.int64(mask)
     out = xp.zeros((rows.size, width, first.shape[-1]), first)
     src = states.chunk_of[rows]
     for c in np.unique(src):
@@ -222,9 +231,19 @@ def gather_states(states: PrefixStates, rows: np.ndarray, lengths: np.ndarray, w
         chunk = states.chunks[int(c)]
         w = min(width, int(chunk.shape[1]))
         out[xp.put(j), :w] = chunk[xp.put(states.pos[rows[j]])][:, :w]
-    mask = xp.arange(width)[None, :] < xp.put(np.asarray(lengths, dtype=np.int64))[:, None]
     out *= xp.cast(mask[..., None], out)
     return out, xp.int64(mask)
+
+
+def _whole_chunk(states: PrefixStates, rows: np.ndarray, width: int) -> Any | None:
+    """The prefix chunk that ``rows`` are, row for row in order and at ``width`` columns; None otherwise."""
+    c = int(states.chunk_of[rows[0]])
+    chunk = states.chunks[c]
+    if rows.size != int(chunk.shape[0]) or width != int(chunk.shape[1]):
+        return None
+    if (states.chunk_of[rows] != c).any() or (states.pos[rows] != np.arange(rows.size)).any():
+        return None
+    return chunk
 
 
 @dataclass(frozen=True)

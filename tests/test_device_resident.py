@@ -15,7 +15,7 @@ from test_probe_dispatch import L, length_probe
 
 from engines.torch_cuda import fill_static, static_buffers
 from engines.torch_engine import TorchEngine, TorchOptions
-from geep_deploy.encoding import TextEncoder
+from geep_deploy.encoding import TextEncoder, pad_batch
 from geep_deploy.errors import ConfigError
 from runtime.probe_dispatch import PrefixStates, ProbeDispatch, gather_states
 
@@ -86,6 +86,23 @@ def test_gather_states_pads_masks_and_crosses_chunks() -> None:
     assert isinstance(h_np, np.ndarray) and m_np.dtype == np.int64
     np.testing.assert_array_equal(h_np, hidden.numpy())
     np.testing.assert_array_equal(m_np, mask.numpy())
+
+
+def test_a_whole_prefix_chunk_is_continued_as_it_is_with_the_same_logits(model, enc) -> None:
+    """Rows that are one whole prefix chunk (every row to one depth) skip the copy; the prefix's values left at
+    the padded positions get exactly zero attention weight, so the logits equal the zeroed gather's bit for bit."""
+    n, rows = len(enc), np.arange(len(enc))
+    with TorchEngine(model, kind="prefix") as prefix, TorchEngine(model, kind="cont", depth=L) as cont:
+        hidden = prefix.infer(pad_batch(enc))["hidden"]
+        states = PrefixStates([hidden], chunk_of=np.zeros(n, np.int64), pos=rows)
+        h, m = gather_states(states, rows, enc.lengths, width=hidden.shape[1])
+        assert h is hidden and (hidden[m == 0] != 0).any()  # no copy; the pads hold the prefix's values
+        zeroed = hidden * m[..., None].astype(hidden.dtype)
+        np.testing.assert_array_equal(cont.infer({"hidden": h, "attention_mask": m})["logits"],
+                                      cont.infer({"hidden": zeroed, "attention_mask": m})["logits"])
+        for sub in (rows[::-1], rows[1:]):  # another order or a part of the chunk: the zeroing copy
+            g, _ = gather_states(states, sub, enc.lengths[sub], width=int(enc.lengths[sub].max()))
+            assert g is not hidden and not g[np.arange(g.shape[1])[None, :] >= enc.lengths[sub][:, None]].any()
 
 
 def test_infer_states_needs_a_resident_engine(model) -> None:

@@ -23,7 +23,7 @@ class TableSegments:
     """Segments whose layer k answers ``table[row, k - 1]``; records (rows, width) of every layer call."""
 
     def __init__(self, table: np.ndarray) -> None:
-        self.table, self.calls = table, []
+        self.table, self.calls, self.copies = table, [], 0
 
     def embed(self, feed):
         ids = feed["input_ids"][:, :1].astype(np.float64) - 1.0  # row id + 1 in every real token
@@ -36,6 +36,7 @@ class TableSegments:
         return self.table[rows, k - 1].astype(np.float32)
 
     def keep(self, state, rows, width):
+        self.copies += 1
         return {k: np.ascontiguousarray(v[rows, :width]) for k, v in state.items()}
 
     def close(self):
@@ -88,6 +89,15 @@ def test_walk_exits_match_the_rules_for_every_cut(batch, call_cost, max_rows, ru
     assert all(max_rows is None or r <= max_rows for r, _ in seg.calls)
     if call_cost is not None:
         assert all(w in set(lengths.tolist()) for _, w in seg.calls)  # no call padded past its longest row
+
+
+def test_a_layer_no_row_leaves_copies_no_state() -> None:
+    """Rows stay where they are until one leaves: a walk where no row exits before L copies no state (`keep`)."""
+    table = np.random.default_rng(5).normal(0.0, 2.0, (7, L, C))
+    for call_cost in (None, 8.0):
+        seg = TableSegments(table)
+        _, depth = run_layerwise(seg, _feed(np.arange(1, 8)), L, EntropyExit(0.0), call_cost=call_cost)
+        assert (depth == L).all() and seg.copies == 0 and len(seg.calls) >= L
 
 
 def test_patience_state_is_fresh_per_batch() -> None:
