@@ -24,6 +24,12 @@ class Group:
     indices: np.ndarray
 
 
+DISPATCH_REVISION = 2
+"""What a timing of the dispatch path means. Bumped when a change makes the same calls faster or slower without
+changing a graph, so a bench cached before it is re-timed (``bench.harness.engine_settings``). 1: every
+continuation group gathered into a zeroed copy, every layer-wise layer's remaining rows copied. 2: a continuation
+group that is one whole prefix chunk runs on it as it is, and a layer-wise layer no row leaves copies nothing."""
+
 CALL_COST_TOKENS: dict[str, float] = {"cpu": 16.0}
 """Measured fixed cost of one engine call, in padded tokens, per device (`bench/pool_chunking.py`); a device
 without an entry keeps fixed ``max_group`` chunks (CUDA: not measured yet)."""

@@ -143,6 +143,15 @@ def test_wall_verdict_needs_every_seed_to_agree() -> None:
     assert wall_verdict({"1": [_pair(3.0, "ahead")]}) == wall_verdict({}) == "-"
 
 
+def test_a_check_timed_under_older_runtime_settings_says_which() -> None:
+    from geep_deploy.reporting.suite_tables import stale_timing
+
+    now = engine_settings("onnxruntime", "cpu")
+    assert stale_timing({"engine_settings": now}) is None
+    assert "SkipLayerNormFusion" in stale_timing({"engine_settings": None})
+    assert "dispatch revision" in stale_timing({"engine_settings": {**now, "dispatch_revision": 1}})
+
+
 def test_goal_tally_counts_interval_verdicts_on_the_sets_that_learn() -> None:
     from geep_deploy.reporting.suite_results import learns
     from geep_deploy.reporting.suite_tables import goal_rows, goal_tally, losses, tally_lines
@@ -305,7 +314,7 @@ def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
     assert healed["points"] == s["points"] and set(healed["bench"]["64"]["records"]) == set(b64["records"])
     run2 = work / "bench_b64_run2.json"  # a bench timed under other session settings is timed again
     stale = json.loads(run2.read_text())
-    stale["config"]["engine_settings"] = {}
+    stale["config"]["engine_settings"] = {**engine_settings("onnxruntime", "cpu"), "dispatch_revision": 1}
     run2.write_text(json.dumps(stale))
     run_dataset(cfg, spec, suite_run._Log(), 1)
     assert json.loads(run2.read_text())["config"]["engine_settings"] == engine_settings("onnxruntime", "cpu")

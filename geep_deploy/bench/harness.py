@@ -25,7 +25,7 @@ from geep_deploy.encoding import length_sorted_batches
 from geep_deploy.errors import ArtifactError, ConfigError
 from geep_deploy.flops import flops_speedup
 from geep_deploy.machine import machine_info
-from runtime.dispatch import plan_groups
+from runtime.dispatch import DISPATCH_REVISION, plan_groups
 from runtime.engine import GeepEngine
 from runtime.layerwise import EngineSegments
 from runtime.loading import Parts, build_parts, segment_engines
@@ -358,12 +358,14 @@ def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def engine_settings(backend: str, device: str) -> dict[str, Any]:
-    """The runtime settings that change a timing without changing a graph (a cached bench is stale without them)."""
+    """The runtime settings that change a timing without changing a graph (a cached bench is stale without them):
+    the dispatch path's revision and, on ONNX Runtime, the session's disabled rewrites."""
     if backend != "onnxruntime":
-        return {}
+        return {"dispatch_revision": DISPATCH_REVISION}
     from engines.ort import default_disabled_optimizers
 
-    return {"ort_disabled_optimizers": list(default_disabled_optimizers(device))}
+    return {"dispatch_revision": DISPATCH_REVISION,
+            "ort_disabled_optimizers": list(default_disabled_optimizers(device))}
 
 
 def _num(x: Any, spec: str) -> str:

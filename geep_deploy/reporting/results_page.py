@@ -63,9 +63,9 @@ def _all_depth_l(s: SetResults) -> str:
     checks = [c for c in s.summary["all_depth_l_check"].values() if c is not None]
     if not checks:
         return "not benched"
-    old = sum(T.timed_before_settings(c) for c in checks)
+    old = [why for why in map(T.stale_timing, checks) if why]
     return (f"{sum(c['within_noise'] for c in checks)} of {len(checks)} seeds within noise"
-            + (f" ({old} timed before SkipLayerNormFusion was turned off)" if old else ""))
+            + (f" ({len(old)} {'; '.join(sorted(set(old)))})" if old else ""))
 
 
 def _defaults() -> str:

@@ -15,6 +15,7 @@ from geep_deploy.reporting.format import NONE, gap_text, mean, mean_sd, pct, sla
 from geep_deploy.suite.aggregate import mixed_wall_pairs, verdict
 from geep_deploy.suite.consistency import violation_summary
 from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, HEADLINE, SUITE_DISTILL_WEIGHT
+from runtime.dispatch import DISPATCH_REVISION
 
 LABELS = {"full": "full", "probe": "GEEP (pre-registered: layer-1 probe)", "geep": "GEEP, token table",
           "probe_esc": "GEEP, probe + escalation", "probe_skip": "GEEP, probe, shared exit path",
@@ -400,14 +401,19 @@ def all_depth_l_text(summary: dict[str, Any]) -> str:
         for s, c in checks.items()) + "."
 
 
-def timed_before_settings(check: dict[str, Any]) -> bool:
-    """Whether an all-depth-L check was timed before benches recorded their session settings (before
-    SkipLayerNormFusion was turned off)."""
-    return not check.get("engine_settings")
+def stale_timing(check: dict[str, Any]) -> str | None:
+    """Why an all-depth-L check was timed under older runtime settings than today's, or None when it was not."""
+    settings = check.get("engine_settings")
+    if not settings:
+        return "timed before SkipLayerNormFusion was turned off"
+    if settings.get("dispatch_revision") != DISPATCH_REVISION:
+        return f"timed before dispatch revision {DISPATCH_REVISION}, which copies no state it does not need"
+    return None
 
 
 def _settings_note(check: dict[str, Any]) -> str:
-    return " (timed before SkipLayerNormFusion was turned off)" if timed_before_settings(check) else ""
+    why = stale_timing(check)
+    return f" ({why})" if why else ""
 
 
 def per_depth_rows(seeds: dict[int, dict[str, Any]]) -> list[list[str]]:
