@@ -152,6 +152,17 @@ def test_a_check_timed_under_older_runtime_settings_says_which() -> None:
     assert "dispatch revision" in stale_timing({"engine_settings": {**now, "dispatch_revision": 1}})
 
 
+def test_coverage_names_missing_and_unbenched_seeds() -> None:
+    from geep_deploy.reporting.results_page import coverage_lines
+    from geep_deploy.reporting.suite_results import SetResults
+
+    seeds = {42: {"bench": {"64": {}}}, 43: {}}
+    line, = coverage_lines([SetResults("toy", "Toy", seeds, {"seeds": [42, 43]})], (42, 43, 44))
+    assert line == "- toy: seeds 42, 43; missing 44; wall-clock benched on seed 42"
+    line, = coverage_lines([SetResults("toy", "Toy", {42: seeds[42]}, {"seeds": [42]})], (42,))
+    assert line == "- toy: seeds 42"
+
+
 def test_goal_tally_counts_interval_verdicts_on_the_sets_that_learn() -> None:
     from geep_deploy.reporting.suite_results import learns
     from geep_deploy.reporting.suite_tables import goal_rows, goal_tally, losses, tally_lines

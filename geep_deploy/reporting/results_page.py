@@ -35,8 +35,11 @@ def coverage_lines(sets: list[SetResults], planned: tuple[int, ...]) -> list[str
         have = sorted(s.seeds)
         missing = [x for x in planned if x not in s.seeds]
         in_summary = (s.summary or {}).get("seeds", [])
+        benched = [x for x in have if s.seeds[x].get("bench")]
         state = ("not measured yet" if not have else f"seeds {', '.join(map(str, have))}"
                  + (f"; missing {', '.join(map(str, missing))}" if missing else "")
+                 + (f"; wall-clock benched on seed {', '.join(map(str, benched)) or 'none'}"
+                    if benched != have else "")
                  + ("" if in_summary == have else f"; the summary covers {in_summary or 'none'}"))
         lines.append(f"- {s.name}: {state}")
     return lines
