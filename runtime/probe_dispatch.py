@@ -16,7 +16,8 @@ Per call (its FLOPs are ``runtime.probe.probe_cost``, the model ``export.probe_f
 
 Layer-1 states stay where the prefix left them, as its padded per-chunk outputs (`PrefixStates`), and each
 continuation group is gathered, re-padded and masked from them in one vectorised step per source chunk
-(`gather_states`). When the prefix and every continuation engine are ``device_resident`` (torch on CUDA, TensorRT)
+(`gather_states`); a group that is one whole prefix chunk (every row of it to one depth) runs on that chunk as it
+is, with no copy. When the prefix and every continuation engine are ``device_resident`` (torch on CUDA, TensorRT)
 that is on the device (torch or CuPy) and only logits and small index arrays cross to and from the host; other
 engines (ONNX Runtime) do the same with NumPy arrays.
 
