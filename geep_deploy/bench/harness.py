@@ -360,12 +360,12 @@ def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
 def engine_settings(backend: str, device: str) -> dict[str, Any]:
     """The runtime settings that change a timing without changing a graph (a cached bench is stale without them):
     the dispatch path's revision and, on ONNX Runtime, the session's disabled rewrites."""
-    if backend != "onnxruntime":
-        return {"dispatch_revision": DISPATCH_REVISION}
-    from engines.ort import default_disabled_optimizers
+    settings: dict[str, Any] = {"dispatch_revision": DISPATCH_REVISION}
+    if backend == "onnxruntime":
+        from engines.ort import default_disabled_optimizers
 
-    return {"dispatch_revision": DISPATCH_REVISION,
-            "ort_disabled_optimizers": list(default_disabled_optimizers(device))}
+        settings["ort_disabled_optimizers"] = list(default_disabled_optimizers(device))
+    return settings
 
 
 def _num(x: Any, spec: str) -> str:
