@@ -285,6 +285,7 @@ def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
     figures, the consistency rows and two bench runs; a summary across seeds; a re-run reuses every step."""
     from geep_deploy.suite import run as suite_run
     from geep_deploy.suite.aggregate import aggregate_dataset
+    from geep_deploy.suite.answers import answers_path
     from geep_deploy.suite.protocol import ALL_DEPTH_L, HEADLINE
     from geep_deploy.suite.run import SuiteConfig, noise_knob, run_dataset, seed_dir
 
@@ -332,7 +333,9 @@ def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
     run_dataset(cfg, spec, suite_run._Log(), 2)  # another training seed: same slices, its own checkpoints
     assert (seed_dir(cfg, spec, 2) / "ckpt" / "geep.pt").is_file()
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
-    agg = aggregate_dataset(cfg.results, cfg.work, "toy")
+    # the per-row answers are kept next to the seed files: the summary is recomputed without the work folder
+    assert all(answers_path(cfg.results, "toy", seed).is_file() for seed in (1, 2))
+    agg = aggregate_dataset(cfg.results, tmp_path / "no-work-folder", "toy")
     assert agg["seeds"] == [1, 2] and agg["fastbert_depth_l_equals_full"] is True
     assert agg["depth_l_minus_full"]["seeds"] == 2 and set(agg["gaps"]["vs_fastbert"]) >= {"probe", "geep_entropy"}
     assert json.loads((cfg.results / "toy" / "summary.json").read_text())["seeds"] == [1, 2]
@@ -344,12 +347,16 @@ def _page_renders_from_the_seed_files(results: Path, work: Path, tmp_path: Path)
     not measured yet and the missing seeds named, a plot per measured set."""
     from geep_deploy.reporting.blocks_suite import block_multi_dataset
     from geep_deploy.reporting.sources import Results
+    from geep_deploy.suite.answers import answers_path
     from geep_deploy.suite.page import refresh_summaries, write_page
 
     assert refresh_summaries(results, work) == []
     (results / "toy" / "summary.json").unlink()
+    kept = answers_path(results, "toy", 2)
+    kept.rename(tmp_path / "answers_seed2.npz")  # neither the kept copy nor a work folder's: named, nothing lost
     assert refresh_summaries(results, tmp_path / "elsewhere")[0].startswith("toy: kept the committed summary")
-    refresh_summaries(results, work)
+    (tmp_path / "answers_seed2.npz").rename(kept)
+    assert refresh_summaries(results, tmp_path / "elsewhere") == []
     text = write_page(results, tmp_path / "docs" / "results.md", planned=(1, 2, 3)).read_text()
     assert text.index("## The protocol") < text.index("\n|") and text.index("`probe`: the layer-1 probe") < text.index("\n|")
     assert "- toy: seeds 1, 2; missing 3" in text and "- sst2: not measured yet" in text

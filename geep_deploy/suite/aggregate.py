@@ -1,8 +1,8 @@
 """Across training seeds: every gap the results page states, as a mean with a 95% interval over seeds and test rows.
 
 Each training seed's summary (``results/<dataset>/seed<S>.json``) names, per method, the knobs its accuracy at a
-target FLOPs speed-up is interpolated between (``run.fair_figures``); each seed's ``answers.npz`` (in the work
-folder) holds every knob's answer per reported test row. A gap is the per-row difference of two methods'
+target FLOPs speed-up is interpolated between (``run.fair_figures``); each seed's answers file, next to it
+(``answers.answers_path``), holds every knob's answer per reported test row. A gap is the per-row difference of two methods'
 interpolated correctness, averaged over rows and seeds; its interval comes from a bootstrap that resamples seeds
 and, paired, the same test rows for both methods (``points.seed_row_bootstrap``). The FLOPs weights of an
 interpolation are held fixed in the resamples. A goal counts as met only where the interval says so.
@@ -18,6 +18,7 @@ import numpy as np
 
 from geep_deploy.atomic import atomic_write_text
 from geep_deploy.errors import ConfigError
+from geep_deploy.suite.answers import load_answers
 from geep_deploy.suite.points import fastest_mix_at, interpolate_at, interpolated_correct, seed_row_bootstrap
 from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, FULL_MARGIN_POINTS, HEADLINE
 
@@ -158,14 +159,7 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
     seeds = seed_summaries(results, dataset)
     if not seeds:
         return None
-    per_seed = {}
-    for seed in seeds:
-        path = work / dataset / f"seed{seed}" / "answers.npz"
-        if not path.is_file():
-            raise ConfigError(f"suite | {path} is missing: rerun the suite for {dataset} seed {seed} (it writes "
-                              "every knob's answers there).")
-        with np.load(path) as z:
-            per_seed[seed] = {k: z[k] for k in z.files}
+    per_seed = {seed: load_answers(results, work, dataset, seed, seeds[seed]) for seed in seeds}
     order = sorted(seeds)
     first = seeds[order[0]]
     targets = [f"{t:g}" for t in first["fair"]["targets"]]

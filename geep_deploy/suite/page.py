@@ -16,8 +16,9 @@ __all__ = ["PLANNED_SEEDS", "refresh_summaries", "write_page"]
 
 
 def refresh_summaries(results: Path, work: Path) -> list[str]:
-    """``aggregate_dataset`` for every folder of ``results`` with seed files; returns a warning per set whose
-    answers are missing under ``work`` (its committed summary.json is kept as it is)."""
+    """``aggregate_dataset`` for every folder of ``results`` with seed files; returns a warning per set with a
+    seed whose answers are missing (next to its seed file, or from an earlier run, under ``work``) or are not that
+    seed's (its committed summary.json is kept as it is)."""
     from geep_deploy.suite.aggregate import aggregate_dataset
 
     warnings = []

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.atomic import atomic_write_text
+from geep_deploy.suite.answers import answers_path, save_answers
 from geep_deploy.suite.consistency import ScoredRows, consistency_table
 from geep_deploy.suite.datasets import DatasetSpec, head_slice, tune_split, write_slices
 from geep_deploy.suite.points import (
@@ -406,7 +407,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
     ckpts = {m: ck for m, (ck, _) in trained.items()}
     if any(new for _, new in trained.values()):  # everything derived from older checkpoints is stale
         for stale in (work / "logits.npz", work / "exit_table.geep", work / "probe.json", work / "probe_skip.json",
-                      work / "answers.npz", *work.glob("bench_b*.json")):
+                      work / "answers.npz", *work.glob("bench_b*.json")):  # answers.npz: runs before answers_path
             stale.unlink(missing_ok=True)
         shutil.rmtree(work / "export", ignore_errors=True)
     ablation = None
@@ -487,8 +488,7 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
                    fastbert_logits=arrays[f"{tsplit}_fastbert"][trows]),
         ScoredRows(arrays["test_geep"][report], lengths[report], test_probs, labels=labels[report],
                    fastbert_logits=arrays["test_fastbert"][report]))
-    np.savez(work / "answers.tmp.npz", labels=labels[report], **answers)
-    (work / "answers.tmp.npz").replace(work / "answers.npz")
+    save_answers(answers_path(cfg.results, spec.name, seed), labels[report], answers)
     probe_path, skip_probe_path = work / "probe.json", work / "probe_skip.json"
     for fitted, path, export_dir, method in ((probe, probe_path, "geep", "probe"),
                                              (skip_probe, skip_probe_path, "geep_skip", "probe_skip")):
