@@ -9,9 +9,10 @@ on the reported rows; accuracy at exactly 1.5x/2x/3x FLOPs interpolated on each 
 and the area over [1x, 3x]; exports and a wall-clock bench on ONNX Runtime (CPU fp32, batch 1 and 64) of every
 chosen point, every method on the same padding-aware cut path, in 2 separate runs of --repeats interleaved
 repeats. One GEEP configuration is reported as GEEP (`run.HEADLINE`); the others are ablations. Finished steps are
-reused (the run resumes where it stopped); per-seed JSON goes to --results/<set>/seed<S>.json, the summary across
-seeds (gaps with seed x row paired-bootstrap intervals) to --results/<set>/summary.json, the page to
-docs/results.md.
+reused (the run resumes where it stopped); per-seed JSON goes to --results/<set>/seed<S>.json with every knob's
+per-row answers beside it (answers_seed<S>.npz, so the intervals can be recomputed from the committed files), the
+summary across seeds (gaps with seed x row paired-bootstrap intervals) to --results/<set>/summary.json, the page
+to docs/results.md.
 
 Examples:
   .venv/bin/python bench/multi_dataset.py --datasets all --data-root ../shared/data --seeds 42,43,44 --train-only

@@ -213,7 +213,9 @@ def consistency_lines(agg: list[SetResults]) -> list[str]:
     return ["## The consistency guarantee (issue 27)", "",
             f"For each disagreement budget EPS at error level delta {delta}: the knob certified on the tuning rows "
             "to disagree with depth L on at most EPS of rows, and what it does on test (realised disagreement with "
-            "depth L, the certified Clopper-Pearson bound on the tuning rows, FLOPs speed-up); the max-drop rule "
+            "depth L, the certified Clopper-Pearson bound on the tuning rows, FLOPs speed-up, and the batch-64 "
+            "wall-clock speed-up over `full` where that seed's bench timed the knob, '-' where it did not); the "
+            "max-drop rule "
             f"(fastest probe setting within {drop} points of accuracy on the tuning rows) has no guarantee.", "",
             *table(T.CONSISTENCY_HEAD, T.consistency_rows(agg), "-"), "", *T.violation_lines(agg), ""]
 

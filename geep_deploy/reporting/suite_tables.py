@@ -210,21 +210,27 @@ TRAINING_HEAD = ["set", "seeds", "full s", "GEEP s", "PABEE s", "FastBERT s (ful
 
 # -- issue 27: the consistency guarantee -----------------------------------------------------------------------
 
-def _cert_cell(r: dict[str, Any] | None) -> str:
+def _wall(r: dict[str, Any], summ: dict[str, Any]) -> str:
+    """The knob's batch-64 wall-clock speed-up where this seed's bench timed it; '-' where it did not."""
+    rec = ((summ.get("bench") or {}).get("64") or {}).get("records", {}).get(r.get("knob_name"))
+    return f"{rec['wall_speedup']:.2f}x" if rec else NONE
+
+
+def _cert_cell(r: dict[str, Any] | None, summ: dict[str, Any]) -> str:
     if r is None:
         return NONE
     if "error" in r:
         return f"pool too small ({r.get('rows_needed', '?')} rows needed)"
     flag = " **exceeds**" if r["violated"] else ""
-    return (f"{pct(r['test_disagreement'], '')}{flag} / {pct(r['upper_bound'], '')} / {r['flops_speedup']:.2f}x"
-            + ("" if r["certified"] else " (none certified: depth L)"))
+    return (f"{pct(r['test_disagreement'], '')}{flag} / {pct(r['upper_bound'], '')} / {r['flops_speedup']:.2f}x / "
+            f"{_wall(r, summ)}" + ("" if r["certified"] else " (none certified: depth L)"))
 
 
-def _drop_cell(r: dict[str, Any] | None, eps: float) -> str:
+def _drop_cell(r: dict[str, Any] | None, eps: float, summ: dict[str, Any]) -> str:
     if r is None:
         return NONE
     flag = " **exceeds**" if r["violated_at"].get(f"{eps:g}") else ""
-    return f"{pct(r['test_disagreement'], '')}{flag} / {r['flops_speedup']:.2f}x"
+    return f"{pct(r['test_disagreement'], '')}{flag} / {r['flops_speedup']:.2f}x / {_wall(r, summ)}"
 
 
 def consistency_rows(sets: list[Any]) -> list[list[str]]:
@@ -235,13 +241,15 @@ def consistency_rows(sets: list[Any]) -> list[list[str]]:
             drop = next((r for r in recs if r["rule"] == "max_drop"), None)
             for eps in sorted({r["eps"] for r in recs if r["rule"] == "max_disagree"}):
                 by = {r["method"]: r for r in recs if r["rule"] == "max_disagree" and r["eps"] == eps}
-                rows.append([s.name, str(seed), f"{100 * eps:g}%", _cert_cell(by.get("geep_probe")),
-                             _cert_cell(by.get("fastbert")), _drop_cell(drop, eps)])
+                rows.append([s.name, str(seed), f"{100 * eps:g}%", _cert_cell(by.get("geep_probe"), summ),
+                             _cert_cell(by.get("fastbert"), summ), _drop_cell(drop, eps, summ)])
     return rows
 
 
-CONSISTENCY_HEAD = ["set", "seed", "EPS", "GEEP probe: test disagreement % / certified bound % / FLOPs x",
-                    "FastBERT: test disagreement % / bound % / FLOPs x", "max-drop rule: disagreement % / FLOPs x"]
+CONSISTENCY_HEAD = ["set", "seed", "EPS",
+                    "GEEP probe: test disagreement % / certified bound % / FLOPs x / wall x b64",
+                    "FastBERT: test disagreement % / bound % / FLOPs x / wall x b64",
+                    "max-drop rule: disagreement % / FLOPs x / wall x b64"]
 
 
 def violation_lines(sets: list[Any]) -> list[str]:

@@ -162,6 +162,11 @@ def consistency_table(shape: BertShape, pool: ScoredRows, test: ScoredRows,
     return rows
 
 
+def consistency_knobs(rows: Iterable[dict[str, Any]]) -> set[str]:
+    """The knobs (bench names) `consistency_table` chose, so the wall-clock bench can time each of them."""
+    return {r["knob_name"] for r in rows if r.get("knob_name")}
+
+
 def violation_summary(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Over many (set, seed) tables: per method, certified cases and how many broke their budget on test.
 

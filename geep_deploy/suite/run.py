@@ -25,7 +25,7 @@ import numpy as np
 
 from geep_deploy.atomic import atomic_write_text
 from geep_deploy.suite.answers import answers_path, save_answers
-from geep_deploy.suite.consistency import ScoredRows, consistency_table
+from geep_deploy.suite.consistency import ScoredRows, consistency_knobs, consistency_table
 from geep_deploy.suite.datasets import DatasetSpec, head_slice, tune_split, write_slices
 from geep_deploy.suite.points import (
     TARGET_SPEEDUPS,
@@ -543,9 +543,10 @@ def run_dataset(cfg: SuiteConfig, spec: DatasetSpec, log: _Log, seed: int | None
         for m in ("fastbert", "pabee", "full"):
             exports[m] = _export(work / "ckpt" / f"{m}.pt", work / "export" / m, None, log, spec.name)
         L = int(ckpts["geep"].model.num_layers)
-        # every chosen point, the identical contender (noise) and GEEP sending every row to depth L (probe:0)
+        # every chosen point, the identical contender (noise), GEEP sending every row to depth L (probe:0) and
+        # every knob the consistency table chose (issue 27 reports its wall-clock speed-up too)
         knobs = ["full"] + sorted({p["knob"] for m, ps in points.items() for p in ps if p is not None}
-                                  | {noise_knob(L), ALL_DEPTH_L})
+                                  | {noise_knob(L), ALL_DEPTH_L} | consistency_knobs(consistency))
         benches = _bench(cfg, work, exports, knobs, report, log, spec.name)
         summary["machine"] = benches[BENCH_BATCHES[0]][0]["machine"]
         summary["engine_settings"] = benches[BENCH_BATCHES[0]][0]["config"].get("engine_settings", {})
