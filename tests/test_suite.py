@@ -482,3 +482,18 @@ def test_fastbert_compute_is_full_plus_distillation() -> None:
              2: {"stage_seconds": {"fastbert": {"fastbert-2-distill": 32.0}}}}
     row = training_rows([SetResults("a", "a", seeds, {"seeds": [1, 2], "train_seconds": secs})])[0]
     assert row == ["a", "1, 2", "100 ± 0", "150 ± 0", "120 ± 0", "130 ± 0 (distillation 30)", "1.15"]
+
+
+def test_the_page_names_the_machine_of_every_benched_seed() -> None:
+    from types import SimpleNamespace
+
+    from geep_deploy.reporting.results_page import machine_lines
+
+    intel = {"cpu": "Intel Xeon", "cpu_count": 2, "torch": "2.13.0", "onnxruntime": "1.32.0"}
+    a = SimpleNamespace(name="a", seeds={42: {"machine": intel}, 43: {}})
+    assert machine_lines([a]) == ["Machine: Intel Xeon, 2 cores, no GPU; torch 2.13.0, onnxruntime 1.32.0."]
+    b = SimpleNamespace(name="b", seeds={42: {"machine": {**intel, "cpu": "AMD EPYC"}}})
+    lines = machine_lines([a, b])
+    assert lines[0].startswith("Machines") and "- Intel Xeon" in lines[2] and lines[2].endswith(": a seed 42")
+    assert lines[3].startswith("- AMD EPYC") and lines[3].endswith(": b seed 42")
+    assert machine_lines([SimpleNamespace(name="c", seeds={44: {}})]) == ["Machine: not recorded yet."]

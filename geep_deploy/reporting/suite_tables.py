@@ -272,7 +272,9 @@ def noise_line(seed: int, summ: dict[str, Any]) -> str:
     bench = summ.get("bench") or {}
     parts = [f"batch {bs}: {100 * b['noise']:.1f}%" for bs, b in bench.items() if b.get("noise") is not None]
     first = next(iter(bench.values()), {})
-    return (f"Seed {seed}: {first.get('runs', '?')} bench runs x {first.get('repeats', '?')} interleaved repeats; "
+    cpu = (summ.get("machine") or {}).get("cpu")
+    return (f"Seed {seed}{f' ({cpu})' if cpu else ''}: {first.get('runs', '?')} bench runs x "
+            f"{first.get('repeats', '?')} interleaved repeats; "
             f"noise (the identical contender's largest distance from 1.00x in any run) {'; '.join(parts) or NONE}; "
             "a difference is called ahead only outside the noise and both points' run-to-run spread.")
 
