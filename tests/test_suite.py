@@ -201,12 +201,14 @@ def test_consistency_rows_flag_budgets_exceeded_on_test() -> None:
             "violated_at": {"0.01": True, "0.05": False}}
     too_few = {"method": "fastbert", "rule": "max_disagree", "eps": 0.01, "delta": 0.1, "certified": False,
                "error": "too few", "rows_needed": 230}
-    recs = [row("geep_probe", 0.01, 0.02), too_few, row("geep_probe", 0.05, 0.01), row("fastbert", 0.05, 0.04), drop]
-    s = SetResults("a", "a", {7: {"consistency": recs}}, {})
+    recs = [{**row("geep_probe", 0.01, 0.02), "knob_name": "probe:0.1"}, too_few, row("geep_probe", 0.05, 0.01),
+            row("fastbert", 0.05, 0.04), drop]
+    bench = {"64": {"records": {"probe:0.1": {"wall_speedup": 1.5}}}}  # the seed's bench timed one of the knobs
+    s = SetResults("a", "a", {7: {"consistency": recs, "bench": bench}}, {})
     rows = consistency_rows([s])
-    assert rows[0] == ["a", "7", "1%", "2.00 **exceeds** / 0.90 / 2.00x", "pool too small (230 rows needed)",
-                       "3.00 **exceeds** / 2.50x"]
-    assert rows[1][3:] == ["1.00 / 4.50 / 2.00x", "4.00 / 4.50 / 2.00x", "3.00 / 2.50x"]
+    assert rows[0] == ["a", "7", "1%", "2.00 **exceeds** / 0.90 / 2.00x / 1.50x", "pool too small (230 rows needed)",
+                       "3.00 **exceeds** / 2.50x / –"]
+    assert rows[1][3:] == ["1.00 / 4.50 / 2.00x / –", "4.00 / 4.50 / 2.00x / –", "3.00 / 2.50x / –"]
     assert violation_lines([s]) == ["geep_probe: 1 of 2 certified cases exceed EPS on test (delta 0.1).",
                                     "fastbert: 0 of 1 certified cases exceed EPS on test (delta 0.1)."]
 
