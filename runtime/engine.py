@@ -397,7 +397,7 @@ class GeepEngine(_Classifier):
     def load(
         cls,
         export_dir: str | Path,
-        backend: str | None = None,
+        backend: str | LoadOptions | None = None,
         device: str | None = None,
         precision: str | None = None,
         *,
@@ -409,7 +409,7 @@ class GeepEngine(_Classifier):
         Args:
             export_dir: the export directory (``manifest.json`` inside).
             backend, device, precision: as in `LoadOptions` (``"auto"``, ``"cpu"``, ``"fp32"`` unless given
-                here or in ``options``).
+                here or in ``options``); a `LoadOptions` in place of ``backend`` is taken as ``options``.
             options: a `runtime.options.LoadOptions` built once (the CLI and the service do). Defaults to one
                 from the keywords.
             **fields: any other `LoadOptions` field, replacing the one in ``options``: ``depths``,
@@ -430,6 +430,7 @@ class GeepEngine(_Classifier):
             >>> eng.predict(["a charming journey"]).predictions[0].label  # doctest: +SKIP
             >>> opts = LoadOptions(backend="onnxruntime", threads=1, predictor="probe")  # doctest: +SKIP
             >>> eng = GeepEngine.load("runs/export", options=opts)  # doctest: +SKIP
+            >>> eng = GeepEngine.load("runs/export", opts)  # doctest: +SKIP
         """
         from geep_deploy.options import build_options
         from runtime.loading import build_parts
@@ -437,6 +438,11 @@ class GeepEngine(_Classifier):
         if isinstance(export_dir, bytes) or not isinstance(export_dir, (str, os.PathLike)):
             raise ConfigError(f"runtime | export_dir must be the path of an export folder (str or Path), got "
                               f"{export_dir!r} ({type(export_dir).__name__}).")
+        if isinstance(backend, LoadOptions):  # GeepEngine.load(path, LoadOptions(...)): the options, positionally
+            if options is not None:
+                raise ConfigError("runtime | GeepEngine.load() got LoadOptions both as its second argument and as "
+                                  "options=; pass them once.")
+            backend, options = None, backend
         given = {k: v for k, v in (("backend", backend), ("device", device), ("precision", precision))
                  if v is not None}
         opts = build_options(LoadOptions, options, {**given, **fields}, "GeepEngine.load()")  # checked here

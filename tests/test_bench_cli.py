@@ -10,9 +10,10 @@ import pytest
 from models import sst2_slice, tiny_table_export
 
 from geep_deploy.cli import main
-from geep_deploy.errors import ArtifactError
+from geep_deploy.errors import ArtifactError, ConfigError
 from runtime.artifacts import load_export
 from runtime.engine import GeepEngine
+from runtime.options import LoadOptions
 from runtime.predictor import ExitPredictor
 
 REQUIRED = {"method", "backend", "device", "precision", "batch_size", "accuracy", "flops_speedup", "wall_speedup",
@@ -42,6 +43,9 @@ def test_load_backends_agree_and_use_the_table(tiny_export):
     np.testing.assert_allclose(results["onnxruntime"].logits, results["torch"].logits, atol=1e-4)
     with GeepEngine.load(tiny_export, backend="auto") as eng:
         assert eng.info["backend"] == "onnxruntime" and eng.info["provider"] == "CPUExecutionProvider"
+    with GeepEngine.load(tiny_export, LoadOptions(backend="torch")) as eng:  # options passed positionally
+        assert eng.info["backend"] == "torch"
+        np.testing.assert_allclose(eng.predict(texts).logits, results["torch"].logits, atol=1e-6)
 
 
 def test_load_errors(tmp_path, tiny_export):
@@ -49,6 +53,8 @@ def test_load_errors(tmp_path, tiny_export):
         GeepEngine.load(tmp_path)
     with pytest.raises(ArtifactError, match="no depth artifact.*precision=int8"):
         GeepEngine.load(tiny_export, backend="onnxruntime", precision="int8")
+    with pytest.raises(ConfigError, match="both as its second argument and as options="):
+        GeepEngine.load(tiny_export, LoadOptions(), options=LoadOptions())
 
 
 @pytest.mark.parametrize("cmd", ["bench", "predict"])
