@@ -484,6 +484,8 @@ def test_fastbert_compute_is_full_plus_distillation() -> None:
              2: {"stage_seconds": {"fastbert": {"fastbert-2-distill": 32.0}}}}
     row = training_rows([SetResults("a", "a", seeds, {"seeds": [1, 2], "train_seconds": secs})])[0]
     assert row == ["a", "1, 2", "100 ± 0", "150 ± 0", "120 ± 0", "130 ± 0 (distillation 30)", "1.15"]
+    secs["fastbert"]["mean"] = 0.0  # a tiny run on a fast machine rounds to 0 s: no ratio, no crash
+    assert training_rows([SetResults("a", "a", seeds, {"seeds": [1, 2], "train_seconds": secs})])[0][-1] == "–"
 
 
 def test_the_page_names_the_machine_of_every_benched_seed() -> None:

@@ -197,8 +197,8 @@ def training_rows(sets: list[Any]) -> list[list[str]]:
         fb = mean_sd(t.get("fastbert"), 1.0, "{:.0f}")
         if distill is not None:
             fb += f" (distillation {distill:.0f})"
-        ratio = (NONE if not t.get("geep") or not t.get("fastbert")
-                 else f"{t['geep']['mean'] / t['fastbert']['mean']:.2f}")
+        ratio = (NONE if not t.get("geep") or not t.get("fastbert") or not t["fastbert"]["mean"] > 0
+                 else f"{t['geep']['mean'] / t['fastbert']['mean']:.2f}")  # a tiny run can round to 0 s
         rows.append([s.name, ", ".join(map(str, s.summary["seeds"]))]
                     + [mean_sd(t.get(m), 1.0, "{:.0f}") for m in TRAINED[:3]] + [fb, ratio])
     return rows
