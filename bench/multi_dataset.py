@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="Chinese sets that also train `full` with MiniLM's own vocabulary ('none' to skip)")
     p.add_argument("--fresh", action="store_true", help="redo the listed datasets from scratch")
     p.add_argument("--page-only", action="store_true",
-                   help="only re-aggregate every set's seed files (with their answers_seed<S>.npz) and re-render the page")
+                   help="only re-aggregate every set's seed files (with their answers_seed<S>.npz) and re-render "
+                        "the page")
     args = p.parse_args(argv)
     try:
         if args.page_only:

@@ -80,3 +80,9 @@ def test_missing_damaged_and_misshapen_answers_are_named(tmp_path: Path) -> None
         save_answers(tmp_path / "x.npz", np.array([0, 1, 2]), {"full": np.array([0, 1])})
     with pytest.raises(ConfigError, match="integer class ids"):
         compact(np.array([0.5]))
+
+
+def test_a_knob_named_like_the_labels_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="gold labels' key"):
+        save_answers(tmp_path / "x.npz", np.array([0, 1]), {LABELS: np.array([0, 1])})
+    assert not (tmp_path / "x.npz").exists()

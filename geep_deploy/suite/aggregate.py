@@ -2,8 +2,8 @@
 
 Each training seed's summary (``results/<dataset>/seed<S>.json``) names, per method, the knobs its accuracy at a
 target FLOPs speed-up is interpolated between (``run.fair_figures``); each seed's answers file, next to it
-(``answers.answers_path``), holds every knob's answer per reported test row. A gap is the per-row difference of two methods'
-interpolated correctness, averaged over rows and seeds; its interval comes from a bootstrap that resamples seeds
+(``answers.answers_path``), holds every knob's answer per reported test row. A gap is the per-row difference of
+two methods' interpolated correctness, averaged over rows and seeds; its interval comes from a bootstrap that resamples seeds
 and, paired, the same test rows for both methods (``points.seed_row_bootstrap``). The FLOPs weights of an
 interpolation are held fixed in the resamples. A goal counts as met only where the interval says so.
 """

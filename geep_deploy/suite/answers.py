@@ -47,8 +47,10 @@ def compact(values: np.ndarray) -> np.ndarray:
 def save_answers(path: Path, labels: np.ndarray, answers: dict[str, np.ndarray]) -> Path:
     """Write ``labels`` and every knob's answers (one per label) compressed, then rename into place."""
     n = len(labels)
+    if LABELS in answers:
+        raise ConfigError(f"suite | {LABELS!r} is the gold labels' key in an answers file, not a knob name.")
     for knob, a in answers.items():
-        if knob == LABELS or np.shape(a) != (n,):
+        if np.shape(a) != (n,):
             raise ConfigError(f"suite | answers of knob {knob!r}: expected {n} answers (one per reported row), "
                               f"got shape {np.shape(a)}.")
     path.parent.mkdir(parents=True, exist_ok=True)
