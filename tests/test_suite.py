@@ -322,6 +322,12 @@ def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
     assert all(len(r["wall_speedup_runs"]) == 2 for r in b64["records"].values()) and b64["noise"] is not None
     full_bench = b64["records"]["full"]
     assert full_bench["wall_speedup"] == 1.0 and full_bench["accuracy"] == pytest.approx(s["full_accuracy"])
+    # retraining a cached seed by its recipe reproduces it bit for bit on this machine (FastBERT from its teacher)
+    from geep_deploy.suite.retrain_check import retrain_check
+
+    check = retrain_check(cfg, spec, 1, "fastbert", tmp_path / "scratch")
+    assert check["identical"] and check["differ"] == [] and check["tensors"] > 0
+    assert check["retrained_weights_sha256"] == check["cached_weights_sha256"]
     stamp = {p: p.stat().st_mtime_ns for p in work.rglob("*.pt")}
     again = run_dataset(cfg, spec, suite_run._Log(), 1)
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp and again["points"] == s["points"]

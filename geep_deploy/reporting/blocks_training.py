@@ -117,3 +117,20 @@ def block_train_time(r: Results) -> list[str]:
             + f"{d['geep_over_fastbert']:.2f}; "
             f"GEEP / PABEE: {d['geep_over_pabee']:.2f}; noise (two identical `full` runs): "
             f"{100 * d['noise']:.0f}%."]
+
+
+RETRAIN_CHECKS = ("retrain_check/weibo_seed43_fastbert.json",)
+"""The committed retrain checks the training page quotes (``bench/retrain_check.py``)."""
+
+
+def block_retrain_check(r: Results) -> list[str]:
+    lines = []
+    for name in RETRAIN_CHECKS:
+        d = r(name)
+        verdict = ("reproduced bit for bit (same weights hash)" if d["identical"] else
+                   f"{len(d['differ'])} of {d['tensors']} tensors differ, by at most {d['max_abs_diff']:.3g}")
+        lines += [r.source(name), "",
+                  f"- {d['dataset']} seed {d['seed']}, {d['method']}, retrained on {d['machine']['cpu']} "
+                  f"({d['machine']['cpu_count']} cores, torch {d['machine'].get('torch', NONE)}) against the "
+                  f"checkpoint the suite cached there: {verdict}; {d['tensors']} tensors compared.", ""]
+    return lines[:-1]

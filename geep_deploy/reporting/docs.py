@@ -39,7 +39,7 @@ BLOCKS: dict[str, Callable[[Results], list[str]]] = {
     "multi_dataset": suite.block_multi_dataset, "serving": serving.block_serving,
     "serving_threads1": serving.block_serving_threads1, "exit_modes": bench.block_exit_modes,
     "probe_auc": bench.block_probe_auc, "depth_l_all_test": training.block_depth_l_all_test,
-    "fusion": bench.block_fusion,
+    "fusion": bench.block_fusion, "retrain_check": training.block_retrain_check,
 }
 VALUES: dict[str, Callable[[Results], str]] = {
     "demo.time": bench.value_demo_time, "demo.geep_minus_full": bench.value_demo_geep_minus_full,

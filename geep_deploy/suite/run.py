@@ -378,6 +378,17 @@ def train_checkpoints(cfg: SuiteConfig, spec: DatasetSpec, seed: int, log: _Log,
     return {m: trained[m] for m in TRAINED}
 
 
+def train_again(cfg: SuiteConfig, spec: DatasetSpec, seed: int, method: str, out: Path, teacher: Any = None) -> Any:
+    """``method`` of training seed ``seed`` trained now by the suite's recipe into ``out`` (replaced), on the cached
+    slices; ``teacher``: FastBERT's `full` checkpoint. For ``retrain_check``: the cached checkpoints stay as they are."""
+    from geep_deploy.data import load_split
+
+    log = _Log()
+    out.unlink(missing_ok=True)  # _train reuses a checkpoint it finds: this one must be trained now
+    train_ds = load_split(cfg.work / spec.name / "data", "train")
+    return _train(cfg, spec, method, _backbone(cfg, spec.lang, log), train_ds, out, log, seed, teacher)[0]
+
+
 def seed_summary_path(results: Path, dataset: str, seed: int) -> Path:
     """Where one training seed's summary of a dataset goes (``aggregate`` reads every seed's)."""
     return results / dataset / f"seed{seed}.json"
