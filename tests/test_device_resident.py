@@ -88,6 +88,32 @@ def test_gather_states_pads_masks_and_crosses_chunks() -> None:
     np.testing.assert_array_equal(m_np, mask.numpy())
 
 
+@pytest.mark.parametrize("lib", [pytest.param("cupy", marks=pytest.mark.cupy),
+                                 pytest.param("torch_cuda", marks=pytest.mark.cuda)])
+def test_gather_states_on_a_gpu_equals_the_host_gather(lib: str) -> None:
+    """The CuPy and torch-CUDA branches of `gather_states` give the NumPy gather's values and mask, on the device."""
+    rng = np.random.default_rng(0)
+    host_chunks = [rng.standard_normal((2, 3, 4)).astype(np.float32), rng.standard_normal((3, 5, 4)).astype(np.float32)]
+    if lib == "cupy":
+        import cupy as dev_lib
+
+        chunks = [dev_lib.asarray(c) for c in host_chunks]
+        to_host = dev_lib.asnumpy
+    else:
+        chunks = [torch.as_tensor(c, device="cuda") for c in host_chunks]
+        to_host = lambda a: a.cpu().numpy()  # noqa: E731
+    chunk_of, pos = np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 2])
+    host = PrefixStates(host_chunks, chunk_of, pos)
+    states = PrefixStates(chunks, chunk_of, pos)
+    for rows, lengths, width in (([4, 1, 2], [5, 3, 2], 5), ([2, 3, 4], [5, 4, 5], 5), ([0, 1], [3, 2], 3)):
+        rows, lengths = np.array(rows), np.array(lengths)
+        h_np, m_np = gather_states(host, rows, lengths, width)
+        h, m = gather_states(states, rows, lengths, width)
+        assert type(h) is type(chunks[0]) and type(m) is type(chunks[0])  # stays on the device
+        np.testing.assert_array_equal(to_host(h), h_np)
+        np.testing.assert_array_equal(to_host(m), m_np)
+
+
 def test_a_whole_prefix_chunk_is_continued_as_it_is_with_the_same_logits(model, enc) -> None:
     """Rows that are one whole prefix chunk (every row to one depth) skip the copy; the prefix's values left at
     the padded positions get exactly zero attention weight, so the logits equal the zeroed gather's bit for bit."""
