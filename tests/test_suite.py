@@ -130,8 +130,10 @@ def _set(name: str, fb: dict | None, full: dict | None, walls: dict, entropy: fl
     summary = {"seeds": [1], "full_margin_points": 1.0, "wall_clock": walls, "accuracy_at": at,
                "gaps": {"vs_fastbert": {"probe": {"2": fb}}, "vs_full": {"probe": {"2": full}},
                         "entropy_exit_vs_headline": {"2": _gap(100 * (entropy - 0.8), 100 * (entropy - 0.8) - 5,
-                                                               100 * (entropy - 0.8) + 5)}}}
-    seed = {"per_depth_accuracy": {"geep": [0.5, 0.8]}, "full_accuracy": 0.8, "majority_share": majority}
+                                                               100 * (entropy - 0.8) + 5)}},
+               "depth_l_minus_full": _gap(-0.5, -1.5, 0.5)}
+    seed = {"per_depth_accuracy": {"geep": [0.5, 0.8], "fastbert": [0.6, 0.8]}, "full_accuracy": 0.8,
+            "majority_share": majority}
     return SetResults(name, name, {1: seed}, summary)
 
 
@@ -187,6 +189,19 @@ def test_goal_tally_counts_interval_verdicts_on_the_sets_that_learn() -> None:
     assert "no point as accurate, on b" in said and "entropy exit are more accurate" in said
     assert losses(learning[:1]) == ["The pre-registered GEEP loses no comparison of the tally on the sets measured "
                                     "so far."]
+
+
+def test_a_lost_set_says_why_from_the_students_and_the_dispatch() -> None:
+    """The reason under a loss is measured: per-depth student gaps to FastBERT, depth L against `full`, and
+    whether the entropy exit on GEEP's own heads beats the probe (then the dispatch shares the blame)."""
+    from geep_deploy.reporting.suite_tables import why_behind
+
+    lost = _set("b", _gap(-1.0, -1.6, -0.2), _gap(-2.0, -3.0, -1.2), {}, entropy=0.9)
+    said = why_behind(lost)
+    assert "below FastBERT's at 1 of the 1 depths below L" in said and "d1 -10.0" in said
+    assert "depth L minus `full` is -0.50 [-1.50, +0.50]" in said and "part of the loss is the dispatch" in said
+    level = why_behind(_set("b", _gap(-1.0, -1.6, -0.2), None, {}, entropy=0.8))
+    assert "level with the probe at 2x" in level and "lost in training the students, not in the dispatch" in level
 
 
 def test_consistency_rows_flag_budgets_exceeded_on_test() -> None:

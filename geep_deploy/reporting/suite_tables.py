@@ -106,6 +106,7 @@ def losses(learning: list[Any]) -> list[str]:
     behind = t["vs_fastbert_verdict"].get("behind", [])
     if behind:
         out.append(f"GEEP loses to FastBERT at 2x FLOPs on {', '.join(behind)}: the whole interval is below zero.")
+        out += [why_behind(s) for s in learning if s.name in behind]
     missed = t["vs_full_verdict"].get("missed", [])
     if missed:
         margin = learning[0].summary["full_margin_points"]
@@ -132,6 +133,34 @@ def losses(learning: list[Any]) -> list[str]:
                    f"probe, points) on {', '.join(by_verdict['level'])}.")
     return [f"- {x}" for x in out] or ["The pre-registered GEEP loses no comparison of the tally on the sets "
                                        "measured so far."]
+
+
+def student_gaps(seeds: dict[int, dict[str, Any]]) -> list[float]:
+    """GEEP's exit classifier minus FastBERT's at each depth below L, points, mean over seeds."""
+    first = next(iter(seeds.values()))
+    n = len(first["per_depth_accuracy"]["geep"]) - 1
+    return [100 * mean([s["per_depth_accuracy"]["geep"][k] - s["per_depth_accuracy"]["fastbert"][k]
+                        for s in seeds.values()]) for k in range(n)]
+
+
+def why_behind(s: Any) -> str:
+    """The measured reason a set is lost to FastBERT: the students' per-depth accuracy, GEEP's depth L against
+    `full`, and whether the dispatch (entropy exit on GEEP's own heads vs the probe) accounts for any of it."""
+    gaps = student_gaps(s.seeds)
+    below = sum(g < 0 for g in gaps)
+    each = ", ".join(f"d{k + 1} {g:+.1f}" for k, g in enumerate(gaps))
+    text = (f"Why GEEP loses on {s.name}, measured: GEEP's exit classifiers are below FastBERT's at {below} of the {len(gaps)} depths "
+            f"below L (GEEP minus FastBERT, points, mean over seeds: {each}), and GEEP's depth L minus `full` is "
+            f"{gap_text(s.summary['depth_l_minus_full'])}.")
+    gap = s.summary["gaps"].get("entropy_exit_vs_headline", {}).get("2")
+    if gap is None:
+        return text
+    if verdict(gap) == "ahead":
+        return text + (f" FastBERT's entropy exit on GEEP's own heads is ahead of the probe at 2x ({gap_text(gap)}), "
+                       "so part of the loss is the dispatch.")
+    relation = "level with" if verdict(gap) == "level" else "below"
+    return text + (f" FastBERT's entropy exit on GEEP's own heads is {relation} the probe at 2x ({gap_text(gap)}), "
+                   "so the points are lost in training the students, not in the dispatch.")
 
 
 # -- accuracy at each target, area, ablations ------------------------------------------------------------------
