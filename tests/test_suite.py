@@ -522,3 +522,17 @@ def test_the_page_names_the_machine_of_every_benched_seed() -> None:
     assert lines[0].startswith("Machines") and "- Intel Xeon" in lines[2] and lines[2].endswith(": a seed 42")
     assert lines[3].startswith("- AMD EPYC") and lines[3].endswith(": b seed 42")
     assert machine_lines([SimpleNamespace(name="c", seeds={44: {}})]) == ["Machine: not recorded yet."]
+
+
+def test_seeds_that_lose_in_different_ways_are_a_loss_not_a_disagreement() -> None:
+    """behind on one seed and unmatched on another: FastBERT wins on every seed, so the set is said to be lost;
+    level on one seed and unmatched on another is a real disagreement, named with its verdicts."""
+    from geep_deploy.reporting.suite_tables import goal_tally, losses
+
+    gap = _gap(0.0, -1.0, 1.0)
+    lost = _set("t", gap, gap, {"42": [_pair(2.0, "behind")], "43": [_pair(2.0, None)]})
+    split = _set("w", gap, gap, {"42": [_pair(2.0, "level")], "43": [_pair(2.0, None)]})
+    assert goal_tally([lost, split])["wall"] == {"mixed": ["t", "w"]}
+    said = losses([lost, split])
+    assert any("no point as accurate, on t (on t the seeds differ only in which)" in x for x in said)
+    assert any("disagree on the batch-64 wall-clock verdict on w (level, unmatched)" in x for x in said)

@@ -43,11 +43,17 @@ def wall_verdict(pairs_by_seed: dict[str, list[dict[str, Any]]], target: float =
     """One set's equal-accuracy wall-clock verdict at ``target`` over its seeds (``aggregate.wall_clock_pairs``):
     the seeds' common verdict (``ahead`` / ``level`` / ``behind``; ``unmatched`` where no benched GEEP point was
     as accurate on the tuning rows), ``mixed`` when the seeds disagree, ``-`` when nothing was benched."""
-    found = [p for pairs in pairs_by_seed.values() for p in pairs if p["target"] == target]
-    if not found:
+    verdicts = seed_wall_verdicts(pairs_by_seed, target)
+    if not verdicts:
         return "-"
-    verdicts = {"unmatched" if p["geep"] is None else p["verdict"] for p in found}
     return verdicts.pop() if len(verdicts) == 1 else "mixed"
+
+
+def seed_wall_verdicts(pairs_by_seed: dict[str, list[dict[str, Any]]], target: float = 2.0) -> set[str]:
+    """The distinct equal-accuracy verdicts at ``target`` over a set's benched seeds (``unmatched`` where no
+    benched GEEP point was as accurate on the tuning rows)."""
+    return {"unmatched" if p["geep"] is None else p["verdict"]
+            for pairs in pairs_by_seed.values() for p in pairs if p["target"] == target}
 
 
 def set_goals(summary: dict[str, Any]) -> dict[str, Any]:
@@ -112,13 +118,17 @@ def losses(learning: list[Any]) -> list[str]:
         margin = learning[0].summary["full_margin_points"]
         out.append(f"GEEP is not shown within {margin:g} point of `full` at 2x FLOPs (the interval's low end is "
                    f"further below) on {', '.join(missed)}.")
-    slow = t["wall"].get("behind", []) + t["wall"].get("unmatched", [])
+    seeds_say = {s.name: seed_wall_verdicts(s.summary["wall_clock"]) for s in learning}
+    mixed = t["wall"].get("mixed", [])
+    lost = [n for n in mixed if seeds_say[n] <= {"behind", "unmatched"}]  # every seed a loss, of either kind
+    slow = t["wall"].get("behind", []) + t["wall"].get("unmatched", []) + lost
     if slow:
         out.append(f"At equal accuracy FastBERT is faster at batch 64, or GEEP has no point as accurate, on "
-                   f"{', '.join(slow)}.")
-    mixed = t["wall"].get("mixed", [])
-    if mixed:
-        out.append(f"At equal accuracy the seeds disagree on the batch-64 wall-clock verdict on {', '.join(mixed)}.")
+                   f"{', '.join(slow)}" + (f" (on {', '.join(lost)} the seeds differ only in which)" if lost else "")
+                   + ".")
+    split = [f"{n} ({', '.join(sorted(seeds_say[n]))})" for n in mixed if n not in lost]
+    if split:
+        out.append(f"At equal accuracy the seeds disagree on the batch-64 wall-clock verdict on {', '.join(split)}.")
     by_verdict: dict[str, list[str]] = {}
     for s in learning:
         gap = s.summary["gaps"].get("entropy_exit_vs_headline", {}).get("2")
