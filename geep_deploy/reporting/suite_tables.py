@@ -159,16 +159,17 @@ def why_behind(s: Any) -> str:
     gaps = student_gaps(s.seeds)
     below = sum(g < 0 for g in gaps)
     each = ", ".join(f"d{k + 1} {g:+.1f}" for k, g in enumerate(gaps))
-    text = (f"Why GEEP loses on {s.name}, measured: GEEP's exit classifiers are below FastBERT's at {below} of the {len(gaps)} depths "
-            f"below L (GEEP minus FastBERT, points, mean over seeds: {each}), and GEEP's depth L minus `full` is "
-            f"{gap_text(s.summary['depth_l_minus_full'])}.")
+    text = (f"Why GEEP loses on {s.name}, measured: GEEP's exit classifiers are below FastBERT's at {below} of the "
+            f"{len(gaps)} depths below L (GEEP minus FastBERT, points, mean over seeds: {each}), and GEEP's depth L "
+            f"minus `full` is {gap_text(s.summary['depth_l_minus_full'])}.")
     gap = s.summary["gaps"].get("entropy_exit_vs_headline", {}).get("2")
     if gap is None:
         return text
-    if verdict(gap) == "ahead":
+    v = verdict(gap)
+    if v == "ahead":
         return text + (f" FastBERT's entropy exit on GEEP's own heads is ahead of the probe at 2x ({gap_text(gap)}), "
                        "so part of the loss is the dispatch.")
-    relation = "level with" if verdict(gap) == "level" else "below"
+    relation = "level with" if v == "level" else "below"
     return text + (f" FastBERT's entropy exit on GEEP's own heads is {relation} the probe at 2x ({gap_text(gap)}), "
                    "so the points are lost in training the students, not in the dispatch.")
 
