@@ -415,3 +415,35 @@ def test_probe_and_export_must_share_the_exit_path(export, tmp_path) -> None:
         replace(length_probe(), exit_mode="teacher")
     old = {k: v for k, v in length_probe().to_dict().items() if k != "exit_mode"}  # written before the field
     assert ProbeModel.from_dict(old).exit_mode == "student"
+
+
+def test_all_depth_l_overhead_bench_splits_probe0_time_on_a_real_export(export, tmp_path) -> None:
+    """`bench/all_depth_l_overhead.py` on a suite-shaped work folder: every contender timed, the ratios consistent
+    with the medians, and a missing folder named."""
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    (work / "export").mkdir(parents=True)
+    for name in ("geep", "full"):  # `full` is loaded at depth L, as the suite bench loads its export
+        shutil.copytree(export, work / "export" / name)
+    rows = work / "bench_rows_b4"
+    rows.mkdir()
+    (rows / "labels.txt").write_text("neg\npos\n")
+    (rows / "test.tsv").write_text("label\ttext\n" + "".join(f"{i % 2}\t{t}\n" for i, t in enumerate(TEXTS)))
+    out = tmp_path / "overhead.json"
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "bench/all_depth_l_overhead.py", "--work", str(work), "--json", str(out), "--batch", "4",
+           "--repeats", "2", "--threads", "1"]
+    run = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    res = json.loads(out.read_text())
+    med = res["median_s"]
+    assert set(med) == {"full", "full_again", "probe0", "graphs_full", "graphs_probe", "graphs_prefix"}
+    assert all(len(s) == 2 and min(s) > 0 for s in res["seconds"].values())
+    assert res["ratios"]["probe0_over_full"] == pytest.approx(med["probe0"] / med["full"])
+    assert res["python_s"]["probe0"] == pytest.approx(med["probe0"] - med["graphs_probe"])
+    assert res["config"]["rows"] == len(TEXTS) and res["config"]["engine_calls_per_pass"] >= res["config"]["batches"]
+    missing = subprocess.run([*cmd[:3], str(tmp_path / "nowhere"), *cmd[4:]], cwd=root, capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode != 0 and "is missing" in missing.stderr

@@ -324,6 +324,23 @@ def value_fusion_cost(r: Results) -> str:
             f"{q['layerwise_over_full']:.2f}x without it (noise {_noise_pct(q['noise_again_over_full'])})")
 
 
+
+OVERHEAD = ("all_depth_l_overhead/thucnews_titles_seed43.json", "all_depth_l_overhead/ag_news_seed42.json",
+            "all_depth_l_overhead/ag_news_seed44.json")
+
+
+def value_all_depth_l_overhead(r: Results) -> str:
+    """``probe:0`` against ``full`` on suite seeds, split into the engines' time and the dispatch's own."""
+    parts = []
+    for name in OVERHEAD:
+        d = r(name)
+        q, work = d["ratios"], d["config"]["work"].rstrip("/").split("/")
+        parts.append(f"{work[-2]} seed {work[-1].removeprefix('seed')} ({d['machine']['cpu']}): `probe:0` "
+                     f"{q['probe0_over_full']:.3f}x `full`'s time (noise {_noise_pct(q['noise_full_again_over_full'])})"
+                     f", its two graphs alone {q['graphs_probe_over_graphs_full']:.3f}x the depth-L graph on the same "
+                     f"calls")
+    return "; ".join(parts)
+
 # ---- memory, export, exit-prediction quality ---------------------------------------------------------------------
 
 MEM = "runtime_memory_cpu.json"

@@ -1,0 +1,131 @@
+"""Where GEEP with every row at depth L (``probe:0``) spends its time against ``full``, on one suite seed's rows.
+
+``probe:0`` runs, per engine call, the ``prefix`` graph (embeddings, layer 1, head 1) and then ``cont{L}`` on that
+call's layer-1 states; ``full`` runs the depth-L graph once. The suite bench times the two as whole dispatches
+(`geep_deploy.bench.baselines`); this bench splits the difference. On the suite's batch-64 bench rows (a seed's
+``bench_rows_b64``), length-sorted into the same batches, it times in interleaved repeats:
+
+- ``full`` / ``full_again``: ``full``'s dispatch (every row at depth L on the ``full`` export), twice: their
+  spread is the run's noise;
+- ``probe0``: GEEP's probe dispatch at risk 0 on the GEEP export (every row to depth L);
+- ``graphs_full``: the depth-L engine alone, on the calls ``full`` makes, feeds padded beforehand;
+- ``graphs_probe``: ``prefix`` then ``cont{L}`` alone on the same calls (states passed on as the prefix left them);
+- ``graphs_prefix``: the ``prefix`` alone.
+
+``dispatch - graphs`` is each path's Python and bookkeeping; ``graphs_probe - graphs_full`` is what the split into
+two graphs costs the engines. Seconds are summed over the batches of one pass; figures are medians over repeats.
+
+    .venv/bin/python bench/all_depth_l_overhead.py --work runs/multi_dataset/thucnews_titles/seed43 \\
+        --json bench/results/all_depth_l_overhead/thucnews_titles_seed43.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from geep_deploy.atomic import atomic_write_text
+    from geep_deploy.data import load_split
+    from geep_deploy.encoding import length_sorted_batches, pad_batch
+    from geep_deploy.machine import machine_info
+    from runtime import GeepEngine
+    from runtime.dispatch import plan_groups
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog="example: .venv/bin/python bench/all_depth_l_overhead.py --work "
+                                        "runs/multi_dataset/thucnews_titles/seed43 --json /tmp/overhead.json",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, required=True,
+                    help="a suite seed's work folder (export/geep, export/full and bench_rows_b64 in it)")
+    ap.add_argument("--json", type=Path, required=True, help="where to write the result")
+    ap.add_argument("--batch", type=int, default=64, help="rows per batch (default 64, the suite's)")
+    ap.add_argument("--repeats", type=int, default=7, help="interleaved repeats (default 7)")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's)")
+    a = ap.parse_args(argv)
+    rows_dir = a.work / f"bench_rows_b{a.batch}"
+    for need in (a.work / "export" / "geep", a.work / "export" / "full", rows_dir):
+        if not need.exists():
+            raise SystemExit(f"all_depth_l_overhead: {need} is missing; run the suite's bench for this seed first "
+                             "(bench/multi_dataset.py --seeds S --bench-rows 200 512).")
+    data = load_split(rows_dir, "test")
+    # loaded as the suite bench loads them: `full`'s export at depth L, GEEP's with its probe
+    geep = GeepEngine.load(a.work / "export" / "geep", backend="onnxruntime", device="cpu", threads=a.threads)
+    probe0 = geep.with_probe(risk=0.0, escalate=None)
+    L = geep.num_layers
+    full = GeepEngine.load(a.work / "export" / "full", backend="onnxruntime", device="cpu", threads=a.threads,
+                           fixed_depth=L)
+    enc_all = full.encoder.encode(data.texts_a, data.texts_b)
+    batches = [enc_all.take(b) for b in length_sorted_batches(enc_all.lengths, a.batch)]
+    # the calls `full` makes (the probe dispatch cuts its prefix pass the same way), padded beforehand
+    calls = [[pad_batch(enc.take(g.indices), pad_id=full.encoder.pad_id)
+              for g in plan_groups(np.full(len(enc), L), enc.lengths, max_group=a.batch, call_cost=full.call_cost)]
+             for enc in batches]
+    depth_l, prefix, cont = full.engines[L], probe0.probe.prefix, probe0.probe.continuations[L]
+
+    def graphs_probe() -> None:
+        for feeds in calls:
+            for f in feeds:
+                h = prefix.infer(f, check_inputs=False)["hidden"]
+                cont.infer({"hidden": h, "attention_mask": f["attention_mask"]}, check_inputs=False)
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "full": lambda: [full.dispatch(e, depths=np.full(len(e), L), batch_size=a.batch) for e in batches],
+        "full_again": lambda: [full.dispatch(e, depths=np.full(len(e), L), batch_size=a.batch) for e in batches],
+        "probe0": lambda: [probe0.dispatch(e, batch_size=a.batch) for e in batches],
+        "graphs_full": lambda: [depth_l.infer(f, check_inputs=False) for fs in calls for f in fs],
+        "graphs_probe": graphs_probe,
+        "graphs_prefix": lambda: [prefix.infer(f, check_inputs=False) for fs in calls for f in fs],
+    }
+    for fn in contenders.values():  # warm-up
+        fn()
+    secs: dict[str, list[float]] = {n: [] for n in contenders}
+    names = list(contenders)
+    for r in range(a.repeats):
+        for n in names[r % len(names):] + names[: r % len(names)]:  # rotated order, as the suite bench
+            secs[n].append(_timed(contenders[n]))
+        print(f"repeat {r + 1}/{a.repeats}: " + ", ".join(f"{n} {secs[n][-1]:.3f}s" for n in names), flush=True)
+    med = {n: float(np.median(s)) for n, s in secs.items()}
+    result = {
+        "command": shlex.join([".venv/bin/python", "bench/all_depth_l_overhead.py", *(argv or sys.argv[1:])]),
+        "machine": machine_info(),
+        "config": {"work": str(a.work), "batch": a.batch, "rows": len(enc_all), "repeats": a.repeats,
+                   "threads": a.threads, "backend": "onnxruntime", "precision": "fp32", "call_cost": full.call_cost,
+                   "batches": len(batches), "engine_calls_per_pass": sum(len(c) for c in calls),
+                   "mean_tokens": float(enc_all.lengths.mean()),
+                   "padded_tokens_per_pass": int(sum(f["input_ids"].size for fs in calls for f in fs))},
+        "seconds": secs, "median_s": med,
+        "ratios": {"probe0_over_full": med["probe0"] / med["full"],
+                   "noise_full_again_over_full": med["full_again"] / med["full"],
+                   "graphs_probe_over_graphs_full": med["graphs_probe"] / med["graphs_full"],
+                   "graphs_prefix_over_graphs_full": med["graphs_prefix"] / med["graphs_full"]},
+        "python_s": {"full": med["full"] - med["graphs_full"], "probe0": med["probe0"] - med["graphs_probe"]},
+    }
+    full.close()
+    geep.close()
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: result[k] for k in ("ratios", "python_s", "median_s")}, indent=1))
+    print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
