@@ -32,8 +32,6 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
@@ -60,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=7, help="interleaved repeats (default 7)")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's)")
     a = ap.parse_args(argv)
+    if a.batch < 1 or a.repeats < 1:
+        ap.error(f"--batch and --repeats must be >= 1, got {a.batch} and {a.repeats}")
     rows_dir = a.work / f"bench_rows_b{a.batch}"
     for need in (a.work / "export" / "geep", a.work / "export" / "full", rows_dir):
         if not need.exists():

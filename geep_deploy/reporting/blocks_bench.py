@@ -9,6 +9,7 @@ difference is smaller than that spread.
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from geep_deploy.reporting.format import machine, pct, sci, table
@@ -324,7 +325,6 @@ def value_fusion_cost(r: Results) -> str:
             f"{q['layerwise_over_full']:.2f}x without it (noise {_noise_pct(q['noise_again_over_full'])})")
 
 
-
 OVERHEAD = ("all_depth_l_overhead/thucnews_titles_seed43.json", "all_depth_l_overhead/ag_news_seed42.json",
             "all_depth_l_overhead/ag_news_seed44.json")
 
@@ -334,12 +334,13 @@ def value_all_depth_l_overhead(r: Results) -> str:
     parts = []
     for name in OVERHEAD:
         d = r(name)
-        q, work = d["ratios"], d["config"]["work"].rstrip("/").split("/")
-        parts.append(f"{work[-2]} seed {work[-1].removeprefix('seed')} ({d['machine']['cpu']}): `probe:0` "
+        q, work = d["ratios"], PurePath(d["config"]["work"])  # a suite seed's folder: .../<set>/seed<S>
+        parts.append(f"{work.parent.name} seed {work.name.removeprefix('seed')} ({d['machine']['cpu']}): `probe:0` "
                      f"{q['probe0_over_full']:.3f}x `full`'s time (noise {_noise_pct(q['noise_full_again_over_full'])})"
                      f", its two graphs alone {q['graphs_probe_over_graphs_full']:.3f}x the depth-L graph on the same "
                      f"calls")
     return "; ".join(parts)
+
 
 # ---- memory, export, exit-prediction quality ---------------------------------------------------------------------
 
