@@ -9,11 +9,12 @@ difference is smaller than that spread.
 
 from __future__ import annotations
 
-from pathlib import PurePath
 from typing import Any
 
-from geep_deploy.reporting.format import machine, pct, sci, table
+from geep_deploy.reporting.all_depth_l import load_checks, per_set_text
+from geep_deploy.reporting.format import machine, pct, sci, slashed, table
 from geep_deploy.reporting.sources import Results
+from geep_deploy.suite.datasets import DATASETS
 
 # ---- demo accuracy (bench/demo_accuracy.py) ---------------------------------------------------------------------
 
@@ -325,21 +326,18 @@ def value_fusion_cost(r: Results) -> str:
             f"{q['layerwise_over_full']:.2f}x without it (noise {_noise_pct(q['noise_again_over_full'])})")
 
 
-OVERHEAD = ("all_depth_l_overhead/thucnews_titles_seed43.json", "all_depth_l_overhead/ag_news_seed42.json",
-            "all_depth_l_overhead/ag_news_seed44.json")
-
-
 def value_all_depth_l_overhead(r: Results) -> str:
-    """``probe:0`` against ``full`` on suite seeds, split into the engines' time and the dispatch's own."""
+    """Per suite set: what the split into ``prefix`` + ``cont{L}`` costs the engines on each seed (the two graphs
+    alone against the depth-L graph alone), and how many seeds pass the check (``probe:0`` within noise)."""
     parts = []
-    for name in OVERHEAD:
-        d = r(name)
-        q, work = d["ratios"], PurePath(d["config"]["work"])  # a suite seed's folder: .../<set>/seed<S>
-        parts.append(f"{work.parent.name} seed {work.name.removeprefix('seed')} ({d['machine']['cpu']}): `probe:0` "
-                     f"{q['probe0_over_full']:.3f}x `full`'s time (noise {_noise_pct(q['noise_full_again_over_full'])})"
-                     f", its two graphs alone {q['graphs_probe_over_graphs_full']:.3f}x the depth-L graph on the same "
-                     f"calls")
-    return "; ".join(parts)
+    for name, seeds in load_checks(r.root, list(DATASETS)).items():
+        if not seeds:
+            continue
+        graphs = [d["ratios"]["graphs_probe_over_graphs_full"] for d in seeds.values()]
+        cpus = sorted({d["machine"].get("cpu", "?") for d in seeds.values()})
+        parts.append(f"{name} (seeds {', '.join(map(str, seeds))}; {', '.join(cpus)}): two graphs "
+                     f"{slashed(graphs, '{:.3f}')}x, {per_set_text(seeds)}")
+    return "; ".join(parts) or "not measured yet"
 
 
 # ---- memory, export, exit-prediction quality ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from geep_deploy.reporting.all_depth_l import load_checks, per_set_text, summary_text
 from geep_deploy.reporting.format import NONE, gap_text, mean_sd, table
 from geep_deploy.reporting.sources import Results, generated_line
 from geep_deploy.reporting.suite_results import SOURCE, SetResults, aggregated, learns, load_sets, seed_mean
@@ -94,8 +95,23 @@ def block_multi_dataset(r: Results) -> list[str]:
             *(["- Which dispatch on GEEP's own heads, batch 64, equal accuracy "
                "([docs/results.md](docs/results.md#which-dispatch-on-geeps-heads-probe-or-entropy-exit-cpu-batch-64)): "
                + dispatch_text(learned)] if learned else []),
+            *_all_depth_l_line(r, [s.name for s in sets]),
             *([f"Left out (no classifier beats the majority class by more than a point): {', '.join(flat)}."]
               if flat else [])]
+
+
+def _all_depth_l_line(r: Results, names: list[str]) -> list[str]:
+    """GEEP with every row at depth L against `full`, timed on its own (`bench/all_depth_l_overhead.py`)."""
+    checks = {n: seeds for n, seeds in load_checks(r.root, names).items() if seeds}
+    if not checks:
+        return []
+    within = sum(d["check"]["within_noise"] for seeds in checks.values() for d in seeds.values())
+    total = sum(len(seeds) for seeds in checks.values())
+    return ["- GEEP's dispatch with every row at depth L (`probe:0`) against `full`, batch 64, timed on its own with "
+            "`full` twice for the noise (`bench/all_depth_l_overhead.py`, "
+            "[docs/results.md](docs/results.md#geep-with-every-row-at-depth-l-against-full-batch-64)): within the "
+            f"noise on {within} of {total} seeds; "
+            + "; ".join(f"{n} {per_set_text(seeds)}" for n, seeds in checks.items()) + ". " + summary_text(checks)]
 
 
 PROBE_SUITE_METHODS = ("probe", "geep", "probe_esc", "probe_skip", "geep_entropy", "fastbert")

@@ -13,6 +13,7 @@ from typing import Any
 
 from geep_deploy.atomic import atomic_write_text
 from geep_deploy.names import DEFAULT_PREDICTOR
+from geep_deploy.reporting import all_depth_l as D
 from geep_deploy.reporting import suite_tables as T
 from geep_deploy.reporting.format import pct, table
 from geep_deploy.reporting.results_plots import plot_set
@@ -75,8 +76,9 @@ def _defaults() -> str:
     return ", ".join(f"{device} `{kind}`" for device, kind in DEFAULT_PREDICTOR.items())
 
 
-def protocol_lines(sets: list[SetResults]) -> list[str]:
+def protocol_lines(sets: list[SetResults], depth_l: dict[str, dict[int, dict[str, Any]]] | None = None) -> list[str]:
     agg = aggregated(sets)
+    depth_l = depth_l or {}
     budget, distill = _epochs(sets)
     margin = agg[0].summary["full_margin_points"] if agg else None
     return [
@@ -94,7 +96,9 @@ def protocol_lines(sets: list[SetResults]) -> list[str]:
         "graphs that start from hidden states, on a slower kernel; docs/runtime.md). The noise line is the "
         "identical contender `static:L` "
         f"(GEEP's depth L) on the cut path; `{ALL_DEPTH_L}` (GEEP's dispatch with every row at depth L) must time "
-        "within that noise of `full`: " + _per_set(agg, _all_depth_l) + ".",
+        "within that noise of `full`: " + _per_set(agg, _all_depth_l) + ". The same check with `full` timed twice "
+        "as the identical contender, on its own (\"GEEP with every row at depth L\" below): "
+        + _per_set(agg, lambda s: D.per_set_text(depth_l.get(s.name, {}))) + ".",
         f"- **One pre-registered GEEP.** `{HEADLINE}`: the layer-1 probe dispatch over GEEP's students "
         "(`calibrate --predictor probe`, exit mode `student`, no escalation), named in `geep_deploy/suite/protocol.py` "
         "(`HEADLINE`) before any test row was scored. The other GEEP variants ("
@@ -138,7 +142,24 @@ def _repeats(sets: list[SetResults]) -> str:
 
 # -- the tables across sets ------------------------------------------------------------------------------------
 
-def cross_set_lines(sets: list[SetResults], results: Path) -> list[str]:
+def all_depth_l_lines(depth_l: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """Issue 23's check measured on its own: `full` twice and `probe:0`, interleaved, on each seed's bench rows."""
+    measured = {name: seeds for name, seeds in depth_l.items() if seeds}
+    return ["## GEEP with every row at depth L against `full` (batch 64)", "",
+            f"`{ALL_DEPTH_L}` sends every row to depth L through GEEP's dispatch: `prefix` (embeddings, layer 1, "
+            "head 1) on each call, then `cont{L}` on the call's layer-1 states, where `full` runs the depth-L "
+            "graph once. Timed on each seed's batch-64 bench rows by "
+            f"`{D.COMMAND}`: `full` twice (the identical contender: one export, one path) and `{ALL_DEPTH_L}`, "
+            "interleaved in rotated order, in separate runs with the engines loaded afresh; by the suite's rule, a "
+            "speed-up is `full`'s median over the contender's in one run, `probe:0`'s is the mean of its runs, and "
+            "the noise is `full`'s second timing's largest distance from 1.00x in any run. The last column is the "
+            "two graphs alone on the same calls against the depth-L graph alone (no Python around them): what the "
+            "split into two graphs costs the engines.", "",
+            *(table(D.HEAD, D.rows(measured), "-") if measured else []), "", D.summary_text(measured), ""]
+
+
+def cross_set_lines(sets: list[SetResults], results: Path,
+                    depth_l: dict[str, dict[int, dict[str, Any]]] | None = None) -> list[str]:
     agg = aggregated(sets)
     if not agg:
         return ["No set has been measured under this protocol yet: every table below waits for the suite's seed "
@@ -160,6 +181,7 @@ def cross_set_lines(sets: list[SetResults], results: Path) -> list[str]:
         "## Ablations: GEEP's other variants against FastBERT at 2x", "",
         *table(T.ABLATION_HEAD, T.ablation_rows(agg), "-"), "",
         *dispatch_lines(learning),
+        *all_depth_l_lines({s.name: (depth_l or {}).get(s.name, {}) for s in agg}),
         *training_lines(agg, results),
         *consistency_lines(agg)]
 
@@ -312,7 +334,9 @@ def write_page(results: Path, out: Path = Path("docs/results.md"),
     """Write the results page and one PNG per measured set next to it (``docs/results/<name>.png``)."""
     sets = load_sets(results)
     img_dir = out.parent / "results"
-    lines = [*header_lines(sets, planned), *protocol_lines(sets), *cross_set_lines(sets, Path(results))]
+    depth_l = D.load_checks(Path(results).parent, [s.name for s in sets])
+    lines = [*header_lines(sets, planned), *protocol_lines(sets, depth_l),
+             *cross_set_lines(sets, Path(results), depth_l)]
     for s in sets:
         lines += set_section(s, planned, img_dir)
     atomic_write_text(out, "\n".join(lines))

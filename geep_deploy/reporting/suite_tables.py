@@ -42,11 +42,18 @@ def distill_weight_text(sets: list[Any]) -> str:
 def wall_verdict(pairs_by_seed: dict[str, list[dict[str, Any]]], target: float = 2.0) -> str:
     """One set's equal-accuracy wall-clock verdict at ``target`` over its seeds (``aggregate.wall_clock_pairs``):
     the seeds' common verdict (``ahead`` / ``level`` / ``behind``; ``unmatched`` where no benched GEEP point was
-    as accurate on the tuning rows), ``mixed`` when the seeds disagree, ``-`` when nothing was benched."""
+    as accurate on the tuning rows), ``behind/unmatched`` when every seed loses but not all the same way, ``mixed``
+    when the seeds disagree otherwise, ``-`` when nothing was benched."""
     verdicts = seed_wall_verdicts(pairs_by_seed, target)
     if not verdicts:
         return "-"
-    return verdicts.pop() if len(verdicts) == 1 else "mixed"
+    if len(verdicts) == 1:
+        return verdicts.pop()
+    return WALL_LOST if verdicts <= {"behind", "unmatched"} else "mixed"
+
+
+WALL_LOST = "behind/unmatched"
+"""Every seed loses the equal-accuracy wall-clock comparison, some behind, some with no GEEP point as accurate."""
 
 
 def seed_wall_verdicts(pairs_by_seed: dict[str, list[dict[str, Any]]], target: float = 2.0) -> set[str]:
@@ -89,7 +96,7 @@ def tally_lines(t: dict[str, Any], margin: float) -> list[str]:
             f"- at exactly 2x FLOPs, against `full` (goal: the interval's low end at most {margin:g} point below): "
             + counts("vs_full_verdict", ("met", "missed", "-")) + ";",
             "- at equal accuracy (chosen on tuning rows), batch-64 wall-clock against FastBERT at the 2x target: "
-            + counts("wall", ("ahead", "level", "behind", "unmatched", "mixed", "-")) + "."]
+            + counts("wall", ("ahead", "level", "behind", "unmatched", WALL_LOST, "mixed", "-")) + "."]
 
 
 def goal_rows(learning: list[Any]) -> list[list[str]]:
@@ -119,14 +126,13 @@ def losses(learning: list[Any]) -> list[str]:
         out.append(f"GEEP is not shown within {margin:g} point of `full` at 2x FLOPs (the interval's low end is "
                    f"further below) on {', '.join(missed)}.")
     seeds_say = {s.name: seed_wall_verdicts(s.summary["wall_clock"]) for s in learning}
-    mixed = t["wall"].get("mixed", [])
-    lost = [n for n in mixed if seeds_say[n] <= {"behind", "unmatched"}]  # every seed a loss, of either kind
+    lost = t["wall"].get(WALL_LOST, [])  # every seed a loss, of either kind
     slow = t["wall"].get("behind", []) + t["wall"].get("unmatched", []) + lost
     if slow:
         out.append(f"At equal accuracy FastBERT is faster at batch 64, or GEEP has no point as accurate, on "
                    f"{', '.join(slow)}" + (f" (on {', '.join(lost)} the seeds differ only in which)" if lost else "")
                    + ".")
-    split = [f"{n} ({', '.join(sorted(seeds_say[n]))})" for n in mixed if n not in lost]
+    split = [f"{n} ({', '.join(sorted(seeds_say[n]))})" for n in t["wall"].get("mixed", [])]
     if split:
         out.append(f"At equal accuracy the seeds disagree on the batch-64 wall-clock verdict on {', '.join(split)}.")
     by_verdict: dict[str, list[str]] = {}

@@ -1,0 +1,101 @@
+"""GEEP with every row at depth L (``probe:0``) against ``full``, timed on its own: the check issue 23 names.
+
+The suite's bench times ``probe:0`` among some twenty contenders and takes its noise from GEEP's ``static:L``
+against ``full`` (two exports). ``bench/all_depth_l_overhead.py`` times ``full`` twice (one path, the identical
+contender on the cut path) beside ``probe:0`` on the same seed's batch-64 bench rows, in separate runs of
+interleaved repeats, and applies the suite's rule (its JSON's ``check``). This module reads those JSON files
+(``bench/results/all_depth_l_overhead/<set>_seed<S>.json``) for the results page; files written before the bench
+had runs (no ``check``) are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from geep_deploy.errors import ConfigError
+from geep_deploy.reporting.format import slashed
+
+FOLDER = "all_depth_l_overhead"
+COMMAND = (".venv/bin/python bench/all_depth_l_overhead.py --work runs/multi_dataset/<set>/seed<S> "
+           "--json bench/results/all_depth_l_overhead/<set>_seed<S>.json")
+HEAD = ["set", "seed", "mean tokens", "runs x repeats", "`probe:0` speed-up (runs)", "noise (runs)", "verdict",
+        "`prefix` + `cont{L}` / depth-L graph", "machine"]
+
+
+def load_checks(bench_results: Path, sets: list[str]) -> dict[str, dict[int, dict[str, Any]]]:
+    """``{set: {seed: the bench's JSON}}`` for the named sets, seeds in order; sets without a file map to {}.
+
+    Raises:
+        ConfigError: a file is not valid JSON (named, with the command that rewrites it).
+    """
+    folder = Path(bench_results) / FOLDER
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for name in sets:
+        found: dict[int, dict[str, Any]] = {}
+        for path in sorted(folder.glob(f"{name}_seed*.json")):
+            seed = path.stem.removeprefix(f"{name}_seed")
+            if not seed.isdigit():
+                continue
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"results | {path} is not readable ({e}); rewrite it with {COMMAND}.") from e
+            if "check" in data:
+                found[int(seed)] = data
+        out[name] = dict(sorted(found.items()))
+    return out
+
+
+def verdict(check: dict[str, Any]) -> str:
+    """``within`` the noise, or which way ``probe:0`` falls outside it."""
+    if check["within_noise"]:
+        return "within"
+    return "OUTSIDE (slower)" if check["probe0_speedup"] < 1.0 else "OUTSIDE (faster)"
+
+
+def per_set_text(seeds: dict[int, dict[str, Any]]) -> str:
+    """``2 of 3 seeds within noise``, or ``not measured``."""
+    if not seeds:
+        return "not measured"
+    within = sum(d["check"]["within_noise"] for d in seeds.values())
+    return f"{within} of {len(seeds)} seeds within noise"
+
+
+def rows(checks: dict[str, dict[int, dict[str, Any]]]) -> list[list[str]]:
+    """One row per measured seed: the check by the suite's rule, and where the time goes (the graphs alone)."""
+    out = []
+    for name, seeds in checks.items():
+        for seed, d in seeds.items():
+            c, cfg = d["check"], d["config"]
+            graphs = d["ratios"].get("graphs_probe_over_graphs_full")
+            out.append([name, str(seed), f"{cfg['mean_tokens']:.1f}", f"{cfg['runs']} x {cfg['repeats']}",
+                        f"{c['probe0_speedup']:.3f}x ({slashed(c['probe0_speedup_runs'], '{:.3f}')})",
+                        f"{100 * c['noise']:.1f}% ({slashed([100 * n for n in c['noise_runs']], '{:.1f}')})",
+                        verdict(c), "-" if graphs is None else f"{graphs:.3f}x",
+                        d["machine"].get("cpu", "?")])
+    return out
+
+
+def summary_text(checks: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """Across every measured seed: which way ``probe:0`` leans, what the split costs the graphs, the check's count."""
+    seeds = [d for by_seed in checks.values() for d in by_seed.values()]
+    if not seeds:
+        return "Not measured yet."
+    speedups = [d["check"]["probe0_speedup"] for d in seeds]
+    graphs = [g for d in seeds if (g := d["ratios"].get("graphs_probe_over_graphs_full")) is not None]
+    slower = [d for d in seeds if not d["check"]["within_noise"] and d["check"]["probe0_speedup"] < 1.0]
+    faster = [d for d in seeds if not d["check"]["within_noise"] and d["check"]["probe0_speedup"] >= 1.0]
+    n = len(seeds)
+    text = (f"Over the {n} seeds, `probe:0`'s speed-up against `full` is below 1.00x on "
+            f"{sum(s < 1.0 for s in speedups)} (mean {sum(speedups) / n:.3f}x); ")
+    if graphs:
+        text += (f"its two graphs alone take longer than the depth-L graph alone on {sum(g > 1.0 for g in graphs)} "
+                 f"of {len(graphs)} (mean {sum(graphs) / len(graphs):.3f}x). ")
+    outside = len(slower) + len(faster)
+    return text + (f"Within the run's noise on {n - outside} of {n} seeds, outside it and slower on {len(slower)}, "
+                   f"outside it and faster on {len(faster)}: the check (within the noise on every seed) is "
+                   + ("met." if not outside else "not met. The split into two graphs is a cost of predicting after "
+                      "layer 1 of about the size of this machine's run-to-run noise, so whether a seed passes "
+                      "depends on how noisy its runs were."))
