@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from geep_deploy.reporting.all_depth_l import load_checks, per_set_text
-from geep_deploy.reporting.format import machine, pct, sci, slashed, table
+from geep_deploy.reporting.format import machine, pct, sci, table
 from geep_deploy.reporting.sources import Results
 from geep_deploy.suite.datasets import DATASETS
 
@@ -333,10 +333,11 @@ def value_all_depth_l_overhead(r: Results) -> str:
     for name, seeds in load_checks(r.root, list(DATASETS)).items():
         if not seeds:
             continue
-        graphs = [d["ratios"]["graphs_probe_over_graphs_full"] for d in seeds.values()]
+        graphs = [d["ratios"].get("graphs_probe_over_graphs_full") for d in seeds.values()]  # None: --no-graphs
         cpus = sorted({d["machine"].get("cpu", "?") for d in seeds.values()})
         parts.append(f"{name} (seeds {', '.join(map(str, seeds))}; {', '.join(cpus)}): two graphs "
-                     f"{slashed(graphs, '{:.3f}')}x, {per_set_text(seeds)}")
+                     + " / ".join("not timed" if g is None else f"{g:.3f}x" for g in graphs)
+                     + f", {per_set_text(seeds)}")
     return "; ".join(parts) or "not measured yet"
 
 
