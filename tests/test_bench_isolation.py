@@ -92,3 +92,14 @@ def test_cli_writes_the_json_when_every_cell_fails(export, data, tmp_path, capsy
     result = json.loads(out.read_text())
     assert result["records"] == [] and [e["status"] for e in result["errors"]] == ["refused", "refused"]
     assert "REFUSED: * onnxruntime tf32" in capsys.readouterr().out
+
+
+def test_full_on_a_second_load_is_timed_against_full_not_taken_for_it(export, data) -> None:
+    """``full@NAME`` (the same export loaded again under another name) is a contender like any other: an identical
+    path whose speed-up is read against the plain ``full``, which the bench adds when only ``full@NAME`` is named."""
+    out = run_bench(_cfg(export, data, batch_sizes=(8,), methods="full@again,static:1", repeats=2,
+                         baseline_exports={"again": export}))
+    recs = {r["method"]: r for r in out["records"]}
+    assert list(recs) == ["full", "full@again", "static:1"] and not out["errors"]
+    assert recs["full"]["wall_speedup"] == 1.0 and recs["full@again"]["wall_speedup"] > 0
+    assert recs["full@again"]["accuracy"] == recs["full"]["accuracy"] and recs["full@again"]["heads_from"] == str(export)

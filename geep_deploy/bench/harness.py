@@ -217,7 +217,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     bundle = load_export(cfg.export, verify=True)
     L = bundle.shape.num_hidden_layers
     specs = parse_methods(cfg.methods, L)
-    if "full" not in [s.family for s in specs]:
+    if MethodSpec("full") not in specs:  # the reference every speed-up is read against (``full@NAME`` is not it)
         specs.insert(0, MethodSpec("full"))
     skipped: list[dict[str, Any]] = []
     for precision in cfg.precisions:
@@ -314,7 +314,7 @@ def _warm_up(c: _Contender, cfg: BenchConfig, ds: Any, enc_all: Any, batches: li
 def _summarise(contenders: list[_Contender], labels: np.ndarray, lengths: np.ndarray, shape: Any,
                backend: str, device: str, precision: str, bs: int) -> list[dict[str, Any]]:
     C, L = len(contenders[0].runner.engine.label_names), shape.num_hidden_layers
-    full = next((c for c in contenders if c.spec.family == "full"), None)  # None: full failed at this cell
+    full = next((c for c in contenders if c.spec == MethodSpec("full")), None)  # None: full failed at this cell
     full_model = median(full.model_s) if full is not None else None
     full_e2e = median(full.e2e_s) if full is not None else None
     out = []
