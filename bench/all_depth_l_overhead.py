@@ -49,11 +49,13 @@ def _timed(fn: Callable[[], Any]) -> float:
 def suite_rule_check(run_medians: list[dict[str, float]]) -> dict[str, Any]:
     """``probe0`` against ``full`` by the suite's rule: per run, speed-up = full's median / the contender's; the
     contender's speed-up is the mean over runs, the noise ``full_again``'s largest distance from 1.00x in any run."""
+    from geep_deploy.suite.aggregate import within_noise
+
     speedups = [m["full"] / m["probe0"] for m in run_medians]
     noise = [abs(m["full"] / m["full_again"] - 1.0) for m in run_medians]
     mean = float(np.mean(speedups))
     return {"probe0_speedup": mean, "probe0_speedup_runs": speedups, "noise": max(noise), "noise_runs": noise,
-            "within_noise": abs(mean - 1.0) <= max(noise) + 1e-9}
+            "within_noise": within_noise(mean, max(noise))}
 
 
 def _one_run(a: argparse.Namespace, data: Any, run: int) -> dict[str, Any]:

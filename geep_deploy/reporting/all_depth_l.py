@@ -55,12 +55,18 @@ def verdict(check: dict[str, Any]) -> str:
     return "OUTSIDE (slower)" if check["probe0_speedup"] < 1.0 else "OUTSIDE (faster)"
 
 
+def within_count(checks: dict[str, dict[int, dict[str, Any]]]) -> tuple[int, int]:
+    """(seeds within noise, seeds measured) over every set."""
+    seeds = [d for by_seed in checks.values() for d in by_seed.values()]
+    return sum(d["check"]["within_noise"] for d in seeds), len(seeds)
+
+
 def per_set_text(seeds: dict[int, dict[str, Any]]) -> str:
     """``2 of 3 seeds within noise``, or ``not measured``."""
     if not seeds:
         return "not measured"
-    within = sum(d["check"]["within_noise"] for d in seeds.values())
-    return f"{within} of {len(seeds)} seeds within noise"
+    within, n = within_count({"": seeds})
+    return f"{within} of {n} seeds within noise"
 
 
 def rows(checks: dict[str, dict[int, dict[str, Any]]]) -> list[list[str]]:
@@ -85,17 +91,16 @@ def summary_text(checks: dict[str, dict[int, dict[str, Any]]]) -> str:
         return "Not measured yet."
     speedups = [d["check"]["probe0_speedup"] for d in seeds]
     graphs = [g for d in seeds if (g := d["ratios"].get("graphs_probe_over_graphs_full")) is not None]
-    slower = [d for d in seeds if not d["check"]["within_noise"] and d["check"]["probe0_speedup"] < 1.0]
-    faster = [d for d in seeds if not d["check"]["within_noise"] and d["check"]["probe0_speedup"] >= 1.0]
-    n = len(seeds)
+    slower = sum(not d["check"]["within_noise"] and d["check"]["probe0_speedup"] < 1.0 for d in seeds)
+    within, n = within_count(checks)
+    faster = n - within - slower
     text = (f"Over the {n} seeds, `probe:0`'s speed-up against `full` is below 1.00x on "
             f"{sum(s < 1.0 for s in speedups)} (mean {sum(speedups) / n:.3f}x); ")
     if graphs:
         text += (f"its two graphs alone take longer than the depth-L graph alone on {sum(g > 1.0 for g in graphs)} "
                  f"of {len(graphs)} (mean {sum(graphs) / len(graphs):.3f}x). ")
-    outside = len(slower) + len(faster)
-    return text + (f"Within the run's noise on {n - outside} of {n} seeds, outside it and slower on {len(slower)}, "
-                   f"outside it and faster on {len(faster)}: the check (within the noise on every seed) is "
-                   + ("met." if not outside else "not met. The split into two graphs is a cost of predicting after "
+    return text + (f"Within the run's noise on {within} of {n} seeds, outside it and slower on {slower}, "
+                   f"outside it and faster on {faster}: the check (within the noise on every seed) is "
+                   + ("met." if within == n else "not met. The split into two graphs is a cost of predicting after "
                       "layer 1 of about the size of this machine's run-to-run noise, so whether a seed passes "
                       "depends on how noisy its runs were."))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from geep_deploy.reporting.all_depth_l import load_checks, per_set_text, summary_text
+from geep_deploy.reporting.all_depth_l import load_checks, per_set_text, summary_text, within_count
 from geep_deploy.reporting.format import NONE, gap_text, mean_sd, table
 from geep_deploy.reporting.sources import Results, generated_line
 from geep_deploy.reporting.suite_results import SOURCE, SetResults, aggregated, learns, load_sets, seed_mean
@@ -105,8 +105,7 @@ def _all_depth_l_line(r: Results, names: list[str]) -> list[str]:
     checks = {n: seeds for n, seeds in load_checks(r.root, names).items() if seeds}
     if not checks:
         return []
-    within = sum(d["check"]["within_noise"] for seeds in checks.values() for d in seeds.values())
-    total = sum(len(seeds) for seeds in checks.values())
+    within, total = within_count(checks)
     return ["- GEEP's dispatch with every row at depth L (`probe:0`) against `full`, batch 64, timed on its own with "
             "`full` twice for the noise (`bench/all_depth_l_overhead.py`, "
             "[docs/results.md](docs/results.md#geep-with-every-row-at-depth-l-against-full-batch-64)): within the "

@@ -219,6 +219,12 @@ def _same_answers(per_seed: dict[int, dict[str, np.ndarray]], order: list[int], 
     return all(bool(np.array_equal(per_seed[s][a], per_seed[s][b])) for s in order)
 
 
+def within_noise(speedup: float, noise: float) -> bool:
+    """The suite's rule: a speed-up against `full` is within the run's noise when it is no further from 1.00x than
+    the identical contender's largest distance from 1.00x (``noise``)."""
+    return abs(speedup - 1.0) <= noise + 1e-9
+
+
 def _all_depth_l(summary: dict[str, Any], batch: str = "64") -> dict[str, Any] | None:
     """GEEP with every row at depth L (``probe:0``) against ``full``: within the run's noise or not."""
     bench = (summary.get("bench") or {}).get(batch)
@@ -227,7 +233,7 @@ def _all_depth_l(summary: dict[str, Any], batch: str = "64") -> dict[str, Any] |
     r = bench["records"][ALL_DEPTH_L]
     noise = bench.get("noise") or 0.0
     return {"wall_speedup": r["wall_speedup"], "runs": r["wall_speedup_runs"], "noise": noise,
-            "within_noise": abs(r["wall_speedup"] - 1.0) <= noise + 1e-9,
+            "within_noise": within_noise(r["wall_speedup"], noise),
             # None: timed before the runtime recorded its session settings (SkipLayerNormFusion still on)
             "engine_settings": summary.get("engine_settings")}
 
