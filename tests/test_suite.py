@@ -391,10 +391,13 @@ def _page_renders_from_the_seed_files(results: Path, work: Path, tmp_path: Path)
         "config": {"mean_tokens": 9.5, "runs": 2, "repeats": 3}, "machine": {"cpu": "test cpu"},
         "ratios": {"graphs_probe_over_graphs_full": 1.01},
         "check": {"probe0_speedup": 0.99, "probe0_speedup_runs": [0.98, 1.0], "noise": 0.02,
-                  "noise_runs": [0.02, 0.01], "within_noise": True}}))
+                  "noise_runs": [0.02, 0.01], "within_noise": True},
+        "check_same_engines": {"probe0_speedup": 0.99, "probe0_speedup_runs": [0.98, 1.0], "noise": 0.005,
+                               "noise_runs": [0.005, 0.001], "within_noise": False}}))
     text = write_page(results, tmp_path / "docs" / "results.md", planned=(1, 2, 3)).read_text()
-    assert "as the identical contender, on its own" in text and "toy 1 of 1 seeds within noise" in text
-    assert "| toy | 1 | 9.5 | 2 x 3 | 0.990x (0.980 / 1.000) | 2.0% (2.0 / 1.0) | within | 1.010x | test cpu |" in text
+    assert "loaded a second time as the identical contender" in text and "toy 1 of 1 seeds within noise" in text
+    assert ("| toy | 1 | 9.5 | 2 x 3 | 0.990x (0.980 / 1.000) | 2.0% (2.0 / 1.0) | within | 0.5% (0.5 / 0.1) | "
+            "OUTSIDE (slower) | 1.010x | test cpu |") in text
     assert text.index("## The protocol") < text.index("\n|") and text.index("`probe`: the layer-1 probe") < text.index("\n|")
     assert "- toy: seeds 1, 2; missing 3" in text and "- sst2: not measured yet" in text
     assert "toy equal" in text and "## Training compute" in text and "## The consistency guarantee" in text

@@ -107,7 +107,7 @@ def _all_depth_l_line(r: Results, names: list[str]) -> list[str]:
         return []
     within, total = within_count(checks)
     return ["- GEEP's dispatch with every row at depth L (`probe:0`) against `full`, batch 64, timed on its own with "
-            "`full` twice for the noise (`bench/all_depth_l_overhead.py`, "
+            "`full` loaded a second time for the noise (`bench/all_depth_l_overhead.py`, "
             "[docs/results.md](docs/results.md#geep-with-every-row-at-depth-l-against-full-batch-64)): within the "
             f"noise on {within} of {total} seeds; "
             + "; ".join(f"{n} {per_set_text(seeds)}" for n, seeds in checks.items()) + ". " + summary_text(checks)]
