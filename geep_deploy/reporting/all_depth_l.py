@@ -127,10 +127,11 @@ def summary_text(checks: dict[str, dict[int, dict[str, Any]]]) -> str:
         text += (f"its two graphs alone take longer than the depth-L graph alone on {sum(g > 1.0 for g in graphs)} "
                  f"of {len(graphs)} ({_with_interval(graphs)}). ")
     same, _ = within_count(checks, "check_same_engines")
+    wider = sum(d["check"]["noise"] > d["check_same_engines"]["noise"] for d in seeds)
     return text + (f"Within the noise of {RULES['check']} on {within} of {n} seeds, outside it and slower on "
                    f"{slower}, outside it and faster on {faster}: the check (within the noise on every seed) is "
                    + ("met." if within == n else "not met. The split into two graphs is a cost of predicting after "
                       "layer 1 of about the size of this machine's run-to-run noise, so whether a seed passes "
                       "depends on how noisy its runs were.")
                    + f" With the noise of {RULES['check_same_engines']} (the rule before), within on {same} of "
-                   f"{n}.")
+                   f"{n}; the noise of {RULES['check']} is the larger of the two on {wider} of {n}.")
