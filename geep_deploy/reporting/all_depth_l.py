@@ -19,6 +19,7 @@ import numpy as np
 
 from geep_deploy.errors import ConfigError
 from geep_deploy.reporting.format import slashed
+from geep_deploy.suite.points import seed_row_bootstrap
 
 FOLDER = "all_depth_l_overhead"
 COMMAND = (".venv/bin/python bench/all_depth_l_overhead.py --work runs/multi_dataset/<set>/seed<S> "
@@ -96,14 +97,12 @@ def rows(checks: dict[str, dict[int, dict[str, Any]]]) -> list[list[str]]:
 
 
 def mean_interval(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """The mean of ``values`` (one per seed) and its 95% percentile-bootstrap interval over seeds: what the cost is
-    across seeds, where one seed's check is a coin toss against this machine's noise."""
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
+    """The mean of ``values`` (one per seed) and its 95% bootstrap interval over seeds (the suite's
+    `seed_row_bootstrap`, one value per seed): what the cost is across seeds, where one seed's check is a coin toss
+    against this machine's noise."""
+    if not values:
         raise ValueError("mean_interval needs at least one value")
-    means = x[np.random.default_rng(seed).integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(x.mean()), float(min(lo, x.mean())), float(max(hi, x.mean()))
+    return seed_row_bootstrap([np.array([v], dtype=float) for v in values], resamples=resamples, seed=seed)
 
 
 def _with_interval(values: list[float]) -> str:

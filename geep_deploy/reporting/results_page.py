@@ -143,7 +143,8 @@ def _repeats(sets: list[SetResults]) -> str:
 # -- the tables across sets ------------------------------------------------------------------------------------
 
 def all_depth_l_lines(depth_l: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
-    """Issue 23's check measured on its own: `full` twice and `probe:0`, interleaved, on each seed's bench rows."""
+    """Issue 23's check measured on its own: `full` (again, and loaded again) and `probe:0`, interleaved, on each
+    seed's bench rows."""
     measured = {name: seeds for name, seeds in depth_l.items() if seeds}
     return ["## GEEP with every row at depth L against `full` (batch 64)", "",
             f"`{ALL_DEPTH_L}` sends every row to depth L through GEEP's dispatch: `prefix` (embeddings, layer 1, "
