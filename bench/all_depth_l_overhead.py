@@ -28,6 +28,15 @@ loaded sessions, and an identical contender must carry it too. This was named be
 it; the rule before it took ``full_again`` (the same engines timed twice), which leaves that spread out, and is
 still computed beside it (``check_same_engines``). ``--no-graphs`` times the four dispatches only.
 
+Per set, the granularity the issue's done criterion names ("for every set"), the same rule runs over the runs of
+all of the set's seeds together (`geep_deploy.reporting.all_depth_l.set_check`): ``probe0``'s speed-up is the mean
+over every run of every seed of the set (3 seeds x 2 runs), the noise ``full_reloaded``'s largest distance from
+1.00x in any of those runs. This per-set rule was named (session 18) after the per-seed rule had been measured on
+every seed, and before the run that first applies it. Two figures go beside it so that its leniency is visible:
+the same rule applied to ``full_again`` (the same engines timed twice, identical by construction; how often the
+rule fails a contender that cannot differ), and ``probe0``'s mean speed-up over all seeds with its 95% interval
+(the figure with power to see a difference of a percent or two).
+
     .venv/bin/python bench/all_depth_l_overhead.py --work runs/multi_dataset/thucnews_titles/seed43 \\
         --json bench/results/all_depth_l_overhead/thucnews_titles_seed43.json
 """
