@@ -66,16 +66,13 @@ NOISE_CONTENDER = "full_reloaded"
 
 
 def suite_rule_check(run_medians: list[dict[str, float]], noise_contender: str = NOISE_CONTENDER) -> dict[str, Any]:
-    """``probe0`` against ``full`` by the suite's rule: per run, speed-up = full's median / the contender's; the
-    contender's speed-up is the mean over runs, the noise ``noise_contender``'s largest distance from 1.00x in any
-    run."""
-    from geep_deploy.suite.aggregate import within_noise
+    """``probe0`` against ``full`` by the suite's rule (`geep_deploy.suite.aggregate.rule_over_runs`): per run,
+    speed-up = full's median / the contender's; the contender's speed-up is the mean over runs, the noise
+    ``noise_contender``'s largest distance from 1.00x in any run."""
+    from geep_deploy.suite.aggregate import rule_over_runs
 
-    speedups = [m["full"] / m["probe0"] for m in run_medians]
-    noise = [abs(m["full"] / m[noise_contender] - 1.0) for m in run_medians]
-    mean = float(np.mean(speedups))
-    return {"probe0_speedup": mean, "probe0_speedup_runs": speedups, "noise": max(noise), "noise_runs": noise,
-            "noise_contender": noise_contender, "within_noise": within_noise(mean, max(noise))}
+    check = rule_over_runs(run_medians, "probe0", noise_contender)
+    return {"probe0_speedup": check.pop("speedup"), "probe0_speedup_runs": check.pop("speedup_runs"), **check}
 
 
 def _one_run(a: argparse.Namespace, data: Any, run: int) -> dict[str, Any]:

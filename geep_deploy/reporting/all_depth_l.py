@@ -7,6 +7,11 @@ against ``full`` (two exports). ``bench/all_depth_l_overhead.py`` times ``full``
 and applies the suite's rule with each noise (its JSON's ``check``, and ``check_same_engines`` for the rule before).
 This module reads those JSON files (``bench/results/all_depth_l_overhead/<set>_seed<S>.json``) for the results
 page; files written before the bench timed the second load (no ``check_same_engines``) are left out.
+
+Per set (`set_check`), the same rule runs over every run of every seed of the set, the per-set rule named in the
+bench's docstring before the run that first applied it. Beside each rule, the same rule applied to ``full_again``
+(the same engines timed twice, identical by construction) shows how often the rule fails a contender that cannot
+differ from ``full``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 
 from geep_deploy.errors import ConfigError
 from geep_deploy.reporting.format import slashed
+from geep_deploy.suite.aggregate import rule_over_runs
 from geep_deploy.suite.points import seed_row_bootstrap
 
 FOLDER = "all_depth_l_overhead"
@@ -56,11 +62,99 @@ def load_checks(bench_results: Path, sets: list[str]) -> dict[str, dict[int, dic
     return out
 
 
+IDENTICAL = "full_again"
+"""The contender that cannot differ from ``full`` (its own engines timed again): the rules' false-alarm check."""
+SET_HEAD = ["set", "seeds", "runs", "`probe:0` speed-up (mean over runs)", "noise: `full` loaded again (largest, "
+            "any run)", "verdict", "`full` again (identical): speed-up", "verdict",
+            "seeds within one by one: `probe:0` / `full` again"]
+
+
 def verdict(check: dict[str, Any]) -> str:
-    """``within`` the noise, or which way ``probe:0`` falls outside it."""
+    """``within`` the noise, or which way the contender (``probe:0`` unless the check says ``speedup``) falls
+    outside it."""
     if check["within_noise"]:
         return "within"
-    return "OUTSIDE (slower)" if check["probe0_speedup"] < 1.0 else "OUTSIDE (faster)"
+    return "OUTSIDE (slower)" if check.get("speedup", check.get("probe0_speedup")) < 1.0 else "OUTSIDE (faster)"
+
+
+def _run_medians(seeds: dict[int, dict[str, Any]]) -> tuple[list[dict[str, float]], str]:
+    """Every run's medians over ``seeds``, and the noise contender their checks took (one for all).
+
+    Raises:
+        ConfigError: the seeds' checks took their noise from different contenders.
+    """
+    noise = {d["check"]["noise_contender"] for d in seeds.values()}
+    if len(noise) != 1:
+        raise ConfigError(f"results | the all-depth-L checks of one set took their noise from {sorted(noise)}; "
+                          f"rewrite them with one bench: {COMMAND}.")
+    return [run["median_s"] for d in seeds.values() for run in d["runs"]], noise.pop()
+
+
+def set_check(seeds: dict[int, dict[str, Any]], contender: str = "probe0") -> dict[str, Any] | None:
+    """The per-set rule: the suite's rule over every run of every seed of the set (``contender``'s speed-up the
+    mean over those runs, the noise the identical contender's largest distance from 1.00x in any of them); None
+    when no seed was measured."""
+    if not seeds:
+        return None
+    runs, noise = _run_medians(seeds)
+    return rule_over_runs(runs, contender, noise)
+
+
+def identical_check(bench: dict[str, Any]) -> dict[str, Any]:
+    """One seed's check applied to ``full_again`` instead of ``probe:0``, with the same noise."""
+    runs, noise = _run_medians({0: bench})
+    return rule_over_runs(runs, IDENTICAL, noise)
+
+
+def sets_within(checks: dict[str, dict[int, dict[str, Any]]], contender: str = "probe0") -> tuple[int, int]:
+    """(sets within noise, sets measured) by the per-set rule."""
+    found = [set_check(seeds, contender) for seeds in checks.values() if seeds]
+    return sum(c["within_noise"] for c in found if c), len(found)
+
+
+def identical_seeds_within(checks: dict[str, dict[int, dict[str, Any]]]) -> tuple[int, int]:
+    """(seeds where ``full`` timed again is within the noise, seeds measured) by the per-seed rule."""
+    seeds = [d for by_seed in checks.values() for d in by_seed.values()]
+    return sum(identical_check(d)["within_noise"] for d in seeds), len(seeds)
+
+
+def set_rows(checks: dict[str, dict[int, dict[str, Any]]]) -> list[list[str]]:
+    """One row per measured set: the per-set rule for ``probe:0`` and, beside it, for ``full`` timed again."""
+    out = []
+    for name, seeds in checks.items():
+        if not seeds:
+            continue
+        p0, same = set_check(seeds), set_check(seeds, IDENTICAL)
+        one_by_one = (sum(d["check"]["within_noise"] for d in seeds.values()),
+                      sum(identical_check(d)["within_noise"] for d in seeds.values()))
+        out.append([name, ", ".join(map(str, seeds)), str(len(p0["speedup_runs"])), f"{p0['speedup']:.3f}x",
+                    f"{100 * p0['noise']:.1f}%", verdict(p0), f"{same['speedup']:.3f}x", verdict(same),
+                    f"{one_by_one[0]} / {one_by_one[1]} of {len(seeds)}"])
+    return out
+
+
+def set_summary_text(checks: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """The per-set rule's count over sets, with the identical contender's count under each rule beside it."""
+    measured = {name: seeds for name, seeds in checks.items() if seeds}
+    if not measured:
+        return "Not measured yet."
+    p0 = {name: set_check(seeds) for name, seeds in measured.items()}
+    outside = [f"{name}, {'slower' if c['speedup'] < 1.0 else 'faster'}" for name, c in p0.items()
+               if c and not c["within_noise"]]
+    seeds = [d for by_seed in measured.values() for d in by_seed.values()]
+    n = len(measured)
+    same_seeds, p0_seeds = identical_seeds_within(measured)[0], within_count(measured)[0]
+    return (f"By the per-set rule `probe:0` is within the noise of `full` loaded again on "
+            f"{n - len(outside)} of {n} sets" + (f" (outside: {'; '.join(outside)})" if outside else "")
+            + ": the check (within the noise on every set) is " + ("met" if not outside else "not met")
+            + f". The same rule holds `full` timed again on its own engines, which cannot differ from `full`, "
+            f"within on {sets_within(measured, IDENTICAL)[0]} of {n} sets. One seed at a time, `full` "
+            f"timed again is within on {same_seeds} of {len(seeds)} "
+            f"seeds and `probe:0` on {p0_seeds}: the per-seed rule fails a contender that cannot differ from "
+            f"`full` {'as often as or more often than' if same_seeds <= p0_seeds else 'less often than'} it fails "
+            "`probe:0`, so one seed outside it is not evidence of a difference. The per-set rule is lenient (a mean "
+            "over more runs against the largest of more distances); the mean over seeds with its interval, above, "
+            "is the figure with power.")
 
 
 def within_count(checks: dict[str, dict[int, dict[str, Any]]], rule: str = "check") -> tuple[int, int]:
@@ -70,11 +164,13 @@ def within_count(checks: dict[str, dict[int, dict[str, Any]]], rule: str = "chec
 
 
 def per_set_text(seeds: dict[int, dict[str, Any]]) -> str:
-    """``2 of 3 seeds within noise``, or ``not measured``."""
+    """``within the noise over its 3 seeds (2 of 3 seeds one by one)``, or ``not measured``."""
     if not seeds:
         return "not measured"
     within, n = within_count({"": seeds})
-    return f"{within} of {n} seeds within noise"
+    said = verdict(set_check(seeds))  # type: ignore[arg-type]
+    where = "within the noise" if said == "within" else f"OUTSIDE the noise{said.removeprefix('OUTSIDE')}"
+    return f"{where} over its {n} seeds ({within} of {n} seeds one by one)"
 
 
 def _noise(check: dict[str, Any]) -> str:
@@ -123,14 +219,15 @@ def summary_text(checks: dict[str, dict[int, dict[str, Any]]]) -> str:
     text = (f"Over the {n} seeds, `probe:0`'s speed-up against `full` is below 1.00x on "
             f"{sum(s < 1.0 for s in speedups)} ({_with_interval(speedups)}); ")
     if graphs:
+        _, lo, hi = mean_interval(graphs)
+        cost = ("the split costs the engines time" if lo > 1.0 else "the split saves the engines time" if hi < 1.0
+                else "the interval holds 1.00x: this machine does not resolve what the split costs the engines")
         text += (f"its two graphs alone take longer than the depth-L graph alone on {sum(g > 1.0 for g in graphs)} "
-                 f"of {len(graphs)} ({_with_interval(graphs)}). ")
+                 f"of {len(graphs)} ({_with_interval(graphs)}; {cost}). ")
     same, _ = within_count(checks, "check_same_engines")
     wider = sum(d["check"]["noise"] > d["check_same_engines"]["noise"] for d in seeds)
     return text + (f"Within the noise of {RULES['check']} on {within} of {n} seeds, outside it and slower on "
-                   f"{slower}, outside it and faster on {faster}: the check (within the noise on every seed) is "
-                   + ("met." if within == n else "not met. The split into two graphs is a cost of predicting after "
-                      "layer 1 of about the size of this machine's run-to-run noise, so whether a seed passes "
-                      "depends on how noisy its runs were.")
+                   f"{slower}, outside it and faster on {faster}: the per-seed check (within the noise on every seed) is "
+                   + ("met." if within == n else "not met.")
                    + f" With the noise of {RULES['check_same_engines']} (the rule before), within on {same} of "
                    f"{n}; the noise of {RULES['check']} is the larger of the two on {wider} of {n}.")

@@ -328,7 +328,8 @@ def value_fusion_cost(r: Results) -> str:
 
 def value_all_depth_l_overhead(r: Results) -> str:
     """Per suite set: what the split into ``prefix`` + ``cont{L}`` costs the engines on each seed (the two graphs
-    alone against the depth-L graph alone), and how many seeds pass the check (``probe:0`` within noise)."""
+    alone against the depth-L graph alone), and the check (``probe:0`` within noise) by the per-set rule, with how
+    many seeds pass it one by one."""
     parts = []
     for name, seeds in load_checks(r.root, list(DATASETS)).items():
         if not seeds:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from geep_deploy.reporting.all_depth_l import load_checks, per_set_text, summary_text, within_count
+from geep_deploy.reporting.all_depth_l import (
+    IDENTICAL,
+    identical_seeds_within,
+    load_checks,
+    per_set_text,
+    sets_within,
+    summary_text,
+    within_count,
+)
 from geep_deploy.reporting.format import NONE, gap_text, mean_sd, table
 from geep_deploy.reporting.sources import Results, generated_line
 from geep_deploy.reporting.suite_results import SOURCE, SetResults, aggregated, learns, load_sets, seed_mean
@@ -106,10 +114,14 @@ def _all_depth_l_line(r: Results, names: list[str]) -> list[str]:
     if not checks:
         return []
     within, total = within_count(checks)
+    sets, measured = sets_within(checks)
     return ["- GEEP's dispatch with every row at depth L (`probe:0`) against `full`, batch 64, timed on its own with "
             "`full` loaded a second time for the noise (`bench/all_depth_l_overhead.py`, "
-            "[docs/results.md](docs/results.md#geep-with-every-row-at-depth-l-against-full-batch-64)): within the "
-            f"noise on {within} of {total} seeds; "
+            "[docs/results.md](docs/results.md#geep-with-every-row-at-depth-l-against-full-batch-64)): by the "
+            "per-set rule (the suite's rule over every run of a set's seeds) within the noise on "
+            f"{sets} of {measured} sets, and on {within} of {total} seeds one by one (`full` timed again on its own "
+            f"engines, identical by construction: {sets_within(checks, IDENTICAL)[0]} of {measured} sets, "
+            f"{identical_seeds_within(checks)[0]} of {total} seeds); "
             + "; ".join(f"{n} {per_set_text(seeds)}" for n, seeds in checks.items()) + ". " + summary_text(checks)]
 
 

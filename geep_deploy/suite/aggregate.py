@@ -225,6 +225,26 @@ def within_noise(speedup: float, noise: float) -> bool:
     return abs(speedup - 1.0) <= noise + 1e-9
 
 
+def rule_over_runs(run_medians: list[dict[str, float]], contender: str, noise_contender: str,
+                   reference: str = "full") -> dict[str, Any]:
+    """The suite's rule over separate runs, from each run's median seconds per contender: in a run a speed-up is
+    ``reference``'s median over the contender's; ``contender``'s speed-up is the mean over runs, the noise
+    ``noise_contender``'s (an identical contender's) largest distance from 1.00x in any run.
+
+    Raises:
+        ConfigError: no runs, or a run without one of the three contenders.
+    """
+    need = (reference, contender, noise_contender)
+    if not run_medians or any(k not in m for m in run_medians for k in need):
+        raise ConfigError(f"suite | the rule over runs needs at least one run timing {', '.join(need)}; got "
+                          f"{[sorted(m) for m in run_medians]}.")
+    speedups = [m[reference] / m[contender] for m in run_medians]
+    noise = [abs(m[reference] / m[noise_contender] - 1.0) for m in run_medians]
+    mean = float(np.mean(speedups))
+    return {"speedup": mean, "speedup_runs": speedups, "noise": max(noise), "noise_runs": noise,
+            "noise_contender": noise_contender, "within_noise": within_noise(mean, max(noise))}
+
+
 def _all_depth_l(summary: dict[str, Any], batch: str = "64") -> dict[str, Any] | None:
     """GEEP with every row at depth L (``probe:0``) against ``full``: within the run's noise or not."""
     bench = (summary.get("bench") or {}).get(batch)
