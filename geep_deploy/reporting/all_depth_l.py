@@ -56,7 +56,7 @@ def load_checks(bench_results: Path, sets: list[str]) -> dict[str, dict[int, dic
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as e:
                 raise ConfigError(f"results | {path} is not readable ({e}); rewrite it with {COMMAND}.") from e
-            if all(key in data for key in RULES):
+            if all(key in data for key in (*RULES, "runs")):
                 found[int(seed)] = data
         out[name] = dict(sorted(found.items()))
     return out
@@ -151,10 +151,11 @@ def set_summary_text(checks: dict[str, dict[int, dict[str, Any]]]) -> str:
             f"within on {sets_within(measured, IDENTICAL)[0]} of {n} sets. One seed at a time, `full` "
             f"timed again is within on {same_seeds} of {len(seeds)} "
             f"seeds and `probe:0` on {p0_seeds}: the per-seed rule fails a contender that cannot differ from "
-            f"`full` {'as often as or more often than' if same_seeds <= p0_seeds else 'less often than'} it fails "
-            "`probe:0`, so one seed outside it is not evidence of a difference. The per-set rule is lenient (a mean "
-            "over more runs against the largest of more distances); the mean over seeds with its interval, above, "
-            "is the figure with power.")
+            + ("`full` as often as or more often than it fails `probe:0`, so a seed outside it is not on its own "
+               "evidence of a difference. " if same_seeds <= p0_seeds else
+               "`full` less often than it fails `probe:0`. ")
+            + "The per-set rule is lenient (a mean over more runs against the largest of more distances); the mean "
+            "over seeds with its interval, above, is the figure with power.")
 
 
 def within_count(checks: dict[str, dict[int, dict[str, Any]]], rule: str = "check") -> tuple[int, int]:
