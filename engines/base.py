@@ -131,6 +131,7 @@ class BaseEngine:
         self.is_loaded = False
         self.is_closed = False
         self.last_inference_time: float | None = None
+        self.inference_seconds = 0.0  # summed over every infer() call: what a dispatch spent inside this engine
         self._meta: dict[str, TensorMeta] | None = None
 
     # -- public API; subclasses do not override these -------------------------------------------------------
@@ -148,7 +149,7 @@ class BaseEngine:
         """Run once on ``feed`` and return every output as a host NumPy array.
 
         ``last_inference_time`` is set to the seconds the backend took, measured after its results are on the
-        host (so device work is included).
+        host (so device work is included), and added to ``inference_seconds``.
         """
         self._require_loaded()
         if self.check_inputs if check_inputs is None else check_inputs:
@@ -156,6 +157,7 @@ class BaseEngine:
         t0 = time.perf_counter()
         out = self._infer(feed)
         self.last_inference_time = time.perf_counter() - t0
+        self.inference_seconds += self.last_inference_time
         return out
 
     def infer_states(self, feed: Mapping[str, Any]) -> dict[str, Any]:

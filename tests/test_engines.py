@@ -53,10 +53,13 @@ def test_ort_depths_agree_with_torch(model, graphs, shared):
     for k, path in graphs[0].items():
         with OrtEngine(path, pool=pool, threads=1) as eng:
             assert eng.provider == "CPUExecutionProvider"
+            spent = 0.0
             for b, s in ((1, 5), (4, 9), (7, 16)):
                 feed = make_feed(b, s, seed=b)
                 np.testing.assert_allclose(eng.infer(feed)["logits"], reference(model, feed, k), atol=1e-4)
+                spent += eng.last_inference_time
             assert eng.last_inference_time is not None and eng.last_inference_time > 0
+            assert eng.inference_seconds == pytest.approx(spent)  # every call's time, summed
 
 
 def test_weight_pool_loads_each_tensor_once(graphs):
