@@ -417,12 +417,8 @@ def test_probe_and_export_must_share_the_exit_path(export, tmp_path) -> None:
     assert ProbeModel.from_dict(old).exit_mode == "student"
 
 
-def test_all_depth_l_overhead_bench_splits_probe0_time_on_a_real_export(export, tmp_path) -> None:
-    """`bench/all_depth_l_overhead.py` on a suite-shaped work folder: every contender timed, the ratios consistent
-    with the medians, and a missing folder named."""
-    import subprocess
-    import sys
-
+def _suite_work(export: Path, tmp_path: Path) -> Path:
+    """A suite-shaped seed work folder: the export as `geep` and as `full`, and batch-4 bench rows."""
     work = tmp_path / "work"
     (work / "export").mkdir(parents=True)
     for name in ("geep", "full"):  # `full` is loaded at depth L, as the suite bench loads its export
@@ -431,6 +427,40 @@ def test_all_depth_l_overhead_bench_splits_probe0_time_on_a_real_export(export, 
     rows.mkdir()
     (rows / "labels.txt").write_text("neg\npos\n")
     (rows / "test.tsv").write_text("label\ttext\n" + "".join(f"{i % 2}\t{t}\n" for i, t in enumerate(TEXTS)))
+    return work
+
+
+def test_dispatch_outside_engines_bench_splits_each_pass_on_a_real_export(export, tmp_path) -> None:
+    """`bench/dispatch_outside_engines.py`: per pass, wall = engines + outside for both dispatches, both positive."""
+    import subprocess
+    import sys
+
+    work, out = _suite_work(export, tmp_path), tmp_path / "outside.json"
+    cmd = [sys.executable, "bench/dispatch_outside_engines.py", "--work", str(work), "--json", str(out), "--batch",
+           "4", "--repeats", "3", "--threads", "1"]
+    run = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    res = json.loads(out.read_text())
+    (w,) = res["works"]
+    assert w["rows"] == len(TEXTS) and res["config"]["repeats"] == 3
+    for name in ("full", "probe0"):
+        d = w[name]
+        assert len(d["outside_runs_s"]) == 3 and min(d["outside_runs_s"]) > 0
+        assert 0 < d["engines_s"] < d["wall_s"]
+    assert w["extra_outside_share_of_full"] == pytest.approx(
+        (w["probe0"]["outside_s"] - w["full"]["outside_s"]) / w["full"]["wall_s"])
+    missing = subprocess.run([*cmd[:3], str(tmp_path / "nowhere"), *cmd[4:]], cwd=Path(__file__).resolve().parents[1],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "is missing" in missing.stderr
+
+
+def test_all_depth_l_overhead_bench_splits_probe0_time_on_a_real_export(export, tmp_path) -> None:
+    """`bench/all_depth_l_overhead.py` on a suite-shaped work folder: every contender timed, the ratios consistent
+    with the medians, and a missing folder named."""
+    import subprocess
+    import sys
+
+    work = _suite_work(export, tmp_path)
     out = tmp_path / "overhead.json"
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "bench/all_depth_l_overhead.py", "--work", str(work), "--json", str(out), "--batch", "4",

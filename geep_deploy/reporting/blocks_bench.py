@@ -9,6 +9,7 @@ difference is smaller than that spread.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from geep_deploy.reporting.all_depth_l import load_checks, per_set_text
@@ -340,6 +341,24 @@ def value_all_depth_l_overhead(r: Results) -> str:
                      + " / ".join("not timed" if g is None else f"{g:.3f}x" for g in graphs)
                      + f", {per_set_text(seeds)}")
     return "; ".join(parts) or "not measured yet"
+
+
+OUTSIDE = "dispatch_outside_engines_cpu.json"
+
+
+def value_dispatch_outside(r: Results) -> str:
+    """Per work folder: the time ``full``'s dispatch and ``probe:0``'s spend outside the engines in one pass, and
+    the difference as a share of ``full``'s pass (`bench/dispatch_outside_engines.py`)."""
+    d = r(OUTSIDE)
+
+    def ms(x: dict[str, Any]) -> str:  # the median and, in brackets, the range over passes
+        runs = x["outside_runs_s"]
+        return f"{1e3 * x['outside_s']:.1f} ms [{1e3 * min(runs):.1f}-{1e3 * max(runs):.1f}]"
+
+    parts = [f"{Path(w['work']).parent.name} seed {Path(w['work']).name.removeprefix('seed')}: `full` "
+             f"{ms(w['full'])}, `probe:0` {ms(w['probe0'])} of a {1e3 * w['full']['wall_s']:.0f} ms pass "
+             f"({100 * w['extra_outside_share_of_full']:+.2f}%)" for w in d["works"]]
+    return "; ".join(parts) + f" ({machine(d['machine'], load=False)})"
 
 
 # ---- memory, export, exit-prediction quality ---------------------------------------------------------------------

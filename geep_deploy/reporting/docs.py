@@ -52,7 +52,7 @@ VALUES: dict[str, Callable[[Results], str]] = {
     "export_size.ratio": bench.value_export_size_ratio, "md.auc": suite.value_md_auc,
     "md.distill_weight": suite.value_md_distill_weight, "serve.pool_chunking": serving.value_pool_chunking,
     "train.depth_l_gap_ag": training.value_depth_l_gap_ag, "fusion.layerwise": bench.value_fusion_cost,
-    "probe0.overhead": bench.value_all_depth_l_overhead,
+    "probe0.overhead": bench.value_all_depth_l_overhead, "probe0.outside": bench.value_dispatch_outside,
 }
 
 
