@@ -77,6 +77,7 @@ def suite_rule_check(run_medians: list[dict[str, float]], noise_contender: str =
 
 def _one_run(a: argparse.Namespace, data: Any, run: int) -> dict[str, Any]:
     """One run: both exports loaded afresh, every contender warmed once, then ``a.repeats`` interleaved repeats."""
+    from geep_deploy.bench.suite_seed import full_pass, probe0_pass
     from geep_deploy.encoding import length_sorted_batches, pad_batch
     from runtime import GeepEngine
     from runtime.dispatch import plan_groups
@@ -102,11 +103,8 @@ def _one_run(a: argparse.Namespace, data: Any, run: int) -> dict[str, Any]:
                 cont.infer({"hidden": h, "attention_mask": f["attention_mask"]}, check_inputs=False)
 
     contenders: dict[str, Callable[[], Any]] = {
-        "full": lambda: [full.dispatch(e, depths=np.full(len(e), L), batch_size=a.batch) for e in batches],
-        "full_again": lambda: [full.dispatch(e, depths=np.full(len(e), L), batch_size=a.batch) for e in batches],
-        "full_reloaded": lambda: [full_reloaded.dispatch(e, depths=np.full(len(e), L), batch_size=a.batch)
-                                  for e in batches],
-        "probe0": lambda: [probe0.dispatch(e, batch_size=a.batch) for e in batches],
+        "full": full_pass(full, batches, a.batch), "full_again": full_pass(full, batches, a.batch),
+        "full_reloaded": full_pass(full_reloaded, batches, a.batch), "probe0": probe0_pass(probe0, batches, a.batch),
     }
     if not a.no_graphs:
         contenders |= {
@@ -136,7 +134,7 @@ def _one_run(a: argparse.Namespace, data: Any, run: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     from geep_deploy.atomic import atomic_write_text
-    from geep_deploy.data import load_split
+    from geep_deploy.bench.suite_seed import seed_rows
     from geep_deploy.machine import machine_info
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -156,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if min(a.batch, a.repeats, a.runs) < 1:
         ap.error(f"--batch, --repeats and --runs must be >= 1, got {a.batch}, {a.repeats} and {a.runs}")
-    rows_dir = a.work / f"bench_rows_b{a.batch}"
-    for need in (a.work / "export" / "geep", a.work / "export" / "full", rows_dir):
-        if not need.exists():
-            raise SystemExit(f"all_depth_l_overhead: {need} is missing; run the suite's bench for this seed first "
-                             "(bench/multi_dataset.py --seeds S --bench-rows 200 512).")
-    data = load_split(rows_dir, "test")
+    data = seed_rows(a.work, a.batch, "all_depth_l_overhead")
     runs = [_one_run(a, data, r) for r in range(a.runs)]
     secs = {n: [t for run in runs for t in run["seconds"][n]] for n in runs[0]["seconds"]}
     med = {n: float(np.median(s)) for n, s in secs.items()}

@@ -35,28 +35,20 @@ def _pass(fn: Callable[[], Any], engines: list[Any]) -> tuple[float, float]:
 
 
 def _one_work(work: Path, batch: int, repeats: int, threads: int | None) -> dict[str, Any]:
-    from geep_deploy.data import load_split
+    from geep_deploy.bench.suite_seed import full_pass, probe0_pass, seed_rows
     from geep_deploy.encoding import length_sorted_batches
     from runtime import GeepEngine
 
-    rows_dir = work / f"bench_rows_b{batch}"
-    for need in (work / "export" / "geep", work / "export" / "full", rows_dir):
-        if not need.exists():
-            raise SystemExit(f"dispatch_outside_engines: {need} is missing; run the suite's bench for this seed "
-                             "first (bench/multi_dataset.py --seeds S --bench-rows 200 512).")
-    data = load_split(rows_dir, "test")
+    data = seed_rows(work, batch, "dispatch_outside_engines")
     geep = GeepEngine.load(work / "export" / "geep", backend="onnxruntime", device="cpu", threads=threads)
     full = GeepEngine.load(work / "export" / "full", backend="onnxruntime", device="cpu", threads=threads,
                            fixed_depth=geep.num_layers)
     try:
-        probe0, L = geep.with_probe(risk=0.0, escalate=None), geep.num_layers
+        probe0 = geep.with_probe(risk=0.0, escalate=None)
         enc = full.encoder.encode(data.texts_a, data.texts_b)
         batches = [enc.take(b) for b in length_sorted_batches(enc.lengths, batch)]
-        contenders = {
-            "full": (lambda: [full.dispatch(e, depths=np.full(len(e), L), batch_size=batch) for e in batches],
-                     list(full.engines.values())),
-            "probe0": (lambda: [probe0.dispatch(e, batch_size=batch) for e in batches], probe0.probe.engines),
-        }
+        contenders = {"full": (full_pass(full, batches, batch), list(full.engines.values())),
+                      "probe0": (probe0_pass(probe0, batches, batch), probe0.probe.engines)}
         for fn, _ in contenders.values():  # warm-up
             fn()
         passes: dict[str, list[tuple[float, float]]] = {n: [] for n in contenders}

@@ -109,7 +109,7 @@ def identical_check(bench: dict[str, Any]) -> dict[str, Any]:
 def sets_within(checks: dict[str, dict[int, dict[str, Any]]], contender: str = "probe0") -> tuple[int, int]:
     """(sets within noise, sets measured) by the per-set rule."""
     found = [set_check(seeds, contender) for seeds in checks.values() if seeds]
-    return sum(c["within_noise"] for c in found if c), len(found)
+    return sum(c["within_noise"] for c in found), len(found)  # type: ignore[index]
 
 
 def identical_seeds_within(checks: dict[str, dict[int, dict[str, Any]]]) -> tuple[int, int]:
@@ -125,11 +125,9 @@ def set_rows(checks: dict[str, dict[int, dict[str, Any]]]) -> list[list[str]]:
         if not seeds:
             continue
         p0, same = set_check(seeds), set_check(seeds, IDENTICAL)
-        one_by_one = (sum(d["check"]["within_noise"] for d in seeds.values()),
-                      sum(identical_check(d)["within_noise"] for d in seeds.values()))
+        one_by_one = f"{within_count({name: seeds})[0]} / {identical_seeds_within({name: seeds})[0]} of {len(seeds)}"
         out.append([name, ", ".join(map(str, seeds)), str(len(p0["speedup_runs"])), f"{p0['speedup']:.3f}x",
-                    f"{100 * p0['noise']:.1f}%", verdict(p0), f"{same['speedup']:.3f}x", verdict(same),
-                    f"{one_by_one[0]} / {one_by_one[1]} of {len(seeds)}"])
+                    f"{100 * p0['noise']:.1f}%", verdict(p0), f"{same['speedup']:.3f}x", verdict(same), one_by_one])
     return out
 
 
@@ -140,7 +138,7 @@ def set_summary_text(checks: dict[str, dict[int, dict[str, Any]]]) -> str:
         return "Not measured yet."
     p0 = {name: set_check(seeds) for name, seeds in measured.items()}
     outside = [f"{name}, {'slower' if c['speedup'] < 1.0 else 'faster'}" for name, c in p0.items()
-               if c and not c["within_noise"]]
+               if not c["within_noise"]]
     seeds = [d for by_seed in measured.values() for d in by_seed.values()]
     n = len(measured)
     same_seeds, p0_seeds = identical_seeds_within(measured)[0], within_count(measured)[0]
