@@ -24,7 +24,7 @@ from geep_deploy.reporting.all_depth_l import (
     summary_text,
     verdict,
 )
-from geep_deploy.suite.aggregate import rule_over_runs
+from geep_deploy.suite.aggregate import rule_over_runs, rule_over_speedups, set_all_depth_l
 
 
 def _check(speedups: list[float], noise: list[float], contender: str = "full_reloaded") -> dict:
@@ -65,8 +65,8 @@ def test_checks_are_read_per_set_and_seed_and_old_files_left_out(tmp_path: Path)
     checks = load_checks(tmp_path, ["sst2", "afqmc", "weibo"])
     assert list(checks["sst2"]) == [42, 43] and list(checks["afqmc"]) == [42] and checks["weibo"] == {}
     # per set: 1.01, 0.99, 0.97, 0.96 -> 0.9825x against the largest distance of `full` loaded again, 2%: within
-    assert per_set_text(checks["sst2"]) == "within the noise over its 2 seeds (1 of 2 seeds one by one)"
-    assert per_set_text(checks["afqmc"]) == "OUTSIDE the noise (faster) over its 1 seeds (0 of 1 seeds one by one)"
+    assert per_set_text(checks["sst2"]) == "within the noise (0.982x, noise 2.0%) over its 2 seeds (1 of 2 seeds one by one)"
+    assert per_set_text(checks["afqmc"]) == "OUTSIDE the noise, faster (1.070x, noise 3.0%) over its 1 seeds (0 of 1 seeds one by one)"
     assert per_set_text({}) == "not measured"
     assert [verdict(d["check"]) for d in checks["sst2"].values()] == ["within", "OUTSIDE (slower)"]
     assert verdict(checks["afqmc"][42]["check"]) == "OUTSIDE (faster)"
@@ -151,3 +151,36 @@ def test_the_rule_over_runs_is_the_mean_speedup_against_the_largest_distance(run
     assert rule_over_runs([{"full": 1.0, "x": x} for x, _, _ in runs[:1]], "x", "x")["within_noise"]
     with pytest.raises(ConfigError, match="needs at least one run"):
         rule_over_runs([{"full": 1.0}], "x", "twin")
+
+
+def _suite_check(runs: list[float], noise_runs: list[float]) -> dict:
+    """One seed's all-depth-L check as the suite's aggregate writes it (noise from `static:6`)."""
+    mean = sum(runs) / len(runs)
+    return {"wall_speedup": mean, "runs": runs, "noise": max(noise_runs), "noise_runs": noise_runs,
+            "noise_contender": "static:6", "within_noise": abs(mean - 1) <= max(noise_runs)}
+
+
+def test_the_suites_own_check_pools_every_run_of_the_sets_seeds() -> None:
+    # each seed outside on its own (3% slower, then 3% faster), within over both: mean 1.00x against 2%
+    pooled = set_all_depth_l({"42": _suite_check([0.97, 0.97], [0.01, 0.02]),
+                              "43": _suite_check([1.03, 1.03], [0.0, 0.005])})
+    assert pooled["speedup"] == pytest.approx(1.0) and pooled["noise"] == pytest.approx(0.02)
+    assert pooled["within_noise"] and pooled["seeds_within"] == 0 and pooled["seeds"] == 2
+    assert pooled["noise_contender"] == "static:6" and len(pooled["speedup_runs"]) == 4
+    # a seed not benched, or benched before the noise runs were kept: no per-set verdict rather than a partial one
+    assert set_all_depth_l({"42": _suite_check([1.0], [0.01]), "43": None}) is None
+    assert set_all_depth_l({"42": _suite_check([1.0], [0.01]) | {"noise_runs": None}}) is None
+    assert set_all_depth_l({}) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.5, 2.0), st.floats(0.0, 0.5)), min_size=1, max_size=8))
+def test_the_rule_over_speedups_matches_the_rule_over_medians(runs: list[tuple]) -> None:
+    medians = [{"full": 1.0, "x": 1 / s, "twin": 1 / (1 + n)} for s, n in runs]
+    by_medians = rule_over_runs(medians, "x", "twin")
+    by_speedups = rule_over_speedups([s for s, _ in runs], [n for _, n in runs], "twin")
+    assert by_speedups["speedup"] == pytest.approx(by_medians["speedup"])
+    assert by_speedups["noise"] == pytest.approx(by_medians["noise"])
+    assert by_speedups["within_noise"] == (abs(by_speedups["speedup"] - 1) <= by_speedups["noise"] + 1e-9)
+    with pytest.raises(ConfigError, match="at least one run and one noise"):
+        rule_over_speedups([], [0.1], "twin")

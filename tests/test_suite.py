@@ -367,6 +367,10 @@ def test_tiny_suite_run_resumes_and_aggregates(tmp_path: Path) -> None:
     assert agg["seeds"] == [1, 2] and agg["fastbert_depth_l_equals_full"] is True
     assert agg["depth_l_minus_full"]["seeds"] == 2 and set(agg["gaps"]["vs_fastbert"]) >= {"probe", "geep_entropy"}
     assert json.loads((cfg.results / "toy" / "summary.json").read_text())["seeds"] == [1, 2]
+    pooled = agg["all_depth_l_set_check"]  # the per-set rule over both seeds' runs, noise from `static:L`
+    assert pooled["seeds"] == 2 and len(pooled["speedup_runs"]) == 4 and len(pooled["noise_runs"]) == 4
+    assert pooled["noise_contender"] == noise_knob(3) and pooled["noise"] == pytest.approx(
+        max(c["noise"] for c in agg["all_depth_l_check"].values()))
     _page_renders_from_the_seed_files(cfg.results, cfg.work, tmp_path)
 
 
@@ -398,7 +402,7 @@ def _page_renders_from_the_seed_files(results: Path, work: Path, tmp_path: Path)
         "runs": [{"median_s": {"full": 1.0, "probe0": 1 / p, "full_reloaded": 1 / (1 + n), "full_again": 1 / (1 + a)}}
                  for p, n, a in ((0.98, 0.02, 0.005), (1.0, 0.01, 0.001))]}))
     text = write_page(results, tmp_path / "docs" / "results.md", planned=(1, 2, 3)).read_text()
-    assert "loaded a second time as the identical contender" in text and "toy within the noise over its 1 seeds (1 of 1 seeds one by one)" in text
+    assert "loaded a second time as the identical contender" in text and "toy within the noise (0.990x, noise 2.0%) over its 1 seeds (1 of 1 seeds one by one)" in text
     assert ("| toy | 1 | 9.5 | 2 x 3 | 0.990x (0.980 / 1.000) | 2.0% (2.0 / 1.0) | within | 0.5% (0.5 / 0.1) | "
             "OUTSIDE (slower) | 1.010x | test cpu |") in text
     assert text.index("## The protocol") < text.index("\n|") and text.index("`probe`: the layer-1 probe") < text.index("\n|")
@@ -412,8 +416,13 @@ def _page_renders_from_the_seed_files(results: Path, work: Path, tmp_path: Path)
     assert any(line.startswith("| toy | 1, 2 |") for line in block)
     assert any(line.startswith("| sst2 | not measured yet |") for line in block)
     assert any("within the noise on 1 of 1 sets, and on 1 of 1 seeds one by one (`full` timed again on its own "
-               "engines, identical by construction: 1 of 1 sets, 1 of 1 seeds); toy within the noise over its 1 "
-               "seeds (1 of 1 seeds one by one). Over the 1 seeds" in line for line in block)
+               "engines, identical by construction: 1 of 1 sets, 1 of 1 seeds); toy within the noise (0.990x, noise "
+               "2.0%) over its 1 seeds (1 of 1 seeds one by one). Over the 1 seeds" in line for line in block)
+    # the suite's own check (noise `static:L`) by the per-set rule, over both seeds of the tiny run
+    assert re.search(r"toy (within|OUTSIDE) the noise[^;]*\([0-9.]+x, noise [0-9.]+%\) over its 2 seeds", text)
+    assert re.search(r"`probe:0` is within the noise on [01] of 1 sets by the per-set rule \([0-2] of 2 seeds one "
+                     r"by one\); over the 2 seeds its speed-up is [0-9.]+x \(95% interval", text)
+    assert any("in the suite's own bench" in line and "of 1 sets by the per-set rule" in line for line in block)
     assert "| toy | 1 | 2 | 0.990x | 2.0% | within | 1.003x | within | 1 / 1 of 1 |" in text
 
 

@@ -167,9 +167,16 @@ def per_set_text(seeds: dict[int, dict[str, Any]]) -> str:
     if not seeds:
         return "not measured"
     within, n = within_count({"": seeds})
-    said = verdict(set_check(seeds))  # type: ignore[arg-type]
-    where = "within the noise" if said == "within" else f"OUTSIDE the noise{said.removeprefix('OUTSIDE')}"
-    return f"{where} over its {n} seeds ({within} of {n} seeds one by one)"
+    return set_phrase(set_check(seeds), within, n)  # type: ignore[arg-type]
+
+
+def set_phrase(check: dict[str, Any], seeds_within: int, seeds: int) -> str:
+    """A per-set check in words: ``within the noise (0.996x, noise 4.0%) over its 3 seeds (2 of 3 seeds one by
+    one)``."""
+    said = verdict(check)
+    where = "within the noise" if said == "within" else f"OUTSIDE the noise, {said.removeprefix('OUTSIDE (')[:-1]}"
+    return (f"{where} ({check['speedup']:.3f}x, noise {100 * check['noise']:.1f}%) over its {seeds} seeds "
+            f"({seeds_within} of {seeds} seeds one by one)")
 
 
 def _noise(check: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from geep_deploy.reporting.suite_results import SOURCE, SetResults, aggregated, 
 from geep_deploy.reporting.suite_tables import (
     LABELS,
     TARGET,
+    all_depth_l_sets_text,
     dispatch_text,
     distill_weight_text,
     losses,
@@ -103,9 +104,20 @@ def block_multi_dataset(r: Results) -> list[str]:
             *(["- Which dispatch on GEEP's own heads, batch 64, equal accuracy "
                "([docs/results.md](docs/results.md#which-dispatch-on-geeps-heads-probe-or-entropy-exit-cpu-batch-64)): "
                + dispatch_text(learned)] if learned else []),
+            *_suite_all_depth_l_line(aggregated(sets)),
             *_all_depth_l_line(r, [s.name for s in sets]),
             *([f"Left out (no classifier beats the majority class by more than a point): {', '.join(flat)}."]
               if flat else [])]
+
+
+def _suite_all_depth_l_line(sets: list[SetResults]) -> list[str]:
+    """GEEP with every row at depth L against `full` in the suite's own bench (noise: `static:L`)."""
+    said = all_depth_l_sets_text(sets)
+    if not said:
+        return []
+    return ["- GEEP's dispatch with every row at depth L (`probe:0`) against `full`, batch 64, in the suite's own "
+            "bench (the noise: GEEP's `static:L`, an identical graph on the cut path; per-set rule, "
+            "[docs/results.md](docs/results.md#the-protocol)): " + said + "."]
 
 
 def _all_depth_l_line(r: Results, names: list[str]) -> list[str]:

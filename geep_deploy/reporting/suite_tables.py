@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from geep_deploy.names import DEFAULT_PREDICTOR, ENTROPY, PROBE
+from geep_deploy.reporting.all_depth_l import mean_interval, set_phrase
 from geep_deploy.reporting.format import NONE, gap_text, mean, mean_sd, pct, slashed
+from geep_deploy.reporting.suite_results import SetResults
 from geep_deploy.suite.aggregate import mixed_wall_pairs, verdict
 from geep_deploy.suite.consistency import violation_summary
 from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, HEADLINE, SUITE_DISTILL_WEIGHT
@@ -454,7 +456,30 @@ def all_depth_l_text(summary: dict[str, Any]) -> str:
     return f"`{ALL_DEPTH_L}` (GEEP's dispatch with every row at depth L) against `full` at batch 64: " + "; ".join(
         f"seed {s}: {c['wall_speedup']:.2f}x (runs {slashed(c['runs'])}), noise "
         f"{100 * c['noise']:.1f}%, {'within' if c['within_noise'] else 'OUTSIDE'} noise{_settings_note(c)}"
-        for s, c in checks.items()) + "."
+        for s, c in checks.items()) + "." + _set_check_text(summary)
+
+
+def _set_check_text(summary: dict[str, Any]) -> str:
+    """The per-set rule over every run of the set's seeds, after the seeds one by one."""
+    pooled = summary.get("all_depth_l_set_check")
+    if not pooled:
+        return ""
+    return (f" By the per-set rule (every run of the {pooled['seeds']} seeds, noise `{pooled['noise_contender']}`): "
+            + set_phrase(pooled, pooled["seeds_within"], pooled["seeds"]) + ".")
+
+
+def all_depth_l_sets_text(sets: list[SetResults]) -> str:
+    """The suite's own all-depth-L check across sets, as ``within the noise on 6 of 6 sets by the per-set rule (11
+    of 18 seeds one by one); over the 18 seeds its speed-up is ...``, with the mean over every seed and its interval
+    (the figure with power); "" until every set has its per-set check."""
+    pooled = [s.summary.get("all_depth_l_set_check") for s in sets]
+    if not sets or any(c is None for c in pooled):
+        return ""
+    speedups = [c["wall_speedup"] for s in sets for c in s.summary["all_depth_l_check"].values() if c is not None]
+    mean, lo, hi = mean_interval(speedups)
+    return (f"within the noise on {sum(c['within_noise'] for c in pooled)} of {len(sets)} sets by the per-set "  # type: ignore[index]
+            f"rule ({sum(c['seeds_within'] for c in pooled)} of {len(speedups)} seeds one by one); over the "  # type: ignore[index]
+            f"{len(speedups)} seeds its speed-up is {mean:.3f}x (95% interval over seeds [{lo:.3f}, {hi:.3f}])")
 
 
 def stale_timing(check: dict[str, Any]) -> str | None:

@@ -19,7 +19,13 @@ import numpy as np
 from geep_deploy.atomic import atomic_write_text
 from geep_deploy.errors import ConfigError
 from geep_deploy.suite.answers import load_answers
-from geep_deploy.suite.points import fastest_mix_at, interpolate_at, interpolated_correct, seed_row_bootstrap
+from geep_deploy.suite.points import (
+    fastest_mix_at,
+    interpolate_at,
+    interpolated_correct,
+    noise_knob,
+    seed_row_bootstrap,
+)
 from geep_deploy.suite.protocol import ABLATIONS, ALL_DEPTH_L, FULL_MARGIN_POINTS, HEADLINE
 
 CONTENDERS = (HEADLINE, *ABLATIONS, "pabee")
@@ -191,6 +197,7 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
     geep_l = [(per_seed[s][f"static:{len(first['per_depth_accuracy']['geep'])}"] == labels[s]).astype(np.float64)
               for s in order]
     methods = list(first["fair"]["methods"])
+    all_depth_l = {str(s): _all_depth_l(seeds[s]) for s in order}
     summary = {
         "dataset": first["dataset"], "seeds": order, "headline": first.get("headline", HEADLINE),
         "rows": first["rows"], "test_dropped_duplicates": first.get("test_dropped_duplicates"),
@@ -204,7 +211,8 @@ def aggregate_dataset(results: Path, work: Path, dataset: str) -> dict[str, Any]
         "train_seconds": {m: _mean_sd([(seeds[s].get("train_seconds") or {}).get(m) for s in order])
                           for m in ("full", "geep", "pabee", "fastbert")},
         "wall_clock": {str(s): wall_clock_pairs(seeds[s], first.get("headline", HEADLINE)) for s in order},
-        "all_depth_l_check": {str(s): _all_depth_l(seeds[s]) for s in order},
+        "all_depth_l_check": all_depth_l,
+        "all_depth_l_set_check": set_all_depth_l(all_depth_l),
         "full_margin_points": FULL_MARGIN_POINTS,
     }
     out = results / dataset / "summary.json"
@@ -238,11 +246,38 @@ def rule_over_runs(run_medians: list[dict[str, float]], contender: str, noise_co
     if not run_medians or any(k not in m for m in run_medians for k in need):
         raise ConfigError(f"suite | the rule over runs needs at least one run timing {', '.join(need)}; got "
                           f"{[sorted(m) for m in run_medians]}.")
-    speedups = [m[reference] / m[contender] for m in run_medians]
-    noise = [abs(m[reference] / m[noise_contender] - 1.0) for m in run_medians]
+    return rule_over_speedups([m[reference] / m[contender] for m in run_medians],
+                              [abs(m[reference] / m[noise_contender] - 1.0) for m in run_medians], noise_contender)
+
+
+def rule_over_speedups(speedups: list[float], noise_runs: list[float], noise_contender: str) -> dict[str, Any]:
+    """The suite's rule from each run's speed-up against `full` and each run's noise (the identical contender's
+    distance from 1.00x): the contender's speed-up is the mean over runs, the noise the largest distance.
+
+    Raises:
+        ConfigError: no run, or no noise.
+    """
+    if not speedups or not noise_runs:
+        raise ConfigError(f"suite | the rule over runs needs at least one run and one noise; got {len(speedups)} "
+                          f"speed-ups and {len(noise_runs)} noises.")
     mean = float(np.mean(speedups))
-    return {"speedup": mean, "speedup_runs": speedups, "noise": max(noise), "noise_runs": noise,
-            "noise_contender": noise_contender, "within_noise": within_noise(mean, max(noise))}
+    return {"speedup": mean, "speedup_runs": list(speedups), "noise": max(noise_runs), "noise_runs": list(noise_runs),
+            "noise_contender": noise_contender, "within_noise": within_noise(mean, max(noise_runs))}
+
+
+def set_all_depth_l(checks: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The per-set rule over the suite's own timings: `rule_over_speedups` over every run of every seed of the set
+    (``probe:0``'s speed-up the mean over those runs, the noise the identical contender's largest distance from
+    1.00x in any of them), the rule `bench/all_depth_l_overhead.py` names for issue 23's "for every set". None
+    unless every seed was benched with its noise runs."""
+    found = list(checks.values())
+    if not found or any(c is None or not c.get("noise_runs") for c in found):
+        return None
+    out = rule_over_speedups([r for c in found for r in c["runs"]], [n for c in found for n in c["noise_runs"]],
+                             found[0]["noise_contender"])
+    out["seeds_within"] = sum(c["within_noise"] for c in found)  # type: ignore[index]
+    out["seeds"] = len(found)
+    return out
 
 
 def _all_depth_l(summary: dict[str, Any], batch: str = "64") -> dict[str, Any] | None:
@@ -252,7 +287,11 @@ def _all_depth_l(summary: dict[str, Any], batch: str = "64") -> dict[str, Any] |
         return None
     r = bench["records"][ALL_DEPTH_L]
     noise = bench.get("noise") or 0.0
+    L = len(summary["per_depth_accuracy"]["geep"])
+    same = bench["records"].get(noise_knob(L))
     return {"wall_speedup": r["wall_speedup"], "runs": r["wall_speedup_runs"], "noise": noise,
+            "noise_contender": noise_knob(L),
+            "noise_runs": [abs(s - 1.0) for s in same["wall_speedup_runs"]] if same else None,
             "within_noise": within_noise(r["wall_speedup"], noise),
             # None: timed before the runtime recorded its session settings (SkipLayerNormFusion still on)
             "engine_settings": summary.get("engine_settings")}
