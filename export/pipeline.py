@@ -362,8 +362,10 @@ def run_export(checkpoint: Any, out_dir: str | Path, options: ExportOptions) -> 
     max_len = check_max_len("export | --max-len", ckpt.max_len if o.max_len is None else o.max_len,
                             ckpt.shape.max_position_embeddings)
     if ckpt.method == "full":
-        if depths is not None and parse_depths(depths, L) != (L,):
-            raise ConfigError(f"export | a 'full' checkpoint has only the depth-{L} classifier; drop --depths.")
+        all_depths = depths is None or (isinstance(depths, str) and depths.strip().lower() == "all")
+        if not all_depths and parse_depths(depths, L) != (L,):  # "all" of a `full` checkpoint's depths is L
+            raise ConfigError(f"export | a 'full' checkpoint has only the depth-{L} classifier; got --depths "
+                              f"{depths!r}: drop it, or pass {L} or all.")
         if exit_table is not None or calib_data is not None:
             raise ConfigError("export | a 'full' checkpoint has no early exits, so no exit table; drop "
                               "--exit-table/--calib-data.")

@@ -179,16 +179,28 @@ def labels_from_data(path: Path) -> list[str]:
     lines = read_text_file(path).split("\n")
     _, start = _rows_start(path, lines)
     names = {ln.split("\t", 1)[0].strip() for ln in lines[start:] if ln.strip()}
+    if not names:
+        raise DataError(f"data | {path} has {'a header but ' if start else ''}no rows.")
     if all(n.lstrip("-").isdigit() for n in names):
-        top = max(int(n) for n in names)
-        if min(int(n) for n in names) < 0:
+        ids = sorted({int(n) for n in names})
+        if ids[0] < 0:
             raise DataError(f"data | {path} has a negative label id; ids run 0..K-1 (or give names).")
-        names_list = [str(i) for i in range(top + 1)]
+        missing = sorted(set(range(ids[-1] + 1)) - set(ids))
+        if missing:
+            raise DataError(f"data | {path}'s label ids skip {_id_list(missing)} (ids run 0..K-1); write "
+                            f"{path.parent / 'labels.txt'} (one name per line, line number = id) to name classes "
+                            "the training rows do not have, or renumber the labels.")
+        names_list = [str(i) for i in range(ids[-1] + 1)]
     else:
         names_list = sorted(names)
     if len(names_list) < 2:
         raise DataError(f"data | {path} has {len(names_list)} distinct label(s); a classifier needs at least 2.")
     return names_list
+
+
+def _id_list(ids: list[int], most: int = 8) -> str:
+    """``1, 2, 3`` or ``1, 2, ... (40 ids)`` for an error message."""
+    return ", ".join(map(str, ids)) if len(ids) <= most else f"{', '.join(map(str, ids[:most]))}, ... ({len(ids)} ids)"
 
 
 def available_splits(data_dir: str | Path) -> list[str]:

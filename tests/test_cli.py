@@ -96,3 +96,51 @@ def test_train_teacher_must_be_a_full_checkpoint_for_fastbert(tmp_path: Path,
     assert "--teacher is FastBERT's first stage" in capsys.readouterr().err
     assert main([*base, "--method", "fastbert", "--teacher", str(tmp_path / "geep.pt")]) == 1
     assert "is a `geep` checkpoint; FastBERT's teacher is a `full` one" in capsys.readouterr().err
+
+
+def _help_examples(cmd: str, capsys: pytest.CaptureFixture[str]) -> list[list[str]]:
+    """The ``geep-deploy CMD ...`` commands of ``CMD --help``'s examples, continuations joined, comments dropped."""
+    import shlex
+
+    with pytest.raises(SystemExit):
+        main([cmd, "--help"])
+    text = capsys.readouterr().out
+    lines, cmds, current = text[text.index("Example"):].splitlines(), [], ""
+    for line in lines:
+        body = line.split(" #", 1)[0].strip()
+        if current:
+            current += " " + body.removesuffix("\\")
+        elif body.startswith(f"geep-deploy {cmd}"):
+            current = body.removesuffix("\\")
+        if current and not body.endswith("\\"):
+            cmds.append(shlex.split(current)[1:])
+            current = ""
+    return cmds
+
+
+@pytest.mark.parametrize("cmd", sorted(SUBCOMMANDS))
+def test_every_help_example_passes_the_commands_own_checks(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each example in ``--help`` parses, and its flags pass the checks run before any work (ranges, outputs
+    apart from inputs, the subcommand's own rules between flags): an example printed is an example that runs."""
+    from geep_deploy.cli import _subparser, build_parser
+    from geep_deploy.cli.checks import check_args
+
+    examples = _help_examples(cmd, capsys)
+    assert examples, cmd
+    parser, modules = build_parser(cmd)
+    for argv in examples:
+        args = parser.parse_args(argv)
+        check_args(cmd, _subparser(parser, cmd), args, modules[cmd])
+
+
+def test_calibrates_default_output_is_the_devices_default_predictor(capsys: pytest.CaptureFixture[str]) -> None:
+    """The first calibrate example's comment names the file the CPU default predictor writes."""
+    from geep_deploy.cli import build_parser
+    from geep_deploy.cli.calibrate import derived_outputs
+
+    first = _help_examples("calibrate", capsys)[0]
+    outputs = derived_outputs(build_parser("calibrate")[0].parse_args(first))
+    assert [str(p) for p in outputs.values()] == ["runs/exit_table.entropy.json"]
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    assert "on the CPU also writes runs/exit_table.entropy.json" in capsys.readouterr().out

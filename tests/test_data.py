@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from models import real_tokenizer_json
 
-from geep_deploy.data import bundled_data_dir, load_split, read_labels, read_tsv
+from geep_deploy.data import bundled_data_dir, label_names, load_split, read_labels, read_tsv
 from geep_deploy.encoding import TextEncoder, check_texts, length_sorted_batches, pad_batch
 from geep_deploy.errors import DataError
 
@@ -64,6 +64,29 @@ def test_missing_files_and_bad_encoding(tmp_path: Path) -> None:
     (tmp_path / "bad.tsv").write_bytes(b"label\ttext\n1\t\xff\xfe\n")
     with pytest.raises(DataError, match="not UTF-8"):
         read_tsv(tmp_path / "bad.tsv", LABELS)
+
+
+@pytest.mark.parametrize(
+    ("train", "match"),
+    [
+        ("label\ttext\n", "has a header but no rows"),  # no labels.txt: the labels come from train.tsv's rows
+        ("\n\n", "is empty"),
+        ("0\ta\n7\tb\n", r"label ids skip 1, 2, 3, 4, 5, 6 \(ids run 0..K-1\); write .*labels.txt"),
+        ("-1\ta\n1\tb\n", "negative label id"),
+        ("pos\ta\npos\tb\n", "1 distinct label"),
+    ],
+)
+def test_labels_read_from_train_rows_refuse_what_would_train_wrong(tmp_path: Path, train: str, match: str) -> None:
+    (tmp_path / "train.tsv").write_text(train, encoding="utf-8")
+    with pytest.raises(DataError, match=match):
+        label_names(tmp_path)
+
+
+def test_labels_read_from_train_rows(tmp_path: Path) -> None:
+    (tmp_path / "train.tsv").write_text("label\ttext\n1\ta\n0\tb\n2\tc\n", encoding="utf-8")
+    assert label_names(tmp_path) == ["0", "1", "2"]
+    (tmp_path / "train.tsv").write_text("sports\ta\ntech\tb\n", encoding="utf-8")
+    assert label_names(tmp_path) == ["sports", "tech"]
 
 
 @pytest.fixture(scope="module")

@@ -264,8 +264,19 @@ def test_full_method_exports_depth_L_only(tmp_path: Path) -> None:
     tiny_checkpoint(tmp_path / "full.pt", method="full")
     with pytest.raises(ConfigError, match="no exit table"):
         export_checkpoint(tmp_path / "full.pt", tmp_path / "e", exit_table=tmp_path / "t.npz", progress=False)
+    with pytest.raises(ConfigError, match="only the depth-3 classifier; got --depths '1,3'"):
+        export_checkpoint(tmp_path / "full.pt", tmp_path / "e", depths="1,3", progress=False)
     b = export_checkpoint(tmp_path / "full.pt", tmp_path / "e", progress=False)
     assert b.depths == [3] and {a.kind for a in b.artifacts} == {"depth", "model"} and b.exit_table is None
+
+
+def test_the_export_command_exports_a_full_checkpoint_with_its_default_depths(tmp_path: Path) -> None:
+    """The CLI's --depths default ("all") means depth L for a `full` checkpoint (the baseline recipe)."""
+    from models import tiny_checkpoint
+
+    tiny_checkpoint(tmp_path / "full.pt", method="full")
+    assert main(["export", "--checkpoint", str(tmp_path / "full.pt"), "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "e" / "manifest.json").read_text())["depths"] == [3]
 
 
 def test_compare_and_judge_raise_distinct_errors() -> None:

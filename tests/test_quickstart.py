@@ -20,8 +20,8 @@ WORDS = {"sports": ["match", "goal", "league"], "tech": ["chip", "software", "la
          "politics": ["vote", "senate", "election"]}
 
 
-def quickstart_commands() -> list[list[str]]:
-    """The `geep-deploy` lines of the README's code blocks under '## Quickstart', comments dropped."""
+def quickstart_commands(program: str = "geep-deploy") -> list[list[str]]:
+    """The ``program`` lines of the README's code blocks under '## Quickstart', comments dropped."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = re.search(r"^## Quickstart.*?(?=^## )", text, re.S | re.M)
     assert section, "README.md has no '## Quickstart' section"
@@ -29,9 +29,25 @@ def quickstart_commands() -> list[list[str]]:
     for block in re.findall(r"```bash\n(.*?)```", section.group(0), re.S):
         for line in block.splitlines():
             line = line.split(" #", 1)[0].strip()
-            if line.startswith("geep-deploy "):
+            if line.startswith(f"{program} "):
                 cmds.append(shlex.split(line)[1:])
     return cmds
+
+
+def _curl(args: list[str], base_url: str) -> tuple[int, dict]:
+    """The README's curl line sent as curl sends it: its -H headers and -d body, POST, to the test server."""
+    import urllib.error
+    import urllib.request
+
+    url = next(a for a in args if not a.startswith("-") and "/" in a and args[args.index(a) - 1] not in ("-H", "-d"))
+    headers = dict(h.split(": ", 1) for h, flag in zip(args[1:], args) if flag == "-H")
+    body = args[args.index("-d") + 1].encode()
+    req = urllib.request.Request(base_url + url[url.index("/"):], data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:  # the loopback server this test started
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def _write_user_data(d: Path) -> None:
@@ -79,3 +95,7 @@ def test_readme_quickstart_runs_on_a_users_own_tsv(tmp_path: Path, capsys: pytes
         assert status == 200 and json.loads(body) == {"status": "ok"}
         status, body = http_get(srv.url + "/readyz")
         assert status == 200 and json.loads(body)["model"]["predictor"] == "entropy"
+        curls = quickstart_commands("curl")
+        assert len(curls) == 1, curls
+        status, answer = _curl(curls[0], srv.url)
+        assert status == 200 and [p["label"] for p in answer["predictions"]][0] in WORDS, answer

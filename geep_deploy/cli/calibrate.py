@@ -29,13 +29,15 @@ the students); export that probe with --exit-mode skip.
 
 Example (runs/demo/geep.pt is written by `geep-deploy demo`, or by `geep-deploy train`):
   geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
-      --out runs/exit_table.npz          # also writes runs/exit_table.probe.json
+      --out runs/exit_table.npz          # on the CPU also writes runs/exit_table.entropy.json
   geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
-      --out runs/exit_table.npz --escalation tune
+      --out runs/exit_table.npz --predictor probe   # also writes runs/exit_table.probe.json
+  geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
+      --out runs/exit_table.npz --predictor probe --escalation tune
   geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
       --out runs/exit_table.npz --max-disagree 0.02 --confidence 0.9   # certified: <= 2% of rows differ
   geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
-      --out runs/skip_table.npz --exit-mode skip   # then: export ... --probe runs/skip_table.probe.json --exit-mode skip
+      --out runs/skip_table.npz --predictor probe --exit-mode skip   # then: export ... --probe runs/skip_table.probe.json --exit-mode skip
   geep-deploy calibrate --checkpoint runs/demo/geep.pt --data geep_deploy/datasets/sst2_demo \\
       --out runs/exit_table.npz --predictor entropy   # then: export ... --entropy runs/exit_table.entropy.json
 """
@@ -134,8 +136,12 @@ def derived_outputs(args: argparse.Namespace) -> dict[str, Path]:
     return {"--entropy-out": entropy_path(args)} if kind == ENTROPY and not args.entropy_out else {}
 
 
-def run(args: argparse.Namespace) -> int:
-    from geep_deploy.checkpoint import load_checkpoint
+def check_flags(args: argparse.Namespace) -> None:
+    """The rules between calibrate's flags, before anything is read (`geep_deploy.cli.checks.check_args`).
+
+    Raises:
+        ConfigError: a flag that the chosen rule or predictor would ignore, named with the fix.
+    """
     from geep_deploy.errors import ConfigError
 
     if args.max_calib is not None and args.max_calib < 1:
@@ -155,6 +161,13 @@ def run(args: argparse.Namespace) -> int:
     if args.entropy_out is not None and kind != ENTROPY:
         raise ConfigError("calibrate | --entropy-out names the entropy exit's file; add --predictor entropy, or drop "
                           "it.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from geep_deploy.checkpoint import load_checkpoint
+
+    check_flags(args)  # also run by the CLI's checks; here for callers of run() itself
+    kind = predictor_kind(args)
     from geep_deploy.atomic import check_output_file
 
     check_output_file(args.out, "calibrate --out")

@@ -8,6 +8,8 @@
   (``--out DATA/train.tsv``) or be another output (``geep_deploy.atomic.check_outputs_apart``). Which flags
   read and which write is declared in ``INPUT_FLAGS``/``OUTPUT_FLAGS``; a subcommand module with outputs derived
   from others (calibrate's probe next to its table) adds them with ``derived_outputs(args)``.
+- Rules between a subcommand's flags (calibrate's probe flags need ``--predictor probe``) live in that module's
+  ``check_flags(args)``, run here too, so every ``--help`` example can be checked without running it.
 """
 
 from __future__ import annotations
@@ -84,3 +86,6 @@ def check_args(command: str, parser: argparse.ArgumentParser, args: argparse.Nam
     from geep_deploy.atomic import check_outputs_apart
 
     check_outputs_apart(command, outputs, inputs)
+    own = getattr(module, "check_flags", None)  # a subcommand's own rules between its flags
+    if own is not None:
+        own(args)
