@@ -126,8 +126,9 @@ def _pair(target: float, verdict: str | None) -> dict:
 def _set(name: str, fb: dict | None, full: dict | None, walls: dict, entropy: float = 0.7, majority: float = 0.5):
     from geep_deploy.reporting.suite_results import SetResults
 
-    at = {"probe": {"2": {"mean": 0.8, "sd": 0.0, "n": 1}}, "geep_entropy": {"2": {"mean": entropy, "sd": 0, "n": 1}}}
-    summary = {"seeds": [1], "full_margin_points": 1.0, "wall_clock": walls, "accuracy_at": at,
+    at = {"probe": {"2": {"mean": 0.8, "sd": 0.0, "n": 1}}, "geep_entropy": {"2": {"mean": entropy, "sd": 0, "n": 1}},
+          "fastbert": {"2": {"mean": 0.79, "sd": 0.0, "n": 1}}}
+    summary = {"seeds": [1], "full_margin_points": 1.0, "full_accuracy": {"mean": 0.8, "sd": 0.0, "n": 1}, "wall_clock": walls, "accuracy_at": at,
                "gaps": {"vs_fastbert": {"probe": {"2": fb}}, "vs_full": {"probe": {"2": full}},
                         "entropy_exit_vs_headline": {"2": _gap(100 * (entropy - 0.8), 100 * (entropy - 0.8) - 5,
                                                                100 * (entropy - 0.8) + 5)}},
@@ -191,6 +192,11 @@ def test_goal_tally_counts_interval_verdicts_on_the_sets_that_learn() -> None:
     assert "no point as accurate, on b" in said and "entropy exit are more accurate" in said
     assert losses(learning[:1]) == ["The pre-registered GEEP loses no comparison of the tally on the sets measured "
                                     "so far."]
+    from geep_deploy.reporting.blocks_suite import LEFT_OUT, _md_headline_row
+
+    # the README's headline table: gaps for every set, verdicts only where the set learns
+    assert _md_headline_row(sets[3])[5:] == ["+5.00 [+4.00, +6.00]", LEFT_OUT, "+0.00 [+0.00, +0.00]", LEFT_OUT]
+    assert _md_headline_row(sets[0])[6] == "ahead"
 
 
 def test_a_lost_set_says_why_from_the_students_and_the_dispatch() -> None:

@@ -90,8 +90,10 @@ def protocol_lines(sets: list[SetResults], depth_l: dict[str, dict[int, dict[str
     return [
         "## The protocol", "",
         f"- **FastBERT as published.** Its teacher is the suite's own `full` checkpoint (fine-tuned for {budget}, "
-        f"the budget of `full`, GEEP and PABEE), then {distill} distillation epochs train its students with the backbone frozen "
-        "(`protocol.FASTBERT_DISTILL_EPOCHS`; FastBERT's reference command distils for separate epochs). Its depth L is "
+        f"the budget of `full`, GEEP and PABEE), then {distill} distillation epochs of its own train its students with the "
+        "backbone frozen (`protocol.FASTBERT_DISTILL_EPOCHS`: FastBERT's reference code distils in epochs of their "
+        "own after fine-tuning, and its README's example fine-tunes for 3 and distils for 5), so FastBERT trains "
+        "for more epochs than the others; every method's training seconds are in \"Training compute\". Its depth L is "
         "therefore `full`: the test answers of `fastbert:0` and `full` are compared on every seed "
         "(`fastbert_depth_l_equals_full`): " + _per_set(agg, lambda s: "equal" if s.summary[
             "fastbert_depth_l_equals_full"] else "NOT equal") + ".",
@@ -123,9 +125,13 @@ def protocol_lines(sets: list[SetResults], depth_l: dict[str, dict[int, dict[str
         "probe: the entropy exit's figures are the ablation \"GEEP's students, entropy exit\".",
         "- **Every selection on tuning rows only.** Each method's knob sweep, its frontier and the equal-accuracy "
         "wall-clock pairs are chosen on tuning rows (the held-out pool of the train split; SST-2: a seeded half of "
-        "its test slice, reported on the other half); the reported rows never choose anything.",
+        "its test slice, reported on the other half); the reported rows never choose anything. The same pool also "
+        "builds GEEP's token table and fits its probe; where the pool also chooses the knobs, its rows are scored "
+        "out of fold (each by a table and a probe built on the other folds).",
         "- **Accuracy at exactly 1.5x, 2x and 3x FLOPs**, interpolated linearly between the two neighbouring knobs "
-        "of each method's tuning-chosen frontier (reported figures), the same rule for every method; the area is "
+        "of each method's tuning-chosen frontier (reported figures), the same rule for every method; a target "
+        "below a frontier's slowest point takes that point (it is at least as fast), a target beyond its fastest "
+        "point has no figure (shown as –); the area is "
         f"the mean accuracy over [{AREA_RANGE[0]:g}x, {AREA_RANGE[1]:g}x] on the same curve.",
         "- **Seeds and 95% intervals.** A gap is the per-row difference of two methods' interpolated correctness, "
         "averaged over test rows and training seeds; its interval is a bootstrap that resamples seeds and, paired, "
@@ -138,7 +144,7 @@ def protocol_lines(sets: list[SetResults], depth_l: dict[str, dict[int, dict[str
         f"- **Wall-clock** from {BENCH_RUNS} separate bench runs x {_repeats(sets)} interleaved repeats (model "
         "time: everything after tokenisation, GEEP's exit prediction and the baselines' exit checks included; "
         "speed-up against `full` in the same run); each run's figure is printed beside the mean, the noise next to "
-        "every wall-clock table, and *ahead* only outside both. Every method cuts its calls with the same cost per "
+        "every wall-clock table, and *ahead* only where the difference is larger than both the noise line and either side's spread between its runs. Every method cuts its calls with the same cost per "
         "call, measured on depth-L calls; whether one-layer calls (FastBERT's and PABEE's steps, GEEP's prefix) "
         "should be cut with another cost is not measured.",
         "- **Data hygiene.** Test rows whose text is in the train slice or the pool are dropped: "
