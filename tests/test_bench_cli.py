@@ -108,6 +108,29 @@ def test_bench_baseline_export_and_bad_args(tiny_export, tiny_data, tmp_path, ca
     assert "expects NAME=DIR" in capsys.readouterr().err
 
 
+def test_bench_entropy_times_the_served_entropy_dispatch(tiny_export, tiny_data, tmp_path, capsys):
+    """``entropy:T`` runs `GeepEngine.with_entropy` (what `serve` runs on an --entropy export) and answers exactly
+    as ``fastbert:T``, the bench's own walk under the same rule on the same heads."""
+    out = tmp_path / "e.json"
+    assert main(["bench", "--export", str(tiny_export), "--data", str(tiny_data), "--batch-sizes", "8",
+                 "--methods", "full,entropy:0.5,fastbert:0.5", "--repeats", "1", "--json", str(out),
+                 "--no-progress"]) == 0
+    recs = {r["method"]: r for r in json.loads(out.read_text())["records"]}
+    for key in ("accuracy", "mean_depth", "depth_histogram", "flops_speedup"):
+        assert recs["entropy:0.5"][key] == recs["fastbert:0.5"][key], key
+    assert recs["entropy:0.5"]["family"] == "entropy" and recs["entropy:0.5"]["heads_from"] == "same-export"
+    # bare `entropy` takes the export's own threshold; this export was made without --entropy
+    capsys.readouterr()
+    assert main(["bench", "--export", str(tiny_export), "--data", str(tiny_data), "--batch-sizes", "8",
+                 "--methods", "full,entropy", "--repeats", "1", "--json", str(tmp_path / "bare.json"),
+                 "--no-progress"]) == 1
+    assert "method=entropy: failed" in capsys.readouterr().err
+    errors = json.loads((tmp_path / "bare.json").read_text())["errors"]
+    assert [e["method"] for e in errors] == ["entropy"] and "export with --entropy" in errors[0]["reason"]
+    assert main(["bench", "--export", str(tiny_export), "--data", str(tiny_data), "--methods", "entropy:2"]) == 1
+    assert "entropy:T needs 0 <= T <= 1" in capsys.readouterr().err
+
+
 def test_predict_cli(tiny_export, tmp_path, capsys):
     assert main(["predict", "--export", str(tiny_export), "--text", "a charming journey", "--text", "dull",
                  "--json"]) == 0

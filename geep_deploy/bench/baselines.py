@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from geep_deploy.bench.methods import GEEP_FAMILIES, MethodSpec, probe_knobs
+from geep_deploy.bench.methods import DISPATCHED, GEEP_FAMILIES, MethodSpec, probe_knobs
 from geep_deploy.encoding import Encoded, pad_batch
 from geep_deploy.errors import ConfigError
 from runtime.layerwise import (  # noqa: F401 - Segments, EngineSegments, state_width re-exported (bench, tests)
@@ -91,13 +91,18 @@ class MethodRunner:
             engine = engine.with_predictor(predictor)
         elif spec.family == "probe":
             engine = engine.with_probe(*probe_knobs(spec.param)) if spec.param else engine.with_probe()
+        elif spec.family == "entropy":
+            if spec.param is None and engine.entropy is None:
+                raise ConfigError("bench | bare `entropy` runs the export's own entropy threshold, and this export "
+                                  "has none: give one (entropy:0.3) or export with --entropy.")
+            engine = engine.with_entropy(engine.entropy.threshold if spec.param is None else float(spec.param))
         self.spec, self.engine, self.segments = spec, engine, segments
         self.num_layers = engine.num_layers
         self.rule = exit_rule(spec) if spec.layerwise else None
 
     def run_batch(self, enc: Encoded) -> BatchOut:
         s, eng = self.spec, self.engine
-        if s.family in (*GEEP_FAMILIES, "probe"):
+        if s.family in DISPATCHED:
             t = StageTimes()
             t0 = time.perf_counter()  # the whole dispatch, exit prediction included, as `full`'s below
             out = eng.dispatch(enc, batch_size=len(enc), times=t)

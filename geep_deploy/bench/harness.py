@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from geep_deploy.bench.baselines import MethodRunner
-from geep_deploy.bench.methods import GEEP_FAMILIES, MethodSpec, parse_methods
+from geep_deploy.bench.methods import DISPATCHED, GEEP_FAMILIES, MethodSpec, parse_methods
 from geep_deploy.data import load_split
 from geep_deploy.encoding import length_sorted_batches
 from geep_deploy.errors import ArtifactError, ConfigError
@@ -233,7 +233,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 errors.append({**_cell(precision, cfg.backend, spec.name), "status": "refused", "reason": why})
             else:
                 run_specs.append(spec)
-        wants_geep = any(s.family in (*GEEP_FAMILIES, "probe") and s.source is None for s in run_specs)
+        wants_geep = any(s.family in DISPATCHED and s.source is None for s in run_specs)
         engines: dict[str, tuple[GeepEngine, Parts]] = {}
         segments: dict[str, Any] = {}
         try:

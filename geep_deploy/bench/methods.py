@@ -1,5 +1,10 @@
-"""The bench's methods: ``full``, ``static:k``, ``geep``, ``geep-pool``, ``probe``, ``fastbert``, ``pabee``, parsed from
-``--methods`` strings (`parse_methods`) into `MethodSpec` values (what each runs: `geep_deploy.bench.baselines`).
+"""The bench's methods: ``full``, ``static:k``, ``geep``, ``geep-pool``, ``probe``, ``entropy``, ``fastbert``,
+``pabee``, parsed from ``--methods`` strings (`parse_methods`) into `MethodSpec` values (what each runs:
+`geep_deploy.bench.baselines`).
+
+``entropy[:T]`` is the product's entropy dispatch as `GeepEngine` serves it (``GeepEngine.with_entropy``; bare:
+the export's own threshold from ``export --entropy``); ``fastbert:T`` runs the same rule through the bench's own
+layer-by-layer walk, on FastBERT's export when ``--baseline-export fastbert=DIR`` gives one.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ from dataclasses import dataclass
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import BENCH_SWEEPS
 
-FAMILIES = ("full", "static", "geep", "geep-pool", "probe", "fastbert", "pabee")
+FAMILIES = ("full", "static", "geep", "geep-pool", "probe", "entropy", "fastbert", "pabee")
+DISPATCHED = ("geep", "geep-pool", "probe", "entropy")
+"""Families that run through ``GeepEngine.dispatch`` (the served path), not the bench's layer-by-layer walk."""
 GEEP_FAMILIES = ("geep", "geep-pool")
 DEFAULT_SWEEPS = BENCH_SWEEPS
 
@@ -74,6 +81,10 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
                     out.append(MethodSpec(family))
             elif family == "probe":
                 out.append(MethodSpec(family, _probe_param(arg) if arg else None))
+            elif family == "entropy":
+                if arg and not 0.0 <= float(arg) <= 1.0:
+                    raise ValueError
+                out.append(MethodSpec(family, float(arg) if arg else None))
             elif family == "static":
                 ks = [int(arg)] if arg else list(range(1, num_layers))
                 if any(not 1 <= k <= num_layers for k in ks):
@@ -91,7 +102,7 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
                 out += [MethodSpec("pabee", p) for p in ps]
         except ValueError:
             raise ConfigError(f"bench | bad method {item!r}: static:k needs 1 <= k <= {num_layers}, fastbert:s "
-                              "needs 0 <= s <= 1, pabee:p needs p >= 1, geep:Q+M needs quantile 0 <= Q <= 1 and "
+                              "needs 0 <= s <= 1, entropy:T needs 0 <= T <= 1, pabee:p needs p >= 1, geep:Q+M needs quantile 0 <= Q <= 1 and "
                               "margin M >= 0 (e.g. geep:0.5+1), probe:R[+escT] needs risk and threshold in [0, 1] "
                               "(e.g. probe:0.3+esc0.6).") from None
         if at:
