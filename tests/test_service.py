@@ -353,3 +353,16 @@ def test_serve_cli_rejects_a_missing_export(tmp_path: Path, capsys: pytest.Captu
     assert "has no manifest.json" in capsys.readouterr().err
     assert main(["serve", "--export", str(tmp_path), "--max-batch", "0"]) == 1
     assert "--max-batch must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_serve_cli_names_a_port_in_use_before_loading(export_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["serve", "--export", str(export_dir), "--port", str(port)]) == 1
+    out = capsys.readouterr()
+    assert f"error: serve | cannot listen on 127.0.0.1:{port}" in out.err and "Pick another --port" in out.err
+    assert "serving" not in out.err + out.out

@@ -18,7 +18,7 @@ def plot(records: list[dict[str, Any]], out: Path) -> Path:
     for r in records:
         if r["wall_speedup"] is not None:  # None: no full model at that cell to compare with
             series.setdefault((r["family"], r["precision"], r["batch_size"]), []).append(r)
-    markers = {"full": "*", "static": "s", "geep": "o", "geep-pool": "D", "probe": "P", "fastbert": "^", "pabee": "v"}
+    markers = {"full": "*", "static": "s", "geep": "o", "geep-pool": "D", "probe": "P", "entropy": "<", "fastbert": "^", "pabee": "v"}
     for (fam, prec, bs), rs in sorted(series.items()):
         rs = sorted(rs, key=lambda r: r["wall_speedup"])
         ax.plot([r["wall_speedup"] for r in rs], [r["accuracy"] for r in rs], marker=markers.get(fam, "x"),

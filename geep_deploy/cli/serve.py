@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         return run_on_ray(RayOptions.from_args(args, load_options(args)))
     import uvicorn
 
+    listener = bind_listener(args.host, args.port)  # a port in use fails here, before the engine loads
     from geep_deploy.service.app import LocalService, create_app
     from geep_deploy.service.batcher import BatcherConfig
     from geep_deploy.service.limits import RequestLimits
@@ -146,10 +148,32 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.graceful_timeout, http=protocol)
     rate_limit_logs()  # after Config, which (re)configures uvicorn's loggers
-    print(f"serving {args.export} ({engine!r}) on http://{args.host}:{args.port} "
+    port = listener.getsockname()[1]  # --port 0: the one the system chose
+    print(f"serving {args.export} ({engine!r}) on http://{args.host}:{port} "
           f"(max batch {args.max_batch}, max wait {args.max_wait_ms} ms"
           f"{', fixed' if args.fixed_wait else ', adaptive'}); Ctrl-C stops", file=sys.stderr,
           flush=True)
     server = uvicorn.Server(config)
-    server.run()
+    with listener:
+        server.run(sockets=[listener])
     return 0 if server.started else 1
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The service's listening socket, bound before anything loads, so that a port in use (or a host this machine
+    does not have) is one clear error instead of uvicorn's log line after the model has loaded.
+
+    Raises:
+        ConfigError: the address cannot be bound, with the reason and what to change.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: restarts reuse the port
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"serve | cannot listen on {host}:{port}: {e.strerror or e}. Pick another --port (0: any "
+                          "free one) or stop what holds this one.") from None
+    sock.set_inheritable(True)
+    return sock
