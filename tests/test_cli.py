@@ -144,3 +144,27 @@ def test_calibrates_default_output_is_the_devices_default_predictor(capsys: pyte
     with pytest.raises(SystemExit):
         main(["calibrate", "--help"])
     assert "on the CPU also writes runs/exit_table.entropy.json" in capsys.readouterr().out
+
+
+def test_every_option_with_a_default_says_it_in_its_help() -> None:
+    import argparse
+
+    from geep_deploy.cli import _subparser, build_parser
+
+    parser, _ = build_parser()
+    silent = []
+    for cmd in SUBCOMMANDS:
+        for a in _subparser(parser, cmd)._actions:
+            if (not a.option_strings or a.required or a.help == argparse.SUPPRESS
+                    or a.default in (None, False, [], argparse.SUPPRESS)):
+                continue
+            if "default" not in (a.help or "").lower():
+                silent.append(f"{cmd} {a.option_strings[-1]}")
+    assert silent == []
+
+
+def test_the_top_level_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "Example" in out and "geep-deploy demo" in out

@@ -36,10 +36,18 @@ def _load(name: str) -> tuple[ModuleType | None, str | None]:
         return None, f"{type(e).__name__}: {e}"
 
 
+EXAMPLE = """Example (every command has --help with its own examples):
+  geep-deploy demo                                   # train, calibrate, export and bench on the bundled SST-2 slice
+  geep-deploy train --data mydata --method geep --out runs/my/geep.pt
+  geep-deploy predict --export runs/demo/export_geep --text "a charming journey"
+"""
+
+
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType | None]]:
     parser = argparse.ArgumentParser(
         prog="geep-deploy",
         description="Early-exit BERT with GPU-efficient exit prediction: train, calibrate, export, run, bench.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"geep-deploy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

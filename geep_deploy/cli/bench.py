@@ -40,9 +40,11 @@ def _csv(kind: type, what: str):  # argparse type factory
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", required=True, type=Path, help="export directory (geep-deploy export --out)")
     p.add_argument("--data", required=True, type=Path, help="dataset directory with labels.txt and <split>.tsv")
-    p.add_argument("--split", default="dev", help="split to run (default dev)")
-    p.add_argument("--backend", default=ONNXRUNTIME, choices=(*BACKENDS, AUTO))
-    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--split", default="dev", help="split to run (default: dev)")
+    p.add_argument("--backend", default=ONNXRUNTIME, choices=(*BACKENDS, AUTO),
+                   help=f"runtime every method is timed on (default: {ONNXRUNTIME}; auto: tensorrt on CUDA with plans, "
+                        "else onnxruntime, else torch)")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="default: cpu")
     p.add_argument("--precision", default=["fp32"], type=_csv(str, "--precision"),
                    help=f"comma list of {','.join(PRECISIONS)} (what the export has; default fp32)")
     p.add_argument("--batch-sizes", default=[1, 32, 128], type=_csv(int, "--batch-sizes"),
@@ -53,7 +55,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "entropy T; exports with --probe), entropy[:T] (the served entropy dispatch, GeepEngine.with_entropy; bare: "
                         "the export's --entropy threshold), static[:k], fastbert[:speed] (the same rule through the "
                         "bench's own walk, on FastBERT's export if given), pabee[:patience]; a suffix @NAME "
-                        "runs a method on the export --baseline-export NAME=DIR gives")
+                        "runs a method on the export --baseline-export NAME=DIR gives (default: full,geep,fastbert,pabee,static)")
     p.add_argument("--baseline-export", action="append", default=[], metavar="NAME=DIR",
                    help="run a baseline on its own export, e.g. fastbert=runs/export_fastbert (repeatable; "
                         "default: the same export's heads); any other NAME is an export methods pick with @NAME, "

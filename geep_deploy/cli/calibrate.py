@@ -81,7 +81,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "(default cpu)")
     p.add_argument("--calib-split", default="train", help="split that fills the table (default train)")
     p.add_argument("--max-calib", type=int, default=None, help="use only the first N calibration rows")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="rows per forward pass (default: 64)")
     probe = p.add_argument_group("probe (--predictor probe)")
     probe.add_argument("--predictor", choices=PREDICTOR_KINDS, default=None,
                        help="probe: the table and the layer-1 probe, which an export then dispatches by; table: the "

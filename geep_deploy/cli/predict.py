@@ -30,8 +30,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                      help="TSV file: a header naming text (or text_a, text_b) and optionally label, or the training "
                           "format without header; with labels, the accuracy is printed too")
     p.add_argument("--text-b", action="append", help="second text of a pair, one per --text")
-    p.add_argument("--backend", default=AUTO, choices=(AUTO, *BACKENDS))
-    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--backend", default=AUTO, choices=(AUTO, *BACKENDS),
+                   help="default: auto (tensorrt on CUDA with plans, else onnxruntime, else torch)")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="default: cpu")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="tf32 is torch-only (default fp32)")
     p.add_argument("--batch-size", type=int, default=64, help="most rows per engine call (default 64)")
     p.add_argument("--depth", type=int, default=None, help="run every input at this depth (no exit prediction)")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from geep_deploy.errors import ConfigError
+from geep_deploy.names import AUTO, BACKENDS, DEVICES
 
 if TYPE_CHECKING:
     from runtime.options import LoadOptions
@@ -46,8 +47,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine-batch", type=int, default=None,
                    help="most rows per engine call inside a pool (default 64; on the CPU the engine cuts a pool "
                         "into calls by padded work, see --call-cost)")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--backend", default=AUTO, choices=(AUTO, *BACKENDS),
+                   help="default: auto (tensorrt on CUDA with plans, else onnxruntime, else torch)")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="default: cpu")
     p.add_argument("--precision", default="fp32", help="fp32, tf32 (torch), fp16, bf16 or int8 (default fp32)")
     p.add_argument("--depth", type=int, default=None,
                    help="run every row at this depth (no exit prediction; the export's L = the full model)")
@@ -67,7 +69,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "what the open-file limit allows, at most 4096)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds to finish accepted requests on shutdown (default 30)")
-    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
+                   help="uvicorn's log level (default: warning)")
     p.add_argument("--ray", action="store_true", help="run on Ray Serve (local Ray, or --ray-address)")
     p.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (with --ray; default 1)")
     p.add_argument("--ray-address", default="local",

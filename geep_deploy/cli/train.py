@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 from geep_deploy.errors import ConfigError
+from geep_deploy.names import DEVICES
 from geep_deploy.suite.protocol import FASTBERT_DISTILL_EPOCHS, SUITE_DISTILL_WEIGHT
 
 
@@ -37,16 +38,16 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default=None, metavar="FULL_CKPT",
                    help="fastbert: start from this `full` checkpoint (trained on the same rows) and run only the "
                         "distillation, as FastBERT is published")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="training rows per step (default: 32)")
     p.add_argument("--max-len", type=int, default=128, help="truncate inputs to N tokens (default 128)")
     p.add_argument("--lr", type=float, default=5e-5, help="backbone learning rate (default 5e-5)")
     p.add_argument("--head-lr", type=float, default=5e-4, help="exit heads' learning rate (default 5e-4)")
     p.add_argument("--embed-lr", type=float, default=None,
                    help="word embeddings' learning rate (default: --lr); raise it with --vocab, whose new rows "
                         "start random")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (geep, fastbert)")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="default: cpu")
+    p.add_argument("--seed", type=int, default=42, help="seed of initialisation and shuffling (default: 42)")
+    p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (geep, fastbert; default: 1.0)")
     p.add_argument("--exit-set", default=None, help="GEEP's K, e.g. 1,3,5 (default: 1..L-1)")
     p.add_argument("--student-ce-weight", type=float, default=0.0,
                    help="geep: add gold-label cross-entropy to every student's loss with this weight (default 0; "
