@@ -108,9 +108,13 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _first_line(e: BaseException) -> str:
+def _first_line(e: BaseException, most: int = 200) -> str:
+    """The first line of ``e``'s message, cut at a word boundary with an ellipsis when longer than ``most``."""
     lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else "no message"
+    if not lines:
+        return "no message"
+    line = lines[0]
+    return line if len(line) <= most else line[:most].rsplit(" ", 1)[0] + " ..."
 
 
 def _read_payload(p: Path) -> dict[str, Any]:

@@ -46,6 +46,17 @@ def test_foreign_files(tmp_path: Path) -> None:
     (tmp_path / "r.pt").write_bytes(b"\x00garbage" * 100)
     with pytest.raises(CheckpointError, match="cannot be read"):
         load_checkpoint(tmp_path / "r.pt")
+    (tmp_path / "t.pt").write_text("a text file renamed .pt\n" * 20)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "t.pt")
+    said = str(e.value)  # torch's long reason is cut at a word, marked, and the sentence after it is whole
+    assert "cannot be read" in said and said.endswith("The file is truncated, corrupted or not a geep-deploy checkpoint.")
+    from geep_deploy.checkpoint import _first_line
+
+    long = RuntimeError("PytorchStreamReader failed reading zip archive: " + "word " * 60 + "\nsecond line")
+    cut = _first_line(long)
+    assert cut.endswith("word ...") and len(cut) <= 204 and "second" not in cut
+    assert _first_line(RuntimeError("short")) == "short" and _first_line(RuntimeError("")) == "no message"
 
 
 def test_newer_version_and_inconsistent(tmp_path: Path) -> None:

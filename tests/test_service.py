@@ -271,6 +271,7 @@ def _post(url: str, body: bytes, ctype: str | None = "application/json", method:
 
 BAD = {
     "malformed json": (b'{"text": ["a",', "application/json", 400),
+    "not utf-8": (b'{"text": ["\xff\xfe"]}', "application/json", 400),
     "oversize body": (json.dumps({"text": ["word " * 50] * 20}).encode(), "application/json", 413),
     "too many rows": (json.dumps({"text": ["a"] * 9}).encode(), "application/json", 413),
     "text too long": (json.dumps({"text": ["x" * 301]}).encode(), "application/json", 413),
@@ -295,6 +296,8 @@ def test_bad_input_gets_the_right_4xx_and_the_service_stays_healthy(server: Serv
     status, answer = _post(server.url + "/v1/classify", body, ctype)
     assert status == want, answer
     assert answer.get("detail")
+    if want == 400:  # the service's own wording, not the framework's
+        assert str(answer["detail"]).startswith("service | "), answer
     assert http_get(server.url + "/healthz")[0] == 200
     ok, good = _post(server.url + "/v1/classify", json.dumps({"text": TEXTS[0]}).encode())
     assert ok == 200 and len(good["predictions"]) == 1

@@ -14,8 +14,10 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from fastapi import FastAPI
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from geep_deploy import __version__
@@ -104,6 +106,12 @@ def build_app(service: Callable[[], Service], lifespan: Callable[[FastAPI], Any]
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         # anything else (e.g. CUDA out of memory) still answers in the documented JSON error shape
         return _error(500, f"service | internal error: {type(exc).__name__}: {str(exc)[:300]}")
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Any:
+        if exc.status_code == 400:  # FastAPI's own "error parsing the body" (e.g. bytes that are not UTF-8)
+            return _error(400, "service | the body could not be read as JSON text (UTF-8 expected).")
+        return await http_exception_handler(request, exc)  # 404, 405, ...: FastAPI's answer
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
