@@ -156,14 +156,16 @@ def read_tsv(path: str | Path, label_names: list[str]) -> TextDataset:
     return TextDataset(texts_a, texts_b if ncol == 3 else None, labels, label_names, str(p))
 
 
-def load_split(data_dir: str | Path, split: str) -> TextDataset:
-    """Read ``DIR/<split>.tsv`` with ``DIR/labels.txt``."""
+def load_split(data_dir: str | Path, split: str, known_labels: list[str] | None = None) -> TextDataset:
+    """Read ``DIR/<split>.tsv`` with ``DIR/labels.txt`` (or the labels of ``DIR/train.tsv``); a folder with
+    neither reads its rows against ``known_labels`` (a checkpoint's) when given."""
     if split not in SPLITS:
         raise DataError(f"data | unknown split {split!r}. Expected one of {SPLITS}.")
     d = Path(data_dir)
     if not d.is_dir():
         raise DataError(f"data | {d} is not a directory. Expected a folder with labels.txt and <split>.tsv.")
-    return read_tsv(d / f"{split}.tsv", label_names(d))
+    own = (d / "labels.txt").exists() or (d / "train.tsv").is_file()
+    return read_tsv(d / f"{split}.tsv", label_names(d) if own or known_labels is None else list(known_labels))
 
 
 def label_names(data_dir: str | Path) -> list[str]:

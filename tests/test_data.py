@@ -82,6 +82,15 @@ def test_labels_read_from_train_rows_refuse_what_would_train_wrong(tmp_path: Pat
         label_names(tmp_path)
 
 
+def test_a_split_without_labels_txt_or_train_rows_reads_against_known_labels(tmp_path: Path) -> None:
+    (tmp_path / "dev.tsv").write_text("pos\tgood\nneg\tbad\n", encoding="utf-8")
+    assert load_split(tmp_path, "dev", known_labels=LABELS).labels == [1, 0]
+    with pytest.raises(DataError, match="labels.txt is missing"):  # nothing to read them against
+        load_split(tmp_path, "dev")
+    (tmp_path / "labels.txt").write_text("pos\nneg\n", encoding="utf-8")  # the folder's own names win
+    assert load_split(tmp_path, "dev", known_labels=LABELS).label_names == ["pos", "neg"]
+
+
 def test_labels_read_from_train_rows(tmp_path: Path) -> None:
     (tmp_path / "train.tsv").write_text("label\ttext\n1\ta\n0\tb\n2\tc\n", encoding="utf-8")
     assert label_names(tmp_path) == ["0", "1", "2"]

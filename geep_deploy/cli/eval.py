@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:  # fail now, not after the evaluation ran
         check_output_file(args.json, "eval --json")
     ckpt = load_checkpoint(args.checkpoint)
-    ds = load_split(args.data, args.split)
+    ds = load_split(args.data, args.split, known_labels=ckpt.label_names)  # no labels.txt: the checkpoint's
     if ds.label_names != ckpt.label_names:
         raise DataError(
             f"eval | {args.data} names labels {ds.label_names}, the checkpoint was trained on {ckpt.label_names}."
