@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from models import sst2_slice, tiny_table_export
 
 from geep_deploy.cli import main
@@ -171,3 +173,20 @@ def test_fusion_bench_times_both_settings_on_a_real_export(tiny_export, tiny_dat
     assert r["fused_nodes_with_rewrite"]["layer1"] > 0 and r["fused_nodes_with_rewrite"]["depth3"] == 0
     assert r["fused_nodes_default"] == {"depth3": 0, "layer1": 0}
     assert r["config"]["default_disabled_optimizers"] == ["SkipLayerNormFusion"] and r["config"]["rows"] == 40
+
+
+TEXT = st.text(st.characters(blacklist_characters="|"), max_size=200)
+
+
+@given(TEXT, st.one_of(st.none(), TEXT))
+@settings(max_examples=60, deadline=None)
+def test_predict_shows_both_halves_of_a_pair_and_cuts_long_text(a: str, b: str | None) -> None:
+    from geep_deploy.cli.predict import shown_text
+
+    shown = shown_text(a, b)
+    assert len(shown) <= 60 + (4 if b is not None else 0)
+    if b is None:
+        assert shown == a or (len(a) > 60 and shown.endswith("...") and a.startswith(shown[:-3]))
+    else:
+        left, _, right = shown.partition(" || ")
+        assert a.startswith(left.removesuffix("...")) and b.startswith(right.removesuffix("..."))

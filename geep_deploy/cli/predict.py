@@ -49,6 +49,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
 CHUNK = 4096  # rows per predict call when showing progress: large enough for full depth groups
 
 
+def shown_text(text_a: str, text_b: str | None = None, most: int = 60) -> str:
+    """A row's text as predict prints it: cut to ``most`` characters, a pair as ``A || B`` (each half cut)."""
+    def cut(t: str, n: int) -> str:
+        return t if len(t) <= n else t[:n - 3] + "..."
+    return cut(text_a, most) if text_b is None else f"{cut(text_a, most // 2)} || {cut(text_b, most // 2)}"
+
+
 def predict_with_progress(eng: Any, texts_a: list[str], texts_b: list[str] | None, batch_size: int,
                           progress: bool, exact: bool = False) -> Any:
     """``eng.predict`` in chunks of CHUNK rows with a progress bar on stderr (a 100k-row file takes minutes);
@@ -178,9 +185,9 @@ def run(args: argparse.Namespace) -> int:
             out["accuracy"] = acc.lstrip("# ")
         print(json.dumps(out, indent=1))
         return 0
-    for p, text in zip(res.predictions, texts_a):
-        short = text if len(text) <= 60 else text[:57] + "..."
-        print(f"{p.label}\t{max(p.probabilities):.3f}\tdepth {p.depth}/{info['num_layers']}\t{short}")
+    for i, p in enumerate(res.predictions):
+        print(f"{p.label}\t{max(p.probabilities):.3f}\tdepth {p.depth}/{info['num_layers']}\t"
+              f"{shown_text(texts_a[i], None if texts_b is None else texts_b[i])}")
     t = res.timings.as_dict()
     print(f"# {info['backend']} {info['device']} {info['precision']}: {t['total_s'] * 1e3:.1f} ms total "
           f"(tokenize {t['tokenize_s'] * 1e3:.1f}, exits {t['predict_exits_s'] * 1e3:.1f}, "
