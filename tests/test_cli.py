@@ -37,6 +37,10 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path: Path, capsys: pytest.
                  "--exit-set", "a,b"]) == 1
     assert "--exit-set" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+    # a depth the backbone does not have is refused before any data is read (there is none here)
+    assert main(["train", "--data", str(tmp_path / "data"), "--method", "geep", "--out", str(tmp_path / "x.pt"),
+                 "--exit-set", "9"]) == 1
+    assert "exit set must be a non-empty subset of 1..5, got (9,)" in capsys.readouterr().err
 
 
 def test_train_with_another_vocabulary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

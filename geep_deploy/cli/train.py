@@ -108,8 +108,12 @@ def run(args: argparse.Namespace) -> int:
         if teacher.method != "full":
             raise ConfigError(f"train | --teacher {args.teacher} is a `{teacher.method}` checkpoint; FastBERT's "
                               "teacher is a `full` one: train it first with --method full on the same data.")
-    backbone = load_backbone_dir(args.backbone)
+    backbone = load_backbone_dir(args.backbone)  # its config only: the weights load when training starts
     check_max_len("train | --max-len", args.max_len, backbone.shape.max_position_embeddings)
+    if args.method == "geep":  # --exit-set against the backbone's depth, before any data or weights are read
+        from geep_deploy.methods import exit_set as checked_exit_set
+
+        checked_exit_set(cfg.geep, backbone.shape.num_hidden_layers)
     if args.vocab:
         import tempfile
         from pathlib import Path
