@@ -221,6 +221,36 @@ def test_segments_open_once_across_threads(export) -> None:
     eng.close()
 
 
+def test_threads_equal_serial(export) -> None:
+    """Views with other thresholds and batch sizes on many threads at once answer as they do one at a time (the
+    table and probe dispatches have the same test)."""
+    with GeepEngine.load(export, "onnxruntime", threads=1) as eng:
+        views = [eng.with_entropy(0.1), eng.with_entropy(0.5), eng.with_entropy(T)]
+        rng = np.random.default_rng(0)
+        jobs = [(views[j % 3], list(rng.choice(len(ROWS), 6)), int(rng.integers(1, 5))) for j in range(18)]
+        serial = [v.predict([ROWS[i] for i in ix], batch_size=b) for v, ix, b in jobs]
+        results: dict[int, object] = {}
+        errors: list[BaseException] = []
+
+        def work(j: int) -> None:
+            try:
+                v, ix, b = jobs[j]
+                results[j] = v.predict([ROWS[i] for i in ix], batch_size=b)
+            except BaseException as e:  # re-raised below in the main thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    assert not errors
+    assert len({tuple(w.depths) for w in serial}) > 1  # the thresholds send rows to different depths
+    for j, want in enumerate(serial):
+        np.testing.assert_allclose(results[j].logits, want.logits, atol=1e-6)
+        np.testing.assert_array_equal(results[j].depths, want.depths)
+
+
 def test_refusals(export, no_segments, model, tmp_path) -> None:
     with GeepEngine.load(no_segments, "onnxruntime", threads=1) as eng:
         with pytest.raises(ConfigError, match="--no-segments"):
