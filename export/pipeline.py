@@ -26,7 +26,7 @@ from export.context import ExportContext
 from export.manifest import file_entry, write_manifest
 from export.onnx_export import OnnxFromCheckpoint, graph_name
 from export.options import ExportOptions
-from export.spec import ExportSpec, invoke_if_callable, parse_depths
+from export.spec import ExportSpec, invoke_if_callable, is_all_depths, parse_depths
 from export.validate import calibration_feeds, compare, judge, run_graph, run_reference, validation_feeds
 from export.weights import SharedWeightsFile, save_graph
 from geep_deploy.atomic import apply_umask, check_parents, exchange_paths
@@ -362,8 +362,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, options: ExportOptions) -> 
     max_len = check_max_len("export | --max-len", ckpt.max_len if o.max_len is None else o.max_len,
                             ckpt.shape.max_position_embeddings)
     if ckpt.method == "full":
-        all_depths = depths is None or (isinstance(depths, str) and depths.strip().lower() == "all")
-        if not all_depths and parse_depths(depths, L) != (L,):  # "all" of a `full` checkpoint's depths is L
+        if not is_all_depths(depths) and parse_depths(depths, L) != (L,):  # "all" of a `full` checkpoint's is L
             raise ConfigError(f"export | a 'full' checkpoint has only the depth-{L} classifier; got --depths "
                               f"{depths!r}: drop it, or pass {L} or all.")
         if exit_table is not None or calib_data is not None:

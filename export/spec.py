@@ -161,9 +161,14 @@ def parse_list(text: str | Sequence[str] | None, allowed: Sequence[str], what: s
     return out
 
 
+def is_all_depths(text: str | Sequence[int] | None) -> bool:
+    """Whether ``--depths`` asks for every depth the checkpoint has (``"all"`` or left out)."""
+    return text is None or (isinstance(text, str) and text.strip().lower() == "all")
+
+
 def parse_depths(text: str | Sequence[int] | None, num_layers: int) -> tuple[int, ...]:
     """``"all"``/None -> 1..L; ``"1,3,6"`` -> (1, 3, 6); each checked to lie in 1..L."""
-    if text is None or (isinstance(text, str) and text.strip().lower() == "all"):
+    if is_all_depths(text):
         return tuple(range(1, num_layers + 1))
     raw = text.split(",") if isinstance(text, str) else list(text)
     try:

@@ -108,28 +108,40 @@ def _rows_start(p: Path, lines: list[str]) -> tuple[int, int]:
     return len(first), 0
 
 
-def _label_id(p: Path, lineno: int, raw: str, label_names: list[str], ids: dict[str, int]) -> int:
+LABELS_TXT = "labels.txt"
+MODEL_LABELS = "the model's labels"
+"""Where a split's label names came from (``read_tsv``'s ``names_from``): a folder's labels.txt, or a checkpoint's or
+export's own names when the folder has neither labels.txt nor train.tsv."""
+
+
+def _label_id(p: Path, lineno: int, raw: str, label_names: list[str], ids: dict[str, int],
+              names_from: str = LABELS_TXT) -> int:
     """A label given by name (as in labels.txt) or by id; unknown ones say what is known and what to do."""
     name = raw.strip()
     if name in ids:
         return ids[name]
+    fix = ("Add it to labels.txt (one name per line), or delete labels.txt to have the names taken from train.tsv."
+           if names_from == LABELS_TXT else
+           "The model was trained on these labels only: drop rows with other labels, or give the folder a "
+           "labels.txt that maps them.")
     try:
         label = int(name)
     except ValueError:
         shown = ", ".join(label_names[:10]) + (", ..." if len(label_names) > 10 else "")
-        raise DataError(f"data | {p}:{lineno} label {raw!r} is neither a name in labels.txt ({shown}) nor an id "
-                        f"0..{len(label_names) - 1}. Add it to labels.txt (one name per line), or delete labels.txt "
-                        "to have the names taken from train.tsv.") from None
+        where = "a name in labels.txt" if names_from == LABELS_TXT else f"one of {names_from}"
+        raise DataError(f"data | {p}:{lineno} label {raw!r} is neither {where} ({shown}) nor an id "
+                        f"0..{len(label_names) - 1}. {fix}") from None
     if not 0 <= label < len(label_names):
         raise DataError(
-            f"data | {p}:{lineno} label {label} is unknown; labels.txt names {len(label_names)} "
-            f"labels (0..{len(label_names) - 1})."
+            f"data | {p}:{lineno} label {label} is unknown; {'labels.txt names' if names_from == LABELS_TXT else names_from + ' are'} "
+            f"{len(label_names)} labels (0..{len(label_names) - 1})."
         )
     return label
 
 
-def read_tsv(path: str | Path, label_names: list[str]) -> TextDataset:
-    """Read one split; rows must all have the same number of columns (2 single, 3 pair)."""
+def read_tsv(path: str | Path, label_names: list[str], names_from: str = LABELS_TXT) -> TextDataset:
+    """Read one split; rows must all have the same number of columns (2 single, 3 pair). ``names_from`` says where
+    ``label_names`` came from, for the error a row with another label gets."""
     p = Path(path)
     lines = read_text_file(p).split("\n")
     ncol, start = _rows_start(p, lines)
@@ -144,7 +156,7 @@ def read_tsv(path: str | Path, label_names: list[str]) -> TextDataset:
         cols = line.split("\t")
         if len(cols) != ncol:
             raise DataError(f"data | {p}:{lineno} has {len(cols)} columns, expected {ncol} like the header.")
-        label = _label_id(p, lineno, cols[0], label_names, ids)
+        label = _label_id(p, lineno, cols[0], label_names, ids, names_from)
         if not cols[1].strip() or (ncol == 3 and not cols[2].strip()):
             raise DataError(f"data | {p}:{lineno} has an empty text field.")
         labels.append(label)
@@ -157,15 +169,16 @@ def read_tsv(path: str | Path, label_names: list[str]) -> TextDataset:
 
 
 def load_split(data_dir: str | Path, split: str, known_labels: list[str] | None = None) -> TextDataset:
-    """Read ``DIR/<split>.tsv`` with ``DIR/labels.txt`` (or the labels of ``DIR/train.tsv``); a folder with
-    neither reads its rows against ``known_labels`` (a checkpoint's) when given."""
+    """Read ``DIR/<split>.tsv`` against ``DIR/labels.txt``; without it, against ``known_labels`` (the names a
+    checkpoint or export was trained on) when given, else the labels of ``DIR/train.tsv``."""
     if split not in SPLITS:
         raise DataError(f"data | unknown split {split!r}. Expected one of {SPLITS}.")
     d = Path(data_dir)
     if not d.is_dir():
         raise DataError(f"data | {d} is not a directory. Expected a folder with labels.txt and <split>.tsv.")
-    own = (d / "labels.txt").exists() or (d / "train.tsv").is_file()
-    return read_tsv(d / f"{split}.tsv", label_names(d) if own or known_labels is None else list(known_labels))
+    if known_labels is not None and not (d / "labels.txt").exists():
+        return read_tsv(d / f"{split}.tsv", list(known_labels), MODEL_LABELS)
+    return read_tsv(d / f"{split}.tsv", label_names(d))
 
 
 def label_names(data_dir: str | Path) -> list[str]:

@@ -29,6 +29,8 @@ from geep_deploy.errors import ConfigError
 ONNXRUNTIME, TORCH, TENSORRT, ONNX_REFERENCE = "onnxruntime", "torch", "tensorrt", "onnx-reference"
 BACKENDS = (ONNXRUNTIME, TORCH, TENSORRT)  # what users choose from
 AUTO = "auto"
+AUTO_RULE = f"{TENSORRT} on CUDA with plans, else {ONNXRUNTIME}, else {TORCH}"
+"""What ``--backend auto`` resolves to (`engines.registry.resolve_backend`), in words for help texts."""
 BACKEND_ALIASES = {"ort": ONNXRUNTIME, "trt": TENSORRT, "pytorch": TORCH, "onnxref": ONNX_REFERENCE}
 
 # -- artifact formats (what an export holds) -----------------------------------------------------------------

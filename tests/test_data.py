@@ -87,8 +87,14 @@ def test_a_split_without_labels_txt_or_train_rows_reads_against_known_labels(tmp
     assert load_split(tmp_path, "dev", known_labels=LABELS).labels == [1, 0]
     with pytest.raises(DataError, match="labels.txt is missing"):  # nothing to read them against
         load_split(tmp_path, "dev")
-    (tmp_path / "labels.txt").write_text("pos\nneg\n", encoding="utf-8")  # the folder's own names win
-    assert load_split(tmp_path, "dev", known_labels=LABELS).label_names == ["pos", "neg"]
+    (tmp_path / "train.tsv").write_text("pos\ta\nneg\tb\nmaybe\tc\n", encoding="utf-8")
+    assert load_split(tmp_path, "dev", known_labels=LABELS).label_names == LABELS  # the model's, not train.tsv's
+    (tmp_path / "dev.tsv").write_text("pos\tgood\nmaybe\tunsure\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"label 'maybe' is neither one of the model's labels \(neg, pos\).*"
+                                        "trained on these labels only"):
+        load_split(tmp_path, "dev", known_labels=LABELS)
+    (tmp_path / "labels.txt").write_text("pos\nneg\nmaybe\n", encoding="utf-8")  # the folder's own names win
+    assert load_split(tmp_path, "dev", known_labels=LABELS).label_names == ["pos", "neg", "maybe"]
 
 
 def test_labels_read_from_train_rows(tmp_path: Path) -> None:

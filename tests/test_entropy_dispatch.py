@@ -251,6 +251,32 @@ def test_threads_equal_serial(export) -> None:
         np.testing.assert_array_equal(results[j].depths, want.depths)
 
 
+def test_the_bench_refuses_entropy_on_an_export_without_segments(no_segments, tmp_path) -> None:
+    """Like the probe on an export without its graphs: refused up front with the export option that makes them,
+    not a failed cell."""
+    from geep_deploy.bench.harness import BenchConfig, run_bench
+
+    data = sst2_slice(tmp_path / "data", train=8, dev=8)
+    res = run_bench(BenchConfig(export=no_segments, data=data, split="dev", batch_sizes=(4,),
+                                methods="full,entropy:0.5", repeats=1, progress=False))
+    (refused,) = res["errors"]
+    assert refused["method"] == "entropy:0.5" and refused["status"] == "refused"
+    assert "Re-export without --no-segments" in refused["reason"]
+    assert [r["method"] for r in res["records"]] == ["full"]
+
+
+def test_bare_entropy_benches_the_exports_own_threshold(export, tmp_path) -> None:
+    from geep_deploy.bench.harness import BenchConfig, run_bench
+
+    data = sst2_slice(tmp_path / "data", train=8, dev=12)
+    res = run_bench(BenchConfig(export=export, data=data, split="dev", batch_sizes=(4,),
+                                methods=f"full,entropy,entropy:{T}", repeats=1, progress=False))
+    assert res["errors"] == []
+    recs = {r["method"]: r for r in res["records"]}
+    for key in ("accuracy", "mean_depth", "depth_histogram", "flops_speedup"):
+        assert recs["entropy"][key] == recs[f"entropy:{T:g}"][key], key
+
+
 def test_refusals(export, no_segments, model, tmp_path) -> None:
     with GeepEngine.load(no_segments, "onnxruntime", threads=1) as eng:
         with pytest.raises(ConfigError, match="--no-segments"):

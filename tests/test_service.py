@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -358,14 +359,59 @@ def test_serve_cli_rejects_a_missing_export(tmp_path: Path, capsys: pytest.Captu
     assert "--max-batch must be an integer >= 1" in capsys.readouterr().err
 
 
-def test_serve_cli_names_a_port_in_use_before_loading(export_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_cli_names_a_port_in_use_before_loading(export_dir: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
+    import runtime
+
+    def no_load(*_: object, **__: object) -> None:
+        raise AssertionError("the engine loaded before the port was checked")
+
+    monkeypatch.setattr(runtime.GeepEngine, "load", no_load)
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
         assert main(["serve", "--export", str(export_dir), "--port", str(port)]) == 1
     out = capsys.readouterr()
-    assert f"error: serve | cannot listen on 127.0.0.1:{port}" in out.err and "Pick another --port" in out.err
+    assert f"error: serve | cannot listen on 127.0.0.1:{port}: the port is in use" in out.err
     assert "serving" not in out.err + out.out
+
+
+def test_serve_cli_frees_its_port_when_the_load_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from geep_deploy.bench.loadgen import free_port
+    from geep_deploy.service.listener import bind_listeners
+
+    port = free_port()
+    (tmp_path / "manifest.json").write_text("{}")  # passes serve's own checks; the engine's load refuses it
+    assert main(["serve", "--export", str(tmp_path), "--port", str(port)]) == 1
+    assert "manifest" in capsys.readouterr().err
+    for sock in bind_listeners("127.0.0.1", port):  # nothing still listens there
+        sock.close()
+
+
+def test_listeners_bind_listen_and_name_what_is_wrong() -> None:
+    from geep_deploy.errors import ConfigError
+    from geep_deploy.service.listener import bind_listeners, url_host
+
+    first = bind_listeners("127.0.0.1", 0)
+    try:
+        port = first[0].getsockname()[1]
+        assert port > 0 and first[0].getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}: the port is in use"):
+            bind_listeners("127.0.0.1", port)  # SO_REUSEADDR does not let a second server share it
+    finally:
+        for sock in first:
+            sock.close()
+    local = bind_listeners("localhost", 0)  # every address localhost resolves to, on one port
+    try:
+        assert len({s.getsockname()[1] for s in local}) == 1
+    finally:
+        for sock in local:
+            sock.close()
+    with pytest.raises(ConfigError, match="is not an address of this machine"):
+        bind_listeners("192.0.2.1", 0)  # TEST-NET-1: never this machine's
+    with pytest.raises(ConfigError, match="does not resolve"):
+        bind_listeners("no-such-host.invalid", 0)
+    assert url_host("::1") == "[::1]" and url_host("127.0.0.1") == "127.0.0.1"

@@ -29,6 +29,7 @@ import numpy as np
 from geep_deploy.bench.methods import DISPATCHED, GEEP_FAMILIES, MethodSpec, probe_knobs
 from geep_deploy.encoding import Encoded, pad_batch
 from geep_deploy.errors import ConfigError
+from geep_deploy.names import ENTROPY
 from runtime.layerwise import (  # noqa: F401 - Segments, EngineSegments, state_width re-exported (bench, tests)
     EngineSegments,
     EntropyExit,
@@ -91,7 +92,7 @@ class MethodRunner:
             engine = engine.with_predictor(predictor)
         elif spec.family == "probe":
             engine = engine.with_probe(*probe_knobs(spec.param)) if spec.param else engine.with_probe()
-        elif spec.family == "entropy":
+        elif spec.family == ENTROPY:
             if spec.param is None and engine.entropy is None:
                 raise ConfigError("bench | bare `entropy` runs the export's own entropy threshold, and this export "
                                   "has none: give one (entropy:0.3) or export with --entropy.")

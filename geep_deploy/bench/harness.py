@@ -168,7 +168,16 @@ def refusal(bundle: Any, backend: str, device: str, precision: str, family: str 
 
     Checked before anything loads, so an impossible cell is an up-front "refused" row, not a crash mid-run.
     """
-    from geep_deploy.names import FORMAT_OF_BACKEND, ONNXRUNTIME, PLAN, TENSORRT, TORCH, weights_precision
+    from geep_deploy.names import (
+        ENTROPY,
+        FORMAT_OF_BACKEND,
+        ONNXRUNTIME,
+        PLAN,
+        TENSORRT,
+        TORCH,
+        weights_precision,
+    )
+    from runtime.loading import check_segments
     from runtime.probe_dispatch import continuation_kinds
 
     if backend == "auto":
@@ -195,6 +204,11 @@ def refusal(bundle: Any, backend: str, device: str, precision: str, family: str 
                                          for k, d in continuation_kinds(bundle)):
             return (f"the export has no {backend} {wp} prefix/cont graphs, which the probe dispatch runs"
                     f"{' (int8 plans are built for the depth graphs only)' if wp == 'int8' else ''}.")
+        if family == ENTROPY:  # the entropy dispatch walks the segment graphs, as FastBERT's baseline does
+            try:
+                check_segments(bundle, backend, precision)
+            except ConfigError as e:
+                return str(e).removeprefix("runtime | ")
     return None
 
 
@@ -208,13 +222,13 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """
     from tqdm.auto import tqdm
 
-    ds = load_split(cfg.data, cfg.split).subset(cfg.max_rows)
-    labels = np.asarray(ds.labels)
-    records: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
     from runtime.artifacts import load_export
 
     bundle = load_export(cfg.export, verify=True)
+    ds = load_split(cfg.data, cfg.split, known_labels=bundle.label_names).subset(cfg.max_rows)
+    labels = np.asarray(ds.labels)
+    records: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
     L = bundle.shape.num_hidden_layers
     specs = parse_methods(cfg.methods, L)
     if MethodSpec("full") not in specs:  # the reference every speed-up is read against (``full@NAME`` is not it)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import BENCH_SWEEPS
+from geep_deploy.names import ENTROPY, PROBE
 
-FAMILIES = ("full", "static", "geep", "geep-pool", "probe", "entropy", "fastbert", "pabee")
-DISPATCHED = ("geep", "geep-pool", "probe", "entropy")
+FAMILIES = ("full", "static", "geep", "geep-pool", PROBE, ENTROPY, "fastbert", "pabee")
+DISPATCHED = ("geep", "geep-pool", PROBE, ENTROPY)
 """Families that run through ``GeepEngine.dispatch`` (the served path), not the bench's layer-by-layer walk."""
 GEEP_FAMILIES = ("geep", "geep-pool")
 DEFAULT_SWEEPS = BENCH_SWEEPS
@@ -79,9 +80,9 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
                     out.append(MethodSpec(family, f"{float(q):g}+{int(m or 0)}"))
                 else:
                     out.append(MethodSpec(family))
-            elif family == "probe":
+            elif family == PROBE:
                 out.append(MethodSpec(family, _probe_param(arg) if arg else None))
-            elif family == "entropy":
+            elif family == ENTROPY:
                 if arg and not 0.0 <= float(arg) <= 1.0:
                     raise ValueError
                 out.append(MethodSpec(family, float(arg) if arg else None))

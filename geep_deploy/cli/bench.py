@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from geep_deploy.errors import ConfigError
-from geep_deploy.names import AUTO, BACKENDS, DEVICES, ONNXRUNTIME, PRECISIONS
+from geep_deploy.names import AUTO, AUTO_RULE, BACKENDS, DEVICES, ONNXRUNTIME, PRECISIONS
 
 
 def _csv(kind: type, what: str):  # argparse type factory
@@ -42,8 +42,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset directory with labels.txt and <split>.tsv")
     p.add_argument("--split", default="dev", help="split to run (default: dev)")
     p.add_argument("--backend", default=ONNXRUNTIME, choices=(*BACKENDS, AUTO),
-                   help=f"runtime every method is timed on (default: {ONNXRUNTIME}; auto: tensorrt on CUDA with plans, "
-                        "else onnxruntime, else torch)")
+                   help=f"runtime every method is timed on (default: {ONNXRUNTIME}; {AUTO}: {AUTO_RULE})")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="default: cpu")
     p.add_argument("--precision", default=["fp32"], type=_csv(str, "--precision"),
                    help=f"comma list of {','.join(PRECISIONS)} (what the export has; default fp32)")

@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         print("calibrate | note: exit labels come from the train split, which the model was trained on; they are "
               "optimistic (the model is surer on rows it saw). For labels without leakage pass --calib-split with "
               "held-out rows (no gold labels needed).", file=sys.stderr)
-    calib, dev = calibration_rows(args)
+    calib, dev = calibration_rows(args, ckpt.label_names)
     warn_budget(args, len(dev))
     res, other = calibrate_predictor(args, ckpt, calib, dev)  # other: the probe's or the entropy exit's
     path = save_table(res, ckpt, args.out)
@@ -264,17 +264,18 @@ def save_predictor(args: argparse.Namespace, other: Any, ckpt: Any) -> Path:
     return Path(probe.save(probe_path(args), extra={"calibration": {**other.figures, "chosen": other.chosen}}))
 
 
-def calibration_rows(args: argparse.Namespace) -> tuple[Any, Any]:
+def calibration_rows(args: argparse.Namespace, known_labels: list[str] | None = None) -> tuple[Any, Any]:
     """(calibration rows, tuning rows): dev.tsv tunes; without it the last HOLDOUT_SHARE of the calibration rows
-    are held out for tuning, and the user is told how many."""
+    are held out for tuning, and the user is told how many. Without labels.txt the rows are read against
+    ``known_labels`` (the checkpoint's)."""
     import sys
 
     from geep_deploy.data import TextDataset, available_splits
     from geep_deploy.errors import ConfigError
 
-    calib = load_split(args.data, args.calib_split).subset(args.max_calib)
+    calib = load_split(args.data, args.calib_split, known_labels).subset(args.max_calib)
     if "dev" in available_splits(args.data) and args.calib_split != "dev":
-        return calib, load_split(args.data, "dev")
+        return calib, load_split(args.data, "dev", known_labels)
     n_tune = max(1, int(round(HOLDOUT_SHARE * len(calib))))
     if len(calib) - n_tune < 2:
         raise ConfigError(f"calibrate | {args.data} has no dev.tsv and {len(calib)} {args.calib_split} rows are "

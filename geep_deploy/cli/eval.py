@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from geep_deploy.data import SPLITS
 from geep_deploy.names import DEVICES
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="dataset directory (labels.txt, <split>.tsv)")
-    p.add_argument("--split", default="dev", choices=["train", "dev", "test"], help="default: dev")
+    p.add_argument("--split", default="dev", choices=SPLITS, help="default: dev")
     p.add_argument("--batch-size", type=int, default=64, help="rows per forward pass (default: 64)")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="default: cpu")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the figures as JSON")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from geep_deploy.errors import DataError
-from geep_deploy.names import AUTO, BACKENDS, DEVICES, PRECISIONS, PREDICTOR_KINDS
+from geep_deploy.names import AUTO, AUTO_RULE, BACKENDS, DEVICES, PRECISIONS, PREDICTOR_KINDS
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                           "format without header; with labels, the accuracy is printed too")
     p.add_argument("--text-b", action="append", help="second text of a pair, one per --text")
     p.add_argument("--backend", default=AUTO, choices=(AUTO, *BACKENDS),
-                   help="default: auto (tensorrt on CUDA with plans, else onnxruntime, else torch)")
+                   help=f"default: {AUTO} ({AUTO_RULE})")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="default: cpu")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="tf32 is torch-only (default fp32)")
     p.add_argument("--batch-size", type=int, default=64, help="most rows per engine call (default 64)")

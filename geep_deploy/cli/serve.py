@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from geep_deploy.errors import ConfigError
-from geep_deploy.names import AUTO, BACKENDS, DEVICES
+from geep_deploy.names import AUTO, AUTO_RULE, BACKENDS, DEVICES
 
 if TYPE_CHECKING:
     from runtime.options import LoadOptions
@@ -48,7 +47,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="most rows per engine call inside a pool (default 64; on the CPU the engine cuts a pool "
                         "into calls by padded work, see --call-cost)")
     p.add_argument("--backend", default=AUTO, choices=(AUTO, *BACKENDS),
-                   help="default: auto (tensorrt on CUDA with plans, else onnxruntime, else torch)")
+                   help=f"default: {AUTO} ({AUTO_RULE})")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="default: cpu")
     p.add_argument("--precision", default="fp32", help="fp32, tf32 (torch), fp16, bf16 or int8 (default fp32)")
     p.add_argument("--depth", type=int, default=None,
@@ -131,52 +130,37 @@ def run(args: argparse.Namespace) -> int:
         return run_on_ray(RayOptions.from_args(args, load_options(args)))
     import uvicorn
 
-    listener = bind_listener(args.host, args.port)  # a port in use fails here, before the engine loads
-    from geep_deploy.service.app import LocalService, create_app
-    from geep_deploy.service.batcher import BatcherConfig
-    from geep_deploy.service.limits import RequestLimits
-    from runtime import GeepEngine
+    from geep_deploy.service.listener import bind_listeners, url_host
 
-    engine = GeepEngine.load(args.export, options=load_options(args))
-    service = LocalService(
-        engine,
-        BatcherConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1e3, max_queue_rows=args.max_queue,
-                      workers=args.workers, adaptive_wait=not args.fixed_wait),
-        RequestLimits(max_rows=args.max_rows, max_chars=args.max_chars, max_body_bytes=args.max_body_kb * 1024),
-        engine_batch=args.engine_batch)
-    from geep_deploy.service.connections import default_max_connections, guarded_protocol, rate_limit_logs
-
-    protocol = guarded_protocol(args.header_timeout, args.body_timeout,
-                                args.max_connections or default_max_connections())
-    config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
-                            access_log=False, timeout_graceful_shutdown=args.graceful_timeout, http=protocol)
-    rate_limit_logs()  # after Config, which (re)configures uvicorn's loggers
-    port = listener.getsockname()[1]  # --port 0: the one the system chose
-    print(f"serving {args.export} ({engine!r}) on http://{args.host}:{port} "
-          f"(max batch {args.max_batch}, max wait {args.max_wait_ms} ms"
-          f"{', fixed' if args.fixed_wait else ', adaptive'}); Ctrl-C stops", file=sys.stderr,
-          flush=True)
-    server = uvicorn.Server(config)
-    with listener:
-        server.run(sockets=[listener])
-    return 0 if server.started else 1
-
-
-def bind_listener(host: str, port: int) -> socket.socket:
-    """The service's listening socket, bound before anything loads, so that a port in use (or a host this machine
-    does not have) is one clear error instead of uvicorn's log line after the model has loaded.
-
-    Raises:
-        ConfigError: the address cannot be bound, with the reason and what to change.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: restarts reuse the port
+    listeners = bind_listeners(args.host, args.port)  # a port in use fails here, before the engine loads
     try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise ConfigError(f"serve | cannot listen on {host}:{port}: {e.strerror or e}. Pick another --port (0: any "
-                          "free one) or stop what holds this one.") from None
-    sock.set_inheritable(True)
-    return sock
+        from geep_deploy.service.app import LocalService, create_app
+        from geep_deploy.service.batcher import BatcherConfig
+        from geep_deploy.service.limits import RequestLimits
+        from runtime import GeepEngine
+
+        engine = GeepEngine.load(args.export, options=load_options(args))
+        service = LocalService(
+            engine,
+            BatcherConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1e3, max_queue_rows=args.max_queue,
+                          workers=args.workers, adaptive_wait=not args.fixed_wait),
+            RequestLimits(max_rows=args.max_rows, max_chars=args.max_chars, max_body_bytes=args.max_body_kb * 1024),
+            engine_batch=args.engine_batch)
+        from geep_deploy.service.connections import default_max_connections, guarded_protocol, rate_limit_logs
+
+        protocol = guarded_protocol(args.header_timeout, args.body_timeout,
+                                    args.max_connections or default_max_connections())
+        config = uvicorn.Config(create_app(service), host=args.host, port=args.port, log_level=args.log_level,
+                                access_log=False, timeout_graceful_shutdown=args.graceful_timeout, http=protocol)
+        rate_limit_logs()  # after Config, which (re)configures uvicorn's loggers
+        port = listeners[0].getsockname()[1]  # --port 0: the one the system chose
+        print(f"serving {args.export} ({engine!r}) on http://{url_host(args.host)}:{port} "
+              f"(max batch {args.max_batch}, max wait {args.max_wait_ms} ms"
+              f"{', fixed' if args.fixed_wait else ', adaptive'}); Ctrl-C stops", file=sys.stderr,
+              flush=True)
+        server = uvicorn.Server(config)
+        server.run(sockets=listeners)
+    finally:  # a failed load (or Ctrl-C during it) leaves no port held
+        for sock in listeners:
+            sock.close()
+    return 0 if server.started else 1

@@ -110,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
                               "teacher is a `full` one: train it first with --method full on the same data.")
     backbone = load_backbone_dir(args.backbone)  # its config only: the weights load when training starts
     check_max_len("train | --max-len", args.max_len, backbone.shape.max_position_embeddings)
-    if args.method == "geep":  # --exit-set against the backbone's depth, before any data or weights are read
-        from geep_deploy.methods import exit_set as checked_exit_set
-
-        checked_exit_set(cfg.geep, backbone.shape.num_hidden_layers)
+    L = backbone.shape.num_hidden_layers
+    if args.method == "geep" and exit_set is not None and (not exit_set or any(not 1 <= k < L for k in exit_set)):
+        raise ConfigError(f"train | --exit-set {args.exit_set}: the backbone ({backbone.path.name}) has {L} layers, "
+                          f"so GEEP's exit depths K must lie in 1..{L - 1} (depth L is the teacher's).")
     if args.vocab:
         import tempfile
         from pathlib import Path

@@ -109,8 +109,9 @@ def build_app(service: Callable[[], Service], lifespan: Callable[[FastAPI], Any]
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Any:
-        if exc.status_code == 400:  # FastAPI's own "error parsing the body" (e.g. bytes that are not UTF-8)
-            return _error(400, "service | the body could not be read as JSON text (UTF-8 expected).")
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's wording
+            return _error(400, "service | the body could not be read as JSON text (not UTF-8, or the upload was "
+                               "cut off).")
         return await http_exception_handler(request, exc)  # 404, 405, ...: FastAPI's answer
 
     @app.exception_handler(RequestValidationError)
