@@ -7,7 +7,10 @@ exactly what ``geep-deploy export`` writes.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from models import real_tokenizer_json
 
@@ -35,3 +38,25 @@ def export_segment_graphs(model: ExitBert, out_dir: Path) -> dict[str, Path]:
     paths = {"embed": bundle.find(kind="embed").path}
     paths |= {f"layer{k}": bundle.find(kind="layer", depth=k).path for k in range(1, model.num_layers + 1)}
     return paths
+
+
+def on_threads(jobs: list[Any], call: Callable[[Any], Any]) -> list[Any]:
+    """``call(job)`` for every job, each on its own thread, all started before any is joined; the results in job
+    order. An exception on any thread is re-raised here (the first one), so a test fails on it."""
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def work(j: int) -> None:
+        try:
+            results[j] = call(jobs[j])
+        except BaseException as e:  # re-raised below in the calling thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return [results[j] for j in range(len(jobs))]

@@ -11,13 +11,13 @@ import argparse
 import gc
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from models import TEXTS, real_tokenizer_json, sst2_slice, tiny_checkpoint, tiny_model
+from runtime_helpers import on_threads
 
 from engines.base import EngineStateError
 from engines.ort import OrtEngine
@@ -204,16 +204,7 @@ def test_segments_open_once_across_threads(export) -> None:
         parts = ref._parts
     eng = GeepEngine(EngineParts(parts.encoder, None, {L: OrtEngine(bundle.find(depth=L).path).load()},
                                  ["neg", "pos"], segments=opener), call_cost=16.0)
-    out: list = [None] * 4
-
-    def work(i: int) -> None:
-        out[i] = eng.with_entropy(T).predict(ROWS)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    out = on_threads(list(range(4)), lambda _: eng.with_entropy(T).predict(ROWS))
     assert len(opened) == 1
     for r in out:
         np.testing.assert_array_equal(r.depths, want.depths)
@@ -229,26 +220,11 @@ def test_threads_equal_serial(export) -> None:
         rng = np.random.default_rng(0)
         jobs = [(views[j % 3], list(rng.choice(len(ROWS), 6)), int(rng.integers(1, 5))) for j in range(18)]
         serial = [v.predict([ROWS[i] for i in ix], batch_size=b) for v, ix, b in jobs]
-        results: dict[int, object] = {}
-        errors: list[BaseException] = []
-
-        def work(j: int) -> None:
-            try:
-                v, ix, b = jobs[j]
-                results[j] = v.predict([ROWS[i] for i in ix], batch_size=b)
-            except BaseException as e:  # re-raised below in the main thread
-                errors.append(e)
-
-        threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    assert not errors
+        results = on_threads(jobs, lambda job: job[0].predict([ROWS[i] for i in job[1]], batch_size=job[2]))
     assert len({tuple(w.depths) for w in serial}) > 1  # the thresholds send rows to different depths
-    for j, want in enumerate(serial):
-        np.testing.assert_allclose(results[j].logits, want.logits, atol=1e-6)
-        np.testing.assert_array_equal(results[j].depths, want.depths)
+    for got, want in zip(results, serial):
+        np.testing.assert_allclose(got.logits, want.logits, atol=1e-6)
+        np.testing.assert_array_equal(got.depths, want.depths)
 
 
 def test_the_bench_refuses_entropy_on_an_export_without_segments(no_segments, tmp_path) -> None:

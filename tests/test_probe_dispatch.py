@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from models import TEXTS, as_old_manifest, real_tokenizer_json, tiny_checkpoint, tiny_model
+from runtime_helpers import on_threads
 
 from engines.base import EngineStateError
 from engines.ort import OrtEngine
@@ -193,26 +193,11 @@ def test_threads_equal_serial(engines, backend) -> None:
     rng = np.random.default_rng(0)
     jobs = [(views[j % 3], list(rng.choice(len(TEXTS), 6)), int(rng.integers(1, 5))) for j in range(18)]
     serial = [v.predict([TEXTS[i] for i in ix], batch_size=b) for v, ix, b in jobs]
-    results: dict[int, object] = {}
-    errors: list[BaseException] = []
-
-    def work(j: int) -> None:
-        try:
-            v, ix, b = jobs[j]
-            results[j] = v.predict([TEXTS[i] for i in ix], batch_size=b)
-        except BaseException as e:  # re-raised below in the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for j, want in enumerate(serial):
-        np.testing.assert_allclose(results[j].logits, want.logits, atol=1e-5)
-        np.testing.assert_array_equal(results[j].depths, want.depths)
-        np.testing.assert_array_equal(results[j].escalated, want.escalated)
+    results = on_threads(jobs, lambda job: job[0].predict([TEXTS[i] for i in job[1]], batch_size=job[2]))
+    for got, want in zip(results, serial):
+        np.testing.assert_allclose(got.logits, want.logits, atol=1e-5)
+        np.testing.assert_array_equal(got.depths, want.depths)
+        np.testing.assert_array_equal(got.escalated, want.escalated)
 
 
 def test_views_borrow_the_owners_engines(export) -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from models import TEXTS, real_tokenizer_json, tiny_model
-from runtime_helpers import export_depth_graphs, export_segment_graphs
+from runtime_helpers import export_depth_graphs, export_segment_graphs, on_threads
 
 from engines.base import EngineOptions
 from engines.ort import OrtEngine, OrtWeightPool
@@ -113,24 +111,9 @@ def test_threads_equal_serial(engines, backend):
     rng = np.random.default_rng(0)
     jobs = [(list(rng.choice(len(TEXTS), 6)), list(rng.integers(1, L + 1, 6))) for _ in range(16)]
     serial = [eng.predict([TEXTS[i] for i in ix], depths=d, batch_size=3).logits for ix, d in jobs]
-    results: dict[int, np.ndarray] = {}
-    errors: list[BaseException] = []
-
-    def work(j: int) -> None:
-        try:
-            ix, d = jobs[j]
-            results[j] = eng.predict([TEXTS[i] for i in ix], depths=d, batch_size=3).logits
-        except BaseException as e:  # re-raised below in the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for j, want in enumerate(serial):
-        np.testing.assert_allclose(results[j], want, atol=1e-5)
+    results = on_threads(jobs, lambda job: eng.predict([TEXTS[i] for i in job[0]], depths=job[1], batch_size=3).logits)
+    for got, want in zip(results, serial):
+        np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_bad_inputs(engines):
