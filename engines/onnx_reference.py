@@ -14,6 +14,7 @@ import numpy as np
 
 from engines.base import BaseEngine, EngineOptions, TensorMeta
 from geep_deploy.errors import ConfigError, EngineBuildError
+from geep_deploy.names import ONNX_REFERENCE
 
 
 class ReferenceEngine(BaseEngine):
@@ -25,7 +26,7 @@ class ReferenceEngine(BaseEngine):
             device is the CPU.
     """
 
-    backend = "onnx-reference"
+    backend = ONNX_REFERENCE
 
     def __init__(self, path: str | Path, options: EngineOptions | None = None) -> None:
         o = EngineOptions.coerce(options)

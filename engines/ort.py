@@ -32,6 +32,7 @@ import numpy as np
 
 from engines.base import BaseEngine, EngineOptions, TensorMeta
 from geep_deploy.errors import ArtifactError, BackendUnavailable, EngineBuildError
+from geep_deploy.names import ONNXRUNTIME
 from geep_deploy.optional import require
 
 _ORT_TYPES = {
@@ -189,7 +190,7 @@ class OrtEngine(BaseEngine):
             on CUDA (not measured there).
     """
 
-    backend = "onnxruntime"
+    backend = ONNXRUNTIME
 
     def __init__(
         self,

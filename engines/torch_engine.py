@@ -38,11 +38,11 @@ from engines.torch_cuda import (
 )
 from geep_deploy.errors import BackendUnavailable, ConfigError
 from geep_deploy.graphs import graph_module, io_spec, run_graph_module
-from geep_deploy.names import DEPTHLESS_KINDS
+from geep_deploy.names import CONT, DEPTH, DEPTHLESS_KINDS, PREFIX, STUDENT, TORCH
 from geep_deploy.names import GRAPH_KINDS as KINDS
 from geep_deploy.optional import require
 
-GRAPHED_KINDS = ("depth", "prefix", "cont")  # the kinds that capture CUDA graphs (segments run eagerly)
+GRAPHED_KINDS = (DEPTH, PREFIX, CONT)  # the kinds that capture CUDA graphs (segments run eagerly)
 
 
 def import_torch() -> Any:
@@ -113,7 +113,7 @@ class TorchEngine(BaseEngine):
         exit_mode: ``"student"`` or ``"skip"`` (see `ExitBert.forward`).
     """
 
-    backend = "torch"
+    backend = TORCH
     options_type = TorchOptions
 
     def __init__(
@@ -121,14 +121,14 @@ class TorchEngine(BaseEngine):
         model: Any,
         options: EngineOptions | None = None,
         *,
-        kind: str = "depth",
+        kind: str = DEPTH,
         depth: int | None = None,
-        exit_mode: str = "student",
+        exit_mode: str = STUDENT,
     ) -> None:
         o = TorchOptions.coerce(options)
         if kind not in KINDS:
             raise ConfigError(f"torch | kind must be one of {KINDS}, got {kind!r}.")
-        depth = model.num_layers if depth is None and kind == "depth" else depth
+        depth = model.num_layers if depth is None and kind == DEPTH else depth
         label = kind if kind in DEPTHLESS_KINDS else f"{kind} {depth}"
         device = o.device or "cpu"
         super().__init__(o.name or f"torch {label}", o.precision, device, o.check_inputs)

@@ -25,6 +25,7 @@ import numpy as np
 
 from engines.base import BaseEngine, EngineOptions, TensorMeta
 from geep_deploy.errors import ConfigError, EngineBuildError, EngineRunError
+from geep_deploy.names import TENSORRT
 from geep_deploy.optional import require
 
 
@@ -70,7 +71,7 @@ class TrtEngine(BaseEngine):
             Defaults to a private one.
     """
 
-    backend = "tensorrt"
+    backend = TENSORRT
     device_resident = True  # outputs are CuPy arrays on the GPU until copied to the host
 
     def __init__(self, path: str | Path, options: EngineOptions | None = None, *,

@@ -33,7 +33,7 @@ from geep_deploy.errors import ConfigError
 from geep_deploy.evaluate import collect_depth_and_skip_logits, collect_depth_logits, exit_path_logits
 from geep_deploy.exits import exit_depths, exit_figures, predictions_at
 from geep_deploy.flops import flops_speedup
-from geep_deploy.names import SKIP
+from geep_deploy.names import SKIP, STUDENT
 from geep_deploy.options import build_options
 from runtime.keys import pad_rows
 from runtime.predictor import ExitPredictor, build_predictor, depths_from_mass
@@ -201,7 +201,7 @@ class CalibrationLogits:
 
 
 def collect_logits(ckpt: Checkpoint, calib: TextDataset, dev: TextDataset, batch_size: int, device: str,
-                   progress: bool, exit_mode: str = "student") -> CalibrationLogits:
+                   progress: bool, exit_mode: str = STUDENT) -> CalibrationLogits:
     """One pass of the model over the calibration and the dev rows (every depth's logits; with
     ``exit_mode="skip"`` also the shared exit path's)."""
     encoder = TextEncoder(ckpt.tokenizer_json, ckpt.max_len)

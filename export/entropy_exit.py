@@ -31,6 +31,7 @@ from geep_deploy.config import BertShape
 from geep_deploy.data import TextDataset
 from geep_deploy.errors import ConfigError, TableError
 from geep_deploy.exits import entropy_exit_depths, exit_figures
+from geep_deploy.names import STUDENT
 from geep_deploy.options import build_options
 from runtime.layerwise import EntropyExit
 
@@ -80,7 +81,7 @@ def calibrate_entropy(ckpt: Checkpoint, calib: TextDataset, dev: TextDataset, op
         TooFewRows: with ``max_disagree``, too few dev rows to certify it (the message says how many).
     """
     opts = build_options(CalibrationOptions, options, fields, "calibrate_entropy()")
-    if opts.exit_mode != "student":
+    if opts.exit_mode != STUDENT:
         raise ConfigError("calibrate | the entropy exit answers from the student heads (the export's layer{k} "
                           "graphs); drop --exit-mode, which sets up the probe.")
     c, table = logits_and_table(ckpt, calib, dev, opts, device=device, batch_size=batch_size, progress=progress)

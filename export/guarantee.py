@@ -23,6 +23,7 @@ from export.consistency import Guarantee, certify_fastest
 from geep_deploy.config import BertShape
 from geep_deploy.exits import entropy_exit_depths, predictions_at
 from geep_deploy.flops import flops_speedup
+from geep_deploy.names import STUDENT
 from runtime.predictor import depths_from_mass
 from runtime.probe import depths_at_risk, escalation_mask, probe_cost
 
@@ -69,7 +70,7 @@ def table_family(mass: np.ndarray, lengths: np.ndarray, shape: BertShape, num_la
 
 def probe_family(probabilities: np.ndarray, exits: np.ndarray, lengths: np.ndarray, shape: BertShape,
                  risks: Sequence[float], escalations: Sequence[float | None] = (None,),
-                 exit_mode: str = "student") -> KnobFamily:
+                 exit_mode: str = STUDENT) -> KnobFamily:
     """The probe's (risk, escalate) grid: one chain per escalation threshold, risk ascending (0: depth L).
 
     ``exits`` are the (N, L, C) logits the dispatch answers from (the shared exit path's for ``exit_mode="skip"``);

@@ -23,7 +23,7 @@ from export.spec import DEFAULT_OPSET, EXPORTERS, BaseLoader, invoke_if_callable
 from geep_deploy.errors import ConfigError, ExportError
 from geep_deploy.graphs import graph_module, io_spec
 from geep_deploy.model import ExitBert
-from geep_deploy.names import DEPTHLESS_KINDS
+from geep_deploy.names import DEPTH, DEPTHLESS_KINDS, STUDENT
 
 
 def graph_name(kind: str, depth: int | None) -> str:
@@ -59,7 +59,7 @@ def _set_symbolic_dims(proto: onnx.ModelProto, inputs: dict, outputs: dict) -> N
 
 
 def export_graph(
-    model: ExitBert, kind: str, depth: int | None, *, exit_mode: str = "student", opset: int = DEFAULT_OPSET,
+    model: ExitBert, kind: str, depth: int | None, *, exit_mode: str = STUDENT, opset: int = DEFAULT_OPSET,
     exporter: str = "torchscript",
 ) -> onnx.ModelProto:
     """Trace one graph of ``model`` to an in-memory ``ModelProto`` (weights embedded; ``weights.py`` moves them).
@@ -112,7 +112,7 @@ class OnnxFromCheckpoint(BaseLoader):
         >>> proto = OnnxFromCheckpoint(ckpt, depth=3)()  # doctest: +SKIP
     """
 
-    def __init__(self, ckpt: Any, depth: int | None = None, *, kind: str = "depth", exit_mode: str | None = None,
+    def __init__(self, ckpt: Any, depth: int | None = None, *, kind: str = DEPTH, exit_mode: str | None = None,
                  opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> None:
         self.ckpt, self.depth, self.kind = ckpt, depth, kind
         self.exit_mode, self.opset, self.exporter = exit_mode, opset, exporter

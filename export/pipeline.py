@@ -36,6 +36,7 @@ from geep_deploy.names import (
     CONT,
     DEPTH,
     EMBED,
+    ENTROPY,
     LAYER,
     LOW_PRECISIONS,
     MODEL,
@@ -44,7 +45,9 @@ from geep_deploy.names import (
     ONNXRUNTIME,
     PLAN,
     PREFIX,
+    PROBE,
     QDQ,
+    TABLE,
     WEIGHTS,
     first_continuation,
     variant_dir,
@@ -306,7 +309,7 @@ def _export_qdq(ctx: ExportContext, calib_texts: list[str] | None) -> None:
 
     src = ctx.tmp / ONNX / "fp32"
     calib = calibration_feeds(ctx.ckpt.tokenizer_json, ctx.spec.max_len, calib_texts)
-    _write_graphs(ctx, "int8", lambda kind, k: quantize_qdq_graph(src / f"depth{k}.onnx", calib), variant=QDQ,
+    _write_graphs(ctx, "int8", lambda kind, k: quantize_qdq_graph(src / f"{graph_name(DEPTH, k)}.onnx", calib), variant=QDQ,
                   kinds=(DEPTH,))
 
 
@@ -407,7 +410,7 @@ def run_export(checkpoint: Any, out_dir: str | Path, options: ExportOptions) -> 
     _check_identity(ckpt, exit_table, probe, checkpoint, entropy)
     if calib_data is not None and not callable(calib_data) and not Path(calib_data).is_dir():
         raise ExportError(f"export | --calib-data {calib_data} is not a directory with train.tsv and dev.tsv.")
-    graphs: list[tuple[str, int | None]] = [("depth", k) for k in dlist]
+    graphs: list[tuple[str, int | None]] = [(DEPTH, k) for k in dlist]
     if spec.segments:
         graphs += [(EMBED, None)] + [(LAYER, k) for k in range(1, L + 1)]
     if spec.continuations:
@@ -515,8 +518,8 @@ def _build(tmp: Path, ckpt: Any, spec: ExportSpec, graphs: list[tuple[str, int |
         "max_len": spec.max_len, "depths": list(spec.depths),
         "tokenizer": file_entry(tmp, tmp / "tokenizer.json"),
         "weights": ctx.weights, "artifacts": ctx.artifacts, "exit_table": table, "probe": probe_entry,
-        **({"entropy": entropy_entry} if entropy_entry else {}),
-        "predictor": "entropy" if entropy_entry else "probe" if probe_entry else ("table" if table else None),
+        **({ENTROPY: entropy_entry} if entropy_entry else {}),
+        "predictor": ENTROPY if entropy_entry else PROBE if probe_entry else (TABLE if table else None),
         "not_validated": ctx.not_validated, "tensorrt": trt,
         "export": {"opset": spec.opset, "exporter": spec.exporter, "precisions": list(precisions),
                    "formats": list(formats), "max_batch": spec.max_batch, "atol_fp32": spec.atol,

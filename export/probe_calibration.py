@@ -34,6 +34,7 @@ from geep_deploy.checkpoint import Checkpoint
 from geep_deploy.data import TextDataset
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import exit_depths
+from geep_deploy.names import STUDENT
 from geep_deploy.options import build_options
 from runtime.predictor import build_predictor
 from runtime.probe import ProbeModel, probe_features
@@ -133,7 +134,7 @@ def calibrate_probe_from_logits(ckpt: Checkpoint, c: CalibrationLogits, table: C
 
 
 def fit_layer1_probe(depth1_logits: np.ndarray, lengths: np.ndarray, exits: np.ndarray, num_layers: int, *,
-                     mass: np.ndarray | None = None, exit_mode: str = "student") -> tuple[ProbeModel, np.ndarray]:
+                     mass: np.ndarray | None = None, exit_mode: str = STUDENT) -> tuple[ProbeModel, np.ndarray]:
     """The probe fitted on rows' exit labels, and its features: depth 1's logits, the length and, with ``mass``,
     the table's exit mass (the probe then reads the table). One path for ``calibrate`` and the suite."""
     feats = probe_features(depth1_logits, lengths, mass)

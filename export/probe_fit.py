@@ -44,7 +44,7 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 300) -> np.ndarray:
 
 
 def fit_probe(features: np.ndarray, exit_depths: np.ndarray, num_layers: int, *, uses_table: bool = True,
-              risk: float = 0.5, escalate: float | None = None, exit_mode: str = "student") -> ProbeModel:
+              risk: float = 0.5, escalate: float | None = None, exit_mode: str = STUDENT) -> ProbeModel:
     """An ordinal probe: one logistic regression per boundary k = 1..L-1 for P(exit > k).
 
     Args:
@@ -86,7 +86,7 @@ def cross_fitted_probabilities(features: np.ndarray, exit_depths: np.ndarray, nu
 
 
 def dispatch_figures(shape: BertShape, logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
-                     depths: np.ndarray, escalated: np.ndarray, exit_mode: str = "student",
+                     depths: np.ndarray, escalated: np.ndarray, exit_mode: str = STUDENT,
                      answers: bool = False) -> dict[str, Any]:
     """Accuracy, FLOPs speed-up and mean depth of the probe dispatch.
 

@@ -19,7 +19,7 @@ from typing import Any
 from export.spec import BaseLoader, BuildSpec, Profile, invoke_if_callable, profiles_from_flags
 from geep_deploy.atomic import atomic_path
 from geep_deploy.errors import BackendUnavailable, EngineBuildError
-from geep_deploy.names import EXPORT_PRECISIONS, QDQ, variant_dir
+from geep_deploy.names import DEPTH, EXPORT_PRECISIONS, ONNX, QDQ, variant_dir
 from geep_deploy.optional import INSTALL_HINTS, require
 
 # Which ONNX graph each TensorRT precision is built from.
@@ -207,7 +207,7 @@ def build_all(ctx: Any, root: Path) -> dict[str, Any]:
 
     trt = require_tensorrt()
     spec, model = ctx.spec, ctx.ckpt.model
-    cache = root / "tensorrt" / "timing.cache"
+    cache = root / PLAN / "timing.cache"
     cache.parent.mkdir(parents=True, exist_ok=True)
     profiles: dict[str, tuple[Profile, ...]] = {}
     builds, skipped = [], []
@@ -215,7 +215,7 @@ def build_all(ctx: Any, root: Path) -> dict[str, Any]:
         plan = plan_for(precision, trt.__version__,
                         has_strongly_typed=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
                         has_tf32_flag=hasattr(trt.BuilderFlag, "TF32"))
-        src_dir = root / "onnx" / plan.source_graph
+        src_dir = root / ONNX / plan.source_graph
         graphs = plan_graphs(ctx.graphs, precision)
         if any(kind in (PREFIX, CONT) for kind, _ in ctx.graphs) and precision == "int8":
             skipped.append({"precision": precision, "kinds": [PREFIX, CONT],
@@ -226,7 +226,7 @@ def build_all(ctx: Any, root: Path) -> dict[str, Any]:
                 profiles[kind] = graph_profiles(kind, model.shape.hidden_size, model.num_labels, spec.max_batch,
                                                 spec.max_len)
             bspec = BuildSpec(precision=precision, profiles=profiles[kind])
-            plan_path = root / "tensorrt" / precision / f"{name}.plan"
+            plan_path = root / PLAN / precision / f"{name}.plan"
             SaveEngine(EngineBytesFromOnnx(src_dir / f"{name}.onnx", bspec, timing_cache=cache), plan_path)()
             validation = None
             refs, feeds = ctx.refs[(kind, k)]
@@ -243,6 +243,6 @@ def build_all(ctx: Any, root: Path) -> dict[str, Any]:
             ctx.record(plan_path, kind, k, PLAN, precision, validation)
             builds.append({"precision": precision, "kind": kind, "depth": k, **asdict(plan)})
             ctx.step(f"tensorrt {precision} {name}")
-    return {"version": trt.__version__, "int8": INT8_MEANING, "profiles": [p.to_dict() for p in profiles["depth"]],
+    return {"version": trt.__version__, "int8": INT8_MEANING, "profiles": [p.to_dict() for p in profiles[DEPTH]],
             "graph_profiles": {kind: [p.to_dict() for p in ps] for kind, ps in profiles.items()},
             "timing_cache": file_entry(root, cache), "builds": builds, "skipped": skipped}

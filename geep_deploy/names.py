@@ -63,7 +63,7 @@ DEFAULT_PREDICTOR = {"cpu": ENTROPY, "cuda": PROBE}
 docs/results.md, "Which dispatch on GEEP's heads" (the probe dispatch against the entropy exit over GEEP's own heads
 at equal accuracy, CPU batch 64, both read from the committed suite JSON); the dispatch that wins more sets there is
 the device's default, and tests/test_default_predictor.py fails when this value and that measurement disagree. On the
-CPU the entropy exit wins more sets (one training seed so far). ``cuda`` is unmeasured (no GPU has run the
+CPU the entropy exit wins more sets (every training seed of the suite counted). ``cuda`` is unmeasured (no GPU has run the
 comparison), so it keeps the probe, whose dense per-depth groups are what GPUs are expected to need."""
 
 # -- exit paths ------------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ import numpy as np
 
 from geep_deploy.config import BertShape
 from geep_deploy.errors import ArtifactError, GeepError
-from geep_deploy.names import ONNX, QDQ, WEIGHTS
-from runtime.manifest import MANIFEST, read_manifest, verify_files
+from geep_deploy.names import DEPTH, ENTROPY, ONNX, QDQ, WEIGHTS
+from runtime.manifest import MANIFEST, predictor_of, read_manifest, verify_files
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class ExportBundle:
     predictor: str | None = None  # what dispatches by default: "probe", "table", "entropy", or None (no predictor)
     entropy: dict | None = None  # the entropy exit's manifest entry (threshold, num_layers, guarantee), if any
 
-    def find(self, *, kind: str = "depth", depth: int | None = None, format: str = ONNX,
+    def find(self, *, kind: str = DEPTH, depth: int | None = None, format: str = ONNX,
              precision: str = "fp32", variant: str = "", backend: str | None = None) -> Artifact:
         """The artifact of (kind, depth, file ``format``, precision, variant).
 
@@ -146,7 +146,7 @@ class ExportBundle:
 
     def precisions(self, format: str = ONNX) -> list[str]:
         """The precisions of the depth artifacts of file ``format``."""
-        return sorted({a.precision for a in self.artifacts if a.format == format and a.kind == "depth"})
+        return sorted({a.precision for a in self.artifacts if a.format == format and a.kind == DEPTH})
 
 
 def _describe(a: Artifact) -> str:
@@ -215,5 +215,5 @@ def load_export(path: str | Path, verify: bool = True) -> ExportBundle:
         tokenizer_json=tokenizer_json, max_len=m["max_len"], method=m["method"], exit_mode=m["exit_mode"],
         depths=list(m["depths"]), artifacts=artifacts, exit_table=(root / table["file"]) if table else None,
         probe=(root / probe["file"]) if probe else None,
-        predictor=m.get("predictor", "table" if table else None), entropy=m.get("entropy"),
+        predictor=predictor_of(m), entropy=m.get(ENTROPY),
     )

@@ -277,10 +277,10 @@ class _Classifier:
             return served_guarantee(manifest, ENTROPY, {"tau": self.entropy.threshold})
         if self.probe is not None:
             p = self.probe.probe
-            return served_guarantee(manifest, "probe", {"risk": p.risk, "escalate": p.escalate})
+            return served_guarantee(manifest, PROBE, {"risk": p.risk, "escalate": p.escalate})
         pred = self.predictor
         if not isinstance(pred, FixedDepth) and hasattr(pred, "quantile") and hasattr(pred, "margin"):
-            return served_guarantee(manifest, "table", {"quantile": pred.quantile, "margin": pred.margin})
+            return served_guarantee(manifest, TABLE, {"quantile": pred.quantile, "margin": pred.margin})
         return None
 
     def predict_depths(self, enc: Encoded) -> np.ndarray:

@@ -22,6 +22,8 @@ from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ArtifactError, BackendUnavailable, ConfigError, GeepError
 from geep_deploy.limits import check_depths
 from geep_deploy.names import (
+    CONT,
+    DEPTH,
     EMBED,
     ENTROPY,
     FORMAT_OF_BACKEND,
@@ -29,6 +31,7 @@ from geep_deploy.names import (
     ONNX,
     ONNXRUNTIME,
     PLAN,
+    PREFIX,
     PROBE,
     TABLE,
     TENSORRT,
@@ -96,7 +99,7 @@ def build_parts(export_dir: Path, options: LoadOptions | None = None) -> Parts:
     _check_probe_knobs(kind, o, bundle)
     if fixed_depth is not None:
         table = FixedDepth(fixed_depth, L)
-    elif kind == "table" and bundle.exit_table is None:
+    elif kind == TABLE and bundle.exit_table is None:
         raise ArtifactError(
             f"runtime | {export_dir} has no exit table, so exits cannot be predicted. Export with "
             "`--exit-table`, or load with fixed_depth=k to run one depth."
@@ -125,7 +128,7 @@ def build_parts(export_dir: Path, options: LoadOptions | None = None) -> Parts:
         try:
             parts.probe = _probe_dispatch(parts, probe, backend, device, precision, want, o.threads)
         except ArtifactError as e:
-            damaged = backend != TORCH and bundle.has(kind="prefix", format=FORMAT_OF_BACKEND[backend],
+            damaged = backend != TORCH and bundle.has(kind=PREFIX, format=FORMAT_OF_BACKEND[backend],
                                                       precision=weights_precision(precision))
             if predictor is not None or table is None or damaged:  # asked for by name, nothing else to dispatch
                 raise  # by, or the graphs are there but damaged: never answer by another predictor silently
@@ -160,8 +163,8 @@ def _predictor_kind(bundle: Any, predictor: str | None, fixed_depth: int | None)
     the export's."""
     if fixed_depth is not None:  # LoadOptions refused fixed_depth with predictor='probe' or 'entropy'
         return None
-    kind = predictor or bundle.predictor or "table"
-    if kind == "probe" and bundle.probe is None:
+    kind = predictor or bundle.predictor or TABLE
+    if kind == PROBE and bundle.probe is None:
         raise ConfigError(f"runtime | {bundle.root} carries no probe. Fit one with `geep-deploy calibrate "
                           "--predictor probe` and export with --probe, or load with predictor='table'.")
     if kind == ENTROPY and bundle.entropy is None:
@@ -232,11 +235,11 @@ def _probe_dispatch(parts: Parts, probe: Any, backend: str, device: str, precisi
 
     bundle, opened = parts.bundle, []
     try:
-        opened.append(_open_checked(bundle, parts, backend, device, precision, kind="prefix", depth=None,
+        opened.append(_open_checked(bundle, parts, backend, device, precision, kind=PREFIX, depth=None,
                                     threads=threads))
         conts = {}
         for d in (k for k in want if k >= first_continuation(probe.exit_mode)):
-            conts[d] = _open_checked(bundle, parts, backend, device, precision, kind="cont", depth=d,
+            conts[d] = _open_checked(bundle, parts, backend, device, precision, kind=CONT, depth=d,
                                      threads=threads)
             opened.append(conts[d])
         host_table = getattr(parts.predictor, "pred", parts.predictor)  # the NumPy twin computes the features
@@ -313,7 +316,7 @@ def _encoder(bundle: Any) -> TextEncoder:
 
 
 def _open_checked(bundle: Any, parts: Parts, backend: str, device: str, precision: str, *, depth: int | None,
-                  threads: int | None, kind: str = "depth") -> BaseEngine:
+                  threads: int | None, kind: str = DEPTH) -> BaseEngine:
     """``make_engine`` for a graph of any kind (depth, prefix, cont, embed, layer): the one loading path, so a
     graph or weights file that does not load is an ``ArtifactError`` naming its file whatever its kind."""
     try:
@@ -400,7 +403,7 @@ def segment_engines(parts: Parts, backend: str, device: str, precision: str,
     L = parts.bundle.shape.num_hidden_layers
     opened: list[BaseEngine] = []
     try:
-        for kind, depth in [("embed", None)] + [("layer", k) for k in range(1, L + 1)]:
+        for kind, depth in [(EMBED, None)] + [(LAYER, k) for k in range(1, L + 1)]:
             opened.append(_open_checked(parts.bundle, parts, backend, device, precision, kind=kind, depth=depth,
                                         threads=threads))
     except BaseException as e:

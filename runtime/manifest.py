@@ -50,6 +50,8 @@ from geep_deploy.names import (
     MODEL,
     ONNX,
     PREDICTOR_KINDS,
+    STUDENT,
+    TABLE,
     first_continuation,
 )
 from geep_deploy.safe_io import UnsafePath, check_format, read_json
@@ -229,7 +231,7 @@ def schema_problems(m: dict[str, Any]) -> list[str]:
         out.append("artifacts must be a non-empty list")
     else:
         for i, a in enumerate(arts):
-            out += _artifact_problems(i, a, depths, n, first_continuation(m.get("exit_mode", "student")))
+            out += _artifact_problems(i, a, depths, n, first_continuation(m.get("exit_mode", STUDENT)))
     trt = m.get("tensorrt")
     if trt is not None and not isinstance(trt, dict):
         out.append("tensorrt must be an object or null")
@@ -297,3 +299,9 @@ def verify_files(root: Path, m: dict[str, Any], check_hash: bool = True) -> None
             raise ArtifactError(
                 f"export | {p} is corrupted: its sha256 differs from the manifest's. Re-export with --force."
             )
+
+
+def predictor_of(manifest: dict[str, Any]) -> str | None:
+    """The predictor kind an export dispatches by: the manifest's ``predictor``, else (manifests written before it
+    was recorded) the token table when the export has one, else None (a fixed-depth export)."""
+    return manifest.get("predictor") or (TABLE if manifest.get("exit_table") else None)

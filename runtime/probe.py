@@ -35,7 +35,7 @@ import numpy as np
 
 from geep_deploy.errors import ConfigError, TableError
 from geep_deploy.exits import normalized_entropy, softmax
-from geep_deploy.names import EXIT_MODES, SKIP
+from geep_deploy.names import EXIT_MODES, SKIP, STUDENT
 from geep_deploy.options import KEEP, Keep
 
 FEATURES = ("entropy", "margin", "max_prob", "table_depth", "table_deep", "log_length")
@@ -227,7 +227,7 @@ def parse_identity(value: Any) -> str | None:
 
 
 def probe_cost(depths: np.ndarray, escalated: np.ndarray, num_layers: int,
-               exit_mode: str = "student") -> tuple[np.ndarray, np.ndarray]:
+               exit_mode: str = STUDENT) -> tuple[np.ndarray, np.ndarray]:
     """(layers, exit heads) each row runs under the probe dispatch, for ``geep_deploy.flops``.
 
     Every row runs layer 1 and head 1; a row at depth d > 1 adds layers 2..d and head d; an escalated row adds

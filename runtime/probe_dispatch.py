@@ -40,7 +40,7 @@ from engines.base import BaseEngine
 from geep_deploy.encoding import Encoded, pad_batch
 from geep_deploy.errors import ConfigError
 from geep_deploy.exits import check_logits
-from geep_deploy.names import first_continuation
+from geep_deploy.names import CONT, PREFIX, first_continuation
 from geep_deploy.options import KEEP, Keep
 from runtime.dispatch import Group, depth_map, plan_groups, restore_order
 from runtime.keys import pad_rows
@@ -278,7 +278,7 @@ def continuation_kinds(bundle: Any) -> list[tuple[str, int | None]]:
     """The (kind, depth) graphs the probe dispatch of ``bundle`` runs: ``prefix`` and ``cont{d}`` for every
     exported depth from the exit mode's first continuation on."""
     first = first_continuation(bundle.exit_mode)
-    return [("prefix", None), *(("cont", d) for d in bundle.depths if d >= first)]
+    return [(PREFIX, None), *((CONT, d) for d in bundle.depths if d >= first)]
 
 
 def _length_chunks(enc: Encoded, max_group: int, call_cost: float | None = None) -> list[Group]:

@@ -25,6 +25,7 @@ from geep_deploy.encoding import length_sorted_batches
 from geep_deploy.errors import ArtifactError, ConfigError
 from geep_deploy.flops import flops_speedup
 from geep_deploy.machine import machine_info
+from geep_deploy.names import ONNXRUNTIME
 from runtime.dispatch import DISPATCH_REVISION, plan_groups
 from runtime.engine import GeepEngine
 from runtime.layerwise import EngineSegments
@@ -171,7 +172,6 @@ def refusal(bundle: Any, backend: str, device: str, precision: str, family: str 
     from geep_deploy.names import (
         ENTROPY,
         FORMAT_OF_BACKEND,
-        ONNXRUNTIME,
         PLAN,
         TENSORRT,
         TORCH,
@@ -375,7 +375,7 @@ def engine_settings(backend: str, device: str) -> dict[str, Any]:
     """The runtime settings that change a timing without changing a graph (a cached bench is stale without them):
     the dispatch path's revision and, on ONNX Runtime, the session's disabled rewrites."""
     settings: dict[str, Any] = {"dispatch_revision": DISPATCH_REVISION}
-    if backend == "onnxruntime":
+    if backend == ONNXRUNTIME:
         from engines.ort import default_disabled_optimizers
 
         settings["ort_disabled_optimizers"] = list(default_disabled_optimizers(device))

@@ -20,6 +20,7 @@ from typing import Any
 from geep_deploy.bench.loadgen import ServerProcess, http_get, load
 from geep_deploy.data import bundled_data_dir, load_split
 from geep_deploy.service.metrics import parse_samples
+from runtime.manifest import predictor_of
 
 POOL_ON = ["--max-batch", "64", "--max-wait-ms", "5"]
 POOL_OFF = ["--max-batch", "1", "--max-wait-ms", "0"]
@@ -240,7 +241,7 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
                "node": platform.node()}
     return {"command": cfg.command,
             "machine": machine, "export": str(cfg.export), "num_layers": num_layers,
-            "predictor": manifest.get("predictor") or ("table" if manifest.get("exit_table") else None),
+            "predictor": predictor_of(manifest),
             "call_cost_tokens": default_call_cost("cpu"),
             "workload": {"data": "SST-2 dev (bundled), one text per request", "levels": levels,
                          "max_requests_per_level": cfg.max_requests, "time_limit_s_per_level": cfg.time_limit_s,

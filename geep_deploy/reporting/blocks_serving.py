@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from geep_deploy.names import TABLE
 from geep_deploy.reporting.format import machine, pct, table
 from geep_deploy.reporting.sources import Results
 
@@ -57,7 +58,7 @@ def serving_lines(d: dict[str, Any]) -> list[str]:
         rows_acc = next(x["served_accuracy"]["rows"] for x in d["records"] if "served_accuracy" in x)
         served = (f" Accuracy of the answers served on all {rows_acc} dev texts: GEEP {_served_accuracy(d, 'geep')}, "
                   f"`full` {_served_accuracy(d, 'full')}.")
-    return [f"Export `{d['export']}` (exit predictor: {d.get('predictor') or 'table'}), {d['workload']['threads']} "
+    return [f"Export `{d['export']}` (exit predictor: {d.get('predictor') or TABLE}), {d['workload']['threads']} "
             f"intra-op thread(s) per server or replica, at most {d['workload']['pool_on'][-1]} rows per engine call "
             f"when pooled{', cut by padded work' if d.get('call_cost_tokens') is not None else ''}. Machine: "
             f"{machine(d['machine'])}; 1-minute load average {min(loads):.0f}-{max(loads):.0f} during "
