@@ -16,7 +16,18 @@ from torch import nn
 
 from geep_deploy.errors import ConfigError
 from geep_deploy.model import DepthModel, ExitBert, mask_to_bias
-from geep_deploy.names import CONT, DEPTH, EMBED, EXIT_MODES, GRAPH_KINDS, LAYER, PREFIX, first_continuation
+from geep_deploy.names import (
+    CONT,
+    DEPTH,
+    EMBED,
+    EXIT_MODES,
+    GRAPH_KINDS,
+    LAYER,
+    PREFIX,
+    STUDENT,
+    exits_through_teacher,
+    first_continuation,
+)
 
 BS = ["batch", "seq"]
 
@@ -95,7 +106,7 @@ class ContinuationModule(nn.Module):
     ``d = 1``: layer L and the teacher straight on the layer-1 states.
     """
 
-    def __init__(self, model: ExitBert, depth: int, exit_mode: str = "student") -> None:
+    def __init__(self, model: ExitBert, depth: int, exit_mode: str = STUDENT) -> None:
         super().__init__()
         model._check_depth(depth)
         if exit_mode not in EXIT_MODES:
@@ -110,12 +121,12 @@ class ContinuationModule(nn.Module):
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         bias = mask_to_bias(attention_mask, hidden.dtype)
         h = self.model.run_layers(hidden, bias, 1, self.depth)
-        if self.exit_mode == "skip" and self.depth < self.model.num_layers:
+        if exits_through_teacher(self.exit_mode, self.depth, self.model.num_layers):
             return self.model.teacher_from(h, bias, attention_mask)
         return self.model.classify(self.depth, h, attention_mask)
 
 
-def graph_module(model: ExitBert, kind: str, depth: int | None = None, exit_mode: str = "student") -> nn.Module:
+def graph_module(model: ExitBert, kind: str, depth: int | None = None, exit_mode: str = STUDENT) -> nn.Module:
     """The module of one graph kind; its ``forward`` takes ``io_spec``'s inputs in order."""
     if kind == DEPTH:
         return DepthModel(model, model.num_layers if depth is None else int(depth), exit_mode)

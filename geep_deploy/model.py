@@ -27,7 +27,7 @@ from torch import nn
 
 from geep_deploy.config import BertShape
 from geep_deploy.errors import CheckpointError, ConfigError
-from geep_deploy.names import EXIT_MODES
+from geep_deploy.names import EXIT_MODES, STUDENT, exits_through_teacher
 
 POOLINGS = ("mean", "cls")
 
@@ -227,7 +227,7 @@ class ExitBert(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         depth: int | None = None,
-        exit_mode: str = "student",
+        exit_mode: str = STUDENT,
     ) -> torch.Tensor:
         """Logits at ``depth`` (defaults to L), computing only the layers that depth needs."""
         depth = self.num_layers if depth is None else depth
@@ -236,7 +236,7 @@ class ExitBert(nn.Module):
             raise ConfigError(f"model | exit_mode must be one of {EXIT_MODES}, got {exit_mode!r}.")
         h, bias = self._prepare(input_ids, attention_mask, token_type_ids)
         h = self.run_layers(h, bias, 0, depth)
-        if exit_mode == "skip" and depth < self.num_layers:
+        if exits_through_teacher(exit_mode, depth, self.num_layers):
             return self.teacher_from(h, bias, attention_mask)
         return self.classify(depth, h, attention_mask)
 
@@ -279,7 +279,7 @@ class ExitBert(nn.Module):
 class DepthModel(nn.Module):
     """``ExitBert`` fixed to one depth and exit mode: the module exported as that depth's engine."""
 
-    def __init__(self, model: ExitBert, depth: int, exit_mode: str = "student") -> None:
+    def __init__(self, model: ExitBert, depth: int, exit_mode: str = STUDENT) -> None:
         super().__init__()
         model._check_depth(depth)
         self.model, self.depth, self.exit_mode = model, depth, exit_mode

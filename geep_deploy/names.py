@@ -71,6 +71,12 @@ STUDENT, SKIP = "student", "skip"
 EXIT_MODES = (STUDENT, SKIP)  # depth k < L exits through student head k, or through layer L and the teacher
 
 
+def exits_through_teacher(exit_mode: str, depth: int, num_layers: int) -> bool:
+    """Whether a row answered at ``depth`` runs layer L and the teacher after its own layers (the shared exit path
+    of ``skip`` below depth L) rather than its student head."""
+    return exit_mode == SKIP and depth < num_layers
+
+
 def first_continuation(exit_mode: str) -> int:
     """The shallowest ``cont{d}`` graph an exit mode has: 2 for student heads (depth 1 answers from the prefix
     graph's own head), 1 for the shared exit path (depth 1 still runs layer L and the teacher)."""

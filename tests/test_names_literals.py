@@ -1,5 +1,6 @@
 """The names in ``geep_deploy/names.py`` are the only spelling of backends, predictor kinds, graph kinds and exit
-modes in the layers that load and run exports (``engines/``, ``runtime/``, ``export/``): a comparison, a default or
+modes in the core modules and the layers that load and run exports (``geep_deploy/*.py``, ``engines/``,
+``runtime/``, ``export/``): a comparison, a default or
 a ``kind=``/``backend=``/``exit_mode=``/``predictor=`` argument spelled as a string literal would keep working
 after a rename in names.py and quietly take the wrong branch. Strings in messages and docstrings are not checked.
 """
@@ -20,7 +21,13 @@ OTHER_MEANINGS = {
     ("runtime/dispatch.py", "auto"): "call_cost='auto' (the per-device default cost), not the backend",
     ("runtime/engine.py", "auto"): "call_cost='auto'",
     ("export/options.py", "entropy"): "the calibration's exit rule (entropy or consistency), not the predictor",
+    ("geep_deploy/exits.py", "entropy"): "the exit rule",
 }
+
+
+def _files() -> list[Path]:
+    """The core modules (``geep_deploy/*.py``; its app subpackages aside) and every module of ``PACKAGES``."""
+    return sorted((ROOT / "geep_deploy").glob("*.py")) + [p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))]
 
 
 def _literals(tree: ast.AST) -> list[ast.Constant]:
@@ -53,12 +60,11 @@ def _literals(tree: ast.AST) -> list[ast.Constant]:
 
 def test_backends_kinds_and_exit_modes_are_spelled_by_names_py() -> None:
     spelled = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
-            for c in _literals(ast.parse(path.read_text(encoding="utf-8"))):
-                if c.value in VOCABULARY and (rel, c.value) not in OTHER_MEANINGS:
-                    spelled.append(f"{rel}:{c.lineno} {c.value!r}")
+    for path in _files():
+        rel = path.relative_to(ROOT).as_posix()
+        for c in _literals(ast.parse(path.read_text(encoding="utf-8"))):
+            if c.value in VOCABULARY and (rel, c.value) not in OTHER_MEANINGS:
+                spelled.append(f"{rel}:{c.lineno} {c.value!r}")
     assert spelled == [], "use the constant from geep_deploy/names.py:\n" + "\n".join(spelled)
 
 
