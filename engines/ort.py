@@ -164,6 +164,26 @@ def default_disabled_optimizers(device: str) -> tuple[str, ...]:
     return CPU_DISABLED_OPTIMIZERS if device == "cpu" else ()
 
 
+def optimized_op_types(graph: Path, disabled_optimizers: tuple[str, ...]) -> list[str]:
+    """The op types of ``graph`` after ONNX Runtime's CPU graph optimiser, with ``disabled_optimizers`` off: what a
+    CPU session runs (e.g. whether a rewrite such as SkipLayerNormalization fused). The session is built here, with
+    the same switches `OrtEngine` passes, so a count read from it describes the engines that are timed."""
+    import tempfile
+
+    import onnx
+
+    ort = import_ort()
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
+        ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=list(disabled_optimizers))
+        model = onnx.load(so.optimized_model_filepath, load_external_data=False)
+    return [n.op_type for n in model.graph.node]
+
+
 def cuda_provider_options(precision: str) -> dict[str, str]:
     """CUDA execution provider options: TF32 off for fp32 and int8 (ORT's default is on; int8's float ops are
     fp32, as in TensorRT's int8, ``export.trt_build.INT8_MEANING``), on for tf32."""

@@ -15,7 +15,6 @@ matches. Repeats are interleaved (`padding_bench.interleaved`); ratios are again
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,17 +28,9 @@ FUSED_OP = "SkipLayerNormalization"
 
 def fused_nodes(graph: Path, disabled: tuple[str, ...]) -> int:
     """How many ``SkipLayerNormalization`` nodes ORT's CPU optimiser builds in ``graph`` with ``disabled`` off."""
-    import onnx
-    import onnxruntime as ort
+    from engines.ort import optimized_op_types
 
-    with tempfile.TemporaryDirectory() as tmp:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
-        ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled))
-        model = onnx.load(so.optimized_model_filepath, load_external_data=False)
-    return sum(n.op_type == FUSED_OP for n in model.graph.node)
+    return sum(op == FUSED_OP for op in optimized_op_types(graph, disabled))
 
 
 def _layerwise_pass(segments: Any, feeds: list[dict[str, np.ndarray]]) -> Callable[[], None]:
