@@ -57,6 +57,19 @@ def available_backends() -> list[str]:
     return [b for b, (_, _, lib) in BACKENDS.items() if importlib.util.find_spec(lib) is not None]
 
 
+def backend_conflict(backend: str, device: str, precision: str) -> str | None:
+    """Why ``backend`` cannot run ``precision`` on ``device`` whatever the export holds, or None: one statement of
+    these rules for the loader (`runtime.loading`, an error) and the bench (a refused cell)."""
+    if backend == TENSORRT and device != "cuda":
+        return "TensorRT runs on CUDA only; use device cuda (--device cuda) or another backend."
+    if precision == "tf32" and backend != TORCH:
+        return (f"tf32 (TF32 matmuls on fp32 weights) runs on the torch backend only; {backend} would run fp32 or "
+                "its own TF32 setting. Use the torch backend (--backend torch), or fp32.")
+    if precision == "int8" and backend == TORCH:
+        return "the torch backend has no int8; int8 runs on onnxruntime (QDQ/dynamic) or tensorrt plans."
+    return None
+
+
 def resolve_backend(backend: str, device: str, *, has_plans: bool, has_onnx: bool, precision: str = "fp32") -> str:
     """``auto`` -> tensorrt (CUDA, plans of this precision, library) > onnxruntime (graphs of this precision,
     library) > torch; tf32 (TF32 matmuls on fp32 weights) is torch's alone. Else the canonical name."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import BaseEngine
-from engines.registry import open_engine, resolve_backend
+from engines.registry import backend_conflict, open_engine, resolve_backend
 from geep_deploy.encoding import TextEncoder
 from geep_deploy.errors import ArtifactError, BackendUnavailable, ConfigError, GeepError
 from geep_deploy.limits import check_depths
@@ -75,8 +75,6 @@ def make_engine(bundle: Any, parts: Parts, backend: str, device: str, precision:
         return open_engine(ONNXRUNTIME, art.path, device=device, precision=precision, pool=parts.shared,
                            threads=threads, check_inputs=False, name=f"onnxruntime {kind} {depth or ''}".strip(),
                            **parts.ort_options)
-    if device != "cuda":
-        raise ConfigError("runtime | the tensorrt backend runs on CUDA only; use device='cuda'.")
     return open_engine(TENSORRT, art.path, precision=precision, scratch=parts.shared, check_inputs=False)
 
 
@@ -90,9 +88,9 @@ def build_parts(export_dir: Path, options: LoadOptions | None = None) -> Parts:
     backend = resolve_backend(o.backend, device, precision=precision,
                               has_plans=any(a.format == PLAN and a.precision == wp for a in arts),
                               has_onnx=any(a.format == ONNX and a.precision == wp for a in arts))
-    if precision == "tf32" and backend != TORCH:
-        raise ConfigError(f"runtime | precision tf32 (TF32 matmuls) runs on the torch backend only; {backend} "
-                          "would run fp32. Use --backend torch, or --precision fp32.")
+    conflict = backend_conflict(backend, device, precision)
+    if conflict is not None:
+        raise ConfigError(f"runtime | {conflict}")
     L = bundle.shape.num_hidden_layers
     want = _wanted_depths(bundle.depths, o.depths, fixed_depth)
     kind = _predictor_kind(bundle, predictor, fixed_depth)

@@ -34,7 +34,7 @@ def _cfg(export: Path, data: Path, **kw) -> BenchConfig:
 def test_refusals_name_the_reason(export) -> None:
     b = load_export(export)
     assert refusal(b, "onnxruntime", "cpu", "fp32") is None
-    assert "torch backend's alone" in refusal(b, "onnxruntime", "cpu", "tf32")
+    assert "runs on the torch backend only" in refusal(b, "onnxruntime", "cpu", "tf32")
     assert "no int8" in refusal(b, "torch", "cpu", "int8")
     assert "CUDA only" in refusal(b, "tensorrt", "cpu", "fp16")
     assert "no onnxruntime fp16 artifacts" in refusal(b, "onnxruntime", "cpu", "fp16")

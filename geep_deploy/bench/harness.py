@@ -169,31 +169,19 @@ def refusal(bundle: Any, backend: str, device: str, precision: str, family: str 
 
     Checked before anything loads, so an impossible cell is an up-front "refused" row, not a crash mid-run.
     """
-    from geep_deploy.names import (
-        ENTROPY,
-        FORMAT_OF_BACKEND,
-        PLAN,
-        TENSORRT,
-        TORCH,
-        weights_precision,
-    )
+    from engines.registry import backend_conflict, resolve_backend
+    from geep_deploy.names import AUTO, ENTROPY, FORMAT_OF_BACKEND, PLAN, TENSORRT, weights_precision
     from runtime.loading import check_segments
     from runtime.probe_dispatch import continuation_kinds
 
-    if backend == "auto":
-        from engines.registry import resolve_backend
-
+    if backend == AUTO:
         wp = weights_precision(precision)
         backend = resolve_backend(backend, device, precision=precision,
                                   has_plans=any(a.format == PLAN and a.precision == wp for a in bundle.artifacts),
                                   has_onnx=precision in bundle.precisions())
-    if backend == TENSORRT and device != "cuda":
-        return "TensorRT runs on CUDA only; use --device cuda or another backend."
-    if precision == "tf32" and backend != TORCH:
-        return (f"tf32 (TF32 matmuls on fp32 weights) is the torch backend's alone; {backend} would run fp32 or "
-                "its own TF32 setting. Use --backend torch for tf32.")
-    if precision == "int8" and backend == TORCH:
-        return "the torch backend has no int8; int8 runs on onnxruntime (QDQ/dynamic) or tensorrt plans."
+    conflict = backend_conflict(backend, device, precision)
+    if conflict is not None:
+        return conflict
     if backend in (ONNXRUNTIME, TENSORRT):
         fmt, wp = FORMAT_OF_BACKEND[backend], weights_precision(precision)
         have = bundle.precisions(fmt)
