@@ -1,5 +1,6 @@
 """Exit-table and exit-prediction cost (``bench/exit_table_bench.py`` is its command line): table throughput of the
-NumPy and CuPy twins, and exit prediction plus ``plan_groups`` as a share of the full model's batch time.
+NumPy and CuPy twins, and exit prediction plus ``plan_groups`` as a share of the full model's batch time on the
+backend that serves on the CPU (ONNX Runtime; ``--model-backend torch`` for the eager module).
 
 Every figure is given as wall-clock and as process CPU time: on a shared machine CPU time is the better estimate
 of an idle core.
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from geep_deploy.bench.machine import cpu_bench_machine_info
+from geep_deploy.names import ONNXRUNTIME, TORCH
 from runtime.exit_table import ExitHashTable
 from runtime.keys import EMPTY_KEY
 
@@ -105,15 +108,25 @@ def bench_cupy_table(sizes: list[int], repeats: int) -> dict[str, Any]:
     return {"device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "rows": rows}
 
 
-def bench_prediction_share(batch_sizes: list[int], repeats: int, threads: int) -> dict[str, Any]:
+def bench_prediction_share(batch_sizes: list[int], repeats: int, threads: int,
+                           backend: str = ONNXRUNTIME) -> dict[str, Any]:
+    """Exit prediction plus ``plan_groups`` against the depth-L model's batch time on ``backend`` (through the
+    runner protocol, `engines.registry.open_engine`: ONNX Runtime runs a depth-L graph traced here, torch the
+    eager module), on the bundled SST-2 dev rows."""
+    import tempfile
+
+    import onnx
     import torch
 
     torch.set_num_threads(threads)  # on a shared, loaded machine more threads than free cores stall torch badly
 
+    from engines.registry import open_engine
+    from export.onnx_export import export_graph
     from geep_deploy.backbone import load_backbone_dir
     from geep_deploy.data import bundled_data_dir, load_split
     from geep_deploy.encoding import TextEncoder, length_sorted_batches, pad_batch
     from geep_deploy.model import ExitBert
+    from geep_deploy.names import DEPTH
     from runtime.dispatch import plan_groups
     from runtime.predictor import build_predictor
 
@@ -121,6 +134,13 @@ def bench_prediction_share(batch_sizes: list[int], repeats: int, threads: int) -
     model = ExitBert(bb.shape, 2)
     model.load_backbone(bb.weights)
     model.eval()
+    tmp = tempfile.TemporaryDirectory(prefix="geep-share-")
+    if backend == TORCH:
+        engine = open_engine(TORCH, model, kind=DEPTH, depth=L, check_inputs=False)
+    else:
+        graph = Path(tmp.name) / "depth.onnx"
+        onnx.save(export_graph(model, DEPTH, L), str(graph))
+        engine = open_engine(backend, graph, threads=threads, check_inputs=False)
     encoder = TextEncoder(bb.tokenizer_json, 128)
     train = encoder.encode(load_split(bundled_data_dir(), "train").texts_a)
     dev = encoder.encode(load_split(bundled_data_dir(), "dev").texts_a)
@@ -128,17 +148,16 @@ def bench_prediction_share(batch_sizes: list[int], repeats: int, threads: int) -
     labels = np.random.default_rng(0).integers(1, L + 1, len(train))
     predictor = build_predictor(train.ids, labels, L, sorted(encoder.special_ids)).with_params(0.5, 0)
     predictor.weighted_histograms()  # built once at load time in a service
-    out: dict[str, Any] = {"torch_threads": threads, "table_keys": predictor.table.size, "table_capacity": predictor.table.capacity,
-                           "dev_rows": len(dev), "rows": []}
+    out: dict[str, Any] = {"model_backend": backend, "threads": threads, "table_keys": predictor.table.size,
+                           "table_capacity": predictor.table.capacity, "dev_rows": len(dev), "rows": []}
     for b in batch_sizes:
         batches = length_sorted_batches(dev.lengths, b)
         pick = np.linspace(0, len(batches) - 1, {1: 40, 32: 8}.get(b, 4)).round().astype(int)
         chosen = [batches[i] for i in sorted(set(pick.tolist()))]
-        feeds = [{k: torch.from_numpy(v) for k, v in pad_batch(dev.take(idx)).items()} for idx in chosen]
+        feeds = [pad_batch(dev.take(idx)) for idx in chosen]
         rows = [[dev.ids[i] for i in idx] for idx in chosen]
         lengths = [dev.lengths[idx] for idx in chosen]
-        with torch.inference_mode():
-            model(**feeds[0])
+        engine.infer(feeds[0])  # warm-up
         shape = (2, repeats, len(chosen))  # [wall, cpu]
         model_t, pred_t = np.zeros(shape), np.zeros(shape)
         for r in range(repeats):
@@ -147,8 +166,7 @@ def bench_prediction_share(batch_sizes: list[int], repeats: int, threads: int) -
                 d = predictor.predict(rows[j])
                 plan_groups(d, lengths[j])
                 t1, c1 = time.perf_counter(), time.process_time()
-                with torch.inference_mode():
-                    model(**feeds[j])
+                engine.infer(feeds[j])
                 t2, c2 = time.perf_counter(), time.process_time()
                 pred_t[:, r, j], model_t[:, r, j] = (t1 - t0, c1 - c0), (t2 - t1, c2 - c1)
         m, p = np.median(model_t, axis=1).sum(axis=1), np.median(pred_t, axis=1).sum(axis=1)
@@ -162,11 +180,14 @@ def bench_prediction_share(batch_sizes: list[int], repeats: int, threads: int) -
               f"(CPU time: {row['model_cpu_ms_per_batch']:.2f} vs {row['predict_plus_plan_cpu_ms_per_batch']:.3f} ms"
               f" -> {row['share_percent_cpu']:.2f}%)", flush=True)
         out["rows"].append(row)
+    engine.close()
+    tmp.cleanup()
     return out
 
 
-def run_exit_table_bench(sizes: list[int], batch_sizes: list[int], repeats: int = 3, torch_threads: int = 1,
-                         parts: tuple[str, ...] = ("table", "model"), command: str = "") -> dict[str, Any]:
+def run_exit_table_bench(sizes: list[int], batch_sizes: list[int], repeats: int = 3, threads: int = 1,
+                         parts: tuple[str, ...] = ("table", "model"), command: str = "",
+                         model_backend: str = ONNXRUNTIME) -> dict[str, Any]:
     """The result JSON's record: the machine, then the ``table`` throughput and the ``model`` prediction share
     (each where named in ``parts``), and the load average at the end."""
     result: dict[str, Any] = {"machine": cpu_bench_machine_info(), "num_layers": L, "load_factor": 0.5,
@@ -175,6 +196,6 @@ def run_exit_table_bench(sizes: list[int], batch_sizes: list[int], repeats: int 
         result["numpy_table"] = bench_numpy_table(sizes, repeats)
         result["cupy_table"] = bench_cupy_table(sizes, repeats)
     if "model" in parts:
-        result["prediction_share"] = bench_prediction_share(batch_sizes, repeats, torch_threads)
+        result["prediction_share"] = bench_prediction_share(batch_sizes, repeats, threads, model_backend)
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     return result

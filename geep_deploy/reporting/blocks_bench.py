@@ -222,8 +222,8 @@ def block_exit_table(r: Results) -> list[str]:
             f"NumPy table, L = {d['num_layers']}, one process on {machine(m)} (load average "
             f"{m['load_average_at_end'][0]:.1f} at end). Wall-clock per second, and per process CPU-second:", "",
             *table(["keys", "load", "MB", "lookups/s (hit)", "per CPU-s", "lookups/s (miss)", "inserts/s"], rows),
-            "", f"Exit prediction + `plan_groups` against the full MiniLM model (torch, "
-                f"{d['prediction_share']['torch_threads']} thread, length-sorted SST-2 dev batches, interleaved):",
+            "", f"Exit prediction + `plan_groups` against the full MiniLM model ({_share_model(d['prediction_share'])}, "
+                "length-sorted SST-2 dev batches, interleaved):",
             "", *table(["batch", "model ms", "predict + plan ms", "share (wall)", "share (CPU time)"], share)]
 
 
@@ -233,10 +233,17 @@ def value_table_lookups(r: Results) -> str:
                      f"{x['keys']:,} keys" for x in rows)
 
 
+def _share_model(share: dict) -> str:
+    """How the model side of the prediction share ran: ``onnxruntime, 1 thread`` (files before the backend was
+    recorded timed the eager torch module)."""
+    threads = share.get("threads", share.get("torch_threads"))
+    return f"{share.get('model_backend', 'torch')}, {threads} thread{'s' if threads != 1 else ''}"
+
+
 def value_prediction_share(r: Results) -> str:
-    rows = r(TABLE)["prediction_share"]["rows"]
+    share = r(TABLE)["prediction_share"]
     return ", ".join(f"{x['share_percent_cpu']:.2f}% of CPU time ({x['share_percent']:.2f}% wall) at batch "
-                     f"{x['batch_size']}" for x in rows)
+                     f"{x['batch_size']}" for x in share["rows"]) + f" of the full model's ({_share_model(share)})"
 
 
 # ---- padding and pre-packing (bench/padding_bench.py) -----------------------------------------------------------
