@@ -309,8 +309,8 @@ def _export_qdq(ctx: ExportContext, calib_texts: list[str] | None) -> None:
 
     src = ctx.tmp / ONNX / "fp32"
     calib = calibration_feeds(ctx.ckpt.tokenizer_json, ctx.spec.max_len, calib_texts)
-    _write_graphs(ctx, "int8", lambda kind, k: quantize_qdq_graph(src / f"{graph_name(DEPTH, k)}.onnx", calib), variant=QDQ,
-                  kinds=(DEPTH,))
+    _write_graphs(ctx, "int8", lambda kind, k: quantize_qdq_graph(src / f"{graph_name(DEPTH, k)}.onnx", calib),
+                  variant=QDQ, kinds=(DEPTH,))
 
 
 def calibration_texts(calib_data: Any, rows: int = 256) -> list[str] | None:

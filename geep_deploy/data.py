@@ -110,8 +110,16 @@ def _rows_start(p: Path, lines: list[str]) -> tuple[int, int]:
 
 LABELS_TXT = "labels.txt"
 MODEL_LABELS = "the model's labels"
-"""Where a split's label names came from (``read_tsv``'s ``names_from``): a folder's labels.txt, or a checkpoint's or
-export's own names when the folder has neither labels.txt nor train.tsv."""
+"""Where a split's label names came from (``read_tsv``'s ``names_from``): a folder's labels.txt (or train.tsv's
+labels), or a checkpoint's or export's own names when the folder has no labels.txt."""
+_LABEL_SOURCES = {  # names_from -> (what a known name is, how many it names, what to do about another label)
+    LABELS_TXT: ("a name in labels.txt", "labels.txt names",
+                 "Add it to labels.txt (one name per line), or delete labels.txt to have the names taken from "
+                 "train.tsv."),
+    MODEL_LABELS: ("one of the model's labels", "the model's labels are",
+                   "The model was trained on these labels only: drop rows with other labels, or give the folder a "
+                   "labels.txt that maps them."),
+}
 
 
 def _label_id(p: Path, lineno: int, raw: str, label_names: list[str], ids: dict[str, int],
@@ -120,22 +128,16 @@ def _label_id(p: Path, lineno: int, raw: str, label_names: list[str], ids: dict[
     name = raw.strip()
     if name in ids:
         return ids[name]
-    fix = ("Add it to labels.txt (one name per line), or delete labels.txt to have the names taken from train.tsv."
-           if names_from == LABELS_TXT else
-           "The model was trained on these labels only: drop rows with other labels, or give the folder a "
-           "labels.txt that maps them.")
+    known, counted, fix = _LABEL_SOURCES[names_from]
     try:
         label = int(name)
     except ValueError:
         shown = ", ".join(label_names[:10]) + (", ..." if len(label_names) > 10 else "")
-        where = "a name in labels.txt" if names_from == LABELS_TXT else f"one of {names_from}"
-        raise DataError(f"data | {p}:{lineno} label {raw!r} is neither {where} ({shown}) nor an id "
+        raise DataError(f"data | {p}:{lineno} label {raw!r} is neither {known} ({shown}) nor an id "
                         f"0..{len(label_names) - 1}. {fix}") from None
     if not 0 <= label < len(label_names):
-        raise DataError(
-            f"data | {p}:{lineno} label {label} is unknown; {'labels.txt names' if names_from == LABELS_TXT else names_from + ' are'} "
-            f"{len(label_names)} labels (0..{len(label_names) - 1})."
-        )
+        raise DataError(f"data | {p}:{lineno} label {label} is unknown; {counted} {len(label_names)} labels "
+                        f"(0..{len(label_names) - 1}).")
     return label
 
 
@@ -176,7 +178,7 @@ def load_split(data_dir: str | Path, split: str, known_labels: list[str] | None 
     d = Path(data_dir)
     if not d.is_dir():
         raise DataError(f"data | {d} is not a directory. Expected a folder with labels.txt and <split>.tsv.")
-    if known_labels is not None and not (d / "labels.txt").exists():
+    if known_labels is not None and not (d / LABELS_TXT).exists():
         return read_tsv(d / f"{split}.tsv", list(known_labels), MODEL_LABELS)
     return read_tsv(d / f"{split}.tsv", label_names(d))
 

@@ -103,7 +103,8 @@ def parse_methods(text: str, num_layers: int) -> list[MethodSpec]:
                 out += [MethodSpec("pabee", p) for p in ps]
         except ValueError:
             raise ConfigError(f"bench | bad method {item!r}: static:k needs 1 <= k <= {num_layers}, fastbert:s "
-                              "needs 0 <= s <= 1, entropy:T needs 0 <= T <= 1, pabee:p needs p >= 1, geep:Q+M needs quantile 0 <= Q <= 1 and "
+                              "needs 0 <= s <= 1, entropy:T needs 0 <= T <= 1, pabee:p needs p >= 1, geep:Q+M "
+                              "needs quantile 0 <= Q <= 1 and "
                               "margin M >= 0 (e.g. geep:0.5+1), probe:R[+escT] needs risk and threshold in [0, 1] "
                               "(e.g. probe:0.3+esc0.6).") from None
         if at:

@@ -51,10 +51,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="full,geep,fastbert,pabee,static",
                    help="comma list of full, geep[:Q+M], geep-pool[:Q+M] (rows pooled per predicted depth across the "
                         "split), probe[:R[+escT]] (the layer-1 probe dispatch at risk R, escalating above "
-                        "entropy T; exports with --probe), entropy[:T] (the served entropy dispatch, GeepEngine.with_entropy; bare: "
-                        "the export's --entropy threshold), static[:k], fastbert[:speed] (the same rule through the "
-                        "bench's own walk, on FastBERT's export if given), pabee[:patience]; a suffix @NAME "
-                        "runs a method on the export --baseline-export NAME=DIR gives (default: full,geep,fastbert,pabee,static)")
+                        "entropy T; exports with --probe), entropy[:T] (the served entropy dispatch, "
+                        "GeepEngine.with_entropy; bare: the export's --entropy threshold), static[:k], fastbert[:speed] "
+                        "(the same rule through the bench's own walk, on FastBERT's export if given), "
+                        "pabee[:patience]; a suffix @NAME runs a method on the export --baseline-export NAME=DIR gives "
+                        "(default: full,geep,fastbert,pabee,static)")
     p.add_argument("--baseline-export", action="append", default=[], metavar="NAME=DIR",
                    help="run a baseline on its own export, e.g. fastbert=runs/export_fastbert (repeatable; "
                         "default: the same export's heads); any other NAME is an export methods pick with @NAME, "

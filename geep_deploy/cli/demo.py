@@ -38,7 +38,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     from geep_deploy.suite.run import SuiteConfig
 
     budget = SuiteConfig.__dataclass_fields__["epochs"].default
-    p.add_argument("--out", default="runs/demo", help="working directory for checkpoints, exports and demo.json (default: runs/demo)")
+    p.add_argument("--out", default="runs/demo",
+                   help="working directory for checkpoints, exports and demo.json (default: runs/demo)")
     p.add_argument("--epochs", type=int, default=budget,
                    help=f"fine-tuning budget in epochs (default {budget}, the multi-dataset suite's)")
     p.add_argument("--train-rows", type=int, default=TRAIN_ROWS,

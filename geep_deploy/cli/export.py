@@ -50,7 +50,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="depth k < L exits through head k (student) or through layer L and the teacher (skip, "
                              "one layer more); default: the checkpoint's. A --probe must have been calibrated with the same "
                              "--exit-mode")
-    parser.add_argument("--depths", default="all", help="'all' or a list like 1,3,6 (default: all; a `full` checkpoint has depth L only)")
+    parser.add_argument("--depths", default="all",
+                        help="'all' or a list like 1,3,6 (default: all; a `full` checkpoint has depth L only)")
     parser.add_argument("--precision", default="fp32",
                         help=f"comma list of {','.join(EXPORT_PRECISIONS)} (default: fp32)")
     fmt = parser.add_mutually_exclusive_group()

@@ -47,7 +47,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "start random")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="default: cpu")
     p.add_argument("--seed", type=int, default=42, help="seed of initialisation and shuffling (default: 42)")
-    p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (geep, fastbert; default: 1.0)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="distillation temperature (geep, fastbert; default: 1.0)")
     p.add_argument("--exit-set", default=None, help="GEEP's K, e.g. 1,3,5 (default: 1..L-1)")
     p.add_argument("--student-ce-weight", type=float, default=0.0,
                    help="geep: add gold-label cross-entropy to every student's loss with this weight (default 0; "
@@ -111,9 +112,15 @@ def run(args: argparse.Namespace) -> int:
     backbone = load_backbone_dir(args.backbone)  # its config only: the weights load when training starts
     check_max_len("train | --max-len", args.max_len, backbone.shape.max_position_embeddings)
     L = backbone.shape.num_hidden_layers
-    if args.method == "geep" and exit_set is not None and (not exit_set or any(not 1 <= k < L for k in exit_set)):
-        raise ConfigError(f"train | --exit-set {args.exit_set}: the backbone ({backbone.path.name}) has {L} layers, "
-                          f"so GEEP's exit depths K must lie in 1..{L - 1} (depth L is the teacher's).")
+    if args.method == "geep":  # the loss's own rule (`methods.exit_set`), before any data or weights are read
+        from geep_deploy.methods import exit_set as checked_exit_set
+
+        try:
+            checked_exit_set(cfg.geep, L)
+        except ConfigError:
+            raise ConfigError(f"train | --exit-set {args.exit_set}: the backbone ({backbone.path.name}) has {L} "
+                              f"layers, so GEEP's exit depths K must lie in 1..{L - 1} (depth L is the "
+                              "teacher's).") from None
     if args.vocab:
         import tempfile
         from pathlib import Path

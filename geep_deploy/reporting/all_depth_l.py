@@ -173,8 +173,8 @@ def per_set_text(seeds: dict[int, dict[str, Any]]) -> str:
 def set_phrase(check: dict[str, Any], seeds_within: int, seeds: int) -> str:
     """A per-set check in words: ``within the noise (0.996x, noise 4.0%) over its 3 seeds (2 of 3 seeds one by
     one)``."""
-    said = verdict(check)
-    where = "within the noise" if said == "within" else f"OUTSIDE the noise, {said.removeprefix('OUTSIDE (')[:-1]}"
+    where = ("within the noise" if check["within_noise"] else
+             f"OUTSIDE the noise, {'slower' if check['speedup'] < 1.0 else 'faster'}")
     return (f"{where} ({check['speedup']:.3f}x, noise {100 * check['noise']:.1f}%) over its {seeds} seeds "
             f"({seeds_within} of {seeds} seeds one by one)")
 

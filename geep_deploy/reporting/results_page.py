@@ -76,7 +76,6 @@ def _all_depth_l(s: SetResults) -> str:
     return said + (f" ({len(old)} {'; '.join(sorted(set(old)))})" if old else "")
 
 
-
 def _defaults() -> str:
     return ", ".join(f"{device} `{kind}`" for device, kind in DEFAULT_PREDICTOR.items())
 
@@ -109,8 +108,8 @@ def protocol_lines(sets: list[SetResults], depth_l: dict[str, dict[int, dict[str
         "`static:L` from 1.00x in any of them; `aggregate.set_all_depth_l`). It was named in "
         "`bench/all_depth_l_overhead.py` for the check timed on its own (below), after the per-seed rule had missed "
         "both there and here, and is applied unchanged to the suite's own timings, which were not timed again; "
-        "the per-seed count stays beside it: " + _per_set(agg, _all_depth_l) + "." + (f" `{ALL_DEPTH_L}` is {across}." if across else "")
-        + " The same check timed on its own, with "
+        "the per-seed count stays beside it: " + _per_set(agg, _all_depth_l) + "."
+        + (f" `{ALL_DEPTH_L}` is {across}." if across else "") + " The same check timed on its own, with "
         "`full` loaded a second time as the identical contender, by the per-set rule (the suite's rule over every run "
         "of the set's seeds; \"GEEP with every row at depth L\" below): "
         + _per_set(agg, lambda s: D.per_set_text(depth_l.get(s.name, {}))) + ".",
@@ -144,7 +143,8 @@ def protocol_lines(sets: list[SetResults], depth_l: dict[str, dict[int, dict[str
         f"- **Wall-clock** from {BENCH_RUNS} separate bench runs x {_repeats(sets)} interleaved repeats (model "
         "time: everything after tokenisation, GEEP's exit prediction and the baselines' exit checks included; "
         "speed-up against `full` in the same run); each run's figure is printed beside the mean, the noise next to "
-        "every wall-clock table, and *ahead* only where the difference is larger than both the noise line and either side's spread between its runs. Every method cuts its calls with the same cost per "
+        "every wall-clock table, and *ahead* only where the difference is larger than both the noise line and "
+        "either side's spread between its runs. Every method cuts its calls with the same cost per "
         "call, measured on depth-L calls; whether one-layer calls (FastBERT's and PABEE's steps, GEEP's prefix) "
         "should be cut with another cost is not measured.",
         "- **Data hygiene.** Test rows whose text is in the train slice or the pool are dropped: "
